@@ -1,0 +1,3 @@
+from voiceprep.cli import main
+
+main()

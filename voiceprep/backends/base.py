@@ -1,0 +1,81 @@
+"""The one small protocol every TTS backend speaks, built-in or third-party.
+
+A backend is found through the `voiceprep.backends` entry-point group. The entry point
+names a factory (usually the class) called as `factory(voice=..., options=...)`, where
+`options` holds the `-O key=value` pairs (strings) and config-file values. The object it
+returns must offer:
+
+- `name`: the entry-point name;
+- `identity(voice)`: a `BackendIdentity` for the cache key (model, voice, options that
+  change the sound; never an API key);
+- `await synthesize(text, voice=..., rate=..., channels=...)`: a `SynthesizedAudio` —
+  bytes in any format libav decodes, or raw s16le PCM with `rate` and `channels` set.
+  The target rate/channels are hints (a backend may ask its provider for them); the cache
+  normalizes whatever comes back;
+- `unavailable_reason()`: None when usable here, else a short reason ("espeak-ng not
+  found on PATH", "OPENAI_API_KEY is not set").
+
+Errors: raise `TransientBackendError` for what is worth retrying, `PermanentBackendError`
+/ `AuthenticationError` for what is not, `EmptyAudioError` for no audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from voiceprep.errors import EmptyAudioError
+from voiceprep.keys import BackendIdentity
+
+
+@dataclass(frozen=True)
+class SynthesizedAudio:
+    """What a backend returns: a container libav decodes, or raw s16le PCM.
+
+    `rate` and `channels` are None for containers (WAV, MP3, Opus…) and set for raw PCM.
+    """
+
+    data: bytes
+    rate: int | None = None
+    channels: int | None = None
+
+    @property
+    def is_raw_pcm(self) -> bool:
+        return self.rate is not None
+
+    def to_pcm(self, *, rate: int, channels: int) -> bytes:
+        """s16le PCM at `rate`/`channels`, through the decoder. EmptyAudioError if silent-empty."""
+        from voiceprep.decoding import decode  # deferred: PyAV is heavy
+        from voiceprep.wav import wav_bytes
+
+        if not self.data:
+            raise EmptyAudioError("the backend returned no audio")
+        blob = self.data
+        if self.is_raw_pcm:
+            if self.rate == rate and self.channels == channels:
+                return blob
+            blob = wav_bytes(blob, rate=self.rate or rate, channels=self.channels or 1)
+        pcm = b"".join(decode(blob, rate=rate, channels=channels))
+        if not pcm:
+            raise EmptyAudioError("the backend's audio decoded to no samples")
+        return pcm
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def identity(self, voice: str | None = None) -> BackendIdentity: ...
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio: ...
+
+    def unavailable_reason(self) -> str | None: ...
+
+
+class BackendFactory(Protocol):
+    def __call__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
+    ) -> Backend: ...

@@ -1,0 +1,62 @@
+"""The voiceprep command line: parsing, output and exit codes over the library.
+
+Command modules import nothing heavy at module level (no av, httpx or piper), so
+`voiceprep --help` and `--version` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from voiceprep import __version__
+from voiceprep.cli import _output
+from voiceprep.cli._app import app
+from voiceprep.errors import VoiceprepError
+
+_debug = {"on": bool(os.environ.get("VOICEPREP_DEBUG"))}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"voiceprep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks (also VOICEPREP_DEBUG=1).")
+    ] = False,
+) -> None:
+    if debug:
+        _debug["on"] = True
+
+
+# Registering the commands: each module decorates `app` when imported.
+from voiceprep.cli import backends as _backends  # noqa: E402, F401
+from voiceprep.cli import cache as _cache  # noqa: E402, F401
+from voiceprep.cli import decode as _decode  # noqa: E402, F401
+from voiceprep.cli import warm as _warm  # noqa: E402, F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: known errors become one line and their exit code."""
+    try:
+        app(args=argv, prog_name="voiceprep")
+    except VoiceprepError as exc:
+        if _debug["on"]:
+            raise
+        _output.error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,150 @@
+"""Settings with the spec's precedence: flags > VOICEPREP_* env > config file > defaults.
+
+The config file is `voiceprep.toml` in the working directory, else `[tool.voiceprep]` in
+`pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
+`backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
+`max_size`), plus backend options in `[options]` (any backend) and `[backends.NAME]`
+(one backend). API keys never live in the file: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from voiceprep.errors import ConfigError, UsageError
+from voiceprep.units import check_channels, check_rate, parse_size
+
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def default_cache_dir() -> Path:
+    import platformdirs  # deferred: keeps `--help` light
+
+    return Path(platformdirs.user_cache_dir("voiceprep"))
+
+
+@dataclass
+class Settings:
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    backend: str = "piper"
+    voice: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    rate: int = 24000
+    channels: int = 1
+    jobs: int = 4
+    retries: int = 3
+    timeout: float = 60.0
+    max_entries: int | None = None
+    max_size: int | None = None
+
+
+_CONVERTERS: dict[str, Any] = {
+    "cache_dir": lambda v: Path(v).expanduser(),
+    "backend": str,
+    "voice": str,
+    "rate": lambda v: check_rate(int(v)),
+    "channels": lambda v: check_channels(int(v)),
+    "jobs": int,
+    "retries": int,
+    "timeout": float,
+    "max_entries": int,
+    "max_size": lambda v: v if isinstance(v, int) else parse_size(str(v)),
+}
+
+
+def read_config_file(directory: Path | None = None) -> dict[str, Any]:
+    """The config table that applies in `directory` (default: the working directory)."""
+    directory = directory or Path.cwd()
+    own = directory / "voiceprep.toml"
+    if own.is_file():
+        return _load_toml(own)
+    pyproject = directory / "pyproject.toml"
+    if pyproject.is_file():
+        table = _load_toml(pyproject).get("tool", {}).get("voiceprep", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{pyproject}: [tool.voiceprep] must be a table")
+        return table
+    return {}
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _file_options(table: Mapping[str, Any], backend: str) -> dict[str, str]:
+    merged: dict[str, Any] = {}
+    merged.update(table.get("options", {}) or {})
+    merged.update((table.get("backends", {}) or {}).get(backend, {}) or {})
+    for name in merged:
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            raise ConfigError(
+                f"config file: option {name!r} looks like a secret; "
+                "API keys come from the environment only"
+            )
+    return {k: str(v) for k, v in merged.items()}
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """`-O key=value` pairs → dict (the last one wins)."""
+    options: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"invalid option {pair!r}: expected KEY=VALUE")
+        options[name.strip()] = value
+    return options
+
+
+def resolve_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge flags (None means not given), VOICEPREP_* variables, the config file, defaults.
+
+    `flags["options"]` holds the `-O` pairs already parsed; they are laid over the file's.
+    """
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    config = read_config_file() if config is None else config
+    settings = Settings.__new__(Settings)
+    defaults = Settings.__dataclass_fields__
+    for f in fields(Settings):
+        if f.name == "options":
+            continue
+        value: Any = flags.get(f.name)
+        origin = "option"
+        if value is None and (env := environ.get(f"VOICEPREP_{f.name.upper()}")):
+            value, origin = env, f"VOICEPREP_{f.name.upper()}"
+        if value is None and config.get(f.name) is not None:
+            value, origin = config[f.name], f"config file key {f.name!r}"
+        if value is None:
+            default = defaults[f.name]
+            factory = default.default_factory
+            value = factory() if callable(factory) else default.default
+        else:
+            value = _convert(f.name, value, origin)
+        setattr(settings, f.name, value)
+    settings.options = {**_file_options(config, settings.backend), **(flags.get("options") or {})}
+    return settings
+
+
+def _convert(name: str, value: Any, origin: str) -> Any:
+    try:
+        return _CONVERTERS[name](value)
+    except UsageError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
+    except (TypeError, ValueError):
+        raise UsageError(f"{origin}: invalid value {value!r} for {name}") from None

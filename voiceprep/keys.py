@@ -1,0 +1,56 @@
+"""Cache keys: what makes two syntheses interchangeable.
+
+A key is the sha256 of a canonical, versioned JSON encoding of the backend identity
+(name, model, voice, the options that change the sound), the target rate and channel
+count, and the normalized text. Computing it never touches the disk. Changing anything
+in this encoding means bumping KEY_VERSION: old entries then simply stop matching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY_VERSION = 1
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, whitespace runs collapsed to one space, trimmed."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+@dataclass(frozen=True)
+class BackendIdentity:
+    """Everything about a backend that changes the sound it makes for a text."""
+
+    name: str
+    model: str | None = None
+    voice: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "voice": self.voice,
+            "options": {k: self.options[k] for k in sorted(self.options)},
+        }
+
+
+def cache_key(identity: BackendIdentity, text: str, *, rate: int, channels: int) -> str:
+    """The hex sha256 that names one cache entry."""
+    payload = {
+        "v": KEY_VERSION,
+        "backend": identity.as_dict(),
+        "rate": rate,
+        "channels": channels,
+        "text": normalize_text(text),
+    }
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

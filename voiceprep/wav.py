@@ -1,0 +1,105 @@
+"""RIFF/WAVE headers for raw PCM: written by `decode --format wav`, the cache and exports.
+
+Only the two sample formats voiceprep produces are supported: s16 (PCM) and f32 (IEEE
+float), little-endian, interleaved.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+SAMPLE_BYTES = {"s16": 2, "f32": 4}
+_FORMAT_TAG = {"s16": 1, "f32": 3}
+_TAG_FORMAT = {1: "s16", 3: "f32"}
+# A WAV whose length is unknown (streamed to a pipe) carries these sizes, as ffmpeg does.
+UNKNOWN_SIZE = 0xFFFFFFFF
+HEADER_BYTES = 44
+
+
+def wav_header(
+    *, rate: int, channels: int, sample_format: str = "s16", data_bytes: int | None
+) -> bytes:
+    """A 44-byte canonical WAV header; `data_bytes=None` marks a stream of unknown length."""
+    width = SAMPLE_BYTES[sample_format]
+    block_align = channels * width
+    if data_bytes is None:
+        riff_size = data_size = UNKNOWN_SIZE
+    else:
+        data_size = data_bytes
+        riff_size = min(36 + data_bytes, UNKNOWN_SIZE)
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff_size)
+        + b"WAVEfmt "
+        + struct.pack(
+            "<IHHIIHH",
+            16,
+            _FORMAT_TAG[sample_format],
+            channels,
+            rate,
+            rate * block_align,
+            block_align,
+            width * 8,
+        )
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+def wav_bytes(pcm: bytes, *, rate: int, channels: int, sample_format: str = "s16") -> bytes:
+    """PCM wrapped in a complete WAV file."""
+    header = wav_header(
+        rate=rate, channels=channels, sample_format=sample_format, data_bytes=len(pcm)
+    )
+    return header + pcm
+
+
+def patch_wav_sizes(fileobj: BinaryIO, data_bytes: int) -> None:
+    """Rewrite the size fields of a header written with `data_bytes=None` (seekable files)."""
+    fileobj.seek(4)
+    fileobj.write(struct.pack("<I", min(36 + data_bytes, UNKNOWN_SIZE)))
+    fileobj.seek(40)
+    fileobj.write(struct.pack("<I", min(data_bytes, UNKNOWN_SIZE)))
+    fileobj.seek(0, 2)
+
+
+@dataclass(frozen=True)
+class WavFormat:
+    rate: int
+    channels: int
+    sample_format: str
+    data_offset: int
+    data_bytes: int
+
+
+def parse_wav_header(blob: bytes) -> WavFormat:
+    """Read the format and data position of a WAV written by voiceprep (or any plain PCM WAV).
+
+    Walks the chunks, so WAVs with LIST or fact chunks are read too. Raises ValueError when
+    the bytes are not a PCM/float WAV.
+    """
+    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE file")
+    pos = 12
+    fmt: tuple[int, int, int, int] | None = None
+    while pos + 8 <= len(blob):
+        chunk_id = blob[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", blob, pos + 4)
+        body = pos + 8
+        if chunk_id == b"fmt ":
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", blob, body)
+            fmt = (tag, channels, rate, bits)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise ValueError("data chunk before fmt chunk")
+            tag, channels, rate, bits = fmt
+            sample_format = _TAG_FORMAT.get(tag)
+            if sample_format is None or SAMPLE_BYTES[sample_format] * 8 != bits:
+                raise ValueError(f"unsupported WAV sample format (tag {tag}, {bits} bits)")
+            available = len(blob) - body
+            data_bytes = available if size == UNKNOWN_SIZE else min(size, available)
+            return WavFormat(rate, channels, sample_format, body, data_bytes)
+        pos = body + size + (size & 1)
+    raise ValueError("no data chunk")
