@@ -25,7 +25,21 @@ _EXPORTS = {
     "normalize_text": "voiceprep.keys",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "AudioCache",
+    "AudioInfo",
+    "BackendIdentity",
+    "CacheEntry",
+    "SynthesizedAudio",
+    "TTSAudioCache",
+    "__version__",
+    "cache_key",
+    "decode",
+    "get_backend",
+    "load_audio_file",
+    "normalize_text",
+    "probe",
+]
 
 if TYPE_CHECKING:
     from voiceprep.backends import SynthesizedAudio, get_backend

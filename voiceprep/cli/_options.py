@@ -19,7 +19,8 @@ BackendOption = Annotated[
     typer.Option("-O", "--option", metavar="KEY=VALUE", help="Backend option (repeatable)."),
 ]
 Rate = Annotated[
-    int | None, typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000 [default: 24000].")
+    int | None,
+    typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000 [default: 24000]."),
 ]
 Channels = Annotated[
     int | None, typer.Option("-c", "--channels", help="Channels, 1 or 2 [default: 1].")
