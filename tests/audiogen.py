@@ -13,7 +13,8 @@ CODECS: dict[str, tuple[str, str]] = {
     "mp3": ("mp3", "fltp"),
     "aac": ("mp4", "fltp"),
     "opus": ("ogg", "flt"),
-    "libvorbis": ("ogg", "fltp"),
+    "vorbis": ("ogg", "fltp"),
+    "libvorbis": ("ogg", "fltp"),  # not in PyAV's wheels: written with the native "vorbis"
     "flac": ("flac", "s16"),
     "pcm_s16le": ("wav", "s16"),
     "pcm_u8": ("wav", "u8"),
@@ -22,7 +23,10 @@ CODECS: dict[str, tuple[str, str]] = {
     "pcm_mulaw": ("wav", "s16"),
     "pcm_alaw": ("wav", "s16"),
 }
-LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+LAYOUTS = {1: "mono", 2: "stereo", 4: "quad", 6: "5.1", 8: "7.1"}
+# PyAV's wheels have no libvorbis; FFmpeg's own Vorbis encoder is marked experimental.
+ENCODER_ALIASES = {"libvorbis": "vorbis"}
+ENCODER_OPTIONS: dict[str, dict[str, str]] = {"vorbis": {"strict": "experimental"}}
 
 
 def sine(freq: float, seconds: float, rate: int, channels: int = 1, amp: float = 0.5) -> np.ndarray:
@@ -48,8 +52,9 @@ def write_audio(
     enc_fmt = sample_format or enc_fmt
     channels = signal.shape[0]
     layout = LAYOUTS[channels]
+    codec = ENCODER_ALIASES.get(codec, codec)
     with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate)
+        stream = out.add_stream(codec, rate=rate, options=ENCODER_OPTIONS.get(codec))
         stream.layout = layout
         stream.format = enc_fmt
         if bit_rate:
@@ -105,3 +110,95 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> float:
     spectrum = np.abs(np.fft.rfft(windowed))
     spectrum[0] = 0
     return float(np.argmax(spectrum) * rate / len(samples))
+
+
+# --- fixtures for unusual inputs (added for the decoder tests) -------------------------
+
+
+def write_unmasked_wav(path: Path, signal: np.ndarray, *, rate: int) -> Path:
+    """A plain PCM WAV (WAVE_FORMAT_PCM, no channel mask): libav sees "N channels", no order."""
+    from voiceprep.wav import wav_bytes
+
+    pcm = np.clip(signal.T * 32768.0, -32768, 32767).astype("<i2").tobytes()
+    path.write_bytes(wav_bytes(pcm, rate=rate, channels=signal.shape[0]))
+    return path
+
+
+def write_video(
+    path: Path,
+    *,
+    seconds: float = 1.0,
+    audio_rate: int = 44100,
+    freq: float = 440.0,
+    channels: int = 2,
+    with_audio: bool = True,
+    size: int = 64,
+    fps: int = 10,
+) -> Path:
+    """An MP4 with an MPEG-4 video track (a moving gradient) and, optionally, an AAC track."""
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream("aac", rate=audio_rate) if with_audio else None
+        if audio is not None:
+            audio.layout = LAYOUTS[channels]
+        for index in range(int(seconds * fps)):
+            image = np.full((size, size, 3), (index * 10) % 256, dtype=np.uint8)
+            image[:, : size // 2, 0] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if audio is not None:
+            signal = sine(freq, seconds, audio_rate, channels)
+            for start in range(0, signal.shape[1], 1024):
+                block = signal[:, start : start + 1024]
+                frame = av.AudioFrame.from_ndarray(
+                    _to_format(block, "flt"), format="flt", layout=LAYOUTS[channels]
+                )
+                frame.rate = audio_rate
+                frame.pts = start
+                frame.time_base = Fraction(1, audio_rate)
+                for packet in audio.encode(frame):
+                    out.mux(packet)
+            for packet in audio.encode(None):
+                out.mux(packet)
+    return path
+
+
+def with_garbage(source: Path, dest: Path, *, size: int = 20_000, seed: int = 7) -> Path:
+    """A copy of `source` with `size` random bytes inserted in the middle."""
+    data = source.read_bytes()
+    middle = len(data) // 2
+    garbage = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+    dest.write_bytes(data[:middle] + garbage + data[middle:])
+    return dest
+
+
+def truncated(source: Path, dest: Path, *, fraction: float) -> Path:
+    """The first `fraction` of `source`'s bytes."""
+    data = source.read_bytes()
+    dest.write_bytes(data[: int(len(data) * fraction)])
+    return dest
+
+
+def joined(dest: Path, *sources: Path) -> Path:
+    """Files concatenated byte for byte (e.g. two MP3s of different rate and channels)."""
+    dest.write_bytes(b"".join(source.read_bytes() for source in sources))
+    return dest
+
+
+def spectrum_peaks(samples: np.ndarray, rate: int, freqs: list[float]) -> dict[float, float]:
+    """Relative magnitude (0–1, vs the strongest bin) of the spectrum at each frequency."""
+    windowed = samples * np.hanning(len(samples))
+    spectrum = np.abs(np.fft.rfft(windowed))
+    spectrum[0] = 0
+    peak = float(spectrum.max()) or 1.0
+    bins = [int(round(f * len(samples) / rate)) for f in freqs]
+    return {
+        f: float(spectrum[max(b - 2, 0) : b + 3].max()) / peak
+        for f, b in zip(freqs, bins, strict=True)
+    }

@@ -3,8 +3,10 @@
 The config file is `voiceprep.toml` in the working directory, else `[tool.voiceprep]` in
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
-`max_size`), plus backend options in `[options]` (any backend) and `[backends.NAME]`
-(one backend). API keys never live in the file: they come from the environment only.
+`max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
+(any backend) and `[backends.NAME]` (one backend). An unknown key is an error, so a typo
+does not silently do nothing. API keys never live in the file: they come from the
+environment only.
 """
 
 from __future__ import annotations
@@ -47,29 +49,62 @@ _CONVERTERS: dict[str, Any] = {
     "cache_dir": lambda v: Path(v).expanduser(),
     "backend": str,
     "voice": str,
-    "rate": lambda v: check_rate(int(v)),
-    "channels": lambda v: check_channels(int(v)),
-    "jobs": int,
-    "retries": int,
-    "timeout": float,
-    "max_entries": int,
-    "max_size": lambda v: v if isinstance(v, int) else parse_size(str(v)),
+    "rate": lambda v: check_rate(_integer(v)),
+    "channels": lambda v: check_channels(_integer(v)),
+    "jobs": lambda v: _at_least(_integer(v), 1, "jobs"),
+    "retries": lambda v: _at_least(_integer(v), 0, "retries"),
+    "timeout": lambda v: _positive_float(v, "timeout"),
+    "max_entries": lambda v: _at_least(_integer(v), 1, "max_entries"),
+    "max_size": lambda v: _at_least(
+        _integer(v) if isinstance(v, int) else parse_size(str(v)), 1, "max_size"
+    ),
 }
+_TABLES = ("options", "backends")
+
+
+def _integer(value: Any) -> int:
+    # int(2.7) would silently truncate and int(True) is 1: refuse both.
+    if isinstance(value, bool | float):
+        raise ValueError(value)
+    return int(value)
+
+
+def _at_least(value: int, minimum: int, name: str) -> int:
+    if value < minimum:
+        raise UsageError(f"invalid {name} {value}: must be at least {minimum}")
+    return value
+
+
+def _positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value)
+    if not number > 0:
+        raise UsageError(f"invalid {name} {value!r}: must be greater than 0")
+    return number
+
+
+def find_config_file(directory: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """The config file that applies in `directory` (default: the working directory) and its
+    voiceprep table, keys normalized (`cache-dir` → `cache_dir`) and checked."""
+    directory = directory or Path.cwd()
+    own = directory / "voiceprep.toml"
+    if own.is_file():
+        return own, _checked_table(_load_toml(own), own)
+    pyproject = directory / "pyproject.toml"
+    if pyproject.is_file():
+        table = _load_toml(pyproject).get("tool", {}).get("voiceprep")
+        if table is None:
+            return None, {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"{pyproject}: [tool.voiceprep] must be a table")
+        return pyproject, _checked_table(table, pyproject)
+    return None, {}
 
 
 def read_config_file(directory: Path | None = None) -> dict[str, Any]:
     """The config table that applies in `directory` (default: the working directory)."""
-    directory = directory or Path.cwd()
-    own = directory / "voiceprep.toml"
-    if own.is_file():
-        return _load_toml(own)
-    pyproject = directory / "pyproject.toml"
-    if pyproject.is_file():
-        table = _load_toml(pyproject).get("tool", {}).get("voiceprep", {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{pyproject}: [tool.voiceprep] must be a table")
-        return table
-    return {}
+    return find_config_file(directory)[1]
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -82,6 +117,48 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+def _checked_table(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    known = {f.name for f in fields(Settings)} | set(_TABLES)
+    checked: dict[str, Any] = {}
+    for raw_name, value in table.items():
+        name = raw_name.replace("-", "_")
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            raise ConfigError(
+                f"{path}: key {raw_name!r} looks like a secret; "
+                "API keys come from the environment only"
+            )
+        if name not in known:
+            raise ConfigError(f"{path}: unknown key {raw_name!r}")
+        checked[name] = value
+    _check_option_tables(checked, path)
+    return checked
+
+
+def _check_option_tables(table: Mapping[str, Any], path: Path) -> None:
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{path}: 'options' must be a table of backend options")
+    _check_options(options, path, "options")
+    backends = table.get("backends", {})
+    if not isinstance(backends, dict):
+        raise ConfigError(f"{path}: 'backends' must hold one table per backend")
+    for backend, opts in backends.items():
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{path}: [backends.{backend}] must be a table of options")
+        _check_options(opts, path, f"backends.{backend}")
+
+
+def _check_options(options: Mapping[str, Any], path: Path, where: str) -> None:
+    for name, value in options.items():
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            raise ConfigError(
+                f"{path}: [{where}] option {name!r} looks like a secret; "
+                "API keys come from the environment only"
+            )
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{path}: [{where}] option {name!r} must be a single value")
+
+
 def _file_options(table: Mapping[str, Any], backend: str) -> dict[str, str]:
     merged: dict[str, Any] = {}
     merged.update(table.get("options", {}) or {})
@@ -92,7 +169,14 @@ def _file_options(table: Mapping[str, Any], backend: str) -> dict[str, str]:
                 f"config file: option {name!r} looks like a secret; "
                 "API keys come from the environment only"
             )
-    return {k: str(v) for k, v in merged.items()}
+    return {k: _option_text(v) for k, v in merged.items()}
+
+
+def _option_text(value: Any) -> str:
+    # Options travel as strings, like `-O key=value`: TOML `true` becomes "true".
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, str]:
@@ -118,7 +202,10 @@ def resolve_settings(
     """
     flags = flags or {}
     environ = os.environ if environ is None else environ
-    config = read_config_file() if config is None else config
+    config_name = "config file"
+    if config is None:
+        path, config = find_config_file()
+        config_name = str(path) if path else config_name
     settings = Settings.__new__(Settings)
     defaults = Settings.__dataclass_fields__
     for f in fields(Settings):
@@ -129,7 +216,7 @@ def resolve_settings(
         if value is None and (env := environ.get(f"VOICEPREP_{f.name.upper()}")):
             value, origin = env, f"VOICEPREP_{f.name.upper()}"
         if value is None and config.get(f.name) is not None:
-            value, origin = config[f.name], f"config file key {f.name!r}"
+            value, origin = config[f.name], f"{config_name}: key {f.name!r}"
         if value is None:
             default = defaults[f.name]
             factory = default.default_factory

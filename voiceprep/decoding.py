@@ -1,7 +1,24 @@
 """Decoding any file libav reads into raw PCM at a chosen rate and channel count.
 
-FIRST DRAFT (scaffolding): correct API, simple streaming loop. To be completed and
-optimised (corrupt packets, format changes, start/duration, speed).
+`decode()` streams: it yields little-endian interleaved PCM chunks of about a quarter of
+a second and never holds the file in memory. It has two engines, which produce the same
+bytes (libavcodec's decoder, then libswresample with its defaults, as the ffmpeg CLI):
+
+- the **fast path**, for regular files: libavfilter's `amovie` source demuxes and decodes
+  inside one filter graph, `aformat` converts, `asetnsamples` groups the output. Python
+  only sees one frame per output chunk, which is what makes it faster than the ffmpeg CLI
+  (the per-frame Python work, not the codec, is what costs; see docs/performance.md).
+- the **robust path**, for everything else (bytes, file objects, pipes, stdin) and as the
+  fallback when the fast path meets something it does not survive: `amovie` stops at a
+  corrupt packet or a mid-stream format change, while the ffmpeg CLI decodes around the
+  first and rebuilds its filter graph on the second. The robust path demuxes packet by
+  packet, skips packets that fail to decode (reporting each through `on_warning`), and
+  starts a new resampler when the input's rate, layout or sample format changes. Frames
+  are grouped in an `AudioFifo` before the resampler: fewer, bigger resampler calls.
+
+On a fallback the robust path starts again from the beginning and drops the bytes the
+fast path already yielded; as both paths compute the same samples, the output is
+seamless.
 """
 
 from __future__ import annotations
@@ -9,64 +26,60 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from voiceprep.errors import DecodeError, InputError, NoAudioStreamError
+from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
 from voiceprep.units import check_channels, check_rate
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
-_AV_FORMAT = {"s16": "s16", "f32": "flt"}
+WarningHandler = Callable[[str], None]
+
+# sample format name → (libav sample format, bytes per sample)
+SAMPLE_FORMATS: dict[str, tuple[str, int]] = {"s16": ("s16", 2), "f32": ("flt", 4)}
+# Frames per resampler call and samples per yielded chunk. Bigger means less Python per
+# second of audio; a quarter second keeps memory tiny and the first chunk quick.
+_CHUNK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
 class AudioInfo:
+    """What `probe()` reports about a file's (first, best) audio stream."""
+
     container: str
     codec: str
     rate: int
     channels: int
     layout: str
-    duration: float | None
-    bitrate: int | None
+    duration: float | None  # seconds; None when unknown (e.g. some pipes)
+    bitrate: int | None  # bits per second; None when unknown
 
 
-def _source_name(source: Source) -> str:
-    if isinstance(source, bytes):
-        return "<bytes>"
-    if isinstance(source, str | os.PathLike):
-        return "<stdin>" if str(source) == "-" else str(source)
-    return getattr(source, "name", "<stream>")
+@dataclass(frozen=True)
+class _Target:
+    """The output format asked for."""
+
+    rate: int
+    channels: int
+    av_format: str
+    sample_bytes: int
+
+    @property
+    def layout(self) -> str:
+        return "mono" if self.channels == 1 else "stereo"
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.channels * self.sample_bytes
+
+    @property
+    def chunk_samples(self) -> int:
+        return max(1024, int(self.rate * _CHUNK_SECONDS))
 
 
-def _open(source: Source) -> Any:
-    import av
-
-    name = _source_name(source)
-    target: Any
-    if isinstance(source, bytes):
-        target = io.BytesIO(source)
-    elif isinstance(source, str | os.PathLike):
-        if str(source) == "-":
-            target = sys.stdin.buffer
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise InputError(f"{name}: no such file")
-            if path.is_dir():
-                raise InputError(f"{name}: is a directory")
-            if path.stat().st_size == 0:
-                raise DecodeError(f"{name}: empty file")
-            target = str(path)
-    else:
-        target = source
-    try:
-        return av.open(target, mode="r")
-    except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{name}: not a readable audio file ({exc.strerror})") from None
+# --- public API ---------------------------------------------------------------------
 
 
 def decode(
@@ -77,52 +90,46 @@ def decode(
     sample_format: str = "s16",
     start: float | None = None,
     duration: float | None = None,
+    on_warning: WarningHandler | None = None,
 ) -> Iterator[bytes]:
-    """Yield little-endian interleaved PCM chunks at `rate` and `channels`."""
-    import av
+    """Yield little-endian interleaved PCM chunks at `rate` and `channels`, as decoded.
 
-    check_rate(rate)
-    check_channels(channels)
-    if sample_format not in _AV_FORMAT:
-        raise ValueError(f"sample_format must be 's16' or 'f32', not {sample_format!r}")
-    name = _source_name(source)
-    container = _open(source)
-    with container:
-        if not container.streams.audio:
-            raise NoAudioStreamError(f"{name}: no audio stream")
-        stream = container.streams.audio[0]
-        layout = "mono" if channels == 1 else "stereo"
-        resampler = av.AudioResampler(format=_AV_FORMAT[sample_format], layout=layout, rate=rate)
-        width = channels * (2 if sample_format == "s16" else 4)
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                continue
-            for frame in frames:
-                for out in resampler.resample(frame):
-                    yield bytes(memoryview(out.planes[0])[: out.samples * width])
-        for out in resampler.resample(None):
-            yield bytes(memoryview(out.planes[0])[: out.samples * width])
+    `source` is a path, `"-"` (stdin), a binary file object (a pipe is fine: it is only
+    seeked when seekable) or bytes. `start` and `duration` (seconds) are sample-exact:
+    the output skips `round(start * rate)` samples and holds `round(duration * rate)`
+    samples when the input is long enough.
+
+    `on_warning(message)` is called for each recoverable problem (a corrupt packet
+    skipped, a format change mid-stream); nothing is printed.
+
+    Arguments and the source's existence are checked at once (UsageError, InputError);
+    decoding errors arrive during iteration: InputError (unreadable), DecodeError (not
+    audio, nothing decodable), NoAudioStreamError (also a ValueError).
+    """
+    target = _target(rate, channels, sample_format)
+    skip = _samples(start, rate, "start")
+    limit = _samples(duration, rate, "duration")
+    _check_path(source)
+    chunks = _decode_pcm(source, target, on_warning)
+    return _window(chunks, (skip or 0) * target.frame_bytes, _scaled(limit, target.frame_bytes))
 
 
 def probe(source: Source) -> AudioInfo:
+    """Container, codec, rate, channels, layout, duration and bit rate of `source`."""
+    _check_path(source)
     name = _source_name(source)
-    container = _open(source)
-    with container:
-        if not container.streams.audio:
-            raise NoAudioStreamError(f"{name}: no audio stream")
-        stream = container.streams.audio[0]
+    with _open(source) as container:
+        stream = _audio_stream(container, name)
         ctx = stream.codec_context
-        duration = container.duration / 1_000_000 if container.duration else None
         return AudioInfo(
             container=container.format.name,
             codec=ctx.name,
             rate=ctx.sample_rate,
             channels=ctx.channels,
-            layout=ctx.layout.name,
-            duration=duration,
-            bitrate=container.bit_rate or None,
+            layout=_layout_name(ctx.layout),
+            duration=_duration(container, stream),
+            # the stream's own rate (exact for PCM); the container's is file size / time
+            bitrate=ctx.bit_rate or container.bit_rate or None,
         )
 
 
@@ -133,3 +140,375 @@ def load_audio_file(
     if num_channels not in (1, 2):
         raise ValueError(f"num_channels must be 1 or 2, not {num_channels}")
     return b"".join(decode(path, rate=sample_rate, channels=num_channels))
+
+
+# --- argument checks ----------------------------------------------------------------
+
+
+def _target(rate: int, channels: int, sample_format: str) -> _Target:
+    check_rate(rate)
+    check_channels(channels)
+    if sample_format not in SAMPLE_FORMATS:
+        raise UsageError(f"invalid sample format {sample_format!r}: must be 's16' or 'f32'")
+    av_format, sample_bytes = SAMPLE_FORMATS[sample_format]
+    return _Target(rate, channels, av_format, sample_bytes)
+
+
+def _samples(seconds: float | None, rate: int, what: str) -> int | None:
+    if seconds is None:
+        return None
+    if not seconds >= 0:  # also rejects NaN
+        raise UsageError(f"invalid {what} {seconds}: must be 0 or more seconds")
+    return round(seconds * rate)
+
+
+def _scaled(value: int | None, factor: int) -> int | None:
+    return None if value is None else value * factor
+
+
+def _source_name(source: Source) -> str:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return "<bytes>"
+    if isinstance(source, str | os.PathLike):
+        return "<stdin>" if str(source) == "-" else str(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+def _regular_file(source: Source) -> Path | None:
+    """The path when `source` names a regular file (the fast path can reopen it)."""
+    if isinstance(source, str | os.PathLike) and str(source) != "-":
+        path = Path(source)
+        if path.is_file():
+            return path
+    return None
+
+
+def _check_path(source: Source) -> None:
+    """Fail early, with a message naming the file, for paths that cannot be audio."""
+    if not isinstance(source, str | os.PathLike) or str(source) == "-":
+        if isinstance(source, bytes | bytearray) and not source:
+            raise DecodeError("<bytes>: empty input")
+        return
+    name = str(source)
+    path = Path(source)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{name}: {exc.strerror or 'cannot be read'}") from None
+    if path.is_dir():
+        raise InputError(f"{name}: is a directory")
+    if path.is_file():
+        if info.st_size == 0:
+            raise DecodeError(f"{name}: empty file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"{name}: permission denied")
+
+
+# --- opening ------------------------------------------------------------------------
+
+
+def _open(source: Source) -> Any:
+    """An av input container for `source`; typed errors naming it."""
+    import av
+
+    name = _source_name(source)
+    target: Any
+    if isinstance(source, bytes | bytearray | memoryview):
+        target = io.BytesIO(source)
+    elif isinstance(source, str | os.PathLike):
+        target = sys.stdin.buffer if str(source) == "-" else str(source)
+    else:
+        target = source
+    try:
+        return av.open(target, mode="r")
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{name}: no such file") from None
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+    except OSError as exc:  # a file object that fails to read
+        raise InputError(f"{name}: {exc.strerror or exc}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(text).rstrip(".")
+
+
+def _audio_stream(container: Any, name: str) -> Any:
+    if not container.streams.audio:
+        raise NoAudioStreamError(f"{name}: no audio stream")
+    return container.streams.best("audio") or container.streams.audio[0]
+
+
+def _layout_name(layout: Any) -> str:
+    """A mono or stereo file without a channel mask is still plainly mono or stereo."""
+    unordered = all(channel.name == "NONE" for channel in layout.channels)
+    if unordered and layout.nb_channels in (1, 2):
+        return "mono" if layout.nb_channels == 1 else "stereo"
+    return str(layout.name)  # e.g. "6 channels": decode() downmixes it as 5.1
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+# --- the two engines ----------------------------------------------------------------
+
+
+def _decode_pcm(
+    source: Source, target: _Target, on_warning: WarningHandler | None
+) -> Iterator[bytes]:
+    """Every PCM chunk of the file; DecodeError when nothing at all decodes."""
+    import av
+
+    name = _source_name(source)
+    produced = 0
+    container = _open(source)
+    try:
+        stream = _audio_stream(container, name)
+        path = _regular_file(source)
+        if path is not None:
+            index = stream.index
+            container.close()
+            try:
+                for chunk in _fast_path(path, index, target):
+                    produced += len(chunk)
+                    yield chunk
+                if produced:
+                    return
+            except av.error.FFmpegError:
+                pass  # corrupt packet or format change: the robust path decodes around it
+            container = _open(source)
+            stream = _audio_stream(container, name)
+        seekable = _seekable(source)
+        chunks = _robust_path(container, stream, target, name, seekable, on_warning)
+        for chunk in _drop(chunks, produced):
+            produced += len(chunk)
+            yield chunk
+        if not produced:
+            raise DecodeError(f"{name}: no audio could be decoded")
+    finally:
+        container.close()
+
+
+def _fast_path(path: Path, stream_index: int, target: _Target) -> Iterator[bytes]:
+    """amovie → aformat → asetnsamples → sink: decoding and resampling all in libav."""
+    from av.filter import Graph
+
+    graph = Graph()
+    # "file:" keeps a name with a colon from being read as a protocol.
+    source = graph.add("amovie", filename="file:" + str(path.resolve()), streams=str(stream_index))
+    convert = graph.add(
+        "aformat",
+        sample_fmts=target.av_format,
+        sample_rates=str(target.rate),
+        channel_layouts=target.layout,
+    )
+    group = graph.add("asetnsamples", n=str(target.chunk_samples), p="0")
+    sink = graph.add("abuffersink")
+    source.link_to(convert)
+    convert.link_to(group)
+    group.link_to(sink)
+    graph.configure()
+    yield from _pull_all(sink, target.frame_bytes)
+
+
+def _pull_all(sink: Any, frame_bytes: int) -> Iterator[bytes]:
+    import av
+
+    while True:
+        try:
+            frame = sink.pull()
+        except (av.error.EOFError, av.error.BlockingIOError):
+            return
+        # planes[0] carries alignment padding past the samples: slice it off.
+        yield bytes(memoryview(frame.planes[0])[: frame.samples * frame_bytes])
+
+
+def _robust_path(
+    container: Any,
+    stream: Any,
+    target: _Target,
+    name: str,
+    seekable: bool,
+    on_warning: WarningHandler | None,
+) -> Iterator[bytes]:
+    """Packet by packet: skip corrupt packets, rebuild the resampler on format changes."""
+    import av
+    from av.stream import Discard
+
+    for other in container.streams:
+        if other is not stream:
+            other.discard = Discard.all  # do not even parse video or subtitle packets
+    if stream.codec_context.name == "flac":
+        stream.thread_type = "FRAME"  # FLAC decodes frames in parallel; others cannot
+    regroup = _Regrouper(target)
+    time_base = stream.time_base
+    for packet in _packets(container, stream, name, seekable, on_warning):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            _warn(on_warning, f"{name}: skipped a corrupt packet{_at(packet, time_base)}", exc)
+            continue
+        except av.error.FFmpegError as exc:
+            _warn(on_warning, f"{name}: skipped a packet{_at(packet, time_base)}", exc)
+            continue
+        for frame in frames:
+            yield from regroup.add(frame, name, on_warning)
+    yield from regroup.finish()
+
+
+def _packets(
+    container: Any, stream: Any, name: str, seekable: bool, on_warning: WarningHandler | None
+) -> Iterator[Any]:
+    """Demuxed packets; a read error ends the stream, as in the ffmpeg CLI (truncated files)."""
+    import av
+
+    packets = container.demux(stream)
+    count = 0
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            if count == 0:
+                raise DecodeError(
+                    f"{name}: {_unreadable_reason(container, exc, seekable)}"
+                ) from None
+            _warn(on_warning, f"{name}: stopped reading after {count} packets", exc)
+            return
+        count += 1
+        yield packet
+
+
+def _unreadable_reason(container: Any, exc: Exception, seekable: bool) -> str:
+    if not seekable and "mp4" in container.format.name:
+        return (
+            "cannot be read from a pipe: this MP4/M4A keeps its index at the end;"
+            " give the file's path instead"
+        )
+    return f"not a readable audio file ({_reason(exc)})"
+
+
+def _seekable(source: Source) -> bool:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return True
+    if isinstance(source, str | os.PathLike):
+        if str(source) != "-":
+            return Path(source).is_file()
+        source = sys.stdin.buffer
+    try:
+        return bool(source.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Regrouper:
+    """AudioFifo in front of an AudioResampler, both rebuilt when the input format changes."""
+
+    def __init__(self, target: _Target) -> None:
+        self.target = target
+        self.fifo: Any = None
+        self.resampler: Any = None
+        self.input_format: tuple[int, str, str] | None = None
+
+    def add(self, frame: Any, name: str, on_warning: WarningHandler | None) -> Iterator[bytes]:
+        # AudioFifo.write crashes (PyAV 18) on a frame of another format: compare first.
+        key = (frame.sample_rate, frame.layout.name, frame.format.name)
+        if key != self.input_format:
+            yield from self._restart(frame, key, name, on_warning)
+        frame.pts = None  # the fifo checks pts continuity; timing is counted in samples
+        self.fifo.write(frame)
+        chunk = self.target.chunk_samples
+        while self.fifo.samples >= chunk:
+            yield from self._resample(self.fifo.read(chunk))
+
+    def finish(self) -> Iterator[bytes]:
+        if self.fifo is not None and self.fifo.samples:
+            yield from self._resample(self.fifo.read())
+        if self.resampler is not None:
+            yield from self._resample(None)  # the resampler's delayed tail
+
+    def _restart(
+        self,
+        frame: Any,
+        key: tuple[int, str, str],
+        name: str,
+        on_warning: WarningHandler | None,
+    ) -> Iterator[bytes]:
+        """Flush what the old format left, as ffmpeg does when it rebuilds its graph."""
+        import av
+
+        if self.input_format is not None:
+            old = self.input_format
+            _warn(
+                on_warning,
+                f"{name}: format changed mid-stream from {old[0]} Hz {old[1]}"
+                f" to {key[0]} Hz {key[1]}",
+            )
+            yield from self.finish()
+        self.input_format = key
+        self.fifo = av.AudioFifo()
+        self.resampler = av.AudioResampler(
+            format=self.target.av_format, layout=self.target.layout, rate=self.target.rate
+        )
+
+    def _resample(self, frame: Any) -> Iterator[bytes]:
+        frame_bytes = self.target.frame_bytes
+        for out in self.resampler.resample(frame):
+            # planes[0] carries alignment padding past the samples: slice it off.
+            yield bytes(memoryview(out.planes[0])[: out.samples * frame_bytes])
+
+
+def _at(packet: Any, time_base: Any) -> str:
+    if packet.pts is None or time_base is None:
+        return ""
+    return f" at {float(packet.pts * time_base):.2f} s"
+
+
+def _warn(handler: WarningHandler | None, message: str, exc: Exception | None = None) -> None:
+    if handler is not None:
+        handler(f"{message} ({_reason(exc)})" if exc is not None else message)
+
+
+# --- byte windows -------------------------------------------------------------------
+
+
+def _drop(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
+    """`chunks` without their first `count` bytes."""
+    for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:] if count else chunk
+        count = 0
+
+
+def _window(chunks: Iterator[bytes], skip: int, limit: int | None) -> Iterator[bytes]:
+    """Bytes `skip` … `skip + limit` of the stream; stops decoding once `limit` is reached."""
+    if limit == 0:
+        return
+    try:
+        for chunk in _drop(chunks, skip):
+            if limit is not None and len(chunk) >= limit:
+                yield chunk[:limit]
+                return
+            if limit is not None:
+                limit -= len(chunk)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

@@ -50,6 +50,10 @@ class OutputExistsError(UsageError):
     """The output exists and --force was not given."""
 
 
+class OutputError(UsageError):
+    """The output cannot be created: no such directory, permission denied, a directory."""
+
+
 # --- cache ----------------------------------------------------------------------------
 
 

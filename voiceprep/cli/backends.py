@@ -1,5 +1,84 @@
-"""Placeholder: commands registered here are written by the owner of this module."""
+"""`voiceprep backends`: every backend found through entry points, usable here or not and why.
+
+Each backend is built the way `warm` would build it (options from the config file, the
+configured voice for the configured backend), so "usable" means usable with this setup.
+The list is data (stdout); a plugin that fails to import is listed with the reason.
+"""
 
 from __future__ import annotations
 
-from voiceprep.cli._app import app  # noqa: F401
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from voiceprep.cli import _output
+from voiceprep.cli._app import app
+
+if TYPE_CHECKING:
+    from voiceprep.backends import BackendStatus
+
+
+@app.command("backends")
+def backends_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
+) -> None:
+    """List the TTS backends installed, whether each is usable here, and why not."""
+    from voiceprep.backends import describe_backends
+    from voiceprep.config import resolve_settings
+
+    selected = resolve_settings({}).backend
+
+    def configure(name: str) -> tuple[str | None, Mapping[str, str]]:
+        settings = resolve_settings({"backend": name})
+        return (settings.voice if name == selected else None), settings.options
+
+    statuses = describe_backends(configure)
+    if as_json:
+        rows = [{**asdict(s), "default": s.name == selected} for s in statuses]
+        print(json.dumps(rows, indent=2))
+    elif _output.stdout_is_terminal():
+        _print_table(statuses, selected)
+    else:
+        _print_plain(statuses, selected)
+
+
+def _detail(status: BackendStatus) -> str:
+    if status.reason:
+        return status.reason
+    parts = [f"model {status.model}"] if status.model else []
+    if status.voice:
+        parts.append(f"voice {status.voice}")
+    return ", ".join(parts)
+
+
+def _source(status: BackendStatus) -> str:
+    if status.distribution is None:
+        return status.target
+    return f"{status.distribution} {status.version or ''}".strip()
+
+
+def _print_plain(statuses: list[BackendStatus], selected: str) -> None:
+    rows = [("BACKEND", "USABLE", "FROM", "DETAIL")]
+    for s in statuses:
+        name = f"{s.name} (default)" if s.name == selected else s.name
+        rows.append((name, "yes" if s.usable else "no", _source(s), _detail(s)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        print("  ".join([*cells, row[3]]).rstrip())
+
+
+def _print_table(statuses: list[BackendStatus], selected: str) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("backend", "usable", "from", "detail"):
+        table.add_column(column)
+    for s in statuses:
+        name = f"[bold]{s.name}[/] (default)" if s.name == selected else s.name
+        usable = "[green]yes[/]" if s.usable else "[red]no[/]"
+        table.add_row(name, usable, _source(s), _detail(s), style=None if s.usable else "dim")
+    _output.out_console().print(table)

@@ -1,5 +1,530 @@
-"""Placeholder: commands registered here are written by the owner of this module."""
+"""`voiceprep cache …`: look into, read from, tidy and combine the on-disk audio cache.
+
+Commands that only read (path, ls, stats, get, export, verify without --repair) never
+create a cache directory; a missing directory is an empty cache. `get` and `rm` select
+entries with the options `warm` uses, resolved the same way (flags > env > config file).
+"""
 
 from __future__ import annotations
 
-from voiceprep.cli._app import app  # noqa: F401
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from voiceprep.cli import _output
+from voiceprep.cli._app import app
+from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.errors import OutputError, UsageError, VoiceprepError
+
+if TYPE_CHECKING:
+    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
+    from voiceprep.config import Settings
+
+cache_app = typer.Typer(
+    name="cache",
+    help="Inspect and manage the on-disk TTS audio cache.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(cache_app, name="cache")
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _settings(**flags: Any) -> Settings:
+    from voiceprep.cli._options import selection_flags
+    from voiceprep.config import resolve_settings
+
+    return resolve_settings(selection_flags(**flags))
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    return _settings(cache_dir=cache_dir).cache_dir
+
+
+@contextmanager
+def _open_cache(directory: Path, **limits: Any) -> Iterator[AudioCache]:
+    from voiceprep.cache import AudioCache
+
+    with AudioCache(directory, **limits) as cache:
+        yield cache
+
+
+def _exists(directory: Path) -> bool:
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    return directory.exists()
+
+
+def _selected_key(text: str, settings: Settings) -> str:
+    from voiceprep.backends import get_backend
+    from voiceprep.keys import cache_key
+
+    backend = get_backend(settings.backend, voice=settings.voice, options=settings.options)
+    identity = backend.identity(settings.voice)
+    return cache_key(identity, text, rate=settings.rate, channels=settings.channels)
+
+
+def _describe_selection(settings: Settings) -> str:
+    voice = f", voice {settings.voice}" if settings.voice else ""
+    return f"{settings.backend}{voice}, {settings.rate} Hz, {settings.channels} ch"
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def _iso(value: Any) -> str | None:
+    moment = _timestamp(value)
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _local(value: Any) -> str:
+    moment = _timestamp(value)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def entry_json(entry: CacheEntry) -> dict[str, Any]:
+    """One entry as the JSON object `cache ls --json` prints."""
+    return {
+        "key": entry.key,
+        "text": entry.text,
+        "backend": entry.backend,
+        "model": entry.model,
+        "voice": entry.voice,
+        "options": dict(entry.options or {}),
+        "rate": entry.rate,
+        "channels": entry.channels,
+        "duration": entry.duration,
+        "size": entry.size,
+        "sha256": entry.sha256,
+        "created": _iso(entry.created),
+        "last_used": _iso(entry.last_used),
+        "hits": entry.hits,
+        "path": str(entry.path),
+    }
+
+
+def _print_json(data: Any) -> None:
+    if isinstance(data, list):
+        # One object per line: readable, greppable, and json's C encoder (indent= would
+        # fall back to the pure-Python one, 10x slower over 10,000 entries).
+        rows = ",\n".join("  " + json.dumps(row, ensure_ascii=False) for row in data)
+        sys.stdout.write(f"[\n{rows}\n]\n" if data else "[]\n")
+    else:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+# --- path, ls, stats -------------------------------------------------------------------
+
+
+@cache_app.command("path")
+def path_command(cache_dir: CacheDir = None) -> None:
+    """Print the cache directory."""
+    print(_cache_dir(cache_dir))
+
+
+@cache_app.command("ls")
+def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
+    """List cached entries (most recently used first)."""
+    directory = _cache_dir(cache_dir)
+    entries: list[CacheEntry] = []
+    if _exists(directory):
+        with _open_cache(directory) as cache:
+            entries = cache.entries()
+    if as_json:
+        _print_json([entry_json(e) for e in entries])
+    elif _output.stdout_is_terminal():
+        _print_table(entries)
+    else:
+        _print_plain(entries)
+
+
+_COLUMNS = ("text", "backend", "voice", "rate", "channels", "duration", "size", "last used", "hits")
+
+
+def _row(entry: CacheEntry) -> list[str]:
+    return [
+        entry.text,
+        entry.backend or "-",
+        entry.voice or "-",
+        str(entry.rate),
+        str(entry.channels),
+        f"{entry.duration:.2f}s",
+        human_size(entry.size),
+        _local(entry.last_used),
+        str(entry.hits),
+    ]
+
+
+def _print_table(entries: list[CacheEntry]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for name in _COLUMNS:
+        right = name in ("rate", "channels", "duration", "size", "hits")
+        table.add_column(
+            name.upper(),
+            justify="right" if right else "left",
+            overflow="fold" if name == "text" else "ellipsis",
+        )
+    for entry in entries:
+        table.add_row(*_row(entry))
+    _output.out_console().print(table)
+
+
+def _print_plain(entries: list[CacheEntry]) -> None:
+    # Text goes last so the other columns stay aligned whatever its length (as `ls -l`).
+    order = [1, 2, 3, 4, 5, 6, 7, 8, 0]
+    rows = [[_COLUMNS[i].upper().replace(" ", "_") for i in order]]
+    rows += [[r[i] for i in order] for r in map(_row, entries)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(order) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        sys.stdout.write("  ".join([*cells, row[-1]]) + "\n")
+
+
+@cache_app.command("stats")
+def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
+    """Sum up the cache: entries, size, seconds of audio, hits."""
+    directory = _cache_dir(cache_dir)
+    _exists(directory)
+    with _open_cache(directory) as cache:
+        stats = cache.stats()
+    if as_json:
+        data = stats.as_dict()
+        for name in ("oldest", "newest", "last_used"):
+            data[name] = _iso(data[name])
+        _print_json(data)
+        return
+    lines = [
+        ("directory", str(stats.directory)),
+        ("entries", str(stats.entries)),
+        ("size", human_size(stats.bytes)),
+        ("audio", f"{stats.duration:.1f} s"),
+        ("hits", str(stats.hits)),
+        ("oldest", _local(stats.oldest)),
+        ("newest", _local(stats.newest)),
+        ("last used", _local(stats.last_used)),
+    ]
+    if stats.read_only:
+        lines.append(("read-only", "yes"))
+    for name, value in lines:
+        sys.stdout.write(f"{name + ':':<11}{value}\n")
+
+
+# --- get, export -----------------------------------------------------------------------
+
+
+@cache_app.command("get")
+def get_command(
+    text: Annotated[str, typer.Argument(help="The phrase, as given to warm.")],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Output file (.wav → WAV, else raw), or - .")
+    ],
+    output_format: Annotated[
+        str | None,
+        typer.Option("--format", help="raw or wav [default: from the suffix; raw for -]."),
+    ] = None,
+    backend: Backend = None,
+    voice: Voice = None,
+    option: BackendOption = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Write one cached phrase; exit 1 when it is not cached (never synthesizes)."""
+    settings = _settings(
+        backend=backend,
+        voice=voice,
+        option=option,
+        rate=rate,
+        channels=channels,
+        cache_dir=cache_dir,
+    )
+    fmt = _output_format(output, output_format)
+    key = _selected_key(text, settings)
+    pcm: bytes | None = None
+    if _exists(settings.cache_dir):
+        with _open_cache(settings.cache_dir) as cache:
+            pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
+    if pcm is None:
+        _output.error(f"{text}: not cached ({_describe_selection(settings)})")
+        raise typer.Exit(1)
+    if fmt == "wav":
+        from voiceprep.wav import wav_bytes
+
+        data = wav_bytes(pcm, rate=settings.rate, channels=settings.channels)
+    else:
+        data = pcm
+    _write_output(output, data)
+
+
+def _output_format(output: str, given: str | None) -> str:
+    if given is not None:
+        if given not in ("raw", "wav"):
+            raise UsageError(f"invalid --format {given!r}: expected raw or wav")
+        return given
+    return "wav" if output != "-" and output.lower().endswith(".wav") else "raw"
+
+
+def _write_output(output: str, data: bytes) -> None:
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    import os
+    import tempfile
+
+    target = Path(output)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise VoiceprepError(f"{target}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@cache_app.command("export")
+def export_command(
+    directory: Annotated[Path, typer.Argument(help="Where to write the WAVs and manifest.json.")],
+    cache_dir: CacheDir = None,
+) -> None:
+    """Write every entry as a playable WAV named after its text, plus manifest.json."""
+    from voiceprep.export import ExportItem, export_entries
+
+    source = _cache_dir(cache_dir)
+    if not _exists(source):
+        raise UsageError(f"{source}: no cache here")
+    with _open_cache(source) as cache:
+        entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
+        items = [ExportItem(key=e.key, text=e.text) for e in entries]
+        report = export_entries(cache, items, directory)
+    for item in report.missing:
+        _output.error(f"{item.text}: vanished from the cache during export")
+    for item, reason in report.failed:
+        _output.error(f"{item.text}: {reason}")
+    _output.info(f"exported {len(report.written)} entries to {directory}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --- rm, prune, clear ------------------------------------------------------------------
+
+
+@cache_app.command("rm")
+def rm_command(
+    texts: Annotated[list[str], typer.Argument(help="Phrases to remove.")],
+    backend: Backend = None,
+    voice: Voice = None,
+    option: BackendOption = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Remove phrases (selected as warm stores them); exit 1 if one was not cached."""
+    settings = _settings(
+        backend=backend,
+        voice=voice,
+        option=option,
+        rate=rate,
+        channels=channels,
+        cache_dir=cache_dir,
+    )
+    keys = {_selected_key(text, settings): text for text in texts}
+    missing = list(keys)
+    removed = 0
+    if _exists(settings.cache_dir):
+        with _open_cache(settings.cache_dir) as cache:
+            missing = [key for key in keys if not cache.contains(key)]
+            removed = cache.remove([key for key in keys if key not in missing])
+    for key in missing:
+        _output.error(f"{keys[key]}: not cached ({_describe_selection(settings)})")
+    _output.info(f"removed {removed} {_plural(removed, 'entry', 'entries')}")
+    if missing:
+        raise typer.Exit(1)
+
+
+@cache_app.command("prune")
+def prune_command(
+    max_entries: Annotated[
+        int | None, typer.Option("--max-entries", help="Keep at most N entries.")
+    ] = None,
+    max_size: Annotated[
+        str | None, typer.Option("--max-size", help="Keep at most SIZE (500MB, 2GiB).")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Remove entries unused for AGE (30d).")
+    ] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Evict least recently used entries down to the limits (default: the configured ones)."""
+    from voiceprep.units import parse_age, parse_size
+
+    settings = _settings(
+        cache_dir=cache_dir,
+        max_entries=max_entries,
+        max_size=parse_size(max_size) if max_size is not None else None,
+    )
+    age = parse_age(older_than) if older_than is not None else None
+    if settings.max_entries is not None and settings.max_entries < 0:
+        raise UsageError("--max-entries must be 0 or more")
+    if settings.max_entries is None and settings.max_size is None and age is None:
+        raise UsageError("nothing to prune by: give --max-entries, --max-size or --older-than")
+    removed: list[CacheEntry] = []
+    if _exists(settings.cache_dir):
+        with _open_cache(settings.cache_dir) as cache:
+            removed = cache.prune(
+                max_entries=settings.max_entries, max_bytes=settings.max_size, older_than=age
+            )
+    freed = sum(e.size for e in removed)
+    noun = _plural(len(removed), "entry", "entries")
+    _output.info(f"removed {len(removed)} {noun} ({human_size(freed)})")
+
+
+@cache_app.command("clear")
+def clear_command(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Remove every entry (asks first on a terminal)."""
+    directory = _cache_dir(cache_dir)
+    if not yes:
+        if not (sys.stdin.isatty() and _output.stderr_is_terminal()):
+            raise UsageError("refusing to clear the cache without --yes (not on a terminal)")
+        if not typer.confirm(f"Remove every entry in {directory}?", default=False, err=True):
+            _output.info("nothing removed")
+            return
+    removed = 0
+    if _exists(directory):
+        with _open_cache(directory) as cache:
+            removed = cache.clear()
+    _output.info(f"removed {removed} {_plural(removed, 'entry', 'entries')}")
+
+
+# --- verify, merge ---------------------------------------------------------------------
+
+
+@cache_app.command("verify")
+def verify_command(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Drop damaged entries; remove orphans and temporaries.")
+    ] = False,
+    cache_dir: CacheDir = None,
+    as_json: Json = False,
+) -> None:
+    """Check every entry against its sha256; find orphans and stale temporaries.
+
+    Exit 1 when an entry is damaged (file missing, altered, index damaged) unless --repair
+    fixed it. Orphan files and stale temporaries are reported (and removed by --repair)
+    but are not damage: no reader ever sees them.
+    """
+    directory = _cache_dir(cache_dir)
+    if not _exists(directory):
+        if as_json:
+            _print_json({"checked": 0, "damaged": False, "repaired": False})
+        _output.info(f"{directory}: no cache here (nothing to verify)")
+        return
+    with _open_cache(directory) as cache:
+        texts = {e.key: e.text for e in cache.entries()}
+        report = cache.verify(repair=repair)
+    if as_json:
+        _print_json(report.as_dict())
+    prefix = "repaired: " if repair else ""
+    for line in _damage_lines(report, texts):
+        (_output.info if repair else _output.error)(prefix + line)
+    for line in _leftover_lines(report):
+        (_output.info if repair else _output.warning)(prefix + line)
+    _output.info(_verify_summary(directory, report, repair))
+    if report.damaged and not report.repaired:
+        raise typer.Exit(1)
+
+
+def _damage_lines(report: VerifyReport, texts: dict[str, str]) -> list[str]:
+    def name(key: str) -> str:
+        return texts.get(key, key[:16])
+
+    lines = [f"{name(key)}: audio file missing" for key in report.missing]
+    lines += [f"{name(key)}: {reason}" for key, reason in report.corrupt]
+    lines += [f"index: {problem}" for problem in report.index_errors]
+    return lines
+
+
+def _leftover_lines(report: VerifyReport) -> list[str]:
+    lines = [f"{p}: orphan file (no entry refers to it)" for p in report.orphans]
+    lines += [f"{p}: stale temporary file of an interrupted write" for p in report.stale_temps]
+    return lines
+
+
+def _verify_summary(directory: Path, report: VerifyReport, repair: bool) -> str:
+    damage = len(report.missing) + len(report.corrupt) + len(report.index_errors)
+    leftovers = len(report.orphans) + len(report.stale_temps)
+    checked = f"{directory}: {report.checked} {_plural(report.checked, 'entry', 'entries')} checked"
+    if damage == 0 and leftovers == 0:
+        return f"{checked}, no damage"
+    found = f"{damage} damaged, {leftovers} leftover {_plural(leftovers, 'file', 'files')}"
+    if repair:
+        return f"{checked}; {found}: repaired"
+    hint = " (run `voiceprep cache verify --repair`)"
+    return f"{checked}; {found}{hint}"
+
+
+@cache_app.command("merge")
+def merge_command(
+    sources: Annotated[list[Path], typer.Argument(help="Cache directories to import from.")],
+    cache_dir: CacheDir = None,
+) -> None:
+    """Import entries from other cache directories (keys already present are skipped)."""
+    directory = _cache_dir(cache_dir)
+    for source in sources:
+        if not source.is_dir():
+            raise UsageError(f"{source}: no such cache directory")
+    failed = 0
+    with _open_cache(directory) as cache:
+        for source in sources:
+            report = cache.merge(source)
+            failed += len(report.failed)
+            for key, reason in report.failed:
+                _output.error(f"{source}: entry {key[:16]}: {reason}")
+            _output.info(
+                f"{source}: imported {report.imported}, skipped {report.skipped} already cached"
+                + (f", failed {len(report.failed)}" if report.failed else "")
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many

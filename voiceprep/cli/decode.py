@@ -1,5 +1,478 @@
-"""Placeholder: commands registered here are written by the owner of this module."""
+"""`voiceprep decode` and `voiceprep info`: parsing, output and exit codes.
+
+The work is done by voiceprep.output (one file or a stream), voiceprep.batch (many files,
+a process pool) and voiceprep.decoding.probe; they are imported inside the commands so
+that `voiceprep --help` never loads PyAV.
+"""
 
 from __future__ import annotations
 
-from voiceprep.cli._app import app  # noqa: F401
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from voiceprep.cli import _output
+from voiceprep.cli._app import app
+from voiceprep.errors import OutputError, UsageError
+
+if TYPE_CHECKING:
+    from voiceprep.batch import BatchItem
+    from voiceprep.decoding import AudioInfo
+    from voiceprep.output import OutputSpec
+
+STDIO = "-"
+# A single file gets a progress bar (on a terminal) only when it takes a while to decode.
+_LONG_FILE_SECONDS = 120.0
+
+
+class _OneLineUsageErrors(TyperCommand):
+    """Bad or unknown options become one `voiceprep: error:` line and exit 2.
+
+    Typer would print a usage block and a boxed message; the spec asks for one line.
+    Typer's parsing errors all derive from `typer.TyperException`.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.TyperException as exc:
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            message = message[:1].lower() + message[1:]
+            hint = f"see '{ctx.command_path} --help'"
+            raise UsageError(f"{self.name}: {message}; {hint}") from None
+
+
+class Container(StrEnum):
+    raw = "raw"
+    wav = "wav"
+
+
+class SampleFormat(StrEnum):
+    s16 = "s16"
+    f32 = "f32"
+
+
+@app.command("decode", cls=_OneLineUsageErrors)
+def decode_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT", help="Audio or video files (any format libav reads); - is stdin."
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="OUT",
+            help="Output file, or - for stdout (one input only). "
+            "\\[default: beside the input, .pcm or .wav]",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out-dir", metavar="DIR", help="Write each output into DIR (created)."),
+    ] = None,
+    rate: Annotated[
+        int | None,
+        typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000. \\[default: 24000]"),
+    ] = None,
+    channels: Annotated[
+        int | None, typer.Option("-c", "--channels", help="Channels, 1 or 2. \\[default: 1]")
+    ] = None,
+    container: Annotated[
+        Container | None,
+        typer.Option(
+            "--format",
+            help="raw PCM or a WAV file. \\[default: wav if OUT ends in .wav, else raw]",
+        ),
+    ] = None,
+    sample_format: Annotated[
+        SampleFormat,
+        typer.Option("--sample-format", help="16-bit integer or 32-bit float, little-endian."),
+    ] = SampleFormat.s16,
+    start: Annotated[
+        float | None, typer.Option("--start", metavar="SEC", help="Skip the first SEC seconds.")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", metavar="SEC", help="Decode at most SEC seconds."),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("-j", "--jobs", help="Files decoded in parallel. \\[default: CPU count]"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+) -> None:
+    """Decode audio to raw PCM (or WAV) at the rate and channel count an agent plays."""
+    from voiceprep.output import OutputSpec, container_for
+
+    _check_decode_usage(inputs, output, out_dir, jobs)
+    rate, channels = _resolve_format(rate, channels)
+    chosen = container.value if container else None
+    to_stdout = output == STDIO or (inputs == [STDIO] and output is None and out_dir is None)
+    target = STDIO if to_stdout else output
+    spec = OutputSpec(
+        rate=rate,
+        channels=channels,
+        sample_format=sample_format.value,
+        container=container_for(target or "", chosen),
+        start=start,
+        duration=duration,
+    )
+    if to_stdout:
+        _decode_to_stdout(inputs[0], spec)
+    else:
+        _decode_to_files(inputs, output, out_dir, spec, jobs=jobs, force=force)
+
+
+def _check_decode_usage(
+    inputs: list[str], output: str | None, out_dir: Path | None, jobs: int | None
+) -> None:
+    if output is not None and len(inputs) > 1:
+        raise UsageError("-o/--output takes one input; use --out-dir DIR for several")
+    if output is not None and out_dir is not None:
+        raise UsageError("use -o/--output or --out-dir, not both")
+    if STDIO in inputs and len(inputs) > 1:
+        raise UsageError("- (stdin) must be the only input")
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"invalid job count {jobs}: must be 1 or more")
+
+
+def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
+    """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1."""
+    from voiceprep.config import resolve_settings
+    from voiceprep.units import check_channels, check_rate
+
+    # Checked here first so the message names the option, not the settings machinery.
+    if rate is not None:
+        check_rate(rate)
+    if channels is not None:
+        check_channels(channels)
+
+    settings = resolve_settings({"rate": rate, "channels": channels})
+    return settings.rate, settings.channels
+
+
+def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
+    from voiceprep.output import decode_to_stream
+
+    if _output.stdout_is_terminal():
+        raise UsageError(
+            "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
+        )
+    try:
+        with _byte_progress(source, spec) as report:
+            decode_to_stream(
+                source,
+                sys.stdout.buffer,
+                spec,
+                progress=report.progress,
+                on_warning=report.warning,
+            )
+            report.finish_warnings(source)
+    except BrokenPipeError:
+        # The reader went away (`| head -c`): stop quietly, as other filters do.
+        _discard_stdout()
+        raise typer.Exit(1) from None
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (tests): nothing left to flush
+        pass
+
+
+def _decode_to_files(
+    inputs: list[str],
+    output: str | None,
+    out_dir: Path | None,
+    spec: OutputSpec,
+    *,
+    jobs: int | None,
+    force: bool,
+) -> None:
+    from voiceprep.batch import BatchItem, decode_batch, default_jobs, plan_outputs
+
+    if output is not None:
+        items = [BatchItem(inputs[0], Path(output))]
+    else:
+        items = plan_outputs(inputs, suffix=spec.suffix, out_dir=out_dir)
+        if out_dir is not None:
+            _make_dir(out_dir)
+    if len(items) == 1:
+        _decode_one_file(items[0], spec, force=force)
+        return
+    failures = []
+    with _file_progress(len(items)) as report:
+        for result in decode_batch(items, spec, jobs=jobs or default_jobs(), force=force):
+            report.advance_file(result.source)
+            for message in result.warnings:
+                report.warning(message)
+            report.finish_warnings(result.source)
+            if result.error is not None:
+                report.error(result.error)
+                failures.append(result.exit_code)
+    if failures:
+        # Usage-type failures (missing input, existing output) outrank decode failures.
+        raise typer.Exit(max(failures))
+
+
+def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
+    """In this process (no pool to start); errors go up to main() as one line."""
+    from voiceprep.output import decode_to_file
+
+    with _byte_progress(item.source, spec) as report:
+        try:
+            decode_to_file(
+                item.source,
+                item.dest,
+                spec,
+                force=force,
+                progress=report.progress,
+                on_warning=report.warning,
+            )
+        finally:
+            report.finish_warnings(item.source)
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{directory}: exists and is not a directory") from None
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise OutputError(f"{directory}: cannot create directory: {reason}") from None
+
+
+# --- progress and messages (Rich only on a terminal) --------------------------------
+
+# A damaged file can produce a warning per packet: show the first few, then a count.
+_MAX_WARNINGS_PER_FILE = 5
+
+
+class _Reporter:
+    """Progress (a Rich bar, or nothing when stderr is not a terminal) and message lines.
+
+    While a bar is live, lines go through its console so they print above it.
+    """
+
+    def __init__(self, bar: Any | None = None, task: Any | None = None) -> None:
+        self._bar: Any = bar
+        self._task = task
+        self._warnings = 0
+        self.progress = self._advance_bytes if bar is not None else None
+
+    def _advance_bytes(self, count: int) -> None:
+        self._bar.update(self._task, advance=count)
+
+    def advance_file(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=_short(name))
+
+    def warning(self, message: str) -> None:
+        self._warnings += 1
+        if self._warnings <= _MAX_WARNINGS_PER_FILE:
+            self._line("warning", message)
+
+    def finish_warnings(self, name: str) -> None:
+        """End of one file: say how many warnings were not shown, then start counting anew."""
+        hidden = self._warnings - _MAX_WARNINGS_PER_FILE
+        if hidden > 0:
+            self._line("warning", f"{name}: {hidden} more warnings not shown")
+        self._warnings = 0
+
+    def error(self, message: str) -> None:
+        self._line("error", message)
+
+    def _line(self, kind: str, message: str) -> None:
+        if self._bar is None:
+            (_output.error if kind == "error" else _output.warning)(message)
+            return
+        line = f"voiceprep: {kind}: {message}"
+        self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _short(name: str, width: int = 30) -> str:
+    name = os.path.basename(name) or name
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+@contextmanager
+def _file_progress(count: int) -> Iterator[_Reporter]:
+    """A bar counting finished files, on a terminal only."""
+    if not _output.stderr_is_terminal():
+        yield _Reporter()
+        return
+    bar = _rich_progress(bytes_mode=False)
+    with bar:
+        yield _Reporter(bar, bar.add_task("decoding", total=count))
+
+
+@contextmanager
+def _byte_progress(source: str, spec: OutputSpec) -> Iterator[_Reporter]:
+    """For one long file on a terminal, a bar following the bytes written."""
+    expected = _expected_bytes(source, spec) if _output.stderr_is_terminal() else None
+    if expected is None:
+        yield _Reporter()
+        return
+    bar = _rich_progress(bytes_mode=True)
+    with bar:
+        yield _Reporter(bar, bar.add_task(_short(source), total=expected))
+
+
+def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
+    """PCM bytes a long file will produce, from its probed duration; None if short/unknown."""
+    from voiceprep.decoding import probe
+    from voiceprep.errors import VoiceprepError
+    from voiceprep.wav import SAMPLE_BYTES
+
+    if source == STDIO:
+        return None  # stdin cannot be read twice
+    try:
+        seconds = probe(source).duration
+    except VoiceprepError:
+        return None  # the decode itself reports the problem
+    if seconds is None:
+        return None
+    if spec.start:
+        seconds = max(0.0, seconds - spec.start)
+    if spec.duration is not None:
+        seconds = min(seconds, spec.duration)
+    if seconds < _LONG_FILE_SECONDS:
+        return None
+    return int(seconds * spec.rate) * spec.channels * SAMPLE_BYTES[spec.sample_format]
+
+
+def _rich_progress(*, bytes_mode: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    counter = TaskProgressColumn() if bytes_mode else MofNCompleteColumn()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        counter,
+        TimeRemainingColumn(),
+        console=_output.err_console(),
+        transient=True,
+    )
+
+
+# --- info ----------------------------------------------------------------------------
+
+
+@app.command("info", cls=_OneLineUsageErrors)
+def info_command(
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUT", help="Audio or video files; - is stdin.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON array on stdout, one object per input.")
+    ] = False,
+) -> None:
+    """Show container, codec, sample rate, channels, duration and bitrate."""
+    from voiceprep.decoding import probe
+    from voiceprep.errors import VoiceprepError
+
+    if inputs.count(STDIO) > 1:
+        raise UsageError("- (stdin) can be given only once")
+    rows: list[dict[str, Any]] = []
+    failures: list[int] = []
+    for source in inputs:
+        try:
+            rows.append(_info_row(source, probe(source)))
+        except VoiceprepError as exc:
+            _output.error(str(exc))
+            failures.append(exc.exit_code)
+            rows.append({"file": source, "error": _reason_only(str(exc), source)})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        _print_info_table([row for row in rows if "error" not in row])
+    if failures:
+        raise typer.Exit(max(failures))
+
+
+def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:
+    return {
+        "file": source,
+        "container": info.container,
+        "codec": info.codec,
+        "rate": info.rate,
+        "channels": info.channels,
+        "layout": info.layout,
+        "duration": info.duration,
+        "bitrate": info.bitrate,
+    }
+
+
+def _reason_only(message: str, source: str) -> str:
+    """`x.mp3: no such file` → `no such file` (the object already names the file)."""
+    prefix = f"{source}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+_INFO_COLUMNS = ("FILE", "CONTAINER", "CODEC", "RATE", "CHANNELS", "DURATION", "BITRATE")
+
+
+def _info_cells(row: dict[str, Any]) -> list[str]:
+    channels = str(row["channels"])
+    if row["layout"] and row["layout"] != channels + " channels":
+        channels += f" ({row['layout']})"
+    return [
+        row["file"],
+        row["container"],
+        row["codec"],
+        f"{row['rate']} Hz",
+        channels,
+        _format_duration(row["duration"]),
+        f"{round(row['bitrate'] / 1000)} kb/s" if row["bitrate"] else "-",
+    ]
+
+
+def _format_duration(seconds: float | None) -> str:
+    """4.5 → `0:04.500`, 5400 → `1:30:00.000`; None (unknown, e.g. a pipe) → `-`."""
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:06.3f}"
+    return f"{minutes}:{secs:06.3f}"
+
+
+def _print_info_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    cells = [_info_cells(row) for row in rows]
+    if _output.stdout_is_terminal():
+        from rich.table import Table
+
+        table = Table(*_INFO_COLUMNS, box=None, header_style="bold", pad_edge=False)
+        for line in cells:
+            table.add_row(*line)
+        _output.out_console().print(table, markup=False)
+        return
+    widths = [max(len(c[i]) for c in [list(_INFO_COLUMNS), *cells]) for i in range(7)]
+    for line in [list(_INFO_COLUMNS), *cells]:
+        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
+        sys.stdout.write("  ".join(padded).rstrip() + "\n")

@@ -1,5 +1,465 @@
-"""Placeholder: commands registered here are written by the owner of this module."""
+"""`voiceprep warm` and `voiceprep say`: parsing, output and exit codes over voiceprep.warm.
+
+Output contract:
+- warm's summary is the command's result: stdout (a table on a terminal, `name: value`
+  lines when piped, JSON with `--json`). Progress bar, retries and failures: stderr.
+- `--dry-run` prints on stdout one `would synthesize: TEXT` line per missing phrase and a
+  total line with the billable characters (`--json`: one object).
+- `--check` prints nothing on stdout unless `--json`; each missing phrase is one error
+  line on stderr and the exit code is 1.
+- `say` writes audio to `-o OUT` (WAV when OUT ends in .wav, else raw s16le PCM), or to
+  stdout when OUT is `-` or absent and stdout is not a terminal.
+Exit codes: 0 done, 1 a phrase failed / missing (--check), 2 usage, 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
-from voiceprep.cli._app import app  # noqa: F401
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from voiceprep.cli import _output
+from voiceprep.cli._app import app
+from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.errors import BackendUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    from voiceprep.backends.base import Backend as BackendObject
+    from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
+    from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
+
+STDOUT = "-"
+_PREVIEW = 60  # characters of a phrase shown in messages
+
+Jobs = Annotated[
+    int | None, typer.Option("-j", "--jobs", help="Requests in flight at once. [default: 4]")
+]
+Retries = Annotated[
+    int | None,
+    typer.Option("--retries", help="Retries of a transient failure per phrase. [default: 3]"),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", metavar="SEC", help="Seconds per attempt. [default: 60]"),
+]
+
+
+def _describe(text: str, source: str = "") -> str:
+    shown = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+    where = f" ({source})" if source else ""
+    return f"{json.dumps(shown, ensure_ascii=False)}{where}"
+
+
+def _resolve(**flags: Any) -> Settings:
+    from voiceprep.cli._options import selection_flags
+    from voiceprep.config import resolve_settings
+
+    return resolve_settings(selection_flags(**flags))
+
+
+def _backend(settings: Settings) -> BackendObject:
+    from voiceprep.backends import get_backend
+
+    return get_backend(settings.backend, voice=settings.voice, options=settings.options)
+
+
+def _open_cache(settings: Settings) -> AudioCache:
+    from voiceprep.cache import AudioCache
+
+    return AudioCache(
+        settings.cache_dir, max_entries=settings.max_entries, max_bytes=settings.max_size
+    )
+
+
+# --- warm -----------------------------------------------------------------------------
+
+
+@app.command("warm")
+def warm_command(
+    phrases: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PHRASES...",
+            help="Phrase lists: .txt .csv .tsv .json .jsonl, or - for stdin.",
+            show_default=False,
+        ),
+    ],
+    backend: Backend = None,
+    voice: Voice = None,
+    option: BackendOption = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    cache_dir: CacheDir = None,
+    jobs: Jobs = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    max_entries: Annotated[
+        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
+    ] = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Synthesize nothing: list what would be, and its cost."),
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Synthesize nothing: exit 1 if any phrase is not cached."),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune", help="Afterwards remove entries of this backend and voice not listed."
+        ),
+    ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", metavar="DIR", help="Afterwards write WAVs + manifest.json."),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", metavar="K/N", help="Only the phrases in shard K of N."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Prebuild the audio of phrase lists into the cache (skipping what is cached)."""
+    started = time.monotonic()
+    from voiceprep.phrases import read_phrase_lists
+    from voiceprep.warm import parse_shard, plan_warm
+
+    _check_modes(dry_run=dry_run, check=check, prune=prune, export=export)
+    settings = _resolve(
+        backend=backend,
+        voice=voice,
+        option=option,
+        rate=rate,
+        channels=channels,
+        cache_dir=cache_dir,
+        jobs=jobs,
+        retries=retries,
+        timeout=timeout,
+        max_entries=max_entries,
+        max_size=max_size,
+    )
+    shard_spec = parse_shard(shard) if shard else None
+    phrase_list = read_phrase_lists(phrases)
+    tts = _backend(settings)
+    with _open_cache(settings) as cache:
+        plan = plan_warm(
+            phrase_list,
+            tts,
+            cache,
+            voice=settings.voice,
+            rate=settings.rate,
+            channels=settings.channels,
+            shard=shard_spec,
+            verify=not (dry_run or check),
+        )
+        if dry_run:
+            _print_dry_run(plan, as_json=as_json)
+            return
+        if check:
+            _report_check(plan, as_json=as_json)
+            return
+        _warn_limits(plan, settings)
+        for item in plan.damaged:
+            _output.warning(f"damaged cache entry, synthesizing again: {_describe(item.text)}")
+        if plan.missing and (reason := tts.unavailable_reason()):
+            raise BackendUnavailableError(f"backend {tts.name!r} cannot run here: {reason}")
+        summary = _run_with_progress(plan, tts, cache, settings)
+        if prune and summary.stopped is None:
+            from voiceprep.warm import prune_unlisted
+
+            removed = prune_unlisted(cache, plan)
+            _output.info(f"pruned {len(removed)} entries not in the phrase lists")
+        exported_ok = _export(cache, plan, export) if export is not None else True
+    summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
+    _print_summary(summary, as_json=as_json)
+    for failure in summary.failed:
+        _output.error(f"{_describe(failure.phrase.text, failure.phrase.source)}: {failure.reason}")
+    if summary.stopped is not None:
+        _output.error(f"stopped: {summary.skipped} phrases not attempted")
+    if not summary.ok or not exported_ok:
+        raise typer.Exit(1)
+
+
+def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
+    if dry_run and check:
+        raise UsageError("--dry-run and --check cannot be combined")
+    if (dry_run or check) and (prune or export is not None):
+        mode = "--dry-run" if dry_run else "--check"
+        other = "--prune" if prune else "--export"
+        raise UsageError(f"{mode} changes nothing; it cannot be combined with {other}")
+
+
+def _warn_limits(plan: WarmPlan, settings: Settings) -> None:
+    if settings.max_entries is not None and settings.max_entries < len(plan.items):
+        _output.warning(
+            f"--max-entries {settings.max_entries} is less than the {len(plan.items)} "
+            "phrases: the cache will evict some of them"
+        )
+
+
+def _print_dry_run(plan: WarmPlan, *, as_json: bool) -> None:
+    missing = plan.missing
+    if as_json:
+        document = {
+            "phrases": len(plan.items),
+            "already_cached": len(plan.cached),
+            "to_synthesize": [_item_dict(item) for item in missing],
+            "billable_characters": plan.billable_characters,
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    for item in missing:
+        print(f"would synthesize: {item.text}")
+    print(
+        f"{len(missing)} of {len(plan.items)} phrases to synthesize, "
+        f"{plan.billable_characters} billable characters ({len(plan.cached)} already cached)"
+    )
+
+
+def _item_dict(item: PlanItem) -> dict[str, Any]:
+    return {
+        "text": item.text,
+        "id": item.phrase.id,
+        "voice": item.voice,
+        "source": item.phrase.source,
+        "key": item.key,
+        "characters": item.characters,
+    }
+
+
+def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
+    missing = plan.missing
+    if as_json:
+        document = {
+            "phrases": len(plan.items),
+            "cached": len(plan.cached),
+            "missing": [_item_dict(item) for item in missing],
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+    for item in missing:
+        _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
+    if missing:
+        _output.error(f"{len(missing)} of {len(plan.items)} phrases are not cached")
+        raise typer.Exit(1)
+    if not as_json:
+        _output.info(f"all {len(plan.items)} phrases are cached")
+
+
+def _run_with_progress(
+    plan: WarmPlan, tts: BackendObject, cache: AudioCache, settings: Settings
+) -> WarmSummary:
+    """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
+    from voiceprep.warm import WarmSummary, run_warm
+
+    summary = WarmSummary()
+    missing = len(plan.missing)
+    if missing:
+        _output.info(
+            f"warming {missing} of {len(plan.items)} phrases with {tts.name} "
+            f"({len(plan.cached)} already cached, -j {settings.jobs})"
+        )
+    reporter = _Reporter(missing)
+    try:
+        with reporter:
+            asyncio.run(
+                run_warm(
+                    plan,
+                    tts,
+                    cache,
+                    jobs=settings.jobs,
+                    retries=settings.retries,
+                    timeout=settings.timeout,
+                    on_progress=reporter.progress,
+                    on_retry=reporter.retry,
+                    summary=summary,
+                )
+            )
+    except KeyboardInterrupt:
+        _output.error(
+            f"interrupted: {summary.synthesized} phrases synthesized and cached; "
+            "run the same command again to resume"
+        )
+        raise typer.Exit(130) from None
+    return summary
+
+
+class _Reporter:
+    """Progress on stderr: a Rich bar on a terminal, nothing per phrase when piped."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Reporter:
+        if self.total and _output.stderr_is_terminal():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("synthesizing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=_output.err_console(),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("warm", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def progress(self, event: ProgressEvent) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=event.done)
+
+    def retry(self, event: RetryEvent) -> None:
+        message = (
+            f"voiceprep: warning: {_describe(event.item.text)}: {event.error}; "
+            f"retry {event.attempt} in {event.delay:.1f} s"
+        )
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
+    from voiceprep.warm import export_plan
+
+    report = export_plan(cache, plan, directory)
+    for item in report.missing:
+        _output.error(f"not exported (not cached): {_describe(item.text)}")
+    for item, reason in report.failed:
+        _output.error(f"not exported: {_describe(item.text)}: {reason}")
+    _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
+    return report.ok
+
+
+_SUMMARY_LABELS = (
+    ("phrases", "phrases"),
+    ("already_cached", "already cached"),
+    ("synthesized", "synthesized"),
+    ("failed", "failed"),
+    ("characters_sent", "characters sent"),
+    ("audio_seconds", "seconds of audio"),
+    ("elapsed", "elapsed"),
+)
+
+
+def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
+    document = summary.as_dict()
+    if as_json:
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    values = {**document, "failed": len(summary.failed)}
+    values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
+    values["elapsed"] = f"{summary.elapsed:.1f} s"
+    if _output.stdout_is_terminal():
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for name, label in _SUMMARY_LABELS:
+            table.add_row(label, str(values[name]))
+        _output.out_console().print(table)
+        return
+    width = max(len(label) for _, label in _SUMMARY_LABELS)
+    for name, label in _SUMMARY_LABELS:
+        print(f"{label + ':':<{width + 1}} {values[name]}")
+
+
+# --- say ------------------------------------------------------------------------------
+
+
+@app.command("say")
+def say_command(
+    text: Annotated[str, typer.Argument(help="The phrase to speak.", show_default=False)],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="OUT",
+            help="Output file (.wav: WAV, else raw s16le PCM), or - for stdout. "
+            "[default: stdout when it is not a terminal]",
+        ),
+    ] = None,
+    backend: Backend = None,
+    voice: Voice = None,
+    option: BackendOption = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Speak one phrase through the cache (synthesized on a miss) into a file or stdout."""
+    from voiceprep.warm import say
+
+    to_stdout = output is None or output == STDOUT
+    if to_stdout and _output.stdout_is_terminal():
+        raise UsageError("refusing to write audio to a terminal: use -o FILE or a pipe")
+    settings = _resolve(
+        backend=backend,
+        voice=voice,
+        option=option,
+        rate=rate,
+        channels=channels,
+        cache_dir=cache_dir,
+    )
+    tts = _backend(settings)
+    with _open_cache(settings) as cache:
+        try:
+            result = asyncio.run(
+                say(
+                    text,
+                    tts,
+                    cache,
+                    voice=settings.voice,
+                    rate=settings.rate,
+                    channels=settings.channels,
+                    retries=settings.retries,
+                    timeout=settings.timeout,
+                )
+            )
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
+    origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
+    if to_stdout:
+        sys.stdout.buffer.write(result.pcm)
+        sys.stdout.buffer.flush()
+        _output.info(f"{seconds:.2f} s of audio {origin}")
+        return
+    assert output is not None
+    _write_audio(Path(output), result.pcm, rate=settings.rate, channels=settings.channels)
+    _output.info(f"wrote {output} ({seconds:.2f} s of audio {origin})")
+
+
+def _write_audio(path: Path, pcm: bytes, *, rate: int, channels: int) -> None:
+    from voiceprep.output import atomic_file, container_for
+    from voiceprep.wav import wav_header
+
+    with atomic_file(path, force=True) as out:
+        if container_for(path, None) == "wav":
+            out.write(wav_header(rate=rate, channels=channels, data_bytes=len(pcm)))
+        out.write(pcm)

@@ -1,0 +1,162 @@
+"""Benchmarks of `voiceprep warm` (not collected by pytest: run it as a script).
+
+1. Concurrency: 200 phrases through the fake OpenAI server with a fixed 100 ms latency,
+   `voiceprep warm -j 8` as a user runs it (a subprocess, so start-up is included), against
+   the ideal 200 × 0.1 / 8 = 2.5 s, and against `-j 1` (what the original sequential
+   `preload` did) measured in the same run. Each run starts from an empty cache.
+2. `voiceprep warm --check` over 10,000 cached phrases, against the bare start-up of
+   `voiceprep --version` measured in the same run. The cache is filled directly with
+   AudioCache.put (10 ms of PCM per entry, keys from the same backend identity the CLI
+   computes), since what is measured is the check, not the filling.
+
+    python tests/bench/bench_warm.py [--runs 5] [--sequential-runs 3]
+
+Prints the medians and ratios; the figures go to docs/performance.md ("Warm").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: fakeproviders
+
+from fakeproviders import OPENAI_KEY, fake_openai  # noqa: E402
+
+PHRASES = 200
+LATENCY = 0.1
+JOBS = 8
+CHECK_PHRASES = 10_000
+
+
+def voiceprep(*args: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "voiceprep", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    return time.perf_counter() - started, result
+
+
+def write_phrases(path: Path, count: int) -> Path:
+    path.write_text(
+        "".join(f"Prompt {i}: please hold while we connect you.\n" for i in range(count))
+    )
+    return path
+
+
+def warm_once(work: Path, base_url: str, jobs: int, env: dict[str, str], run: int) -> float:
+    phrases = write_phrases(work / "phrases.txt", PHRASES)
+    cache_dir = work / f"cache-j{jobs}-{run}"
+    args = ["warm", str(phrases), "-b", "openai", "-O", f"base_url={base_url}"]
+    args += ["-j", str(jobs), "--cache-dir", str(cache_dir), "--json"]
+    seconds, result = voiceprep(*args, env=env)
+    if result.returncode != 0 or json.loads(result.stdout)["synthesized"] != PHRASES:
+        raise SystemExit(f"warm failed: {result.stderr}")
+    return seconds
+
+
+def bench_concurrency(work: Path, runs: int, sequential_runs: int) -> dict[str, float]:
+    env = {**os.environ, "OPENAI_API_KEY": OPENAI_KEY}
+    with fake_openai(latency=LATENCY) as fake:
+        warm_once(work, fake.base_url, JOBS, env, -1)  # warm-up: page cache, imports
+        parallel = [warm_once(work, fake.base_url, JOBS, env, run) for run in range(runs)]
+        peak = fake.peak_in_flight
+        sequential = [warm_once(work, fake.base_url, 1, env, run) for run in range(sequential_runs)]
+    ideal = PHRASES * LATENCY / JOBS
+    median_parallel = statistics.median(parallel)
+    median_sequential = statistics.median(sequential)
+    return {
+        "ideal_s": ideal,
+        "j8_median_s": median_parallel,
+        "j8_over_ideal": median_parallel / ideal,
+        "j1_median_s": median_sequential,
+        "j1_over_j8": median_sequential / median_parallel,
+        "peak_in_flight": peak,
+    }
+
+
+def fill_cache(cache_dir: Path, phrases: list[str], base_url: str) -> None:
+    from voiceprep.backends import get_backend
+    from voiceprep.cache import AudioCache
+    from voiceprep.keys import cache_key
+
+    backend = get_backend("openai", options={"base_url": base_url})
+    identity = backend.identity(None)
+    pcm = bytes(480)  # 10 ms of silence at 24 kHz mono
+    with AudioCache(cache_dir) as cache:
+        for text in phrases:
+            key = cache_key(identity, text, rate=24000, channels=1)
+            cache.put(key, pcm, rate=24000, channels=1, text=text, identity=identity)
+
+
+def bench_check(work: Path, runs: int) -> dict[str, float]:
+    base_url = "http://127.0.0.1:9/v1"  # never contacted: --check synthesizes nothing
+    phrases_path = work / "check.txt"
+    texts = [f"Check phrase {i}, with a few more words." for i in range(CHECK_PHRASES)]
+    phrases_path.write_text("\n".join(texts) + "\n")
+    cache_dir = work / "check-cache"
+    started = time.perf_counter()
+    fill_cache(cache_dir, texts, base_url)
+    fill_seconds = time.perf_counter() - started
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    args = ["warm", str(phrases_path), "-b", "openai", "-O", f"base_url={base_url}"]
+    args += ["--cache-dir", str(cache_dir), "--check"]
+    voiceprep(*args, env=env)  # warm-up
+    checks, startups = [], []
+    for _ in range(runs):
+        seconds, result = voiceprep(*args, env=env)
+        if result.returncode != 0:
+            raise SystemExit(f"check failed: {result.stderr}")
+        checks.append(seconds)
+        startups.append(voiceprep("--version", env=env)[0])
+    check, startup = statistics.median(checks), statistics.median(startups)
+    return {
+        "fill_s": fill_seconds,
+        "check_median_s": check,
+        "startup_median_s": startup,
+        "check_over_startup": check / startup,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sequential-runs", type=int, default=3)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
+        work = Path(tmp)
+        concurrency = bench_concurrency(work, options.runs, options.sequential_runs)
+        check = bench_check(work, options.runs)
+    print(f"warm {PHRASES} phrases, {LATENCY * 1000:.0f} ms latency (fake OpenAI server):")
+    print(f"  ideal at -j {JOBS}:     {concurrency['ideal_s']:.2f} s")
+    print(
+        f"  -j {JOBS} median:       {concurrency['j8_median_s']:.2f} s "
+        f"= {concurrency['j8_over_ideal']:.2f}x ideal (target <= 1.25x); "
+        f"peak in flight {concurrency['peak_in_flight']:.0f}"
+    )
+    print(
+        f"  -j 1 median:       {concurrency['j1_median_s']:.2f} s "
+        f"= {concurrency['j1_over_j8']:.2f}x slower than -j {JOBS}"
+    )
+    print(f"warm --check over {CHECK_PHRASES} cached phrases:")
+    print(
+        f"  median:            {check['check_median_s']:.2f} s (target < 2 s); "
+        f"start-up alone {check['startup_median_s']:.2f} s "
+        f"({check['check_over_startup']:.1f}x); filling took {check['fill_s']:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

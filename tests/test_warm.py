@@ -1,0 +1,338 @@
+"""`voiceprep warm` with the local backends (real Piper, real espeak-ng) and its modes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audiogen import pcm_to_array
+
+from voiceprep.backends import get_backend
+from voiceprep.cache import AudioCache
+from voiceprep.cli import main
+from voiceprep.keys import cache_key
+from voiceprep.phrases import Phrase
+from voiceprep.warm import parse_shard, plan_warm, shard_of
+from voiceprep.wav import parse_wav_header
+
+PHRASES = ["One moment, please.", "Thank you for calling.", "Goodbye."]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), captured.out, captured.err
+
+
+def write_list(tmp_path: Path, lines: list[str], name: str = "phrases.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def summary_of(out: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+
+
+def is_speech(pcm: bytes, channels: int = 1) -> bool:
+    """Not silence: a synthesized phrase has real energy."""
+    samples = pcm_to_array(pcm, channels)
+    return float(np.sqrt(np.mean(samples**2))) > 0.01
+
+
+# --- real local backends --------------------------------------------------------------
+
+
+def test_piper_warm_then_rerun_synthesizes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = write_list(tmp_path, ["# IVR", *PHRASES, "Goodbye."])
+    cache_dir = tmp_path / "cache"
+    code, out, err = run_cli(["warm", str(phrases), "--cache-dir", str(cache_dir)], capsys)
+    assert code == 0, err
+    first = summary_of(out)
+    assert first["phrases"] == "3" and first["synthesized"] == "3"
+    assert first["already cached"] == "0" and first["failed"] == "0"
+    assert int(first["characters sent"]) == sum(len(p) for p in PHRASES)
+    assert float(first["seconds of audio"]) > 1.5
+
+    with AudioCache(cache_dir) as cache:
+        entries = cache.entries()
+        assert sorted(e.text for e in entries) == sorted(PHRASES)
+        for entry in entries:
+            assert (entry.backend, entry.rate, entry.channels) == ("piper", 24000, 1)
+            pcm = cache.get(entry.key, rate=24000, channels=1)
+            assert pcm is not None and is_speech(pcm)
+            assert entry.duration == pytest.approx(len(pcm) / 48000)
+
+    code, out, err = run_cli(["warm", str(phrases), "--cache-dir", str(cache_dir)], capsys)
+    assert code == 0, err
+    second = summary_of(out)
+    assert (second["synthesized"], second["already cached"]) == ("0", "3")
+    assert second["characters sent"] == "0"
+
+
+def test_espeak_warm_at_8k_stereo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    phrases = write_list(tmp_path, ["Press one for sales.", "Press two for support."])
+    cache_dir = tmp_path / "cache"
+    args = ["warm", str(phrases), "-b", "espeak", "-r", "8000", "-c", "2"]
+    code, out, err = run_cli([*args, "--cache-dir", str(cache_dir), "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["synthesized"] == 2 and summary["failed"] == []
+    with AudioCache(cache_dir) as cache:
+        for entry in cache.entries():
+            assert (entry.backend, entry.rate, entry.channels) == ("espeak", 8000, 2)
+            pcm = cache.get(entry.key, rate=8000, channels=2)
+            assert pcm is not None and is_speech(pcm, 2)
+            left, right = pcm_to_array(pcm, 2)
+            assert np.array_equal(left, right)  # mono speech copied to both channels
+
+
+def test_per_phrase_voice_and_default_voice_share_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        '{"text": "Welcome."}',
+        '{"text": "Welcome.", "voice": "en-us"}',
+        '{"text": "Welcome.", "voice": "en-gb"}',
+    ]
+    phrases = write_list(tmp_path, lines, "p.jsonl")
+    cache_dir = tmp_path / "cache"
+    args = ["warm", str(phrases), "-b", "espeak", "--voice", "en-us", "--json"]
+    code, out, err = run_cli([*args, "--cache-dir", str(cache_dir)], capsys)
+    assert code == 0, err
+    # "Welcome." with the default voice en-us and with en-us spelled out are one phrase.
+    assert json.loads(out)["synthesized"] == 2
+    with AudioCache(cache_dir) as cache:
+        assert sorted(e.voice or "" for e in cache.entries()) == ["en-gb", "en-us"]
+
+
+# --- dry run, check -------------------------------------------------------------------
+
+
+def test_dry_run_lists_missing_and_billable_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = tmp_path / "cache"
+    first = write_list(tmp_path, ["Hello."], "first.txt")
+    assert (
+        run_cli(["warm", str(first), "-b", "espeak", "--cache-dir", str(cache_dir)], capsys)[0] == 0
+    )
+    both = write_list(tmp_path, ["Hello.", "Please hold.", "Bye now."], "both.txt")
+    args = ["warm", str(both), "-b", "espeak", "--cache-dir", str(cache_dir), "--dry-run"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == ["would synthesize: Please hold.", "would synthesize: Bye now."]
+    assert "2 of 3 phrases to synthesize, 20 billable characters (1 already cached)" in lines[2]
+
+    code, out, _ = run_cli([*args, "--json"], capsys)
+    document = json.loads(out)
+    assert [p["text"] for p in document["to_synthesize"]] == ["Please hold.", "Bye now."]
+    assert document["billable_characters"] == 20 and document["already_cached"] == 1
+    with AudioCache(cache_dir) as cache:
+        assert len(cache) == 1  # nothing was synthesized
+
+
+def test_check_is_a_ci_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache_dir = tmp_path / "cache"
+    phrases = write_list(tmp_path, ["Your call matters.", "Please wait."])
+    base = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(cache_dir)]
+    code, out, err = run_cli([*base, "--check"], capsys)
+    assert code == 1
+    assert out == ""
+    assert 'voiceprep: error: not cached: "Your call matters." (' in err
+    assert "phrases.txt:2)" in err and "2 of 2 phrases are not cached" in err
+    with AudioCache(cache_dir) as cache:
+        assert len(cache) == 0  # --check synthesizes nothing
+
+    assert run_cli(base, capsys)[0] == 0
+    code, out, err = run_cli([*base, "--check"], capsys)
+    assert code == 0 and "all 2 phrases are cached" in err
+    code, out, _ = run_cli([*base, "--check", "--json"], capsys)
+    assert code == 0 and json.loads(out)["missing"] == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dry-run", "--check"], "cannot be combined"),
+        (["--check", "--prune"], "--check changes nothing"),
+        (["--dry-run", "--export", "out"], "--dry-run changes nothing"),
+        (["--shard", "3/2"], "invalid shard '3/2'"),
+        (["-j", "0"], "invalid jobs 0"),
+        (["-r", "7000"], "invalid rate 7000"),
+        (["--max-size", "big"], "invalid size 'big'"),
+        (["-b", "nosuch"], "unknown backend 'nosuch'"),
+    ],
+)
+def test_usage_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    phrases = write_list(tmp_path, ["Hi."])
+    args = ["warm", str(phrases), "--cache-dir", str(tmp_path / "c"), *flags]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert err.startswith("voiceprep: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+# --- prune, export --------------------------------------------------------------------
+
+
+def test_prune_removes_unlisted_entries_of_same_backend_and_voice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = tmp_path / "cache"
+    old = write_list(tmp_path, ["Old greeting.", "Kept phrase."], "old.txt")
+    other_voice = write_list(tmp_path, ["Other voice."], "other.txt")
+    new = write_list(tmp_path, ["Kept phrase.", "New greeting."], "new.txt")
+    espeak = ["-b", "espeak", "--cache-dir", str(cache_dir)]
+    assert run_cli(["warm", str(old), *espeak], capsys)[0] == 0
+    assert run_cli(["warm", str(other_voice), *espeak, "--voice", "en-gb"], capsys)[0] == 0
+    code, out, err = run_cli(["warm", str(new), *espeak, "--prune"], capsys)
+    assert code == 0, err
+    assert "pruned 1 entries" in err
+    assert summary_of(out)["synthesized"] == "1"
+    with AudioCache(cache_dir) as cache:
+        kept = sorted(e.text for e in cache.entries())
+    # The other voice's entry is not this run's business.
+    assert kept == ["Kept phrase.", "New greeting.", "Other voice."]
+
+
+def test_export_writes_named_wavs_and_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = tmp_path / "p.csv"
+    phrases.write_text("id,text\ngreeting,Hello and welcome.\n,Please hold the line.\n")
+    out_dir = tmp_path / "export"
+    args = ["warm", str(phrases), "-b", "espeak", "-r", "16000", "--export", str(out_dir)]
+    code, _, err = run_cli([*args, "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 0, err
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    files = {e["text"]: e["file"] for e in manifest["entries"]}
+    assert files == {
+        "Hello and welcome.": "greeting.wav",
+        "Please hold the line.": "please-hold-the-line.wav",
+    }
+    for entry in manifest["entries"]:
+        blob = (out_dir / entry["file"]).read_bytes()
+        fmt = parse_wav_header(blob)
+        assert (fmt.rate, fmt.channels) == (16000, 1)
+        assert entry["duration"] == pytest.approx(fmt.data_bytes / 32000, abs=1e-3)
+        assert is_speech(blob[fmt.data_offset :])
+
+
+# --- shards ---------------------------------------------------------------------------
+
+
+def test_parse_shard() -> None:
+    assert parse_shard("1/1") == (1, 1)
+    assert parse_shard("3/4") == (3, 4)
+    for bad in ("0/2", "2", "a/b", "1/0", "-1/2"):
+        with pytest.raises(Exception, match="invalid shard"):
+            parse_shard(bad)
+
+
+def test_shards_partition_the_list(tmp_path: Path) -> None:
+    backend = get_backend("espeak")
+    phrases = [Phrase(f"Prompt number {i}.") for i in range(60)]
+    with AudioCache(tmp_path / "c") as cache:
+        whole = plan_warm(phrases, backend, cache, rate=24000, channels=1)
+        parts = [
+            plan_warm(phrases, backend, cache, rate=24000, channels=1, shard=(k, 3))
+            for k in (1, 2, 3)
+        ]
+    keys = [{item.key for item in part.items} for part in parts]
+    assert set().union(*keys) == {item.key for item in whole.items}
+    assert sum(len(k) for k in keys) == 60  # disjoint
+    assert all(len(k) > 5 for k in keys)  # and spread out
+    for k, part in enumerate(parts, start=1):
+        assert all(shard_of(item.key, 3) == k for item in part.items)
+        assert part.all_keys == whole.all_keys
+
+
+def test_sharded_warm_then_cache_merge_covers_the_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = write_list(
+        tmp_path, [f"Option {w}." for w in ("one", "two", "three", "four", "five")]
+    )
+    total = 0
+    for k in (1, 2):
+        args = ["warm", str(phrases), "-b", "espeak", "--shard", f"{k}/2", "--json"]
+        code, out, err = run_cli([*args, "--cache-dir", str(tmp_path / f"shard{k}")], capsys)
+        assert code == 0, err
+        total += json.loads(out)["synthesized"]
+    assert total == 5
+    merged = tmp_path / "merged"
+    code, _, err = run_cli(
+        ["cache", "merge", str(tmp_path / "shard1"), str(tmp_path / "shard2")]
+        + ["--cache-dir", str(merged)],
+        capsys,
+    )
+    assert code == 0, err
+    check = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(merged), "--check"]
+    code, _, err = run_cli(check, capsys)
+    assert code == 0, err
+
+
+# --- library --------------------------------------------------------------------------
+
+
+def test_plan_keys_match_cache_key(tmp_path: Path) -> None:
+    backend = get_backend("espeak", voice="en-us")
+    with AudioCache(tmp_path / "c") as cache:
+        plan = plan_warm(
+            [Phrase("  Hello   world "), Phrase("Hello world", voice="en-gb")],
+            backend,
+            cache,
+            rate=16000,
+            channels=2,
+        )
+    assert [i.key for i in plan.items] == [
+        cache_key(backend.identity(None), "Hello world", rate=16000, channels=2),
+        cache_key(backend.identity("en-gb"), "Hello world", rate=16000, channels=2),
+    ]
+    assert plan.billable_characters == 22 and len(plan.missing) == 2
+
+
+def test_max_entries_smaller_than_list_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = write_list(tmp_path, ["One.", "Two.", "Three."])
+    args = ["warm", str(phrases), "-b", "espeak", "--max-entries", "2"]
+    code, _, err = run_cli([*args, "--cache-dir", str(tmp_path / "c")], capsys)
+    assert code == 0
+    assert "voiceprep: warning: --max-entries 2 is less than the 3 phrases" in err
+    with AudioCache(tmp_path / "c") as cache:
+        assert len(cache) == 2
+
+
+def test_warm_synthesizes_a_damaged_entry_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = write_list(tmp_path, ["Your order has shipped.", "Anything else?"])
+    args = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(tmp_path / "c"), "--json"]
+    assert run_cli(args, capsys)[0] == 0
+    with AudioCache(tmp_path / "c") as cache:
+        damaged = next(e for e in cache.entries() if e.text == "Anything else?")
+        good = cache.get(damaged.key, rate=24000, channels=1)
+    blob = bytearray(damaged.path.read_bytes())
+    middle = len(blob) // 2
+    blob[middle : middle + 64] = bytes(b ^ 0xFF for b in blob[middle : middle + 64])
+    damaged.path.write_bytes(bytes(blob))
+    # --check looks at presence only (fast); a warm checks the audio and redoes it.
+    assert run_cli([*args, "--check"], capsys)[0] == 0
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert 'damaged cache entry, synthesizing again: "Anything else?"' in err
+    assert json.loads(out)["synthesized"] == 1
+    with AudioCache(tmp_path / "c") as cache:
+        assert cache.get(damaged.key, rate=24000, channels=1) == good
+        assert not cache.verify().damaged

@@ -1,0 +1,217 @@
+"""`voiceprep warm` against local servers speaking OpenAI's and ElevenLabs' TTS APIs, with
+latency and faults injected (tests/fakeproviders.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from audiogen import dominant_frequency, pcm_to_array
+from fakeproviders import (
+    ELEVENLABS_KEY,
+    OPENAI_KEY,
+    FakeProvider,
+    Fault,
+    fake_elevenlabs,
+    fake_openai,
+    voice_frequency,
+)
+
+from voiceprep.cache import AudioCache
+from voiceprep.cli import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), captured.out, captured.err
+
+
+@pytest.fixture
+def openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    with fake_openai() as fake:
+        yield fake
+
+
+def phrase_file(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / "phrases.txt"
+    path.write_text("".join(f"Prompt number {i}.\n" for i in range(count)))
+    return path
+
+
+def warm_args(tmp_path: Path, fake: FakeProvider, phrases: Path, *more: str) -> list[str]:
+    return [
+        "warm",
+        str(phrases),
+        "-b",
+        fake.kind,
+        "-O",
+        f"base_url={fake.base_url}",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        *more,
+    ]
+
+
+def cached_count(tmp_path: Path) -> int:
+    with AudioCache(tmp_path / "cache") as cache:
+        return len(cache)
+
+
+def test_concurrency_is_bounded_by_jobs(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai.latency = 0.3
+    phrases = phrase_file(tmp_path, 12)
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "4"), capsys)
+    assert code == 0, err
+    assert json.loads(out)["synthesized"] == 12
+    assert openai.request_count == 12
+    assert openai.peak_in_flight == 4  # -j 4: four at once, never more
+
+
+def test_openai_audio_is_the_voice_at_the_target_rate(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = phrase_file(tmp_path, 2)
+    args = warm_args(tmp_path, openai, phrases, "--voice", "nova", "-r", "16000")
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert {r.json["voice"] for r in openai.requests} == {"nova"}
+    with AudioCache(tmp_path / "cache") as cache:
+        for entry in cache.entries():
+            pcm = cache.get(entry.key, rate=16000, channels=1)
+            assert pcm is not None
+            freq = dominant_frequency(pcm_to_array(pcm, 1)[0], 16000)
+            assert freq == pytest.approx(voice_frequency("nova"), abs=5)
+
+
+def test_elevenlabs_asks_for_pcm_at_the_target_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ELEVENLABS_API_KEY", ELEVENLABS_KEY)
+    with fake_elevenlabs() as fake:
+        phrases = phrase_file(tmp_path, 3)
+        code, out, err = run_cli(warm_args(tmp_path, fake, phrases, "-r", "22050"), capsys)
+        assert code == 0, err
+        assert json.loads(out)["synthesized"] == 3
+        assert {r.query.get("output_format") for r in fake.requests} == {"pcm_22050"}
+    with AudioCache(tmp_path / "cache") as cache:
+        entry = cache.entries()[0]
+        assert (entry.backend, entry.rate) == ("elevenlabs", 22050)
+        pcm = cache.get(entry.key, rate=22050, channels=1)
+        assert pcm is not None
+        freq = dominant_frequency(pcm_to_array(pcm, 1)[0], 22050)
+        assert freq == pytest.approx(voice_frequency(entry.voice or ""), abs=5)
+
+
+def test_server_errors_are_retried(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai.push(500, 503)
+    phrases = phrase_file(tmp_path, 3)
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "1"), capsys)
+    assert code == 0, err
+    assert json.loads(out)["synthesized"] == 3
+    assert openai.request_count == 5  # two failures, then three successes
+    retries = [line for line in err.splitlines() if "retry" in line]
+    assert len(retries) == 2
+    assert all(line.startswith('voiceprep: warning: "Prompt number 0."') for line in retries)
+
+
+def test_429_retry_after_is_honoured(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai.push(Fault(429, retry_after="1"))
+    phrases = phrase_file(tmp_path, 1)
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases), capsys)
+    assert code == 0, err
+    assert "429" in err and "retry 1 in 1.0 s" in err
+    assert openai.request_count == 2 and cached_count(tmp_path) == 1
+
+
+def test_persistent_failure_names_the_phrase_and_rerun_fills_the_gap(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai.push(500, 500)
+    phrases = phrase_file(tmp_path, 4)
+    args = warm_args(tmp_path, openai, phrases, "-j", "1", "--retries", "1")
+    code, out, err = run_cli(args, capsys)
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["synthesized"] == 3
+    assert [f["text"] for f in summary["failed"]] == ["Prompt number 0."]
+    failure = [line for line in err.splitlines() if line.startswith("voiceprep: error:")]
+    assert len(failure) == 1
+    assert '"Prompt number 0." (' in failure[0] and "500" in failure[0]
+    assert cached_count(tmp_path) == 3
+
+    openai.reset()
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases), capsys)
+    assert code == 0, err
+    assert json.loads(out)["synthesized"] == 1
+    assert [r.json["input"] for r in openai.requests] == ["Prompt number 0."]
+
+
+def test_timeout_is_retried_then_given_up(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai.push(Fault(200, delay=3))
+    phrases = phrase_file(tmp_path, 2)
+    args = warm_args(tmp_path, openai, phrases, "-j", "1", "--timeout", "0.3")
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert json.loads(out)["synthesized"] == 2 and openai.request_count == 3
+
+    openai.reset()
+    openai.push(Fault(200, delay=3))
+    more = phrase_file(tmp_path, 3)  # one new phrase
+    args = warm_args(tmp_path, openai, more, "--timeout", "0.3", "--retries", "0")
+    code, out, err = run_cli(args, capsys)
+    assert code == 1
+    assert "no answer within 0.3 s" in err and '"Prompt number 2."' in err
+
+
+def test_authentication_failure_stops_the_run(
+    tmp_path: Path,
+    openai: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wrong_key = "sk-wrong-0000000000000000000000"
+    monkeypatch.setenv("OPENAI_API_KEY", wrong_key)
+    openai.latency = 0.05
+    phrases = phrase_file(tmp_path, 40)
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "4"), capsys)
+    assert code == 1
+    # Within one round of the requests in flight: at most -j requests ever sent.
+    assert 1 <= openai.request_count <= 4
+    summary = json.loads(out)
+    assert summary["synthesized"] == 0
+    assert summary["skipped"] + len(summary["failed"]) == 40
+    assert summary["stopped"] and "401" in summary["stopped"]
+    assert "not attempted" in err
+    assert wrong_key not in out + err  # the provider echoed it; we never do
+    assert cached_count(tmp_path) == 0
+
+
+def test_unusable_backend_is_refused_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    phrases = phrase_file(tmp_path, 2)
+    args = ["warm", str(phrases), "-b", "openai", "--cache-dir", str(tmp_path / "c")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1
+    assert "backend 'openai' cannot run here" in err and "OPENAI_API_KEY" in err
+    # --dry-run needs no key: it only computes keys and looks them up.
+    code, out, err = run_cli([*args, "--dry-run"], capsys)
+    assert code == 0, err
+    assert "2 of 2 phrases to synthesize" in out

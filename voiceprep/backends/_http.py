@@ -1,0 +1,187 @@
+"""What the HTTP backends share: one pooled httpx client per event loop, the mapping of
+HTTP outcomes onto voiceprep's errors, Retry-After parsing, and secret-free messages.
+
+Status mapping (the retry policy in retry.py acts on the classes):
+- 401, 403 → AuthenticationError (the key is wrong, or the account may not do this at all:
+  every other request of the run would fail the same way, so the run stops);
+- 408, 409, 425, 429, 5xx → TransientBackendError, with Retry-After when sent;
+- any other 4xx → PermanentBackendError (a bad request stays bad);
+- timeouts and connection errors → TransientBackendError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from voiceprep.errors import (
+    AuthenticationError,
+    EmptyAudioError,
+    PermanentBackendError,
+    TransientBackendError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+AUTH_STATUSES = frozenset({401, 403})
+CONNECT_TIMEOUT = 15.0
+READ_TIMEOUT = 300.0  # the per-attempt --timeout (retry.py) is the real bound
+_MAX_DETAIL = 300
+# Provider errors sometimes echo (part of) the key, e.g. OpenAI's "Incorrect API key
+# provided: sk-abc***xyz"; anything shaped like a key is removed from messages.
+_KEYLIKE = re.compile(r"\b(?:sk|xi|key)[-_][A-Za-z0-9*_\-.]{6,}")
+
+
+def clean_base_url(url: str, *, source: str) -> str:
+    """A base URL without a trailing slash; UsageError when it is not http(s)://host…."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{source}: invalid base URL {display_url(url)!r} (expected http(s)://…)")
+    return url.strip().rstrip("/")
+
+
+def display_url(url: str) -> str:
+    """The URL with any user:password@ removed, for messages."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        return "<invalid URL>"
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def redact(message: str, *secrets: str | None) -> str:
+    """`message` on one line, without the secrets or anything that looks like a key."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    message = _KEYLIKE.sub("[redacted]", message)
+    message = " ".join(message.split())
+    return message if len(message) <= _MAX_DETAIL else message[: _MAX_DETAIL - 1] + "…"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class ClientPool:
+    """One httpx.AsyncClient per running event loop (a client cannot cross loops)."""
+
+    def __init__(self) -> None:
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+
+    def get(self) -> httpx.AsyncClient:
+        import httpx  # deferred: the CLI's start-up must not pay for it
+
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop and not entry[1].is_closed:
+            return entry[1]
+        # Drop clients of loops that have gone away.
+        for key, (old_loop, _client) in list(self._clients.items()):
+            if old_loop.is_closed():
+                del self._clients[key]
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=False,
+            trust_env=True,
+        )
+        self._clients[id(loop)] = (loop, client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close this loop's client (other loops' clients are dropped with their loop)."""
+        loop = asyncio.get_running_loop()
+        entry = self._clients.pop(id(loop), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+
+async def post_for_audio(
+    pool: ClientPool,
+    *,
+    backend: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    params: Mapping[str, str] | None = None,
+    secret: str | None = None,
+) -> bytes:
+    """POST JSON, return the audio body, or raise the error class the outcome deserves."""
+    import httpx
+
+    client = pool.get()
+    where = display_url(url)
+    try:
+        response = await client.post(url, json=dict(body), headers=dict(headers), params=params)
+    except httpx.TimeoutException:
+        raise TransientBackendError(f"{backend}: {where}: timed out") from None
+    except httpx.TransportError as exc:
+        reason = redact(str(exc) or type(exc).__name__, secret)
+        raise TransientBackendError(f"{backend}: {where}: connection failed ({reason})") from None
+    status = response.status_code
+    if 200 <= status < 300:
+        if not response.content:
+            raise EmptyAudioError(f"{backend}: the provider returned no audio")
+        return response.content
+    detail = redact(provider_message(response), secret)
+    message = f"{backend}: HTTP {status} {response.reason_phrase}".rstrip()
+    if detail:
+        message += f": {detail}"
+    if status in AUTH_STATUSES:
+        raise AuthenticationError(message)
+    if status in TRANSIENT_STATUSES or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise TransientBackendError(message, retry_after=retry_after)
+    raise PermanentBackendError(message)
+
+
+def whole_samples(pcm: bytes, channels: int = 1) -> bytes:
+    """Raw s16le PCM cut to whole frames (a truncated body may end mid-sample)."""
+    frame = 2 * channels
+    return pcm[: len(pcm) - len(pcm) % frame]
+
+
+def provider_message(response: httpx.Response) -> str:
+    """The human part of an error body: OpenAI's error.message, ElevenLabs' detail, or text."""
+    text = response.text
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text.strip() if "json" not in response.headers.get("content-type", "") else ""
+    return _message_from(payload)
+
+
+def _message_from(payload: Any) -> str:
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, list):  # FastAPI-style validation errors
+        return "; ".join(_message_from(item) for item in payload[:3])
+    if isinstance(payload, dict):
+        for key in ("error", "detail", "message", "msg"):
+            if key in payload:
+                return _message_from(payload[key])
+    return ""

@@ -1,0 +1,144 @@
+"""The `elevenlabs` backend: `POST {base}/v1/text-to-speech/{voice_id}?output_format=…`.
+
+- Key: `ELEVENLABS_API_KEY`, sent as the `xi-api-key` header (always required).
+- Base URL: `-O base_url=…`, else `ELEVENLABS_BASE_URL`, else https://api.elevenlabs.io.
+- Output: raw PCM at the target rate when ElevenLabs offers it (`pcm_16000`, `pcm_22050`,
+  `pcm_24000`, `pcm_44100`), otherwise the nearest offered rate above it (or the highest),
+  which the cache resamples. `-O output_format=mp3_44100_128` (any of theirs) overrides.
+- Model: `eleven_multilingual_v2` by default — prompts are prebuilt ahead of time, so
+  quality matters more than the latency `eleven_flash_v2_5` is made for.
+- The cache identity holds model, voice id, the voice settings given and an explicit
+  output_format; never the key or the base URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from voiceprep.backends._http import ClientPool, clean_base_url, post_for_audio, whole_samples
+from voiceprep.backends._options import as_bool, as_float, check_known
+from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.errors import BackendUnavailableError, UsageError
+from voiceprep.keys import BackendIdentity
+
+OFFICIAL_BASE_URL = "https://api.elevenlabs.io"
+DEFAULT_MODEL = "eleven_multilingual_v2"
+DEFAULT_VOICE = "JBFqnCBsd6RMkjVDRZzb"  # "George", a premade voice every account has
+PCM_RATES = (16000, 22050, 24000, 44100)
+KEY_ENV = "ELEVENLABS_API_KEY"
+BASE_URL_ENV = "ELEVENLABS_BASE_URL"
+_FLOAT_SETTINGS = {
+    "stability": (0.0, 1.0),
+    "similarity_boost": (0.0, 1.0),
+    "style": (0.0, 1.0),
+    "speed": (0.7, 1.2),
+}
+OPTIONS = {
+    "model": f"model_id (default {DEFAULT_MODEL})",
+    "stability": "voice setting, 0–1",
+    "similarity_boost": "voice setting, 0–1",
+    "style": "voice setting, 0–1",
+    "use_speaker_boost": "voice setting, true/false",
+    "speed": "voice setting, 0.7–1.2",
+    "output_format": "e.g. mp3_44100_128, pcm_24000 (default: PCM at the target rate)",
+    "base_url": f"API base URL (default ${BASE_URL_ENV} or {OFFICIAL_BASE_URL})",
+}
+_FORMAT = re.compile(r"^(?:pcm|mp3|opus)_\d+(?:_\d+)?$")  # ulaw/alaw: headerless, undecodable
+_VOICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def output_format_for(rate: int) -> str:
+    """`pcm_<rate>` when offered, else the nearest higher offered rate (or the highest)."""
+    for offered in PCM_RATES:
+        if offered >= rate:
+            return f"pcm_{offered}"
+    return f"pcm_{PCM_RATES[-1]}"
+
+
+class ElevenLabsBackend:
+    """ElevenLabs text-to-speech."""
+
+    name = "elevenlabs"
+
+    def __init__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
+    ) -> None:
+        options = dict(options or {})
+        check_known(self.name, options, OPTIONS)
+        self.default_voice = voice or DEFAULT_VOICE
+        self.model = options.get("model") or DEFAULT_MODEL
+        self.voice_settings: dict[str, float | bool] = {}
+        for key, (low, high) in _FLOAT_SETTINGS.items():
+            if key in options:
+                self.voice_settings[key] = as_float(
+                    self.name, key, options[key], low=low, high=high
+                )
+        if "use_speaker_boost" in options:
+            self.voice_settings["use_speaker_boost"] = as_bool(
+                self.name, "use_speaker_boost", options["use_speaker_boost"]
+            )
+        self.output_format = options.get("output_format") or None
+        if self.output_format is not None and not _FORMAT.match(self.output_format):
+            raise UsageError(
+                f"elevenlabs: option output_format={self.output_format!r}: "
+                "expected e.g. pcm_24000 or mp3_44100_128"
+            )
+        source = "option base_url" if "base_url" in options else BASE_URL_ENV
+        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
+        self.base_url = clean_base_url(raw_base, source=source)
+        self._pool = ClientPool()
+
+    def __repr__(self) -> str:
+        return f"ElevenLabsBackend(model={self.model!r}, voice={self.default_voice!r})"
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        options: dict[str, object] = dict(self.voice_settings)
+        if self.output_format is not None:
+            options["output_format"] = self.output_format
+        return BackendIdentity(
+            name=self.name, model=self.model, voice=voice or self.default_voice, options=options
+        )
+
+    def unavailable_reason(self) -> str | None:
+        return None if os.environ.get(KEY_ENV) else f"{KEY_ENV} is not set"
+
+    def request(
+        self, text: str, *, voice: str | None, rate: int
+    ) -> tuple[str, dict[str, str], dict[str, object]]:
+        """(url, query, JSON body) of one synthesis."""
+        voice_id = voice or self.default_voice
+        if not _VOICE_ID.match(voice_id):
+            # It goes into the URL path: refuse anything that could change the path.
+            raise UsageError(f"elevenlabs: invalid voice id {voice_id!r}")
+        body: dict[str, object] = {"text": text, "model_id": self.model}
+        if self.voice_settings:
+            body["voice_settings"] = dict(self.voice_settings)
+        query = {"output_format": self.output_format or output_format_for(rate)}
+        return f"{self.base_url}/v1/text-to-speech/{voice_id}", query, body
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        key = os.environ.get(KEY_ENV)
+        if not key:
+            raise BackendUnavailableError(f"elevenlabs: {KEY_ENV} is not set")
+        url, query, body = self.request(text, voice=voice, rate=rate)
+        data = await post_for_audio(
+            self._pool,
+            backend=self.name,
+            url=url,
+            headers={"xi-api-key": key, "Accept": "audio/*"},
+            body=body,
+            params=query,
+            secret=key,
+        )
+        fmt = query["output_format"]
+        if fmt.startswith("pcm_"):
+            return SynthesizedAudio(whole_samples(data), rate=int(fmt.split("_")[1]), channels=1)
+        return SynthesizedAudio(data)
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP connections of the current event loop."""
+        await self._pool.aclose()

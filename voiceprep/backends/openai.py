@@ -1,0 +1,136 @@
+"""The `openai` backend: `POST {base}/audio/speech`, OpenAI's API or any server speaking it.
+
+- Base URL: `-O base_url=…`, else `OPENAI_BASE_URL`, else https://api.openai.com/v1.
+- Key: `OPENAI_API_KEY`, sent as `Authorization: Bearer …`. Required for api.openai.com;
+  optional for any other base URL, since self-hosted servers often have none.
+- Asks for `response_format: "wav"` by default: lossless like `pcm`, but self-describing,
+  so a self-hosted server that produces another rate than OpenAI's 24 kHz still decodes
+  right.
+- The cache identity holds model, voice, speed, instructions and response_format — not
+  the key, and not the base URL, so a cache warmed through a proxy or at another address
+  serves the same model. A self-hosted server with a different model behind the same
+  model name would share entries: give it its own model name or cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from voiceprep.backends._http import ClientPool, clean_base_url, post_for_audio, whole_samples
+from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
+from voiceprep.keys import BackendIdentity
+
+OFFICIAL_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-4o-mini-tts"
+DEFAULT_VOICE = "alloy"
+DEFAULT_FORMAT = "wav"
+MAX_INPUT_CHARS = 4096
+PCM_RATE = 24000  # response_format "pcm": raw s16le mono at 24 kHz, no header
+FORMATS = ("wav", "pcm", "mp3", "opus", "aac", "flac")
+OPTIONS = {
+    "model": f"model name (default {DEFAULT_MODEL})",
+    "speed": "0.25–4.0 (default 1.0)",
+    "instructions": "how to speak (gpt-4o-mini-tts): tone, accent, pace…",
+    "response_format": f"one of {', '.join(FORMATS)} (default {DEFAULT_FORMAT})",
+    "base_url": "API base URL (default $OPENAI_BASE_URL or " + OFFICIAL_BASE_URL + ")",
+}
+KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+
+
+class OpenAIBackend:
+    """OpenAI text-to-speech (and compatible servers)."""
+
+    name = "openai"
+
+    def __init__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
+    ) -> None:
+        options = dict(options or {})
+        check_known(self.name, options, OPTIONS)
+        self.default_voice = voice or DEFAULT_VOICE
+        self.model = options.get("model") or DEFAULT_MODEL
+        self.response_format = (options.get("response_format") or DEFAULT_FORMAT).lower()
+        if self.response_format not in FORMATS:
+            raise UsageError(
+                f"openai: option response_format={self.response_format!r}: "
+                f"expected one of {', '.join(FORMATS)}"
+            )
+        self.speed = (
+            as_float(self.name, "speed", options["speed"], low=0.25, high=4.0)
+            if "speed" in options
+            else None
+        )
+        self.instructions = options.get("instructions") or None
+        source = "option base_url" if "base_url" in options else BASE_URL_ENV
+        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
+        self.base_url = clean_base_url(raw_base, source=source)
+        self._pool = ClientPool()
+
+    def __repr__(self) -> str:
+        # Never the key: only what identifies the voice and where requests go.
+        return f"OpenAIBackend(model={self.model!r}, voice={self.default_voice!r})"
+
+    @property
+    def is_official(self) -> bool:
+        return urlsplit(self.base_url).hostname == "api.openai.com"
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        options: dict[str, object] = {"response_format": self.response_format}
+        if self.speed is not None:
+            options["speed"] = self.speed
+        if self.instructions is not None:
+            options["instructions"] = self.instructions
+        return BackendIdentity(
+            name=self.name, model=self.model, voice=voice or self.default_voice, options=options
+        )
+
+    def unavailable_reason(self) -> str | None:
+        if self.is_official and not os.environ.get(KEY_ENV):
+            return f"{KEY_ENV} is not set"
+        return None
+
+    def request_body(self, text: str, voice: str | None = None) -> dict[str, object]:
+        body: dict[str, object] = {
+            "model": self.model,
+            "input": text,
+            "voice": voice or self.default_voice,
+            "response_format": self.response_format,
+        }
+        if self.speed is not None:
+            body["speed"] = self.speed
+        if self.instructions is not None:
+            body["instructions"] = self.instructions
+        return body
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        if len(text) > MAX_INPUT_CHARS:
+            raise PermanentBackendError(
+                f"openai: text of {len(text)} characters is over the API's limit of "
+                f"{MAX_INPUT_CHARS}"
+            )
+        key = os.environ.get(KEY_ENV) or None
+        if key is None and self.is_official:
+            raise BackendUnavailableError(f"openai: {KEY_ENV} is not set")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        data = await post_for_audio(
+            self._pool,
+            backend=self.name,
+            url=f"{self.base_url}/audio/speech",
+            headers=headers,
+            body=self.request_body(text, voice),
+            secret=key,
+        )
+        if self.response_format == "pcm":
+            return SynthesizedAudio(whole_samples(data), rate=PCM_RATE, channels=1)
+        return SynthesizedAudio(data)
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP connections of the current event loop."""
+        await self._pool.aclose()

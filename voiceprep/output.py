@@ -1,0 +1,234 @@
+"""Writing decoded audio: to a file atomically, or to a stream (stdout).
+
+A file is written to a temporary name in its own directory and renamed into place only
+when complete, so a failure or Ctrl-C never leaves a half-written output behind, and an
+existing file is never replaced unless asked (`force=True`). WAV output to a file gets
+its sizes patched at the end; to a stream it carries the "unknown length" sizes ffmpeg
+uses for pipes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
+from voiceprep.units import check_channels, check_rate
+from voiceprep.wav import patch_wav_sizes, wav_header
+
+CONTAINERS = ("raw", "wav")
+SAMPLE_FORMATS = ("s16", "f32")
+# Large enough that a 4-second clip is one write, small enough to stay flat in memory.
+_WRITE_BUFFER = 1 << 20
+
+Progress = Callable[[int], None]
+WarningHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How decoded audio is shaped and stored (everything but where it comes from)."""
+
+    rate: int = 24000
+    channels: int = 1
+    sample_format: str = "s16"
+    container: str = "raw"
+    start: float | None = None
+    duration: float | None = None
+
+    def __post_init__(self) -> None:
+        check_rate(self.rate)
+        check_channels(self.channels)
+        if self.sample_format not in SAMPLE_FORMATS:
+            raise UsageError(f"invalid sample format {self.sample_format!r}: use s16 or f32")
+        if self.container not in CONTAINERS:
+            raise UsageError(f"invalid format {self.container!r}: use raw or wav")
+        if self.start is not None and not self.start >= 0:
+            raise UsageError(f"invalid start {self.start}: must be 0 or more seconds")
+        if self.duration is not None and not self.duration > 0:
+            raise UsageError(f"invalid duration {self.duration}: must be more than 0 seconds")
+
+    @property
+    def suffix(self) -> str:
+        return ".wav" if self.container == "wav" else ".pcm"
+
+
+def container_for(path: str | os.PathLike[str], requested: str | None) -> str:
+    """The output container: the one asked for, else `.wav` → wav, anything else → raw."""
+    if requested is not None:
+        return requested
+    return "wav" if Path(path).suffix.lower() == ".wav" else "raw"
+
+
+def _chunks(
+    source: Any, spec: OutputSpec, on_warning: WarningHandler | None
+) -> Generator[bytes, None, None]:
+    from voiceprep.decoding import decode  # deferred: PyAV is heavy to import
+
+    # A generator of our own, so closing it also closes (and releases) the decoder.
+    yield from decode(
+        source,
+        rate=spec.rate,
+        channels=spec.channels,
+        sample_format=spec.sample_format,
+        start=spec.start,
+        duration=spec.duration,
+        on_warning=on_warning,
+    )
+
+
+def _write_all(
+    chunks: Iterable[bytes], out: BinaryIO, spec: OutputSpec, progress: Progress | None
+) -> int:
+    """Write the header (if any) and every chunk; return the PCM byte count."""
+    if spec.container == "wav":
+        out.write(
+            wav_header(
+                rate=spec.rate,
+                channels=spec.channels,
+                sample_format=spec.sample_format,
+                data_bytes=None,
+            )
+        )
+    total = 0
+    for chunk in chunks:
+        out.write(chunk)
+        total += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return total
+
+
+def decode_to_stream(
+    source: Any,
+    out: BinaryIO,
+    spec: OutputSpec,
+    *,
+    progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
+) -> int:
+    """Decode `source` into an open binary stream (stdout); return the PCM byte count.
+
+    A stream may be a pipe, so a WAV header carries unknown sizes (as ffmpeg writes them).
+    `progress(n)` is called with each chunk's byte count; `on_warning(message)` for each
+    recoverable decoding problem (a corrupt packet skipped).
+    """
+    with contextlib.closing(_chunks(source, spec, on_warning)) as chunks:
+        total = _write_all(chunks, out, spec, progress)
+    out.flush()
+    return total
+
+
+def decode_to_file(
+    source: Any,
+    dest: str | os.PathLike[str],
+    spec: OutputSpec,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
+) -> int:
+    """Decode `source` into the file `dest`, atomically; return the PCM byte count.
+
+    Input errors come first (the input is opened before the output is created); then
+    `OutputExistsError` if `dest` exists and `force` is false, `OutputError` if it cannot
+    be created or would overwrite the input. `progress` and `on_warning` as for
+    `decode_to_stream`.
+    """
+    dest = Path(dest)
+    with contextlib.closing(_chunks(source, spec, on_warning)) as chunks:
+        first = next(chunks, b"")  # opens the input: its errors win over the output's
+        _check_destination(source, dest, force=force)
+        with atomic_file(dest, force=force) as out:
+            total = _write_all(_prepend(first, chunks), out, spec, progress)
+            if spec.container == "wav":
+                patch_wav_sizes(out, total)
+    return total
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _check_destination(source: Any, dest: Path, *, force: bool) -> None:
+    if isinstance(source, str | os.PathLike) and str(source) != "-":
+        with contextlib.suppress(OSError):
+            if os.path.samefile(source, dest):
+                raise OutputError(f"{dest}: is the input file; choose another output")
+    if dest.is_dir():
+        raise OutputError(f"{dest}: is a directory")
+    if not force and os.path.lexists(dest):
+        raise OutputExistsError(f"{dest}: already exists (use --force to overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
+    """A binary file that appears at `dest` only if the block completes.
+
+    The data goes to a hidden temporary file beside `dest` (same filesystem, so the final
+    rename is atomic), removed on any exception including KeyboardInterrupt. Without
+    `force`, the final step refuses to replace a file that appeared meanwhile.
+    """
+    dest = Path(dest)
+    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    try:
+        # 0o666 and the umask give the permissions a plain `open()` would.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
+    try:
+        with open(fd, "wb", buffering=_WRITE_BUFFER) as out:
+            try:
+                yield out
+                out.flush()
+            except OSError as exc:
+                raise VoiceprepError(f"{dest}: write failed: {_reason(exc)}") from None
+        _commit(temp, dest, force=force)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _commit(temp: Path, dest: Path, *, force: bool) -> None:
+    if force:
+        os.replace(temp, dest)
+        return
+    try:
+        # A hard link fails if `dest` exists: no window in which another process's file
+        # could be replaced (os.replace would silently clobber it).
+        os.link(temp, dest)
+    except FileExistsError:
+        raise OutputExistsError(f"{dest}: already exists (use --force to overwrite)") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
+        # Filesystems without hard links (FAT, some network mounts): check, then rename.
+        if os.path.lexists(dest):
+            raise OutputExistsError(f"{dest}: already exists (use --force to overwrite)") from None
+        os.replace(temp, dest)
+        return
+    os.unlink(temp)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else str(exc)
+
+
+__all__ = [
+    "CONTAINERS",
+    "SAMPLE_FORMATS",
+    "OutputSpec",
+    "atomic_file",
+    "container_for",
+    "decode_to_file",
+    "decode_to_stream",
+]

@@ -1,0 +1,276 @@
+"""Phrase lists: the prompts `voiceprep warm` prebuilds.
+
+Formats, chosen by the file's suffix:
+
+- `.txt` (and any other suffix): one phrase a line; blank lines and lines starting with
+  `#` are skipped; surrounding whitespace is trimmed.
+- `.csv` / `.tsv`: a header row naming the columns; `text` is required, `voice` and `id`
+  are optional, other columns are ignored.
+- `.json`: a list of strings, or of objects with `text` (and optionally `voice`, `id`).
+- `.jsonl`: one JSON string or object per line.
+- `-`: standard input. It is read as `.txt` unless its first character says otherwise:
+  `[` means JSON, `{` means JSON Lines, and a first line that is a header of known column
+  names (`text`, `voice`, `id`) separated by tabs or commas means TSV or CSV.
+
+Files are UTF-8 (a BOM is tolerated). Every problem raises `PhraseListError` naming the
+file and line. Duplicates (same normalized text and voice) are kept once, the first wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from voiceprep.errors import InputError, PhraseListError
+from voiceprep.keys import normalize_text
+
+FORMATS = ("txt", "csv", "tsv", "json", "jsonl")
+_SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
+_COLUMNS = ("text", "voice", "id")
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One prompt to synthesize, with where it came from (for messages)."""
+
+    text: str
+    voice: str | None = None
+    id: str | None = None
+    source: str = ""  # "file:line"
+
+    @property
+    def normalized(self) -> str:
+        return normalize_text(self.text)
+
+
+def read_phrase_lists(
+    paths: Iterable[str | Path], *, stdin: IO[bytes] | None = None
+) -> list[Phrase]:
+    """Every phrase of every list, in order, duplicates removed (the first one wins).
+
+    Raises PhraseListError when two different phrases claim the same `id` (their exported
+    files would overwrite each other).
+    """
+    seen: set[tuple[str, str | None]] = set()
+    ids: dict[str, Phrase] = {}
+    result: list[Phrase] = []
+    for path in paths:
+        for phrase in read_phrase_list(path, stdin=stdin):
+            identity = (phrase.normalized, phrase.voice)
+            if identity in seen:
+                continue
+            seen.add(identity)
+            if phrase.id is not None:
+                other = ids.setdefault(phrase.id, phrase)
+                if other is not phrase:
+                    raise PhraseListError(
+                        f"{phrase.source}: id {phrase.id!r} is already used at {other.source}"
+                    )
+            result.append(phrase)
+    return result
+
+
+def read_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> list[Phrase]:
+    """The phrases of one list (duplicates kept); `-` reads standard input."""
+    name = str(path)
+    if name == STDIN:
+        name = "<stdin>"
+        data = (stdin or sys.stdin.buffer).read()
+        text = _decode_utf8(data, name)
+        fmt = sniff_format(text)
+    else:
+        data = _read_file(Path(path))
+        text = _decode_utf8(data, name)
+        fmt = format_for(path)
+    return list(parse_phrases(text, fmt, name))
+
+
+def format_for(path: str | Path) -> str:
+    return _SUFFIX_FORMAT.get(Path(path).suffix.lower(), "txt")
+
+
+def sniff_format(text: str) -> str:
+    """The format of a list read from stdin, from its first non-blank character or line."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return "json"
+    if stripped.startswith("{"):
+        return "jsonl"
+    first_line = stripped.split("\n", 1)[0].strip().lower()
+    for fmt, sep in (("tsv", "\t"), ("csv", ",")):
+        names = [name.strip().strip('"') for name in first_line.split(sep)]
+        if len(names) > 1 and "text" in names and all(n in _COLUMNS for n in names):
+            return fmt
+    return "txt"
+
+
+def parse_phrases(text: str, fmt: str, name: str) -> Iterator[Phrase]:
+    """Phrases from decoded text in format `fmt`; `name` is used in messages."""
+    if fmt == "txt":
+        return _parse_txt(text, name)
+    if fmt in ("csv", "tsv"):
+        return _parse_table(text, name, "," if fmt == "csv" else "\t")
+    if fmt == "json":
+        return _parse_json(text, name)
+    if fmt == "jsonl":
+        return _parse_jsonl(text, name)
+    raise ValueError(f"unknown phrase-list format {fmt!r}")
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _decode_utf8(data: bytes, name: str) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        raise PhraseListError(
+            f"{name}:{line}: invalid UTF-8 (byte 0x{bad} at column {column})"
+        ) from None
+    # Universal newlines, so line numbers agree with what an editor shows.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --- formats --------------------------------------------------------------------------
+
+
+def _parse_txt(text: str, name: str) -> Iterator[Phrase]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        phrase = line.strip()
+        if phrase and not phrase.startswith("#"):
+            yield Phrase(phrase, source=f"{name}:{number}")
+
+
+def _parse_table(text: str, name: str, delimiter: str) -> Iterator[Phrase]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    columns: dict[str, int] = {}
+    last_line = 0
+    try:
+        for row in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = [cell.strip().lower() for cell in row]
+                columns = {col: header.index(col) for col in _COLUMNS if col in header}
+                if "text" not in columns:
+                    found = ", ".join(repr(h) for h in header)
+                    raise PhraseListError(
+                        f"{name}:{first_line}: missing required column 'text' (header has {found})"
+                    )
+                continue
+            fields = {
+                col: row[index].strip() if index < len(row) else ""
+                for col, index in columns.items()
+            }
+            yield _phrase_from_fields(fields, f"{name}:{first_line}")
+    except csv.Error as exc:
+        raise PhraseListError(f"{name}:{reader.line_num}: malformed row: {exc}") from None
+    if header is None:
+        raise PhraseListError(f"{name}:1: no header row (expected a 'text' column)")
+
+
+def _phrase_from_fields(fields: dict[str, Any], source: str) -> Phrase:
+    text = fields.get("text")
+    if not isinstance(text, str):
+        raise PhraseListError(f"{source}: 'text' must be a string")
+    if not normalize_text(text):
+        raise PhraseListError(f"{source}: empty text")
+    return Phrase(
+        text.strip(),
+        voice=_optional_str(fields.get("voice"), "voice", source),
+        id=_optional_str(fields.get("id"), "id", source),
+        source=source,
+    )
+
+
+def _optional_str(value: Any, field: str, source: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise PhraseListError(f"{source}: {field!r} must be a string")
+    return str(value).strip() or None
+
+
+def _phrase_from_json(item: Any, source: str) -> Phrase:
+    if isinstance(item, str):
+        return _phrase_from_fields({"text": item}, source)
+    if isinstance(item, dict):
+        if "text" not in item:
+            raise PhraseListError(f"{source}: object has no 'text' key")
+        return _phrase_from_fields(item, source)
+    raise PhraseListError(
+        f"{source}: expected a string or an object with 'text', got {type(item).__name__}"
+    )
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _json_error(name: str, exc: json.JSONDecodeError) -> PhraseListError:
+    return PhraseListError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
+
+
+def _parse_json(text: str, name: str) -> Iterator[Phrase]:
+    """A JSON list, walked item by item so each phrase knows its line."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _json_error(name, exc) from None
+    if not isinstance(document, list):
+        raise PhraseListError(
+            f"{name}:1: expected a JSON list of strings or objects, got {type(document).__name__}"
+        )
+    # The document is valid: find where each item starts, for the source line.
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, text.index("[") + 1)
+    for _ in document:
+        item, end = decoder.raw_decode(text, pos)
+        yield _phrase_from_json(item, f"{name}:{_line_of(text, pos)}")
+        pos = _skip_space(text, end)
+        if text.startswith(",", pos):
+            pos = _skip_space(text, pos + 1)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\n\r":
+        pos += 1
+    return pos
+
+
+def _parse_jsonl(text: str, name: str) -> Iterator[Phrase]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PhraseListError(
+                f"{name}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
+        yield _phrase_from_json(item, f"{name}:{number}")

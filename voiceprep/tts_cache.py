@@ -1,0 +1,313 @@
+"""TTSAudioCache: the original voice-agent API, with its defects fixed.
+
+`TTSAudioCache(tts, max_entries=128)` keeps synthesized PCM in an in-memory LRU, exactly
+like the original `audio_cache.TTSAudioCache`; with `directory=` the LRU sits in front of
+an `AudioCache`, so a restart or another process finds what was synthesized before.
+
+`tts` is either
+
+- a voiceprep backend (the `Backend` protocol: `identity()`, `synthesize()`), keyed by
+  `backend.identity(voice_id)` and synthesized through `synthesize_with_retries`; or
+- any object with the original `stream_synthesize(async_text_iter, voice_id=...)` (an async
+  iterator of s16le PCM chunks). Its identity is `BackendIdentity(name="<module>.<qualname>"
+  of its type, voice=voice_id)` unless `identity=` names one. Its PCM is taken to be at
+  `tts.sample_rate` Hz (else 24000) with `tts.num_channels` channels (else 1).
+
+Every key also holds the target rate and channel count (`rate=`/`channels=`; by default
+the backend's native format for `stream_synthesize` objects, 24000 Hz mono for backends),
+so audio cached for a 16 kHz track is never served to a 24 kHz one.
+
+Fixed relative to the original: `contains(text, voice_id=)` respects the voice (`text in
+cache` means the default voice); an empty result raises `EmptyAudioError` and is never
+cached; a failed synthesis is not cached and leaves no lock behind; concurrent fetches of
+one key share one synthesis (and its failure); `preload` runs with bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from voiceprep.errors import (
+    CacheCorruptError,
+    CacheError,
+    CacheFormatMismatchError,
+    EmptyAudioError,
+)
+from voiceprep.keys import BackendIdentity, cache_key
+
+if TYPE_CHECKING:
+    from voiceprep.cache import AudioCache
+
+__all__ = ["TTSAudioCache"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM_RATE = 24000
+DEFAULT_PRELOAD_CONCURRENCY = 8
+
+
+class TTSAudioCache:
+    """Synthesized prompts by text and voice: memory LRU, optionally over an AudioCache.
+
+    Args:
+        tts: a voiceprep backend, or any object with `stream_synthesize`.
+        max_entries: size of the in-memory LRU (ValueError when < 1).
+        directory: a cache directory (or an open `AudioCache`) to read and fill; None for
+            the original memory-only behaviour.
+        rate, channels: the PCM format handed out (and part of every key). Default: the
+            native format of a `stream_synthesize` object, 24000 Hz mono for a backend.
+        identity: for `stream_synthesize` objects, the identity to key by (its `voice` is
+            replaced by each call's voice_id). Default: the object's type.
+        retries, timeout: per synthesis (retries apply to backends only).
+        concurrency: default bound of `preload`.
+    """
+
+    def __init__(
+        self,
+        tts: Any,
+        max_entries: int = 128,
+        *,
+        directory: str | os.PathLike[str] | AudioCache | None = None,
+        rate: int | None = None,
+        channels: int | None = None,
+        identity: BackendIdentity | None = None,
+        retries: int = 3,
+        timeout: float | None = 60.0,
+        concurrency: int = DEFAULT_PRELOAD_CONCURRENCY,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._tts = tts
+        self._max_entries = max_entries
+        self._is_backend = _is_voiceprep_backend(tts)
+        if not self._is_backend and not hasattr(tts, "stream_synthesize"):
+            raise TypeError(
+                "tts must be a voiceprep backend or have stream_synthesize(text_iter, voice_id=)"
+            )
+        # The format the TTS itself emits (only meaningful for stream_synthesize objects).
+        self._source_rate = int(getattr(tts, "sample_rate", None) or DEFAULT_STREAM_RATE)
+        self._source_channels = int(getattr(tts, "num_channels", None) or 1)
+        default_rate = DEFAULT_STREAM_RATE if self._is_backend else self._source_rate
+        default_channels = 1 if self._is_backend else self._source_channels
+        self.rate = rate if rate is not None else default_rate
+        self.channels = channels if channels is not None else default_channels
+        if self.channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, not {self.channels}")
+        self._identity_template = identity
+        self._retries = retries
+        self._timeout = timeout
+        self._concurrency = concurrency
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        # One in-flight synthesis per key; removed as soon as it settles (success or not).
+        self._inflight: dict[str, asyncio.Task[bytes]] = {}
+        self._disk: AudioCache | None = _open_disk(directory)
+
+    # --- the original API ---------------------------------------------------------------
+
+    async def fetch(self, text: str, *, voice_id: str | None = None) -> bytes:
+        """s16le PCM for `text` in `voice_id`: memory, then disk, then one synthesis."""
+        key, identity = self._key(text, voice_id)
+        pcm = self._memory_get(key)
+        if pcm is not None:
+            return pcm
+        pcm = self._disk_get(key)
+        if pcm is not None:
+            self._memory_put(key, pcm)
+            return pcm
+        task = self._inflight.get(key)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._fill(key, identity, text, voice_id))
+            self._inflight[key] = task
+            task.add_done_callback(self._forget)
+        # shield: one caller giving up must not cancel the synthesis the others wait for.
+        return await asyncio.shield(task)
+
+    async def preload(
+        self,
+        texts: Iterable[str],
+        *,
+        voice_id: str | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        """Fetch every text, at most `concurrency` at a time.
+
+        Every text is attempted even when some fail; afterwards the first failure is
+        raised (the others are logged).
+        """
+        bound = asyncio.Semaphore(concurrency or self._concurrency)
+
+        async def one(text: str) -> None:
+            async with bound:
+                await self.fetch(text, voice_id=voice_id)
+
+        results = await asyncio.gather(
+            *(one(t) for t in dict.fromkeys(texts)), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for extra in failures[1:]:
+            log.warning("preload: %s", extra)
+        if failures:
+            raise failures[0]
+
+    def contains(self, text: str, *, voice_id: str | None = None) -> bool:
+        """True when `fetch(text, voice_id=)` would not synthesize (memory or disk)."""
+        key, _ = self._key(text, voice_id)
+        if key in self._memory:
+            return True
+        return self._disk is not None and self._disk.contains(key)
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and self.contains(text)
+
+    def __len__(self) -> int:
+        """Entries held in memory (the disk tier is shared; see `AudioCache.stats`)."""
+        return len(self._memory)
+
+    def clear(self) -> None:
+        """Empty the memory tier. The shared disk cache is left alone (use AudioCache.clear)."""
+        self._memory.clear()
+
+    # --- extras ---------------------------------------------------------------------------
+
+    def key(self, text: str, *, voice_id: str | None = None) -> str:
+        """The cache key `fetch(text, voice_id=)` uses (no I/O)."""
+        return self._key(text, voice_id)[0]
+
+    @property
+    def disk(self) -> AudioCache | None:
+        """The AudioCache behind the memory tier, if any."""
+        return self._disk
+
+    def close(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _identity(self, voice_id: str | None) -> BackendIdentity:
+        if self._is_backend:
+            identity: BackendIdentity = self._tts.identity(voice_id)
+            return identity
+        template = self._identity_template
+        if template is not None:
+            return BackendIdentity(template.name, template.model, voice_id, template.options)
+        cls = type(self._tts)
+        return BackendIdentity(name=f"{cls.__module__}.{cls.__qualname__}", voice=voice_id)
+
+    def _key(self, text: str, voice_id: str | None) -> tuple[str, BackendIdentity]:
+        identity = self._identity(voice_id)
+        return cache_key(identity, text, rate=self.rate, channels=self.channels), identity
+
+    def _forget(self, task: asyncio.Task[bytes]) -> None:
+        for key, running in list(self._inflight.items()):
+            if running is task:
+                del self._inflight[key]
+
+    def _memory_get(self, key: str) -> bytes | None:
+        pcm = self._memory.get(key)
+        if pcm is not None:
+            self._memory.move_to_end(key)
+        return pcm
+
+    def _memory_put(self, key: str, pcm: bytes) -> None:
+        self._memory[key] = pcm
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._max_entries:
+            self._memory.popitem(last=False)
+
+    def _disk_get(self, key: str) -> bytes | None:
+        # Read inline: an index lookup plus one small file read takes well under a
+        # millisecond, less than a hop to a worker thread would cost.
+        if self._disk is None:
+            return None
+        try:
+            return self._disk.get(key, rate=self.rate, channels=self.channels)
+        except (CacheCorruptError, CacheFormatMismatchError) as exc:
+            # A damaged entry is a miss: synthesize again and overwrite it.
+            log.warning("ignoring cached entry %s: %s", key[:12], exc)
+            return None
+
+    async def _fill(
+        self, key: str, identity: BackendIdentity, text: str, voice_id: str | None
+    ) -> bytes:
+        pcm = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
+        self._memory_put(key, pcm)
+        if self._disk is not None:
+            await self._disk_put(key, pcm, text, identity)
+        return pcm
+
+    async def _disk_put(self, key: str, pcm: bytes, text: str, identity: BackendIdentity) -> None:
+        # fsync can take milliseconds: keep it off the event loop. The disk tier is
+        # best-effort (as pip's cache): a read-only or full disk never fails a fetch.
+        disk = self._disk
+        assert disk is not None
+        try:
+            await asyncio.to_thread(
+                disk.put,
+                key,
+                pcm,
+                rate=self.rate,
+                channels=self.channels,
+                text=text,
+                identity=identity,
+            )
+        except (CacheError, OSError) as exc:
+            log.warning("could not store %r in %s: %s", text, disk.directory, exc)
+
+    async def _synthesize(self, text: str, voice_id: str | None) -> bytes:
+        if self._is_backend:
+            from voiceprep.backends.retry import synthesize_with_retries
+
+            audio = await synthesize_with_retries(
+                self._tts,
+                text,
+                voice=voice_id,
+                rate=self.rate,
+                channels=self.channels,
+                retries=self._retries,
+                timeout=self._timeout,
+            )
+            return await asyncio.to_thread(audio.to_pcm, rate=self.rate, channels=self.channels)
+        if self._timeout is None:
+            pcm = await self._stream(text, voice_id)
+        else:
+            async with asyncio.timeout(self._timeout):
+                pcm = await self._stream(text, voice_id)
+        if not pcm:
+            raise EmptyAudioError(f"{text!r}: the TTS returned no audio")
+        if (self.rate, self.channels) != (self._source_rate, self._source_channels):
+            from voiceprep.backends.base import SynthesizedAudio
+
+            raw = SynthesizedAudio(pcm, rate=self._source_rate, channels=self._source_channels)
+            pcm = await asyncio.to_thread(raw.to_pcm, rate=self.rate, channels=self.channels)
+        return pcm
+
+    async def _stream(self, text: str, voice_id: str | None) -> bytes:
+        async def text_iter() -> AsyncIterator[str]:
+            yield text
+
+        chunks = bytearray()
+        async for chunk in self._tts.stream_synthesize(text_iter(), voice_id=voice_id):
+            chunks += chunk
+        return bytes(chunks)
+
+
+def _is_voiceprep_backend(tts: Any) -> bool:
+    return callable(getattr(tts, "identity", None)) and callable(getattr(tts, "synthesize", None))
+
+
+def _open_disk(directory: str | os.PathLike[str] | AudioCache | None) -> AudioCache | None:
+    if directory is None:
+        return None
+    from voiceprep.cache import AudioCache
+
+    if isinstance(directory, AudioCache):
+        return directory
+    return AudioCache(directory)

@@ -1,0 +1,513 @@
+"""Prebuilding phrase audio into the cache: the library behind `voiceprep warm` and `say`.
+
+A warm is three steps the CLI drives one by one, so it can stop after any of them:
+
+1. `plan_warm`: the cache key of every phrase (backend identity, voice, rate, channels,
+   text), duplicates by key dropped, only this shard's keys kept (`--shard K/N`), and
+   each marked cached or missing. Planning never synthesizes and never needs an API key,
+   which is what makes `--dry-run` and `--check` cheap CI gates.
+2. `run_warm`: the missing phrases synthesized concurrently (at most `jobs` in flight),
+   each through `synthesize_with_retries`, normalized to the target rate and channels by
+   the decoder (in a worker thread: decoding is CPU work), then stored with the cache's
+   atomic put. An entry is committed as soon as it is ready, so an interrupted run keeps
+   everything it finished and a re-run resumes. An authentication failure stops the run:
+   the requests in flight are cancelled and nothing more is sent.
+3. `prune_unlisted` / `export_plan`: optional afterwards.
+
+Nothing here prints: progress goes to the callback the caller passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from voiceprep.errors import (
+    AuthenticationError,
+    CacheCorruptError,
+    CacheFormatMismatchError,
+    UsageError,
+    VoiceprepError,
+)
+from voiceprep.keys import BackendIdentity, cache_key, normalize_text
+from voiceprep.phrases import Phrase
+from voiceprep.wav import parse_wav_header
+
+if TYPE_CHECKING:
+    from voiceprep.backends.base import Backend
+    from voiceprep.cache import AudioCache, CacheEntry
+    from voiceprep.export import ExportReport
+
+Shard = tuple[int, int]
+Outcome = Literal["synthesized", "failed"]
+
+
+# --- planning -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One distinct phrase to have in the cache, and whether it already is."""
+
+    phrase: Phrase
+    voice: str | None  # what the backend is asked for: the phrase's voice or the default
+    identity: BackendIdentity
+    key: str
+    cached: bool
+    damaged: bool = False  # an entry exists but its audio failed the check: redo it
+
+    @property
+    def text(self) -> str:
+        """The text sent to the backend: normalized, exactly what the key covers."""
+        return normalize_text(self.phrase.text)
+
+    @property
+    def characters(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True)
+class WarmPlan:
+    items: list[PlanItem]  # this shard's distinct phrases, in list order
+    all_keys: frozenset[str]  # the keys of every shard (what --prune keeps)
+    identities: frozenset[tuple[str, str | None]]  # (backend, voice) pairs of the lists
+    total: int  # distinct phrases in the lists, all shards
+    rate: int
+    channels: int
+
+    @property
+    def cached(self) -> list[PlanItem]:
+        return [item for item in self.items if item.cached]
+
+    @property
+    def missing(self) -> list[PlanItem]:
+        return [item for item in self.items if not item.cached]
+
+    @property
+    def damaged(self) -> list[PlanItem]:
+        return [item for item in self.items if item.damaged]
+
+    @property
+    def billable_characters(self) -> int:
+        return sum(item.characters for item in self.missing)
+
+
+def parse_shard(text: str) -> Shard:
+    """`"2/4"` → (2, 4); shards are 1-based."""
+    k_text, sep, n_text = text.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        k = n = 0
+    if not sep or n < 1 or not 1 <= k <= n:
+        raise UsageError(f"invalid shard {text!r}: expected K/N with 1 <= K <= N (e.g. 1/4)")
+    return k, n
+
+
+def shard_of(key: str, count: int) -> int:
+    """The 1-based shard a key falls in: keys are uniform hashes, so shards are even."""
+    return int(key[:16], 16) % count + 1
+
+
+def plan_warm(
+    phrases: Iterable[Phrase],
+    backend: Backend,
+    cache: AudioCache,
+    *,
+    voice: str | None = None,
+    rate: int,
+    channels: int,
+    shard: Shard | None = None,
+    verify: bool = False,
+) -> WarmPlan:
+    """Key every phrase and look it up. `voice` is the default for phrases without one.
+
+    With `verify`, a cached entry also has to pass its sha256 check to count as cached
+    (a damaged one is planned again, and its put replaces it). Without, presence is enough:
+    what `--check` and `--dry-run` use, so they stay fast over large caches.
+    """
+    identities: dict[str | None, BackendIdentity] = {}
+    keyed: dict[str, tuple[Phrase, str | None, BackendIdentity]] = {}
+    for phrase in phrases:
+        phrase_voice = phrase.voice or voice
+        identity = identities.get(phrase_voice)
+        if identity is None:
+            identity = identities[phrase_voice] = backend.identity(phrase_voice)
+        key = cache_key(identity, phrase.text, rate=rate, channels=channels)
+        # Two spellings of one phrase (or a voice given explicitly that is the default)
+        # share a key: synthesize it once.
+        keyed.setdefault(key, (phrase, phrase_voice, identity))
+    items = []
+    for key, (phrase, phrase_voice, identity) in keyed.items():
+        if shard is not None and shard_of(key, shard[1]) != shard[0]:
+            continue
+        present = cache.contains(key)
+        damaged = present and verify and not entry_is_intact(cache, key)
+        items.append(
+            PlanItem(phrase, phrase_voice, identity, key, present and not damaged, damaged)
+        )
+    return WarmPlan(
+        items=items,
+        all_keys=frozenset(keyed),
+        identities=frozenset((i.name, i.voice) for i in identities.values()),
+        total=len(keyed),
+        rate=rate,
+        channels=channels,
+    )
+
+
+def entry_is_intact(cache: AudioCache, key: str) -> bool:
+    """Whether the entry's file is a WAV in its recorded format whose audio matches its
+    sha256. Reads the file without counting a hit (a warm is not a use of the audio)."""
+    entry = cache.entry(key)
+    if entry is None:
+        return False
+    try:
+        blob = entry.path.read_bytes()
+        fmt = parse_wav_header(blob)
+    except (OSError, ValueError, struct.error):
+        return False
+    pcm = blob[fmt.data_offset : fmt.data_offset + fmt.data_bytes]
+    return (fmt.rate, fmt.channels, fmt.sample_format) == (
+        entry.rate,
+        entry.channels,
+        "s16",
+    ) and hashlib.sha256(pcm).hexdigest() == entry.sha256
+
+
+# --- running --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    phrase: Phrase
+    reason: str
+
+
+@dataclass
+class WarmSummary:
+    """What a warm did. Filled in as it goes, so an interrupted run still reports."""
+
+    phrases: int = 0
+    already_cached: int = 0
+    synthesized: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    skipped: int = 0  # not attempted because the run stopped (authentication failure)
+    characters_sent: int = 0
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+    stopped: str | None = None  # why the run stopped early, if it did
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and self.stopped is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phrases": self.phrases,
+            "already_cached": self.already_cached,
+            "synthesized": self.synthesized,
+            "failed": [
+                {"text": f.phrase.text, "source": f.phrase.source, "reason": f.reason}
+                for f in self.failed
+            ],
+            "skipped": self.skipped,
+            "characters_sent": self.characters_sent,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "elapsed": round(self.elapsed, 3),
+            "stopped": self.stopped,
+        }
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    item: PlanItem
+    outcome: Outcome
+    error: str | None
+    done: int  # phrases finished so far (synthesized or failed)
+    total: int  # phrases to synthesize
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    item: PlanItem
+    attempt: int
+    delay: float
+    error: str
+
+
+ProgressCallback = Callable[[ProgressEvent], object]
+RetryCallback = Callable[[RetryEvent], object]
+
+
+def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
+    return len(pcm) / (2 * channels * rate)
+
+
+async def run_warm(
+    plan: WarmPlan,
+    backend: Backend,
+    cache: AudioCache,
+    *,
+    jobs: int = 4,
+    retries: int = 3,
+    timeout: float | None = 60.0,
+    on_progress: ProgressCallback | None = None,
+    on_retry: RetryCallback | None = None,
+    summary: WarmSummary | None = None,
+) -> WarmSummary:
+    """Synthesize and cache every missing phrase of `plan`; return (and fill) the summary.
+
+    Pass your own `summary` to read the counts after a cancellation (Ctrl-C).
+    """
+    if jobs < 1:
+        raise UsageError(f"invalid jobs {jobs}: must be at least 1")
+    summary = summary if summary is not None else WarmSummary()
+    summary.phrases = len(plan.items)
+    summary.already_cached = len(plan.cached)
+    started = time.monotonic()
+    runner = _Runner(plan, backend, cache, jobs, retries, timeout, summary)
+    runner.on_progress, runner.on_retry = on_progress, on_retry
+    try:
+        await runner.run()
+    finally:
+        summary.elapsed += time.monotonic() - started
+    return summary
+
+
+class _Runner:
+    """A pool of `jobs` workers draining one queue of missing phrases."""
+
+    def __init__(
+        self,
+        plan: WarmPlan,
+        backend: Backend,
+        cache: AudioCache,
+        jobs: int,
+        retries: int,
+        timeout: float | None,
+        summary: WarmSummary,
+    ) -> None:
+        self.plan, self.backend, self.cache = plan, backend, cache
+        self.jobs, self.retries, self.timeout = jobs, retries, timeout
+        self.summary = summary
+        self.queue: deque[PlanItem] = deque(plan.missing)
+        self.total = len(self.queue)
+        self.done = 0
+        self.on_progress: ProgressCallback | None = None
+        self.on_retry: RetryCallback | None = None
+        self.auth_error: AuthenticationError | None = None
+        self.in_flight: set[str] = set()
+        self.workers: list[asyncio.Task[None]] = []
+
+    async def run(self) -> None:
+        if not self.queue:
+            return
+        # Cache writes go through one thread: SQLite serializes writers anyway, and the
+        # event loop stays free to keep `jobs` requests in flight.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprep-put") as writer:
+            self.writer = writer
+            self.workers = [
+                asyncio.create_task(self._worker()) for _ in range(min(self.jobs, self.total))
+            ]
+            try:
+                results = await asyncio.gather(*self.workers, return_exceptions=True)
+            except BaseException:  # cancelled from outside (Ctrl-C): stop every worker
+                for task in self.workers:
+                    task.cancel()
+                await asyncio.gather(*self.workers, return_exceptions=True)
+                raise
+        for result in results:
+            # Workers cancelled by an authentication stop end with CancelledError; any
+            # other exception is a bug and must not pass silently.
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+        if self.auth_error is not None:
+            self.summary.skipped = len(self.queue) + len(self.in_flight)
+            self.summary.stopped = str(self.auth_error)
+
+    async def _worker(self) -> None:
+        while self.queue and self.auth_error is None:
+            item = self.queue.popleft()
+            self.in_flight.add(item.key)
+            try:
+                seconds = await self._warm_one(item)
+            except AuthenticationError as exc:
+                self.in_flight.discard(item.key)
+                self._stop(item, exc)
+                return
+            except VoiceprepError as exc:
+                self.in_flight.discard(item.key)
+                self._finish(item, "failed", str(exc))
+            else:
+                self.in_flight.discard(item.key)
+                self.summary.synthesized += 1
+                self.summary.characters_sent += item.characters
+                self.summary.audio_seconds += seconds
+                self._finish(item, "synthesized", None)
+
+    async def _warm_one(self, item: PlanItem) -> float:
+        from voiceprep.backends.retry import synthesize_with_retries
+
+        rate, channels = self.plan.rate, self.plan.channels
+        audio = await synthesize_with_retries(
+            self.backend,
+            item.text,
+            voice=item.voice,
+            rate=rate,
+            channels=channels,
+            retries=self.retries,
+            timeout=self.timeout,
+            on_retry=lambda attempt, delay, exc: self._retrying(item, attempt, delay, exc),
+        )
+        pcm = await asyncio.to_thread(audio.to_pcm, rate=rate, channels=channels)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.writer, self._put, item, pcm)
+        return audio_seconds(pcm, rate=rate, channels=channels)
+
+    def _put(self, item: PlanItem, pcm: bytes) -> None:
+        self.cache.put(
+            item.key,
+            pcm,
+            rate=self.plan.rate,
+            channels=self.plan.channels,
+            text=item.text,
+            identity=item.identity,
+        )
+
+    def _retrying(self, item: PlanItem, attempt: int, delay: float, exc: Exception) -> None:
+        if self.on_retry is not None:
+            self.on_retry(RetryEvent(item, attempt, delay, str(exc)))
+
+    def _stop(self, item: PlanItem, exc: AuthenticationError) -> None:
+        """An authentication failure: no more requests; the others in flight are cancelled."""
+        self._finish(item, "failed", str(exc))
+        if self.auth_error is None:
+            self.auth_error = exc
+            current = asyncio.current_task()
+            for task in self.workers:
+                if task is not current:
+                    task.cancel()
+
+    def _finish(self, item: PlanItem, outcome: Outcome, error: str | None) -> None:
+        if outcome == "failed":
+            self.summary.failed.append(Failure(item.phrase, error or "failed"))
+        self.done += 1
+        if self.on_progress is not None:
+            self.on_progress(ProgressEvent(item, outcome, error, self.done, self.total))
+
+
+async def warm(
+    phrases: Iterable[Phrase],
+    backend: Backend,
+    cache: AudioCache,
+    *,
+    voice: str | None = None,
+    rate: int = 24000,
+    channels: int = 1,
+    jobs: int = 4,
+    retries: int = 3,
+    timeout: float | None = 60.0,
+    shard: Shard | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> WarmSummary:
+    """Plan and run in one call, for library users."""
+    plan = plan_warm(
+        phrases,
+        backend,
+        cache,
+        voice=voice,
+        rate=rate,
+        channels=channels,
+        shard=shard,
+        verify=True,
+    )
+    return await run_warm(
+        plan, backend, cache, jobs=jobs, retries=retries, timeout=timeout, on_progress=on_progress
+    )
+
+
+# --- afterwards -----------------------------------------------------------------------
+
+
+def prune_unlisted(cache: AudioCache, plan: WarmPlan) -> list[CacheEntry]:
+    """Remove the entries of the lists' backends and voices whose key is in no list.
+
+    Every shard's keys count as listed, so one shard never prunes another's phrases.
+    """
+    stale = [
+        entry
+        for entry in cache.entries()
+        if (entry.backend, entry.voice) in plan.identities and entry.key not in plan.all_keys
+    ]
+    if stale:
+        cache.remove([entry.key for entry in stale])
+    return stale
+
+
+def export_plan(cache: AudioCache, plan: WarmPlan, directory: str | Path) -> ExportReport:
+    """Each phrase of the plan as `<id or slug>.wav` plus manifest.json in `directory`."""
+    from voiceprep.export import ExportItem, export_entries
+
+    items = [ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id) for i in plan.items]
+    return export_entries(cache, items, directory)
+
+
+# --- say ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SayResult:
+    pcm: bytes
+    key: str
+    cached: bool  # True when served from the cache, False when synthesized now
+
+
+async def say(
+    text: str,
+    backend: Backend,
+    cache: AudioCache,
+    *,
+    voice: str | None = None,
+    rate: int = 24000,
+    channels: int = 1,
+    retries: int = 3,
+    timeout: float | None = 60.0,
+) -> SayResult:
+    """One phrase through the cache: served when cached, else synthesized and stored.
+
+    A damaged entry is synthesized again and replaced rather than served.
+    """
+    from voiceprep.backends.retry import synthesize_with_retries
+
+    normalized = normalize_text(text)
+    if not normalized:
+        raise UsageError("nothing to say: the text is empty")
+    identity = backend.identity(voice)
+    key = cache_key(identity, normalized, rate=rate, channels=channels)
+    try:
+        pcm = cache.get(key, rate=rate, channels=channels)
+    except (CacheCorruptError, CacheFormatMismatchError):
+        pcm = None
+    if pcm is not None:
+        return SayResult(pcm, key, cached=True)
+    audio = await synthesize_with_retries(
+        backend,
+        normalized,
+        voice=voice,
+        rate=rate,
+        channels=channels,
+        retries=retries,
+        timeout=timeout,
+    )
+    pcm = await asyncio.to_thread(audio.to_pcm, rate=rate, channels=channels)
+    cache.put(key, pcm, rate=rate, channels=channels, text=normalized, identity=identity)
+    return SayResult(pcm, key, cached=False)
