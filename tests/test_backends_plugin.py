@@ -196,3 +196,20 @@ def test_say_through_the_plugin_end_to_end(site_dir: Path, tmp_path: Path) -> No
     samples = pcm_to_array(pcm, 1)[0]
     assert len(samples) / 16000 == pytest.approx(0.3 + 0.04 * len("Ding dong"), abs=0.01)
     assert dominant_frequency(samples, 16000) == pytest.approx(660, abs=3)
+
+
+class _BuggyPlugin:
+    """A third-party backend with a bug: it raises something that is no voiceprep error."""
+
+    name = "buggy"
+
+    async def synthesize(self, text: str, *, voice: str | None = None, rate: int, channels: int):  # type: ignore[no-untyped-def]
+        raise KeyError("sample_rate")
+
+
+async def test_a_plugin_bug_becomes_one_backend_error() -> None:
+    from voiceprep.errors import BackendError
+
+    with pytest.raises(BackendError, match=r"^buggy: KeyError: 'sample_rate'$") as info:
+        await synthesize_with_retries(_BuggyPlugin(), "Hi", rate=24000, channels=1)  # type: ignore[arg-type]
+    assert isinstance(info.value.__cause__, KeyError)  # kept for --debug

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from cache_worker import CHANNELS, IDENTITY, RATE, key_for, pcm_for
 
+from voiceprep import cache as cache_module
 from voiceprep.cache import AudioCache
 from voiceprep.errors import CacheError, CacheReadOnlyError
 
@@ -98,6 +99,8 @@ def test_writer_killed_at_random_instants_loses_nothing_committed(tmp_path: Path
         assert all(not name.endswith(".tmp") for name in files_under(directory))
         assert len(cache.entries()) == after.checked
     assert first.checked >= max_entries - 1
+    # The kills did land mid-write: crashed writers' temporaries were found (and removed).
+    assert first.stale_temps and repaired.stale_temps == first.stale_temps
 
 
 # --- concurrency -------------------------------------------------------------------------
@@ -147,6 +150,46 @@ def test_four_processes_writing_reading_evicting_one_directory(tmp_path: Path) -
         assert report.clean, report.as_dict()
     wavs = [name for name in files_under(directory) if name.endswith(".wav")]
     assert len(wavs) == max_entries
+
+
+def test_repair_racing_writers_never_loses_a_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify --repair` deletes unreferenced WAVs; with the grace period at 0 it also sees
+    the files writers have renamed but not yet committed. They must detect that and write
+    again: no put fails, no committed entry loses its file."""
+    monkeypatch.setattr(cache_module, "ORPHAN_GRACE_SECONDS", 0)
+    directory = tmp_path / "cache"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, WORKER, "writer", str(directory), str(w * 100_000), "40"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(2)
+    ]
+    try:
+        for proc in writers:
+            assert proc.stdout is not None and proc.stdout.readline().strip().isdigit()
+        removed = 0
+        with AudioCache(directory) as cache:
+            for _ in range(150):
+                report = cache.verify(repair=True)
+                assert not report.damaged, report.as_dict()
+                removed += len(report.orphans)
+        # Both writers still running: none of their puts raised.
+        assert [proc.poll() for proc in writers] == [None, None]
+    finally:
+        for proc in writers:
+            proc.kill()
+            proc.communicate()
+    assert removed > 0  # the race did happen
+    with AudioCache(directory) as cache:
+        report = cache.verify()
+        assert not report.damaged and report.checked == len(cache) > 0
+        for entry in cache.entries():
+            assert cache.get(entry.key, rate=RATE, channels=CHANNELS) == pcm_for(entry.text)
 
 
 def test_eight_processes_storing_one_key_leave_one_whole_entry(tmp_path: Path) -> None:

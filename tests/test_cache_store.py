@@ -302,29 +302,37 @@ def test_truncated_or_foreign_files_are_damage(cache: AudioCache) -> None:
 
 
 def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: AudioCache) -> None:
+    from voiceprep.cache import _HOST_TAG
+
     gone = store(cache, "gone")
     kept = store(cache, "kept")
     cache.wav_path(gone).unlink()
     shard = cache.directory / "audio" / "ab"
     shard.mkdir(parents=True, exist_ok=True)
-    orphan = shard / ("ab" + "0" * 62 + ".deadbeef.wav")
-    orphan.write_bytes(b"RIFF....")
-    # A crashed writer's temporary: pid 999999999 does not exist on this host.
-    from voiceprep.cache import _HOST_TAG
-
-    temp = shard / f"{'ab' + '1' * 62}.{_HOST_TAG}-999999999-0000abcd.tmp"
-    temp.write_bytes(b"RIFF partial")
+    # Unreferenced WAVs: one of unknown origin, one of a crashed writer (pid 999999999
+    # does not exist on this host), one of a live writer that may be about to commit.
+    foreign = shard / ("ab" + "0" * 62 + ".deadbeef.wav")
+    crashed = shard / f"{'ab' + '2' * 62}.{_HOST_TAG}-999999999-00000000abcd.wav"
+    in_flight = shard / f"{'ab' + '3' * 62}.{_HOST_TAG}-{os.getpid()}-00000000abcd.wav"
+    temp = shard / f"{'ab' + '1' * 62}.{_HOST_TAG}-999999999-00000000abcd.tmp"
+    for path in (foreign, crashed, in_flight, temp):
+        path.write_bytes(b"RIFF partial")
 
     assert cache.get(gone, rate=24000, channels=1) is None  # a missing file is a miss
     assert not cache.contains(gone)
     report = cache.verify()
     assert report.missing == [gone] and report.damaged
-    assert report.orphans == [orphan] and report.stale_temps == [temp]
+    assert report.orphans == sorted([foreign, crashed]) and report.stale_temps == [temp]
     cache.verify(repair=True)
-    assert not orphan.exists() and not temp.exists()
+    assert not foreign.exists() and not crashed.exists() and not temp.exists()
+    assert in_flight.exists()
     after = cache.verify()
     assert after.clean and after.checked == 1
     assert cache.get(kept, rate=24000, channels=1) is not None
+    # A minute later a live writer's unreferenced WAV is no longer "about to commit".
+    an_hour_ago = time.time() - 3600
+    os.utime(in_flight, (an_hour_ago, an_hour_ago))
+    assert cache.verify().orphans == [in_flight]
 
 
 def test_a_live_writers_temporary_is_not_stale(cache: AudioCache) -> None:
@@ -435,3 +443,20 @@ def test_threads_share_one_cache_object(tmp_path: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             assert all(pool.map(work, range(60)))
         assert len(cache) == 30 and cache.verify().clean
+
+
+def test_a_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
+    with AudioCache(tmp_path) as cache:
+        parent_key = store(cache, "from the parent", 300.0)
+        pid = os.fork()
+        if pid == 0:  # the child: read the parent's entry, write its own, exit
+            ok = cache.get(parent_key, rate=24000, channels=1) == tone(300.0)
+            store(cache, "from the child", 500.0)
+            cache.close()
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        child_key = cache_key(PIPER, "from the child", rate=24000, channels=1)
+        assert cache.get(child_key, rate=24000, channels=1) == tone(500.0)
+        assert cache.get(parent_key, rate=24000, channels=1) == tone(300.0)
+        assert cache.verify().clean

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import sqlite3
 import subprocess
 import sys
@@ -164,7 +165,8 @@ def run_on_terminal(argv: list[str], cwd: Path, answer: bytes = b"") -> tuple[in
     if answer:
         os.write(leader, answer)
     output = b""
-    while True:
+    # A generous bound so a hung child fails the test instead of hanging the suite.
+    while select.select([leader], [], [], 60)[0]:
         try:
             chunk = os.read(leader, 4096)
         except OSError:  # EIO: the child closed the terminal
@@ -173,7 +175,7 @@ def run_on_terminal(argv: list[str], cwd: Path, answer: bytes = b"") -> tuple[in
             break
         output += chunk
     os.close(leader)
-    return proc.wait(), output.decode(errors="replace")
+    return proc.wait(timeout=60), output.decode(errors="replace")
 
 
 def test_ls_on_a_terminal_draws_a_table(cache_dir: Path, tmp_path: Path) -> None:
@@ -243,6 +245,18 @@ def test_get_to_stdout(run, cache_dir: Path) -> None:
                  "--cache-dir", str(cache_dir))  # fmt: skip
     assert result.code == 0
     assert len(result.out) == 16000 and abs(freq_of(result.out, 16000) - 550) < 5
+    as_wav = run("cache", "get", "Hi", "-b", "espeak", "-r", "16000", "-o", "-",
+                 "--format", "wav", "--cache-dir", str(cache_dir))  # fmt: skip
+    fmt = parse_wav_header(as_wav.out)
+    assert (fmt.rate, fmt.data_bytes) == (16000, 16000)
+    assert as_wav.out[fmt.data_offset :] == result.out
+
+
+def test_get_finds_the_phrase_whatever_its_spacing(run, cache_dir: Path) -> None:
+    put(cache_dir, "One moment.")
+    result = run("cache", "get", "  One   moment. ", "-b", "espeak", "-o", "-",
+                 "--cache-dir", str(cache_dir))  # fmt: skip
+    assert result.code == 0 and len(result.out) == 24000
 
 
 def test_get_selects_like_warm_backend_voice_rate_channels(
@@ -404,7 +418,8 @@ def test_verify_finds_damage_repair_fixes_it_and_a_second_verify_is_clean(
     orphan.write_bytes(b"RIFF")
     temp = altered_path.parent / ("e" * 64 + ".crashed-1-1.tmp")
     temp.write_bytes(b"partial")
-    os.utime(temp, (0, 0))  # an old leftover of a crashed writer
+    for leftover in (orphan, temp):
+        os.utime(leftover, (0, 0))  # old leftovers of a crashed writer
 
     first = run("cache", "verify", "--cache-dir", str(cache_dir))
     assert first.code == 1

@@ -179,3 +179,34 @@ def test_empty_environment_variable_is_not_set(
 def test_read_config_file_from_another_directory(tmp_path: Path) -> None:
     (tmp_path / "voiceprep.toml").write_text("jobs = 2\n")
     assert read_config_file(tmp_path) == {"jobs": 2}
+
+
+def test_warm_follows_the_precedence_end_to_end(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voiceprep.cache import AudioCache
+    from voiceprep.cli import main
+
+    (project / "pyproject.toml").write_text(
+        '[tool.voiceprep]\nbackend = "espeak"\ncache-dir = "prompt-cache"\nrate = 16000\n'
+        "[tool.voiceprep.backends.espeak]\nspeed = 200\n"
+    )
+    (project / "p.txt").write_text("Welcome back.\n")
+
+    def warm(*flags: str) -> None:
+        with pytest.raises(SystemExit) as info:
+            main(["warm", "p.txt", *flags])
+        assert info.value.code == 0, capsys.readouterr().err
+
+    warm()  # the file
+    monkeypatch.setenv("VOICEPREP_RATE", "8000")
+    warm()  # the environment over the file
+    warm("-r", "22050", "-O", "speed=120")  # flags over both
+    with AudioCache(project / "prompt-cache") as cache:
+        found = sorted((e.rate, e.backend, e.options.get("speed")) for e in cache.entries())
+    assert [(rate, backend) for rate, backend, _ in found] == [
+        (8000, "espeak"),
+        (16000, "espeak"),
+        (22050, "espeak"),
+    ]
+    assert [str(speed) for *_, speed in found] == ["200", "200", "120"]

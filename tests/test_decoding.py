@@ -27,6 +27,7 @@ from audiogen import (
 )
 
 import voiceprep
+from voiceprep import decoding
 from voiceprep.errors import (
     DecodeError,
     InputError,
@@ -40,6 +41,16 @@ RATE = 24000
 
 def pcm(source: object, **kwargs: object) -> bytes:
     return b"".join(voiceprep.decode(source, **kwargs))  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def fast_path_for_every_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short test files would take the robust path; send every path through the fast one.
+
+    Paths then go through amovie and file objects packet by packet, so the tests that
+    compare the two compare both engines.
+    """
+    monkeypatch.setattr(decoding, "_FAST_PATH_MIN_BYTES", 0)
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +135,15 @@ def test_file_object_path_gives_the_same_bytes_as_a_path(stereo_file: tuple[Path
         assert pcm(handle, rate=16000, channels=2) == pcm(path, rate=16000, channels=2)
 
 
+def test_short_files_take_the_cheaper_path_with_the_same_result(
+    stereo_file: tuple[Path, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _ = stereo_file
+    through_amovie = pcm(path, channels=2)
+    monkeypatch.setattr(decoding, "_FAST_PATH_MIN_BYTES", 512 * 1024)  # the default
+    assert pcm(path, channels=2) == through_amovie
+
+
 @pytest.mark.parametrize("in_rate", [8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000])
 def test_any_input_rate(media: Callable[..., Path], in_rate: int) -> None:
     path = media(f"rate_{in_rate}.wav", seconds=1.0, rate=in_rate, freq=440)
@@ -191,6 +211,15 @@ def test_wav_without_channel_mask_gets_a_default_layout(workdir: Path) -> None:
     _check_51_downmix(pcm(path, channels=2))
     with path.open("rb") as handle:  # the packet-by-packet path chooses the same layout
         _check_51_downmix(pcm(handle, channels=2))
+
+
+@pytest.mark.parametrize("count", [3, 4, 8, 16, 24])
+def test_any_channel_count_without_a_mask(workdir: Path, count: int) -> None:
+    path = write_unmasked_wav(workdir / f"ch{count}.wav", sine(100, 0.5, 48000, count), rate=48000)
+    for source in (path, path.read_bytes()):
+        out = pcm_to_array(pcm(source, channels=2), 2)
+        assert out.shape[1] == RATE // 2
+        assert spectrum_peaks(out[0], RATE, [100])[100] > 0.3  # the first channel: left
 
 
 def test_eight_channels_decode(media: Callable[..., Path]) -> None:
@@ -494,6 +523,12 @@ def test_probe_bad_input(workdir: Path, media: Callable[..., Path], case: str) -
         return
     with pytest.raises(error, match=str(path)):
         voiceprep.probe(path)
+
+
+def test_text_mode_file_object_is_a_usage_error(media: Callable[..., Path]) -> None:
+    path = media("text_mode.wav", seconds=0.5, rate=24000)
+    with path.open() as handle, pytest.raises(UsageError, match="'rb'"):
+        pcm(handle)
 
 
 def test_no_audio_stream_is_also_a_value_error(workdir: Path, media: Callable[..., Path]) -> None:

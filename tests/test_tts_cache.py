@@ -410,3 +410,49 @@ async def test_a_backend_returning_no_audio_is_an_error_never_an_entry(tmp_path:
     assert not cache.contains("silence")
     assert cache.disk is not None and len(cache.disk) == 0
     cache.close()
+
+
+async def test_an_open_audio_cache_can_be_shared(tmp_path: Path) -> None:
+    from voiceprep.cache import AudioCache
+
+    with AudioCache(tmp_path) as shared:
+        tts = StreamTTS()
+        first = TTSAudioCache(tts, directory=shared)
+        await first.fetch("Shared")
+        second = TTSAudioCache(tts, directory=shared)  # e.g. another agent session
+        assert second.disk is shared
+        assert await second.fetch("Shared") and len(tts.calls) == 1
+        assert len(shared) == 1
+
+
+def test_out_of_range_formats_are_value_errors() -> None:
+    with pytest.raises(ValueError):
+        TTSAudioCache(StreamTTS(), rate=1000)
+    with pytest.raises(ValueError):
+        TTSAudioCache(StreamTTS(), channels=6)
+
+
+async def test_a_cache_from_a_newer_voiceprep_is_refused_not_bypassed(tmp_path: Path) -> None:
+    import sqlite3
+
+    from voiceprep.errors import CacheVersionError
+
+    tts = StreamTTS()
+    first = TTSAudioCache(tts, directory=tmp_path)
+    await first.fetch("Hello")
+    first.close()
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+    later = TTSAudioCache(tts, directory=tmp_path)
+    with pytest.raises(CacheVersionError, match="newer voiceprep"):
+        await later.fetch("Hello")
+    assert len(tts.calls) == 1
+
+
+async def test_an_unreadable_index_falls_back_to_synthesis(tmp_path: Path) -> None:
+    (tmp_path / "index.sqlite").write_bytes(b"this is not an SQLite database" * 100)
+    tts = StreamTTS()
+    cache = TTSAudioCache(tts, directory=tmp_path)
+    pcm = await cache.fetch("Hello")
+    assert abs(frequency(pcm, 24000) - 440) < 5 and len(tts.calls) == 1

@@ -336,3 +336,25 @@ def test_warm_synthesizes_a_damaged_entry_again(
     with AudioCache(tmp_path / "c") as cache:
         assert cache.get(damaged.key, rate=24000, channels=1) == good
         assert not cache.verify().damaged
+
+
+def test_undecodable_audio_fails_that_phrase_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command backend runs a real program: this one answers with text, not audio.
+    phrases = write_list(tmp_path, ["First.", "Second."])
+    args = ["warm", str(phrases), "-b", "command", "-O", 'cmd=["echo", "not audio"]', "--json"]
+    code, out, err = run_cli([*args, "--cache-dir", str(tmp_path / "c")], capsys)
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["synthesized"] == 0
+    assert [f["text"] for f in summary["failed"]] == ["First.", "Second."]
+    assert err.count("voiceprep: error: ") == 2 and "Traceback" not in err
+
+
+def test_empty_phrase_list_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    phrases = write_list(tmp_path, ["# nothing yet", ""])
+    code, out, err = run_cli(["warm", str(phrases), "--cache-dir", str(tmp_path / "c")], capsys)
+    assert code == 0
+    assert "voiceprep: warning: no phrases in" in err
+    assert summary_of(out)["phrases"] == "0"

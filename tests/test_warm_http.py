@@ -215,3 +215,41 @@ def test_unusable_backend_is_refused_before_any_request(
     code, out, err = run_cli([*args, "--dry-run"], capsys)
     assert code == 0, err
     assert "2 of 2 phrases to synthesize" in out
+
+
+def test_empty_audio_is_a_failure_and_never_cached(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai.push(Fault(200, empty=True))
+    phrases = phrase_file(tmp_path, 2)
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "1"), capsys)
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["synthesized"] == 1
+    assert [f["text"] for f in summary["failed"]] == ["Prompt number 0."]
+    assert "no audio" in summary["failed"][0]["reason"]
+    with AudioCache(tmp_path / "cache") as cache:
+        assert [e.text for e in cache.entries()] == ["Prompt number 1."]
+
+
+def test_library_progress_reports_every_phrase(tmp_path: Path, openai: FakeProvider) -> None:
+    import asyncio
+
+    from voiceprep.backends import get_backend
+    from voiceprep.phrases import Phrase
+    from voiceprep.warm import ProgressEvent, plan_warm, run_warm
+
+    openai.push(400)  # a permanent failure: not retried
+    backend = get_backend("openai", options={"base_url": openai.base_url})
+    events: list[ProgressEvent] = []
+    with AudioCache(tmp_path / "cache") as cache:
+        plan = plan_warm(
+            [Phrase(f"Line {i}.") for i in range(5)], backend, cache, rate=24000, channels=1
+        )
+        summary = asyncio.run(run_warm(plan, backend, cache, jobs=1, on_progress=events.append))
+        assert len(cache) == 4
+    assert [e.done for e in events] == [1, 2, 3, 4, 5]
+    assert {e.total for e in events} == {5}
+    assert [e.outcome for e in events].count("failed") == 1
+    assert summary.synthesized == 4 and len(summary.failed) == 1 and not summary.ok
+    assert openai.request_count == 5  # the 400 was not retried

@@ -8,7 +8,9 @@ With one job, or one file, everything runs in this process.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep.errors import UsageError, VoiceprepError
-from voiceprep.output import OutputSpec, decode_to_file
+from voiceprep.output import OutputSpec, decode_to_file, temp_path
 
 STDIN = "-"
 
@@ -100,24 +102,52 @@ def _decode_in_pool(
     if method == "fork":
         import voiceprep.decoding  # noqa: F401  imported once here, shared by the workers
 
+    # Temporary names known to this process, so it can remove them if it must kill a worker.
+    tag = f"voiceprep-{os.getpid()}-{secrets.token_hex(3)}"
     context = multiprocessing.get_context(method)
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(spec, force))
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(spec, force, tag))
+    finished: set[int] = set()
     try:
         # chunksize 1: a task costs far less than decoding a file, and it balances best.
-        yield from pool.imap_unordered(_decode_in_worker, enumerate(items), chunksize=1)
+        for result in pool.imap_unordered(_decode_in_worker, enumerate(items), chunksize=1):
+            finished.add(result.index)
+            yield result
         pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
         pool.join()
+    except BaseException:
+        _stop_pool(pool)
+        for index, item in enumerate(items):
+            if index not in finished:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp_path(item.dest, tag))
+        raise
 
 
-def _decode_item(index: int, item: BatchItem, spec: OutputSpec, force: bool) -> ItemResult:
+def _stop_pool(pool: Any, grace: float = 3.0) -> None:
+    """Stop the workers: SIGTERM (they unwind and remove their temporary files), then
+    SIGKILL for any still alive after `grace` seconds (one blocked in a read from a pipe
+    or a stalled network filesystem never returns to Python to handle SIGTERM)."""
+    import multiprocessing
+    import threading
+
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(grace)
+    if stopper.is_alive():
+        for child in multiprocessing.active_children():
+            child.kill()
+        stopper.join(grace)
+
+
+def _decode_item(
+    index: int, item: BatchItem, spec: OutputSpec, force: bool, tag: str | None = None
+) -> ItemResult:
     source: Any = item.source
     warnings: list[str] = []
     try:
-        pcm_bytes = decode_to_file(source, item.dest, spec, force=force, on_warning=warnings.append)
+        pcm_bytes = decode_to_file(
+            source, item.dest, spec, force=force, on_warning=warnings.append, temp_tag=tag
+        )
     except VoiceprepError as exc:
         error, exit_code = str(exc), exc.exit_code
     except Exception as exc:  # a bug or an unwrapped library error: report it, go on
@@ -132,8 +162,8 @@ def _decode_item(index: int, item: BatchItem, spec: OutputSpec, force: bool) -> 
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(spec: OutputSpec, force: bool) -> None:
-    _worker_state.update(spec=spec, force=force)
+def _init_worker(spec: OutputSpec, force: bool, tag: str) -> None:
+    _worker_state.update(spec=spec, force=force, tag=tag)
     # Ctrl-C reaches the whole process group: the parent decides and stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Pool.terminate() sends SIGTERM: unwind (removing the temporary file) instead of dying.
@@ -146,4 +176,5 @@ def _exit_on_term(signum: int, frame: object) -> None:
 
 def _decode_in_worker(task: tuple[int, BatchItem]) -> ItemResult:
     index, item = task
-    return _decode_item(index, item, _worker_state["spec"], _worker_state["force"])
+    state = _worker_state
+    return _decode_item(index, item, state["spec"], state["force"], state["tag"])

@@ -4,8 +4,9 @@ Layout of a cache directory::
 
     index.sqlite                     the index (SQLite, WAL mode; -wal/-shm beside it)
     audio/ab/<key>.<id>.wav          one WAV (s16le) per entry, sharded by the key's
-                                     first two hex digits; <id> is unique per write
-    audio/ab/<key>.<tag>.tmp         a write in progress (or the leftover of a crash)
+                                     first two hex digits; <id> = <host>-<pid>-<random>
+                                     names the writer and is unique per write
+    audio/ab/<key>.<id>.tmp          a write in progress (or the leftover of a crash)
 
 Why it is safe to share (several processes warming, reading, evicting and verifying one
 directory; see docs/cache.md):
@@ -26,6 +27,7 @@ directory; see docs/cache.md):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -54,7 +56,7 @@ from voiceprep.errors import (
     InputError,
 )
 from voiceprep.keys import BackendIdentity
-from voiceprep.wav import HEADER_BYTES, parse_wav_header, wav_bytes
+from voiceprep.wav import parse_wav_header, wav_bytes
 
 SCHEMA_VERSION = 1
 INDEX_NAME = "index.sqlite"
@@ -63,13 +65,16 @@ SAMPLE_WIDTH = 2  # s16le
 
 # A temporary whose writer cannot be checked (another host) is stale after this long.
 STALE_TEMP_SECONDS = 15 * 60
+# An unreferenced WAV of a live writer younger than this may be a write about to commit.
+ORPHAN_GRACE_SECONDS = 60
 # Hits are written to the index in batches: after this many, or this many seconds.
 _HIT_FLUSH_COUNT = 256
 _HIT_FLUSH_SECONDS = 10.0
 _BUSY_TIMEOUT_SECONDS = 10.0
 # "database is locked" past SQLite's own busy timeout is retried up to this long.
 _LOCKED_RETRY_SECONDS = 60.0
-_SQL_CHUNK = 500  # host parameters per statement stay well under SQLite's limit
+_SQL_CHUNK = 500
+_PUBLISH_ATTEMPTS = 3  # host parameters per statement stay well under SQLite's limit
 
 _SCHEMA = (
     """
@@ -210,8 +215,9 @@ class CacheStats:
 class VerifyReport:
     """What verify() found. Damage: missing files, corrupt files, a damaged index.
 
-    Leftovers (WAVs no row refers to, stale temporaries of crashed writers) waste space but
-    never reach a reader; they are reported and removed by `repair`, not counted as damage.
+    Leftovers (WAVs no row refers to, stale temporaries, once their writer is gone) waste
+    space but never reach a reader; they are reported and removed by `repair`, not
+    counted as damage.
     """
 
     checked: int = 0
@@ -287,11 +293,41 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _writer_tag() -> str:
+    """`<host>-<pid>-<random>`: names each file a write creates, unique per write."""
+    return f"{_HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _writer_of(path: Path) -> tuple[str, int] | None:
+    """(host tag, pid) from a name written by `_writer_tag`, else None."""
+    parts = path.name.split(".")
+    host, _, rest = (parts[1] if len(parts) >= 3 else "").partition("-")
+    pid_text = rest.partition("-")[0]
+    return (host, int(pid_text)) if host and pid_text.isdigit() else None
+
+
+def _writer_gone(path: Path) -> bool:
+    """Whether the process that wrote `path` (per its name) has exited on this host."""
+    writer = _writer_of(path)
+    return writer is not None and writer[0] == _HOST_TAG and not _pid_alive(writer[1])
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
 def _check_key(key: str) -> str:
     # The key names files: only a lowercase hex sha256 is accepted (no path tricks).
     if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
         raise CacheError(f"{key!r}: not a cache key (expected a hex sha256)")
     return key
+
+
+class _FileVanished(Exception):
+    """A put's renamed file disappeared before its row was committed."""
 
 
 class _Transaction:
@@ -820,12 +856,9 @@ class AudioCache:
             )
         self._state.writable()  # fail before writing any file
         options_json = json.dumps(options, sort_keys=True, ensure_ascii=False, default=str)
-        digest = hashlib.sha256(pcm).hexdigest()
-        relative = f"{AUDIO_DIR}/{key[:2]}/{key}.{uuid.uuid4().hex[:16]}.wav"
-        path = self.directory / relative
-        self._write_file(path, key, wav_bytes(pcm, rate=rate, channels=channels))
+        blob = wav_bytes(pcm, rate=rate, channels=channels)
         now = time.time()
-        entry = CacheEntry(
+        template = CacheEntry(
             key=key,
             text=text,
             backend=backend,
@@ -835,57 +868,75 @@ class AudioCache:
             rate=rate,
             channels=channels,
             duration=len(pcm) / (SAMPLE_WIDTH * channels * rate),
-            size=HEADER_BYTES + len(pcm),
-            sha256=digest,
+            size=len(blob),
+            sha256=hashlib.sha256(pcm).hexdigest(),
             created=now if created is None else created,
             last_used=now if last_used is None else last_used,
             hits=hits,
-            path=path,
+            path=self.directory,
         )
+        for _ in range(_PUBLISH_ATTEMPTS):
+            relative = f"{AUDIO_DIR}/{key[:2]}/{key}.{_writer_tag()}.wav"
+            entry = dataclasses.replace(template, path=self.directory / relative)
+            self._write_file(entry.path, key, blob)
+            if self._publish(entry, relative, options_json):
+                return entry
+        raise CacheError(
+            f"{self.directory}: a concurrent `verify --repair` kept removing the new file; "
+            "nothing was stored"
+        )
+
+    def _publish(self, entry: CacheEntry, relative: str, options_json: str) -> bool:
+        """Commit the row of a file already in place; False if the file vanished first."""
         transaction: _Transaction | None = None
         doomed: list[str] = []
         try:
             with self._write() as (conn, transaction):
-                if not path.exists():
-                    # verify(repair=True) took it for an orphan before our row existed.
-                    raise CacheError(f"{path}: removed by a concurrent repair; nothing stored")
-                old = conn.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
+                if not entry.path.exists():
+                    # verify(repair=True) took it for an orphan before our row existed;
+                    # it deletes orphans under this same lock, so checking here is enough.
+                    raise _FileVanished
+                old = conn.execute(
+                    "SELECT file FROM entries WHERE key = ?", (entry.key,)
+                ).fetchone()
                 if old is not None:
-                    conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                    conn.execute("DELETE FROM entries WHERE key = ?", (entry.key,))
                     doomed.append(old[0])
                 conn.execute(
                     f"INSERT INTO entries ({_COLUMNS}) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        key,
+                        entry.key,
                         relative,
-                        text,
-                        backend,
-                        model,
-                        voice,
+                        entry.text,
+                        entry.backend,
+                        entry.model,
+                        entry.voice,
                         options_json,
-                        rate,
-                        channels,
+                        entry.rate,
+                        entry.channels,
                         entry.duration,
                         entry.size,
-                        digest,
+                        entry.sha256,
                         entry.created,
                         entry.last_used,
-                        hits,
+                        entry.hits,
                     ),
                 )
                 doomed += [row[1] for row in self._evict(conn, self.max_entries, self.max_bytes)]
+        except _FileVanished:
+            return False
         finally:
             if transaction is None or not transaction.committed:
-                _unlink_quietly(path)
+                _unlink_quietly(entry.path)
         # Only now, with the commit done, may the files it stopped referencing go.
         for file in doomed:
             _unlink_quietly(self.directory / file)
-        return entry
+        return True
 
     def _write_file(self, path: Path, key: str, blob: bytes) -> None:
         """Temp file in the same directory, fsync, rename: the name appears complete or not."""
-        temp = path.with_name(f"{key}.{_HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        temp = path.with_name(f"{key}.{_writer_tag()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
@@ -1032,17 +1083,21 @@ class AudioCache:
         return wavs, temps
 
     @staticmethod
-    def _temp_is_stale(path: Path) -> bool:
-        """A temporary is stale when its writer (pid on this host) is dead, or it is old."""
-        tag = path.name.split(".")[1] if path.name.count(".") >= 2 else ""
-        host, _, rest = tag.partition("-")
-        pid_text = rest.partition("-")[0]
-        if host == _HOST_TAG and pid_text.isdigit() and not _pid_alive(int(pid_text)):
+    def _settled(path: Path) -> bool:
+        """Whether an unreferenced WAV is a leftover rather than a write about to commit.
+
+        Its name carries its writer (`<key>.<host>-<pid>-<random>.wav`): a leftover when
+        that process is gone from this host, when the name carries no writer, or once it
+        is older than ORPHAN_GRACE_SECONDS (a live writer commits within moments).
+        """
+        if _writer_of(path) is None or _writer_gone(path):
             return True
-        try:
-            return time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS
-        except FileNotFoundError:
-            return False
+        return _older_than(path, ORPHAN_GRACE_SECONDS)
+
+    @staticmethod
+    def _temp_is_stale(path: Path) -> bool:
+        """A temporary is stale when its writer (pid on this host) is gone, or it is old."""
+        return _writer_gone(path) or _older_than(path, STALE_TEMP_SECONDS)
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
         """Check the index and every entry's file (presence, size, format, sha256).
@@ -1073,7 +1128,9 @@ class AudioCache:
                 report.corrupt.append((key, problem))
         wavs, temps = self._scan()
         report.orphans = sorted(
-            p for p in wavs if p.relative_to(self.directory).as_posix() not in referenced
+            p
+            for p in wavs
+            if p.relative_to(self.directory).as_posix() not in referenced and self._settled(p)
         )
         report.stale_temps = sorted(p for p in temps if self._temp_is_stale(p))
         if repair:

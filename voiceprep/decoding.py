@@ -42,6 +42,10 @@ SAMPLE_FORMATS: dict[str, tuple[str, int]] = {"s16": ("s16", 2), "f32": ("flt", 
 # Frames per resampler call and samples per yielded chunk. Bigger means less Python per
 # second of audio; a quarter second keeps memory tiny and the first chunk quick.
 _CHUNK_SECONDS = 0.25
+# Below this size the robust path's cheaper set-up wins (measured on a 4 s MP3: 5.4 ms
+# robust vs 12.6 ms fast; the fast path saves ~0.3 ms per second of audio). 512 KiB is
+# about 30 s of 128 kb/s MP3.
+_FAST_PATH_MIN_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,8 @@ def _open(source: Source) -> Any:
         target = io.BytesIO(source)
     elif isinstance(source, str | os.PathLike):
         target = sys.stdin.buffer if str(source) == "-" else str(source)
+    elif isinstance(source, io.TextIOBase):
+        raise UsageError(f"{name}: not a binary file object (open it with 'rb')")
     else:
         target = source
     try:
@@ -234,6 +240,8 @@ def _open(source: Source) -> Any:
         raise DecodeError(f"{name}: not a readable audio file ({_reason(exc)})") from None
     except OSError as exc:  # a file object that fails to read
         raise InputError(f"{name}: {exc.strerror or exc}") from None
+    except TypeError:  # e.g. a file opened in text mode
+        raise UsageError(f"{name}: not a binary file object (open it with 'rb')") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -274,23 +282,21 @@ def _decode_pcm(
 
     name = _source_name(source)
     produced = 0
+    path = _regular_file(source)
+    if path is not None and _worth_a_graph(path):
+        try:
+            for chunk in _fast_path(path, target):
+                produced += len(chunk)
+                yield chunk
+            if produced:
+                return
+        except av.error.FFmpegError:
+            # Not audio, a corrupt packet or a format change: the robust path decides,
+            # and reports the error if there is one.
+            pass
     container = _open(source)
     try:
         stream = _audio_stream(container, name)
-        path = _regular_file(source)
-        if path is not None:
-            index = stream.index
-            container.close()
-            try:
-                for chunk in _fast_path(path, index, target):
-                    produced += len(chunk)
-                    yield chunk
-                if produced:
-                    return
-            except av.error.FFmpegError:
-                pass  # corrupt packet or format change: the robust path decodes around it
-            container = _open(source)
-            stream = _audio_stream(container, name)
         seekable = _seekable(source)
         chunks = _robust_path(container, stream, target, name, seekable, on_warning)
         for chunk in _drop(chunks, produced):
@@ -302,13 +308,25 @@ def _decode_pcm(
         container.close()
 
 
-def _fast_path(path: Path, stream_index: int, target: _Target) -> Iterator[bytes]:
-    """amovie → aformat → asetnsamples → sink: decoding and resampling all in libav."""
+def _worth_a_graph(path: Path) -> bool:
+    """Small files set up faster on the robust path (no second probe of the file)."""
+    try:
+        return path.stat().st_size >= _FAST_PATH_MIN_BYTES
+    except OSError:
+        return False
+
+
+def _fast_path(path: Path, target: _Target) -> Iterator[bytes]:
+    """amovie → aformat → asetnsamples → sink: decoding and resampling all in libav.
+
+    amovie opens the file itself (it is not opened twice: the index of a long MP4 costs
+    megabytes) and picks the best audio stream ("da"), as `streams.best("audio")` does.
+    """
     from av.filter import Graph
 
     graph = Graph()
     # "file:" keeps a name with a colon from being read as a protocol.
-    source = graph.add("amovie", filename="file:" + str(path.resolve()), streams=str(stream_index))
+    source = graph.add("amovie", filename="file:" + str(path.resolve()), streams="da")
     convert = graph.add(
         "aformat",
         sample_fmts=target.av_format,
@@ -353,7 +371,7 @@ def _robust_path(
             other.discard = Discard.all  # do not even parse video or subtitle packets
     if stream.codec_context.name == "flac":
         stream.thread_type = "FRAME"  # FLAC decodes frames in parallel; others cannot
-    regroup = _Regrouper(target)
+    regroup = _Regrouper(target, name)
     time_base = stream.time_base
     for packet in _packets(container, stream, name, seekable, on_warning):
         try:
@@ -418,11 +436,13 @@ def _seekable(source: Source) -> bool:
 class _Regrouper:
     """AudioFifo in front of an AudioResampler, both rebuilt when the input format changes."""
 
-    def __init__(self, target: _Target) -> None:
+    def __init__(self, target: _Target, name: str) -> None:
         self.target = target
+        self.name = name
         self.fifo: Any = None
         self.resampler: Any = None
         self.input_format: tuple[int, str, str] | None = None
+        self.chunk = target.chunk_samples
 
     def add(self, frame: Any, name: str, on_warning: WarningHandler | None) -> Iterator[bytes]:
         # AudioFifo.write crashes (PyAV 18) on a frame of another format: compare first.
@@ -430,10 +450,10 @@ class _Regrouper:
         if key != self.input_format:
             yield from self._restart(frame, key, name, on_warning)
         frame.pts = None  # the fifo checks pts continuity; timing is counted in samples
-        self.fifo.write(frame)
-        chunk = self.target.chunk_samples
-        while self.fifo.samples >= chunk:
-            yield from self._resample(self.fifo.read(chunk))
+        fifo = self.fifo
+        fifo.write(frame)
+        while fifo.samples >= self.chunk:
+            yield from self._resample(fifo.read(self.chunk))
 
     def finish(self) -> Iterator[bytes]:
         if self.fifo is not None and self.fifo.samples:
@@ -466,8 +486,14 @@ class _Regrouper:
         )
 
     def _resample(self, frame: Any) -> Iterator[bytes]:
+        import av
+
         frame_bytes = self.target.frame_bytes
-        for out in self.resampler.resample(frame):
+        try:
+            converted = self.resampler.resample(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"{self.name}: cannot convert the audio ({_reason(exc)})") from None
+        for out in converted:
             # planes[0] carries alignment padding past the samples: slice it off.
             yield bytes(memoryview(out.planes[0])[: out.samples * frame_bytes])
 

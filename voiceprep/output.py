@@ -133,19 +133,20 @@ def decode_to_file(
     force: bool = False,
     progress: Progress | None = None,
     on_warning: WarningHandler | None = None,
+    temp_tag: str | None = None,
 ) -> int:
     """Decode `source` into the file `dest`, atomically; return the PCM byte count.
 
     Input errors come first (the input is opened before the output is created); then
     `OutputExistsError` if `dest` exists and `force` is false, `OutputError` if it cannot
     be created or would overwrite the input. `progress` and `on_warning` as for
-    `decode_to_stream`.
+    `decode_to_stream`; `temp_tag` as for `atomic_file`.
     """
     dest = Path(dest)
     with contextlib.closing(_chunks(source, spec, on_warning)) as chunks:
         first = next(chunks, b"")  # opens the input: its errors win over the output's
         _check_destination(source, dest, force=force)
-        with atomic_file(dest, force=force) as out:
+        with atomic_file(dest, force=force, temp_tag=temp_tag) as out:
             total = _write_all(_prepend(first, chunks), out, spec, progress)
             if spec.container == "wav":
                 patch_wav_sizes(out, total)
@@ -170,15 +171,19 @@ def _check_destination(source: Any, dest: Path, *, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(dest: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
+def atomic_file(
+    dest: str | os.PathLike[str], *, force: bool = False, temp_tag: str | None = None
+) -> Iterator[BinaryIO]:
     """A binary file that appears at `dest` only if the block completes.
 
     The data goes to a hidden temporary file beside `dest` (same filesystem, so the final
     rename is atomic), removed on any exception including KeyboardInterrupt. Without
     `force`, the final step refuses to replace a file that appeared meanwhile.
+    `temp_tag` makes the temporary name predictable (`temp_path(dest, tag)`), so that a
+    supervisor can remove it if this process is killed; by default it is random.
     """
     dest = Path(dest)
-    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    temp = temp_path(dest, temp_tag or secrets.token_hex(4))
     try:
         # 0o666 and the umask give the permissions a plain `open()` would.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -196,6 +201,11 @@ def atomic_file(dest: str | os.PathLike[str], *, force: bool = False) -> Iterato
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+
+
+def temp_path(dest: Path, tag: str) -> Path:
+    """Where `atomic_file(dest, temp_tag=tag)` writes before the rename."""
+    return dest.with_name(f".{dest.name}.{tag}.part")
 
 
 def _commit(temp: Path, dest: Path, *, force: bool) -> None:
@@ -231,4 +241,5 @@ __all__ = [
     "container_for",
     "decode_to_file",
     "decode_to_stream",
+    "temp_path",
 ]

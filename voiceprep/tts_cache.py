@@ -36,9 +36,11 @@ from voiceprep.errors import (
     CacheCorruptError,
     CacheError,
     CacheFormatMismatchError,
+    CacheVersionError,
     EmptyAudioError,
 )
 from voiceprep.keys import BackendIdentity, cache_key
+from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
@@ -100,6 +102,8 @@ class TTSAudioCache:
         self.channels = channels if channels is not None else default_channels
         if self.channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, not {self.channels}")
+        if not RATE_MIN <= self.rate <= RATE_MAX:
+            raise ValueError(f"rate must be {RATE_MIN}–{RATE_MAX} Hz, not {self.rate}")
         self._identity_template = identity
         self._retries = retries
         self._timeout = timeout
@@ -108,6 +112,8 @@ class TTSAudioCache:
         # One in-flight synthesis per key; removed as soon as it settles (success or not).
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
         self._disk: AudioCache | None = _open_disk(directory)
+        # An AudioCache handed in belongs to the caller: close() leaves it open.
+        self._owns_disk = self._disk is not None and self._disk is not directory
 
     # --- the original API ---------------------------------------------------------------
 
@@ -186,7 +192,8 @@ class TTSAudioCache:
         return self._disk
 
     def close(self) -> None:
-        if self._disk is not None:
+        """Close the AudioCache this object opened (writing its batched hit counts)."""
+        if self._disk is not None and self._owns_disk:
             self._disk.close()
 
     # --- internals ------------------------------------------------------------------------
@@ -229,9 +236,15 @@ class TTSAudioCache:
             return None
         try:
             return self._disk.get(key, rate=self.rate, channels=self.channels)
+        except CacheVersionError:
+            raise  # a newer voiceprep's cache: say so rather than quietly bypass it
         except (CacheCorruptError, CacheFormatMismatchError) as exc:
             # A damaged entry is a miss: synthesize again and overwrite it.
             log.warning("ignoring cached entry %s: %s", key[:12], exc)
+            return None
+        except CacheError as exc:
+            # The disk tier is best-effort: an unreadable index must not stop the agent.
+            log.warning("cache %s unreadable, synthesizing: %s", self._disk.directory, exc)
             return None
 
     async def _fill(

@@ -42,7 +42,7 @@ from voiceprep.phrases import Phrase
 from voiceprep.wav import parse_wav_header
 
 if TYPE_CHECKING:
-    from voiceprep.backends.base import Backend
+    from voiceprep.backends.base import Backend, SynthesizedAudio
     from voiceprep.cache import AudioCache, CacheEntry
     from voiceprep.export import ExportReport
 
@@ -252,6 +252,29 @@ def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
     return len(pcm) / (2 * channels * rate)
 
 
+async def normalize_audio(audio: SynthesizedAudio, *, rate: int, channels: int) -> bytes:
+    """s16le PCM at `rate`/`channels`. Audio already in that shape (raw PCM, or a plain s16
+    WAV as OpenAI's default answer at 24 kHz) is taken as is; anything else goes through
+    the decoder in a worker thread, since decoding is CPU work the event loop must not do.
+    """
+    if audio.data and not audio.is_raw_pcm and audio.data[:4] == b"RIFF":
+        try:
+            fmt = parse_wav_header(audio.data)
+        except (ValueError, struct.error):
+            fmt = None  # let the decoder judge it
+        frame = 2 * channels
+        if (
+            fmt is not None
+            and (fmt.rate, fmt.channels, fmt.sample_format) == (rate, channels, "s16")
+            and fmt.data_bytes >= frame
+        ):
+            end = fmt.data_offset + fmt.data_bytes - fmt.data_bytes % frame
+            return audio.data[fmt.data_offset : end]
+    if audio.is_raw_pcm and (audio.rate, audio.channels) == (rate, channels) and audio.data:
+        return audio.data
+    return await asyncio.to_thread(audio.to_pcm, rate=rate, channels=channels)
+
+
 async def run_warm(
     plan: WarmPlan,
     backend: Backend,
@@ -284,7 +307,12 @@ async def run_warm(
 
 
 class _Runner:
-    """A pool of `jobs` workers draining one queue of missing phrases."""
+    """A pool of `jobs` workers draining one queue of missing phrases.
+
+    A worker only waits for the backend: as soon as audio arrives it hands it to a store
+    task (normalize, then put) and takes the next phrase, so decoding and disk writes never
+    hold a request slot. At most `jobs` stores are pending, so memory stays bounded.
+    """
 
     def __init__(
         self,
@@ -307,10 +335,12 @@ class _Runner:
         self.auth_error: AuthenticationError | None = None
         self.in_flight: set[str] = set()
         self.workers: list[asyncio.Task[None]] = []
+        self.stores: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         if not self.queue:
             return
+        self.store_slots = asyncio.Semaphore(self.jobs)
         # Cache writes go through one thread: SQLite serializes writers anyway, and the
         # event loop stays free to keep `jobs` requests in flight.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprep-put") as writer:
@@ -320,10 +350,13 @@ class _Runner:
             ]
             try:
                 results = await asyncio.gather(*self.workers, return_exceptions=True)
-            except BaseException:  # cancelled from outside (Ctrl-C): stop every worker
-                for task in self.workers:
+                # Audio already paid for is stored even when the run stopped.
+                results += await asyncio.gather(*self.stores, return_exceptions=True)
+            except BaseException:  # cancelled from outside (Ctrl-C): stop everything
+                pending = [*self.workers, *self.stores]
+                for task in pending:
                     task.cancel()
-                await asyncio.gather(*self.workers, return_exceptions=True)
+                await asyncio.gather(*pending, return_exceptions=True)
                 raise
         for result in results:
             # Workers cancelled by an authentication stop end with CancelledError; any
@@ -339,7 +372,7 @@ class _Runner:
             item = self.queue.popleft()
             self.in_flight.add(item.key)
             try:
-                seconds = await self._warm_one(item)
+                audio = await self._synthesize(item)
             except AuthenticationError as exc:
                 self.in_flight.discard(item.key)
                 self._stop(item, exc)
@@ -347,31 +380,41 @@ class _Runner:
             except VoiceprepError as exc:
                 self.in_flight.discard(item.key)
                 self._finish(item, "failed", str(exc))
-            else:
-                self.in_flight.discard(item.key)
-                self.summary.synthesized += 1
-                self.summary.characters_sent += item.characters
-                self.summary.audio_seconds += seconds
-                self._finish(item, "synthesized", None)
+                continue
+            self.in_flight.discard(item.key)
+            await self.store_slots.acquire()
+            task = asyncio.create_task(self._store(item, audio))
+            self.stores.add(task)
 
-    async def _warm_one(self, item: PlanItem) -> float:
+    async def _synthesize(self, item: PlanItem) -> SynthesizedAudio:
         from voiceprep.backends.retry import synthesize_with_retries
 
-        rate, channels = self.plan.rate, self.plan.channels
-        audio = await synthesize_with_retries(
+        return await synthesize_with_retries(
             self.backend,
             item.text,
             voice=item.voice,
-            rate=rate,
-            channels=channels,
+            rate=self.plan.rate,
+            channels=self.plan.channels,
             retries=self.retries,
             timeout=self.timeout,
             on_retry=lambda attempt, delay, exc: self._retrying(item, attempt, delay, exc),
         )
-        pcm = await asyncio.to_thread(audio.to_pcm, rate=rate, channels=channels)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.writer, self._put, item, pcm)
-        return audio_seconds(pcm, rate=rate, channels=channels)
+
+    async def _store(self, item: PlanItem, audio: SynthesizedAudio) -> None:
+        rate, channels = self.plan.rate, self.plan.channels
+        try:
+            pcm = await normalize_audio(audio, rate=rate, channels=channels)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.writer, self._put, item, pcm)
+        except VoiceprepError as exc:
+            self._finish(item, "failed", str(exc))
+        else:
+            self.summary.synthesized += 1
+            self.summary.characters_sent += item.characters
+            self.summary.audio_seconds += audio_seconds(pcm, rate=rate, channels=channels)
+            self._finish(item, "synthesized", None)
+        finally:
+            self.store_slots.release()
 
     def _put(self, item: PlanItem, pcm: bytes) -> None:
         self.cache.put(
@@ -508,6 +551,6 @@ async def say(
         retries=retries,
         timeout=timeout,
     )
-    pcm = await asyncio.to_thread(audio.to_pcm, rate=rate, channels=channels)
+    pcm = await normalize_audio(audio, rate=rate, channels=channels)
     cache.put(key, pcm, rate=rate, channels=channels, text=normalized, identity=identity)
     return SayResult(pcm, key, cached=False)

@@ -9,7 +9,9 @@ length with PyAV, then runs paired runs: `ffmpeg -v error -i IN -ar 24000 -ac 1 
 OUT` and a fresh Python process decoding the same file to 24 kHz mono s16 with
 `voiceprep.decode` into a file (interpreter start-up and `import av` included). It
 prints the median wall time of each, their ratio, the peak RSS of each process
-(os.wait4's ru_maxrss, per child), and checks that the outputs have the same length.
+(RUSAGE_CHILDREN's ru_maxrss, read by the small _measure.py launcher), whether the
+outputs have the same length and their largest sample difference (Debian's ffmpeg 5.1
+vs PyAV's FFmpeg 8.1 resamplers).
 `--robust` also times the packet-by-packet path (used for pipes, stdin and bytes).
 `--rss` adds a 3-minute file per format to compare peak RSS (flat memory).
 """
@@ -17,11 +19,9 @@ prints the median wall time of each, their ratio, the peak RSS of each process
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,18 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _inputs import FORMATS, OUT, make_input  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "_decode_worker.py"
+MEASURE = Path(__file__).resolve().parent / "_measure.py"
 
 
 def timed(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}")
-    return elapsed, usage.ru_maxrss / 1024  # Linux: KiB
+    """Wall seconds and peak RSS (MiB) of one run of `argv`, measured by _measure.py."""
+    result = subprocess.run(
+        [sys.executable, "-S", str(MEASURE), *argv], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}): {' '.join(argv)}\n{result.stderr}")
+    seconds, kib = result.stdout.split()
+    return float(seconds), int(kib) / 1024
 
 
 def ffmpeg_argv(src: Path, dst: Path) -> list[str]:
@@ -55,8 +55,23 @@ def voiceprep_argv(src: Path, dst: Path, engine: str) -> list[str]:
     return [sys.executable, str(WORKER), str(src), str(dst), engine]
 
 
+def max_difference(first: Path, second: Path) -> int:
+    """The largest sample difference (s16 LSB) between two PCM files, read in pieces."""
+    import numpy as np
+
+    a = np.memmap(first, dtype="<i2", mode="r")
+    b = np.memmap(second, dtype="<i2", mode="r")
+    size = min(len(a), len(b))
+    step = 1 << 22
+    worst = 0
+    for start in range(0, size, step):
+        piece = np.abs(a[start : start + step].astype(np.int32) - b[start : start + step])
+        worst = max(worst, int(piece.max()))
+    return worst
+
+
 def bench_file(src: Path, runs: int, robust: bool) -> dict[str, tuple[float, float, int]]:
-    """name → (median seconds, max peak RSS MiB, output bytes)."""
+    """name → (median seconds, max peak RSS MiB, output bytes); "diff" → (LSB, 0, 0)."""
     commands = {
         "ffmpeg": lambda dst: ffmpeg_argv(src, dst),
         "voiceprep": lambda dst: voiceprep_argv(src, dst, "fast"),
@@ -73,10 +88,15 @@ def bench_file(src: Path, runs: int, robust: bool) -> dict[str, tuple[float, flo
             times[name].append(seconds)
             rss[name].append(peak)
             sizes[name] = dst.stat().st_size
-            dst.unlink()
-    return {
+    outputs = {name: OUT / f"{src.stem}.{name}.pcm" for name in commands}
+    diff = max_difference(outputs["ffmpeg"], outputs["voiceprep"])
+    for path in outputs.values():
+        path.unlink()
+    result = {
         name: (statistics.median(times[name]), max(rss[name]), sizes[name]) for name in commands
     }
+    result["diff"] = (float(diff), 0.0, 0)
+    return result
 
 
 def main() -> None:
@@ -90,7 +110,7 @@ def main() -> None:
 
     print(f"{args.minutes:g}-minute stereo files → 24 kHz mono s16, median of {args.runs} runs")
     header = f"{'format':<6} {'ffmpeg s':>9} {'voiceprep s':>12} {'ratio':>6}"
-    header += f" {'ffmpeg MiB':>11} {'voiceprep MiB':>14} {'same length':>12}"
+    header += f" {'ffmpeg MiB':>11} {'voiceprep MiB':>14} {'same length':>12} {'max diff':>9}"
     if args.robust:
         header += f" {'robust s':>9} {'ratio':>6}"
     print(header)
@@ -101,6 +121,7 @@ def main() -> None:
         vp_s, vp_rss, vp_size = result["voiceprep"]
         line = f"{name:<6} {ff_s:9.3f} {vp_s:12.3f} {vp_s / ff_s:6.2f}"
         line += f" {ff_rss:11.1f} {vp_rss:14.1f} {str(ff_size == vp_size):>12}"
+        line += f" {int(result['diff'][0]):>5} LSB"
         if args.robust:
             rb_s = result["robust"][0]
             line += f" {rb_s:9.3f} {rb_s / ff_s:6.2f}"

@@ -3,12 +3,13 @@
 Speed as × real time (seconds of audio per second of wall time) for a fixed set of
 prompt-like phrases, with the model load excluded and reported on its own:
 
-- reference: piper-tts called directly (`PiperVoice.synthesize`, one phrase after another),
-  measured in the same run;
-- voiceprep's PiperBackend one phrase at a time (`-j 1`): the overhead of the backend
-  (worker thread, option handling, joining chunks) is its ratio to the reference;
-- voiceprep's PiperBackend with 2 syntheses in flight (`-j 2`, as warm runs it on this
-  2-core machine).
+- reference: piper-tts used as its docs show (`PiperVoice.load(model)`, then
+  `voice.synthesize(text)` one phrase after another), measured in the same run;
+- voiceprep's PiperBackend one phrase at a time (`-j 1`);
+- voiceprep's PiperBackend with 2 and 4 syntheses in flight (`warm -j 2`, `-j 4`).
+
+The backend loads the model with onnxruntime's thread spinning off (see piper.py); the
+ratios to the reference show what that and the backend's own overhead add up to.
 
     python tests/bench/bench_piper.py [--runs 5] [--loads 3]
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 
@@ -73,49 +75,62 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
+    from piper import PiperVoice
+
+    load_before = os.getloadavg()[0]
     files = resolve_voice(None)
-    loads = []
+    loads, stock_loads = [], []
     for _ in range(args.loads):
         started = time.perf_counter()
         voice = piper_backend._load(files)  # bypasses the per-process cache on purpose
         loads.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        stock = PiperVoice.load(files.model, config_path=files.config)
+        stock_loads.append(time.perf_counter() - started)
     piper_backend._loaded[(str(files.model), str(files.config))] = voice
 
     backend = PiperBackend()
-    reference_run(voice)  # warm-up (first inference allocates)
+    reference_run(stock)  # warm-up (first inference allocates)
     asyncio.run(backend_run(backend, 1))
 
-    figures: dict[str, list[float]] = {"reference": [], "backend -j 1": [], "backend -j 2": []}
+    jobs = (1, 2, 4)
+    figures: dict[str, list[float]] = {"reference": []}
+    figures.update({f"backend -j {j}": [] for j in jobs})
     audio_total = 0.0
     for _ in range(args.runs):
-        audio_total, wall = reference_run(voice)
+        audio_total, wall = reference_run(stock)
         figures["reference"].append(audio_total / wall)
-        audio, wall = asyncio.run(backend_run(backend, 1))
-        figures["backend -j 1"].append(audio / wall)
-        audio, wall = asyncio.run(backend_run(backend, 2))
-        figures["backend -j 2"].append(audio / wall)
+        for j in jobs:
+            audio, wall = asyncio.run(backend_run(backend, j))
+            figures[f"backend -j {j}"].append(audio / wall)
 
     medians = {name: statistics.median(values) for name, values in figures.items()}
     result = {
         "phrases": len(PHRASES),
         "audio_seconds": round(audio_total, 2),
         "model_load_seconds": round(statistics.median(loads), 3),
+        "reference_model_load_seconds": round(statistics.median(stock_loads), 3),
         "x_realtime": {name: round(value, 1) for name, value in medians.items()},
         "ratio_to_reference": {
             name: round(value / medians["reference"], 2) for name, value in medians.items()
         },
         "runs": args.runs,
+        # Other work on the machine skews every figure: report it with them.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(
         f"{len(PHRASES)} phrases, {audio_total:.1f} s of audio; "
-        f"model load {result['model_load_seconds']:.2f} s (median of {args.loads})"
+        f"model load {result['model_load_seconds']:.2f} s "
+        f"(reference {result['reference_model_load_seconds']:.2f} s; medians of {args.loads})"
     )
     for name, value in medians.items():
         ratio = value / medians["reference"]
         print(f"  {name:<14} {value:6.1f} × real time   ({ratio:.2f} × reference)")
+    before, after = result["load_average"]
+    print(f"load average before/after: {before} / {after} (on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

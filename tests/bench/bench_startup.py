@@ -37,12 +37,14 @@ def heavy_modules_loaded() -> list[str]:
         "import sys\n"
         "from voiceprep.cli import main\n"
         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-        f"print(','.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        f"print('HEAVY=' + ','.join(sorted(loaded & set({HEAVY!r}))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True
     )
-    return [name for name in result.stdout.strip().splitlines()[-1].split(",") if name]
+    marked = [line for line in result.stdout.splitlines() if line.startswith("HEAVY=")]
+    return [name for name in marked[-1].removeprefix("HEAVY=").split(",") if name]
 
 
 def main() -> None:
@@ -62,10 +64,9 @@ def main() -> None:
             times.append(timed(command))
 
     ours_median, ref_median = statistics.median(ours), statistics.median(ref)
-    print(
-        f"{' '.join(Path(c).name for c in ours_cmd[:1])} --version: median {ours_median * 1000:.1f} ms"
-    )
-    print(f'python -c "import typer":  median {ref_median * 1000:.1f} ms ({args.runs} runs each)')
+    name = " ".join(Path(part).name for part in ours_cmd)
+    print(f"{name}: median {ours_median * 1000:.1f} ms")
+    print(f'python -c "import typer": median {ref_median * 1000:.1f} ms ({args.runs} runs each)')
     print(f"ratio: {ours_median / ref_median:.2f}× (target ≤ 1.3×)")
     loaded = heavy_modules_loaded()
     print(f"heavy modules imported by --version: {', '.join(loaded) or 'none'}")

@@ -142,6 +142,9 @@ async def post_for_audio(
     except httpx.TransportError as exc:
         reason = redact(str(exc) or type(exc).__name__, secret)
         raise TransientBackendError(f"{backend}: {where}: connection failed ({reason})") from None
+    except httpx.RequestError as exc:  # e.g. a body that fails to decode: not worth retrying
+        reason = redact(str(exc) or type(exc).__name__, secret)
+        raise PermanentBackendError(f"{backend}: {where}: {reason}") from None
     status = response.status_code
     if 200 <= status < 300:
         if not response.content:

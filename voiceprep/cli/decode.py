@@ -224,6 +224,10 @@ def _decode_to_files(
             if result.error is not None:
                 report.error(result.error)
                 failures.append(result.exit_code)
+    if _output.stderr_is_terminal():  # the bar vanished: say what it did
+        done = len(items) - len(failures)
+        failed = f", {len(failures)} failed" if failures else ""
+        _output.info(f"decoded {done} of {len(items)} files{failed}")
     if failures:
         # Usage-type failures (missing input, existing output) outrank decode failures.
         raise typer.Exit(max(failures))

@@ -14,7 +14,6 @@ Exit codes: 0 done, 1 a phrase failed / missing (--check), 2 usage, 130 Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -151,6 +150,8 @@ def warm_command(
     )
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
+    if not phrase_list:
+        _output.warning(f"no phrases in {', '.join(phrases)}")
     tts = _backend(settings)
     with _open_cache(settings) as cache:
         plan = plan_warm(
@@ -169,18 +170,7 @@ def warm_command(
         if check:
             _report_check(plan, as_json=as_json)
             return
-        _warn_limits(plan, settings)
-        for item in plan.damaged:
-            _output.warning(f"damaged cache entry, synthesizing again: {_describe(item.text)}")
-        if plan.missing and (reason := tts.unavailable_reason()):
-            raise BackendUnavailableError(f"backend {tts.name!r} cannot run here: {reason}")
-        summary = _run_with_progress(plan, tts, cache, settings)
-        if prune and summary.stopped is None:
-            from voiceprep.warm import prune_unlisted
-
-            removed = prune_unlisted(cache, plan)
-            _output.info(f"pruned {len(removed)} entries not in the phrase lists")
-        exported_ok = _export(cache, plan, export) if export is not None else True
+        summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
@@ -189,6 +179,31 @@ def warm_command(
         _output.error(f"stopped: {summary.skipped} phrases not attempted")
     if not summary.ok or not exported_ok:
         raise typer.Exit(1)
+
+
+def _warm(
+    plan: WarmPlan,
+    tts: BackendObject,
+    cache: AudioCache,
+    settings: Settings,
+    *,
+    prune: bool,
+    export: Path | None,
+) -> tuple[WarmSummary, bool]:
+    """Synthesize what is missing, then prune and export: (summary, export went fine)."""
+    _warn_limits(plan, settings)
+    for item in plan.damaged:
+        _output.warning(f"damaged cache entry, synthesizing again: {_describe(item.text)}")
+    if plan.missing and (reason := tts.unavailable_reason()):
+        raise BackendUnavailableError(f"backend {tts.name!r} cannot run here: {reason}")
+    summary = _run_with_progress(plan, tts, cache, settings)
+    if prune and summary.stopped is None:
+        from voiceprep.warm import prune_unlisted
+
+        removed = prune_unlisted(cache, plan)
+        _output.info(f"pruned {len(removed)} entries not in the phrase lists")
+    exported_ok = _export(cache, plan, export) if export is not None else True
+    return summary, exported_ok
 
 
 def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
@@ -260,6 +275,8 @@ def _run_with_progress(
     plan: WarmPlan, tts: BackendObject, cache: AudioCache, settings: Settings
 ) -> WarmSummary:
     """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
+    import asyncio
+
     from voiceprep.warm import WarmSummary, run_warm
 
     summary = WarmSummary()
@@ -413,6 +430,8 @@ def say_command(
     cache_dir: CacheDir = None,
 ) -> None:
     """Speak one phrase through the cache (synthesized on a miss) into a file or stdout."""
+    import asyncio
+
     from voiceprep.warm import say
 
     to_stdout = output is None or output == STDOUT

@@ -1,0 +1,138 @@
+"""`voiceprep info` end to end: real files made with PyAV, the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from audiogen import write_sine
+
+
+def run(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "voiceprep", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("info")
+    (d / "notes.txt").write_text("shopping list\n")
+    return {
+        "mp3": write_sine(d / "voice.mp3", seconds=3.0, rate=44100, channels=2, codec="mp3"),
+        "flac": write_sine(d / "hold.flac", seconds=1.5, rate=16000, codec="flac"),
+        "wav": write_sine(d / "surround.wav", seconds=0.5, rate=48000, channels=6),
+        "opus": write_sine(d / "prompt.ogg", seconds=2.0, rate=48000, codec="opus"),
+        "text": d / "notes.txt",
+        "missing": d / "missing.mp3",
+    }
+
+
+def test_json_gives_one_object_per_input_with_the_facts(files: dict[str, Path]) -> None:
+    result = run("info", files["mp3"], files["flac"], files["wav"], files["opus"], "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = json.loads(result.stdout)
+    assert [row["file"] for row in rows] == [str(files[k]) for k in ("mp3", "flac", "wav", "opus")]
+    mp3, flac, wav, opus = rows
+    assert (mp3["container"], mp3["rate"], mp3["channels"], mp3["layout"]) == (
+        "mp3",
+        44100,
+        2,
+        "stereo",
+    )
+    assert mp3["codec"].startswith("mp3")
+    assert mp3["duration"] == pytest.approx(3.0, abs=0.1)
+    assert 100_000 < mp3["bitrate"] < 400_000
+    assert (flac["codec"], flac["rate"], flac["channels"]) == ("flac", 16000, 1)
+    assert flac["duration"] == pytest.approx(1.5, abs=0.01)
+    assert (wav["container"], wav["codec"], wav["rate"], wav["channels"]) == (
+        "wav",
+        "pcm_s16le",
+        48000,
+        6,
+    )
+    assert wav["duration"] == pytest.approx(0.5, abs=0.001)
+    assert wav["bitrate"] == 48000 * 6 * 16
+    assert (opus["codec"], opus["channels"]) == ("opus", 1)
+    assert opus["duration"] == pytest.approx(2.0, abs=0.05)
+
+
+def test_table_when_piped_is_aligned_plain_text(files: dict[str, Path]) -> None:
+    result = run("info", files["flac"], files["mp3"])
+
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == [
+        "FILE",
+        "CONTAINER",
+        "CODEC",
+        "RATE",
+        "CHANNELS",
+        "DURATION",
+        "BITRATE",
+    ]
+    assert "\x1b[" not in result.stdout  # no colour codes in a pipe
+    assert len(lines) == 2
+    flac_line, mp3_line = lines
+    assert flac_line.startswith(str(files["flac"]))
+    assert "16000 Hz" in flac_line and "1 (mono)" in flac_line and "0:01.500" in flac_line
+    assert "44100 Hz" in mp3_line and "2 (stereo)" in mp3_line and "kb/s" in mp3_line
+    # Aligned: every column starts at the same offset on every line.
+    assert header.index("RATE") == flac_line.index("16000 Hz") == mp3_line.index("44100 Hz")
+
+
+def test_bad_inputs_get_one_line_each_and_the_rest_is_still_shown(
+    files: dict[str, Path],
+) -> None:
+    result = run("info", files["text"], files["flac"], files["missing"])
+
+    assert result.returncode == 2  # a missing input is a usage error; it outranks 1
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"voiceprep: error: {files['text']}: ")
+    assert errors[1] == f"voiceprep: error: {files['missing']}: no such file"
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(str(files["flac"]))
+
+
+def test_a_file_that_is_not_audio_exits_1(files: dict[str, Path]) -> None:
+    result = run("info", files["mp3"], files["text"], "--json")
+
+    assert result.returncode == 1
+    rows = json.loads(result.stdout)
+    assert rows[0]["rate"] == 44100
+    assert rows[1]["file"] == str(files["text"]) and rows[1]["error"]
+    assert "container" not in rows[1]
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_stdin(files: dict[str, Path]) -> None:
+    result = run("info", "-", "--json", stdin=files["flac"].read_bytes())
+
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert (row["file"], row["codec"], row["rate"]) == ("-", "flac", 16000)
+
+
+def test_unknown_option_is_a_one_line_usage_error(files: dict[str, Path]) -> None:
+    result = run("info", files["mp3"], "--yaml")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("voiceprep: error: ") and "--yaml" in line
