@@ -22,10 +22,14 @@ SECONDS = 2.0
 
 
 def run(
-    *args: str | Path, stdin: bytes | None = None, cwd: Path | None = None
+    *args: str | Path,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """`voiceprep ARGS...` in a fresh process, as a user runs it (stdout/stderr are pipes)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
+    env = {**clean, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "voiceprep", *map(str, args)],
         input=stdin if stdin is not None else b"",
@@ -215,6 +219,19 @@ def test_start_and_duration_cut_sample_exactly(two_tones: Path) -> None:
     assert dominant_frequency(middle_samples[600:], 24000) == pytest.approx(1000, abs=8)
 
 
+def test_start_past_the_end_writes_an_empty_output_and_warns(
+    two_tones: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "late.pcm"
+
+    result = run("decode", two_tones, "--start", "5", "-o", out)
+
+    assert result.returncode == 0
+    assert out.read_bytes() == b""
+    [line] = error_lines(result)
+    assert line.startswith(f"voiceprep: warning: {two_tones}: no audio")
+
+
 @pytest.mark.parametrize(
     ("option", "value", "word"),
     [
@@ -228,6 +245,53 @@ def test_bad_start_or_duration_is_a_usage_error(
 ) -> None:
     result = run("decode", media["wav"], "-o", "-", option, value)
     assert_one_error(result, 2, word)
+
+
+def test_rate_and_channels_come_from_the_environment_unless_given(
+    media: dict[str, Path],
+) -> None:
+    env = {"VOICEPREP_RATE": "16000", "VOICEPREP_CHANNELS": "2"}
+    from_env = run("decode", media["flac"], "-o", "-", env=env)
+    flag_wins = run("decode", media["flac"], "-o", "-", "-r", "8000", "-c", "1", env=env)
+
+    assert from_env.returncode == flag_wins.returncode == 0
+    assert len(from_env.stdout) == SECONDS * 16000 * 2 * 2
+    assert len(flag_wins.stdout) == SECONDS * 8000 * 2
+
+
+# --- damaged input: decode around it, warn ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def damaged_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6-second MP3 with 20 kB of random bytes in the middle."""
+    d = tmp_path_factory.mktemp("damaged")
+    clean = write_sine(d / "clean.mp3", seconds=6.0, codec="mp3").read_bytes()
+    middle = len(clean) // 2
+    garbage = random.Random(5).randbytes(20_000)
+    path = d / "damaged.mp3"
+    path.write_bytes(clean[:middle] + garbage + clean[middle:])
+    return path
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_damaged_input_is_decoded_around_with_warnings(
+    damaged_mp3: Path, tmp_path: Path, batch: bool
+) -> None:
+    inputs = [damaged_mp3, write_sine(tmp_path / "ok.flac", codec="flac")] if batch else []
+    args = [*inputs, "--out-dir", tmp_path / "out"] if batch else [damaged_mp3, "-o", "-"]
+
+    result = run("decode", *args)
+
+    assert result.returncode == 0
+    lines = error_lines(result)
+    assert lines, "a skipped packet is worth a warning"
+    assert all(line.startswith(f"voiceprep: warning: {damaged_mp3}: ") for line in lines)
+    assert len(lines) <= 6  # at most five, then a count of the rest
+    pcm = (tmp_path / "out" / "damaged.pcm").read_bytes() if batch else result.stdout
+    samples = pcm_to_array(pcm, 1)[0]
+    assert 5.5 * 24000 < len(samples) < 6.2 * 24000
+    assert dominant_frequency(samples, 24000) == pytest.approx(440, abs=2)
 
 
 # --- existing outputs: --force, no clobber ----------------------------------------------
@@ -369,6 +433,15 @@ def test_unwritable_output_is_reported_and_nothing_is_written(work: Path) -> Non
         assert_one_error(result, 2, str(target))
     assert not (work / "no").exists()
     assert leftovers(work) == []
+
+
+def test_out_dir_that_is_a_file_is_a_usage_error(work: Path) -> None:
+    (work / "taken").write_text("a file, not a directory")
+
+    result = run("decode", work / "tone.flac", work / "stereo.wav", "--out-dir", work / "taken")
+
+    assert_one_error(result, 2, str(work / "taken"))
+    assert (work / "taken").read_text() == "a file, not a directory"
 
 
 def test_binary_audio_is_not_written_to_a_terminal(media: dict[str, Path]) -> None:
@@ -568,7 +641,7 @@ def test_help_and_version_do_not_import_heavy_modules(args: list[str]) -> None:
     probe = (
         "import sys\n"
         "from voiceprep.cli import main\n"
-        f"try:\n    main({args!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
+        f"code = 0\ntry:\n    main({args!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
         "heavy = sorted(loaded & {'av', 'httpx', 'piper', 'numpy'})\n"
         "print('HEAVY=' + ','.join(heavy), 'CODE=' + str(code))\n"

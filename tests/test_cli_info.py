@@ -136,3 +136,42 @@ def test_unknown_option_is_a_one_line_usage_error(files: dict[str, Path]) -> Non
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("voiceprep: error: ") and "--yaml" in line
+
+
+def _on_a_terminal(*args: str | Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal; return the exit code and screen."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voiceprep", *map(str, args)],
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, **env},
+    )
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed: the program ended
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    return proc.wait(timeout=60), screen.decode(errors="replace")
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_table_on_a_terminal(files: dict[str, Path], no_color: bool) -> None:
+    env = {"NO_COLOR": "1"} if no_color else {"FORCE_COLOR": "1"}
+    env["COLUMNS"] = "200"
+
+    code, screen = _on_a_terminal("info", files["flac"], files["missing"], env=env)
+
+    assert code == 2
+    assert f"voiceprep: error: {files['missing']}: no such file" in screen
+    assert str(files["flac"]) in screen and "16000 Hz" in screen and "1 (mono)" in screen
+    assert "\x1b[1m" in screen  # a Rich table: bold headings
+    assert ("\x1b[36m" in screen) is not no_color  # file names in cyan, unless NO_COLOR

@@ -348,7 +348,7 @@ def test_undecodable_audio_fails_that_phrase_only(
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 0
-    assert [f["text"] for f in summary["failed"]] == ["First.", "Second."]
+    assert [f["text"] for f in summary["failed"]] == ["First.", "Second."]  # list order
     assert err.count("voiceprep: error: ") == 2 and "Traceback" not in err
 
 
@@ -358,3 +358,39 @@ def test_empty_phrase_list_warns(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0
     assert "voiceprep: warning: no phrases in" in err
     assert summary_of(out)["phrases"] == "0"
+
+
+def test_piped_progress_is_a_few_plain_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phrases = write_list(tmp_path, [f"Item {i}." for i in range(25)])
+    args = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(tmp_path / "c")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.endswith("phrases done")]
+    assert 1 <= len(lines) <= 10
+    assert lines[-1].strip() == "25/25 phrases done"
+    assert "\x1b[" not in err  # no terminal codes when not on a terminal
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_normalize_takes_matching_wav_as_is_and_decodes_the_rest(streamed: bool) -> None:
+    import asyncio
+
+    from audiogen import dominant_frequency
+    from fakeproviders import tone_pcm, wav_file
+
+    from voiceprep.backends.base import SynthesizedAudio
+    from voiceprep.warm import normalize_audio
+
+    pcm = tone_pcm(440.0, 0.5, 24000)
+    # A streamed WAV (unknown sizes, as OpenAI sends) with a stray trailing byte.
+    audio = SynthesizedAudio(wav_file(pcm, 24000, streamed=streamed) + b"\x00")
+    assert asyncio.run(normalize_audio(audio, rate=24000, channels=1)) == pcm
+    resampled = asyncio.run(normalize_audio(audio, rate=16000, channels=2))
+    left, right = pcm_to_array(resampled, 2)
+    assert abs(len(left) - 8000) <= 32
+    assert dominant_frequency(left, 16000) == pytest.approx(440.0, abs=5)
+    assert np.allclose(left, right)
+    raw = SynthesizedAudio(pcm, rate=24000, channels=1)
+    assert asyncio.run(normalize_audio(raw, rate=24000, channels=1)) == pcm

@@ -67,7 +67,7 @@ def cached_count(tmp_path: Path) -> int:
 def test_concurrency_is_bounded_by_jobs(
     tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.latency = 0.3
+    openai.latency = 0.4
     phrases = phrase_file(tmp_path, 12)
     code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "4"), capsys)
     assert code == 0, err
@@ -237,7 +237,7 @@ def test_library_progress_reports_every_phrase(tmp_path: Path, openai: FakeProvi
 
     from voiceprep.backends import get_backend
     from voiceprep.phrases import Phrase
-    from voiceprep.warm import ProgressEvent, plan_warm, run_warm
+    from voiceprep.warm import ProgressEvent, WarmSummary, plan_warm, run_warm
 
     openai.push(400)  # a permanent failure: not retried
     backend = get_backend("openai", options={"base_url": openai.base_url})
@@ -246,10 +246,36 @@ def test_library_progress_reports_every_phrase(tmp_path: Path, openai: FakeProvi
         plan = plan_warm(
             [Phrase(f"Line {i}.") for i in range(5)], backend, cache, rate=24000, channels=1
         )
-        summary = asyncio.run(run_warm(plan, backend, cache, jobs=1, on_progress=events.append))
+
+        async def warm_then_close() -> WarmSummary:
+            try:
+                return await run_warm(plan, backend, cache, jobs=1, on_progress=events.append)
+            finally:
+                await backend.aclose()  # type: ignore[attr-defined]
+
+        summary = asyncio.run(warm_then_close())
         assert len(cache) == 4
     assert [e.done for e in events] == [1, 2, 3, 4, 5]
     assert {e.total for e in events} == {5}
     assert [e.outcome for e in events].count("failed") == 1
     assert summary.synthesized == 4 and len(summary.failed) == 1 and not summary.ok
     assert openai.request_count == 5  # the 400 was not retried
+
+
+def test_a_cache_that_cannot_store_stops_the_run(
+    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voiceprep.cache import AUDIO_DIR
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / AUDIO_DIR).write_text("a file where the audio directory belongs")
+    phrases = phrase_file(tmp_path, 20)
+    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "2"), capsys)
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["synthesized"] == 0 and summary["stopped"]
+    assert summary["stopped"].startswith(f"{tmp_path / 'cache'}: ")
+    # Paid-for audio that cannot be kept: at most the requests in flight and those whose
+    # audio was waiting for the failing write.
+    assert openai.request_count <= 4
+    assert "not attempted" in err and "Traceback" not in err

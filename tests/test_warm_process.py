@@ -18,7 +18,7 @@ from fakeproviders import OPENAI_KEY, FakeProvider, fake_openai
 
 from voiceprep.cache import AudioCache
 
-COUNT = 16
+COUNT = 24
 # The child installs Python's default Ctrl-C handler itself: a process started in the
 # background by a non-interactive shell (as CI runners do) inherits SIGINT ignored.
 CHILD = (

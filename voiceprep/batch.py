@@ -13,6 +13,8 @@ import os
 import secrets
 import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,28 +96,38 @@ def decode_batch(
 def _decode_in_pool(
     items: Sequence[BatchItem], spec: OutputSpec, force: bool, workers: int
 ) -> Iterator[ItemResult]:
-    import multiprocessing
+    """A small pool of our own rather than multiprocessing.Pool: Pool hangs for ever when
+    a worker dies mid-task (a decoder crash on a hostile file), while here the parent
+    knows which file each worker holds, reports that one and starts a new worker."""
+    from multiprocessing.connection import wait
 
-    # fork shares the already-imported modules with every worker (start-up of a few ms);
-    # elsewhere (macOS, Windows) fork is unsafe or missing, so spawn.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    if method == "fork":
-        import voiceprep.decoding  # noqa: F401  imported once here, shared by the workers
-
+    context = _context()
     # Temporary names known to this process, so it can remove them if it must kill a worker.
     tag = f"voiceprep-{os.getpid()}-{secrets.token_hex(3)}"
-    context = multiprocessing.get_context(method)
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(spec, force, tag))
+    queue = deque(enumerate(items))
     finished: set[int] = set()
+    pool = [_Worker.start(context, spec, force, tag) for _ in range(workers)]
     try:
-        # chunksize 1: a task costs far less than decoding a file, and it balances best.
-        for result in pool.imap_unordered(_decode_in_worker, enumerate(items), chunksize=1):
-            finished.add(result.index)
-            yield result
-        pool.close()
-        pool.join()
+        for worker in pool:
+            worker.take(queue)
+        while any(worker.index is not None for worker in pool):
+            busy = [worker for worker in pool if worker.index is not None]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                result = worker.collect(items)
+                if result is None:
+                    continue
+                if worker.crashed:
+                    pool.remove(worker)
+                    worker = _Worker.start(context, spec, force, tag)
+                    pool.append(worker)
+                finished.add(result.index)
+                yield result
+                worker.take(queue)
+        for worker in pool:
+            worker.stop()
     except BaseException:
-        _stop_pool(pool)
+        _stop_workers(pool)
         for index, item in enumerate(items):
             if index not in finished:
                 with contextlib.suppress(OSError):
@@ -123,20 +135,96 @@ def _decode_in_pool(
         raise
 
 
-def _stop_pool(pool: Any, grace: float = 3.0) -> None:
-    """Stop the workers: SIGTERM (they unwind and remove their temporary files), then
-    SIGKILL for any still alive after `grace` seconds (one blocked in a read from a pipe
-    or a stalled network filesystem never returns to Python to handle SIGTERM)."""
+def _context() -> Any:
     import multiprocessing
     import threading
 
-    stopper = threading.Thread(target=pool.terminate, daemon=True)
-    stopper.start()
-    stopper.join(grace)
-    if stopper.is_alive():
-        for child in multiprocessing.active_children():
-            child.kill()
-        stopper.join(grace)
+    # fork shares the already-imported modules with every worker (ready in a few ms), but
+    # is unsafe in a process running other threads (a library caller's) and unavailable
+    # or unsafe off Linux: there, forkserver / spawn.
+    if sys.platform.startswith("linux"):
+        if threading.active_count() == 1:
+            import voiceprep.decoding  # noqa: F401  imported once here, shared by workers
+
+            return multiprocessing.get_context("fork")
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
+
+
+@dataclass
+class _Worker:
+    """One worker process, its end of a pipe, and the index of the item it holds."""
+
+    process: Any
+    conn: Any
+    index: int | None = None
+    crashed: bool = False
+
+    @classmethod
+    def start(cls, context: Any, spec: OutputSpec, force: bool, tag: str) -> _Worker:
+        parent_end, child_end = context.Pipe()
+        process = context.Process(
+            target=_worker_main, args=(child_end, spec, force, tag), daemon=True
+        )
+        process.start()
+        child_end.close()  # so a dead worker shows as EOF here
+        return cls(process, parent_end)
+
+    def take(self, queue: deque[tuple[int, BatchItem]]) -> None:
+        if queue:
+            self.index, item = queue.popleft()
+            self.conn.send((self.index, item))
+
+    def collect(self, items: Sequence[BatchItem]) -> ItemResult | None:
+        """The result if one arrived, a failure if the process died, else None."""
+        index = self.index
+        if index is None:
+            return None
+        if self.conn.poll():
+            try:
+                result: ItemResult = self.conn.recv()
+            except EOFError:
+                pass
+            else:
+                self.index = None
+                return result
+        if self.process.is_alive():
+            return None
+        self.index, self.crashed = None, True
+        self.conn.close()
+        item = items[index]
+        how = _death(self.process.exitcode)
+        return ItemResult(index, item.source, item.dest, f"{item.source}: decoder {how}", 1)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.process.join()
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"process killed by {name}"
+    return f"process exited unexpectedly (status {exitcode})"
+
+
+def _stop_workers(pool: list[_Worker], grace: float = 3.0) -> None:
+    """SIGTERM (a worker unwinds and removes its temporary file), then SIGKILL for any
+    still alive after `grace` seconds: one blocked in a read from a pipe or a stalled
+    network filesystem never returns to Python to handle SIGTERM."""
+    for worker in pool:
+        worker.process.terminate()
+    deadline = time.monotonic() + grace
+    for worker in pool:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+    for worker in pool:
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
 
 
 def _decode_item(
@@ -159,22 +247,22 @@ def _decode_item(
 
 # --- inside a worker process --------------------------------------------------------
 
-_worker_state: dict[str, Any] = {}
 
-
-def _init_worker(spec: OutputSpec, force: bool, tag: str) -> None:
-    _worker_state.update(spec=spec, force=force, tag=tag)
-    # Ctrl-C reaches the whole process group: the parent decides and stops the pool.
+def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Pool.terminate() sends SIGTERM: unwind (removing the temporary file) instead of dying.
+    # The parent's terminate() sends SIGTERM: unwind (removing the temporary file).
     signal.signal(signal.SIGTERM, _exit_on_term)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if task is None:
+            return
+        index, item = task
+        conn.send(_decode_item(index, item, spec, force, tag))
 
 
 def _exit_on_term(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-def _decode_in_worker(task: tuple[int, BatchItem]) -> ItemResult:
-    index, item = task
-    state = _worker_state
-    return _decode_item(index, item, state["spec"], state["force"], state["tag"])

@@ -4,10 +4,11 @@
 a second and never holds the file in memory. It has two engines, which produce the same
 bytes (libavcodec's decoder, then libswresample with its defaults, as the ffmpeg CLI):
 
-- the **fast path**, for regular files: libavfilter's `amovie` source demuxes and decodes
-  inside one filter graph, `aformat` converts, `asetnsamples` groups the output. Python
-  only sees one frame per output chunk, which is what makes it faster than the ffmpeg CLI
-  (the per-frame Python work, not the codec, is what costs; see docs/performance.md).
+- the **fast path**, for regular files of 512 KiB or more: libavfilter's `amovie` source
+  demuxes and decodes inside one filter graph, `aformat` converts, `asetnsamples` groups
+  the output. Python only sees one frame per output chunk, so what remains is libav's
+  own work, as in the ffmpeg CLI (per-frame Python work, not the codec, is what made the
+  simple loop slow; see docs/performance.md).
 - the **robust path**, for everything else (bytes, file objects, pipes, stdin) and as the
   fallback when the fast path meets something it does not survive: `amovie` stops at a
   corrupt packet or a mid-stream format change, while the ffmpeg CLI decodes around the
@@ -348,8 +349,10 @@ def _pull_all(sink: Any, frame_bytes: int) -> Iterator[bytes]:
     while True:
         try:
             frame = sink.pull()
-        except (av.error.EOFError, av.error.BlockingIOError):
+        except av.error.EOFError:
             return
+        # (EAGAIN, never seen with amovie as the source, would raise an FFmpegError: the
+        # caller then falls back to the robust path rather than stop early.)
         # planes[0] carries alignment padding past the samples: slice it off.
         yield bytes(memoryview(frame.planes[0])[: frame.samples * frame_bytes])
 

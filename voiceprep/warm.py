@@ -6,12 +6,14 @@ A warm is three steps the CLI drives one by one, so it can stop after any of the
    text), duplicates by key dropped, only this shard's keys kept (`--shard K/N`), and
    each marked cached or missing. Planning never synthesizes and never needs an API key,
    which is what makes `--dry-run` and `--check` cheap CI gates.
-2. `run_warm`: the missing phrases synthesized concurrently (at most `jobs` in flight),
-   each through `synthesize_with_retries`, normalized to the target rate and channels by
-   the decoder (in a worker thread: decoding is CPU work), then stored with the cache's
-   atomic put. An entry is committed as soon as it is ready, so an interrupted run keeps
-   everything it finished and a re-run resumes. An authentication failure stops the run:
-   the requests in flight are cancelled and nothing more is sent.
+2. `run_warm`: the missing phrases synthesized concurrently (at most `jobs` requests in
+   flight), each through `synthesize_with_retries`. Each result is then normalized to the
+   target rate and channels (the decoder runs in a worker thread: it is CPU work) and
+   stored with the cache's atomic put, in a task of its own so the request slot is free
+   for the next phrase at once. An entry is committed as soon as it is ready, so an
+   interrupted run keeps everything it finished and a re-run resumes. An authentication
+   failure stops the run: the requests in flight are cancelled and nothing more is sent
+   (audio already received is still stored).
 3. `prune_unlisted` / `export_plan`: optional afterwards.
 
 Nothing here prints: progress goes to the callback the caller passes.
@@ -33,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from voiceprep.errors import (
     AuthenticationError,
     CacheCorruptError,
+    CacheError,
     CacheFormatMismatchError,
+    CacheReadOnlyError,
     UsageError,
     VoiceprepError,
 )
@@ -190,6 +194,7 @@ def entry_is_intact(cache: AudioCache, key: str) -> bool:
 class Failure:
     phrase: Phrase
     reason: str
+    key: str = ""
 
 
 @dataclass
@@ -293,6 +298,11 @@ async def run_warm(
     """
     if jobs < 1:
         raise UsageError(f"invalid jobs {jobs}: must be at least 1")
+    if plan.missing and cache.read_only:
+        raise CacheReadOnlyError(
+            f"{cache.directory}: cache is read-only; "
+            f"cannot store the {len(plan.missing)} phrases that are not cached"
+        )
     summary = summary if summary is not None else WarmSummary()
     summary.phrases = len(plan.items)
     summary.already_cached = len(plan.cached)
@@ -332,7 +342,7 @@ class _Runner:
         self.done = 0
         self.on_progress: ProgressCallback | None = None
         self.on_retry: RetryCallback | None = None
-        self.auth_error: AuthenticationError | None = None
+        self.stop_error: VoiceprepError | None = None
         self.in_flight: set[str] = set()
         self.workers: list[asyncio.Task[None]] = []
         self.stores: set[asyncio.Task[None]] = set()
@@ -358,17 +368,20 @@ class _Runner:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 raise
+        # Failures in list order, not in the order the requests happened to finish.
+        order = {item.key: index for index, item in enumerate(self.plan.items)}
+        self.summary.failed.sort(key=lambda failure: order.get(failure.key, len(order)))
         for result in results:
             # Workers cancelled by an authentication stop end with CancelledError; any
             # other exception is a bug and must not pass silently.
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
-        if self.auth_error is not None:
+        if self.stop_error is not None:
             self.summary.skipped = len(self.queue) + len(self.in_flight)
-            self.summary.stopped = str(self.auth_error)
+            self.summary.stopped = str(self.stop_error)
 
     async def _worker(self) -> None:
-        while self.queue and self.auth_error is None:
+        while self.queue and self.stop_error is None:
             item = self.queue.popleft()
             self.in_flight.add(item.key)
             try:
@@ -405,7 +418,13 @@ class _Runner:
         try:
             pcm = await normalize_audio(audio, rate=rate, channels=channels)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self.writer, self._put, item, pcm)
+            try:
+                await loop.run_in_executor(self.writer, self._put, item, pcm)
+            except CacheError as exc:
+                # Read-only, disk full, index broken: every further synthesis would be
+                # paid for and thrown away.
+                self._stop(item, exc)
+                return
         except VoiceprepError as exc:
             self._finish(item, "failed", str(exc))
         else:
@@ -430,11 +449,12 @@ class _Runner:
         if self.on_retry is not None:
             self.on_retry(RetryEvent(item, attempt, delay, str(exc)))
 
-    def _stop(self, item: PlanItem, exc: AuthenticationError) -> None:
-        """An authentication failure: no more requests; the others in flight are cancelled."""
+    def _stop(self, item: PlanItem, exc: VoiceprepError) -> None:
+        """A failure no other phrase can get past (authentication refused, a cache that
+        cannot store): no more requests; the others in flight are cancelled."""
         self._finish(item, "failed", str(exc))
-        if self.auth_error is None:
-            self.auth_error = exc
+        if self.stop_error is None:
+            self.stop_error = exc
             current = asyncio.current_task()
             for task in self.workers:
                 if task is not current:
@@ -442,7 +462,7 @@ class _Runner:
 
     def _finish(self, item: PlanItem, outcome: Outcome, error: str | None) -> None:
         if outcome == "failed":
-            self.summary.failed.append(Failure(item.phrase, error or "failed"))
+            self.summary.failed.append(Failure(item.phrase, error or "failed", item.key))
         self.done += 1
         if self.on_progress is not None:
             self.on_progress(ProgressEvent(item, outcome, error, self.done, self.total))

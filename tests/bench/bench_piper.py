@@ -5,11 +5,15 @@ prompt-like phrases, with the model load excluded and reported on its own:
 
 - reference: piper-tts used as its docs show (`PiperVoice.load(model)`, then
   `voice.synthesize(text)` one phrase after another), measured in the same run;
+- the same direct calls on the model as voiceprep loads it (onnxruntime thread spinning
+  off), which isolates that choice from the backend's own overhead;
 - voiceprep's PiperBackend one phrase at a time (`-j 1`);
 - voiceprep's PiperBackend with 2 and 4 syntheses in flight (`warm -j 2`, `-j 4`).
 
 The backend loads the model with onnxruntime's thread spinning off (see piper.py); the
-ratios to the reference show what that and the backend's own overhead add up to.
+ratios to the reference show what that and the backend's own overhead add up to. Audio
+seconds per CPU second (process time, all threads) are printed too: they show the CPU a
+configuration burns, and move less than wall-clock figures when the machine is shared.
 
     python tests/bench/bench_piper.py [--runs 5] [--loads 3]
 
@@ -44,18 +48,29 @@ def audio_seconds(pcm_bytes: int, rate: int) -> float:
     return pcm_bytes / 2 / rate
 
 
-def reference_run(voice: object) -> tuple[float, float]:
-    """(audio seconds, wall seconds): piper-tts directly, sequentially."""
-    started = time.perf_counter()
+class Clock:
+    """Wall and process CPU time (all threads) of a block."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def reference_run(voice: object) -> tuple[float, Clock]:
+    """(audio seconds, clock): piper-tts directly, sequentially."""
     total = 0
-    for text in PHRASES:
-        total += sum(len(chunk.audio_int16_bytes) for chunk in voice.synthesize(text))  # type: ignore[attr-defined]
-    wall = time.perf_counter() - started
-    return audio_seconds(total, 22050), wall
+    with Clock() as clock:
+        for text in PHRASES:
+            chunks = voice.synthesize(text)  # type: ignore[attr-defined]
+            total += sum(len(chunk.audio_int16_bytes) for chunk in chunks)
+    return audio_seconds(total, 22050), clock
 
 
-async def backend_run(backend: PiperBackend, jobs: int) -> tuple[float, float]:
-    """(audio seconds, wall seconds): through PiperBackend.synthesize, `jobs` in flight."""
+async def _backend_run(backend: PiperBackend, jobs: int) -> float:
     gate = asyncio.Semaphore(jobs)
 
     async def one(text: str) -> float:
@@ -63,9 +78,14 @@ async def backend_run(backend: PiperBackend, jobs: int) -> tuple[float, float]:
             audio = await backend.synthesize(text, rate=22050, channels=1)
             return audio_seconds(len(audio.data), audio.rate or 22050)
 
-    started = time.perf_counter()
-    seconds = sum(await asyncio.gather(*(one(t) for t in PHRASES)))
-    return seconds, time.perf_counter() - started
+    return sum(await asyncio.gather(*(one(t) for t in PHRASES)))
+
+
+def backend_run(backend: PiperBackend, jobs: int) -> tuple[float, Clock]:
+    """(audio seconds, clock): through PiperBackend.synthesize, `jobs` in flight."""
+    with Clock() as clock:
+        seconds = asyncio.run(_backend_run(backend, jobs))
+    return seconds, clock
 
 
 def main() -> None:
@@ -81,30 +101,34 @@ def main() -> None:
     files = resolve_voice(None)
     loads, stock_loads = [], []
     for _ in range(args.loads):
-        started = time.perf_counter()
-        voice = piper_backend._load(files)  # bypasses the per-process cache on purpose
-        loads.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        stock = PiperVoice.load(files.model, config_path=files.config)
-        stock_loads.append(time.perf_counter() - started)
+        with Clock() as clock:
+            voice = piper_backend._load(files)  # bypasses the per-process cache on purpose
+        loads.append(clock.wall)
+        with Clock() as clock:
+            stock = PiperVoice.load(files.model, config_path=files.config)
+        stock_loads.append(clock.wall)
     piper_backend._loaded[(str(files.model), str(files.config))] = voice
 
     backend = PiperBackend()
     reference_run(stock)  # warm-up (first inference allocates)
-    asyncio.run(backend_run(backend, 1))
+    backend_run(backend, 1)
 
     jobs = (1, 2, 4)
-    figures: dict[str, list[float]] = {"reference": []}
-    figures.update({f"backend -j {j}": [] for j in jobs})
+    names = ["reference", "direct, no spin", *(f"backend -j {j}" for j in jobs)]
+    speed: dict[str, list[float]] = {name: [] for name in names}
+    per_cpu: dict[str, list[float]] = {name: [] for name in names}
     audio_total = 0.0
     for _ in range(args.runs):
-        audio_total, wall = reference_run(stock)
-        figures["reference"].append(audio_total / wall)
-        for j in jobs:
-            audio, wall = asyncio.run(backend_run(backend, j))
-            figures[f"backend -j {j}"].append(audio / wall)
+        runs = [("reference", *reference_run(stock))]
+        runs += [("direct, no spin", *reference_run(voice))]
+        runs += [(f"backend -j {j}", *backend_run(backend, j)) for j in jobs]
+        for name, audio, clock in runs:
+            speed[name].append(audio / clock.wall)
+            per_cpu[name].append(audio / clock.cpu)
+            audio_total = audio
 
-    medians = {name: statistics.median(values) for name, values in figures.items()}
+    medians = {name: statistics.median(values) for name, values in speed.items()}
+    cpu_medians = {name: statistics.median(values) for name, values in per_cpu.items()}
     result = {
         "phrases": len(PHRASES),
         "audio_seconds": round(audio_total, 2),
@@ -114,6 +138,7 @@ def main() -> None:
         "ratio_to_reference": {
             name: round(value / medians["reference"], 2) for name, value in medians.items()
         },
+        "audio_seconds_per_cpu_second": {k: round(v, 1) for k, v in cpu_medians.items()},
         "runs": args.runs,
         # Other work on the machine skews every figure: report it with them.
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -126,9 +151,12 @@ def main() -> None:
         f"model load {result['model_load_seconds']:.2f} s "
         f"(reference {result['reference_model_load_seconds']:.2f} s; medians of {args.loads})"
     )
-    for name, value in medians.items():
-        ratio = value / medians["reference"]
-        print(f"  {name:<14} {value:6.1f} × real time   ({ratio:.2f} × reference)")
+    for name in names:
+        ratio = medians[name] / medians["reference"]
+        print(
+            f"  {name:<16} {medians[name]:6.1f} × real time ({ratio:.2f} × reference); "
+            f"{cpu_medians[name]:5.1f} s of audio per CPU second"
+        )
     before, after = result["load_average"]
     print(f"load average before/after: {before} / {after} (on {os.cpu_count()} CPUs)")
 

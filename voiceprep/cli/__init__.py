@@ -51,6 +51,10 @@ from voiceprep.cli import warm as _warm  # noqa: E402, F401
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: known errors become one line and their exit code."""
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # Answered before Typer builds the whole command tree (~13 ms of a ~100 ms start).
+        print(f"voiceprep {__version__}")
+        return
     try:
         app(args=argv, prog_name="voiceprep")
     except VoiceprepError as exc:

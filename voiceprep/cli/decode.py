@@ -172,7 +172,7 @@ def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
         )
     try:
         with _byte_progress(source, spec) as report:
-            decode_to_stream(
+            written = decode_to_stream(
                 source,
                 sys.stdout.buffer,
                 spec,
@@ -180,6 +180,7 @@ def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
                 on_warning=report.warning,
             )
             report.finish_warnings(source)
+            _warn_if_empty(report, source, written)
     except BrokenPipeError:
         # The reader went away (`| head -c`): stop quietly, as other filters do.
         _discard_stdout()
@@ -221,6 +222,8 @@ def _decode_to_files(
             for message in result.warnings:
                 report.warning(message)
             report.finish_warnings(result.source)
+            if result.error is None:
+                _warn_if_empty(report, result.source, result.pcm_bytes)
             if result.error is not None:
                 report.error(result.error)
                 failures.append(result.exit_code)
@@ -239,7 +242,7 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
 
     with _byte_progress(item.source, spec) as report:
         try:
-            decode_to_file(
+            written = decode_to_file(
                 item.source,
                 item.dest,
                 spec,
@@ -249,6 +252,14 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
             )
         finally:
             report.finish_warnings(item.source)
+        _warn_if_empty(report, item.source, written)
+
+
+def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:
+    # The decoder fails on a file with no audio at all; an empty result therefore means
+    # --start/--duration selected nothing (ffmpeg, too, warns and succeeds here).
+    if pcm_bytes == 0:
+        report.warning(f"{source}: no audio in the selected range (is --start past the end?)")
 
 
 def _make_dir(directory: Path) -> None:
@@ -472,6 +483,7 @@ def _print_info_table(rows: list[dict[str, Any]]) -> None:
         from rich.table import Table
 
         table = Table(*_INFO_COLUMNS, box=None, header_style="bold", pad_edge=False)
+        table.columns[0].style = "cyan"
         for line in cells:
             table.add_row(*line)
         _output.out_console().print(table, markup=False)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -33,19 +34,21 @@ if TYPE_CHECKING:
     from voiceprep.config import Settings
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
+T = TypeVar("T")
 STDOUT = "-"
 _PREVIEW = 60  # characters of a phrase shown in messages
+_PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
 Jobs = Annotated[
-    int | None, typer.Option("-j", "--jobs", help="Requests in flight at once. [default: 4]")
+    int | None, typer.Option("-j", "--jobs", help="Requests in flight at once (default 4).")
 ]
 Retries = Annotated[
     int | None,
-    typer.Option("--retries", help="Retries of a transient failure per phrase. [default: 3]"),
+    typer.Option("--retries", help="Retries of a transient failure per phrase (default 3)."),
 ]
 Timeout = Annotated[
     float | None,
-    typer.Option("--timeout", metavar="SEC", help="Seconds per attempt. [default: 60]"),
+    typer.Option("--timeout", metavar="SEC", help="Seconds per attempt (default 60)."),
 ]
 
 
@@ -84,7 +87,7 @@ def warm_command(
     phrases: Annotated[
         list[str],
         typer.Argument(
-            metavar="PHRASES...",
+            metavar="PHRASES",
             help="Phrase lists: .txt .csv .tsv .json .jsonl, or - for stdin.",
             show_default=False,
         ),
@@ -290,16 +293,19 @@ def _run_with_progress(
     try:
         with reporter:
             asyncio.run(
-                run_warm(
-                    plan,
+                _closing(
                     tts,
-                    cache,
-                    jobs=settings.jobs,
-                    retries=settings.retries,
-                    timeout=settings.timeout,
-                    on_progress=reporter.progress,
-                    on_retry=reporter.retry,
-                    summary=summary,
+                    run_warm(
+                        plan,
+                        tts,
+                        cache,
+                        jobs=settings.jobs,
+                        retries=settings.retries,
+                        timeout=settings.timeout,
+                        on_progress=reporter.progress,
+                        on_retry=reporter.retry,
+                        summary=summary,
+                    ),
                 )
             )
     except KeyboardInterrupt:
@@ -311,6 +317,17 @@ def _run_with_progress(
     return summary
 
 
+async def _closing(tts: BackendObject, work: Awaitable[T]) -> T:
+    """Await `work`, then close the backend's connections (HTTP backends have `aclose`)
+    while the event loop they belong to still runs."""
+    try:
+        return await work
+    finally:
+        aclose = getattr(tts, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class _Reporter:
     """Progress on stderr: a Rich bar on a terminal, nothing per phrase when piped."""
 
@@ -318,6 +335,7 @@ class _Reporter:
         self.total = total
         self.bar: Any = None
         self.task: Any = None
+        self.tenths_shown = 0
 
     def __enter__(self) -> _Reporter:
         if self.total and _output.stderr_is_terminal():
@@ -348,6 +366,12 @@ class _Reporter:
     def progress(self, event: ProgressEvent) -> None:
         if self.bar is not None:
             self.bar.update(self.task, completed=event.done)
+            return
+        # Piped (a CI log): a plain line at every tenth of a long run, so it never looks hung.
+        tenth = event.done * 10 // self.total
+        if self.total >= _PLAIN_PROGRESS_MIN and tenth > self.tenths_shown:
+            self.tenths_shown = tenth
+            _output.info(f"  {event.done}/{self.total} phrases done")
 
     def retry(self, event: RetryEvent) -> None:
         message = (
@@ -411,15 +435,17 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
 
 @app.command("say")
 def say_command(
-    text: Annotated[str, typer.Argument(help="The phrase to speak.", show_default=False)],
+    text: Annotated[
+        str, typer.Argument(metavar="TEXT", help="The phrase to speak.", show_default=False)
+    ],
     output: Annotated[
         str | None,
         typer.Option(
             "-o",
             "--output",
             metavar="OUT",
-            help="Output file (.wav: WAV, else raw s16le PCM), or - for stdout. "
-            "[default: stdout when it is not a terminal]",
+            help="Output file (.wav: WAV, else raw s16le PCM), or - for stdout "
+            "(default: stdout, when it is not a terminal).",
         ),
     ] = None,
     backend: Backend = None,
@@ -449,15 +475,18 @@ def say_command(
     with _open_cache(settings) as cache:
         try:
             result = asyncio.run(
-                say(
-                    text,
+                _closing(
                     tts,
-                    cache,
-                    voice=settings.voice,
-                    rate=settings.rate,
-                    channels=settings.channels,
-                    retries=settings.retries,
-                    timeout=settings.timeout,
+                    say(
+                        text,
+                        tts,
+                        cache,
+                        voice=settings.voice,
+                        rate=settings.rate,
+                        channels=settings.channels,
+                        retries=settings.retries,
+                        timeout=settings.timeout,
+                    ),
                 )
             )
         except KeyboardInterrupt:
