@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -91,6 +92,20 @@ def test_stdin_to_stdout_gives_raw_pcm_at_the_asked_rate(media: dict[str, Path])
     samples = pcm_to_array(result.stdout, 1)[0]
     assert len(samples) == SECONDS * 16000
     assert dominant_frequency(samples, 16000) == pytest.approx(440, abs=2)
+
+
+def test_stdin_redirected_from_an_m4a_file_can_seek(tmp_path: Path) -> None:
+    # PyAV's MP4 muxer writes the index at the end: readable only by seeking back.
+    m4a = write_sine(tmp_path / "clip.m4a", seconds=SECONDS, codec="aac")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
+    command = [sys.executable, "-m", "voiceprep", "decode", "-", "-o", "-"]
+    with m4a.open("rb") as stdin:
+        result = subprocess.run(command, stdin=stdin, capture_output=True, env=env, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    samples = pcm_to_array(result.stdout, 1)[0]
+    assert abs(len(samples) - SECONDS * 24000) < 0.02 * SECONDS * 24000
+    assert dominant_frequency(samples, 24000) == pytest.approx(440, abs=2)
 
 
 def test_file_to_stdout_as_wav_streams_a_header_of_unknown_length(
@@ -631,6 +646,53 @@ def test_ctrl_c_during_a_parallel_batch_exits_130_and_leaves_nothing(tmp_path: P
     assert proc.returncode == 130
     assert b"Traceback" not in proc.stderr.read()
     assert os.listdir(out_dir) == []
+
+
+def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(
+    tmp_path: Path, media: dict[str, Path]
+) -> None:
+    # A decoder crash (a segfault on a hostile file) kills a worker process; simulate
+    # one with SIGKILL while the worker is stuck reading a named pipe.
+    fifo = tmp_path / "stuck.wav"
+    os.mkfifo(fifo)
+    others = [tmp_path / "a.flac", tmp_path / "b.mp3", tmp_path / "c.wav"]
+    for source, target in zip(("flac", "mp3", "wav"), others, strict=True):
+        target.write_bytes(media[source].read_bytes())
+    out_dir = tmp_path / "out"
+    command = [sys.executable, "-m", "voiceprep", "decode", str(fifo), *map(str, others)]
+    proc = subprocess.Popen(
+        [*command, "--out-dir", str(out_dir), "-j", "2"], stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    writer = fifo.open("wb")  # blocks until a worker opens the pipe
+    data = _slow_wav()
+    writer.write(data[: len(data) * 3 // 4])
+    writer.flush()
+    _wait_for(
+        lambda: any(name.startswith(".stuck.pcm.") for name in leftovers(out_dir)),
+        "the pipe's temporary output",
+    )
+    holder = _process_holding(proc.pid, fifo)
+
+    os.kill(holder, signal.SIGKILL)
+    proc.wait(timeout=60)
+    writer.close()
+
+    lines = proc.stderr.read().decode().splitlines()
+    assert proc.returncode == 1
+    assert lines == [f"voiceprep: error: {fifo}: decoder process killed by SIGKILL"]
+    assert sorted(os.listdir(out_dir)) == ["a.pcm", "b.pcm", "c.pcm"]  # no temporary file
+
+
+def _process_holding(parent: int, path: Path) -> int:
+    """The child of `parent` that has `path` open."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for child in map(int, children):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{child}/fd").iterdir():
+                if os.readlink(fd) == str(path):
+                    return child
+    raise AssertionError(f"no child of {parent} holds {path}")
 
 
 # --- start-up stays light ----------------------------------------------------------------

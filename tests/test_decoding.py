@@ -432,12 +432,16 @@ def test_stdin_dash(media: Callable[..., Path]) -> None:
     assert result.stderr == b""  # the library prints nothing
 
 
-def test_chunks_stream_in_small_pieces(media: Callable[..., Path]) -> None:
-    path = media("stream.flac", seconds=3.0, rate=44100, codec="flac")
-    for source in (path, path.read_bytes()):
-        sizes = [len(chunk) for chunk in voiceprep.decode(source, rate=48000)]
-        assert len(sizes) >= 10  # yielded as decoded, not in one piece
-        assert max(sizes) <= 48000 // 2 * 2  # at most half a second of s16 mono
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(44100, 48000), (8000, 192000), (96000, 8000)])
+def test_chunks_stream_in_pieces_of_about_a_second(
+    media: Callable[..., Path], in_rate: int, out_rate: int
+) -> None:
+    path = media(f"stream_{in_rate}.flac", seconds=4.0, rate=in_rate, codec="flac")
+    for source in (path, path.read_bytes()):  # the fast path and the robust one
+        sizes = [len(chunk) for chunk in voiceprep.decode(source, rate=out_rate)]
+        assert sum(sizes) == 4 * out_rate * 2
+        assert len(sizes) >= 4  # yielded as decoded, not in one piece
+        assert max(sizes) <= 1.05 * out_rate * 2  # about a second of s16 mono at most
 
 
 # --- probe ---------------------------------------------------------------------------

@@ -117,7 +117,9 @@ def _decode_in_pool(
                 result = worker.collect(items)
                 if result is None:
                     continue
-                if worker.crashed:
+                if worker.crashed:  # its temporary file is left behind: remove it
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp_path(result.dest, tag))
                     pool.remove(worker)
                     worker = _Worker.start(context, spec, force, tag)
                     pool.append(worker)

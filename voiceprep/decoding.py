@@ -1,12 +1,12 @@
 """Decoding any file libav reads into raw PCM at a chosen rate and channel count.
 
-`decode()` streams: it yields little-endian interleaved PCM chunks of about a quarter of
-a second and never holds the file in memory. It has two engines, which produce the same
+`decode()` streams: it yields little-endian interleaved PCM chunks of about a second and
+never holds the file in memory. It has two engines, which produce the same
 bytes (libavcodec's decoder, then libswresample with its defaults, as the ffmpeg CLI):
 
 - the **fast path**, for regular files of 512 KiB or more: libavfilter's `amovie` source
   demuxes and decodes inside one filter graph, `aformat` converts, `asetnsamples` groups
-  the output. Python only sees one frame per output chunk, so what remains is libav's
+  the output into chunks. Python only sees one frame per output chunk, so what remains is libav's
   own work, as in the ffmpeg CLI (per-frame Python work, not the codec, is what made the
   simple loop slow; see docs/performance.md).
 - the **robust path**, for everything else (bytes, file objects, pipes, stdin) and as the
@@ -40,9 +40,10 @@ WarningHandler = Callable[[str], None]
 
 # sample format name → (libav sample format, bytes per sample)
 SAMPLE_FORMATS: dict[str, tuple[str, int]] = {"s16": ("s16", 2), "f32": ("flt", 4)}
-# Frames per resampler call and samples per yielded chunk. Bigger means less Python per
-# second of audio; a quarter second keeps memory tiny and the first chunk quick.
-_CHUNK_SECONDS = 0.25
+# Samples per yielded chunk (and per resampler call on the robust path). Bigger means
+# less Python per second of audio: 1 s instead of 0.25 s saved 3–10 % on a 30-minute
+# AAC file; a chunk is still small (at most 1.5 MB: 192 kHz stereo f32).
+_CHUNK_SECONDS = 1.0
 # Below this size the robust path's cheaper set-up wins (measured on a 4 s MP3: 5.4 ms
 # robust vs 12.6 ms fast; the fast path saves ~0.3 ms per second of audio). 512 KiB is
 # about 30 s of 128 kb/s MP3.
@@ -107,9 +108,10 @@ def decode(
     `on_warning(message)` is called for each recoverable problem (a corrupt packet
     skipped, a format change mid-stream); nothing is printed.
 
-    Arguments and the source's existence are checked at once (UsageError, InputError);
-    decoding errors arrive during iteration: InputError (unreadable), DecodeError (not
-    audio, nothing decodable), NoAudioStreamError (also a ValueError).
+    Checked at once, when called: the arguments (UsageError), a missing path or a
+    directory (InputError), an empty file (DecodeError). The rest arrives during
+    iteration: InputError (unreadable), DecodeError (not audio, nothing decodable),
+    NoAudioStreamError (also a ValueError). Nothing from PyAV escapes untyped.
     """
     target = _target(rate, channels, sample_format)
     skip = _samples(start, rate, "start")
@@ -445,7 +447,7 @@ class _Regrouper:
         self.fifo: Any = None
         self.resampler: Any = None
         self.input_format: tuple[int, str, str] | None = None
-        self.chunk = target.chunk_samples
+        self.chunk = 0  # input samples per resampler call, set from the input's rate
 
     def add(self, frame: Any, name: str, on_warning: WarningHandler | None) -> Iterator[bytes]:
         # AudioFifo.write crashes (PyAV 18) on a frame of another format: compare first.
@@ -483,6 +485,9 @@ class _Regrouper:
             )
             yield from self.finish()
         self.input_format = key
+        # Counted at the input's rate, so an output chunk stays about _CHUNK_SECONDS long
+        # whatever the two rates (8 kHz in, 192 kHz out must not make 24 s chunks).
+        self.chunk = max(1024, int(key[0] * _CHUNK_SECONDS))
         self.fifo = av.AudioFifo()
         self.resampler = av.AudioResampler(
             format=self.target.av_format, layout=self.target.layout, rate=self.target.rate

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -171,9 +172,9 @@ def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
             "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
         )
     try:
-        with _byte_progress(source, spec) as report:
+        with _byte_progress(source, spec) as report, _interruptible(source) as readable:
             written = decode_to_stream(
-                source,
+                readable,
                 sys.stdout.buffer,
                 spec,
                 progress=report.progress,
@@ -204,7 +205,7 @@ def _decode_to_files(
     jobs: int | None,
     force: bool,
 ) -> None:
-    from voiceprep.batch import BatchItem, decode_batch, default_jobs, plan_outputs
+    from voiceprep.batch import BatchItem, default_jobs, plan_outputs
 
     if output is not None:
         items = [BatchItem(inputs[0], Path(output))]
@@ -214,19 +215,26 @@ def _decode_to_files(
             _make_dir(out_dir)
     if len(items) == 1:
         _decode_one_file(items[0], spec, force=force)
-        return
+    else:
+        _decode_many(items, spec, jobs=jobs or default_jobs(), force=force)
+
+
+def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: bool) -> None:
+    """A batch in worker processes: one line per failure, the others still decoded."""
+    from voiceprep.batch import decode_batch
+
     failures = []
     with _file_progress(len(items)) as report:
-        for result in decode_batch(items, spec, jobs=jobs or default_jobs(), force=force):
+        for result in decode_batch(items, spec, jobs=jobs, force=force):
             report.advance_file(result.source)
             for message in result.warnings:
                 report.warning(message)
             report.finish_warnings(result.source)
-            if result.error is None:
-                _warn_if_empty(report, result.source, result.pcm_bytes)
             if result.error is not None:
                 report.error(result.error)
                 failures.append(result.exit_code)
+            else:
+                _warn_if_empty(report, result.source, result.pcm_bytes)
     if _output.stderr_is_terminal():  # the bar vanished: say what it did
         done = len(items) - len(failures)
         failed = f", {len(failures)} failed" if failures else ""
@@ -240,10 +248,10 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
     """In this process (no pool to start); errors go up to main() as one line."""
     from voiceprep.output import decode_to_file
 
-    with _byte_progress(item.source, spec) as report:
+    with _byte_progress(item.source, spec) as report, _interruptible(item.source) as readable:
         try:
             written = decode_to_file(
-                item.source,
+                readable,
                 item.dest,
                 spec,
                 force=force,
@@ -270,6 +278,74 @@ def _make_dir(directory: Path) -> None:
     except OSError as exc:
         reason = exc.strerror.lower() if exc.strerror else str(exc)
         raise OutputError(f"{directory}: cannot create directory: {reason}") from None
+
+
+# --- Ctrl-C while reading stdin ----------------------------------------------------
+
+
+class _StdinInterrupted(Exception):
+    """Raised from a read after Ctrl-C; an Exception, so that PyAV passes it on."""
+
+
+class _InterruptibleStdin:
+    """stdin for PyAV, so that Ctrl-C stops a decode waiting for piped input.
+
+    PyAV swallows a KeyboardInterrupt raised inside its read callback (it forwards only
+    Exceptions, and prints the rest as "Exception ignored") and libav then reads again:
+    the decode would hang until the writer closed the pipe, then finish "successfully"
+    with whatever had arrived. So Ctrl-C during a read raises an Exception, which PyAV
+    forwards out of the decode, and so does any read after Ctrl-C.
+    """
+
+    name = "<stdin>"
+
+    def __init__(self) -> None:
+        self._stream = sys.stdin.buffer
+        self.interrupted = False
+        self.reading = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.interrupted:
+            raise _StdinInterrupted("interrupted")
+        self.reading = True
+        try:
+            return self._stream.read(size)
+        finally:
+            self.reading = False
+
+    # stdin redirected from a file (`< clip.m4a`) can seek, as PyAV sees it for `-`:
+    # an MP4 with its index at the end stays readable.
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+@contextmanager
+def _interruptible(source: str) -> Iterator[Any]:
+    """`source` itself, or for `-` a stdin that Ctrl-C can interrupt (exit 130)."""
+    if source != STDIO:
+        yield source
+        return
+    stdin = _InterruptibleStdin()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        stdin.interrupted = True
+        raise _StdinInterrupted("interrupted") if stdin.reading else KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield stdin
+    except BaseException:
+        if stdin.interrupted:  # whatever the decoder made of it, it was Ctrl-C
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- progress and messages (Rich only on a terminal) --------------------------------
@@ -414,7 +490,8 @@ def info_command(
     failures: list[int] = []
     for source in inputs:
         try:
-            rows.append(_info_row(source, probe(source)))
+            with _interruptible(source) as readable:
+                rows.append(_info_row(source, probe(readable)))
         except VoiceprepError as exc:
             _output.error(str(exc))
             failures.append(exc.exit_code)
