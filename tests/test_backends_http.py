@@ -7,7 +7,6 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,22 +50,6 @@ class Sleeps:
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
-
-
-@pytest.fixture
-def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
-    with fake_openai() as fake:
-        monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
-        monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-        yield fake
-
-
-@pytest.fixture
-def eleven_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
-    with fake_elevenlabs() as fake:
-        monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
-        monkeypatch.delenv("ELEVENLABS_BASE_URL", raising=False)
-        yield fake
 
 
 def _openai(fake: FakeProvider, **options: str) -> OpenAIBackend:

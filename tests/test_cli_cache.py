@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array, sine
+from conftest import read_terminal
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
@@ -164,18 +164,8 @@ def run_on_terminal(argv: list[str], cwd: Path, answer: bytes = b"") -> tuple[in
     os.close(follower)
     if answer:
         os.write(leader, answer)
-    output = b""
-    # A generous bound so a hung child fails the test instead of hanging the suite.
-    while select.select([leader], [], [], 60)[0]:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    return proc.wait(timeout=60), output.decode(errors="replace")
+    output = read_terminal(leader)
+    return proc.wait(timeout=60), output
 
 
 def test_ls_on_a_terminal_draws_a_table(cache_dir: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import dominant_frequency, pcm_to_array, sine, write_audio, write_sine
+from conftest import read_terminal
 
 from voiceprep.wav import UNKNOWN_SIZE, parse_wav_header, wav_bytes
 
@@ -517,19 +518,9 @@ def test_batch_on_a_terminal_shows_progress_errors_and_a_summary(work: Path) -> 
         cwd=work,
     )
     os.close(secondary)
-    screen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # the terminal closed: the program ended
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(primary)
+    text = read_terminal(primary)
     proc.wait(timeout=60)
 
-    text = screen.decode(errors="replace")
     assert proc.returncode == 1
     assert f"voiceprep: error: {bad}: " in text
     assert "decoded 2 of 3 files, 1 failed" in text

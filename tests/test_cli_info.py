@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from audiogen import write_sine
+from conftest import read_terminal
 
 
 def run(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
@@ -150,17 +151,8 @@ def _on_a_terminal(*args: str | Path, env: dict[str, str]) -> tuple[int, str]:
         env={**os.environ, **env},
     )
     os.close(secondary)
-    screen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # the terminal closed: the program ended
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(primary)
-    return proc.wait(timeout=60), screen.decode(errors="replace")
+    screen = read_terminal(primary)
+    return proc.wait(timeout=60), screen
 
 
 @pytest.mark.parametrize("no_color", [False, True])

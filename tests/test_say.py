@@ -10,18 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import pcm_to_array
+from conftest import run_cli
 
 from voiceprep.cache import AudioCache
-from voiceprep.cli import main
 from voiceprep.wav import parse_wav_header
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), captured.out, captured.err
 
 
 def rms(pcm: bytes, channels: int = 1) -> float:

@@ -8,24 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import pcm_to_array
+from conftest import run_cli
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
-from voiceprep.cli import main
 from voiceprep.keys import cache_key
 from voiceprep.phrases import Phrase
 from voiceprep.warm import parse_shard, plan_warm, shard_of
 from voiceprep.wav import parse_wav_header
 
 PHRASES = ["One moment, please.", "Thank you for calling.", "Goodbye."]
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), captured.out, captured.err
 
 
 def write_list(tmp_path: Path, lines: list[str], name: str = "phrases.txt") -> Path:
@@ -374,23 +366,22 @@ def test_piped_progress_is_a_few_plain_lines(
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-def test_normalize_takes_matching_wav_as_is_and_decodes_the_rest(streamed: bool) -> None:
+def test_to_pcm_takes_matching_wav_as_is_and_decodes_the_rest(streamed: bool) -> None:
     import asyncio
 
     from audiogen import dominant_frequency
     from fakeproviders import tone_pcm, wav_file
 
     from voiceprep.backends.base import SynthesizedAudio
-    from voiceprep.warm import normalize_audio
 
     pcm = tone_pcm(440.0, 0.5, 24000)
     # A streamed WAV (unknown sizes, as OpenAI sends) with a stray trailing byte.
     audio = SynthesizedAudio(wav_file(pcm, 24000, streamed=streamed) + b"\x00")
-    assert asyncio.run(normalize_audio(audio, rate=24000, channels=1)) == pcm
-    resampled = asyncio.run(normalize_audio(audio, rate=16000, channels=2))
+    assert asyncio.run(audio.to_pcm_async(rate=24000, channels=1)) == pcm
+    resampled = asyncio.run(audio.to_pcm_async(rate=16000, channels=2))
     left, right = pcm_to_array(resampled, 2)
     assert abs(len(left) - 8000) <= 32
     assert dominant_frequency(left, 16000) == pytest.approx(440.0, abs=5)
     assert np.allclose(left, right)
     raw = SynthesizedAudio(pcm, rate=24000, channels=1)
-    assert asyncio.run(normalize_audio(raw, rate=24000, channels=1)) == pcm
+    assert asyncio.run(raw.to_pcm_async(rate=24000, channels=1)) == pcm

@@ -4,38 +4,14 @@ latency and faults injected (tests/fakeproviders.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
-from fakeproviders import (
-    ELEVENLABS_KEY,
-    OPENAI_KEY,
-    FakeProvider,
-    Fault,
-    fake_elevenlabs,
-    fake_openai,
-    voice_frequency,
-)
+from conftest import run_cli
+from fakeproviders import FakeProvider, Fault, voice_frequency
 
 from voiceprep.cache import AudioCache
-from voiceprep.cli import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), captured.out, captured.err
-
-
-@pytest.fixture
-def openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    with fake_openai() as fake:
-        yield fake
 
 
 def phrase_file(tmp_path: Path, count: int) -> Path:
@@ -65,25 +41,25 @@ def cached_count(tmp_path: Path) -> int:
 
 
 def test_concurrency_is_bounded_by_jobs(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.latency = 0.4
+    openai_server.latency = 0.4
     phrases = phrase_file(tmp_path, 12)
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "4"), capsys)
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "4"), capsys)
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 12
-    assert openai.request_count == 12
-    assert openai.peak_in_flight == 4  # -j 4: four at once, never more
+    assert openai_server.request_count == 12
+    assert openai_server.peak_in_flight == 4  # -j 4: four at once, never more
 
 
 def test_openai_audio_is_the_voice_at_the_target_rate(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
     phrases = phrase_file(tmp_path, 2)
-    args = warm_args(tmp_path, openai, phrases, "--voice", "nova", "-r", "16000")
+    args = warm_args(tmp_path, openai_server, phrases, "--voice", "nova", "-r", "16000")
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
-    assert {r.json["voice"] for r in openai.requests} == {"nova"}
+    assert {r.json["voice"] for r in openai_server.requests} == {"nova"}
     with AudioCache(tmp_path / "cache") as cache:
         for entry in cache.entries():
             pcm = cache.get(entry.key, rate=16000, channels=1)
@@ -93,15 +69,13 @@ def test_openai_audio_is_the_voice_at_the_target_rate(
 
 
 def test_elevenlabs_asks_for_pcm_at_the_target_rate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, eleven_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("ELEVENLABS_API_KEY", ELEVENLABS_KEY)
-    with fake_elevenlabs() as fake:
-        phrases = phrase_file(tmp_path, 3)
-        code, out, err = run_cli(warm_args(tmp_path, fake, phrases, "-r", "22050"), capsys)
-        assert code == 0, err
-        assert json.loads(out)["synthesized"] == 3
-        assert {r.query.get("output_format") for r in fake.requests} == {"pcm_22050"}
+    phrases = phrase_file(tmp_path, 3)
+    code, out, err = run_cli(warm_args(tmp_path, eleven_server, phrases, "-r", "22050"), capsys)
+    assert code == 0, err
+    assert json.loads(out)["synthesized"] == 3
+    assert {r.query.get("output_format") for r in eleven_server.requests} == {"pcm_22050"}
     with AudioCache(tmp_path / "cache") as cache:
         entry = cache.entries()[0]
         assert (entry.backend, entry.rate) == ("elevenlabs", 22050)
@@ -112,36 +86,36 @@ def test_elevenlabs_asks_for_pcm_at_the_target_rate(
 
 
 def test_server_errors_are_retried(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.push(500, 503)
+    openai_server.push(500, 503)
     phrases = phrase_file(tmp_path, 3)
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "1"), capsys)
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "1"), capsys)
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 3
-    assert openai.request_count == 5  # two failures, then three successes
+    assert openai_server.request_count == 5  # two failures, then three successes
     retries = [line for line in err.splitlines() if "retry" in line]
     assert len(retries) == 2
     assert all(line.startswith('voiceprep: warning: "Prompt number 0."') for line in retries)
 
 
 def test_429_retry_after_is_honoured(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.push(Fault(429, retry_after="1"))
+    openai_server.push(Fault(429, retry_after="1"))
     phrases = phrase_file(tmp_path, 1)
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases), capsys)
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases), capsys)
     assert code == 0, err
     assert "429" in err and "retry 1 in 1.0 s" in err
-    assert openai.request_count == 2 and cached_count(tmp_path) == 1
+    assert openai_server.request_count == 2 and cached_count(tmp_path) == 1
 
 
 def test_persistent_failure_names_the_phrase_and_rerun_fills_the_gap(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.push(500, 500)
+    openai_server.push(500, 500)
     phrases = phrase_file(tmp_path, 4)
-    args = warm_args(tmp_path, openai, phrases, "-j", "1", "--retries", "1")
+    args = warm_args(tmp_path, openai_server, phrases, "-j", "1", "--retries", "1")
     code, out, err = run_cli(args, capsys)
     assert code == 1
     summary = json.loads(out)
@@ -152,27 +126,27 @@ def test_persistent_failure_names_the_phrase_and_rerun_fills_the_gap(
     assert '"Prompt number 0." (' in failure[0] and "500" in failure[0]
     assert cached_count(tmp_path) == 3
 
-    openai.reset()
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases), capsys)
+    openai_server.reset()
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases), capsys)
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 1
-    assert [r.json["input"] for r in openai.requests] == ["Prompt number 0."]
+    assert [r.json["input"] for r in openai_server.requests] == ["Prompt number 0."]
 
 
 def test_timeout_is_retried_then_given_up(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.push(Fault(200, delay=3))
+    openai_server.push(Fault(200, delay=3))
     phrases = phrase_file(tmp_path, 2)
-    args = warm_args(tmp_path, openai, phrases, "-j", "1", "--timeout", "0.3")
+    args = warm_args(tmp_path, openai_server, phrases, "-j", "1", "--timeout", "0.3")
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert json.loads(out)["synthesized"] == 2 and openai.request_count == 3
+    assert json.loads(out)["synthesized"] == 2 and openai_server.request_count == 3
 
-    openai.reset()
-    openai.push(Fault(200, delay=3))
+    openai_server.reset()
+    openai_server.push(Fault(200, delay=3))
     more = phrase_file(tmp_path, 3)  # one new phrase
-    args = warm_args(tmp_path, openai, more, "--timeout", "0.3", "--retries", "0")
+    args = warm_args(tmp_path, openai_server, more, "--timeout", "0.3", "--retries", "0")
     code, out, err = run_cli(args, capsys)
     assert code == 1
     assert "no answer within 0.3 s" in err and '"Prompt number 2."' in err
@@ -180,18 +154,18 @@ def test_timeout_is_retried_then_given_up(
 
 def test_authentication_failure_stops_the_run(
     tmp_path: Path,
-    openai: FakeProvider,
+    openai_server: FakeProvider,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     wrong_key = "sk-wrong-0000000000000000000000"
     monkeypatch.setenv("OPENAI_API_KEY", wrong_key)
-    openai.latency = 0.05
+    openai_server.latency = 0.05
     phrases = phrase_file(tmp_path, 40)
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "4"), capsys)
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "4"), capsys)
     assert code == 1
     # Within one round of the requests in flight: at most -j requests ever sent.
-    assert 1 <= openai.request_count <= 4
+    assert 1 <= openai_server.request_count <= 4
     summary = json.loads(out)
     assert summary["synthesized"] == 0
     assert summary["skipped"] + len(summary["failed"]) == 40
@@ -218,11 +192,11 @@ def test_unusable_backend_is_refused_before_any_request(
 
 
 def test_empty_audio_is_a_failure_and_never_cached(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    openai.push(Fault(200, empty=True))
+    openai_server.push(Fault(200, empty=True))
     phrases = phrase_file(tmp_path, 2)
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "1"), capsys)
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "1"), capsys)
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 1
@@ -232,15 +206,15 @@ def test_empty_audio_is_a_failure_and_never_cached(
         assert [e.text for e in cache.entries()] == ["Prompt number 1."]
 
 
-def test_library_progress_reports_every_phrase(tmp_path: Path, openai: FakeProvider) -> None:
+def test_library_progress_reports_every_phrase(tmp_path: Path, openai_server: FakeProvider) -> None:
     import asyncio
 
     from voiceprep.backends import get_backend
     from voiceprep.phrases import Phrase
     from voiceprep.warm import ProgressEvent, WarmSummary, plan_warm, run_warm
 
-    openai.push(400)  # a permanent failure: not retried
-    backend = get_backend("openai", options={"base_url": openai.base_url})
+    openai_server.push(400)  # a permanent failure: not retried
+    backend = get_backend("openai", options={"base_url": openai_server.base_url})
     events: list[ProgressEvent] = []
     with AudioCache(tmp_path / "cache") as cache:
         plan = plan_warm(
@@ -259,23 +233,23 @@ def test_library_progress_reports_every_phrase(tmp_path: Path, openai: FakeProvi
     assert {e.total for e in events} == {5}
     assert [e.outcome for e in events].count("failed") == 1
     assert summary.synthesized == 4 and len(summary.failed) == 1 and not summary.ok
-    assert openai.request_count == 5  # the 400 was not retried
+    assert openai_server.request_count == 5  # the 400 was not retried
 
 
 def test_a_cache_that_cannot_store_stops_the_run(
-    tmp_path: Path, openai: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from voiceprep.cache import AUDIO_DIR
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / AUDIO_DIR).write_text("a file where the audio directory belongs")
     phrases = phrase_file(tmp_path, 20)
-    code, out, err = run_cli(warm_args(tmp_path, openai, phrases, "-j", "2"), capsys)
+    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "2"), capsys)
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 0 and summary["stopped"]
     assert summary["stopped"].startswith(f"{tmp_path / 'cache'}: ")
     # Paid-for audio that cannot be kept: at most the requests in flight and those whose
     # audio was waiting for the failing write.
-    assert openai.request_count <= 4
+    assert openai_server.request_count <= 4
     assert "not attempted" in err and "Traceback" not in err

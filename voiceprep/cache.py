@@ -756,6 +756,20 @@ class AudioCache:
 
     __contains__ = contains
 
+    def is_intact(self, key: str) -> bool:
+        """Whether `key` is cached and its file passes the checks `get` makes.
+
+        Counts no hit: checking an entry is not a use of its audio.
+        """
+        entry = self.entry(key)
+        if entry is None:
+            return False
+        try:
+            pcm = self._read_pcm(key, str(entry.path), entry.rate, entry.channels, entry.sha256)
+        except CacheError:
+            return False
+        return pcm is not None
+
     def __len__(self) -> int:
         rows = self._query("SELECT count FROM totals WHERE id = 0")
         return int(rows[0][0]) if rows else 0

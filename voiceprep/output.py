@@ -1,4 +1,5 @@
-"""Writing decoded audio: to a file atomically, or to a stream (stdout).
+"""Writing audio: decoded from a source, or PCM already in memory (a cached or synthesized
+phrase), to a file atomically or to a stream (stdout), as raw PCM or WAV.
 
 A file is written to a temporary name in its own directory and renamed into place only
 when complete, so a failure or Ctrl-C never leaves a half-written output behind, and an
@@ -84,16 +85,25 @@ def _chunks(
 
 
 def _write_all(
-    chunks: Iterable[bytes], out: BinaryIO, spec: OutputSpec, progress: Progress | None
+    chunks: Iterable[bytes],
+    out: BinaryIO,
+    spec: OutputSpec,
+    progress: Progress | None,
+    *,
+    data_bytes: int | None = None,
 ) -> int:
-    """Write the header (if any) and every chunk; return the PCM byte count."""
+    """Write the header (if any) and every chunk; return the PCM byte count.
+
+    `data_bytes` is the PCM size when known in advance; None writes the sizes a stream of
+    unknown length carries (a file's are patched afterwards).
+    """
     if spec.container == "wav":
         out.write(
             wav_header(
                 rate=spec.rate,
                 channels=spec.channels,
                 sample_format=spec.sample_format,
-                data_bytes=None,
+                data_bytes=data_bytes,
             )
         )
     total = 0
@@ -151,6 +161,25 @@ def decode_to_file(
             if spec.container == "wav":
                 patch_wav_sizes(out, total)
     return total
+
+
+def write_pcm(
+    pcm: bytes, dest: str | os.PathLike[str] | BinaryIO, spec: OutputSpec, *, force: bool = False
+) -> None:
+    """Write PCM already in memory (laid out as `spec` says) as raw PCM or a WAV file.
+
+    `dest` is a path, written atomically (`OutputExistsError` if it exists and `force` is
+    false, `OutputError` if it is a directory or cannot be created), or an open binary
+    stream such as stdout. The size is known, so a WAV header is complete either way.
+    """
+    if not isinstance(dest, str | os.PathLike):
+        _write_all([pcm], dest, spec, None, data_bytes=len(pcm))
+        dest.flush()
+        return
+    dest = Path(dest)
+    _check_destination(None, dest, force=force)
+    with atomic_file(dest, force=force) as out:
+        _write_all([pcm], out, spec, None, data_bytes=len(pcm))
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -229,6 +258,17 @@ def _commit(temp: Path, dest: Path, *, force: bool) -> None:
     os.unlink(temp)
 
 
+def make_output_dir(directory: str | os.PathLike[str]) -> None:
+    """Create an output directory (and its parents) unless it exists; `OutputError` if it
+    cannot be created or a file is in the way."""
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{directory}: exists and is not a directory") from None
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create directory: {_reason(exc)}") from None
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror.lower() if exc.strerror else str(exc)
 
@@ -241,5 +281,7 @@ __all__ = [
     "container_for",
     "decode_to_file",
     "decode_to_stream",
+    "make_output_dir",
     "temp_path",
+    "write_pcm",
 ]

@@ -287,7 +287,7 @@ class TTSAudioCache:
                 retries=self._retries,
                 timeout=self._timeout,
             )
-            return await asyncio.to_thread(audio.to_pcm, rate=self.rate, channels=self.channels)
+            return await audio.to_pcm_async(rate=self.rate, channels=self.channels)
         if self._timeout is None:
             pcm = await self._stream(text, voice_id)
         else:
@@ -299,7 +299,7 @@ class TTSAudioCache:
             from voiceprep.backends.base import SynthesizedAudio
 
             raw = SynthesizedAudio(pcm, rate=self._source_rate, channels=self._source_channels)
-            pcm = await asyncio.to_thread(raw.to_pcm, rate=self.rate, channels=self.channels)
+            pcm = await raw.to_pcm_async(rate=self.rate, channels=self.channels)
         return pcm
 
     async def _stream(self, text: str, voice_id: str | None) -> bytes:

@@ -22,8 +22,6 @@ Nothing here prints: progress goes to the callback the caller passes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -43,7 +41,6 @@ from voiceprep.errors import (
 )
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
 from voiceprep.phrases import Phrase
-from voiceprep.wav import parse_wav_header
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend, SynthesizedAudio
@@ -154,7 +151,7 @@ def plan_warm(
         if shard is not None and shard_of(key, shard[1]) != shard[0]:
             continue
         present = cache.contains(key)
-        damaged = present and verify and not entry_is_intact(cache, key)
+        damaged = present and verify and not cache.is_intact(key)
         items.append(
             PlanItem(phrase, phrase_voice, identity, key, present and not damaged, damaged)
         )
@@ -166,25 +163,6 @@ def plan_warm(
         rate=rate,
         channels=channels,
     )
-
-
-def entry_is_intact(cache: AudioCache, key: str) -> bool:
-    """Whether the entry's file is a WAV in its recorded format whose audio matches its
-    sha256. Reads the file without counting a hit (a warm is not a use of the audio)."""
-    entry = cache.entry(key)
-    if entry is None:
-        return False
-    try:
-        blob = entry.path.read_bytes()
-        fmt = parse_wav_header(blob)
-    except (OSError, ValueError, struct.error):
-        return False
-    pcm = blob[fmt.data_offset : fmt.data_offset + fmt.data_bytes]
-    return (fmt.rate, fmt.channels, fmt.sample_format) == (
-        entry.rate,
-        entry.channels,
-        "s16",
-    ) and hashlib.sha256(pcm).hexdigest() == entry.sha256
 
 
 # --- running --------------------------------------------------------------------------
@@ -255,29 +233,6 @@ RetryCallback = Callable[[RetryEvent], object]
 
 def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
     return len(pcm) / (2 * channels * rate)
-
-
-async def normalize_audio(audio: SynthesizedAudio, *, rate: int, channels: int) -> bytes:
-    """s16le PCM at `rate`/`channels`. Audio already in that shape (raw PCM, or a plain s16
-    WAV as OpenAI's default answer at 24 kHz) is taken as is; anything else goes through
-    the decoder in a worker thread, since decoding is CPU work the event loop must not do.
-    """
-    if audio.data and not audio.is_raw_pcm and audio.data[:4] == b"RIFF":
-        try:
-            fmt = parse_wav_header(audio.data)
-        except (ValueError, struct.error):
-            fmt = None  # let the decoder judge it
-        frame = 2 * channels
-        if (
-            fmt is not None
-            and (fmt.rate, fmt.channels, fmt.sample_format) == (rate, channels, "s16")
-            and fmt.data_bytes >= frame
-        ):
-            end = fmt.data_offset + fmt.data_bytes - fmt.data_bytes % frame
-            return audio.data[fmt.data_offset : end]
-    if audio.is_raw_pcm and (audio.rate, audio.channels) == (rate, channels) and audio.data:
-        return audio.data
-    return await asyncio.to_thread(audio.to_pcm, rate=rate, channels=channels)
 
 
 async def run_warm(
@@ -416,7 +371,7 @@ class _Runner:
     async def _store(self, item: PlanItem, audio: SynthesizedAudio) -> None:
         rate, channels = self.plan.rate, self.plan.channels
         try:
-            pcm = await normalize_audio(audio, rate=rate, channels=channels)
+            pcm = await audio.to_pcm_async(rate=rate, channels=channels)
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self.writer, self._put, item, pcm)
@@ -571,6 +526,6 @@ async def say(
         retries=retries,
         timeout=timeout,
     )
-    pcm = await normalize_audio(audio, rate=rate, channels=channels)
+    pcm = await audio.to_pcm_async(rate=rate, channels=channels)
     cache.put(key, pcm, rate=rate, channels=channels, text=normalized, identity=identity)
     return SayResult(pcm, key, cached=False)

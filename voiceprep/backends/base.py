@@ -21,12 +21,15 @@ Errors: raise `TransientBackendError` for what is worth retrying, `PermanentBack
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from voiceprep.errors import EmptyAudioError
 from voiceprep.keys import BackendIdentity
+from voiceprep.wav import parse_wav_header, wav_bytes
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,52 @@ class SynthesizedAudio:
         return self.rate is not None
 
     def to_pcm(self, *, rate: int, channels: int) -> bytes:
-        """s16le PCM at `rate`/`channels`, through the decoder. EmptyAudioError if silent-empty."""
-        from voiceprep.decoding import decode  # deferred: PyAV is heavy
-        from voiceprep.wav import wav_bytes
+        """s16le PCM at `rate`/`channels`. Raises EmptyAudioError when there is no audio.
 
+        Audio already in that shape (raw PCM, or a plain s16 WAV such as OpenAI's answer at
+        24 kHz) is taken as is; anything else goes through the decoder. This is CPU work:
+        async callers run it with `to_pcm_async`.
+        """
         if not self.data:
             raise EmptyAudioError("the backend returned no audio")
+        as_is = self._payload_if_shaped(rate, channels)
+        if as_is is not None:
+            return as_is
+        from voiceprep.decoding import decode  # deferred: PyAV is heavy
+
         blob = self.data
         if self.is_raw_pcm:
-            if self.rate == rate and self.channels == channels:
-                return blob
             blob = wav_bytes(blob, rate=self.rate or rate, channels=self.channels or 1)
         pcm = b"".join(decode(blob, rate=rate, channels=channels))
         if not pcm:
             raise EmptyAudioError("the backend's audio decoded to no samples")
         return pcm
+
+    async def to_pcm_async(self, *, rate: int, channels: int) -> bytes:
+        """`to_pcm` off the event loop when it has to decode."""
+        if self._payload_if_shaped(rate, channels) is not None:
+            return self.to_pcm(rate=rate, channels=channels)
+        return await asyncio.to_thread(self.to_pcm, rate=rate, channels=channels)
+
+    def _payload_if_shaped(self, rate: int, channels: int) -> bytes | None:
+        """The s16 samples themselves when the audio is already at `rate`/`channels`."""
+        frame = 2 * channels
+        if self.is_raw_pcm:
+            if (self.rate, self.channels) == (rate, channels) and len(self.data) >= frame:
+                return self.data[: len(self.data) - len(self.data) % frame]
+            return None
+        if self.data[:4] != b"RIFF":
+            return None
+        try:
+            fmt = parse_wav_header(self.data)
+        except (ValueError, struct.error):
+            return None  # let the decoder judge it
+        if (fmt.rate, fmt.channels, fmt.sample_format) != (rate, channels, "s16"):
+            return None
+        if fmt.data_bytes < frame:
+            return None
+        end = fmt.data_offset + fmt.data_bytes - fmt.data_bytes % frame
+        return self.data[fmt.data_offset : end]
 
 
 @runtime_checkable

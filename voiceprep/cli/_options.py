@@ -1,10 +1,12 @@
 """Options shared by several commands, so `warm`, `say`, `cache get` and `cache rm` select
-entries with the same flags and defaults. Every value defaults to None, meaning "not given":
+entries with the same flags and defaults (and `decode` and `cache get` shape their output
+with the same -r/-c/--format). Every value defaults to None, meaning "not given":
 `voiceprep.config.resolve_settings` then applies env > config file > default.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +30,19 @@ Channels = Annotated[
 CacheDir = Annotated[
     Path | None,
     typer.Option("--cache-dir", help="Cache directory. \\[default: the user cache dir]"),
+]
+
+
+class Container(StrEnum):
+    raw = "raw"
+    wav = "wav"
+
+
+OutputFormat = Annotated[
+    Container | None,
+    typer.Option(
+        "--format", help="raw PCM or a WAV file. \\[default: wav if OUT ends in .wav, else raw]"
+    ),
 ]
 
 

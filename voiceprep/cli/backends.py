@@ -7,7 +7,6 @@ The list is data (stdout); a plugin that fails to import is listed with the reas
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._app import app
+from voiceprep.cli._output import print_json
 
 if TYPE_CHECKING:
     from voiceprep.backends import BackendStatus
@@ -38,7 +38,7 @@ def backends_command(
     statuses = describe_backends(configure)
     if as_json:
         rows = [{**asdict(s), "default": s.name == selected} for s in statuses]
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
     elif _output.stdout_is_terminal():
         _print_table(statuses, selected)
     else:

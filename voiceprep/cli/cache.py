@@ -7,10 +7,7 @@ entries with the options `warm` uses, resolved the same way (flags > env > confi
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,11 +16,21 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._app import app
-from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
-from voiceprep.errors import OutputError, UsageError, VoiceprepError
+from voiceprep.cli._common import build_backend, open_cache, plural, resolve, write_audio
+from voiceprep.cli._options import (
+    Backend,
+    BackendOption,
+    CacheDir,
+    Channels,
+    OutputFormat,
+    Rate,
+    Voice,
+)
+from voiceprep.cli._output import print_json
+from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
+    from voiceprep.cache import CacheEntry, VerifyReport
     from voiceprep.config import Settings
 
 cache_app = typer.Typer(
@@ -40,23 +47,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _settings(**flags: Any) -> Settings:
-    from voiceprep.cli._options import selection_flags
-    from voiceprep.config import resolve_settings
-
-    return resolve_settings(selection_flags(**flags))
-
-
 def _cache_dir(cache_dir: Path | None) -> Path:
-    return _settings(cache_dir=cache_dir).cache_dir
-
-
-@contextmanager
-def _open_cache(directory: Path, **limits: Any) -> Iterator[AudioCache]:
-    from voiceprep.cache import AudioCache
-
-    with AudioCache(directory, **limits) as cache:
-        yield cache
+    return resolve(cache_dir=cache_dir).cache_dir
 
 
 def _exists(directory: Path) -> bool:
@@ -66,11 +58,9 @@ def _exists(directory: Path) -> bool:
 
 
 def _selected_key(text: str, settings: Settings) -> str:
-    from voiceprep.backends import get_backend
     from voiceprep.keys import cache_key
 
-    backend = get_backend(settings.backend, voice=settings.voice, options=settings.options)
-    identity = backend.identity(settings.voice)
+    identity = build_backend(settings).identity(settings.voice)
     return cache_key(identity, text, rate=settings.rate, channels=settings.channels)
 
 
@@ -126,16 +116,6 @@ def entry_json(entry: CacheEntry) -> dict[str, Any]:
     }
 
 
-def _print_json(data: Any) -> None:
-    if isinstance(data, list):
-        # One object per line: readable, greppable, and json's C encoder (indent= would
-        # fall back to the pure-Python one, 10x slower over 10,000 entries).
-        rows = ",\n".join("  " + json.dumps(row, ensure_ascii=False) for row in data)
-        sys.stdout.write(f"[\n{rows}\n]\n" if data else "[]\n")
-    else:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
 # --- path, ls, stats -------------------------------------------------------------------
 
 
@@ -151,10 +131,10 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     directory = _cache_dir(cache_dir)
     entries: list[CacheEntry] = []
     if _exists(directory):
-        with _open_cache(directory) as cache:
+        with open_cache(directory) as cache:
             entries = cache.entries()
     if as_json:
-        _print_json([entry_json(e) for e in entries])
+        print_json([entry_json(e) for e in entries])
     elif _output.stdout_is_terminal():
         _print_table(entries)
     else:
@@ -210,13 +190,13 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     """Sum up the cache: entries, size, seconds of audio, hits."""
     directory = _cache_dir(cache_dir)
     _exists(directory)
-    with _open_cache(directory) as cache:
+    with open_cache(directory) as cache:
         stats = cache.stats()
     if as_json:
         data = stats.as_dict()
         for name in ("oldest", "newest", "last_used"):
             data[name] = _iso(data[name])
-        _print_json(data)
+        print_json(data)
         return
     lines = [
         ("directory", str(stats.directory)),
@@ -246,10 +226,7 @@ def get_command(
             "-o", "--output", help="Output file (.wav → WAV, else raw PCM), or - for stdout."
         ),
     ],
-    output_format: Annotated[
-        str | None,
-        typer.Option("--format", help="raw or wav. \\[default: wav if OUT ends in .wav, else raw]"),
-    ] = None,
+    output_format: OutputFormat = None,
     backend: Backend = None,
     voice: Voice = None,
     option: BackendOption = None,
@@ -258,7 +235,7 @@ def get_command(
     cache_dir: CacheDir = None,
 ) -> None:
     """Write one cached phrase; exit 1 when it is not cached (never synthesizes)."""
-    settings = _settings(
+    settings = resolve(
         backend=backend,
         voice=voice,
         option=option,
@@ -266,58 +243,16 @@ def get_command(
         channels=channels,
         cache_dir=cache_dir,
     )
-    fmt = _output_format(output, output_format)
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     if _exists(settings.cache_dir):
-        with _open_cache(settings.cache_dir) as cache:
+        with open_cache(settings.cache_dir) as cache:
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
     if pcm is None:
         _output.error(f"{text}: not cached ({_describe_selection(settings)})")
         raise typer.Exit(1)
-    if fmt == "wav":
-        from voiceprep.wav import wav_bytes
-
-        data = wav_bytes(pcm, rate=settings.rate, channels=settings.channels)
-    else:
-        data = pcm
-    _write_output(output, data)
-
-
-def _output_format(output: str, given: str | None) -> str:
-    if given is not None:
-        if given not in ("raw", "wav"):
-            raise UsageError(f"invalid --format {given!r}: expected raw or wav")
-        return given
-    return "wav" if output != "-" and output.lower().endswith(".wav") else "raw"
-
-
-def _write_output(output: str, data: bytes) -> None:
-    if output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    import os
-    import tempfile
-
-    target = Path(output)
-    if target.is_dir():
-        raise OutputError(f"{target}: is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise VoiceprepError(f"{target}: cannot write: {exc.strerror}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    container = output_format.value if output_format else None
+    write_audio(pcm, output, rate=settings.rate, channels=settings.channels, container=container)
 
 
 @cache_app.command("export")
@@ -331,7 +266,7 @@ def export_command(
     source = _cache_dir(cache_dir)
     if not _exists(source):
         raise UsageError(f"{source}: no cache here")
-    with _open_cache(source) as cache:
+    with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
         report = export_entries(cache, items, directory)
@@ -358,7 +293,7 @@ def rm_command(
     cache_dir: CacheDir = None,
 ) -> None:
     """Remove phrases (selected as warm stores them); exit 1 if one was not cached."""
-    settings = _settings(
+    settings = resolve(
         backend=backend,
         voice=voice,
         option=option,
@@ -370,12 +305,12 @@ def rm_command(
     missing = list(keys)
     removed = 0
     if _exists(settings.cache_dir):
-        with _open_cache(settings.cache_dir) as cache:
+        with open_cache(settings.cache_dir) as cache:
             missing = [key for key in keys if not cache.contains(key)]
             removed = cache.remove([key for key in keys if key not in missing])
     for key in missing:
         _output.error(f"{keys[key]}: not cached ({_describe_selection(settings)})")
-    _output.info(f"removed {removed} {_plural(removed, 'entry', 'entries')}")
+    _output.info(f"removed {removed} {plural(removed, 'entry', 'entries')}")
     if missing:
         raise typer.Exit(1)
 
@@ -396,7 +331,7 @@ def prune_command(
     """Evict least recently used entries down to the limits (default: the configured ones)."""
     from voiceprep.units import parse_age, parse_size
 
-    settings = _settings(
+    settings = resolve(
         cache_dir=cache_dir,
         max_entries=max_entries,
         max_size=parse_size(max_size) if max_size is not None else None,
@@ -408,12 +343,12 @@ def prune_command(
         raise UsageError("nothing to prune by: give --max-entries, --max-size or --older-than")
     removed: list[CacheEntry] = []
     if _exists(settings.cache_dir):
-        with _open_cache(settings.cache_dir) as cache:
+        with open_cache(settings.cache_dir) as cache:
             removed = cache.prune(
                 max_entries=settings.max_entries, max_bytes=settings.max_size, older_than=age
             )
     freed = sum(e.size for e in removed)
-    noun = _plural(len(removed), "entry", "entries")
+    noun = plural(len(removed), "entry", "entries")
     _output.info(f"removed {len(removed)} {noun} ({human_size(freed)})")
 
 
@@ -432,9 +367,9 @@ def clear_command(
             return
     removed = 0
     if _exists(directory):
-        with _open_cache(directory) as cache:
+        with open_cache(directory) as cache:
             removed = cache.clear()
-    _output.info(f"removed {removed} {_plural(removed, 'entry', 'entries')}")
+    _output.info(f"removed {removed} {plural(removed, 'entry', 'entries')}")
 
 
 # --- verify, merge ---------------------------------------------------------------------
@@ -457,14 +392,14 @@ def verify_command(
     directory = _cache_dir(cache_dir)
     if not _exists(directory):
         if as_json:
-            _print_json({"checked": 0, "damaged": False, "repaired": False})
+            print_json({"checked": 0, "damaged": False, "repaired": False})
         _output.info(f"{directory}: no cache here (nothing to verify)")
         return
-    with _open_cache(directory) as cache:
+    with open_cache(directory) as cache:
         texts = {e.key: e.text for e in cache.entries()}
         report = cache.verify(repair=repair)
     if as_json:
-        _print_json(report.as_dict())
+        print_json(report.as_dict())
     prefix = "repaired: " if repair else ""
     for line in _damage_lines(report, texts):
         (_output.info if repair else _output.error)(prefix + line)
@@ -494,10 +429,10 @@ def _leftover_lines(report: VerifyReport) -> list[str]:
 def _verify_summary(directory: Path, report: VerifyReport, repair: bool) -> str:
     damage = len(report.missing) + len(report.corrupt) + len(report.index_errors)
     leftovers = len(report.orphans) + len(report.stale_temps)
-    checked = f"{directory}: {report.checked} {_plural(report.checked, 'entry', 'entries')} checked"
+    checked = f"{directory}: {report.checked} {plural(report.checked, 'entry', 'entries')} checked"
     if damage == 0 and leftovers == 0:
         return f"{checked}, no damage"
-    found = f"{damage} damaged, {leftovers} leftover {_plural(leftovers, 'file', 'files')}"
+    found = f"{damage} damaged, {leftovers} leftover {plural(leftovers, 'file', 'files')}"
     if repair:
         return f"{checked}; {found}: repaired"
     hint = " (run `voiceprep cache verify --repair`)"
@@ -515,7 +450,7 @@ def merge_command(
         if not source.is_dir():
             raise UsageError(f"{source}: no such cache directory")
     failed = 0
-    with _open_cache(directory) as cache:
+    with open_cache(directory) as cache:
         for source in sources:
             report = cache.merge(source)
             failed += len(report.failed)
@@ -527,7 +462,3 @@ def merge_command(
             )
     if failed:
         raise typer.Exit(1)
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return one if count == 1 else many

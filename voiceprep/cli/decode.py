@@ -7,7 +7,6 @@ that `voiceprep --help` never loads PyAV.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -18,42 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from voiceprep.cli import _output
 from voiceprep.cli._app import app
-from voiceprep.errors import OutputError, UsageError
+from voiceprep.cli._common import STDIO
+from voiceprep.cli._options import Channels, OutputFormat, Rate
+from voiceprep.cli._output import print_json
+from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
     from voiceprep.decoding import AudioInfo
     from voiceprep.output import OutputSpec
 
-STDIO = "-"
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
-
-
-class _OneLineUsageErrors(TyperCommand):
-    """Bad or unknown options become one `voiceprep: error:` line and exit 2.
-
-    Typer would print a usage block and a boxed message; the spec asks for one line.
-    Typer's parsing errors all derive from `typer.TyperException`.
-    """
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except typer.TyperException as exc:
-            message = " ".join(exc.format_message().split()).rstrip(".")
-            message = message[:1].lower() + message[1:]
-            hint = f"see '{ctx.command_path} --help'"
-            raise UsageError(f"{self.name}: {message}; {hint}") from None
-
-
-class Container(StrEnum):
-    raw = "raw"
-    wav = "wav"
 
 
 class SampleFormat(StrEnum):
@@ -61,7 +39,7 @@ class SampleFormat(StrEnum):
     f32 = "f32"
 
 
-@app.command("decode", cls=_OneLineUsageErrors)
+@app.command("decode")
 def decode_command(
     inputs: Annotated[
         list[str],
@@ -83,20 +61,9 @@ def decode_command(
         Path | None,
         typer.Option("--out-dir", metavar="DIR", help="Write each output into DIR (created)."),
     ] = None,
-    rate: Annotated[
-        int | None,
-        typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000. \\[default: 24000]"),
-    ] = None,
-    channels: Annotated[
-        int | None, typer.Option("-c", "--channels", help="Channels, 1 or 2. \\[default: 1]")
-    ] = None,
-    container: Annotated[
-        Container | None,
-        typer.Option(
-            "--format",
-            help="raw PCM or a WAV file. \\[default: wav if OUT ends in .wav, else raw]",
-        ),
-    ] = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    container: OutputFormat = None,
     sample_format: Annotated[
         SampleFormat,
         typer.Option("--sample-format", help="16-bit integer or 32-bit float, little-endian."),
@@ -206,13 +173,14 @@ def _decode_to_files(
     force: bool,
 ) -> None:
     from voiceprep.batch import BatchItem, default_jobs, plan_outputs
+    from voiceprep.output import make_output_dir
 
     if output is not None:
         items = [BatchItem(inputs[0], Path(output))]
     else:
         items = plan_outputs(inputs, suffix=spec.suffix, out_dir=out_dir)
         if out_dir is not None:
-            _make_dir(out_dir)
+            make_output_dir(out_dir)
     if len(items) == 1:
         _decode_one_file(items[0], spec, force=force)
     else:
@@ -268,16 +236,6 @@ def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:
     # --start/--duration selected nothing (ffmpeg, too, warns and succeeds here).
     if pcm_bytes == 0:
         report.warning(f"{source}: no audio in the selected range (is --start past the end?)")
-
-
-def _make_dir(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"{directory}: exists and is not a directory") from None
-    except OSError as exc:
-        reason = exc.strerror.lower() if exc.strerror else str(exc)
-        raise OutputError(f"{directory}: cannot create directory: {reason}") from None
 
 
 # --- Ctrl-C while reading stdin ----------------------------------------------------
@@ -471,7 +429,7 @@ def _rich_progress(*, bytes_mode: bool) -> Any:
 # --- info ----------------------------------------------------------------------------
 
 
-@app.command("info", cls=_OneLineUsageErrors)
+@app.command("info")
 def info_command(
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUT", help="Audio or video files; - is stdin.")
@@ -497,7 +455,8 @@ def info_command(
             failures.append(exc.exit_code)
             rows.append({"file": source, "error": _reason_only(str(exc), source)})
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        # File names come from argv and may hold undecodable bytes: keep the JSON ASCII.
+        print_json(rows, ascii_only=True)
     else:
         _print_info_table([row for row in rows if "error" not in row])
     if failures:

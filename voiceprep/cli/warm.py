@@ -25,7 +25,9 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._app import app
+from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, write_audio
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.cli._output import print_json
 from voiceprep.errors import BackendUnavailableError, UsageError
 
 if TYPE_CHECKING:
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
 T = TypeVar("T")
-STDOUT = "-"
 _PREVIEW = 60  # characters of a phrase shown in messages
 _PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
@@ -56,27 +57,6 @@ def _describe(text: str, source: str = "") -> str:
     shown = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
     where = f" ({source})" if source else ""
     return f"{json.dumps(shown, ensure_ascii=False)}{where}"
-
-
-def _resolve(**flags: Any) -> Settings:
-    from voiceprep.cli._options import selection_flags
-    from voiceprep.config import resolve_settings
-
-    return resolve_settings(selection_flags(**flags))
-
-
-def _backend(settings: Settings) -> BackendObject:
-    from voiceprep.backends import get_backend
-
-    return get_backend(settings.backend, voice=settings.voice, options=settings.options)
-
-
-def _open_cache(settings: Settings) -> AudioCache:
-    from voiceprep.cache import AudioCache
-
-    return AudioCache(
-        settings.cache_dir, max_entries=settings.max_entries, max_bytes=settings.max_size
-    )
 
 
 # --- warm -----------------------------------------------------------------------------
@@ -138,7 +118,7 @@ def warm_command(
     from voiceprep.warm import parse_shard, plan_warm
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export)
-    settings = _resolve(
+    settings = resolve(
         backend=backend,
         voice=voice,
         option=option,
@@ -155,8 +135,8 @@ def warm_command(
     phrase_list = read_phrase_lists(phrases)
     if not phrase_list:
         _output.warning(f"no phrases in {', '.join(phrases)}")
-    tts = _backend(settings)
-    with _open_cache(settings) as cache:
+    tts = build_backend(settings)
+    with open_cache(settings.cache_dir, limits=settings) as cache:
         plan = plan_warm(
             phrase_list,
             tts,
@@ -235,7 +215,7 @@ def _print_dry_run(plan: WarmPlan, *, as_json: bool) -> None:
             "to_synthesize": [_item_dict(item) for item in missing],
             "billable_characters": plan.billable_characters,
         }
-        print(json.dumps(document, ensure_ascii=False, indent=2))
+        print_json(document)
         return
     for item in missing:
         print(f"would synthesize: {item.text}")
@@ -264,7 +244,7 @@ def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
             "cached": len(plan.cached),
             "missing": [_item_dict(item) for item in missing],
         }
-        print(json.dumps(document, ensure_ascii=False, indent=2))
+        print_json(document)
     for item in missing:
         _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
     if missing:
@@ -410,7 +390,7 @@ _SUMMARY_LABELS = (
 def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
     document = summary.as_dict()
     if as_json:
-        print(json.dumps(document, ensure_ascii=False, indent=2))
+        print_json(document)
         return
     values = {**document, "failed": len(summary.failed)}
     values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
@@ -460,10 +440,10 @@ def say_command(
 
     from voiceprep.warm import say
 
-    to_stdout = output is None or output == STDOUT
+    to_stdout = output is None or output == STDIO
     if to_stdout and _output.stdout_is_terminal():
         raise UsageError("refusing to write audio to a terminal: use -o FILE or a pipe")
-    settings = _resolve(
+    settings = resolve(
         backend=backend,
         voice=voice,
         option=option,
@@ -471,8 +451,8 @@ def say_command(
         channels=channels,
         cache_dir=cache_dir,
     )
-    tts = _backend(settings)
-    with _open_cache(settings) as cache:
+    tts = build_backend(settings)
+    with open_cache(settings.cache_dir, limits=settings) as cache:
         try:
             result = asyncio.run(
                 _closing(
@@ -493,21 +473,8 @@ def say_command(
             raise typer.Exit(130) from None
     seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
+    write_audio(result.pcm, output or STDIO, rate=settings.rate, channels=settings.channels)
     if to_stdout:
-        sys.stdout.buffer.write(result.pcm)
-        sys.stdout.buffer.flush()
         _output.info(f"{seconds:.2f} s of audio {origin}")
-        return
-    assert output is not None
-    _write_audio(Path(output), result.pcm, rate=settings.rate, channels=settings.channels)
-    _output.info(f"wrote {output} ({seconds:.2f} s of audio {origin})")
-
-
-def _write_audio(path: Path, pcm: bytes, *, rate: int, channels: int) -> None:
-    from voiceprep.output import atomic_file, container_for
-    from voiceprep.wav import wav_header
-
-    with atomic_file(path, force=True) as out:
-        if container_for(path, None) == "wav":
-            out.write(wav_header(rate=rate, channels=channels, data_bytes=len(pcm)))
-        out.write(pcm)
+    else:
+        _output.info(f"wrote {output} ({seconds:.2f} s of audio {origin})")

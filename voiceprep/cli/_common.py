@@ -1,0 +1,59 @@
+"""What several commands do the same way: resolve settings from the shared options, build
+the selected backend, open the cache, write PCM to a file or stdout.
+
+Everything heavy is imported inside the functions, so `voiceprep --help` stays light.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voiceprep.backends.base import Backend
+    from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
+
+STDIO = "-"  # as an input: stdin; as an output: stdout
+
+
+def resolve(**flags: Any) -> Settings:
+    """Settings from the shared options' values (see `_options.selection_flags`): flags >
+    VOICEPREP_* env > config file > defaults."""
+    from voiceprep.cli._options import selection_flags
+    from voiceprep.config import resolve_settings
+
+    return resolve_settings(selection_flags(**flags))
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The backend the settings select, with their voice and options."""
+    from voiceprep.backends import get_backend
+
+    return get_backend(settings.backend, voice=settings.voice, options=settings.options)
+
+
+def open_cache(directory: Path, limits: Settings | None = None) -> AudioCache:
+    """The cache in `directory` (use it with `with`); with `limits`, the configured
+    --max-entries/--max-size apply to what is stored through it."""
+    from voiceprep.cache import AudioCache
+
+    if limits is None:
+        return AudioCache(directory)
+    return AudioCache(directory, max_entries=limits.max_entries, max_bytes=limits.max_size)
+
+
+def write_audio(
+    pcm: bytes, output: str, *, rate: int, channels: int, container: str | None = None
+) -> None:
+    """s16 PCM to `output` (a file, replaced atomically, or - for stdout) as raw or WAV:
+    `container`, else WAV when the file name ends in .wav."""
+    from voiceprep.output import OutputSpec, container_for, write_pcm
+
+    spec = OutputSpec(rate=rate, channels=channels, container=container_for(output, container))
+    write_pcm(pcm, sys.stdout.buffer if output == STDIO else output, spec, force=True)
+
+
+def plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
