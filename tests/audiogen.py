@@ -36,6 +36,12 @@ def sine(freq: float, seconds: float, rate: int, channels: int = 1, amp: float =
     return np.asarray(rows, dtype=np.float32)
 
 
+def sine_pcm(freq: float, seconds: float = 0.5, rate: int = 24000, channels: int = 1) -> bytes:
+    """s16le interleaved PCM of `sine` (channel k at freq × (k + 1))."""
+    signal = sine(freq, seconds, rate, channels)
+    return (np.clip(signal.T, -1, 1) * 32767).astype("<i2").tobytes()
+
+
 def write_audio(
     path: Path,
     signal: np.ndarray,

@@ -11,7 +11,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audiogen import dominant_frequency, pcm_to_array, sine
+from audiogen import dominant_frequency, pcm_to_array
+from audiogen import sine_pcm as tone
 
 from voiceprep.cache import AudioCache
 from voiceprep.errors import (
@@ -26,12 +27,6 @@ from voiceprep.keys import BackendIdentity, cache_key
 
 PIPER = BackendIdentity("piper", None, "en_US-joe-medium", {})
 OPENAI = BackendIdentity("openai", "tts-1", "alloy", {"speed": 1.25, "instructions": "calm"})
-
-
-def tone(freq: float, seconds: float = 0.5, rate: int = 24000, channels: int = 1) -> bytes:
-    """s16le interleaved PCM of a sine (channel k at freq × (k+1))."""
-    signal = sine(freq, seconds, rate, channels)
-    return (np.clip(signal.T, -1, 1) * 32767).astype("<i2").tobytes()
 
 
 def store(

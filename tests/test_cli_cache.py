@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from audiogen import dominant_frequency, pcm_to_array, sine
+from audiogen import dominant_frequency, pcm_to_array
+from audiogen import sine_pcm as tone
 from conftest import read_terminal
 
 from voiceprep.backends import get_backend
@@ -60,11 +61,6 @@ def run(
         return Result(code if isinstance(code, int) else 1, captured.out, captured.err.decode())
 
     yield invoke
-
-
-def tone(freq: float, seconds: float = 0.5, rate: int = 24000, channels: int = 1) -> bytes:
-    signal = sine(freq, seconds, rate, channels)
-    return (signal.T.reshape(-1) * 32767).astype("<i2").tobytes()
 
 
 def put(

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audiogen import dominant_frequency, pcm_to_array, sine
+from audiogen import dominant_frequency, pcm_to_array
+from audiogen import sine_pcm as tone
 
 from voiceprep.cache import AudioCache
 from voiceprep.decoding import decode, probe
@@ -16,11 +17,6 @@ from voiceprep.export import ExportItem, assign_file_names, export_entries, slug
 from voiceprep.keys import BackendIdentity, cache_key
 
 IDENTITY = BackendIdentity("espeak", voice="en")
-
-
-def tone(freq: float, seconds: float = 0.5, rate: int = 24000, channels: int = 1) -> bytes:
-    signal = sine(freq, seconds, rate, channels)
-    return (signal.T.reshape(-1) * 32767).astype("<i2").tobytes()
 
 
 def put(cache: AudioCache, text: str, freq: float, *, rate: int = 24000, channels: int = 1) -> str:

@@ -5,6 +5,7 @@ Long files are encoded chunk by chunk, so generating 30 minutes never holds it i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,23 +42,43 @@ def make_input(name: str, minutes: float) -> Path:
     path = OUT / f"{name}_{minutes:g}min{suffix}"
     if path.exists():
         return path
-    tmp = path.with_name(path.name + ".part")
     rng = np.random.default_rng(1)
     total = int(minutes * 60 * rate)
-    chunk = rate  # one second at a time
+    blocks = (
+        _music_like(start, min(rate, total - start), rate, rng)  # one second at a time
+        for start in range(0, total, rate)
+    )
+    return encode_stereo(
+        path, blocks, fmt=fmt, codec=codec, rate=rate, sample_format=enc_fmt, bit_rate=bit_rate
+    )
+
+
+def encode_stereo(
+    path: Path,
+    blocks: Iterable[np.ndarray],
+    *,
+    fmt: str,
+    codec: str,
+    rate: int,
+    sample_format: str,
+    bit_rate: int | None,
+) -> Path:
+    """Encode (2, n) float32 blocks into `path`, through a `.part` file renamed at the end."""
+    tmp = path.with_name(path.name + ".part")
     with av.open(str(tmp), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.layout = "stereo"
-        stream.format = enc_fmt
+        stream.format = sample_format
         if bit_rate:
             stream.bit_rate = bit_rate
-        for start in range(0, total, chunk):
-            block = _music_like(start, min(chunk, total - start), rate, rng)
-            packed = np.ascontiguousarray(block.T.reshape(1, -1))
+        pts = 0
+        for block in blocks:
+            packed = np.ascontiguousarray(block.T.reshape(1, -1), dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(packed, format="flt", layout="stereo")
             frame.rate = rate
-            frame.pts = start
+            frame.pts = pts
             frame.time_base = Fraction(1, rate)
+            pts += block.shape[1]
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):

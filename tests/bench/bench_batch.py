@@ -18,11 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+from _inputs import encode_stereo
 
 OUT = Path(__file__).resolve().parent / "out" / "clips"
 RATE = 44100
@@ -40,27 +39,17 @@ def make_clips(count: int, seconds: float) -> list[Path]:
         t = np.arange(int(seconds * RATE)) / RATE
         tone = 0.4 * np.sin(2 * np.pi * (200 + 5 * i) * t)
         signal = np.stack([tone, tone * 0.7]) + 0.01 * rng.standard_normal((2, t.size))
-        _encode_mp3(path, signal.astype(np.float32))
+        blocks = (signal[:, start : start + 4608] for start in range(0, t.size, 4608))
+        encode_stereo(
+            path,
+            blocks,
+            fmt="mp3",
+            codec="libmp3lame",
+            rate=RATE,
+            sample_format="fltp",
+            bit_rate=128_000,
+        )
     return paths
-
-
-def _encode_mp3(path: Path, signal: np.ndarray) -> None:
-    temp = path.with_name(path.name + ".part")
-    with av.open(str(temp), "w", format="mp3") as out:
-        stream = out.add_stream("libmp3lame", rate=RATE)
-        stream.layout = "stereo"
-        stream.bit_rate = 128_000
-        for start in range(0, signal.shape[1], 4608):
-            block = np.ascontiguousarray(signal[:, start : start + 4608].T.reshape(1, -1))
-            frame = av.AudioFrame.from_ndarray(block, format="flt", layout="stereo")
-            frame.rate = RATE
-            frame.pts = start
-            frame.time_base = Fraction(1, RATE)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    temp.rename(path)
 
 
 def voiceprep_command() -> list[str]:

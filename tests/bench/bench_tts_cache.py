@@ -24,8 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+
+from bench_cache import NeverCalledTTS
 
 from voiceprep.cache import AudioCache
 from voiceprep.keys import BackendIdentity, cache_key
@@ -34,20 +35,10 @@ from voiceprep.tts_cache import TTSAudioCache
 RATE = 24000
 
 
-class SilentTTS:
-    """Original-style TTS; never called in this benchmark (every fetch is a hit)."""
-
-    sample_rate = RATE
-
-    async def stream_synthesize(
-        self, text_iter: AsyncIterator[str], voice_id: str | None = None
-    ) -> AsyncIterator[bytes]:
-        raise AssertionError("the benchmark must only hit the cache")
-        yield b""  # pragma: no cover
-
-
 def fill(directory: Path, count: int) -> list[str]:
-    identity = BackendIdentity(f"{SilentTTS.__module__}.{SilentTTS.__qualname__}", voice="v")
+    identity = BackendIdentity(
+        f"{NeverCalledTTS.__module__}.{NeverCalledTTS.__qualname__}", voice="v"
+    )
     pcm = bytes(RATE // 10 * 2)  # 0.1 s
     texts = [f"prompt number {i}" for i in range(count)]
     with AudioCache(directory) as cache:
@@ -63,7 +54,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def hits(directory: Path, texts: list[str]) -> dict[str, list[float]]:
-    tts_cache = TTSAudioCache(SilentTTS(), max_entries=len(texts) + 1, directory=directory)
+    tts_cache = TTSAudioCache(NeverCalledTTS(), max_entries=len(texts) + 1, directory=directory)
     reference = AudioCache(directory)
     timings: dict[str, list[float]] = {"disk": [], "memory": [], "reference": []}
     keys = [tts_cache.key(t, voice_id="v") for t in texts]
