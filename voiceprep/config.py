@@ -3,7 +3,7 @@
 The config file is `voiceprep.toml` in the working directory, else `[tool.voiceprep]` in
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
-`max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
+`max_size`, `remote`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
 (any backend) and `[backends.NAME]` (one backend). An unknown key is an error, so a typo
 does not silently do nothing. API keys never live in the file: they come from the
 environment only.
@@ -43,6 +43,7 @@ class Settings:
     timeout: float = 60.0
     max_entries: int | None = None
     max_size: int | None = None
+    remote: str | None = None  # an fsspec URL or a directory (cache push/pull, --remote)
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -58,6 +59,7 @@ _CONVERTERS: dict[str, Any] = {
     "max_size": lambda v: _at_least(
         _integer(v) if isinstance(v, int) else parse_size(str(v)), 1, "max_size"
     ),
+    "remote": lambda v: _nonempty(str(v), "remote") if isinstance(v, str) else _reject(v),
 }
 _TABLES = ("options", "backends")
 
@@ -73,6 +75,16 @@ def _at_least(value: int, minimum: int, name: str) -> int:
     if value < minimum:
         raise UsageError(f"invalid {name} {value}: must be at least {minimum}")
     return value
+
+
+def _nonempty(value: str, name: str) -> str:
+    if not value.strip():
+        raise UsageError(f"invalid {name}: must not be empty")
+    return value.strip()
+
+
+def _reject(value: Any) -> Any:
+    raise ValueError(value)
 
 
 def _positive_float(value: Any, name: str) -> float:

@@ -112,3 +112,18 @@ class AuthenticationError(PermanentBackendError):
 
 class EmptyAudioError(BackendError):
     """The backend returned no audio. Never cached."""
+
+
+# --- remote stores ----------------------------------------------------------------------
+
+
+class RemoteError(VoiceprepError):
+    """A remote store (fsspec URL) cannot do what was asked."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """The remote cannot be reached or failed mid-transfer (connection, timeout, 5xx)."""
+
+
+class RemoteAccessError(RemoteError):
+    """The remote refused the credentials for this operation (e.g. a read-only key pushing)."""

@@ -111,13 +111,21 @@ def warm_command(
         typer.Option("--shard", metavar="K/N", help="Only the phrases in shard K of N."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            metavar="URL",
+            help="Pull what is missing from this remote first, push what it lacks after.",
+        ),
+    ] = None,
 ) -> None:
     """Prebuild the audio of phrase lists into the cache (skipping what is cached)."""
     started = time.monotonic()
     from voiceprep.phrases import read_phrase_lists
     from voiceprep.warm import parse_shard, plan_warm
 
-    _check_modes(dry_run=dry_run, check=check, prune=prune, export=export)
+    _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -153,7 +161,14 @@ def warm_command(
         if check:
             _report_check(plan, as_json=as_json)
             return
+        remote_ok = False
+        if remote is not None:
+            plan, remote_ok = _pull_first(plan, remote, cache, settings)
         summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
+        if remote is not None and remote_ok and summary.stopped is None:
+            from voiceprep.cli.remote import warm_push
+
+            warm_push(cache, remote, {i.key for i in plan.items}, jobs=settings.jobs)
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
@@ -189,7 +204,29 @@ def _warm(
     return summary, exported_ok
 
 
-def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
+def _pull_first(
+    plan: WarmPlan, url: str, cache: AudioCache, settings: Settings
+) -> tuple[WarmPlan, bool]:
+    """warm --remote: pull the missing entries; they then count as cached. (plan, whether
+    the remote is usable, so worth pushing to afterwards)."""
+    from dataclasses import replace
+
+    from voiceprep.cli.remote import warm_pull
+
+    ok, pulled = warm_pull(cache, url, {item.key for item in plan.missing}, jobs=settings.jobs)
+    if pulled:
+        plan.items[:] = [
+            replace(item, cached=True, damaged=False) if item.key in pulled else item
+            for item in plan.items
+        ]
+    return plan, ok
+
+
+def _check_modes(
+    *, dry_run: bool, check: bool, prune: bool, export: Path | None, remote: str | None
+) -> None:
+    if (dry_run or check) and remote is not None:
+        raise UsageError(f"{'--dry-run' if dry_run else '--check'} cannot be combined with --remote")
     if dry_run and check:
         raise UsageError("--dry-run and --check cannot be combined")
     if (dry_run or check) and (prune or export is not None):
