@@ -245,7 +245,10 @@ def _put_object(remote_url: str, key: str, data: bytes, s3: S3Endpoint | None) -
 
 
 def test_corrupt_and_wrong_key_objects_are_refused(
-    remote_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+    remote_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
     fill_cache(tmp_path / "a", range(4))
     push(remote_url, tmp_path / "a", capsys)
@@ -341,9 +344,20 @@ def test_endpoint_killed_mid_transfer_then_rerun_completes(
         endpoint.client().create_bucket(Bucket=endpoint.bucket)
         assert subprocess.run([sys.executable, "-m", "voiceprep", *push_args]).returncode == 0
         rerun = subprocess.run(
-            [sys.executable, "-m", "voiceprep", "cache", "pull", url, "--json",
-             "--cache-dir", str(tmp_path / "b")],
-            capture_output=True, text=True, timeout=180,
+            [
+                sys.executable,
+                "-m",
+                "voiceprep",
+                "cache",
+                "pull",
+                url,
+                "--json",
+                "--cache-dir",
+                str(tmp_path / "b"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert rerun.returncode == 0, rerun.stderr
         summary = json.loads(rerun.stdout)

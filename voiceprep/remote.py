@@ -26,6 +26,7 @@ This module never prints; transfers report through callbacks and `TransferReport
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -55,7 +56,9 @@ __all__ = [
     "MAX_OBJECT_BYTES",
     "Remote",
     "TransferReport",
+    "ReadThrough",
     "open_remote",
+    "read_through",
     "pull",
     "push",
     "scrub",
@@ -77,6 +80,13 @@ _EXTRAS = {
     "adl": "azure",
 }
 _LOCAL = ("file", "local")
+_MIN_SECRET = 6
+# A read-through remote is consulted while an agent waits: a dead S3 endpoint must fail in
+# seconds, not after two layers of retries (s3fs's and botocore's).
+_FAIL_FAST_S3 = {
+    "retries": 1,
+    "config_kwargs": {"connect_timeout": 3, "retries": {"max_attempts": 2}},
+}
 
 # Environment variables holding credentials for the stores fsspec reaches: their values
 # are removed from every message this module produces.
@@ -96,7 +106,9 @@ CREDENTIAL_ENV_VARS = (
 
 def scrub(message: str) -> str:
     """`message` without any credential set in the environment (nor a URL's userinfo)."""
-    secrets = [os.environ.get(name, "").strip() for name in CREDENTIAL_ENV_VARS]
+    # A value this short is no real credential, and removing it would mangle the message.
+    values = (os.environ.get(name, "").strip() for name in CREDENTIAL_ENV_VARS)
+    secrets = [value for value in values if len(value) >= _MIN_SECRET]
     try:
         from voiceprep.secrets import redact  # the project-wide redaction, when present
     except ImportError:
@@ -312,7 +324,7 @@ def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
         import fsspec
     except ImportError:
         raise UsageError("remotes need fsspec: pip install fsspec") from None
-    scheme = url.split("::")[-1].partition("://")[0].lower() if "://" in url else ""
+    scheme = _scheme(url)
     if not scheme:
         url = os.path.abspath(os.path.expanduser(url))
     try:
@@ -329,6 +341,10 @@ def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     except Exception as exc:
         raise RemoteUnavailableError(f"cannot open the remote: {_reason(exc)}") from None
     return fs, str(root)
+
+
+def _scheme(url: str) -> str:
+    return url.split("::")[-1].partition("://")[0].lower() if "://" in url else ""
 
 
 def _transport_error(remote: Remote, action: str, exc: BaseException) -> RemoteError:
@@ -486,7 +502,9 @@ def _run(
     window = max(1, jobs) * 4  # bounded: results wait in memory only this deep
     pending: dict[Future[Any], str] = {}
     queue = iter(keys)
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="voiceprep-remote") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, jobs), thread_name_prefix="voiceprep-remote"
+    ) as pool:
         try:
             while True:
                 while report.stopped is None and len(pending) < window:
@@ -547,7 +565,11 @@ class ReadThrough:
         self._url = remote.url if isinstance(remote, Remote) else str(remote)
         self.disabled: str | None = None
         try:
-            self._remote = open_remote(remote)
+            if isinstance(remote, Remote):
+                self._remote = remote
+            else:
+                options = _FAIL_FAST_S3 if _scheme(remote) in ("s3", "s3a") else {}
+                self._remote = Remote(remote, storage_options=dict(options))
         except RemoteError as exc:
             self._disable(str(exc))
 
@@ -577,6 +599,41 @@ class ReadThrough:
         except RemoteError as exc:
             self._disable(str(exc))
             return False
+
+    async def fetch(self, key: str, disk: AudioCache | None) -> bytes | None:
+        """On a local miss: `key`'s PCM from the remote (imported into `disk` when given), or
+        None. Off the event loop; never raises for the remote's sake."""
+        if self.disabled is not None:
+            return None
+        found = await asyncio.to_thread(self.get, key)
+        if found is None:
+            return None
+        data, pcm = found
+        if disk is not None:
+            try:
+                await asyncio.to_thread(disk.import_entry, data)
+            except (CacheError, OSError) as exc:  # best effort, as the disk tier is
+                _log_warning(f"could not store remote entry {key[:12]}: {_reason(exc)}")
+        return pcm
+
+    async def publish(self, key: str, disk: AudioCache | None) -> None:
+        """After a synthesis stored in `disk`: push its entry, when pushing is on."""
+        if not self.push_enabled or disk is None or self.disabled is not None:
+            return
+        try:
+            data = await asyncio.to_thread(disk.entry_bytes, key)
+        except (KeyError, CacheError, OSError):
+            return  # not stored (read-only or full disk): nothing to push
+        await asyncio.to_thread(self.put, key, data)
+
+
+def read_through(
+    remote: str | Remote | ReadThrough | None, *, push: bool = False
+) -> ReadThrough | None:
+    """What `TTSAudioCache(remote=…, push_remote=…)` holds."""
+    if remote is None or isinstance(remote, ReadThrough):
+        return remote
+    return ReadThrough(remote, push=push)
 
 
 def _log_warning(message: str) -> None:

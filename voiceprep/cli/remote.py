@@ -265,9 +265,7 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
 # --- warm --remote ------------------------------------------------------------------------
 
 
-def warm_pull(
-    cache: AudioCache, url: str, keys: set[str], *, jobs: int
-) -> tuple[bool, set[str]]:
+def warm_pull(cache: AudioCache, url: str, keys: set[str], *, jobs: int) -> tuple[bool, set[str]]:
     """Before a warm: pull what the phrases need: (remote usable, keys pulled). When it is
     unusable (one warning), the warm goes on locally and skips the push."""
     from voiceprep.errors import RemoteError

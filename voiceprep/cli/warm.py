@@ -226,7 +226,9 @@ def _check_modes(
     *, dry_run: bool, check: bool, prune: bool, export: Path | None, remote: str | None
 ) -> None:
     if (dry_run or check) and remote is not None:
-        raise UsageError(f"{'--dry-run' if dry_run else '--check'} cannot be combined with --remote")
+        raise UsageError(
+            f"{'--dry-run' if dry_run else '--check'} cannot be combined with --remote"
+        )
     if dry_run and check:
         raise UsageError("--dry-run and --check cannot be combined")
     if (dry_run or check) and (prune or export is not None):
