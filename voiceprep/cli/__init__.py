@@ -15,7 +15,7 @@ import typer
 from voiceprep import __version__
 from voiceprep.cli import _output
 from voiceprep.cli._app import app, register
-from voiceprep.errors import VoiceprepError
+from voiceprep.errors import ExitStatus, VoiceprepError
 
 _debug = {"on": bool(os.environ.get("VOICEPREP_DEBUG"))}
 
@@ -59,4 +59,4 @@ def main(argv: list[str] | None = None) -> None:
         _output.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitStatus.INTERRUPTED)

@@ -27,7 +27,7 @@ from voiceprep.cli._options import (
     Voice,
 )
 from voiceprep.cli._output import print_json
-from voiceprep.errors import UsageError
+from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.cache import CacheEntry, VerifyReport
@@ -265,7 +265,7 @@ def get_command(
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
     if pcm is None:
         _output.error(f"{text}: not cached ({_describe_selection(settings)})")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
     container = output_format.value if output_format else None
     write_audio(pcm, output, rate=settings.rate, channels=settings.channels, container=container)
 
@@ -299,7 +299,7 @@ def export_command(
         _output.error(f"{item.text}: {reason}")
     _output.info(f"exported {len(report.written)} entries to {directory}")
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 # --- rm, prune, clear ------------------------------------------------------------------
@@ -344,7 +344,7 @@ def rm_command(
         _output.error(f"{keys[key]}: not cached ({_describe_selection(settings)})")
     _output.info(f"removed {removed} {plural(removed, 'entry', 'entries')}")
     if missing:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def prune_command(
@@ -456,7 +456,7 @@ def verify_command(
         (_output.info if repair else _output.warning)(prefix + line)
     _output.info(_verify_summary(directory, report, repair))
     if report.damaged and not report.repaired:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _damage_lines(report: VerifyReport, texts: dict[str, str]) -> list[str]:
@@ -518,4 +518,4 @@ def merge_command(
                 + (f", failed {len(report.failed)}" if report.failed else "")
             )
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)

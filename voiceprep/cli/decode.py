@@ -22,7 +22,7 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import STDIO
 from voiceprep.cli._options import Channels, OutputFormat, Rate
 from voiceprep.cli._output import print_json
-from voiceprep.errors import UsageError
+from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
@@ -172,7 +172,7 @@ def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
     except BrokenPipeError:
         # The reader went away (`| head -c`): stop quietly, as other filters do.
         _discard_stdout()
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitStatus.FAILURE) from None
 
 
 def _discard_stdout() -> None:

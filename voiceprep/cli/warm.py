@@ -28,7 +28,7 @@ from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, wri
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
 from voiceprep.config import Settings
-from voiceprep.errors import BackendUnavailableError, UsageError
+from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
@@ -191,7 +191,7 @@ def warm_command(
     if summary.stopped is not None:
         _output.error(f"stopped: {summary.skipped} phrases not attempted")
     if not summary.ok or not exported_ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _warm(
@@ -279,7 +279,7 @@ def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
         _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
     if missing:
         _output.error(f"{len(missing)} of {len(plan.items)} phrases are not cached")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
     if not as_json:
         _output.info(f"all {len(plan.items)} phrases are cached")
 
@@ -323,7 +323,7 @@ def _run_with_progress(
             f"interrupted: {summary.synthesized} phrases synthesized and cached; "
             "run the same command again to resume"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return summary
 
 
@@ -506,7 +506,7 @@ def say_command(
                 )
             )
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
     seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
     write_audio(result.pcm, output or STDIO, rate=settings.rate, channels=settings.channels)
