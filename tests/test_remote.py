@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from helpers import CLI
 from remote_fixtures import (
     IDENTITY,
     RATE,
@@ -35,13 +35,6 @@ from voiceprep.remote import LAYOUT, Remote
 __all__ = ["moto_server", "s3"]  # fixtures, found by pytest through this module
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("VOICEPREP_REMOTE", "VOICEPREP_CACHE_DIR", "VOICEPREP_BACKEND", "VOICEPREP_RATE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-
-
 @pytest.fixture(params=["s3", "file"])
 def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "s3":
@@ -50,21 +43,13 @@ def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return (tmp_path / "shared" / "remote").as_uri()
 
 
-def push(
-    remote: str, cache: Path, capsys: pytest.CaptureFixture[str], *extra: str
-) -> tuple[int, dict, str]:
-    code, out, err = run_cli(
-        ["cache", "push", remote, "--cache-dir", str(cache), "--json", *extra], capsys
-    )
+def push(remote: str, cache: Path, cli: CLI, *extra: str) -> tuple[int, dict, str]:
+    code, out, err = cli(*["cache", "push", remote, "--cache-dir", str(cache), "--json", *extra])
     return code, json.loads(out), err
 
 
-def pull(
-    remote: str, cache: Path, capsys: pytest.CaptureFixture[str], *extra: str
-) -> tuple[int, dict, str]:
-    code, out, err = run_cli(
-        ["cache", "pull", remote, *extra, "--cache-dir", str(cache), "--json"], capsys
-    )
+def pull(remote: str, cache: Path, cli: CLI, *extra: str) -> tuple[int, dict, str]:
+    code, out, err = cli(*["cache", "pull", remote, *extra, "--cache-dir", str(cache), "--json"])
     return code, json.loads(out), err
 
 
@@ -78,15 +63,15 @@ def verify_clean(directory: Path) -> None:
 
 
 def test_push_then_pull_gives_byte_identical_hits(
-    remote_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    remote_url: str, tmp_path: Path, cli: CLI
 ) -> None:
     source = fill_cache(tmp_path / "a", range(12))
-    code, summary, _ = push(remote_url, tmp_path / "a", capsys)
+    code, summary, _ = push(remote_url, tmp_path / "a", cli)
     assert code == 0
     assert (summary["pushed"], summary["already_there"], summary["failed"]) == (12, 0, 0)
     assert summary["bytes"] > 12 * len(next(iter(source.values())))
 
-    code, summary, _ = pull(remote_url, tmp_path / "b", capsys)
+    code, summary, _ = pull(remote_url, tmp_path / "b", cli)
     assert code == 0
     assert (summary["pulled"], summary["failed"]) == (12, 0)
     assert cached_pcm(tmp_path / "b") == source
@@ -98,120 +83,116 @@ def test_push_then_pull_gives_byte_identical_hits(
     verify_clean(tmp_path / "b")
 
 
-def test_only_what_is_missing_moves(
-    remote_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_only_what_is_missing_moves(remote_url: str, tmp_path: Path, cli: CLI) -> None:
     fill_cache(tmp_path / "a", range(6))
-    assert push(remote_url, tmp_path / "a", capsys)[1]["pushed"] == 6
+    assert push(remote_url, tmp_path / "a", cli)[1]["pushed"] == 6
     fill_cache(tmp_path / "a", range(6, 9))
-    code, summary, _ = push(remote_url, tmp_path / "a", capsys)
+    code, summary, _ = push(remote_url, tmp_path / "a", cli)
     assert (code, summary["pushed"], summary["already_there"]) == (0, 3, 6)
     assert set(summary["keys"]) == {key_of(i) for i in range(6, 9)}
 
     fill_cache(tmp_path / "b", range(4))  # this runner has some already
-    code, summary, _ = pull(remote_url, tmp_path / "b", capsys)
+    code, summary, _ = pull(remote_url, tmp_path / "b", cli)
     assert (code, summary["pulled"], summary["already_there"]) == (0, 5, 4)
     assert set(cached_pcm(tmp_path / "b")) == {key_of(i) for i in range(9)}
-    code, summary, _ = pull(remote_url, tmp_path / "b", capsys)
+    code, summary, _ = pull(remote_url, tmp_path / "b", cli)
     assert (code, summary["pulled"], summary["already_there"]) == (0, 0, 9)
 
 
-def test_dry_run_lists_and_moves_nothing(
-    remote_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dry_run_lists_and_moves_nothing(remote_url: str, tmp_path: Path, cli: CLI) -> None:
     fill_cache(tmp_path / "a", range(3))
-    code, out, _ = run_cli(
-        ["cache", "push", remote_url, "--cache-dir", str(tmp_path / "a"), "--dry-run"], capsys
+    code, out, _ = cli(
+        *["cache", "push", remote_url, "--cache-dir", str(tmp_path / "a"), "--dry-run"]
     )
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("would push: ")]
     assert len(lines) == 3 and any(phrase(1) in line for line in lines)
     assert Remote(remote_url).listing() == {}
-    push(remote_url, tmp_path / "a", capsys)
-    code, summary, _ = pull(remote_url, tmp_path / "b", capsys, "--dry-run")
+    push(remote_url, tmp_path / "a", cli)
+    code, summary, _ = pull(remote_url, tmp_path / "b", cli, "--dry-run")
     assert (code, summary["would_pull"], summary["dry_run"]) == (0, 3, True)
     assert not (tmp_path / "b").exists() or not cached_pcm(tmp_path / "b")
 
 
 def test_pull_by_phrase_list_takes_only_what_the_phrases_need(
-    remote_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    remote_url: str, tmp_path: Path, cli: CLI
 ) -> None:
     fill_cache(tmp_path / "a", range(10))
-    push(remote_url, tmp_path / "a", capsys)
+    push(remote_url, tmp_path / "a", cli)
     wanted = tmp_path / "wanted.txt"
     wanted.write_text(f"{phrase(2)}\n{phrase(7)}\nA phrase nobody warmed.\n")
     selection = ["-b", "espeak", "--voice", "en", "-r", str(RATE)]
-    code, summary, err = pull(remote_url, tmp_path / "b", capsys, str(wanted), *selection)
+    code, summary, err = pull(remote_url, tmp_path / "b", cli, str(wanted), *selection)
     assert code == 0
     assert summary["pulled"] == 2 and summary["missing_on_remote"] == 1
     assert "not on the remote" in err and "A phrase nobody warmed." in err
     assert set(cached_pcm(tmp_path / "b")) == {key_of(2), key_of(7)}
     # Another rate is another key: nothing of these phrases at 8 kHz is on the remote.
-    code, summary, _ = pull(remote_url, tmp_path / "c", capsys, str(wanted), "-r", "8000")
+    code, summary, _ = pull(remote_url, tmp_path / "c", cli, str(wanted), "-r", "8000")
     assert (code, summary["pulled"]) == (0, 0)
 
 
 def test_remote_from_config_file_and_environment(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: CLI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared = tmp_path / "shared"
     fill_cache(tmp_path / "a", range(3))
-    (tmp_path / "voiceprep.toml").write_text(f'remote = "{shared}"\n')  # a plain path
-    code, out, _ = run_cli(["cache", "push", "--cache-dir", str(tmp_path / "a")], capsys)
+    (cli.cwd / "voiceprep.toml").write_text(f'remote = "{shared}"\n')  # a plain path
+    code, out, _ = cli(*["cache", "push", "--cache-dir", str(tmp_path / "a")])
     assert code == 0 and "pushed:" in out and " 3" in out
     assert len(list((shared / LAYOUT).glob("*/*.wav"))) == 3
 
-    (tmp_path / "voiceprep.toml").unlink()
+    (cli.cwd / "voiceprep.toml").unlink()
     monkeypatch.setenv("VOICEPREP_REMOTE", shared.as_uri())
     wanted = tmp_path / "wanted.txt"
     wanted.write_text(phrase(1) + "\n")
     # The first argument is a phrase list, so the configured remote applies.
     args = ["cache", "pull", str(wanted), "-b", "espeak", "--voice", "en", "-r", str(RATE)]
-    code, out, _ = run_cli([*args, "--cache-dir", str(tmp_path / "b")], capsys)
+    code, out, _ = cli(*[*args, "--cache-dir", str(tmp_path / "b")])
     assert code == 0
     assert set(cached_pcm(tmp_path / "b")) == {key_of(1)}
 
 
-def test_no_remote_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["cache", "push", "--cache-dir", str(tmp_path / "a")], capsys)
+def test_no_remote_is_a_usage_error(tmp_path: Path, cli: CLI) -> None:
+    code, _, err = cli(*["cache", "push", "--cache-dir", str(tmp_path / "a")])
     assert code == 2 and "no remote" in err and "VOICEPREP_REMOTE" in err
 
 
-def test_missing_fsspec_backend_names_the_extra(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pytest.importorskip  # noqa: B018  (gcsfs is not a test dependency: this is the real case)
-    try:
+def test_missing_fsspec_backend_names_the_extra(tmp_path: Path, cli: CLI) -> None:
+    try:  # gcsfs is no test dependency: without it, this is the real case
         import gcsfs  # noqa: F401
     except ImportError:
-        code, _, err = run_cli(["cache", "pull", "gs://bucket/x", "--cache-dir", "c"], capsys)
+        code, _, err = cli(*["cache", "pull", "gs://bucket/x", "--cache-dir", "c"])
         assert code == 2 and "voiceprep[gcs]" in err
         assert err.count("\n") == 1
-    code, _, err = run_cli(["cache", "pull", "nosuch://x/y", "--cache-dir", "c"], capsys)
+    code, _, err = cli(*["cache", "pull", "nosuch://x/y", "--cache-dir", "c"])
     assert code == 2 and "nosuch" in err and "Traceback" not in err
 
 
 # --- concurrency, immutability, refused objects -------------------------------------------
 
 
-def _cli_process(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "voiceprep", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_concurrent_pushers_of_overlapping_caches(
-    remote_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    remote_url: str, tmp_path: Path, cli: CLI
 ) -> None:
     # Two runners warmed overlapping lists; their audio for shared phrases differs (as two
     # syntheses may). Both push at once: each key ends up stored once, whole and valid.
     a = fill_cache(tmp_path / "a", range(0, 40))
     b = fill_cache(tmp_path / "b", range(20, 60), variant=1)
     runs = [
-        _cli_process(["cache", "push", remote_url, "--cache-dir", str(d), "-j", "4", "--json"])
+        cli.popen(
+            "cache",
+            "push",
+            remote_url,
+            "--cache-dir",
+            d,
+            "-j",
+            "4",
+            "--json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for d in (tmp_path / "a", tmp_path / "b")
     ]
     results = [(p.wait(120), p.communicate()) for p in runs]
@@ -221,14 +202,14 @@ def test_concurrent_pushers_of_overlapping_caches(
     assert all(s["failed"] == 0 for s in summaries)
     assert len(Remote(remote_url).listing()) == 60
 
-    code, summary, _ = pull(remote_url, tmp_path / "c", capsys)
+    code, summary, _ = pull(remote_url, tmp_path / "c", cli)
     assert (code, summary["pulled"], summary["failed"]) == (0, 60, 0)
     pulled = cached_pcm(tmp_path / "c")
     for key, pcm in pulled.items():
         assert pcm in (a.get(key), b.get(key))
     # Pushing again changes nothing: objects are immutable.
     before = {k: Remote(remote_url).read(k) for k in list(pulled)[:5]}
-    code, summary, _ = push(remote_url, tmp_path / "b", capsys)
+    code, summary, _ = push(remote_url, tmp_path / "b", cli)
     assert (code, summary["pushed"], summary["already_there"]) == (0, 0, 40)
     assert {k: Remote(remote_url).read(k) for k in before} == before
 
@@ -247,11 +228,11 @@ def _put_object(remote_url: str, key: str, data: bytes, s3: S3Endpoint | None) -
 def test_corrupt_and_wrong_key_objects_are_refused(
     remote_url: str,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    cli: CLI,
     request: pytest.FixtureRequest,
 ) -> None:
     fill_cache(tmp_path / "a", range(4))
-    push(remote_url, tmp_path / "a", capsys)
+    push(remote_url, tmp_path / "a", cli)
     endpoint = request.getfixturevalue("s3") if remote_url.startswith("s3://") else None
     remote = Remote(remote_url)
     good = remote.read(key_of(0))
@@ -264,7 +245,7 @@ def test_corrupt_and_wrong_key_objects_are_refused(
     assert other is not None
     _put_object(remote_url, key_of(2), other, endpoint)  # a valid entry, of another key
 
-    code, summary, err = pull(remote_url, tmp_path / "b", capsys)
+    code, summary, err = pull(remote_url, tmp_path / "b", cli)
     assert code == 1
     assert (summary["pulled"], summary["failed"]) == (1, 3)
     failed = {f["key"]: f["reason"] for f in summary["failures"]}
@@ -276,31 +257,27 @@ def test_corrupt_and_wrong_key_objects_are_refused(
     verify_clean(tmp_path / "b")
 
 
-def test_odd_names_and_symlinks_on_a_shared_directory_are_ignored(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_odd_names_and_symlinks_on_a_shared_directory_are_ignored(tmp_path: Path, cli: CLI) -> None:
     shared = tmp_path / "shared"
     fill_cache(tmp_path / "a", range(2))
-    push(str(shared), tmp_path / "a", capsys)
+    push(str(shared), tmp_path / "a", cli)
     secret = tmp_path / "outside.txt"
     secret.write_text("not for the cache")
     key = key_of(9)
     (shared / LAYOUT / key[:2]).mkdir(exist_ok=True)
     (shared / LAYOUT / key[:2] / f"{key}.wav").symlink_to(secret)
     (shared / LAYOUT / "zz").mkdir()
-    (shared / LAYOUT / "zz" / "../../escape.wav").parent.mkdir(exist_ok=True)
+    (shared / LAYOUT / "zz" / f"{key}.wav").write_bytes(b"in the wrong shard")
     (shared / LAYOUT / "readme.txt").write_text("hello")
     assert set(Remote(str(shared)).listing()) == {key_of(0), key_of(1)}
-    code, summary, _ = pull(str(shared), tmp_path / "b", capsys)
+    code, summary, _ = pull(str(shared), tmp_path / "b", cli)
     assert (code, summary["pulled"]) == (0, 2)
 
 
-def test_a_url_with_credentials_is_refused_without_echoing_them(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path, cli: CLI) -> None:
     secret = "Zq8r7UrlSecretValue0123"
-    code, out, err = run_cli(
-        ["cache", "push", f"s3://AKIAX:{secret}@bucket/p", "--cache-dir", str(tmp_path)], capsys
+    code, out, err = cli(
+        *["cache", "push", f"s3://AKIAX:{secret}@bucket/p", "--cache-dir", str(tmp_path)]
     )
     assert code == 2 and "credentials" in err
     assert secret not in out + err and "AKIAX" not in out + err
@@ -310,7 +287,7 @@ def test_a_url_with_credentials_is_refused_without_echoing_them(
 
 
 def test_endpoint_killed_mid_transfer_then_rerun_completes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
     server = MotoProcess(port).start()
@@ -321,9 +298,20 @@ def test_endpoint_killed_mid_transfer_then_rerun_completes(
         url = endpoint.remote()
         source = fill_cache(tmp_path / "a", range(120), seconds=1.0)
         push_args = ["cache", "push", url, "--cache-dir", str(tmp_path / "a"), "-j", "8"]
-        assert subprocess.run([sys.executable, "-m", "voiceprep", *push_args]).returncode == 0
+        assert cli.process(*push_args).code == 0
 
-        run = _cli_process(["cache", "pull", url, "--cache-dir", str(tmp_path / "b"), "-j", "1"])
+        run = cli.popen(
+            "cache",
+            "pull",
+            url,
+            "--cache-dir",
+            tmp_path / "b",
+            "-j",
+            "1",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         audio = tmp_path / "b"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and _entry_files(audio) < 5:
@@ -342,25 +330,10 @@ def test_endpoint_killed_mid_transfer_then_rerun_completes(
         # same command completes, pulling only the rest.
         server = MotoProcess(port).start()
         endpoint.client().create_bucket(Bucket=endpoint.bucket)
-        assert subprocess.run([sys.executable, "-m", "voiceprep", *push_args]).returncode == 0
-        rerun = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "voiceprep",
-                "cache",
-                "pull",
-                url,
-                "--json",
-                "--cache-dir",
-                str(tmp_path / "b"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert rerun.returncode == 0, rerun.stderr
-        summary = json.loads(rerun.stdout)
+        assert cli.process(*push_args).code == 0
+        rerun = cli.process("cache", "pull", url, "--json", "--cache-dir", tmp_path / "b")
+        assert rerun.code == 0, rerun.err
+        summary = json.loads(rerun.out)
         assert summary["pulled"] == 120 - len(partial)
         assert cached_pcm(tmp_path / "b") == source
     finally:
@@ -374,7 +347,7 @@ def _entry_files(directory: Path) -> int:
 def test_read_only_credentials_pull_but_cannot_push(
     s3: S3Endpoint,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    cli: CLI,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reader_id, reader_secret, writer_id, writer_secret = _iam_users(s3)
@@ -384,14 +357,14 @@ def test_read_only_credentials_pull_but_cannot_push(
     url = s3.remote()
     fill_cache(tmp_path / "a", range(5))
     provider_env(monkeypatch, s3.url, writer_id, writer_secret)
-    assert push(url, tmp_path / "a", capsys)[0] == 0
+    assert push(url, tmp_path / "a", cli)[0] == 0
 
     provider_env(monkeypatch, s3.url, reader_id, reader_secret)
-    code, summary, _ = pull(url, tmp_path / "b", capsys)
+    code, summary, _ = pull(url, tmp_path / "b", cli)
     assert (code, summary["pulled"]) == (0, 5)
 
     fill_cache(tmp_path / "b", range(5, 7))
-    code, out, err = run_cli(["cache", "push", url, "--cache-dir", str(tmp_path / "b")], capsys)
+    code, out, err = cli(*["cache", "push", url, "--cache-dir", str(tmp_path / "b")])
     assert code == 1 and "access denied" in err
     assert reader_secret not in out + err and writer_secret not in out + err
     assert "Traceback" not in err
@@ -402,7 +375,7 @@ def test_read_only_credentials_pull_but_cannot_push(
 def test_wrong_credentials_fail_clearly_and_never_appear(
     s3: S3Endpoint,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    cli: CLI,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reader_id, _, _, _ = _iam_users(s3)
@@ -418,7 +391,7 @@ def test_wrong_credentials_fail_clearly_and_never_appear(
         ["--debug", "cache", "pull", s3.remote(), "--cache-dir", str(tmp_path / "b")],
     ):
         try:
-            code, out, err = run_cli(args, capsys)
+            code, out, err = cli(*args)
         except Exception as exc:  # --debug re-raises: the exception text is output too
             code, out, err = 1, "", f"{exc!r} {exc}"
         assert code == 1

@@ -17,10 +17,10 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Json, Rate, Voice
 from voiceprep.cli._output import print_json
-from voiceprep.cli.cache import cache_app, human_size
-from voiceprep.errors import UsageError
+from voiceprep.cli.cache import human_size
+from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
@@ -31,16 +31,16 @@ RemoteArg = Annotated[
     str | None,
     typer.Argument(
         metavar="REMOTE",
-        help="fsspec URL (s3://bucket/prefix, gs://…, az://…, file:///…) or a directory. "
-        "[default: remote in voiceprep.toml, or VOICEPREP_REMOTE]",
-        show_default=False,
+        help="The remote REMOTE: an fsspec URL (s3://bucket/prefix, gs://..., az://..., "
+        "file:///...) or a directory.",
+        show_default="remote in voiceprep.toml, or VOICEPREP_REMOTE",
     ),
 ]
 Jobs = Annotated[
-    int | None, typer.Option("-j", "--jobs", help="Transfers at once (default 8).", min=1)
+    int | None,
+    typer.Option("-j", "--jobs", metavar="N", help="N transfers at once.", show_default="8"),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Transfer nothing: list what would.")]
-Json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
 def remote_url(given: str | None, settings: Settings) -> str:
@@ -52,7 +52,6 @@ def remote_url(given: str | None, settings: Settings) -> str:
     return url
 
 
-@cache_app.command("push")
 def push_command(
     remote: RemoteArg = None,
     cache_dir: CacheDir = None,
@@ -60,7 +59,17 @@ def push_command(
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
-    """Upload the cached entries the remote lacks."""
+    """Upload the cached entries the remote lacks.
+
+    One listing finds what the remote holds; objects are never replaced, so many jobs
+    pushing at once is safe. Credentials come from the environment or the provider's
+    configuration (AWS_*, AWS_ENDPOINT_URL_S3, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*).
+
+    Examples:
+      voiceprep cache push s3://team-prompts/voiceprep
+      voiceprep cache push /mnt/shared/prompts --dry-run
+      VOICEPREP_REMOTE=gs://prompts/cache voiceprep cache push -j 16 --json
+    """
     from voiceprep.remote import push
 
     started = time.monotonic()
@@ -72,15 +81,14 @@ def push_command(
     _finish(report, started, as_json=as_json, texts=texts)
 
 
-@cache_app.command("pull")
 def pull_command(
     args: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[REMOTE] [PHRASES]...",
-            help="The remote, then optional phrase lists: pull only what they need "
-            "(with -b/--voice/-O/-r/-c as for warm). REMOTE may be left out when it is "
-            "configured and the first argument is a phrase list file or -.",
+            metavar="REMOTE PHRASES",
+            help="The remote REMOTE, then optional phrase lists PHRASES: pull only what they "
+            "need. REMOTE may be left out when it is configured and the first argument is "
+            "a phrase list file or -.",
             show_default=False,
         ),
     ] = None,
@@ -94,7 +102,17 @@ def pull_command(
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
-    """Download the entries the cache lacks (all the remote holds, or what PHRASES need)."""
+    """Download the entries the cache lacks: all the remote holds, or what PHRASES need.
+
+    Phrases are keyed as warm keys them (-b, --voice, -O, -r, -c). Every object is checked
+    (sha256 of its audio, its key recomputed from its text and voice) before it is
+    imported; a bad one is reported and skipped. Read-only credentials are enough.
+
+    Examples:
+      voiceprep cache pull s3://team-prompts/voiceprep
+      voiceprep cache pull s3://team-prompts/voiceprep prompts.txt -r 16000
+      voiceprep cache pull /mnt/shared/prompts --dry-run --json
+    """
     from voiceprep.remote import pull
 
     started = time.monotonic()
@@ -162,7 +180,7 @@ def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> Transf
             )
     except KeyboardInterrupt:
         _output.error("interrupted: what was transferred stays; run the command again to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return report
 
 
@@ -243,7 +261,7 @@ def _finish(
     if report.stopped is not None:
         _output.error(f"{report.direction} stopped: {report.stopped}; run it again to resume")
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _print_rows(rows: list[tuple[str, str]]) -> None:
