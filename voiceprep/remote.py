@@ -84,8 +84,7 @@ _MIN_SECRET = 6
 # A read-through remote is consulted while an agent waits: a dead S3 endpoint must fail in
 # seconds, not after two layers of retries (s3fs's and botocore's).
 _FAIL_FAST_S3 = {
-    "retries": 1,
-    "config_kwargs": {"connect_timeout": 3, "retries": {"max_attempts": 2}},
+    "config_kwargs": {"connect_timeout": 3, "retries": {"max_attempts": 2, "mode": "standard"}}
 }
 
 # Environment variables holding credentials for the stores fsspec reaches: their values

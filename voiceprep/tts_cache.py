@@ -21,6 +21,9 @@ Fixed relative to the original: `contains(text, voice_id=)` respects the voice (
 cache` means the default voice); an empty result raises `EmptyAudioError` and is never
 cached; a failed synthesis is not cached and leaves no lock behind; concurrent fetches of
 one key share one synthesis (and its failure); `preload` runs with bounded concurrency.
+With `remote=` (an fsspec URL, see `voiceprep.remote`) a local miss looks in the remote
+before synthesizing (and `push_remote=True` uploads what was synthesized); a remote that
+is down is dropped after one logged warning.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
+    from voiceprep.remote import ReadThrough, Remote
 
 __all__ = ["TTSAudioCache"]
 
@@ -67,6 +71,8 @@ class TTSAudioCache:
             replaced by each call's voice_id). Default: the object's type.
         retries, timeout: per synthesis (retries apply to backends only).
         concurrency: default bound of `preload`.
+        remote, push_remote: a remote store consulted on a miss, and whether to push
+            what is synthesized to it (needs `directory`).
     """
 
     def __init__(
@@ -81,6 +87,8 @@ class TTSAudioCache:
         retries: int = 3,
         timeout: float | None = 60.0,
         concurrency: int = DEFAULT_PRELOAD_CONCURRENCY,
+        remote: str | Remote | ReadThrough | None = None,
+        push_remote: bool = False,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -114,6 +122,7 @@ class TTSAudioCache:
         self._disk: AudioCache | None = _open_disk(directory)
         # An AudioCache handed in belongs to the caller: close() leaves it open.
         self._owns_disk = self._disk is not None and self._disk is not directory
+        self._remote = _read_through(remote, push_remote)
 
     # --- the original API ---------------------------------------------------------------
 
@@ -250,10 +259,17 @@ class TTSAudioCache:
     async def _fill(
         self, key: str, identity: BackendIdentity, text: str, voice_id: str | None
     ) -> bytes:
+        remote = self._remote
+        pcm = await remote.fetch(key, self._disk) if remote is not None else None
+        if pcm is not None:
+            self._memory_put(key, pcm)
+            return pcm
         pcm = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
         self._memory_put(key, pcm)
         if self._disk is not None:
             await self._disk_put(key, pcm, text, identity)
+            if remote is not None:
+                await remote.publish(key, self._disk)
         return pcm
 
     async def _disk_put(self, key: str, pcm: bytes, text: str, identity: BackendIdentity) -> None:
@@ -314,6 +330,14 @@ class TTSAudioCache:
 
 def _is_voiceprep_backend(tts: Any) -> bool:
     return callable(getattr(tts, "identity", None)) and callable(getattr(tts, "synthesize", None))
+
+
+def _read_through(remote: Any, push: bool) -> ReadThrough | None:
+    if remote is None:
+        return None
+    from voiceprep.remote import read_through
+
+    return read_through(remote, push=push)
 
 
 def _open_disk(directory: str | os.PathLike[str] | AudioCache | None) -> AudioCache | None:
