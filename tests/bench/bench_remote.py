@@ -75,8 +75,9 @@ def main() -> None:
             target = work / f"bare-{run}"
             target.mkdir()
             started = time.perf_counter()
-            fs.get(paths, [str(target / f"{i}.wav") for i in range(len(paths))],
-                   batch_size=args.jobs)
+            fs.get(
+                paths, [str(target / f"{i}.wav") for i in range(len(paths))], batch_size=args.jobs
+            )
             bare.append(time.perf_counter() - started)
 
             started = time.perf_counter()
@@ -90,14 +91,18 @@ def main() -> None:
                 report = push(cache, url, jobs=args.jobs)
             noop.append(time.perf_counter() - started)
             assert not report.moved and report.already == args.entries
-            print(f"run {run + 1}: bare get {bare[-1]:.2f} s, pull {ours[-1]:.2f} s, "
-                  f"no-op push {noop[-1]:.2f} s")
+            print(
+                f"run {run + 1}: bare get {bare[-1]:.2f} s, pull {ours[-1]:.2f} s, "
+                f"no-op push {noop[-1]:.2f} s"
+            )
             shutil.rmtree(target)
             shutil.rmtree(work / f"pulled-{run}")
 
         ratio = statistics.median(ours) / statistics.median(bare)
-        print(f"pull {args.entries} entries, -j {args.jobs}: median {statistics.median(ours):.2f} s"
-              f" vs bare fsspec get {statistics.median(bare):.2f} s = {ratio:.2f}x (target ≤ 1.2x)")
+        print(
+            f"pull {args.entries} entries, -j {args.jobs}: median {statistics.median(ours):.2f} s"
+            f" vs bare fsspec get {statistics.median(bare):.2f} s = {ratio:.2f}x (target ≤ 1.2x)"
+        )
         print(f"push with everything there: median {statistics.median(noop):.2f} s (target < 2 s)")
         print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
