@@ -438,3 +438,29 @@ def test_identity_fixture_matches_espeak_keys() -> None:
 
     assert get_backend("espeak", voice="en", options={}).identity("en") == IDENTITY
     assert os.environ.get("VOICEPREP_REMOTE") is None
+
+
+def test_progress_bar_and_table_on_a_terminal(cli: CLI, tmp_path: Path) -> None:
+    import pty
+
+    from helpers import read_terminal
+
+    shared = tmp_path / "shared"
+    fill_cache(tmp_path / "a", range(150))
+    assert cli("cache", "push", shared, "--cache-dir", tmp_path / "a").code == 0
+    leader, follower = pty.openpty()
+    process = cli.popen(
+        "cache", "pull", shared, "--cache-dir", tmp_path / "b", "-j", "2",
+        stdin=follower, stdout=follower, stderr=follower,
+        env={"COLUMNS": "100", "NO_COLOR": "1"},
+    )  # fmt: skip
+    os.close(follower)
+    screen = read_terminal(leader)
+    assert process.wait(60) == 0
+    assert "pulling" in screen and "/150" in screen  # the bar, on stderr
+    assert "pulled" in screen and "150" in screen  # the summary table
+
+
+def test_jobs_must_be_at_least_one(cli: CLI, tmp_path: Path) -> None:
+    result = cli("cache", "push", tmp_path / "r", "-j", "0", "--cache-dir", tmp_path / "a")
+    assert result.code == 2 and "--jobs" in result.err
