@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import sine
-from conftest import run_cli
+from helpers import CLI
 
 from voiceprep.backends import get_backend
 from voiceprep.backends.base import SynthesizedAudio
@@ -139,15 +139,13 @@ def test_real_speech_passes(backend: str, text: str) -> None:
     assert judge(pcm, rate=RATE, channels=1, text=text).reason is None
 
 
-def test_warm_cli_reports_refusals_and_gate_off_caches(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_warm_cli_reports_refusals_and_gate_off_caches(tmp_path: Path, cli: CLI) -> None:
     # A real espeak-ng slowed to 80 words a minute with 2 s gaps: "babbling" for strict.
     phrases = tmp_path / "p.txt"
     phrases.write_text("Hi there, how are you?\n", encoding="utf-8")
     args = ["warm", str(phrases), "--cache-dir", str(tmp_path / "c"), "-b", "espeak"]
     slow = ["-O", "speed=80", "-O", "word_gap=200", "--retries", "0"]
-    code, out, err = run_cli([*args, *slow], capsys)
+    code, out, err = cli(*[*args, *slow])
     assert code == 1 and "implausible synthesis" in err, err
-    code, out, err = run_cli([*args, *slow, "--gate", "off"], capsys)
+    code, out, err = cli(*[*args, *slow, "--gate", "off"])
     assert code == 0, err

@@ -95,8 +95,9 @@ Gate = Annotated[
     GateMode | None,
     typer.Option(
         "--gate",
-        help="Plausibility check of each synthesis (silent, truncated, babbling): "
-        "strict, relaxed or off.",
+        metavar="MODE",
+        help="Plausibility check of each synthesis (silent, truncated, babbling), "
+        "MODE strict, relaxed or off.",
         show_default="strict",
     ),
 ]
