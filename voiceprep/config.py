@@ -3,9 +3,11 @@
 The config file is `voiceprep.toml` in the working directory, else `[tool.voiceprep]` in
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
-`max_size`, `remote`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend). An unknown key is an error, so a typo
-does not silently do nothing. API keys never live in the file: they come from the
+`max_size`, `remote`; `cache-dir` spellings are accepted too), plus backend options in
+`[options]` (any backend) and `[backends.NAME]` (one backend), and the processing chain in
+`[process]` (`loudness`, `true_peak`, `trim_silence`, … : see voiceprep.process; its
+flags win key by key) with the synthesis gate as the top-level `gate` key. An unknown
+key is an error, so a typo does not silently do nothing. API keys never live in the file: they come from the
 environment only.
 """
 
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep.errors import ConfigError, UsageError
+from voiceprep.gate import check_mode
+from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import check_channels, check_rate, parse_size
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
@@ -44,6 +48,8 @@ class Settings:
     max_entries: int | None = None
     max_size: int | None = None
     remote: str | None = None  # an fsspec URL or a directory (cache push/pull, --remote)
+    gate: str = "strict"
+    process: ProcessSettings = field(default_factory=ProcessSettings)
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -60,8 +66,9 @@ _CONVERTERS: dict[str, Any] = {
         _integer(v) if isinstance(v, int) else parse_size(str(v)), 1, "max_size"
     ),
     "remote": lambda v: _nonempty(str(v), "remote") if isinstance(v, str) else _reject(v),
+    "gate": lambda v: check_mode(str(v)),
 }
-_TABLES = ("options", "backends")
+_TABLES = ("options", "backends", "process")
 
 
 def _integer(value: Any) -> int:
@@ -221,7 +228,7 @@ def resolve_settings(
     settings = Settings.__new__(Settings)
     defaults = Settings.__dataclass_fields__
     for f in fields(Settings):
-        if f.name == "options":
+        if f.name in ("options", "process"):
             continue
         value: Any = flags.get(f.name)
         origin = "option"
@@ -237,7 +244,22 @@ def resolve_settings(
             value = _convert(f.name, value, origin)
         setattr(settings, f.name, value)
     settings.options = {**_file_options(config, settings.backend), **(flags.get("options") or {})}
+    settings.process = _process_settings(config, flags.get("process"), config_name)
     return settings
+
+
+def _process_settings(
+    config: Mapping[str, Any], flags: Mapping[str, Any] | None, config_name: str
+) -> ProcessSettings:
+    """[process] from the config file with the processing flags laid over it, key by key."""
+    table = config.get("process", {}) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_name}: [process] must be a table of processing settings")
+    file_settings = settings_from(table, origin=f"{config_name}: [process]")
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if not given:
+        return file_settings
+    return settings_from({**file_settings.as_dict(), **given})
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:

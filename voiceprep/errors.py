@@ -138,3 +138,7 @@ class RemoteUnavailableError(RemoteError):
 
 class RemoteAccessError(RemoteError):
     """The remote refused the credentials for this operation (e.g. a read-only key pushing)."""
+
+class ImplausibleAudioError(BackendError):
+    """The synthesis cannot be the text spoken (silent, far too short or long, mostly
+    silence): refused by the plausibility gate (voiceprep.gate). Never cached."""

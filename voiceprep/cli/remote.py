@@ -154,6 +154,7 @@ def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dic
         voice=settings.voice,
         rate=settings.rate,
         channels=settings.channels,
+        process=settings.process,
     )
     return {item.key: item.text for item in plan.items}
 

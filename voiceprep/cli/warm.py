@@ -27,6 +27,20 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, write_audio
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import (
+    FadeIn,
+    FadeOut,
+    Gate,
+    Loudness,
+    PadEnd,
+    PadStart,
+    SilenceThreshold,
+    TrimPad,
+    TrimSilence,
+    TruePeak,
+    gate_flag,
+    process_flags,
+)
 from voiceprep.config import Settings
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
@@ -138,6 +152,16 @@ def warm_command(
             help="Pull what is missing from the remote URL first, then push what it lacks.",
         ),
     ] = None,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
     """Prebuild the audio of phrase lists into the cache.
 
@@ -150,6 +174,7 @@ def warm_command(
       voiceprep warm prompts.csv --backend openai --voice alloy -j 8
       voiceprep warm prompts.txt --check                # exit 1 if a phrase is missing
       voiceprep warm prompts.jsonl --dry-run --json     # what would be billed
+      voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
     from voiceprep.phrases import read_phrase_lists
@@ -168,6 +193,18 @@ def warm_command(
         timeout=timeout,
         max_entries=max_entries,
         max_size=max_size,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
@@ -184,6 +221,7 @@ def warm_command(
             channels=settings.channels,
             shard=shard_spec,
             verify=not (dry_run or check),
+            process=settings.process,
         )
         if dry_run:
             _print_dry_run(plan, as_json=as_json)
@@ -354,6 +392,8 @@ def _run_with_progress(
                         on_progress=reporter.progress,
                         on_retry=reporter.retry,
                         summary=summary,
+                        process=settings.process,
+                        gate=settings.gate,
                     ),
                 )
             )
@@ -452,6 +492,7 @@ _SUMMARY_LABELS = (
     ("failed", "failed"),
     ("characters_sent", "characters sent"),
     ("audio_seconds", "seconds of audio"),
+    ("loudness", "loudness"),
     ("elapsed", "elapsed"),
 )
 
@@ -464,6 +505,8 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
     values = {**document, "failed": len(summary.failed)}
     values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
     values["elapsed"] = f"{summary.elapsed:.1f} s"
+    spread = summary.loudness_range
+    values["loudness"] = f"{spread[0]:.1f} to {spread[1]:.1f} LUFS" if spread else "-"
     if _output.stdout_is_terminal():
         from rich.table import Table
 
@@ -502,6 +545,16 @@ def say_command(
     rate: Rate = None,
     channels: Channels = None,
     cache_dir: CacheDir = None,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
     """Speak one phrase through the cache into a file or stdout.
 
@@ -525,6 +578,18 @@ def say_command(
         rate=rate,
         channels=channels,
         cache_dir=cache_dir,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
@@ -541,6 +606,8 @@ def say_command(
                         channels=settings.channels,
                         retries=settings.retries,
                         timeout=settings.timeout,
+                        process=settings.process,
+                        gate=settings.gate,
                     ),
                 )
             )
