@@ -7,8 +7,8 @@ The config file is `voiceprep.toml` in the working directory, else `[tool.voicep
 `[options]` (any backend) and `[backends.NAME]` (one backend), and the processing chain in
 `[process]` (`loudness`, `true_peak`, `trim_silence`, … : see voiceprep.process; its
 flags win key by key) with the synthesis gate as the top-level `gate` key. An unknown
-key is an error, so a typo does not silently do nothing. API keys never live in the file: they come from the
-environment only.
+key is an error, so a typo does not silently do nothing. API keys never live in the file:
+they come from the environment only.
 """
 
 from __future__ import annotations
