@@ -28,6 +28,7 @@ from voiceprep.keys import BackendIdentity, cache_key
 REGION = "us-east-1"
 WRITER_KEY_ID = "AKIAVOICEPREPTESTKEY"  # moto's default (auth off) accepts any pair
 WRITER_SECRET = "writer-secret-9f2c61d0a7b34e58"
+NO_AWS_FILE = "/nonexistent/voiceprep-tests/aws-config"
 
 
 @dataclass
@@ -55,8 +56,9 @@ def provider_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, key_id: str, se
     (`AWS_ENDPOINT_URL_S3`), and nothing from the developer's own AWS configuration."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # A path that does not exist: botocore skips it (parsing /dev/null can fail).
+    monkeypatch.setenv("AWS_CONFIG_FILE", NO_AWS_FILE)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", NO_AWS_FILE)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
