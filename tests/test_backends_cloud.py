@@ -22,6 +22,7 @@ from fakeproviders import (
     voice_frequency,
     wav_file,
 )
+from helpers import CLI
 
 from voiceprep.backends import describe_backends, get_backend
 from voiceprep.backends.azure import AzureBackend, output_format_for
@@ -508,73 +509,53 @@ async def test_deepgram_refuses_a_voice_that_is_not_a_model_name(deepgram: Provi
 # --- the CLI -----------------------------------------------------------------------------
 
 
-def test_backends_lists_each_with_the_reason(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from conftest import run_cli
-
-    monkeypatch.chdir(tmp_path)
+def test_backends_lists_each_with_the_reason(cli: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-SECRET-0123456789abcdef")
-    code, out, err = run_cli(["backends", "--json"], capsys)
+    code, out, err = cli("backends", "--json")
     assert code == 0, err
     rows = {row["name"]: row for row in json.loads(out)}
     assert rows["deepgram"]["usable"] is True and rows["deepgram"]["voice"] == "aura-2-thalia-en"
-    assert rows["cartesia"] == {
-        **rows["cartesia"],
-        "usable": False,
-        "reason": "CARTESIA_API_KEY is not set",
-    }
+    assert rows["cartesia"]["usable"] is False
+    assert rows["cartesia"]["reason"] == "CARTESIA_API_KEY is not set"
+    assert rows["cartesia"]["model"] == "sonic-3"
     assert rows["azure"]["reason"] == "AZURE_SPEECH_KEY is not set"
     assert rows["google"]["reason"] == "neither GOOGLE_API_KEY nor GOOGLE_ACCESS_TOKEN is set"
     assert "SECRET" not in out + err
-    statuses = {s.name: s for s in describe_backends()}
-    assert statuses["cartesia"].model == "sonic-3"
+    code, out, err = cli("backends")
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "no" in lines["azure"].split() and "AZURE_SPEECH_KEY is not set" in lines["azure"]
+    assert "yes" in lines["deepgram"].split()
+    assert {s.name: s.model for s in describe_backends()}["cartesia"] == "sonic-3"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cli_say_through_each_provider(
-    kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, cli: CLI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from conftest import run_cli
-
     from voiceprep.decoding import probe
 
-    monkeypatch.chdir(tmp_path)
     for provider in _serve(kind, monkeypatch):
-        out = tmp_path / "out.wav"
-        args = [
-            "say",
-            "Thanks for calling.",
-            "--backend",
-            kind,
-            "-O",
-            f"base_url={provider.fake.base_url}",
-        ]
-        args += ["--rate", "16000", "-o", str(out), "--cache-dir", str(tmp_path / "cache")]
-        code, stdout, err = run_cli(args, capsys)
-        assert code == 0, err
-        assert provider.fake.api_key not in stdout + err
-        info = probe(str(out))
-        assert (info.rate, info.channels) == (16000, 1)
-        # Again: served from the cache, the provider is not asked twice.
-        code, _, err = run_cli(args, capsys)
-        assert code == 0, err
+        args = ["say", "Thanks for calling.", "--backend", kind, "--rate", "16000"]
+        args += ["-O", f"base_url={provider.fake.base_url}", "--cache-dir", str(tmp_path)]
+        for name in ("first.wav", "again.wav"):  # the second is served from the cache
+            code, stdout, err = cli(*args, "-o", str(tmp_path / name))
+            assert code == 0, err
+            assert provider.fake.api_key not in stdout + err
+            info = probe(str(tmp_path / name))
+            assert (info.rate, info.channels) == (16000, 1)
         assert provider.fake.request_count == 1
 
 
 def test_cli_wrong_key_is_one_line_exit_1(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli: CLI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from conftest import run_cli
-
-    monkeypatch.chdir(tmp_path)
     for provider in _serve("google", monkeypatch):
         secret = "AIza-SECRET-wrong-0123456789abcdef"
         monkeypatch.setenv("GOOGLE_API_KEY", secret)
         args = ["say", "Hi", "--backend", "google", "-O", f"base_url={provider.fake.base_url}"]
         args += ["-o", str(tmp_path / "o.wav"), "--cache-dir", str(tmp_path / "cache")]
-        code, out, err = run_cli(args, capsys)
-        assert code == 1
-        assert err.startswith("voiceprep: error: ") and len(err.strip().splitlines()) == 1
-        assert "HTTP 401" in err and "SECRET" not in out + err
+        result = cli(*args)
+        assert result.code == 1
+        assert len(result.errors) == 1 and len(result.err_lines) == 1
+        assert "HTTP 401" in result.err and "SECRET" not in result.text + result.err
         assert not (tmp_path / "o.wav").exists()
