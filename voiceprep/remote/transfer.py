@@ -125,19 +125,20 @@ def pull(
     if on_start:
         on_start(len(todo), sum(present[k] for k in todo))
 
-    def download(key: str) -> bytes:
+    def download(key: str) -> tuple[bool, int]:
+        # All on the worker: the cache is thread-safe, and its fsyncs then overlap too.
         data = store.read(key)
         if data is None:
             raise CacheCorruptError("gone from the remote since it was listed")
         check_object(key, data)
-        return data
+        return cache.import_entry(data) is not None, len(data)
 
-    for key, data in _run(todo, download, jobs, report, on_progress):
-        if cache.import_entry(data) is None:
-            report.already += 1
-        else:
+    for key, (imported, size) in _run(todo, download, jobs, report, on_progress):
+        if imported:
             report.moved.append(key)
-        report.bytes += len(data)
+        else:
+            report.already += 1  # another process imported it meanwhile
+        report.bytes += size
     return report
 
 
@@ -148,9 +149,10 @@ def _run(
     report: TransferReport,
     on_progress: Progress | None,
 ) -> Iterator[tuple[str, Any]]:
-    """`work(key)` on `jobs` threads, results yielded in this thread as they finish (so the
-    cache is written from one thread). Entry problems fail that key; a remote that fails
-    stops the transfer (what is done stays done) and sets `report.stopped`."""
+    """`work(key) -> (moved, size)` on `jobs` threads, results yielded as they finish. A bad
+    entry fails that key; a failing remote or local cache (unreachable, access denied,
+    read-only, full) stops the transfer, what is done stays done, and `report.stopped` says
+    why."""
     done = 0
     moved_bytes = 0
     window = max(1, jobs) * 4  # bounded: results wait in memory only this deep
@@ -180,14 +182,12 @@ def _run(
                         report.stopped = report.stopped or str(exc)
                         continue
                     except (CacheError, OSError) as exc:
-                        report.failed.append((key, reason(exc)))
+                        report.stopped = report.stopped or f"the local cache: {reason(exc)}"
                         continue
                     yield key, result
                     done += 1
-                    if isinstance(result, bytes | bytearray):
-                        moved_bytes += len(result)
-                    elif isinstance(result, tuple):
-                        moved_bytes += int(result[1])
+                    if result is not None:
+                        moved_bytes += result[1]
                     if on_progress:
                         on_progress(done, moved_bytes)
         finally:
