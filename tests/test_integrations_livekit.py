@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from audiogen import dominant_frequency, pcm_to_array
 from fakeproviders import FakeProvider, voice_frequency
 from integrations_helpers import livekit_counting_tts, text_frequency, warm
 from livekit import rtc
-from livekit.agents import APIConnectionError, tts
+from livekit.agents import Agent, AgentSession, APIConnectionError, tts
 from livekit.agents.types import APIConnectOptions
+from livekit.agents.voice import io
 
 from voiceprep.cache import AudioCache
 from voiceprep.integrations.livekit import CachedTTS, audio_frames, cached_audio
@@ -221,3 +223,60 @@ async def test_warmed_entries_are_hits_for_the_openai_plugin(
         assert cache.contains(cached.key("Something new."))
     await cached.aclose()
     await plugin.aclose()
+
+
+class CaptureOutput(io.AudioOutput):
+    """An AgentSession audio sink keeping every frame it is given (playback is instant)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            label="capture",
+            next_in_chain=None,
+            sample_rate=None,
+            capabilities=io.AudioOutputCapabilities(pause=False),
+        )
+        self.frames: list[rtc.AudioFrame] = []
+        self._pushed = 0.0
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        if not self._pushed:
+            self.on_playback_started(created_at=time.time())
+        self.frames.append(frame)
+        self._pushed += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        pushed, self._pushed = self._pushed, 0.0
+        self.on_playback_finished(playback_position=pushed, interrupted=False)
+
+    def clear_buffer(self) -> None:
+        pass
+
+
+async def test_session_say_plays_cached_frames(tmp_path: Path) -> None:
+    inner = livekit_counting_tts()
+    cached = CachedTTS(inner, cache_dir=tmp_path)
+    session = AgentSession(tts=cached)  # no STT, LLM or VAD: nothing to download
+    sink = CaptureOutput()
+    session.output.audio = sink
+    await session.start(agent=Agent(instructions="Say what you are told."), record=False)
+    try:
+        text = "Please hold the line."
+        await session.say(text, audio=cached_audio(text, cached))
+        pcm = inner.pcm_for(text)
+        assert {(f.sample_rate, f.num_channels, f.samples_per_channel) for f in sink.frames} == {
+            (24000, 1, 480)  # 20 ms frames at the TTS's format
+        }
+        assert joined(sink.frames) == pcm  # every sample, once, in order
+        assert inner.calls == [text]
+
+        sink.frames.clear()
+        await session.say(text)  # through the session's TTS path: StreamAdapter, CachedTTS
+        assert inner.calls == [text]  # a hit
+        played = [f for f in sink.frames if any(f.data.tobytes())]
+        assert {(f.sample_rate, f.num_channels) for f in played} == {(24000, 1)}
+        assert joined(played).rstrip(b"\0") == pcm.rstrip(b"\0")
+    finally:
+        await session.aclose()
+        await cached.aclose()
