@@ -41,15 +41,24 @@ def plugin_identity(
 
     `options` are what `voiceprep warm -b provider -O k=v` would be given (values as
     text); `extra` holds settings the backend has no option for, added to the identity's
-    options verbatim. Raises `KeyError` for a provider voiceprep has no backend for.
+    options verbatim.
     """
     from voiceprep.backends import get_backend
+    from voiceprep.errors import BackendNotFoundError, UsageError
 
     given = {k: str(v) for k, v in (options or {}).items() if v is not None}
     if model:
         given["model"] = model
-    backend = get_backend(provider, voice=voice, options=given)
-    identity: BackendIdentity = backend.identity(voice)
+    try:
+        backend = get_backend(provider, voice=voice, options=given)
+    except (BackendNotFoundError, UsageError):  # keyed the same way; warm cannot fill it
+        given.pop("model", None)
+        backend = None
+    identity: BackendIdentity = (
+        backend.identity(voice)
+        if backend is not None
+        else BackendIdentity(provider, model, voice, given)
+    )
     if extra:
         merged = {**identity.options, **{k: v for k, v in extra.items() if v is not None}}
         identity = BackendIdentity(identity.name, identity.model, identity.voice, merged)

@@ -15,8 +15,8 @@ its audio passed through as it arrives and stored once the synthesis completed (
 interrupted or failed synthesis stores nothing). Model, provider, metrics, `prewarm()` and
 `aclose()` behave as in LiveKit's own `StreamAdapter`/`FallbackAdapter`.
 
-Keys: the LiveKit OpenAI and ElevenLabs plugins map onto voiceprep's `openai` and
-`elevenlabs` backends (see docs/integrations.md for the matching `voiceprep warm` line);
+Keys: the LiveKit OpenAI, ElevenLabs, Cartesia and Deepgram plugins map onto voiceprep's
+backends of those names (see docs/integrations.md for the matching `voiceprep warm` line);
 any other plugin is keyed by its class, provider, model and voice.
 """
 
@@ -323,6 +323,12 @@ def livekit_identity(plugin: lktts.TTS, *, voice: str | None = None) -> BackendI
         return _openai_identity(opts, voice)
     if module.startswith("livekit.plugins.elevenlabs") and opts is not None:
         return _elevenlabs_identity(opts, plugin.sample_rate, voice)
+    if module.startswith("livekit.plugins.cartesia") and opts is not None:
+        return _cartesia_identity(opts, voice)
+    if module.startswith("livekit.plugins.deepgram") and opts is not None:
+        speed = {"speed": opts.speed} if opts.speed is not None else {}
+        # Aura has no voice parameter: the model name is the voice.
+        return plugin_identity("deepgram", model=None, voice=voice or opts.model, options=speed)
     return fallback_identity(
         plugin, provider=plugin.provider, model=plugin.model, voice=voice or _voice_of(opts)
     )
@@ -355,6 +361,36 @@ def _elevenlabs_identity(opts: Any, rate: int, voice: str | None) -> BackendIden
         voice=voice or str(opts.voice_id),
         options={k: _option_text(v) for k, v in options.items()},
         extra=extra,
+    )
+
+
+def _cartesia_identity(opts: Any, voice: str | None) -> BackendIdentity:
+    options: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if opts.language:
+        options["language"] = str(opts.language)
+    for name in ("speed", "volume"):
+        value = getattr(opts, name, None)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            options[name] = value
+        elif value is not None:
+            extra[name] = str(value)  # "fast", "slow": no backend option says that
+    emotion = opts.emotion
+    if emotion:
+        if len(emotion) == 1:
+            options["emotion"] = str(emotion[0])
+        else:
+            extra["emotion"] = [str(e) for e in emotion]
+    chosen: str | None
+    if isinstance(opts.voice, str):
+        chosen = voice or opts.voice
+    else:  # a voice embedding: keyed by its values
+        chosen = voice
+        extra["voice_embedding"] = [float(x) for x in opts.voice]
+    if getattr(opts, "pronunciation_dict_id", None):
+        extra["pronunciation_dict_id"] = opts.pronunciation_dict_id
+    return plugin_identity(
+        "cartesia", model=str(opts.model), voice=chosen, options=options, extra=extra
     )
 
 

@@ -26,8 +26,8 @@ is never played ahead of live audio), and store a miss when its context held tha
 sentence and completed uninterrupted.
 
 Key identity: from the service's class and settings (model, voice, language) and its
-sample rate; OpenAI and ElevenLabs services map onto voiceprep's `openai` and `elevenlabs`
-backends, so `voiceprep warm` fills what the pipeline plays (docs/integrations.md).
+sample rate; OpenAI, ElevenLabs, Cartesia and Deepgram services map onto voiceprep's
+backends of those names, so `voiceprep warm` fills what the pipeline plays (docs/integrations.md).
 
 `pcm_frames(pcm, ...)` cuts cached or decoded PCM into `OutputAudioRawFrame`s for sound
 effects and hold music (`voiceprep.decode` gives PCM at the transport's rate).
@@ -256,6 +256,30 @@ def pipecat_identity(service: Any, *, voice: str | None = None) -> BackendIdenti
             options["output_format"] = fmt
         extra = {"language": str(language)} if language else None
         return plugin_identity("elevenlabs", model=model, voice=voice, options=options, extra=extra)
+    if names & {"CartesiaTTSService", "CartesiaHttpTTSService"}:
+        options = {"language": str(language)} if language else {}
+        extra = {}
+        generation = _given(getattr(settings, "generation_config", None))
+        if generation is not None:
+            for name in ("speed", "volume", "emotion"):
+                value = getattr(generation, name, None)
+                if value is not None:
+                    options[name] = value
+        pronunciations = _given(getattr(settings, "pronunciation_dict_id", None))
+        if pronunciations:
+            extra["pronunciation_dict_id"] = pronunciations
+        return plugin_identity(
+            "cartesia", model=model, voice=voice, options=options, extra=extra or None
+        )
+    if names & {"DeepgramTTSService", "DeepgramHttpTTSService"}:
+        speed = _given(getattr(settings, "speed", None))
+        # Aura has no voice parameter: the model name is the voice.
+        return plugin_identity(
+            "deepgram",
+            model=None,
+            voice=voice or model,
+            options={"speed": speed} if speed is not None else None,
+        )
     identity = fallback_identity(service, provider=None, model=model, voice=voice)
     if language:
         identity = BackendIdentity(
