@@ -151,3 +151,47 @@ def pipecat_counting_service(sample_rate: int | None = 24000, **kwargs: object):
                 await asyncio.sleep(self.delay)
 
     return CountingTTSService(**kwargs)
+
+
+def pipecat_websocket_style_service(sample_rate: int = 24000):  # type: ignore[no-untyped-def]
+    """A Pipecat service shaped like the websocket ones (Cartesia, ElevenLabs WS): run_tts
+    sends the text and yields None; a receive task appends the audio to the audio context
+    later and closes the context when the provider says it is done."""
+    from pipecat.frames.frames import Frame, TTSAudioRawFrame
+    from pipecat.services.settings import TTSSettings
+    from pipecat.services.tts_service import TTSService
+
+    class WebsocketStyleService(TTSService):
+        def __init__(self) -> None:
+            super().__init__(
+                push_start_frame=True,
+                push_stop_frames=True,
+                sample_rate=sample_rate,
+                settings=TTSSettings(model="ws-tone", voice="tone", language=None),
+            )
+            self.calls: list[str] = []
+            self.latency = 0.05
+            self._receivers: set[asyncio.Task[None]] = set()
+
+        def pcm_for(self, text: str) -> bytes:
+            return tone_for(text, self.sample_rate)
+
+        async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+            self.calls.append(text)
+            task = asyncio.create_task(self._receive(text, context_id))
+            self._receivers.add(task)
+            task.add_done_callback(self._receivers.discard)
+            yield None
+
+        async def _receive(self, text: str, context_id: str) -> None:
+            await asyncio.sleep(self.latency)
+            pcm = self.pcm_for(text)
+            for start in range(0, len(pcm), 4800):
+                frame = TTSAudioRawFrame(
+                    pcm[start : start + 4800], self.sample_rate, 1, context_id=context_id
+                )
+                await self.append_to_audio_context(context_id, frame)
+                await asyncio.sleep(0.01)
+            await self.remove_audio_context(context_id)  # the provider's "done"
+
+    return WebsocketStyleService()

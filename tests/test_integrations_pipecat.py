@@ -255,3 +255,30 @@ async def test_warmed_entries_are_hits_for_the_openai_service(
     with AudioCache(tmp_path) as cache:
         assert cache.contains(service.voiceprep_key("Anything else?"))
         assert len(cache) == 2
+
+
+async def test_websocket_style_services_store_whole_contexts_and_keep_order(
+    tmp_path: Path,
+) -> None:
+    from integrations_helpers import pipecat_websocket_style_service
+
+    base = type(pipecat_websocket_style_service())
+
+    class CachedWebsocket(CachedTTSMixin, base):  # type: ignore[misc, valid-type]
+        pass
+
+    first = CachedWebsocket(cache_dir=tmp_path)
+    await run_pipeline(first, [TTSSpeakFrame("Live from the socket.")])
+    assert first.calls == ["Live from the socket."]
+    assert entries(tmp_path) == 1  # its context held that one sentence, completed
+
+    second = CachedWebsocket(cache_dir=tmp_path)
+    second.latency = 0.3  # the live sentence's audio arrives well after the hit's
+    frames = await run_pipeline(
+        second, [TTSSpeakFrame("Something not cached."), TTSSpeakFrame("Live from the socket.")]
+    )
+    assert second.calls == ["Something not cached."]
+    # The hit waits its turn: live audio first, as the text was sent.
+    expected = second.pcm_for("Something not cached.") + second.pcm_for("Live from the socket.")
+    assert audio_of(frames) == expected
+    assert entries(tmp_path) == 2
