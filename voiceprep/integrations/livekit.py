@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from livekit import rtc
@@ -41,6 +41,7 @@ from voiceprep.tts_cache import TTSAudioCache
 __all__ = ["CachedTTS", "audio_frames", "cached_audio", "livekit_identity"]
 
 DEFAULT_FRAME_MS = 20
+HIT_FRAME_MS = 200  # what LiveKit's AudioEmitter cuts a ChunkedStream's audio into
 
 
 class CachedTTS(lktts.TTS):
@@ -154,6 +155,25 @@ class _CachedChunkedStream(lktts.ChunkedStream):
         self._wrapped_conn_options = conn_options
         self._hit = False
 
+    async def _main_task(self) -> None:
+        # A hit goes straight to the stream's channel, as ChunkedStream's own emitter would
+        # deliver it (frames of HIT_FRAME_MS, the last one final), without the emitter's
+        # task, decoder and retry loop: that hop is most of a hit's time to first frame.
+        owner = self._cached_tts
+        pcm = await owner.cache.lookup(self._input_text, voice_id=owner.identity.voice)
+        if pcm is None:
+            await super()._main_task()  # the miss: _run() below, with LiveKit's machinery
+            return
+        self._hit = True
+        request_id = utils.shortuuid()
+        frames = list(_cut(pcm, owner.sample_rate, owner.num_channels, HIT_FRAME_MS))
+        for i, frame in enumerate(frames):
+            self._event_ch.send_nowait(
+                lktts.SynthesizedAudio(
+                    frame=frame, request_id=request_id, is_final=i == len(frames) - 1
+                )
+            )
+
     async def _run(self, output_emitter: lktts.AudioEmitter) -> None:
         owner = self._cached_tts
         voice = owner.identity.voice
@@ -163,12 +183,6 @@ class _CachedChunkedStream(lktts.ChunkedStream):
             num_channels=owner.num_channels,
             mime_type="audio/pcm",
         )
-        pcm = await owner.cache.lookup(self._input_text, voice_id=voice)
-        if pcm is not None:
-            self._hit = True
-            output_emitter.push(pcm)
-            output_emitter.flush()
-            return
         audio = bytearray()
         async with owner.wrapped.synthesize(
             self._input_text, conn_options=self._wrapped_conn_options
@@ -260,18 +274,24 @@ async def audio_frames(
     pcm: bytes, *, sample_rate: int, num_channels: int = 1, frame_ms: int = DEFAULT_FRAME_MS
 ) -> AsyncIterator[rtc.AudioFrame]:
     """s16le PCM as `rtc.AudioFrame`s of `frame_ms` each (the last one may be shorter)."""
+    for frame in _cut(pcm, sample_rate, num_channels, frame_ms):
+        yield frame
+
+
+def _cut(pcm: bytes, rate: int, channels: int, frame_ms: int) -> Iterator[rtc.AudioFrame]:
     if frame_ms < 1:
         raise ValueError("frame_ms must be at least 1")
-    frame_bytes = max(1, sample_rate * frame_ms // 1000) * num_channels * 2
-    usable = len(pcm) - len(pcm) % (num_channels * 2)
+    width = channels * 2
+    step = max(1, rate * frame_ms // 1000) * width
+    usable = len(pcm) - len(pcm) % width
     view = memoryview(pcm)
-    for start in range(0, usable, frame_bytes):
-        chunk = view[start : min(start + frame_bytes, usable)]
+    for start in range(0, usable, step):
+        chunk = view[start : min(start + step, usable)]
         yield rtc.AudioFrame(
             data=chunk.tobytes(),
-            sample_rate=sample_rate,
-            num_channels=num_channels,
-            samples_per_channel=len(chunk) // (num_channels * 2),
+            sample_rate=rate,
+            num_channels=channels,
+            samples_per_channel=len(chunk) // width,
         )
 
 
