@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from audiogen import dominant_frequency, pcm_to_array
+from audiogen import dominant_frequency, pcm_to_array, sine_pcm
 from integrations_helpers import text_frequency, tone_for
 
 from voiceprep.backends import get_backend
@@ -162,6 +162,22 @@ async def test_lookup_converts_an_entry_stored_at_another_format(tmp_path: Path)
     with pytest.raises(EmptyAudioError):
         await at_24k.store("Silence.", b"", voice_id="v")
     assert not at_24k.contains("Silence.", voice_id="v")
+
+
+async def test_lookup_prefers_the_closest_higher_rate(tmp_path: Path) -> None:
+    # Two stored versions of one prompt that sound different, so the choice is audible.
+    low, high = prompt_cache(tmp_path, 16000), prompt_cache(tmp_path, 48000)
+    await low.store("Prompt.", sine_pcm(300.0, 0.4, 16000), voice_id="v")
+    await high.store("Prompt.", sine_pcm(600.0, 0.4, 48000), voice_id="v")
+    pcm = await prompt_cache(tmp_path, 24000).lookup("Prompt.", voice_id="v")
+    assert pcm is not None
+    assert dominant_frequency(pcm_to_array(pcm, 1)[0], 24000) == pytest.approx(600, abs=5)
+    # With only the lower rate stored, that one is converted rather than missed.
+    only_low = tmp_path / "low"
+    await prompt_cache(only_low, 16000).store("Prompt.", sine_pcm(300.0, 0.4, 16000), voice_id="v")
+    pcm = await prompt_cache(only_low, 24000).lookup("Prompt.", voice_id="v")
+    assert pcm is not None
+    assert dominant_frequency(pcm_to_array(pcm, 1)[0], 24000) == pytest.approx(300, abs=5)
 
 
 def test_agents_in_several_processes_share_one_cache(tmp_path: Path) -> None:

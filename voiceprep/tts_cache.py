@@ -200,7 +200,8 @@ class TTSAudioCache:
         entry is absent at this cache's format but the same text and identity is stored
         at another rate or channel count (say `warm --rate 24000` for a 16 kHz track),
         that audio is converted, stored under this format's key and returned: a format
-        mismatch is resampled, never played at the wrong speed.
+        mismatch is resampled, never played at the wrong speed. The closest rate at or
+        above this one is preferred (nothing lost); a lower one is the last resort.
         """
         key, identity = self._key(text, voice_id)
         pcm = self._memory_get(key)
@@ -309,8 +310,12 @@ class TTSAudioCache:
     ) -> bytes | None:
         if self._disk is None:
             return None
-        for rate in OTHER_FORMAT_RATES:
-            for channels in (1, 2):
+        # Closest rate at or above this one first (downsampling loses nothing this format
+        # can carry), then the lower ones, highest first.
+        higher = [r for r in OTHER_FORMAT_RATES if r >= self.rate]
+        lower = [r for r in reversed(OTHER_FORMAT_RATES) if r < self.rate]
+        for rate in higher + lower:
+            for channels in (1, 2) if self.channels == 1 else (2, 1):
                 if (rate, channels) == (self.rate, self.channels):
                     continue
                 other = cache_key(identity, text, rate=rate, channels=channels)
