@@ -149,9 +149,9 @@ def test_check_is_a_ci_gate(tmp_path: Path, cli: CLI) -> None:
         (["--check", "--prune"], "--check changes nothing"),
         (["--dry-run", "--export", "out"], "--dry-run changes nothing"),
         (["--shard", "3/2"], "invalid shard '3/2'"),
-        (["-j", "0"], "invalid jobs 0"),
-        (["-r", "7000"], "invalid rate 7000"),
-        (["--max-size", "big"], "invalid size 'big'"),
+        (["-j", "0"], "invalid -j/--jobs 0: expected a whole number, 1 or more"),
+        (["-r", "7000"], "invalid -r/--rate 7000: expected a sample rate in Hz, 8000–192000"),
+        (["--max-size", "big"], "invalid --max-size 'big': expected a size such as 500MB"),
         (["-b", "nosuch"], "unknown backend 'nosuch'"),
     ],
 )

@@ -86,6 +86,21 @@ OutputFormat = Annotated[
 ]
 
 
+def option_name(opts: list[str] | tuple[str, ...]) -> str:
+    """`-r/--rate`: an option's spellings as messages name it (short first)."""
+    return "/".join(sorted(opts, key=lambda o: (o.startswith("--"), o)))
+
+
+# The command-line spelling of each setting whose option has a short form.
+_FLAGS = {"rate": "-r/--rate", "channels": "-c/--channels", "jobs": "-j/--jobs"}
+_FLAGS |= {"backend": "-b/--backend", "options": "-O/--option"}
+
+
+def flag_for(setting: str) -> str:
+    """`rate` → `-r/--rate`, `max_size` → `--max-size`."""
+    return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
+
+
 def selection_flags(
     *,
     backend: str | None = None,

@@ -38,6 +38,17 @@ def out_console() -> Console:
     return Console(no_color="NO_COLOR" in os.environ, highlight=False)
 
 
+_PREVIEW = 60  # characters of a phrase shown in messages
+
+
+def phrase(text: str, source: str = "") -> str:
+    """A phrase as every message quotes it: `"Thanks for calling." (prompts.txt:3)`, long
+    ones cut to 60 characters."""
+    shown = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+    where = f" ({source})" if source else ""
+    return f"{json.dumps(shown, ensure_ascii=False)}{where}"
+
+
 def error(message: str) -> None:
     """One line on stderr: `voiceprep: error: <message>`."""
     print(f"voiceprep: error: {message}", file=sys.stderr, flush=True)

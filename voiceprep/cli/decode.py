@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._common import STDIO
+from voiceprep.cli._common import STDIO, resolve
 from voiceprep.cli._options import Channels, OutputFormat, Rate
 from voiceprep.cli._output import print_json
-from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.config import ACCEPTED
+from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
@@ -133,21 +134,12 @@ def _check_decode_usage(
     if STDIO in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only input")
     if jobs is not None and jobs < 1:
-        raise UsageError(f"invalid job count {jobs}: must be 1 or more")
+        raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
 
 
 def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
     """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1."""
-    from voiceprep.config import resolve_settings
-    from voiceprep.units import check_channels, check_rate
-
-    # Checked here first so the message names the option, not the settings machinery.
-    if rate is not None:
-        check_rate(rate)
-    if channels is not None:
-        check_channels(channels)
-
-    settings = resolve_settings({"rate": rate, "channels": channels})
+    settings = resolve(rate=rate, channels=channels)
     return settings.rate, settings.channels
 
 

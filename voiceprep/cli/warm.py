@@ -14,7 +14,6 @@ Exit codes: 0 done, 1 a phrase failed / missing (--check), 2 usage, 130 Ctrl-C.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Awaitable
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
 T = TypeVar("T")
-_PREVIEW = 60  # characters of a phrase shown in messages
 _PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
 Jobs = Annotated[
@@ -67,12 +65,6 @@ Timeout = Annotated[
         show_default=f"{Settings.timeout:g}",
     ),
 ]
-
-
-def _describe(text: str, source: str = "") -> str:
-    shown = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
-    where = f" ({source})" if source else ""
-    return f"{json.dumps(shown, ensure_ascii=False)}{where}"
 
 
 # --- warm -----------------------------------------------------------------------------
@@ -187,7 +179,9 @@ def warm_command(
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
-        _output.error(f"{_describe(failure.phrase.text, failure.phrase.source)}: {failure.reason}")
+        _output.error(
+            f"{_output.phrase(failure.phrase.text, failure.phrase.source)}: {failure.reason}"
+        )
     if summary.stopped is not None:
         _output.error(f"stopped: {summary.skipped} phrases not attempted")
     if not summary.ok or not exported_ok:
@@ -206,7 +200,7 @@ def _warm(
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
     for item in plan.damaged:
-        _output.warning(f"damaged cache entry, synthesizing again: {_describe(item.text)}")
+        _output.warning(f"damaged cache entry, synthesizing again: {_output.phrase(item.text)}")
     if plan.missing and (reason := tts.unavailable_reason()):
         raise BackendUnavailableError(f"backend {tts.name!r} cannot run here: {reason}")
     summary = _run_with_progress(plan, tts, cache, settings)
@@ -276,7 +270,7 @@ def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
         }
         print_json(document)
     for item in missing:
-        _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
+        _output.error(f"not cached: {_output.phrase(item.text, item.phrase.source)}")
     if missing:
         _output.error(f"{len(missing)} of {len(plan.items)} phrases are not cached")
         raise typer.Exit(ExitStatus.FAILURE)
@@ -385,7 +379,7 @@ class _Reporter:
 
     def retry(self, event: RetryEvent) -> None:
         message = (
-            f"voiceprep: warning: {_describe(event.item.text)}: {event.error}; "
+            f"voiceprep: warning: {_output.phrase(event.item.text)}: {event.error}; "
             f"retry {event.attempt} in {event.delay:.1f} s"
         )
         if self.bar is not None:
@@ -399,9 +393,9 @@ def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
 
     report = export_plan(cache, plan, directory)
     for item in report.missing:
-        _output.error(f"not exported (not cached): {_describe(item.text)}")
+        _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
-        _output.error(f"not exported: {_describe(item.text)}: {reason}")
+        _output.error(f"not exported: {_output.phrase(item.text)}: {reason}")
     _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
     return report.ok
 
