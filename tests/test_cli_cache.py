@@ -76,6 +76,14 @@ def test_path_follows_the_option_then_the_environment(
     assert not (tmp_path / "from-env").exists()  # looking never creates a cache
 
 
+def test_path_is_absolute_whatever_the_spelling(cli: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("cache", "path", "--cache-dir", "prompts").text == f"{cli.cwd / 'prompts'}\n"
+    monkeypatch.setenv("HOME", str(cli.cwd / "home"))
+    assert cli("cache", "path", "--cache-dir", "~/c").text == f"{cli.cwd / 'home' / 'c'}\n"
+    (cli.cwd / "voiceprep.toml").write_text('cache_dir = "from-file"\n')
+    assert cli("cache", "path").text == f"{cli.cwd / 'from-file'}\n"
+
+
 def test_ls_json_lists_every_field_of_every_entry(cli, cache_dir: Path) -> None:
     hold = put(cache_dir, "Please hold.", voice="en-gb")
     put(cache_dir, "Goodbye.", rate=16000, channels=2, seconds=1.0)

@@ -84,7 +84,7 @@ def test_pyproject_tool_table(project: Path) -> None:
     )
     s = resolve_settings({})
     assert s.backend == "espeak"
-    assert s.cache_dir == Path("prompts-cache")
+    assert s.cache_dir == project / "prompts-cache"  # relative to where voiceprep runs
     assert s.max_size == 500_000_000
     assert s.options == {"speed": "150"}
 

@@ -53,7 +53,7 @@ class Settings:
 
 
 _CONVERTERS: dict[str, Any] = {
-    "cache_dir": lambda v: Path(v).expanduser(),
+    "cache_dir": lambda v: Path(v).expanduser().absolute(),
     "backend": str,
     "voice": str,
     "rate": lambda v: check_rate(_integer(v)),

@@ -130,7 +130,8 @@ def probe(source: Source) -> AudioInfo:
         ctx = stream.codec_context
         return AudioInfo(
             container=container.format.name,
-            codec=ctx.name,
+            # the codec's name (mp3), not libav's decoder's (mp3float), as ffprobe shows it
+            codec=ctx.codec.canonical_name,
             rate=ctx.sample_rate,
             channels=ctx.channels,
             layout=_layout_name(ctx.layout),
@@ -195,25 +196,25 @@ def _check_path(source: Source) -> None:
     """Fail early, with a message naming the file, for paths that cannot be audio."""
     if not isinstance(source, str | os.PathLike) or str(source) == "-":
         if isinstance(source, bytes | bytearray) and not source:
-            raise DecodeError("<bytes>: empty input")
+            raise DecodeError("empty input", path="<bytes>")
         return
     name = str(source)
     path = Path(source)
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
+        raise InputError("no such file", path=name) from None
     except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
+        raise InputError("permission denied", path=name) from None
     except OSError as exc:
-        raise InputError(f"{name}: {exc.strerror or 'cannot be read'}") from None
+        raise InputError(f"{exc.strerror or 'cannot be read'}", path=name) from None
     if path.is_dir():
-        raise InputError(f"{name}: is a directory")
+        raise InputError("is a directory", path=name)
     if path.is_file():
         if info.st_size == 0:
-            raise DecodeError(f"{name}: empty file")
+            raise DecodeError("empty file", path=name)
         if not os.access(path, os.R_OK):
-            raise InputError(f"{name}: permission denied")
+            raise InputError("permission denied", path=name)
 
 
 # --- opening ------------------------------------------------------------------------
@@ -230,21 +231,21 @@ def _open(source: Source) -> Any:
     elif isinstance(source, str | os.PathLike):
         target = sys.stdin.buffer if str(source) == "-" else str(source)
     elif isinstance(source, io.TextIOBase):
-        raise UsageError(f"{name}: not a binary file object (open it with 'rb')")
+        raise UsageError("not a binary file object (open it with 'rb')", path=name)
     else:
         target = source
     try:
         return av.open(target, mode="r")
     except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
+        raise InputError("permission denied", path=name) from None
     except (FileNotFoundError, IsADirectoryError):
-        raise InputError(f"{name}: no such file") from None
+        raise InputError("no such file", path=name) from None
     except av.error.FFmpegError as exc:
-        raise DecodeError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+        raise DecodeError(f"not a readable audio file ({_reason(exc)})", path=name) from None
     except OSError as exc:  # a file object that fails to read
-        raise InputError(f"{name}: {exc.strerror or exc}") from None
+        raise InputError(f"{exc.strerror or exc}", path=name) from None
     except TypeError:  # e.g. a file opened in text mode
-        raise UsageError(f"{name}: not a binary file object (open it with 'rb')") from None
+        raise UsageError("not a binary file object (open it with 'rb')", path=name) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -254,7 +255,7 @@ def _reason(exc: Exception) -> str:
 
 def _audio_stream(container: Any, name: str) -> Any:
     if not container.streams.audio:
-        raise NoAudioStreamError(f"{name}: no audio stream")
+        raise NoAudioStreamError("no audio stream", path=name)
     return container.streams.best("audio") or container.streams.audio[0]
 
 
@@ -267,11 +268,17 @@ def _layout_name(layout: Any) -> str:
 
 
 def _duration(container: Any, stream: Any) -> float | None:
+    """Seconds, to the millisecond, as decoding yields them: an encoder's delay that the
+    decoder drops (Opus's pre-skip) is not audio."""
+    seconds = None
     if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1_000_000
-    return None
+        seconds = float(stream.duration * stream.time_base)
+        delay, rate = stream.codec_context.delay or 0, stream.codec_context.sample_rate
+        if rate:
+            seconds = max(0.0, seconds - delay / rate)
+    elif container.duration:
+        seconds = container.duration / 1_000_000
+    return None if seconds is None else round(seconds, 3)
 
 
 # --- the two engines ----------------------------------------------------------------
@@ -306,7 +313,7 @@ def _decode_pcm(
             produced += len(chunk)
             yield chunk
         if not produced:
-            raise DecodeError(f"{name}: no audio could be decoded")
+            raise DecodeError("no audio could be decoded", path=name)
     finally:
         container.close()
 
@@ -407,9 +414,7 @@ def _packets(
             return
         except av.error.FFmpegError as exc:
             if count == 0:
-                raise DecodeError(
-                    f"{name}: {_unreadable_reason(container, exc, seekable)}"
-                ) from None
+                raise DecodeError(_unreadable_reason(container, exc, seekable), path=name) from None
             _warn(on_warning, f"{name}: stopped reading after {count} packets", exc)
             return
         count += 1
@@ -500,7 +505,9 @@ class _Regrouper:
         try:
             converted = self.resampler.resample(frame)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"{self.name}: cannot convert the audio ({_reason(exc)})") from None
+            raise DecodeError(
+                f"cannot convert the audio ({_reason(exc)})", path=self.name
+            ) from None
         for out in converted:
             # planes[0] carries alignment padding past the samples: slice it off.
             yield bytes(memoryview(out.planes[0])[: out.samples * frame_bytes])

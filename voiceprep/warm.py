@@ -185,7 +185,8 @@ class WarmSummary:
     failed: list[Failure] = field(default_factory=list)
     skipped: int = 0  # not attempted because the run stopped (authentication failure)
     characters_sent: int = 0
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # of the phrases synthesized in this run
+    cached_audio_seconds: float = 0.0  # of the phrases that were already cached
     elapsed: float = 0.0
     stopped: str | None = None  # why the run stopped early, if it did
 
@@ -205,6 +206,7 @@ class WarmSummary:
             "skipped": self.skipped,
             "characters_sent": self.characters_sent,
             "audio_seconds": round(self.audio_seconds, 3),
+            "cached_audio_seconds": round(self.cached_audio_seconds, 3),
             "elapsed": round(self.elapsed, 3),
             "stopped": self.stopped,
         }

@@ -472,7 +472,7 @@ def info_command(
         except VoiceprepError as exc:
             _output.error(str(exc))
             failures.append(exc.exit_code)
-            rows.append({"file": source, "error": _reason_only(str(exc), source)})
+            rows.append({"file": source, "error": exc.reason})
     if as_json:
         # File names come from argv and may hold undecodable bytes: keep the JSON ASCII.
         print_json(rows, ascii_only=True)
@@ -493,12 +493,6 @@ def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:
         "duration": info.duration,
         "bitrate": info.bitrate,
     }
-
-
-def _reason_only(message: str, source: str) -> str:
-    """`x.mp3: no such file` → `no such file` (the object already names the file)."""
-    prefix = f"{source}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 _INFO_COLUMNS = ("FILE", "CONTAINER", "CODEC", "RATE", "CHANNELS", "DURATION", "BITRATE")

@@ -204,6 +204,7 @@ def _warm(
     if plan.missing and (reason := tts.unavailable_reason()):
         raise BackendUnavailableError(f"backend {tts.name!r} cannot run here: {reason}")
     summary = _run_with_progress(plan, tts, cache, settings)
+    summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
         from voiceprep.warm import prune_unlisted
 
@@ -211,6 +212,12 @@ def _warm(
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
     exported_ok = _export(cache, plan, export) if export is not None else True
     return summary, exported_ok
+
+
+def _seconds_held(cache: AudioCache, items: list[PlanItem]) -> float:
+    """Seconds of audio the cache holds for `items` (a warm with nothing to do says so)."""
+    entries = (cache.entry(item.key) for item in items)
+    return sum(entry.duration for entry in entries if entry is not None)
 
 
 def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
@@ -406,7 +413,7 @@ _SUMMARY_LABELS = (
     ("synthesized", "synthesized"),
     ("failed", "failed"),
     ("characters_sent", "characters sent"),
-    ("audio_seconds", "seconds of audio"),
+    ("audio_seconds", "seconds of audio"),  # held for the phrases: cached + synthesized
     ("elapsed", "elapsed"),
 )
 
@@ -417,7 +424,7 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
         print_json(document)
         return
     values = {**document, "failed": len(summary.failed)}
-    values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
+    values["audio_seconds"] = f"{summary.audio_seconds + summary.cached_audio_seconds:.1f}"
     values["elapsed"] = f"{summary.elapsed:.1f} s"
     if _output.stdout_is_terminal():
         from rich.table import Table
