@@ -8,7 +8,6 @@ entries with the options `warm` uses, resolved the same way (flags > env > confi
 from __future__ import annotations
 
 import shlex
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -195,13 +194,21 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
             entries = cache.entries()
     if as_json:
         print_json([entry_json(e) for e in entries])
-    elif _output.stdout_is_terminal():
-        _print_table(entries)
     else:
-        _print_plain(entries)
+        _output.table(_COLUMNS, [_row(entry) for entry in entries])
 
 
-_COLUMNS = ("text", "backend", "voice", "rate", "channels", "duration", "size", "last used", "hits")
+_COLUMNS = [
+    _output.Column("text", wide=True),
+    _output.Column("backend"),
+    _output.Column("voice"),
+    _output.Column("rate", right=True),
+    _output.Column("channels", right=True),
+    _output.Column("duration", right=True),
+    _output.Column("size", right=True),
+    _output.Column("last used"),
+    _output.Column("hits", right=True),
+]
 
 
 def _row(entry: CacheEntry) -> list[str]:
@@ -216,33 +223,6 @@ def _row(entry: CacheEntry) -> list[str]:
         _local(entry.last_used),
         str(entry.hits),
     ]
-
-
-def _print_table(entries: list[CacheEntry]) -> None:
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for name in _COLUMNS:
-        right = name in ("rate", "channels", "duration", "size", "hits")
-        table.add_column(
-            name.upper(),
-            justify="right" if right else "left",
-            overflow="fold" if name == "text" else "ellipsis",
-        )
-    for entry in entries:
-        table.add_row(*_row(entry))
-    _output.out_console().print(table)
-
-
-def _print_plain(entries: list[CacheEntry]) -> None:
-    # Text goes last so the other columns stay aligned whatever its length (as `ls -l`).
-    order = [1, 2, 3, 4, 5, 6, 7, 8, 0]
-    rows = [[_COLUMNS[i].upper().replace(" ", "_") for i in order]]
-    rows += [[r[i] for i in order] for r in map(_row, entries)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(order) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        sys.stdout.write("  ".join([*cells, row[-1]]) + "\n")
 
 
 def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
@@ -274,8 +254,7 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     ]
     if stats.read_only:
         lines.append(("read-only", "yes"))
-    for name, value in lines:
-        sys.stdout.write(f"{name + ':':<11}{value}\n")
+    _output.fields(lines)
 
 
 # --- get, export -----------------------------------------------------------------------
@@ -471,7 +450,7 @@ def clear_command(
     """
     directory = _cache_dir(cache_dir)
     if not yes:
-        if not (sys.stdin.isatty() and _output.stderr_is_terminal()):
+        if not (_output.stdin_is_terminal() and _output.stderr_is_terminal()):
             raise UsageError("refusing to clear the cache without --yes (not on a terminal)")
         if not typer.confirm(f"Remove every entry in {directory}?", default=False, err=True):
             _output.info("nothing removed")

@@ -325,45 +325,31 @@ _MAX_WARNINGS_PER_FILE = 5
 
 
 class _Reporter:
-    """Progress (a Rich bar, or nothing when stderr is not a terminal) and message lines.
+    """Progress and message lines for decoding, over the terminal layer's `Progress`; a
+    damaged file's warnings are capped per file."""
 
-    While a bar is live, lines go through its console so they print above it.
-    """
-
-    def __init__(self, bar: Any | None = None, task: Any | None = None) -> None:
-        self._bar: Any = bar
-        self._task = task
+    def __init__(self, bar: _output.Progress) -> None:
+        self._bar = bar
         self._warnings = 0
-        self.progress = self._advance_bytes if bar is not None else None
-
-    def _advance_bytes(self, count: int) -> None:
-        self._bar.update(self._task, advance=count)
+        self.progress = bar.advance if bar.live else None
 
     def advance_file(self, name: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=_short(name))
+        self._bar.advance(description=_short(name))
 
     def warning(self, message: str) -> None:
         self._warnings += 1
         if self._warnings <= _MAX_WARNINGS_PER_FILE:
-            self._line("warning", message)
+            self._bar.line("warning", message)
 
     def finish_warnings(self, name: str) -> None:
         """End of one file: say how many warnings were not shown, then start counting anew."""
         hidden = self._warnings - _MAX_WARNINGS_PER_FILE
         if hidden > 0:
-            self._line("warning", f"{name}: {hidden} more warnings not shown")
+            self._bar.line("warning", f"{name}: {hidden} more warnings not shown")
         self._warnings = 0
 
     def error(self, message: str) -> None:
-        self._line("error", message)
-
-    def _line(self, kind: str, message: str) -> None:
-        if self._bar is None:
-            (_output.error if kind == "error" else _output.warning)(message)
-            return
-        line = f"voiceprep: {kind}: {message}"
-        self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self._bar.line("error", message)
 
 
 def _short(name: str, width: int = 30) -> str:
@@ -374,24 +360,16 @@ def _short(name: str, width: int = 30) -> str:
 @contextmanager
 def _file_progress(count: int) -> Iterator[_Reporter]:
     """A bar counting finished files, on a terminal only."""
-    if not _output.stderr_is_terminal():
-        yield _Reporter()
-        return
-    bar = _rich_progress(bytes_mode=False)
-    with bar:
-        yield _Reporter(bar, bar.add_task("decoding", total=count))
+    with _output.progress(count, "decoding") as bar:
+        yield _Reporter(bar)
 
 
 @contextmanager
 def _byte_progress(source: str, spec: OutputSpec) -> Iterator[_Reporter]:
     """For one long file on a terminal, a bar following the bytes written."""
     expected = _expected_bytes(source, spec) if _output.stderr_is_terminal() else None
-    if expected is None:
-        yield _Reporter()
-        return
-    bar = _rich_progress(bytes_mode=True)
-    with bar:
-        yield _Reporter(bar, bar.add_task(_short(source), total=expected))
+    with _output.progress(expected, _short(source), counter="percent") as bar:
+        yield _Reporter(bar)
 
 
 def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
@@ -415,27 +393,6 @@ def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
     if seconds < _LONG_FILE_SECONDS:
         return None
     return int(seconds * spec.rate) * spec.channels * SAMPLE_BYTES[spec.sample_format]
-
-
-def _rich_progress(*, bytes_mode: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    counter = TaskProgressColumn() if bytes_mode else MofNCompleteColumn()
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        counter,
-        TimeRemainingColumn(),
-        console=_output.err_console(),
-        transient=True,
-    )
 
 
 # --- info ----------------------------------------------------------------------------
@@ -495,7 +452,10 @@ def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:
     }
 
 
-_INFO_COLUMNS = ("FILE", "CONTAINER", "CODEC", "RATE", "CHANNELS", "DURATION", "BITRATE")
+_INFO_COLUMNS = [
+    _output.Column(name)
+    for name in ("file", "container", "codec", "rate", "channels", "duration", "bitrate")
+]
 
 
 def _info_cells(row: dict[str, Any]) -> list[str]:
@@ -525,19 +485,5 @@ def _format_duration(seconds: float | None) -> str:
 
 
 def _print_info_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    cells = [_info_cells(row) for row in rows]
-    if _output.stdout_is_terminal():
-        from rich.table import Table
-
-        table = Table(*_INFO_COLUMNS, box=None, header_style="bold", pad_edge=False)
-        table.columns[0].style = "cyan"
-        for line in cells:
-            table.add_row(*line)
-        _output.out_console().print(table, markup=False)
-        return
-    widths = [max(len(c[i]) for c in [list(_INFO_COLUMNS), *cells]) for i in range(7)]
-    for line in [list(_INFO_COLUMNS), *cells]:
-        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-        sys.stdout.write("  ".join(padded).rstrip() + "\n")
+    if rows:
+        _output.table(_INFO_COLUMNS, [_info_cells(row) for row in rows])

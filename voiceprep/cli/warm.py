@@ -14,7 +14,6 @@ Exit codes: 0 done, 1 a phrase failed / missing (--check), 2 usage, 130 Ctrl-C.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -300,9 +299,9 @@ def _run_with_progress(
             f"warming {missing} of {len(plan.items)} phrases with {tts.name} "
             f"({len(plan.cached)} already cached, -j {settings.jobs})"
         )
-    reporter = _Reporter(missing)
     try:
-        with reporter:
+        with _output.progress(missing, "synthesizing", elapsed=True, plain_tenths="phrases") as bar:
+            reporter = _Reporter(bar)
             asyncio.run(
                 _closing(
                     tts,
@@ -340,59 +339,21 @@ async def _closing(tts: BackendObject, work: Awaitable[T]) -> T:
 
 
 class _Reporter:
-    """Progress on stderr: a Rich bar on a terminal, nothing per phrase when piped."""
+    """Warm's events onto the terminal layer's progress: a bar on a terminal, a line at
+    each tenth of a long run when piped; retries as warnings."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: Any = None
-        self.task: Any = None
-        self.tenths_shown = 0
-
-    def __enter__(self) -> _Reporter:
-        if self.total and _output.stderr_is_terminal():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("synthesizing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=_output.err_console(),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("warm", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    def __init__(self, bar: _output.Progress) -> None:
+        self.bar = bar
 
     def progress(self, event: ProgressEvent) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=event.done)
-            return
-        # Piped (a CI log): a plain line at every tenth of a long run, so it never looks hung.
-        tenth = event.done * 10 // self.total
-        if self.total >= _PLAIN_PROGRESS_MIN and tenth > self.tenths_shown:
-            self.tenths_shown = tenth
-            _output.info(f"  {event.done}/{self.total} phrases done")
+        self.bar.done(event.done)
 
     def retry(self, event: RetryEvent) -> None:
-        message = (
-            f"voiceprep: warning: {_output.phrase(event.item.text)}: {event.error}; "
-            f"retry {event.attempt} in {event.delay:.1f} s"
+        self.bar.line(
+            "warning",
+            f"{_output.phrase(event.item.text)}: {event.error}; "
+            f"retry {event.attempt} in {event.delay:.1f} s",
         )
-        if self.bar is not None:
-            self.bar.console.print(message, markup=False, highlight=False)
-        else:
-            print(message, file=sys.stderr, flush=True)
 
 
 def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
@@ -426,19 +387,7 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
     values = {**document, "failed": len(summary.failed)}
     values["audio_seconds"] = f"{summary.audio_seconds + summary.cached_audio_seconds:.1f}"
     values["elapsed"] = f"{summary.elapsed:.1f} s"
-    if _output.stdout_is_terminal():
-        from rich.table import Table
-
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for name, label in _SUMMARY_LABELS:
-            table.add_row(label, str(values[name]))
-        _output.out_console().print(table)
-        return
-    width = max(len(label) for _, label in _SUMMARY_LABELS)
-    for name, label in _SUMMARY_LABELS:
-        print(f"{label + ':':<{width + 1}} {values[name]}")
+    _output.fields([(label, str(values[name])) for name, label in _SUMMARY_LABELS])
 
 
 # --- say ------------------------------------------------------------------------------
