@@ -149,6 +149,7 @@ class Column:
     name: str
     right: bool = False  # numbers: right-aligned on a terminal
     wide: bool = False  # free text: folds on a terminal, printed last when piped
+    style: str | None = None  # Rich style on a terminal ("cyan"), dropped by NO_COLOR
 
 
 def table(
@@ -166,6 +167,7 @@ def table(
                 column.name.upper(),
                 justify="right" if column.right else "left",
                 overflow="fold" if column.wide else "ellipsis",
+                style=column.style,
             )
         for i, row in enumerate(rows):
             grid.add_row(*row, style="dim" if i < len(dim) and dim[i] else None)

@@ -452,9 +452,9 @@ def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:
     }
 
 
-_INFO_COLUMNS = [
+_INFO_COLUMNS = [_output.Column("file", style="cyan")] + [
     _output.Column(name)
-    for name in ("file", "container", "codec", "rate", "channels", "duration", "bitrate")
+    for name in ("container", "codec", "rate", "channels", "duration", "bitrate")
 ]
 
 
