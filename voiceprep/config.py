@@ -4,7 +4,10 @@ The config file is `voiceprep.toml` in the working directory, else `[tool.voicep
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
 `max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend). An unknown key is an error, so a typo
+(any backend) and `[backends.NAME]` (one backend), and the processing chain in
+`[process]` (`loudness`, `true_peak`, `trim_silence`, … : see voiceprep.process; its
+flags win key by key) with the synthesis gate as the top-level `gate` key. An unknown
+key is an error, so a typo
 does not silently do nothing. API keys never live in the file: they come from the
 environment only.
 """
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep.errors import ConfigError, InvalidValueError
+from voiceprep.gate import GATE_MODES
+from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import (
     ACCEPTED_CHANNELS,
     ACCEPTED_RATE,
@@ -50,6 +55,8 @@ class Settings:
     timeout: float = 60.0
     max_entries: int | None = None
     max_size: int | None = None
+    gate: str = "strict"
+    process: ProcessSettings = field(default_factory=ProcessSettings)
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -63,6 +70,7 @@ _CONVERTERS: dict[str, Any] = {
     "timeout": lambda v: _positive_float(v),
     "max_entries": lambda v: _at_least(_integer(v), 1),
     "max_size": lambda v: _at_least(_integer(v) if isinstance(v, int) else parse_size(str(v)), 1),
+    "gate": lambda v: _one_of(str(v), GATE_MODES),
 }
 # What each setting accepts, as its error message says it.
 ACCEPTED: dict[str, str] = {
@@ -73,8 +81,9 @@ ACCEPTED: dict[str, str] = {
     "timeout": "a number of seconds above 0",
     "max_entries": "a whole number, 1 or more",
     "max_size": ACCEPTED_SIZE,
+    "gate": " or ".join(GATE_MODES),
 }
-_TABLES = ("options", "backends")
+_TABLES = ("options", "backends", "process")
 
 
 def _integer(value: Any) -> int:
@@ -86,6 +95,12 @@ def _integer(value: Any) -> int:
 
 def _at_least(value: int, minimum: int) -> int:
     if value < minimum:
+        raise ValueError(value)
+    return value
+
+
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
         raise ValueError(value)
     return value
 
@@ -235,7 +250,7 @@ def resolve_settings(
     settings = Settings.__new__(Settings)
     defaults = Settings.__dataclass_fields__
     for f in fields(Settings):
-        if f.name == "options":
+        if f.name in ("options", "process"):
             continue
         value: Any = flags.get(f.name)
         origin: str | None = None  # the command line
@@ -251,7 +266,22 @@ def resolve_settings(
             value = _convert(f.name, value, origin)
         setattr(settings, f.name, value)
     settings.options = {**_file_options(config, settings.backend), **(flags.get("options") or {})}
+    settings.process = _process_settings(config, flags.get("process"), config_name)
     return settings
+
+
+def _process_settings(
+    config: Mapping[str, Any], flags: Mapping[str, Any] | None, config_name: str
+) -> ProcessSettings:
+    """[process] from the config file with the processing flags laid over it, key by key."""
+    table = config.get("process", {}) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_name}: [process] must be a table of processing settings")
+    file_settings = settings_from(table, origin=f"{config_name}: [process]")
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if not given:
+        return file_settings
+    return settings_from({**file_settings.as_dict(), **given})
 
 
 def _convert(name: str, value: Any, origin: str | None) -> Any:
