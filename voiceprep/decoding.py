@@ -32,14 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
-from voiceprep.units import check_channels, check_rate
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 WarningHandler = Callable[[str], None]
 
 # sample format name → (libav sample format, bytes per sample)
-SAMPLE_FORMATS: dict[str, tuple[str, int]] = {"s16": ("s16", 2), "f32": ("flt", 4)}
+# libav's name of each sample format (the formats themselves: voiceprep.audio_format)
+_AV_FORMATS = {"s16": "s16", "f32": "flt"}
 # Samples per yielded chunk (and per resampler call on the robust path). Bigger means
 # less Python per second of audio: 1 s instead of 0.25 s saved 3–10 % on a 30-minute
 # AAC file; a chunk is still small (at most 1.5 MB: 192 kHz stereo f32).
@@ -154,12 +155,8 @@ def load_audio_file(
 
 
 def _target(rate: int, channels: int, sample_format: str) -> _Target:
-    check_rate(rate)
-    check_channels(channels)
-    if sample_format not in SAMPLE_FORMATS:
-        raise UsageError(f"invalid sample format {sample_format!r}: must be 's16' or 'f32'")
-    av_format, sample_bytes = SAMPLE_FORMATS[sample_format]
-    return _Target(rate, channels, av_format, sample_bytes)
+    shape = AudioFormat(rate, channels, sample_format)  # checked here, once
+    return _Target(rate, channels, _AV_FORMATS[sample_format], shape.sample_bytes)
 
 
 def _samples(seconds: float | None, rate: int, what: str) -> int | None:
@@ -178,14 +175,14 @@ def _source_name(source: Source) -> str:
     if isinstance(source, bytes | bytearray | memoryview):
         return "<bytes>"
     if isinstance(source, str | os.PathLike):
-        return "<stdin>" if str(source) == "-" else str(source)
+        return "<stdin>" if str(source) == STDIO else str(source)
     name = getattr(source, "name", None)
     return name if isinstance(name, str) else "<stream>"
 
 
 def _regular_file(source: Source) -> Path | None:
     """The path when `source` names a regular file (the fast path can reopen it)."""
-    if isinstance(source, str | os.PathLike) and str(source) != "-":
+    if isinstance(source, str | os.PathLike) and str(source) != STDIO:
         path = Path(source)
         if path.is_file():
             return path
@@ -194,7 +191,7 @@ def _regular_file(source: Source) -> Path | None:
 
 def _check_path(source: Source) -> None:
     """Fail early, with a message naming the file, for paths that cannot be audio."""
-    if not isinstance(source, str | os.PathLike) or str(source) == "-":
+    if not isinstance(source, str | os.PathLike) or str(source) == STDIO:
         if isinstance(source, bytes | bytearray) and not source:
             raise DecodeError("empty input", path="<bytes>")
         return
@@ -229,7 +226,7 @@ def _open(source: Source) -> Any:
     if isinstance(source, bytes | bytearray | memoryview):
         target = io.BytesIO(source)
     elif isinstance(source, str | os.PathLike):
-        target = sys.stdin.buffer if str(source) == "-" else str(source)
+        target = sys.stdin.buffer if str(source) == STDIO else str(source)
     elif isinstance(source, io.TextIOBase):
         raise UsageError("not a binary file object (open it with 'rb')", path=name)
     else:
@@ -434,7 +431,7 @@ def _seekable(source: Source) -> bool:
     if isinstance(source, bytes | bytearray | memoryview):
         return True
     if isinstance(source, str | os.PathLike):
-        if str(source) != "-":
+        if str(source) != STDIO:
             return Path(source).is_file()
         source = sys.stdin.buffer
     try:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import (
     AuthenticationError,
     CacheCorruptError,
@@ -279,7 +280,7 @@ RetryCallback = Callable[[RetryEvent], object]
 
 
 def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
-    return len(pcm) / (2 * channels * rate)
+    return AudioFormat(rate, channels).seconds(len(pcm))
 
 
 def put_entry(

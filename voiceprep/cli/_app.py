@@ -228,8 +228,12 @@ def _invalid_value(exc: Exception) -> InvalidValueError | None:
     from voiceprep.config import ACCEPTED
 
     param = getattr(exc, "param", None)
+    if param is None or param.param_type_name != "option":
+        return None
+    if isinstance(exc.__cause__, InvalidValueError):  # one of our checks, as a callback
+        return exc.__cause__.renamed(option_name(param.opts))
     errors = getattr(exc.__cause__, "errors", None)
-    if param is None or param.param_type_name != "option" or not callable(errors):
+    if not callable(errors):
         return None
     problem = errors()[0]
     choices = getattr(getattr(param, "type_descriptor", None), "choices", None)

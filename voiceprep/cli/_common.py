@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.audio_format import STDIO
+
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
-
-STDIO = "-"  # as an input: stdin; as an output: stdout
 
 
 def resolve(**flags: Any) -> Settings:

@@ -6,6 +6,7 @@ with the same -r/-c/--format). Every value defaults to None, meaning "not given"
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from voiceprep.config import Settings
+from voiceprep.errors import InvalidValueError
 from voiceprep.units import RATE_MAX, RATE_MIN
 
 _DEFAULTS = Settings  # the defaults' one home: the Settings dataclass
@@ -84,6 +86,21 @@ OutputFormat = Annotated[
         show_default="wav if OUT ends in .wav, else raw",
     ),
 ]
+
+
+def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A parser callback running one of voiceprep's own checks on an option's value (None:
+    not given); its `InvalidValueError` reads like the parser's refusals."""
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except InvalidValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+    return callback
 
 
 def option_name(opts: list[str] | tuple[str, ...]) -> str:

@@ -12,15 +12,15 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from voiceprep.audio_format import SAMPLE_FORMATS, STDIO, AudioFormat, check_sample_format
 from voiceprep.cli import _output
-from voiceprep.cli._common import STDIO, resolve
-from voiceprep.cli._options import Channels, OutputFormat, Rate
+from voiceprep.cli._common import resolve
+from voiceprep.cli._options import Channels, OutputFormat, Rate, checked
 from voiceprep.cli._output import print_json
 from voiceprep.config import ACCEPTED
 from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
-
-
-class SampleFormat(StrEnum):
-    s16 = "s16"
-    f32 = "f32"
 
 
 def decode_command(
@@ -66,13 +61,14 @@ def decode_command(
     channels: Channels = None,
     container: OutputFormat = None,
     sample_format: Annotated[
-        SampleFormat,
+        str,
         typer.Option(
             "--sample-format",
             metavar="FMT",
             help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian.",
+            callback=checked(check_sample_format),
         ),
-    ] = SampleFormat.s16,
+    ] = SAMPLE_FORMATS[0],
     start: Annotated[
         float | None, typer.Option("--start", metavar="SEC", help="Skip the first SEC seconds.")
     ] = None,
@@ -113,7 +109,7 @@ def decode_command(
     spec = OutputSpec(
         rate=rate,
         channels=channels,
-        sample_format=sample_format.value,
+        sample_format=sample_format,
         container=container_for(target or "", chosen),
         start=start,
         duration=duration,
@@ -376,7 +372,6 @@ def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
     """PCM bytes a long file will produce, from its probed duration; None if short/unknown."""
     from voiceprep.decoding import probe
     from voiceprep.errors import VoiceprepError
-    from voiceprep.wav import SAMPLE_BYTES
 
     if source == STDIO:
         return None  # stdin cannot be read twice
@@ -392,7 +387,7 @@ def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
         seconds = min(seconds, spec.duration)
     if seconds < _LONG_FILE_SECONDS:
         return None
-    return int(seconds * spec.rate) * spec.channels * SAMPLE_BYTES[spec.sample_format]
+    return AudioFormat(spec.rate, spec.channels, spec.sample_format).bytes_for(seconds)
 
 
 # --- info ----------------------------------------------------------------------------

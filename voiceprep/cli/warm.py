@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
-from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, write_audio
+from voiceprep.cli._common import build_backend, open_cache, resolve, write_audio
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import (
@@ -523,7 +524,7 @@ def say_command(
             )
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
-    seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
+    seconds = AudioFormat(settings.rate, settings.channels).seconds(len(result.pcm))
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
     write_audio(result.pcm, output or STDIO, rate=settings.rate, channels=settings.channels)
     if to_stdout:
