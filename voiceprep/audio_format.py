@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voiceprep import defaults
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import check_channels, check_rate
 
@@ -28,8 +29,8 @@ def check_sample_format(sample_format: str) -> str:
 class AudioFormat:
     """PCM at `rate` Hz with `channels` interleaved channels of `sample_format` samples."""
 
-    rate: int = 24000
-    channels: int = 1
+    rate: int = defaults.RATE
+    channels: int = defaults.CHANNELS
     sample_format: str = "s16"
 
     def __post_init__(self) -> None:

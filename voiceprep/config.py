@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from voiceprep import defaults
 from voiceprep.errors import ConfigError, InvalidValueError
 from voiceprep.gate import GATE_MODES
 from voiceprep.process import ProcessSettings, settings_from
@@ -45,14 +46,14 @@ def default_cache_dir() -> Path:
 @dataclass
 class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
-    backend: str = "piper"
+    backend: str = defaults.BACKEND
     voice: str | None = None
     options: dict[str, str] = field(default_factory=dict)
-    rate: int = 24000
-    channels: int = 1
-    jobs: int = 4
-    retries: int = 3
-    timeout: float = 60.0
+    rate: int = defaults.RATE
+    channels: int = defaults.CHANNELS
+    jobs: int = defaults.JOBS
+    retries: int = defaults.RETRIES
+    timeout: float = defaults.TIMEOUT
     max_entries: int | None = None
     max_size: int | None = None
     gate: str = "strict"

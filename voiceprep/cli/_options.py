@@ -13,16 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from voiceprep.config import Settings
+from voiceprep import defaults
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import RATE_MAX, RATE_MIN
-
-_DEFAULTS = Settings  # the defaults' one home: the Settings dataclass
 
 Backend = Annotated[
     str | None,
     typer.Option(
-        "--backend", "-b", metavar="NAME", help="TTS backend NAME.", show_default=_DEFAULTS.backend
+        "--backend", "-b", metavar="NAME", help="TTS backend NAME.", show_default=defaults.BACKEND
     ),
 ]
 Voice = Annotated[
@@ -47,7 +45,7 @@ Rate = Annotated[
         "--rate",
         metavar="RATE",
         help=f"Sample RATE in Hz, {RATE_MIN}–{RATE_MAX}.",
-        show_default=str(_DEFAULTS.rate),
+        show_default=str(defaults.RATE),
     ),
 ]
 Channels = Annotated[
@@ -57,7 +55,7 @@ Channels = Annotated[
         "--channels",
         metavar="N",
         help="N channels: 1 (mono) or 2 (stereo).",
-        show_default=str(_DEFAULTS.channels),
+        show_default=str(defaults.CHANNELS),
     ),
 ]
 CacheDir = Annotated[

@@ -22,7 +22,6 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import Channels, OutputFormat, Rate, checked
 from voiceprep.cli._output import print_json
-from voiceprep.config import ACCEPTED
 from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
 
 if TYPE_CHECKING:
@@ -130,6 +129,8 @@ def _check_decode_usage(
     if STDIO in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only input")
     if jobs is not None and jobs < 1:
+        from voiceprep.config import ACCEPTED
+
         raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve, write_audio
@@ -40,12 +41,12 @@ from voiceprep.cli._processing import (
     gate_flag,
     process_flags,
 )
-from voiceprep.config import Settings
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
 T = TypeVar("T")
@@ -58,7 +59,7 @@ Jobs = Annotated[
         "--jobs",
         metavar="N",
         help="Keep N requests in flight at once.",
-        show_default=str(Settings.jobs),
+        show_default=str(defaults.JOBS),
     ),
 ]
 Retries = Annotated[
@@ -67,7 +68,7 @@ Retries = Annotated[
         "--retries",
         metavar="N",
         help="Retry a transient failure N times per phrase.",
-        show_default=str(Settings.retries),
+        show_default=str(defaults.RETRIES),
     ),
 ]
 Timeout = Annotated[
@@ -76,7 +77,7 @@ Timeout = Annotated[
         "--timeout",
         metavar="SEC",
         help="Give each attempt SEC seconds.",
-        show_default=f"{Settings.timeout:g}",
+        show_default=f"{defaults.TIMEOUT:g}",
     ),
 ]
 
