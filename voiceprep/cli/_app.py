@@ -61,7 +61,7 @@ _EXAMPLES = "Examples:"
 # --- help: plain text, capital metavars, one style for defaults ------------------------
 
 
-def _split_help(text: str | None) -> tuple[str, str]:
+def split_help(text: str | None) -> tuple[str, str]:
     """A docstring → (description, the `Examples:` block's lines as written)."""
     text = inspect.cleandoc(text or "")
     description, _, examples = text.partition(_EXAMPLES)
@@ -81,7 +81,7 @@ def _default_text(param: Any) -> str | None:
     return str(getattr(default, "value", default))
 
 
-def _param_row(param: Any) -> tuple[str, str]:
+def param_row(param: Any) -> tuple[str, str]:
     if param.param_type_name == "argument":
         name = param.metavar or param.name.upper()
         left = name + ("..." if param.nargs != 1 else "")
@@ -118,7 +118,7 @@ class _HelpMixin:
         return pieces
 
     def format_help_text(self, ctx: Any, formatter: Any) -> None:
-        description, _ = _split_help(self.help)
+        description, _ = split_help(self.help)
         if description:
             formatter.write_paragraph()
             with formatter.indentation():
@@ -126,8 +126,8 @@ class _HelpMixin:
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         params = [p for p in self.get_params(ctx) if not p.hidden]  # type: ignore[attr-defined]
-        arguments = [_param_row(p) for p in params if p.param_type_name == "argument"]
-        options = [_param_row(p) for p in params if p.param_type_name == "option"]
+        arguments = [param_row(p) for p in params if p.param_type_name == "argument"]
+        options = [param_row(p) for p in params if p.param_type_name == "option"]
         if arguments:
             with formatter.section("Arguments"):
                 formatter.write_dl(arguments)
@@ -138,7 +138,7 @@ class _HelpMixin:
             self.format_commands(ctx, formatter)
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:
-        _, examples = _split_help(self.help)
+        _, examples = split_help(self.help)
         if examples:
             with formatter.section("Examples"):
                 for line in examples.splitlines():
@@ -175,7 +175,7 @@ class _Group(_HelpMixin, TyperGroup):
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
-                description, _ = _split_help(command.help)
+                description, _ = split_help(command.help)
                 rows.append((name, description.split("\n\n")[0].replace("\n", " ")))
         if rows:
             with formatter.section("Commands"):
