@@ -38,9 +38,7 @@ RemoteArg = Annotated[
 ]
 Jobs = Annotated[
     int | None,
-    typer.Option(
-        "-j", "--jobs", metavar="N", min=1, help="N transfers at once.", show_default="8"
-    ),
+    typer.Option("-j", "--jobs", metavar="N", min=1, help="N transfers at once.", show_default="8"),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Transfer nothing: list what would.")]
 
