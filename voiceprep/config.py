@@ -4,7 +4,7 @@ The config file is `voiceprep.toml` in the working directory, else `[tool.voicep
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
 `max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend). An unknown key is an error, so a typo
+(any backend) and `[backends.NAME]` (one backend), and `[serve]` for `voiceprep serve`. An unknown key is an error, so a typo
 does not silently do nothing. API keys never live in the file: they come from the
 environment only.
 """
@@ -59,7 +59,7 @@ _CONVERTERS: dict[str, Any] = {
         _integer(v) if isinstance(v, int) else parse_size(str(v)), 1, "max_size"
     ),
 }
-_TABLES = ("options", "backends")
+_TABLES = ("options", "backends", "serve")  # [serve] is checked by voiceprep.server.options
 
 
 def _integer(value: Any) -> int:

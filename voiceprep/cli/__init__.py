@@ -46,6 +46,7 @@ def _root(
 from voiceprep.cli import backends as _backends  # noqa: E402, F401
 from voiceprep.cli import cache as _cache  # noqa: E402, F401
 from voiceprep.cli import decode as _decode  # noqa: E402, F401
+from voiceprep.cli import serve as _serve  # noqa: E402, F401
 from voiceprep.cli import warm as _warm  # noqa: E402, F401
 
 
