@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -55,7 +56,8 @@ def create_app(
         speech_request = parse_speech_request(body, voices)
         result = await service.speak(speech_request)
         request.scope["voiceprep.cache"] = "hit" if result.cached else "miss"
-        return Response(result.body, media_type=result.content_type)
+        headers = {"x-request-id": secrets.token_hex(8)}  # OpenAI's clients report it
+        return Response(result.body, media_type=result.content_type, headers=headers)
 
     async def models(request: Request) -> Response:
         data = [
