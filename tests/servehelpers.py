@@ -12,7 +12,6 @@ must not depend on the developer's shell), plus `env`.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -22,15 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from helpers import isolated_environment
+
 _LISTENING = re.compile(r"serving http://(\S+):(\d+) ")
 START_TIMEOUT = 60.0
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The tests' isolated environment, without provider keys or base URLs either."""
     env = {
         k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("VOICEPREP_", "OPENAI_", "ELEVENLABS_"))
+        for k, v in isolated_environment().items()
+        if not k.startswith(("OPENAI_", "ELEVENLABS_"))
     }
     env.update(extra or {})
     return env

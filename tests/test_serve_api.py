@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from conftest import run_cli
+from helpers import CLI
 from servehelpers import ServerProcess, clean_env
 
 from voiceprep.cache import AudioCache
@@ -125,15 +123,12 @@ def test_a_cache_at_another_rate_still_sends_24khz_pcm(tmp_path: Path) -> None:
 
 
 def test_warmed_phrases_are_hits_and_served_phrases_pass_warm_check(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cli: CLI
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("VOICEPREP_BACKEND", "VOICEPREP_RATE", "VOICEPREP_CHANNELS", "VOICEPREP_VOICE"):
-        monkeypatch.delenv(name, raising=False)
     cache = tmp_path / "cache"
     warmed = tmp_path / "warmed.txt"
     warmed.write_text("Welcome back.\n")
-    code, _, err = run_cli(["warm", str(warmed), *espeak_args(cache)], capsys)
+    code, _, err = cli("warm", warmed, *espeak_args(cache))
     assert code == 0, err
 
     with ServerProcess(espeak_args(cache), cwd=tmp_path) as server:
@@ -150,7 +145,7 @@ def test_warmed_phrases_are_hits_and_served_phrases_pass_warm_check(
 
     served = tmp_path / "served.txt"
     served.write_text("Welcome back.\nFirst heard here.\n")
-    code, _, err = run_cli(["warm", str(served), "--check", *espeak_args(cache)], capsys)
+    code, _, err = cli("warm", served, "--check", *espeak_args(cache))
     assert code == 0, err
 
 
@@ -298,33 +293,19 @@ def test_a_token_is_required_on_every_route(tmp_path: Path) -> None:
     assert [e["status"] for e in logged if e["path"] == SPEECH] == [401, 401, 401, 200]
 
 
-def test_listening_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "voiceprep", "serve", "--host", "0.0.0.0", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 2
+def test_listening_beyond_loopback_needs_a_token(cli: CLI) -> None:
+    result = cli.process("serve", "--host", "0.0.0.0", "--port", "0", env=clean_env())
+    assert result.code == 2
     assert result.stderr.count("\n") == 1
     assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
 
 
-def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_a_port_in_use_is_one_line_and_exit_2(cli: CLI) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "voiceprep", "serve", "--port", str(port), "-b", "espeak"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=clean_env(),
-            cwd=tmp_path,
-        )
-    assert result.returncode == 2
+        result = cli.process("serve", "--port", str(port), "-b", "espeak", env=clean_env())
+    assert result.code == 2
     assert result.stderr.startswith(f"voiceprep: error: cannot listen on 127.0.0.1:{port}: ")
     assert result.stderr.count("\n") == 1

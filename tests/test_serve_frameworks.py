@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from fakeproviders import FakeProvider
+from helpers import CLI
 from servehelpers import ServerProcess
 
 from voiceprep.cache import AudioCache
@@ -22,11 +22,9 @@ MISS = "Your appointment is confirmed."
 def server(
     tmp_path: Path,
     openai_server: FakeProvider,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli: CLI,
 ) -> Iterator[ServerProcess]:
     """A cache with WARMED in it (through the fake provider), served over that provider."""
-    monkeypatch.chdir(tmp_path)
     cache = tmp_path / "cache"
     upstream = [
         "-b",
@@ -38,7 +36,7 @@ def server(
     ]
     phrases = tmp_path / "phrases.txt"
     phrases.write_text(WARMED + "\n")
-    code, _, err = run_cli(["warm", str(phrases), *upstream], capsys)
+    code, _, err = cli("warm", phrases, *upstream)
     assert code == 0, err
     openai_server.reset()
     env = {"OPENAI_API_KEY": openai_server.api_key}

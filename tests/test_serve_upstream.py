@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_cli
 from fakeproviders import FakeProvider, Fault
+from helpers import CLI
 from servehelpers import ServerProcess
 
 from voiceprep.cache import AudioCache
@@ -68,14 +68,12 @@ def test_a_warmed_phrase_never_reaches_the_provider(
     tmp_path: Path,
     openai_server: FakeProvider,
     start: Callable[..., ServerProcess],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    cli: CLI,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     phrases = tmp_path / "phrases.txt"
     phrases.write_text("Your call matters to us.\n")
     cache = tmp_path / "cache"
-    code, _, err = run_cli(["warm", str(phrases), *upstream_args(openai_server, cache)], capsys)
+    code, _, err = cli("warm", phrases, *upstream_args(openai_server, cache))
     assert code == 0, err
     assert openai_server.request_count == 1
 

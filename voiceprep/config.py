@@ -4,9 +4,9 @@ The config file is `voiceprep.toml` in the working directory, else `[tool.voicep
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
 `max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend), and `[serve]` for `voiceprep serve`. An unknown key is an error, so a typo
-does not silently do nothing. API keys never live in the file: they come from the
-environment only.
+(any backend) and `[backends.NAME]` (one backend), and `[serve]` for `voiceprep serve`.
+An unknown key is an error, so a typo does not silently do nothing. API keys never live
+in the file: they come from the environment only.
 """
 
 from __future__ import annotations

@@ -17,22 +17,34 @@ from typing import Annotated, Any
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
-from voiceprep.cli.warm import Jobs, Retries, Timeout
+from voiceprep.cli.warm import Retries, Timeout
+from voiceprep.config import Settings
 from voiceprep.errors import UsageError
+
+# The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
+from voiceprep.server.options import DEFAULT_TOKEN_ENV
+from voiceprep.server.options import ServeOptions as DEFAULTS
 
 _NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep[serve]'"
 
 
-@app.command("serve")
 def serve_command(
     host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on. \\[default: 127.0.0.1]")
+        str | None,
+        typer.Option(
+            "--host", metavar="HOST", help="Listen on address HOST.", show_default=DEFAULTS.host
+        ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="TCP port (0: any free port). \\[default: 8000]")
+        int | None,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            help="Listen on TCP PORT (0: any free port).",
+            show_default=str(DEFAULTS.port),
+        ),
     ] = None,
     backend: Backend = None,
     voice: Voice = None,
@@ -47,7 +59,16 @@ def serve_command(
         str | None,
         typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
     ] = None,
-    jobs: Jobs = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            metavar="N",
+            help="Run at most N syntheses at once.",
+            show_default=str(Settings.jobs),
+        ),
+    ] = None,
     retries: Retries = None,
     timeout: Timeout = None,
     read_only: Annotated[
@@ -59,7 +80,8 @@ def serve_command(
         typer.Option(
             "--queue",
             metavar="N",
-            help="Misses that may wait for a -j slot before 429. \\[default: 64]",
+            help="Let N more misses wait for a -j slot; past that a miss gets 429.",
+            show_default=str(DEFAULTS.queue),
         ),
     ] = None,
     voice_alias: Annotated[
@@ -67,8 +89,8 @@ def serve_command(
         typer.Option(
             "--voice-alias",
             metavar="NAME=VOICE",
-            help="A voice name clients may send, and the backend voice it means "
-            "(repeatable; default: OpenAI's voice names all mean --voice).",
+            help="Clients may ask for voice NAME, meaning the backend's VOICE (repeatable).",
+            show_default="OpenAI's voice names all mean --voice",
         ),
     ] = None,
     token_env: Annotated[
@@ -76,8 +98,8 @@ def serve_command(
         typer.Option(
             "--token-env",
             metavar="NAME",
-            help="Require 'Authorization: Bearer' with the token in this variable "
-            "\\[default: VOICEPREP_SERVE_TOKEN, when set].",
+            help="Require 'Authorization: Bearer TOKEN', the TOKEN being in variable NAME.",
+            show_default=DEFAULT_TOKEN_ENV + ", when set",
         ),
     ] = None,
     insecure: Annotated[
@@ -88,9 +110,22 @@ def serve_command(
         bool | None, typer.Option("--json-logs", help="Log one JSON object per request.")
     ] = None,
 ) -> None:
-    """Serve the cache as OpenAI's speech API (POST /v1/audio/speech), synthesizing misses."""
+    """Serve the cache as OpenAI's speech API, synthesizing what is not cached.
+
+    Agents' OpenAI TTS clients (the openai SDK, LiveKit, Pipecat, VideoSDK) pointed at
+    http://HOST:PORT/v1 get cached prompts from disk; a miss is synthesized once and
+    stored. The backend and cache flags are warm's, so what warm stored is a hit. One
+    line per request on stderr; SIGTERM or Ctrl-C finishes the requests in flight and
+    exits 0. See docs/serve.md for the voice mapping and the API.
+
+    Examples:
+      voiceprep serve
+      voiceprep serve --port 8080 -b openai --voice nova -j 8
+      voiceprep serve --read-only --cache-dir /cache --host 0.0.0.0 --token-env TTS_TOKEN
+    """
+    from voiceprep.server.options import resolve_serve_options
+
     try:
-        from voiceprep.server.options import resolve_serve_options
         from voiceprep.server.run import run_server
     except ImportError as exc:
         if exc.name in ("starlette", "uvicorn", "prometheus_client"):
