@@ -89,7 +89,7 @@ def serve_command(
         typer.Option(
             "--voice-alias",
             metavar="NAME=VOICE",
-            help="Clients may ask for voice NAME, meaning the backend's VOICE (repeatable).",
+            help="Alias NAME=VOICE: clients ask for NAME, the backend speaks VOICE (repeatable).",
             show_default="OpenAI's voice names all mean --voice",
         ),
     ] = None,
