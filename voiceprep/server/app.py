@@ -147,6 +147,7 @@ class _Gate:
         self.app = app
         self._token = token.encode() if token else None
         self.metrics = metrics
+        self._counters: dict[tuple[str, int], Any] = {}  # the labelled children, bound once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -189,7 +190,12 @@ class _Gate:
         if route == "other":  # what a client typed: printable and short in the log
             path = "".join(c if c.isprintable() else "?" for c in path[:200])
         cache = scope.get("voiceprep.cache", "-")
-        self.metrics.requests.labels(route, str(status)).inc()
+        counter = self._counters.get((route, status))
+        if counter is None:
+            counter = self._counters[(route, status)] = self.metrics.requests.labels(
+                route, str(status)
+            )
+        counter.inc()
         if route == "/v1/audio/speech" and status == 200:
             self.metrics.latency.labels(cache).observe(seconds)
         entry = {

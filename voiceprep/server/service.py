@@ -47,6 +47,7 @@ log = logging.getLogger("voiceprep.server")
 
 DEFAULT_VARIANT_BYTES = 64 * 1024 * 1024
 DEFAULT_MEMORY_ENTRIES = 256
+MAX_REMEMBERED_KEYS = 65536
 QUEUE_RETRY_AFTER = 1.0  # seconds a client refused for a full queue is asked to wait
 
 
@@ -125,6 +126,7 @@ class SpeechService:
         self._admit = jobs + queue
         self._metrics = metrics
         self._variants = _Variants(variant_bytes)
+        self._keys: dict[tuple[str, str | None], str] = {}  # (text, voice) → key
         self._misses: dict[str, asyncio.Task[bytes]] = {}
         self._encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
 
@@ -172,7 +174,7 @@ class SpeechService:
     async def speak(self, request: SpeechRequest) -> Speech:
         fmt = request.response_format
         voice = request.backend_voice
-        key = self.cache.key(request.text, voice_id=voice)
+        key = self._key(request.text, voice)
         body = self._variants.get((key, fmt))
         if body is not None:
             self._count("hit")
@@ -214,6 +216,16 @@ class SpeechService:
             await aclose()
 
     # --- internals ------------------------------------------------------------------
+
+    def _key(self, text: str, voice: str | None) -> str:
+        # The key is a sha256 over the identity and the normalized text: worth remembering
+        # for the phrases a server hears again and again.
+        key = self._keys.get((text, voice))
+        if key is None:
+            if len(self._keys) >= MAX_REMEMBERED_KEYS:
+                self._keys.clear()
+            key = self._keys[(text, voice)] = self.cache.key(text, voice_id=voice)
+        return key
 
     async def _pcm(self, key: str, text: str, voice: str | None, cached: bool) -> bytes:
         if cached:
