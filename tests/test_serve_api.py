@@ -296,8 +296,8 @@ def test_a_token_is_required_on_every_route(tmp_path: Path) -> None:
 def test_listening_beyond_loopback_needs_a_token(cli: CLI) -> None:
     result = cli.process("serve", "--host", "0.0.0.0", "--port", "0", env=clean_env())
     assert result.code == 2
-    assert result.stderr.count("\n") == 1
-    assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
+    assert result.err.count("\n") == 1
+    assert "refusing to listen on 0.0.0.0 without a token" in result.err
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(cli: CLI) -> None:
@@ -307,5 +307,5 @@ def test_a_port_in_use_is_one_line_and_exit_2(cli: CLI) -> None:
         port = taken.getsockname()[1]
         result = cli.process("serve", "--port", str(port), "-b", "espeak", env=clean_env())
     assert result.code == 2
-    assert result.stderr.startswith(f"voiceprep: error: cannot listen on 127.0.0.1:{port}: ")
-    assert result.stderr.count("\n") == 1
+    assert result.err.startswith(f"voiceprep: error: cannot listen on 127.0.0.1:{port}: ")
+    assert result.err.count("\n") == 1
