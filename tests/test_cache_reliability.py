@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cache_worker import CHANNELS, IDENTITY, RATE, key_for, pcm_for
 
-from voiceprep import cache as cache_module
+from voiceprep.cache import entries as cache_entries
 from voiceprep.cache import AudioCache
 from voiceprep.errors import CacheError, CacheReadOnlyError
 
@@ -158,7 +158,7 @@ def test_repair_racing_writers_never_loses_a_write(
     """`verify --repair` deletes unreferenced WAVs; with the grace period at 0 it also sees
     the files writers have renamed but not yet committed. They must detect that and write
     again: no put fails, no committed entry loses its file."""
-    monkeypatch.setattr(cache_module, "ORPHAN_GRACE_SECONDS", 0)
+    monkeypatch.setattr(cache_entries, "ORPHAN_GRACE_SECONDS", 0)
     directory = tmp_path / "cache"
     writers = [
         subprocess.Popen(
@@ -177,7 +177,9 @@ def test_repair_racing_writers_never_loses_a_write(
             for _ in range(150):
                 report = cache.verify(repair=True)
                 assert not report.damaged, report.as_dict()
-                removed += len(report.orphans)
+                # In-flight files describe themselves: repair indexes them (adoptable)
+                # where it used to delete them as orphans; both are the race happening.
+                removed += len(report.orphans) + len(report.adoptable)
         # Both writers still running: none of their puts raised.
         assert [proc.poll() for proc in writers] == [None, None]
     finally:
@@ -416,7 +418,9 @@ def test_reader_holding_a_file_keeps_its_content_while_prune_evicts_it(tmp_path:
         assert proc.returncode == 0, proc.stderr
         assert "phrase 0" in json.loads(proc.stdout)["removed"]
         assert not oldest.path.exists()
-        assert handle.read() == pcm_for("phrase 0")  # the rest is intact
+        pcm = pcm_for("phrase 0")
+        assert handle.read(len(pcm)) == pcm  # the rest is intact: the audio,
+        assert handle.read(4) == b"vpmd"  # then its metadata chunk
         assert header[:4] == b"RIFF"
     finally:
         handle.close()
