@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceprep.cache import faults
 from voiceprep.cache.records import EntryMeta
 from voiceprep.errors import CacheCorruptError, CacheError, CacheReadOnlyError
 from voiceprep.keys import BackendIdentity, cache_key
@@ -372,6 +373,7 @@ class EntryFiles:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            faults.reached("temp-written")
             os.replace(temp, path)
         except UnsafeEntry as exc:
             raise CacheError(f"{self.directory}: {exc}; nothing was stored") from exc

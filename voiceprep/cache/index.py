@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from voiceprep.cache import faults
 from voiceprep.cache.entries import AUDIO_DIR, EntryFiles, unlink_quietly, writer_tag
 from voiceprep.errors import CacheError, CacheIndexError, CacheReadOnlyError, CacheVersionError
 
@@ -138,6 +139,22 @@ def is_unwritable(exc: sqlite3.Error) -> bool:
     )
 
 
+def _unwritable_reason(exc: sqlite3.Error) -> str:
+    extended = getattr(exc, "sqlite_errorcode", None)
+    if extended in (
+        sqlite3.SQLITE_IOERR_SHMOPEN,
+        sqlite3.SQLITE_IOERR_SHMSIZE,
+        sqlite3.SQLITE_IOERR_SHMMAP,
+    ):
+        return f"SQLite cannot create {INDEX_NAME}-shm: the disk is full or not writable"
+    code = _code(exc)
+    if code == sqlite3.SQLITE_FULL:
+        return "no space left on device"
+    if code == sqlite3.SQLITE_READONLY:
+        return "read-only"
+    return str(exc)
+
+
 def damaged_index(directory: Path, reason: str) -> CacheIndexError:
     return CacheIndexError(
         f"{directory}: the cache index is damaged ({reason}); {REPAIR_HINT} "
@@ -216,6 +233,8 @@ class Transaction:
         finally:
             if self.committed:
                 # Only now, with the commit done, may the files it stopped referencing go.
+                if self._doomed:
+                    faults.reached("committed")
                 if self.files is not None:
                     for key, relative in self._doomed:
                         self.files.unlink(key, relative)
@@ -385,9 +404,8 @@ class Index:
                     # reads still work through a read-only connection.
                     conn = self._open_read_only()
                     self.read_only_reason = (
-                        "cannot write the cache index here "
-                        f"({index_error(self.directory, exc).args[0].split(': ', 1)[-1]}); "
-                        "opened it for reading only"
+                        f"cannot write the cache index ({_unwritable_reason(exc)}); "
+                        "reads work, writes do not"
                     )
                     writable = False
             else:

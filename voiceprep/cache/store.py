@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
+from voiceprep.cache import faults
 from voiceprep.cache import leases as _leases
 from voiceprep.cache.entries import (
     SAMPLE_WIDTH,
@@ -370,6 +371,7 @@ class AudioCache:
             relative = entry_name(meta.key)
             entry = dataclasses.replace(template, path=self.directory / relative)
             self._files.write(relative, meta.key, blob)
+            faults.reached("renamed")
             published = self._publish(entry, relative, replace=replace)
             if published is not None:
                 return entry, published
