@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cache_worker import IDENTITY, key_for, put
 from fakeproviders import OPENAI_KEY, fake_openai
+from helpers import CLI, isolated_environment
 
 from voiceprep.cache import HOST_TAG, AudioCache
 
@@ -123,22 +124,20 @@ WARMS, SHARED = 4, 40
 
 
 def test_four_warms_on_one_cache_synthesize_each_shared_phrase_about_once(
-    tmp_path: Path,
+    tmp_path: Path, cli: CLI
 ) -> None:
     phrases = tmp_path / "phrases.txt"
     phrases.write_text("".join(f"Shared phrase number {i}.\n" for i in range(SHARED)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    env["OPENAI_API_KEY"] = OPENAI_KEY
     with fake_openai(latency=0.15) as fake:
-        args = ["warm", str(phrases), "-b", "openai", "-O", f"base_url={fake.base_url}"]
-        args += ["--cache-dir", str(tmp_path / "cache"), "--json", "-j", "4"]
+        args = ["warm", phrases, "-b", "openai", "-O", f"base_url={fake.base_url}"]
+        args += ["--cache-dir", tmp_path / "cache", "--json", "-j", "4"]
         procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "voiceprep", *args],
+            cli.popen(
+                *args,
+                env={"OPENAI_API_KEY": OPENAI_KEY},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=env,
             )
             for _ in range(WARMS)
         ]
@@ -179,8 +178,7 @@ print(json.dumps({"sizes": sizes}))
 def test_two_tts_audio_caches_in_two_processes_share_syntheses(tmp_path: Path) -> None:
     """What two `serve` replicas on one directory do: one synthesis per phrase (about)."""
     count = 12
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    env["OPENAI_API_KEY"] = OPENAI_KEY
+    env = {**isolated_environment(), "OPENAI_API_KEY": OPENAI_KEY}
     with fake_openai(latency=0.15) as fake:
         procs = [
             subprocess.Popen(

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from audiogen import sine_pcm
 from cache_v1 import make_v1_cache
+from helpers import CLI
 
 from voiceprep.cache import AudioCache
 from voiceprep.errors import CacheCorruptError, CacheIndexError
@@ -50,18 +49,6 @@ def assert_all_hits(directory: Path, files: dict[str, bytes]) -> None:
         assert report.clean and report.checked == len(TEXTS), report.as_dict()
 
 
-def voiceprep(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    return subprocess.run(
-        [sys.executable, "-m", "voiceprep", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def audio_files(directory: Path) -> list[bytes]:
     return sorted(p.read_bytes() for p in (directory / "audio").rglob("*.wav"))
 
@@ -79,7 +66,9 @@ def test_a_deleted_index_is_rebuilt_and_every_entry_is_still_a_hit(tmp_path: Pat
     assert_all_hits(directory, files)
 
 
-def test_garbage_over_the_index_is_a_clear_error_naming_the_repair(tmp_path: Path) -> None:
+def test_garbage_over_the_index_is_a_clear_error_naming_the_repair(
+    tmp_path: Path, cli: CLI
+) -> None:
     directory = tmp_path / "cache"
     files = fill(directory)
     garbage = b"\x00garbage, not sqlite\xff" * 300
@@ -91,21 +80,21 @@ def test_garbage_over_the_index_is_a_clear_error_naming_the_repair(tmp_path: Pat
     with pytest.raises(CacheIndexError, match="verify --repair") as caught:
         AudioCache(directory).entries()
     assert isinstance(caught.value, CacheCorruptError) and "\n" not in str(caught.value)
-    listed = voiceprep("cache", "ls", "--cache-dir", str(directory))
-    assert listed.returncode == 1 and "Traceback" not in listed.stderr
-    assert "damaged" in listed.stderr and "voiceprep cache verify --repair" in listed.stderr
-    assert listed.stderr.count("\n") == 1
+    listed = cli("cache", "ls", "--cache-dir", directory)
+    assert listed.code == 1 and "Traceback" not in listed.err
+    assert "damaged" in listed.err and "voiceprep cache verify --repair" in listed.err
+    assert listed.err.count("\n") == 1
     assert (directory / "index.sqlite").read_bytes() == garbage  # looking wrote nothing
 
-    repaired = voiceprep("cache", "verify", "--repair", "--cache-dir", str(directory))
-    assert repaired.returncode == 0, repaired.stderr
+    repaired = cli.process("cache", "verify", "--repair", "--cache-dir", directory)
+    assert repaired.code == 0, repaired.err
     assert audio_files(directory) == before  # no audio deleted
     aside = [p for p in directory.iterdir() if p.name.startswith("index.sqlite.moved-")]
     assert len(aside) == 1 and aside[0].read_bytes() == garbage  # moved aside, not deleted
     assert_all_hits(directory, files)
 
 
-def test_a_zero_byte_index_is_damage_not_an_empty_cache(tmp_path: Path) -> None:
+def test_a_zero_byte_index_is_damage_not_an_empty_cache(tmp_path: Path, cli: CLI) -> None:
     directory = tmp_path / "cache"
     files = fill(directory)
     for name in os.listdir(directory):
@@ -115,10 +104,10 @@ def test_a_zero_byte_index_is_damage_not_an_empty_cache(tmp_path: Path) -> None:
     before = audio_files(directory)
 
     for argv in (["ls"], ["stats"], ["verify"]):
-        result = voiceprep("cache", *argv, "--cache-dir", str(directory))
-        assert result.returncode == 1, argv
-        assert "0 bytes" in result.stderr and "verify --repair" in result.stderr
-        assert "Traceback" not in result.stderr
+        result = cli("cache", *argv, "--cache-dir", directory)
+        assert result.code == 1, argv
+        assert "0 bytes" in result.err and "verify --repair" in result.err
+        assert "Traceback" not in result.err
     with pytest.raises(CacheIndexError):
         AudioCache(directory).put(
             "a" * 64, b"\0\0", rate=16000, channels=1, text="x", identity=IDENTITY
@@ -127,8 +116,8 @@ def test_a_zero_byte_index_is_damage_not_an_empty_cache(tmp_path: Path) -> None:
     assert sorted(os.listdir(directory)) == ["audio", "index.sqlite"]
     assert audio_files(directory) == before
 
-    repaired = voiceprep("cache", "verify", "--repair", "--cache-dir", str(directory))
-    assert repaired.returncode == 0, repaired.stderr
+    repaired = cli.process("cache", "verify", "--repair", "--cache-dir", directory)
+    assert repaired.code == 0, repaired.err
     assert audio_files(directory) == before  # repair deleted no audio
     assert_all_hits(directory, files)
 

@@ -3,15 +3,13 @@ replace or delete a path outside the cache, nor read a device forever."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from audiogen import sine_pcm
+from helpers import CLI
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
@@ -148,40 +146,24 @@ def test_removing_or_replacing_such_a_row_never_deletes_outside(
         assert path.exists() and path.read_bytes() == real, (case, action)
 
 
-def test_cli_get_export_and_merge_of_a_device_row_end_with_an_error(tmp_path: Path) -> None:
+def test_cli_get_export_and_merge_of_a_device_row_end_with_an_error(
+    tmp_path: Path, cli: CLI
+) -> None:
     """`cache get`, `export` and `merge` used to read /dev/zero forever."""
     directory = tmp_path / "cache"
     with AudioCache(directory) as cache:
         victim = put(cache, "victim")
         put(cache, "kept")
     point_row_at(directory, victim, "/dev/zero")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-
-    def voiceprep(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "voiceprep", *args, "--cache-dir", str(directory)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,  # reading the device forever fails here
-            check=False,
-        )
-
-    got = voiceprep("cache", "get", "victim", "-b", "espeak", "-o", str(tmp_path / "v.wav"))
-    assert got.returncode == 1 and "refused" in got.stderr and "Traceback" not in got.stderr
-    assert not (tmp_path / "v.wav").exists()
-    exported = voiceprep("cache", "export", str(tmp_path / "export"))
-    assert exported.returncode == 1 and "Traceback" not in exported.stderr
-    merged_into = tmp_path / "other"
-    merged = subprocess.run(
-        [sys.executable, "-m", "voiceprep", "cache", "merge", str(directory)]
-        + ["--cache-dir", str(merged_into)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    got = cli.process(  # a child process: reading the device forever fails its timeout
+        "cache", "get", "victim", "-b", "espeak", "-o", tmp_path / "v.wav", "--cache-dir", directory
     )
-    assert "Traceback" not in merged.stderr and "refused" in merged.stderr
+    assert got.code == 1 and "refused" in got.err and "Traceback" not in got.err
+    assert not (tmp_path / "v.wav").exists()
+    exported = cli.process("cache", "export", tmp_path / "export", "--cache-dir", directory)
+    assert exported.code == 1 and "Traceback" not in exported.err
+    merged_into = tmp_path / "other"
+    merged = cli.process("cache", "merge", directory, "--cache-dir", merged_into)
+    assert "Traceback" not in merged.err and "refused" in merged.err
     with AudioCache(merged_into) as other:
         assert other.keys() == {key_of("kept")}

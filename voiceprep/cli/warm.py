@@ -24,16 +24,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
 from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, write_audio
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
-from voiceprep.errors import BackendUnavailableError, UsageError
+from voiceprep.config import Settings
+from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
-    from voiceprep.config import Settings
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
 T = TypeVar("T")
@@ -41,15 +40,32 @@ _PREVIEW = 60  # characters of a phrase shown in messages
 _PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
 Jobs = Annotated[
-    int | None, typer.Option("-j", "--jobs", help="Requests in flight at once (default 4).")
+    int | None,
+    typer.Option(
+        "-j",
+        "--jobs",
+        metavar="N",
+        help="Keep N requests in flight at once.",
+        show_default=str(Settings.jobs),
+    ),
 ]
 Retries = Annotated[
     int | None,
-    typer.Option("--retries", help="Retries of a transient failure per phrase (default 3)."),
+    typer.Option(
+        "--retries",
+        metavar="N",
+        help="Retry a transient failure N times per phrase.",
+        show_default=str(Settings.retries),
+    ),
 ]
 Timeout = Annotated[
     float | None,
-    typer.Option("--timeout", metavar="SEC", help="Seconds per attempt (default 60)."),
+    typer.Option(
+        "--timeout",
+        metavar="SEC",
+        help="Give each attempt SEC seconds.",
+        show_default=f"{Settings.timeout:g}",
+    ),
 ]
 
 
@@ -62,7 +78,6 @@ def _describe(text: str, source: str = "") -> str:
 # --- warm -----------------------------------------------------------------------------
 
 
-@app.command("warm")
 def warm_command(
     phrases: Annotated[
         list[str],
@@ -104,15 +119,30 @@ def warm_command(
     ] = False,
     export: Annotated[
         Path | None,
-        typer.Option("--export", metavar="DIR", help="Afterwards write WAVs + manifest.json."),
+        typer.Option(
+            "--export", metavar="DIR", help="Afterwards write WAVs and manifest.json into DIR."
+        ),
     ] = None,
     shard: Annotated[
         str | None,
-        typer.Option("--shard", metavar="K/N", help="Only the phrases in shard K of N."),
+        typer.Option(
+            "--shard", metavar="K/N", help="Only the phrases of shard K/N (the K-th of N shares)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Prebuild the audio of phrase lists into the cache (skipping what is cached)."""
+    """Prebuild the audio of phrase lists into the cache.
+
+    Phrases already cached are skipped, so a second run (or a run after Ctrl-C) only
+    synthesizes what is missing. The summary goes to stdout; progress and failures to
+    stderr.
+
+    Examples:
+      voiceprep warm prompts.txt
+      voiceprep warm prompts.csv --backend openai --voice alloy -j 8
+      voiceprep warm prompts.txt --check                # exit 1 if a phrase is missing
+      voiceprep warm prompts.jsonl --dry-run --json     # what would be billed
+    """
     started = time.monotonic()
     from voiceprep.phrases import read_phrase_lists
     from voiceprep.warm import parse_shard, plan_warm
@@ -161,7 +191,7 @@ def warm_command(
     if summary.stopped is not None:
         _output.error(f"stopped: {summary.skipped} phrases not attempted")
     if not summary.ok or not exported_ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _warm(
@@ -249,7 +279,7 @@ def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
         _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
     if missing:
         _output.error(f"{len(missing)} of {len(plan.items)} phrases are not cached")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
     if not as_json:
         _output.info(f"all {len(plan.items)} phrases are cached")
 
@@ -293,7 +323,7 @@ def _run_with_progress(
             f"interrupted: {summary.synthesized} phrases synthesized and cached; "
             "run the same command again to resume"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return summary
 
 
@@ -413,7 +443,6 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
 # --- say ------------------------------------------------------------------------------
 
 
-@app.command("say")
 def say_command(
     text: Annotated[
         str, typer.Argument(metavar="TEXT", help="The phrase to speak.", show_default=False)
@@ -424,8 +453,8 @@ def say_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Output file (.wav: WAV, else raw s16le PCM), or - for stdout "
-            "(default: stdout, when it is not a terminal).",
+            help="Write to the file OUT (.wav: WAV, else raw s16le PCM), or - for stdout.",
+            show_default="stdout, when it is not a terminal",
         ),
     ] = None,
     backend: Backend = None,
@@ -435,7 +464,14 @@ def say_command(
     channels: Channels = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Speak one phrase through the cache (synthesized on a miss) into a file or stdout."""
+    """Speak one phrase through the cache into a file or stdout.
+
+    A cached phrase is read from the cache; a missing one is synthesized and stored.
+
+    Examples:
+      voiceprep say "Thanks for calling." -o thanks.wav
+      voiceprep say "One moment please." -r 16000 | aplay -f S16_LE -r 16000
+    """
     import asyncio
 
     from voiceprep.warm import say
@@ -470,7 +506,7 @@ def say_command(
                 )
             )
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
     seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
     write_audio(result.pcm, output or STDIO, rate=settings.rate, channels=settings.channels)
