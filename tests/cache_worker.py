@@ -139,6 +139,19 @@ def drop_to_nobody() -> None:
     os.setuid(NOBODY)
 
 
+def check_every_entry(cache: AudioCache, result: dict[str, Any]) -> list[Any]:
+    """get() every entry; count in `result` those that are whole and correct ("ok")."""
+    entries = cache.entries()
+    result["entries"] = len(entries)
+    for entry in entries:
+        pcm = cache.get(entry.key, rate=entry.rate, channels=entry.channels)
+        if pcm == pcm_for(entry.text):
+            result["ok"] += 1
+        else:
+            result["bad"].append(entry.text)
+    return entries
+
+
 def read_all(directory: str) -> None:
     """Read every entry and check it; try one write. Used on read-only caches."""
     result: dict[str, Any] = {"uid": os.getuid(), "ok": 0, "bad": [], "write_error": None}
@@ -148,15 +161,8 @@ def read_all(directory: str) -> None:
     except OSError:
         result["can_create_files"] = False
     cache = AudioCache(directory)
-    entries = cache.entries()
-    result["entries"] = len(entries)
+    entries = check_every_entry(cache, result)
     result["read_only"] = cache.read_only
-    for entry in entries:
-        pcm = cache.get(entry.key, rate=entry.rate, channels=entry.channels)
-        if pcm == pcm_for(entry.text):
-            result["ok"] += 1
-        else:
-            result["bad"].append(entry.text)
     report = cache.verify()
     result["verify"] = report.as_dict()
     result["tts_hits"] = tts_cache_hits(directory, [entry.text for entry in entries])
@@ -211,14 +217,7 @@ def read_on_a_full_disk(directory: str) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
     result: dict[str, Any] = {"ok": 0, "bad": []}
     cache = AudioCache(directory)
-    entries = cache.entries()
-    result["entries"] = len(entries)
-    for entry in entries:
-        pcm = cache.get(entry.key, rate=entry.rate, channels=entry.channels)
-        if pcm == pcm_for(entry.text):
-            result["ok"] += 1
-        else:
-            result["bad"].append(entry.text)
+    entries = check_every_entry(cache, result)
     result["read_only"] = cache.read_only
     result["tts_hits"] = tts_cache_hits(directory, [entry.text for entry in entries])
     try:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from voiceprep.cache import entries as _entries
 from voiceprep.cache.entries import (
     UnsafeEntry,
-    check_entry,
     check_pcm,
     encode_entry,
     entry_name,
@@ -197,15 +196,7 @@ def _entry_problem(cache: AudioCache, row: sqlite3.Row) -> tuple[str | None, boo
         blob = cache._files.read(key, file)
         if blob is None:
             return "missing", False
-        _, described = check_entry(
-            blob,
-            key=key,
-            rate=row["rate"],
-            channels=row["channels"],
-            sha256=row["sha256"],
-            where=file,
-            full=True,
-        )
+        _, described = cache._check_row(row, blob)
     except UnsafeEntry as exc:
         return f"refused: {exc}", False
     except CacheCorruptError as exc:

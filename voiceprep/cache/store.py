@@ -245,16 +245,20 @@ class AudioCache:
         blob = self._read_file(key, row["file"])
         if blob is None:
             raise KeyError(key)
-        pcm, described = check_entry(
+        pcm, described = self._check_row(row, blob)
+        return blob if described else encode_entry(pcm, self._meta(self._entry(row)))
+
+    def _check_row(self, row: sqlite3.Row, blob: bytes) -> tuple[bytes, bool]:
+        """Every check of a row's file, metadata included: (PCM, whether self-describing)."""
+        return check_entry(
             blob,
-            key=key,
+            key=row["key"],
             rate=row["rate"],
             channels=row["channels"],
             sha256=row["sha256"],
             where=str(self.directory / row["file"]),
             full=True,
         )
-        return blob if described else encode_entry(pcm, self._meta(self._entry(row)))
 
     @staticmethod
     def _meta(entry: CacheEntry) -> EntryMeta:
