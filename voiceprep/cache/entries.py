@@ -51,7 +51,7 @@ HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _KEY = re.compile(r"[0-9a-f]{64}")
 # audio/<kk>/<key>.<write id>.wav: the only names an index row may hold.
 _ENTRY_NAME = re.compile(r"audio/([0-9a-f]{2})/([0-9a-f]{64})\.([A-Za-z0-9-]{1,64})\.wav")
-_FILE_NAME = re.compile(r"([0-9a-f]{64})\.([A-Za-z0-9-]{1,64})\.(wav|tmp)")
+_FILE_NAME = re.compile(r"([0-9a-f]{64})\.([A-Za-z0-9-]{1,64})\.(wav|tmp|del)")
 
 
 def check_key(key: str) -> str:
@@ -358,6 +358,20 @@ class EntryFiles:
             self._check_parents(relative)
             unlink_quietly(self.directory / relative)
 
+    def doom(self, key: str, relative: str) -> Path | None:
+        """Rename a row's file to `<name>.del` (inside the transaction that drops its row):
+        from then on no scan takes it for an entry the index lost. None if not ours/gone."""
+        if not valid_name(key, relative):
+            return None
+        path = self.directory / relative
+        doomed = path.with_suffix(".del")
+        try:
+            self._check_parents(relative)
+            os.rename(path, doomed)
+        except (UnsafeEntry, OSError):
+            return None
+        return doomed
+
     def write(self, relative: str, key: str, blob: bytes) -> None:
         """Temp file in the same directory, fsync, rename: the name appears complete or not."""
         path = self.directory / relative
@@ -402,7 +416,9 @@ class EntryFiles:
                         continue
                     if not item.is_file(follow_symlinks=False):
                         continue
-                    (temps if match[3] == "tmp" else wavs).append(Path(item.path))
+                    # `.del`: a file whose row is gone, deleted after the commit (a crash
+                    # may leave one): cleaned like a temporary.
+                    (wavs if match[3] == "wav" else temps).append(Path(item.path))
         return wavs, temps
 
 

@@ -197,17 +197,27 @@ def retry_locked(action: Callable[[], T]) -> T:
 
 class Transaction:
     """BEGIN IMMEDIATE … COMMIT. Files handed to `delete_after_commit` are deleted only
-    once the commit happened; callbacks given to `on_rollback` run when it did not."""
+    once the commit happened; callbacks given to `on_rollback` run when it did not.
+
+    A doomed file is renamed to `<name>.del` at once, under the write lock, so a repair
+    (which indexes entry files no row refers to, under the same lock) never takes it for
+    an entry the index lost; it is unlinked after the commit, renamed back on rollback.
+    Readers holding an older snapshot then find it gone: a miss, as after a deletion.
+    """
 
     def __init__(self, conn: sqlite3.Connection, files: EntryFiles | None = None) -> None:
         self.conn = conn
         self.files = files
         self.committed = False
-        self._doomed: list[tuple[str, str]] = []
+        self._doomed: list[tuple[Path, Path]] = []  # (doomed name, original name)
         self._undo: list[Callable[[], object]] = []
 
     def delete_after_commit(self, key: str, relative: str) -> None:
-        self._doomed.append((key, relative))
+        if self.files is None:
+            return
+        doomed = self.files.doom(key, relative)
+        if doomed is not None:
+            self._doomed.append((doomed, self.files.directory / relative))
 
     def on_rollback(self, action: Callable[[], object]) -> None:
         self._undo.append(action)
@@ -235,10 +245,12 @@ class Transaction:
                 # Only now, with the commit done, may the files it stopped referencing go.
                 if self._doomed:
                     faults.reached("committed")
-                if self.files is not None:
-                    for key, relative in self._doomed:
-                        self.files.unlink(key, relative)
+                for doomed, _ in self._doomed:
+                    unlink_quietly(doomed)
             else:
+                for doomed, original in self._doomed:
+                    with contextlib.suppress(OSError):
+                        os.rename(doomed, original)
                 for action in self._undo:
                     with contextlib.suppress(OSError):
                         action()

@@ -31,7 +31,7 @@ from voiceprep.cache.entries import (
     writer_of,
     writer_tag,
 )
-from voiceprep.cache.index import INDEX_NAME, create_index_file
+from voiceprep.cache.index import INDEX_NAME, Transaction, create_index_file, index_error
 from voiceprep.cache.leases import expire_lapsed
 from voiceprep.cache.records import (
     CacheEntry,
@@ -205,7 +205,20 @@ def _entry_problem(cache: AudioCache, row: sqlite3.Row) -> tuple[str | None, boo
 
 
 def _still_refers(cache: AudioCache, key: str, file: str) -> bool:
-    return bool(cache._index.query("SELECT 1 FROM entries WHERE key = ? AND file = ?", (key, file)))
+    """Whether the row still names that file, asked after any write in progress committed.
+
+    A writer dropping a row renames its file inside its transaction: a reader's older
+    snapshot may still show the row. Under the write lock the answer is the committed one.
+    """
+    sql = "SELECT 1 FROM entries WHERE key = ? AND file = ?"
+    conn = cache._index.reader()
+    if conn is None or cache._index.read_only:
+        return bool(cache._index.query(sql, (key, file)))
+    try:
+        with Transaction(conn):  # takes the write lock, writes nothing (no migration)
+            return conn.execute(sql, (key, file)).fetchone() is not None
+    except sqlite3.DatabaseError as exc:
+        raise index_error(cache.directory, exc) from exc
 
 
 def _repair(cache: AudioCache, report: VerifyReport, found: _Found) -> None:
