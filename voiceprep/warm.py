@@ -386,7 +386,7 @@ class _Runner:
             self.waiting.append(item)
             return False
         self.leases[item.key] = lease
-        if self.cache.contains(item.key):  # stored by another process just before our claim
+        if self.cache.is_intact(item.key):  # stored by another process just before our claim
             self._release(item)
             self._finish(item, "shared", None)
             return False
@@ -401,7 +401,7 @@ class _Runner:
         """Wait until a phrase another process holds is stored (done) or let go (ours)."""
         while self.waiting and self.stop_error is None:
             for item in list(self.waiting):
-                if self.cache.contains(item.key):
+                if self.cache.is_intact(item.key):
                     self.waiting.remove(item)
                     self._finish(item, "shared", None)
                 elif self.cache.lease_holder(item.key) is None:
