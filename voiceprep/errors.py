@@ -127,3 +127,8 @@ class AuthenticationError(PermanentBackendError):
 
 class EmptyAudioError(BackendError):
     """The backend returned no audio. Never cached."""
+
+
+class ImplausibleAudioError(BackendError):
+    """The synthesis cannot be the text spoken (silent, far too short or long, mostly
+    silence): refused by the plausibility gate (voiceprep.gate). Never cached."""

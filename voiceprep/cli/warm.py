@@ -27,6 +27,20 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, write_audio
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import (
+    FadeIn,
+    FadeOut,
+    Gate,
+    Loudness,
+    PadEnd,
+    PadStart,
+    SilenceThreshold,
+    TrimPad,
+    TrimSilence,
+    TruePeak,
+    gate_flag,
+    process_flags,
+)
 from voiceprep.config import Settings
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
@@ -130,6 +144,16 @@ def warm_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
     """Prebuild the audio of phrase lists into the cache.
 
@@ -160,6 +184,18 @@ def warm_command(
         timeout=timeout,
         max_entries=max_entries,
         max_size=max_size,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
@@ -176,6 +212,7 @@ def warm_command(
             channels=settings.channels,
             shard=shard_spec,
             verify=not (dry_run or check),
+            process=settings.process,
         )
         if dry_run:
             _print_dry_run(plan, as_json=as_json)
@@ -315,6 +352,8 @@ def _run_with_progress(
                         on_progress=reporter.progress,
                         on_retry=reporter.retry,
                         summary=summary,
+                        process=settings.process,
+                        gate=settings.gate,
                     ),
                 )
             )
@@ -413,6 +452,7 @@ _SUMMARY_LABELS = (
     ("failed", "failed"),
     ("characters_sent", "characters sent"),
     ("audio_seconds", "seconds of audio"),
+    ("loudness", "loudness"),
     ("elapsed", "elapsed"),
 )
 
@@ -425,6 +465,8 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
     values = {**document, "failed": len(summary.failed)}
     values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
     values["elapsed"] = f"{summary.elapsed:.1f} s"
+    spread = summary.loudness_range
+    values["loudness"] = f"{spread[0]:.1f} to {spread[1]:.1f} LUFS" if spread else "-"
     if _output.stdout_is_terminal():
         from rich.table import Table
 
@@ -463,6 +505,16 @@ def say_command(
     rate: Rate = None,
     channels: Channels = None,
     cache_dir: CacheDir = None,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
     """Speak one phrase through the cache into a file or stdout.
 
@@ -486,6 +538,18 @@ def say_command(
         rate=rate,
         channels=channels,
         cache_dir=cache_dir,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
@@ -502,6 +566,8 @@ def say_command(
                         channels=settings.channels,
                         retries=settings.retries,
                         timeout=settings.timeout,
+                        process=settings.process,
+                        gate=settings.gate,
                     ),
                 )
             )
