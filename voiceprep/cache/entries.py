@@ -26,7 +26,6 @@ import stat
 import struct
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +173,13 @@ def _meta_from(document: Any) -> EntryMeta:
 
 def check_pcm(blob: bytes, *, rate: int, channels: int, sha256: str, where: str) -> bytes:
     """The PCM of an entry file after the checks every read makes; CacheCorruptError if not."""
+    return _checked_pcm(blob, rate=rate, channels=channels, sha256=sha256, where=where)[0]
+
+
+def _checked_pcm(
+    blob: bytes, *, rate: int, channels: int, sha256: str, where: str
+) -> tuple[bytes, int]:
+    """(PCM, the offset just past it)."""
     try:
         fmt = parse_wav_header(blob)
     except (ValueError, struct.error) as exc:  # struct.error: a truncated header
@@ -185,13 +191,14 @@ def check_pcm(blob: bytes, *, rate: int, channels: int, sha256: str, where: str)
             f"{where}: the file holds {fmt.rate} Hz / {fmt.channels} ch "
             f"{fmt.sample_format}, the index says {rate} Hz / {channels} ch s16"
         )
-    pcm = blob[fmt.data_offset : fmt.data_offset + fmt.data_bytes]
+    end = fmt.data_offset + fmt.data_bytes
+    pcm = blob[fmt.data_offset : end]
     if hashlib.sha256(pcm).hexdigest() != sha256:
         raise CacheCorruptError(
             f"{where}: audio does not match its recorded sha256 "
             "(altered or damaged); run `voiceprep cache verify --repair`"
         )
-    return pcm
+    return pcm, end
 
 
 def check_entry(
@@ -203,22 +210,22 @@ def check_entry(
     (same key, same sha256; with `full`, everything `read_entry` checks). A file with
     nothing after its audio is an old-format entry.
     """
-    pcm = check_pcm(blob, rate=rate, channels=channels, sha256=sha256, where=where)
-    fmt = parse_wav_header(blob)
-    end = fmt.data_offset + fmt.data_bytes
+    pcm, end = _checked_pcm(blob, rate=rate, channels=channels, sha256=sha256, where=where)
     if end >= len(blob):
         return pcm, False
     try:
         body = find_chunk(blob, ENTRY_CHUNK, start=end)
         if body is None:
             raise ValueError("no metadata chunk")
-        meta = _meta_from(json.loads(body))
+        document = json.loads(body)
+        if not isinstance(document, dict) or document.get("voiceprep_entry") != ENTRY_FORMAT:
+            raise ValueError("unknown metadata format")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, struct.error) as exc:
         raise CacheCorruptError(
             f"{where}: damaged metadata after the audio ({exc}); "
             "run `voiceprep cache verify --repair`"
         ) from exc
-    if meta.key != key or meta.sha256 != sha256:
+    if document.get("key") != key or document.get("sha256") != sha256:
         raise CacheCorruptError(
             f"{where}: the file describes another entry than the index; "
             "run `voiceprep cache verify --repair`"
@@ -284,19 +291,20 @@ class UnsafeEntry(Exception):
     """An index row's file is not a regular file of this cache (never read, never deleted)."""
 
 
-@dataclass(frozen=True)
 class EntryFiles:
-    """The entry files under one cache directory."""
+    """The entry files under one cache directory (paths as strings: reads are hot)."""
 
-    directory: Path
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._root = str(directory)
+        self._audio = os.path.join(self._root, AUDIO_DIR)
 
     def path(self, relative: str) -> Path:
         return self.directory / relative
 
     def _check_parents(self, relative: str) -> None:
         # The audio directory and its shard must be real directories of this cache.
-        audio = self.directory / AUDIO_DIR
-        for part in (audio, audio / relative.split("/")[1]):
+        for part in (self._audio, f"{self._audio}/{relative[6:8]}"):
             mode = os.lstat(part).st_mode
             if not stat.S_ISDIR(mode):
                 raise UnsafeEntry(f"{part}: not a directory of this cache")
@@ -308,7 +316,7 @@ class EntryFiles:
         """
         if not valid_name(key, relative):
             raise UnsafeEntry(f"{relative!r}: not an entry file name of this cache")
-        path = self.directory / relative
+        path = f"{self._root}/{relative}"
         try:
             self._check_parents(relative)
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -324,8 +332,15 @@ class EntryFiles:
                 raise UnsafeEntry(f"{path}: not a regular file")
             if info.st_size > limit:
                 raise UnsafeEntry(f"{path}: {info.st_size} bytes, too large for an entry")
-            with open(fd, "rb", closefd=False) as handle:
-                return handle.read(info.st_size)
+            chunks = []
+            left = info.st_size
+            while left > 0:  # os.read may return less (a file shrinking under us: EOF)
+                chunk = os.read(fd, left)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
         except OSError as exc:
             raise CacheError(f"{path}: cannot read ({exc.strerror or exc})") from exc
         finally:
@@ -337,11 +352,11 @@ class EntryFiles:
             raise UnsafeEntry(f"{relative!r}: not an entry file name of this cache")
         try:
             self._check_parents(relative)
-            info = os.lstat(self.directory / relative)
+            info = os.lstat(f"{self._root}/{relative}")
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not stat.S_ISREG(info.st_mode):
-            raise UnsafeEntry(f"{self.directory / relative}: not a regular file")
+            raise UnsafeEntry(f"{self._root}/{relative}: not a regular file")
         return info.st_size
 
     def exists(self, key: str, relative: str) -> bool:

@@ -152,7 +152,7 @@ class AudioCache:
         blob = self._read_file(key, file)
         if blob is None:
             return None
-        where = str(self.directory / file)
+        where = f"{self.directory}/{file}"
         return check_entry(blob, key=key, rate=rate, channels=channels, sha256=sha256, where=where)[
             0
         ]
