@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from audiogen import pcm_to_array
 from helpers import CLI
 from loudmeter import ffmpeg_loudness
@@ -118,3 +119,58 @@ def test_say_with_processing_serves_the_processed_entry(tmp_path: Path, cli: CLI
     assert out_file.read_bytes() == first
     samples = mono(first)
     assert not samples[: RATE // 10].any() and abs(lufs(samples) + 18) <= 0.5
+
+
+async def test_tts_audio_cache_processes_and_keeps_the_raw_synthesis(tmp_path: Path) -> None:
+    from voiceprep.process import ProcessSettings
+    from voiceprep.tts_cache import TTSAudioCache
+
+    tts = get_backend("espeak")
+    settings = ProcessSettings(loudness=-20, trim_silence=True)
+    cache = TTSAudioCache(tts, directory=tmp_path / "c", process=settings)
+    pcm = await cache.fetch("Welcome to the line.")
+    assert abs(lufs(mono(pcm)) + 20) <= 0.5
+    cache.close()
+    # Another house level: served from the raw entry, no synthesis.
+    calls = []
+    original = tts.synthesize
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        return await original(*args, **kwargs)
+
+    tts.synthesize = counting  # type: ignore[method-assign]
+    other = TTSAudioCache(tts, directory=tmp_path / "c", process=ProcessSettings(loudness=-26))
+    quieter = await other.fetch("Welcome to the line.")
+    assert calls == [] and abs(lufs(mono(quieter)) + 26) <= 0.5
+    assert other.key("Welcome to the line.") != cache.key("Welcome to the line.")
+    # Without processing the key is the one it always was (warm's plain key).
+    plain = TTSAudioCache(tts, directory=tmp_path / "c")
+    assert plain.key("Welcome to the line.") == cache_key(
+        tts.identity(), "Welcome to the line.", rate=RATE, channels=1
+    )
+    assert plain.contains("Welcome to the line.")
+    other.close()
+    plain.close()
+
+
+async def test_tts_audio_cache_refuses_a_silent_stream(tmp_path: Path) -> None:
+    from voiceprep.errors import ImplausibleAudioError
+    from voiceprep.tts_cache import TTSAudioCache
+
+    class SilentStream:
+        sample_rate = RATE
+        calls = 0
+
+        async def stream_synthesize(self, texts, voice_id=None):  # type: ignore[no-untyped-def]
+            SilentStream.calls += 1
+            async for _ in texts:
+                yield bytes(2 * RATE)
+
+    cache = TTSAudioCache(SilentStream(), directory=tmp_path / "c", retries=1)
+    with pytest.raises(ImplausibleAudioError, match="silent"):
+        await cache.fetch("Hello there.")
+    assert SilentStream.calls == 2
+    assert not cache.contains("Hello there.") and cache.disk is not None
+    assert cache.disk.entries() == []
+    cache.close()
