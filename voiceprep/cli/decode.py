@@ -22,12 +22,25 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import STDIO
 from voiceprep.cli._options import Channels, OutputFormat, Rate
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import (
+    FadeIn,
+    FadeOut,
+    Loudness,
+    PadEnd,
+    PadStart,
+    SilenceThreshold,
+    TrimPad,
+    TrimSilence,
+    TruePeak,
+    process_flags,
+)
 from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
     from voiceprep.decoding import AudioInfo
     from voiceprep.output import OutputSpec
+    from voiceprep.process import ProcessSettings
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
@@ -90,6 +103,15 @@ def decode_command(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
 ) -> None:
     """Decode audio to raw PCM (or WAV) in the shape an agent plays.
 
@@ -101,11 +123,23 @@ def decode_command(
       voiceprep decode -r 16000 -o hold.wav hold.m4a
       voiceprep decode --out-dir pcm/ prompts/*.mp3 -j 4
       voiceprep decode -o - -r 48000 -c 2 call.ogg | my-agent --pcm-stdin
+      voiceprep decode --loudness -16 --trim-silence -o hold.wav hold.mp3
     """
     from voiceprep.output import OutputSpec, container_for
 
     _check_decode_usage(inputs, output, out_dir, jobs)
-    rate, channels = _resolve_format(rate, channels)
+    flags = process_flags(
+        loudness=loudness,
+        true_peak=true_peak,
+        trim_silence=trim_silence,
+        silence_threshold=silence_threshold,
+        trim_pad=trim_pad,
+        fade_in=fade_in,
+        fade_out=fade_out,
+        pad_start=pad_start,
+        pad_end=pad_end,
+    )
+    rate, channels, process = _resolve_format(rate, channels, flags)
     chosen = container.value if container else None
     to_stdout = output == STDIO or (inputs == [STDIO] and output is None and out_dir is None)
     target = STDIO if to_stdout else output
@@ -116,6 +150,7 @@ def decode_command(
         container=container_for(target or "", chosen),
         start=start,
         duration=duration,
+        process=None if process.is_empty else process,
     )
     if to_stdout:
         _decode_to_stdout(inputs[0], spec)
@@ -136,8 +171,11 @@ def _check_decode_usage(
         raise UsageError(f"invalid job count {jobs}: must be 1 or more")
 
 
-def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
-    """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1."""
+def _resolve_format(
+    rate: int | None, channels: int | None, process: dict[str, Any]
+) -> tuple[int, int, ProcessSettings]:
+    """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
+    the processing chain: flags over the config file's [process]."""
     from voiceprep.config import resolve_settings
     from voiceprep.units import check_channels, check_rate
 
@@ -147,8 +185,8 @@ def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
     if channels is not None:
         check_channels(channels)
 
-    settings = resolve_settings({"rate": rate, "channels": channels})
-    return settings.rate, settings.channels
+    settings = resolve_settings({"rate": rate, "channels": channels, "process": process})
+    return settings.rate, settings.channels, settings.process
 
 
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
@@ -459,12 +497,25 @@ def info_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON array on stdout, one object per INPUT.")
     ] = False,
+    loudness: Annotated[
+        bool,
+        typer.Option(
+            "--loudness",
+            help="Also measure integrated loudness, loudness range, true and sample peak, "
+            "and the silence at each end (decodes each file).",
+        ),
+    ] = False,
 ) -> None:
     """Show container, codec, sample rate, channels, duration and bitrate.
+
+    With --loudness: integrated loudness (LUFS, EBU R128 / BS.1770), loudness range (LU),
+    true peak (dBTP), sample peak (dBFS) and the leading and trailing silence (under
+    -50 dBFS) instead.
 
     Examples:
       voiceprep info greeting.mp3 hold.wav
       voiceprep info --json prompts/*.ogg
+      voiceprep info --loudness prompts/*.wav
     """
     from voiceprep.decoding import probe
     from voiceprep.errors import VoiceprepError
@@ -476,7 +527,10 @@ def info_command(
     for source in inputs:
         try:
             with _interruptible(source) as readable:
-                rows.append(_info_row(source, probe(readable)))
+                if loudness:
+                    rows.append(_loudness_row(source, readable))
+                else:
+                    rows.append(_info_row(source, probe(readable)))
         except VoiceprepError as exc:
             _output.error(str(exc))
             failures.append(exc.exit_code)
@@ -484,10 +538,39 @@ def info_command(
     if as_json:
         # File names come from argv and may hold undecodable bytes: keep the JSON ASCII.
         print_json(rows, ascii_only=True)
+    elif loudness:
+        _print_table(_LOUDNESS_COLUMNS, [_loudness_cells(r) for r in rows if "error" not in r])
     else:
         _print_info_table([row for row in rows if "error" not in row])
     if failures:
         raise typer.Exit(max(failures))
+
+
+def _loudness_row(source: str, readable: Any) -> dict[str, Any]:
+    from voiceprep.loudness import measure_source
+
+    if source == STDIO:
+        readable = readable.read()  # measured in memory: stdin cannot be read twice
+    return {"file": source, **measure_source(readable).as_dict()}
+
+
+_LOUDNESS_COLUMNS = ("FILE", "LOUDNESS", "RANGE", "TRUE PEAK", "PEAK", "LEAD", "TRAIL", "DURATION")
+
+
+def _loudness_cells(row: dict[str, Any]) -> list[str]:
+    def level(value: float | None, unit: str) -> str:
+        return "-inf" if value is None else f"{value:.1f} {unit}"
+
+    return [
+        row["file"],
+        level(row["integrated"], "LUFS"),
+        f"{row['range']:.1f} LU",
+        level(row["true_peak"], "dBTP"),
+        level(row["sample_peak"], "dBFS"),
+        f"{row['leading_silence']:.3f} s",
+        f"{row['trailing_silence']:.3f} s",
+        _format_duration(row["duration"]),
+    ]
 
 
 def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:
@@ -539,19 +622,22 @@ def _format_duration(seconds: float | None) -> str:
 
 
 def _print_info_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
+    _print_table(_INFO_COLUMNS, [_info_cells(row) for row in rows])
+
+
+def _print_table(columns: tuple[str, ...], cells: list[list[str]]) -> None:
+    if not cells:
         return
-    cells = [_info_cells(row) for row in rows]
     if _output.stdout_is_terminal():
         from rich.table import Table
 
-        table = Table(*_INFO_COLUMNS, box=None, header_style="bold", pad_edge=False)
+        table = Table(*columns, box=None, header_style="bold", pad_edge=False)
         table.columns[0].style = "cyan"
         for line in cells:
             table.add_row(*line)
         _output.out_console().print(table, markup=False)
         return
-    widths = [max(len(c[i]) for c in [list(_INFO_COLUMNS), *cells]) for i in range(7)]
-    for line in [list(_INFO_COLUMNS), *cells]:
+    widths = [max(len(c[i]) for c in [list(columns), *cells]) for i in range(len(columns))]
+    for line in [list(columns), *cells]:
         padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
         sys.stdout.write("  ".join(padded).rstrip() + "\n")
