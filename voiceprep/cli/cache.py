@@ -139,7 +139,30 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
         _print_plain(entries)
 
 
-_COLUMNS = ("text", "backend", "voice", "rate", "channels", "duration", "size", "last used", "hits")
+_COLUMNS = (
+    "text",
+    "backend",
+    "voice",
+    "rate",
+    "channels",
+    "duration",
+    "loudness",
+    "size",
+    "last used",
+    "hits",
+)
+
+
+def _loudness(entry: CacheEntry) -> float | None:
+    """The entry's integrated LUFS as recorded when stored (None: not measured)."""
+    value = getattr(entry, "loudness", None)
+    return value if isinstance(value, int | float) else None
+
+
+def _spread(entries: list[CacheEntry]) -> tuple[float, float, int] | None:
+    """(min, max) LUFS over the entries that have a loudness, and how many do."""
+    levels = [level for e in entries if (level := _loudness(e)) is not None]
+    return (min(levels), max(levels), len(levels)) if levels else None
 
 
 def _row(entry: CacheEntry) -> list[str]:
@@ -150,6 +173,7 @@ def _row(entry: CacheEntry) -> list[str]:
         str(entry.rate),
         str(entry.channels),
         f"{entry.duration:.2f}s",
+        "-" if (level := _loudness(entry)) is None else f"{level:.1f}",
         human_size(entry.size),
         _local(entry.last_used),
         str(entry.hits),
@@ -161,7 +185,7 @@ def _print_table(entries: list[CacheEntry]) -> None:
 
     table = Table(box=None, header_style="bold")
     for name in _COLUMNS:
-        right = name in ("rate", "channels", "duration", "size", "hits")
+        right = name in ("rate", "channels", "duration", "loudness", "size", "hits")
         table.add_column(
             name.upper(),
             justify="right" if right else "left",
@@ -174,7 +198,7 @@ def _print_table(entries: list[CacheEntry]) -> None:
 
 def _print_plain(entries: list[CacheEntry]) -> None:
     # Text goes last so the other columns stay aligned whatever its length (as `ls -l`).
-    order = [1, 2, 3, 4, 5, 6, 7, 8, 0]
+    order = [*range(1, len(_COLUMNS)), 0]
     rows = [[_COLUMNS[i].upper().replace(" ", "_") for i in order]]
     rows += [[r[i] for i in order] for r in map(_row, entries)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(order) - 1)]
@@ -194,10 +218,14 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     _exists(directory)
     with open_cache(directory) as cache:
         stats = cache.stats()
+        spread = _spread(cache.entries())
     if as_json:
         data = stats.as_dict()
         for name in ("oldest", "newest", "last_used"):
             data[name] = _iso(data[name])
+        data["loudness_min"] = round(spread[0], 2) if spread else None
+        data["loudness_max"] = round(spread[1], 2) if spread else None
+        data["loudness_measured"] = spread[2] if spread else 0
         print_json(data)
         return
     lines = [
@@ -205,6 +233,7 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
         ("entries", str(stats.entries)),
         ("size", human_size(stats.bytes)),
         ("audio", f"{stats.duration:.1f} s"),
+        ("loudness", _spread_text(spread, stats.entries)),
         ("hits", str(stats.hits)),
         ("oldest", _local(stats.oldest)),
         ("newest", _local(stats.newest)),
@@ -214,6 +243,13 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
         lines.append(("read-only", "yes"))
     for name, value in lines:
         sys.stdout.write(f"{name + ':':<11}{value}\n")
+
+
+def _spread_text(spread: tuple[float, float, int] | None, entries: int) -> str:
+    if spread is None:
+        return "-"
+    low, high, measured = spread
+    return f"{low:.1f} to {high:.1f} LUFS ({measured} of {entries} entries measured)"
 
 
 # --- get, export -----------------------------------------------------------------------
