@@ -15,7 +15,12 @@ _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 
 
 def env_secret(name: str) -> str | None:
-    """The value of environment variable `name` without surrounding whitespace, or None."""
+    """A key or token from environment variable `name`, stripped of whitespace, or None."""
+    return env_setting(name)
+
+
+def env_setting(name: str) -> str | None:
+    """A setting that is no secret (a region, a project id) from the environment, or None."""
     value = os.environ.get(name, "").strip()
     return value or None
 

@@ -22,6 +22,7 @@ from voiceprep import __version__
 from voiceprep.backends._cloud import (
     base_url,
     env_secret,
+    env_setting,
     language_of_voice,
     language_option,
     offered_rate,
@@ -108,7 +109,7 @@ class AzureBackend:
         """The base URL requests go to, or None when neither endpoint nor region is set."""
         if self.base_url is not None:
             return self.base_url
-        region = env_secret(REGION_ENV)
+        region = env_setting(REGION_ENV)
         if region is None:
             return None
         if not _REGION.match(region.lower()):

@@ -20,7 +20,13 @@ import binascii
 import json
 from collections.abc import Mapping
 
-from voiceprep.backends._cloud import base_url, env_secret, language_of_voice, language_option
+from voiceprep.backends._cloud import (
+    base_url,
+    env_secret,
+    env_setting,
+    language_of_voice,
+    language_option,
+)
 from voiceprep.backends._http import ClientPool, post_for_audio
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
@@ -119,7 +125,7 @@ class GoogleBackend:
         if token is None:
             raise BackendUnavailableError(f"google: neither {KEY_ENV} nor {TOKEN_ENV} is set")
         headers = {"Authorization": f"Bearer {token}"}
-        project = env_secret(PROJECT_ENV)
+        project = env_setting(PROJECT_ENV)
         if project is not None:
             headers["X-Goog-User-Project"] = project
         return headers, token
