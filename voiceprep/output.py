@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from voiceprep.audio_format import SAMPLE_FORMATS, STDIO
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
 from voiceprep.units import check_channels, check_rate
 from voiceprep.wav import patch_wav_sizes, wav_header
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from voiceprep.process import ProcessSettings
 
 CONTAINERS = ("raw", "wav")
-SAMPLE_FORMATS = ("s16", "f32")
 # Large enough that a 4-second clip is one write, small enough to stay flat in memory.
 _WRITE_BUFFER = 1 << 20
 
@@ -219,7 +219,7 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _check_destination(source: Any, dest: Path, *, force: bool) -> None:
-    if isinstance(source, str | os.PathLike) and str(source) != "-":
+    if isinstance(source, str | os.PathLike) and str(source) != STDIO:
         with contextlib.suppress(OSError):
             if os.path.samefile(source, dest):
                 raise OutputError(f"{dest}: is the input file; choose another output")
