@@ -21,13 +21,13 @@ import json
 from collections.abc import Mapping
 
 from voiceprep.backends._cloud import (
-    base_url,
+    HostedBackend,
     env_secret,
     env_setting,
     language_of_voice,
     language_option,
 )
-from voiceprep.backends._http import ClientPool, post_for_audio
+from voiceprep.backends._http import post_for_audio
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import (
@@ -58,7 +58,7 @@ OPTIONS = {
 }
 
 
-class GoogleBackend:
+class GoogleBackend(HostedBackend):
     """Google Cloud Text-to-Speech."""
 
     name = "google"
@@ -81,13 +81,7 @@ class GoogleBackend:
                 self.sound[option] = value
         if self.language is not None:
             self.sound["language"] = self.language
-        url = base_url(options, env=None, default=OFFICIAL_BASE_URL, backend=self.name)
-        assert url is not None
-        self.base_url = url
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"GoogleBackend(voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         return BackendIdentity(
@@ -144,10 +138,6 @@ class GoogleBackend:
             secret=secret,
         )
         return SynthesizedAudio(audio_content(data))
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()
 
 
 def audio_content(answer: bytes) -> bytes:
