@@ -12,6 +12,8 @@ import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.cli._safe import safe_message
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -39,16 +41,16 @@ def out_console() -> Console:
 
 
 def error(message: str) -> None:
-    """One line on stderr: `voiceprep: error: <message>`."""
-    print(f"voiceprep: error: {message}", file=sys.stderr, flush=True)
+    """One line on stderr: `voiceprep: error: <message>` (secrets and controls removed)."""
+    print(f"voiceprep: error: {safe_message(message)}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    print(f"voiceprep: warning: {message}", file=sys.stderr, flush=True)
+    print(f"voiceprep: warning: {safe_message(message)}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(safe_message(message), file=sys.stderr, flush=True)
 
 
 def print_json(data: Any, *, ascii_only: bool = False) -> None:

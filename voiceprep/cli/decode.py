@@ -8,7 +8,6 @@ that `voiceprep --help` never loads PyAV.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from voiceprep.cli._app import app
 from voiceprep.cli._common import STDIO
 from voiceprep.cli._options import Channels, OutputFormat, Rate
 from voiceprep.cli._output import print_json
+from voiceprep.cli._stdin import interruptible
 from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
             "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
         )
     try:
-        with _byte_progress(source, spec) as report, _interruptible(source) as readable:
+        with _byte_progress(source, spec) as report, interruptible(source) as readable:
             written = decode_to_stream(
                 readable,
                 sys.stdout.buffer,
@@ -216,7 +216,7 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
     """In this process (no pool to start); errors go up to main() as one line."""
     from voiceprep.output import decode_to_file
 
-    with _byte_progress(item.source, spec) as report, _interruptible(item.source) as readable:
+    with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
             written = decode_to_file(
                 readable,
@@ -236,74 +236,6 @@ def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:
     # --start/--duration selected nothing (ffmpeg, too, warns and succeeds here).
     if pcm_bytes == 0:
         report.warning(f"{source}: no audio in the selected range (is --start past the end?)")
-
-
-# --- Ctrl-C while reading stdin ----------------------------------------------------
-
-
-class _StdinInterrupted(Exception):
-    """Raised from a read after Ctrl-C; an Exception, so that PyAV passes it on."""
-
-
-class _InterruptibleStdin:
-    """stdin for PyAV, so that Ctrl-C stops a decode waiting for piped input.
-
-    PyAV swallows a KeyboardInterrupt raised inside its read callback (it forwards only
-    Exceptions, and prints the rest as "Exception ignored") and libav then reads again:
-    the decode would hang until the writer closed the pipe, then finish "successfully"
-    with whatever had arrived. So Ctrl-C during a read raises an Exception, which PyAV
-    forwards out of the decode, and so does any read after Ctrl-C.
-    """
-
-    name = "<stdin>"
-
-    def __init__(self) -> None:
-        self._stream = sys.stdin.buffer
-        self.interrupted = False
-        self.reading = False
-
-    def read(self, size: int = -1) -> bytes:
-        if self.interrupted:
-            raise _StdinInterrupted("interrupted")
-        self.reading = True
-        try:
-            return self._stream.read(size)
-        finally:
-            self.reading = False
-
-    # stdin redirected from a file (`< clip.m4a`) can seek, as PyAV sees it for `-`:
-    # an MP4 with its index at the end stays readable.
-    def seekable(self) -> bool:
-        return self._stream.seekable()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._stream.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._stream.tell()
-
-
-@contextmanager
-def _interruptible(source: str) -> Iterator[Any]:
-    """`source` itself, or for `-` a stdin that Ctrl-C can interrupt (exit 130)."""
-    if source != STDIO:
-        yield source
-        return
-    stdin = _InterruptibleStdin()
-
-    def on_interrupt(signum: int, frame: object) -> None:
-        stdin.interrupted = True
-        raise _StdinInterrupted("interrupted") if stdin.reading else KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield stdin
-    except BaseException:
-        if stdin.interrupted:  # whatever the decoder made of it, it was Ctrl-C
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # --- progress and messages (Rich only on a terminal) --------------------------------
@@ -448,7 +380,7 @@ def info_command(
     failures: list[int] = []
     for source in inputs:
         try:
-            with _interruptible(source) as readable:
+            with interruptible(source) as readable:
                 rows.append(_info_row(source, probe(readable)))
         except VoiceprepError as exc:
             _output.error(str(exc))

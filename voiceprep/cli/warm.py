@@ -354,7 +354,9 @@ class _Reporter:
             _output.info(f"  {event.done}/{self.total} phrases done")
 
     def retry(self, event: RetryEvent) -> None:
-        message = (
+        from voiceprep.secrets import redact
+
+        message = redact(
             f"voiceprep: warning: {_describe(event.item.text)}: {event.error}; "
             f"retry {event.attempt} in {event.delay:.1f} s"
         )
