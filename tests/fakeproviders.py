@@ -47,7 +47,8 @@ class Fault:
     """What one scripted request gets instead of a normal answer.
 
     `status` 200 with `delay` makes a slow success (a client timeout); `empty` a 200 with
-    no audio; `retry_after` sets that header; `body` replaces the JSON error body.
+    no audio; `retry_after` sets that header; `body` replaces the JSON error body, and with
+    status 200 and `content_type` it is the whole answer (a 200 that is not audio).
     """
 
     status: int = 500
@@ -55,6 +56,7 @@ class Fault:
     delay: float = 0.0
     empty: bool = False
     body: bytes | None = None
+    content_type: str | None = None
 
 
 @dataclass
@@ -301,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 0
         if fault is not None and fault.empty:
             body = b""
+        if fault is not None and fault.body is not None and fault.content_type:
+            body, content_type = fault.body, fault.content_type
         self._send(200, body, content_type)
         return len(text)
 

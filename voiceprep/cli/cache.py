@@ -16,7 +16,7 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._app import app
-from voiceprep.cli._common import build_backend, open_cache, plural, resolve, write_audio
+from voiceprep.cli._common import build_backend, open_cache, plural, resolve
 from voiceprep.cli._options import (
     Backend,
     BackendOption,
@@ -27,6 +27,7 @@ from voiceprep.cli._options import (
     Voice,
 )
 from voiceprep.cli._output import print_json
+from voiceprep.cli._write import check_output, report_written, write_audio
 from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
@@ -233,8 +234,10 @@ def get_command(
     rate: Rate = None,
     channels: Channels = None,
     cache_dir: CacheDir = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     """Write one cached phrase; exit 1 when it is not cached (never synthesizes)."""
+    check_output(output, force=force)
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -252,7 +255,15 @@ def get_command(
         _output.error(f"{text}: not cached ({_describe_selection(settings)})")
         raise typer.Exit(1)
     container = output_format.value if output_format else None
-    write_audio(pcm, output, rate=settings.rate, channels=settings.channels, container=container)
+    write_audio(
+        pcm,
+        output,
+        rate=settings.rate,
+        channels=settings.channels,
+        container=container,
+        force=force,
+    )
+    report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
 
 
 @cache_app.command("export")

@@ -23,6 +23,7 @@ from voiceprep.cli._common import STDIO
 from voiceprep.cli._options import Channels, OutputFormat, Rate
 from voiceprep.cli._output import print_json
 from voiceprep.cli._stdin import interruptible
+from voiceprep.cli._write import audio_stdout, report_written
 from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
@@ -134,33 +135,13 @@ def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
     from voiceprep.output import decode_to_stream
 
-    if _output.stdout_is_terminal():
-        raise UsageError(
-            "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
+    out = audio_stdout()
+    with _byte_progress(source, spec) as report, interruptible(source) as readable:
+        written = decode_to_stream(
+            readable, out, spec, progress=report.progress, on_warning=report.warning
         )
-    try:
-        with _byte_progress(source, spec) as report, interruptible(source) as readable:
-            written = decode_to_stream(
-                readable,
-                sys.stdout.buffer,
-                spec,
-                progress=report.progress,
-                on_warning=report.warning,
-            )
-            report.finish_warnings(source)
-            _warn_if_empty(report, source, written)
-    except BrokenPipeError:
-        # The reader went away (`| head -c`): stop quietly, as other filters do.
-        _discard_stdout()
-        raise typer.Exit(1) from None
-
-
-def _discard_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real descriptor (tests): nothing left to flush
-        pass
+        report.finish_warnings(source)
+        _warn_if_empty(report, source, written)
 
 
 def _decode_to_files(
@@ -215,6 +196,7 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
 def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
     """In this process (no pool to start); errors go up to main() as one line."""
     from voiceprep.output import decode_to_file
+    from voiceprep.wav import SAMPLE_BYTES
 
     with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
@@ -229,6 +211,8 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
         finally:
             report.finish_warnings(item.source)
         _warn_if_empty(report, item.source, written)
+    seconds = written / (spec.rate * spec.channels * SAMPLE_BYTES[spec.sample_format])
+    report_written(str(item.dest), seconds)
 
 
 def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:

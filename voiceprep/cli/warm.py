@@ -25,9 +25,10 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._app import app
-from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve, write_audio
+from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
+from voiceprep.cli._write import check_output, write_audio
 from voiceprep.errors import BackendUnavailableError, UsageError
 
 if TYPE_CHECKING:
@@ -436,15 +437,17 @@ def say_command(
     rate: Rate = None,
     channels: Channels = None,
     cache_dir: CacheDir = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
 ) -> None:
     """Speak one phrase through the cache (synthesized on a miss) into a file or stdout."""
     import asyncio
 
     from voiceprep.warm import say
 
-    to_stdout = output is None or output == STDIO
-    if to_stdout and _output.stdout_is_terminal():
-        raise UsageError("refusing to write audio to a terminal: use -o FILE or a pipe")
+    destination = output or STDIO
+    check_output(destination, force=force)  # before any synthesis is paid for
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -452,6 +455,8 @@ def say_command(
         rate=rate,
         channels=channels,
         cache_dir=cache_dir,
+        retries=retries,
+        timeout=timeout,
     )
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
@@ -475,8 +480,11 @@ def say_command(
             raise typer.Exit(130) from None
     seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
-    write_audio(result.pcm, output or STDIO, rate=settings.rate, channels=settings.channels)
-    if to_stdout:
+    write_audio(
+        result.pcm, destination, rate=settings.rate, channels=settings.channels, force=force
+    )
+    # say reports where its audio came from even when piped: that is its result.
+    if destination == STDIO:
         _output.info(f"{seconds:.2f} s of audio {origin}")
     else:
-        _output.info(f"wrote {output} ({seconds:.2f} s of audio {origin})")
+        _output.info(f"wrote {output} ({seconds:.2f} s of audio, {origin})")
