@@ -1,46 +1,31 @@
-"""Helpers and fixtures shared by several test modules.
-
-Fixtures are found by pytest; the plain helpers are imported (`from conftest import
-run_cli`), as `audiogen` and `fakeproviders` are: the tests directory is on sys.path.
+"""Fixtures shared by the test modules. Plain helpers live in `helpers` and `audiogen`
+(imported by name: the tests directory is on sys.path), never in this file.
 """
 
 from __future__ import annotations
 
 import os
-import select
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fakeproviders import FakeProvider, fake_elevenlabs, fake_openai
-
-from voiceprep.cli import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """`voiceprep ARGS` in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), captured.out, captured.err
+from helpers import CLI
 
 
-def read_terminal(primary: int, timeout: float = 60) -> str:
-    """Everything a program writes to a pseudo-terminal until it closes it; closes `primary`.
-
-    Each wait is bounded, so a hung child fails the test instead of hanging the suite.
-    """
-    screen = b""
-    while select.select([primary], [], [], timeout)[0]:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # EIO: the terminal closed, the program ended
-            break
-        if not chunk:
-            break
-        screen += chunk
-    os.close(primary)
-    return screen.decode(errors="replace")
+@pytest.fixture
+def cli(
+    capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> CLI:
+    """The one way to run voiceprep in a test (see tests/helpers.py): no VOICEPREP_*
+    variable of the developer's, and an empty working directory (no voiceprep.toml)."""
+    for name in list(os.environ):
+        if name.startswith("VOICEPREP_"):
+            monkeypatch.delenv(name)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    return CLI(capsysbinary, monkeypatch, workdir)
 
 
 @pytest.fixture

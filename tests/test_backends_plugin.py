@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
-from typer.testing import CliRunner
+from helpers import CLI
 
 from voiceprep.backends import backend_entry_points, describe_backends, get_backend
 from voiceprep.backends.retry import synthesize_with_retries
-from voiceprep.cli._app import app
 from voiceprep.errors import BackendNotFoundError, UsageError
 
 FIXTURE = Path(__file__).parent / "plugin_fixture"
@@ -71,13 +68,15 @@ def installed(site_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _cli_env(site_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICEPREP_", "OPENAI_"))}
-    env.pop("ELEVENLABS_API_KEY", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(site_dir), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
-    env["NO_COLOR"] = "1"
-    return env
+    """What a child process needs on top of the `cli` fixture's environment."""
+    path = os.pathsep.join([str(site_dir), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"PYTHONPATH": path, "NO_COLOR": "1"}
+
+
+@pytest.fixture
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ELEVENLABS_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_plugin_is_found_with_the_builtins(installed: Path) -> None:
@@ -121,17 +120,10 @@ def test_describe_reports_a_broken_plugin_without_failing(installed: Path) -> No
     assert statuses["piper"].usable and statuses["piper"].voice == "en_US-joe-medium"
 
 
-def test_backends_json_command_lists_every_backend(site_dir: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "voiceprep", "backends", "--json"],
-        capture_output=True,
-        text=True,
-        env=_cli_env(site_dir),
-        cwd=tmp_path,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+def test_backends_json_command_lists_every_backend(site_dir: Path, cli: CLI, no_keys: None) -> None:
+    result = cli.process("backends", "--json", env=_cli_env(site_dir), timeout=60)
+    assert result.code == 0, result.err
+    rows = {row["name"]: row for row in json.loads(result.out)}
     assert BUILTINS | {"chime", "broken"} <= set(rows)
     assert rows["chime"]["usable"] is True
     assert rows["chime"]["distribution"] == "voiceprep-chime"
@@ -146,50 +138,46 @@ def test_backends_json_command_lists_every_backend(site_dir: Path, tmp_path: Pat
 
 
 def test_backends_plain_output_when_piped(
-    installed: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    installed: Path, cli: CLI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-never-be-printed-123456")
-    monkeypatch.setenv("VOICEPREP_BACKEND", "espeak")
-    result = CliRunner().invoke(app, ["backends"])
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
+    result = cli("backends", env={"VOICEPREP_BACKEND": "espeak"})
+    assert result.code == 0, result.err
+    lines = result.text.splitlines()
     assert lines[0].split() == ["BACKEND", "USABLE", "FROM", "DETAIL"]
     by_name = {line.split()[0]: line for line in lines[1:]}
     assert "(default)" in by_name["espeak"]
     assert by_name["openai"].split()[1] == "yes"  # the key is set…
-    assert "sk-should-never" not in result.output  # …and never shown
+    assert "sk-should-never" not in result.text + result.err  # …and never shown
     assert by_name["broken"].split()[1] == "no"
-    assert "\x1b[" not in result.output  # no colour codes when piped
+    assert "\x1b[" not in result.text  # no colour codes when piped
 
 
 def test_backends_uses_config_file_options(
-    installed: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    installed: Path, cli: CLI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A config file pointing openai at a self-hosted server makes it usable without a key.
-    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("VOICEPREP_BACKEND", raising=False)
-    (tmp_path / "voiceprep.toml").write_text(
+    (cli.cwd / "voiceprep.toml").write_text(
         '[backends.openai]\nbase_url = "http://127.0.0.1:8000/v1"\nmodel = "kokoro"\n'
         '[backends.chime]\npitch = "not-a-number"\n',
         encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["backends", "--json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    result = cli("backends", "--json")
+    assert result.code == 0, result.err
+    rows = {row["name"]: row for row in json.loads(result.out)}
     assert rows["openai"]["usable"] is True and rows["openai"]["model"] == "kokoro"
     assert rows["chime"]["usable"] is False and "pitch" in rows["chime"]["reason"]
 
 
-def test_say_through_the_plugin_end_to_end(site_dir: Path, tmp_path: Path) -> None:
+def test_say_through_the_plugin_end_to_end(
+    site_dir: Path, cli: CLI, no_keys: None, tmp_path: Path
+) -> None:
     out = tmp_path / "chime.wav"
-    cmd = [sys.executable, "-m", "voiceprep", "say", "Ding dong", "--backend", "chime"]
-    cmd += ["-O", "pitch=660", "-r", "16000", "-o", str(out), "--cache-dir", str(tmp_path / "c")]
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, env=_cli_env(site_dir), cwd=tmp_path, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
+    args = ["say", "Ding dong", "--backend", "chime", "-O", "pitch=660", "-r", "16000"]
+    args += ["-o", str(out), "--cache-dir", str(tmp_path / "c")]
+    result = cli.process(*args, env=_cli_env(site_dir), timeout=60)
+    assert result.code == 0, result.err
     from voiceprep.decoding import decode
 
     pcm = b"".join(decode(str(out), rate=16000, channels=1))

@@ -13,54 +13,18 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
 from audiogen import sine_pcm as tone
-from conftest import read_terminal
+from helpers import Result, read_terminal
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
-from voiceprep.cli import main
 from voiceprep.decoding import decode
 from voiceprep.keys import cache_key
 from voiceprep.wav import parse_wav_header
-
-
-@dataclass
-class Result:
-    code: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode()
-
-
-@pytest.fixture
-def run(
-    capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Callable[..., Result]]:
-    # No VOICEPREP_* variable and no config file of the developer's may leak in.
-    for name in list(os.environ):
-        if name.startswith("VOICEPREP_"):
-            monkeypatch.delenv(name)
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-
-    def invoke(*argv: str) -> Result:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(argv))
-        captured = capsysbinary.readouterr()
-        code = exit_info.value.code
-        return Result(code if isinstance(code, int) else 1, captured.out, captured.err.decode())
-
-    yield invoke
 
 
 def put(
@@ -102,18 +66,18 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 def test_path_follows_the_option_then_the_environment(
-    run, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    assert run("cache", "path", "--cache-dir", str(cache_dir)).text == f"{cache_dir}\n"
+    assert cli("cache", "path", "--cache-dir", str(cache_dir)).text == f"{cache_dir}\n"
     monkeypatch.setenv("VOICEPREP_CACHE_DIR", str(tmp_path / "from-env"))
-    assert run("cache", "path").text == f"{tmp_path / 'from-env'}\n"
+    assert cli("cache", "path").text == f"{tmp_path / 'from-env'}\n"
     assert not (tmp_path / "from-env").exists()  # looking never creates a cache
 
 
-def test_ls_json_lists_every_field_of_every_entry(run, cache_dir: Path) -> None:
+def test_ls_json_lists_every_field_of_every_entry(cli, cache_dir: Path) -> None:
     hold = put(cache_dir, "Please hold.", voice="en-gb")
     put(cache_dir, "Goodbye.", rate=16000, channels=2, seconds=1.0)
-    result = run("cache", "ls", "--json", "--cache-dir", str(cache_dir))
+    result = cli("cache", "ls", "--json", "--cache-dir", str(cache_dir))
     assert result.code == 0 and result.err == ""
     rows = {row["text"]: row for row in json.loads(result.out)}
     assert set(rows) == {"Please hold.", "Goodbye."}
@@ -128,10 +92,10 @@ def test_ls_json_lists_every_field_of_every_entry(run, cache_dir: Path) -> None:
     assert rows["Goodbye."]["duration"] == pytest.approx(1.0)
 
 
-def test_ls_piped_prints_aligned_plain_text(run, cache_dir: Path) -> None:
+def test_ls_piped_prints_aligned_plain_text(cli, cache_dir: Path) -> None:
     put(cache_dir, "One moment.")
     put(cache_dir, "A much longer prompt, for the alignment.", voice="en-us")
-    lines = run("cache", "ls", "--cache-dir", str(cache_dir)).text.splitlines()
+    lines = cli("cache", "ls", "--cache-dir", str(cache_dir)).text.splitlines()
     assert lines[0].split() == [
         "BACKEND", "VOICE", "RATE", "CHANNELS", "DURATION", "SIZE", "LAST_USED", "HITS", "TEXT"
     ]  # fmt: skip
@@ -186,36 +150,36 @@ def test_clear_on_a_terminal_asks_first(cache_dir: Path, tmp_path: Path) -> None
 
 
 def test_ls_and_stats_of_a_missing_directory_are_empty_and_create_nothing(
-    run, tmp_path: Path
+    cli, tmp_path: Path
 ) -> None:
     nowhere = tmp_path / "nowhere"
-    assert json.loads(run("cache", "ls", "--json", "--cache-dir", str(nowhere)).out) == []
-    stats = json.loads(run("cache", "stats", "--json", "--cache-dir", str(nowhere)).out)
+    assert json.loads(cli("cache", "ls", "--json", "--cache-dir", str(nowhere)).out) == []
+    stats = json.loads(cli("cache", "stats", "--json", "--cache-dir", str(nowhere)).out)
     assert stats["entries"] == 0 and stats["bytes"] == 0
     assert not nowhere.exists()
 
 
-def test_stats_sums_the_entries(run, cache_dir: Path) -> None:
+def test_stats_sums_the_entries(cli, cache_dir: Path) -> None:
     put(cache_dir, "a", seconds=0.5)
     put(cache_dir, "b", seconds=1.5)
-    stats = json.loads(run("cache", "stats", "--json", "--cache-dir", str(cache_dir)).out)
+    stats = json.loads(cli("cache", "stats", "--json", "--cache-dir", str(cache_dir)).out)
     assert stats["entries"] == 2
     assert stats["duration"] == pytest.approx(2.0)
     assert stats["bytes"] == 2 * 44 + 2 * 24000 * 2
-    plain = run("cache", "stats", "--cache-dir", str(cache_dir)).text
+    plain = cli("cache", "stats", "--cache-dir", str(cache_dir)).text
     assert "entries:   2" in plain and "audio:     2.0 s" in plain
 
 
 # --- get ---------------------------------------------------------------------------------
 
 
-def test_get_writes_a_wav_by_suffix_and_raw_otherwise(run, cache_dir: Path, tmp_path: Path) -> None:
+def test_get_writes_a_wav_by_suffix_and_raw_otherwise(cli, cache_dir: Path, tmp_path: Path) -> None:
     put(cache_dir, "One moment.", 440)
     wav = tmp_path / "one.wav"
     raw = tmp_path / "one.pcm"
     base = ["cache", "get", "One moment.", "--backend", "espeak", "--cache-dir", str(cache_dir)]
-    assert run(*base, "-o", str(wav)).code == 0
-    assert run(*base, "-o", str(raw)).code == 0
+    assert cli(*base, "-o", str(wav)).code == 0
+    assert cli(*base, "-o", str(raw)).code == 0
     blob = wav.read_bytes()
     fmt = parse_wav_header(blob)
     assert (fmt.rate, fmt.channels, fmt.sample_format) == (24000, 1, "s16")
@@ -225,34 +189,34 @@ def test_get_writes_a_wav_by_suffix_and_raw_otherwise(run, cache_dir: Path, tmp_
     assert b"".join(decode(wav, rate=24000, channels=1)) == raw.read_bytes()
 
 
-def test_get_to_stdout(run, cache_dir: Path) -> None:
+def test_get_to_stdout(cli, cache_dir: Path) -> None:
     put(cache_dir, "Hi", 550, rate=16000)
-    result = run("cache", "get", "Hi", "-b", "espeak", "-r", "16000", "-o", "-",
+    result = cli("cache", "get", "Hi", "-b", "espeak", "-r", "16000", "-o", "-",
                  "--cache-dir", str(cache_dir))  # fmt: skip
     assert result.code == 0
     assert len(result.out) == 16000 and abs(freq_of(result.out, 16000) - 550) < 5
-    as_wav = run("cache", "get", "Hi", "-b", "espeak", "-r", "16000", "-o", "-",
+    as_wav = cli("cache", "get", "Hi", "-b", "espeak", "-r", "16000", "-o", "-",
                  "--format", "wav", "--cache-dir", str(cache_dir))  # fmt: skip
     fmt = parse_wav_header(as_wav.out)
     assert (fmt.rate, fmt.data_bytes) == (16000, 16000)
     assert as_wav.out[fmt.data_offset :] == result.out
 
 
-def test_get_finds_the_phrase_whatever_its_spacing(run, cache_dir: Path) -> None:
+def test_get_finds_the_phrase_whatever_its_spacing(cli, cache_dir: Path) -> None:
     put(cache_dir, "One moment.")
-    result = run("cache", "get", "  One   moment. ", "-b", "espeak", "-o", "-",
+    result = cli("cache", "get", "  One   moment. ", "-b", "espeak", "-o", "-",
                  "--cache-dir", str(cache_dir))  # fmt: skip
     assert result.code == 0 and len(result.out) == 24000
 
 
 def test_get_selects_like_warm_backend_voice_rate_channels(
-    run, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put(cache_dir, "Welcome.", 300, voice="en-gb", rate=16000, channels=2)
     out = tmp_path / "w.wav"
 
     def get(*flags: str) -> Result:
-        return run("cache", "get", "Welcome.", "-o", str(out), "--force",
+        return cli("cache", "get", "Welcome.", "-o", str(out), "--force",
                    "--cache-dir", str(cache_dir), *flags)  # fmt: skip
 
     assert get("-b", "espeak", "--voice", "en-gb", "-r", "16000", "-c", "2").code == 0
@@ -272,11 +236,11 @@ def test_get_selects_like_warm_backend_voice_rate_channels(
 
 
 def test_get_of_a_missing_phrase_exits_1_with_one_line_and_writes_nothing(
-    run, cache_dir: Path, tmp_path: Path
+    cli, cache_dir: Path, tmp_path: Path
 ) -> None:
     put(cache_dir, "Cached.")
     out = tmp_path / "x.wav"
-    result = run("cache", "get", "Not cached.", "-b", "espeak", "-o", str(out),
+    result = cli("cache", "get", "Not cached.", "-b", "espeak", "-o", str(out),
                  "--cache-dir", str(cache_dir))  # fmt: skip
     assert result.code == 1
     assert result.err.startswith("voiceprep: error: Not cached.: not cached")
@@ -284,7 +248,7 @@ def test_get_of_a_missing_phrase_exits_1_with_one_line_and_writes_nothing(
     assert not out.exists()
 
 
-def test_get_refuses_an_altered_entry(run, cache_dir: Path, tmp_path: Path) -> None:
+def test_get_refuses_an_altered_entry(cli, cache_dir: Path, tmp_path: Path) -> None:
     key = put(cache_dir, "Tampered.")
     with AudioCache(cache_dir) as cache:
         path = cache.wav_path(key)
@@ -292,33 +256,33 @@ def test_get_refuses_an_altered_entry(run, cache_dir: Path, tmp_path: Path) -> N
     blob[1000] ^= 0x40
     path.write_bytes(bytes(blob))
     out = tmp_path / "t.wav"
-    result = run("cache", "get", "Tampered.", "-b", "espeak", "-o", str(out),
+    result = cli("cache", "get", "Tampered.", "-b", "espeak", "-o", str(out),
                  "--cache-dir", str(cache_dir))  # fmt: skip
     assert result.code == 1 and "sha256" in result.err and result.err.count("\n") == 1
     assert not out.exists()
 
 
-def test_get_requires_an_output(run, cache_dir: Path) -> None:
-    assert run("cache", "get", "x", "--cache-dir", str(cache_dir)).code == 2
+def test_get_requires_an_output(cli, cache_dir: Path) -> None:
+    assert cli("cache", "get", "x", "--cache-dir", str(cache_dir)).code == 2
 
 
 # --- rm, prune, clear ----------------------------------------------------------------------
 
 
-def test_rm_removes_the_selected_phrases_only(run, cache_dir: Path) -> None:
+def test_rm_removes_the_selected_phrases_only(cli, cache_dir: Path) -> None:
     put(cache_dir, "Keep me.")
     put(cache_dir, "Drop me.")
     put(cache_dir, "Drop me.", voice="en-gb")  # same text, other voice: stays
-    result = run("cache", "rm", "Drop me.", "-b", "espeak", "--cache-dir", str(cache_dir))
+    result = cli("cache", "rm", "Drop me.", "-b", "espeak", "--cache-dir", str(cache_dir))
     assert result.code == 0 and "removed 1 entry" in result.err
     with AudioCache(cache_dir) as cache:
         left = sorted((e.text, e.voice) for e in cache.entries())
     assert left == [("Drop me.", "en-gb"), ("Keep me.", "en")]
 
 
-def test_rm_of_a_phrase_not_cached_exits_1_but_removes_the_others(run, cache_dir: Path) -> None:
+def test_rm_of_a_phrase_not_cached_exits_1_but_removes_the_others(cli, cache_dir: Path) -> None:
     put(cache_dir, "Here.")
-    result = run("cache", "rm", "Here.", "Absent.", "-b", "espeak", "--cache-dir", str(cache_dir))
+    result = cli("cache", "rm", "Here.", "Absent.", "-b", "espeak", "--cache-dir", str(cache_dir))
     assert result.code == 1
     assert "voiceprep: error: Absent.: not cached" in result.err
     assert "removed 1 entry" in result.err
@@ -331,56 +295,56 @@ def _texts(cache_dir: Path) -> set[str]:
         return {e.text for e in cache.entries()}
 
 
-def test_prune_by_count_keeps_the_most_recently_used(run, cache_dir: Path) -> None:
+def test_prune_by_count_keeps_the_most_recently_used(cli, cache_dir: Path) -> None:
     for text in ("first", "second", "third", "fourth"):
         put(cache_dir, text)
-    result = run("cache", "prune", "--max-entries", "2", "--cache-dir", str(cache_dir))
+    result = cli("cache", "prune", "--max-entries", "2", "--cache-dir", str(cache_dir))
     assert result.code == 0 and "removed 2 entries" in result.err
     assert _texts(cache_dir) == {"third", "fourth"}
 
 
-def test_prune_by_size(run, cache_dir: Path) -> None:
+def test_prune_by_size(cli, cache_dir: Path) -> None:
     for text in ("one", "two", "three"):
         put(cache_dir, text, seconds=1.0)  # 48,044 bytes each
-    result = run("cache", "prune", "--max-size", "100kB", "--cache-dir", str(cache_dir))
+    result = cli("cache", "prune", "--max-size", "100kB", "--cache-dir", str(cache_dir))
     assert result.code == 0
     assert _texts(cache_dir) == {"two", "three"}
     with AudioCache(cache_dir) as cache:
         assert cache.stats().bytes <= 100_000
 
 
-def test_prune_by_age(run, cache_dir: Path) -> None:
+def test_prune_by_age(cli, cache_dir: Path) -> None:
     old = put(cache_dir, "old")
     put(cache_dir, "recent")
     # Make one entry look untouched for 40 days, as the index would after that long.
     with sqlite3.connect(cache_dir / "index.sqlite") as db:
         db.execute("UPDATE entries SET last_used = last_used - 40 * 86400 WHERE key = ?", (old,))
-    result = run("cache", "prune", "--older-than", "30d", "--cache-dir", str(cache_dir))
+    result = cli("cache", "prune", "--older-than", "30d", "--cache-dir", str(cache_dir))
     assert result.code == 0 and "removed 1 entry" in result.err
     assert _texts(cache_dir) == {"recent"}
 
 
-def test_prune_needs_a_limit_and_checks_its_units(run, cache_dir: Path) -> None:
+def test_prune_needs_a_limit_and_checks_its_units(cli, cache_dir: Path) -> None:
     put(cache_dir, "x")
-    assert run("cache", "prune", "--cache-dir", str(cache_dir)).code == 2
-    bad = run("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache_dir))
+    assert cli("cache", "prune", "--cache-dir", str(cache_dir)).code == 2
+    bad = cli("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache_dir))
     assert bad.code == 2 and "invalid size 'lots'" in bad.err
-    assert run("cache", "prune", "--older-than", "soon", "--cache-dir", str(cache_dir)).code == 2
+    assert cli("cache", "prune", "--older-than", "soon", "--cache-dir", str(cache_dir)).code == 2
     assert _texts(cache_dir) == {"x"}
 
 
-def test_clear_with_yes_removes_everything(run, cache_dir: Path) -> None:
+def test_clear_with_yes_removes_everything(cli, cache_dir: Path) -> None:
     put(cache_dir, "a")
     put(cache_dir, "b")
-    result = run("cache", "clear", "--yes", "--cache-dir", str(cache_dir))
+    result = cli("cache", "clear", "--yes", "--cache-dir", str(cache_dir))
     assert result.code == 0 and "removed 2 entries" in result.err
     assert _texts(cache_dir) == set()
     assert not list((cache_dir / "audio").rglob("*.wav"))
 
 
-def test_clear_without_yes_off_a_terminal_refuses(run, cache_dir: Path) -> None:
+def test_clear_without_yes_off_a_terminal_refuses(cli, cache_dir: Path) -> None:
     put(cache_dir, "a")
-    result = run("cache", "clear", "--cache-dir", str(cache_dir))
+    result = cli("cache", "clear", "--cache-dir", str(cache_dir))
     assert result.code == 2 and "--yes" in result.err
     assert _texts(cache_dir) == {"a"}
 
@@ -389,7 +353,7 @@ def test_clear_without_yes_off_a_terminal_refuses(run, cache_dir: Path) -> None:
 
 
 def test_verify_finds_damage_repair_fixes_it_and_a_second_verify_is_clean(
-    run, cache_dir: Path
+    cli, cache_dir: Path
 ) -> None:
     gone = put(cache_dir, "Gone.")
     altered = put(cache_dir, "Altered.")
@@ -407,17 +371,17 @@ def test_verify_finds_damage_repair_fixes_it_and_a_second_verify_is_clean(
     for leftover in (orphan, temp):
         os.utime(leftover, (0, 0))  # old leftovers of a crashed writer
 
-    first = run("cache", "verify", "--cache-dir", str(cache_dir))
+    first = cli("cache", "verify", "--cache-dir", str(cache_dir))
     assert first.code == 1
     assert "Gone.: audio file missing" in first.err
     assert "Altered.:" in first.err and "sha256" in first.err
     assert str(orphan) in first.err and str(temp) in first.err
 
-    repaired = run("cache", "verify", "--repair", "--cache-dir", str(cache_dir))
+    repaired = cli("cache", "verify", "--repair", "--cache-dir", str(cache_dir))
     assert repaired.code == 0 and "repaired" in repaired.err
     assert not orphan.exists() and not temp.exists() and not altered_path.exists()
 
-    second = run("cache", "verify", "--json", "--cache-dir", str(cache_dir))
+    second = cli("cache", "verify", "--json", "--cache-dir", str(cache_dir))
     assert second.code == 0 and "no damage" in second.err
     report = json.loads(second.out)
     assert report["checked"] == 1 and not report["damaged"] and report["missing"] == []
@@ -427,7 +391,7 @@ def test_verify_finds_damage_repair_fixes_it_and_a_second_verify_is_clean(
 # --- merge, export --------------------------------------------------------------------------
 
 
-def test_merge_imports_new_keys_and_skips_existing_ones(run, tmp_path: Path) -> None:
+def test_merge_imports_new_keys_and_skips_existing_ones(cli, tmp_path: Path) -> None:
     dest, shard1, shard2 = tmp_path / "dest", tmp_path / "shard1", tmp_path / "shard2"
     put(dest, "x", 300)
     put(dest, "y", 400)
@@ -435,32 +399,32 @@ def test_merge_imports_new_keys_and_skips_existing_ones(run, tmp_path: Path) -> 
     put(shard1, "z", 500)
     put(shard2, "z", 500)
     put(shard2, "w", 600)
-    result = run("cache", "merge", str(shard1), str(shard2), "--cache-dir", str(dest))
+    result = cli("cache", "merge", str(shard1), str(shard2), "--cache-dir", str(dest))
     assert result.code == 0
     assert f"{shard1}: imported 1, skipped 1" in result.err
     assert f"{shard2}: imported 1, skipped 1" in result.err
     assert _texts(dest) == {"w", "x", "y", "z"}
     out = tmp_path / "y.pcm"
     assert (
-        run("cache", "get", "y", "-b", "espeak", "-o", str(out), "--cache-dir", str(dest)).code == 0
+        cli("cache", "get", "y", "-b", "espeak", "-o", str(out), "--cache-dir", str(dest)).code == 0
     )
     assert abs(freq_of(out.read_bytes(), 24000) - 400) < 5
-    assert run("cache", "verify", "--cache-dir", str(dest)).code == 0
+    assert cli("cache", "verify", "--cache-dir", str(dest)).code == 0
 
 
-def test_merge_of_a_directory_that_is_not_a_cache_is_a_usage_error(run, tmp_path: Path) -> None:
+def test_merge_of_a_directory_that_is_not_a_cache_is_a_usage_error(cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = run("cache", "merge", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "d"))
+    result = cli("cache", "merge", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "d"))
     assert result.code == 2 and "not a voiceprep cache" in result.err
 
 
 def test_export_writes_named_playable_wavs_and_a_manifest(
-    run, cache_dir: Path, tmp_path: Path
+    cli, cache_dir: Path, tmp_path: Path
 ) -> None:
     put(cache_dir, "One moment.", 440)
     put(cache_dir, "Thank you!", 660, rate=16000)
     out = tmp_path / "prompts"
-    result = run("cache", "export", str(out), "--cache-dir", str(cache_dir))
+    result = cli("cache", "export", str(out), "--cache-dir", str(cache_dir))
     assert result.code == 0 and "exported 2 entries" in result.err
     manifest = json.loads((out / "manifest.json").read_text())
     by_file = {row["file"]: row for row in manifest["entries"]}
@@ -477,7 +441,7 @@ def test_export_writes_named_playable_wavs_and_a_manifest(
 
 
 def test_a_newer_schema_is_refused_with_one_line_and_left_untouched(
-    run, cache_dir: Path, tmp_path: Path
+    cli, cache_dir: Path, tmp_path: Path
 ) -> None:
     put(cache_dir, "Hello")
     index = cache_dir / "index.sqlite"
@@ -494,7 +458,7 @@ def test_a_newer_schema_is_refused_with_one_line_and_left_untouched(
         ["prune", "--max-entries", "1"],
         ["clear", "--yes"],
     ):
-        result = run("cache", *argv, "--cache-dir", str(cache_dir))
+        result = cli("cache", *argv, "--cache-dir", str(cache_dir))
         assert result.code == 1, argv
         assert result.err.startswith("voiceprep: error: ") and "newer voiceprep" in result.err
         assert result.err.count("\n") == 1 and "Traceback" not in result.err
@@ -503,7 +467,7 @@ def test_a_newer_schema_is_refused_with_one_line_and_left_untouched(
 
 
 def test_what_the_library_fetches_through_piper_the_cli_gets_by_default(
-    run, cache_dir: Path, tmp_path: Path
+    cli, cache_dir: Path, tmp_path: Path
 ) -> None:
     # The spec's example: TTSAudioCache(get_backend("piper"), directory=...) and then
     # `voiceprep cache get` with no selection flags finds the same entry.
@@ -517,7 +481,7 @@ def test_what_the_library_fetches_through_piper_the_cli_gets_by_default(
     assert len(pcm) > 24000  # over half a second of speech at 24 kHz
     out = tmp_path / "one.wav"
     assert (
-        run("cache", "get", "One moment.", "-o", str(out), "--cache-dir", str(cache_dir)).code == 0
+        cli("cache", "get", "One moment.", "-o", str(out), "--cache-dir", str(cache_dir)).code == 0
     )
     blob = out.read_bytes()
     assert blob[parse_wav_header(blob).data_offset :] == pcm

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import dominant_frequency, pcm_to_array, sine, write_audio, write_sine
-from conftest import read_terminal
+from helpers import read_terminal
 
 from voiceprep.wav import UNKNOWN_SIZE, parse_wav_header, wav_bytes
 

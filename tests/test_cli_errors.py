@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import run_cli
+from helpers import CLI
 
 from voiceprep.cli._app import app
 
@@ -51,20 +51,18 @@ def test_the_app_has_the_commands_the_spec_lists() -> None:
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "voiceprep")
-def test_an_unknown_option_is_one_line_on_every_command(
-    path: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run_cli([*path, "--frobnicate"], capsys)
+def test_an_unknown_option_is_one_line_on_every_command(path: list[str], cli: CLI) -> None:
+    code, out, err = cli(*[*path, "--frobnicate"])
     assert_one_usage_line(code, out, err, "--frobnicate", f"'voiceprep {' '.join(path)}")
 
 
-def test_unknown_command_suggests_the_near_one(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(["decod"], capsys)
+def test_unknown_command_suggests_the_near_one(cli: CLI) -> None:
+    code, out, err = cli(*["decod"])
     assert_one_usage_line(code, out, err, "'decod'", "'decode'")
 
 
-def test_unknown_cache_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(["cache", "nope"], capsys)
+def test_unknown_cache_subcommand(cli: CLI) -> None:
+    code, out, err = cli(*["cache", "nope"])
     assert_one_usage_line(code, out, err, "cache", "'nope'")
 
 
@@ -82,18 +80,14 @@ def test_unknown_cache_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
         (["backends", "extra"], ["backends", "extra"]),
     ],
 )
-def test_bad_or_missing_values_are_one_line(
-    args: list[str], words: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run_cli(args, capsys)
+def test_bad_or_missing_values_are_one_line(args: list[str], words: list[str], cli: CLI) -> None:
+    code, out, err = cli(*args)
     assert_one_usage_line(code, out, err, *words)
 
 
 @pytest.mark.parametrize("args", [[], ["cache"]])
-def test_no_command_still_shows_the_help(
-    args: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run_cli(args, capsys)
+def test_no_command_still_shows_the_help(args: list[str], cli: CLI) -> None:
+    code, out, err = cli(*args)
     assert code == 2
     assert "Usage:" in out + err and "Commands" in out + err
     assert "voiceprep: error:" not in out + err
@@ -123,18 +117,16 @@ def test_the_installed_program_prints_one_line_and_loads_nothing_heavy(args: lis
 
 
 @pytest.mark.parametrize("command", ["say", "cache get"])
-def test_audio_output_into_a_directory_is_one_line(
-    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_audio_output_into_a_directory_is_one_line(command: str, tmp_path: Path, cli: CLI) -> None:
     """say and cache get write audio the same way: a directory as OUT is refused, in one
     line, and nothing is left behind in it."""
     cache = ["--cache-dir", str(tmp_path / "cache"), "-b", "espeak"]
-    code, _, err = run_cli(["say", "Hello.", "-o", str(tmp_path / "hello.wav"), *cache], capsys)
+    code, _, err = cli(*["say", "Hello.", "-o", str(tmp_path / "hello.wav"), *cache])
     assert code == 0, err
     target = tmp_path / "out"
     target.mkdir()
 
-    code, out, err = run_cli([*command.split(), "Hello.", "-o", str(target), *cache], capsys)
+    code, out, err = cli(*[*command.split(), "Hello.", "-o", str(target), *cache])
 
     assert_one_usage_line(code, out, err, f"{target}: is a directory")
     assert list(target.iterdir()) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from audiogen import write_sine
-from conftest import read_terminal
+from helpers import read_terminal
 
 
 def run(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:

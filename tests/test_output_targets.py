@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from audiogen import write_sine
 
-from voiceprep.cache import AudioCache
 from voiceprep.backends import get_backend
+from voiceprep.cache import AudioCache
 from voiceprep.keys import cache_key
 from voiceprep.output import OutputSpec, atomic_file, write_pcm
 from voiceprep.output import WriteError as OutputWriteError

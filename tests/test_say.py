@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import pcm_to_array
-from conftest import run_cli
+from helpers import CLI
 
 from voiceprep.cache import AudioCache
 from voiceprep.wav import parse_wav_header
@@ -28,11 +28,11 @@ def only_entry_pcm(cache_dir: Path) -> bytes:
     return pcm
 
 
-def test_say_to_wav_then_from_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_say_to_wav_then_from_the_cache(tmp_path: Path, cli: CLI) -> None:
     cache_dir = tmp_path / "cache"
     out = tmp_path / "hello.wav"
     args = ["say", "Hello, how can I help?", "-b", "espeak", "-r", "16000", "-o", str(out)]
-    code, stdout, err = run_cli([*args, "--cache-dir", str(cache_dir)], capsys)
+    code, stdout, err = cli(*[*args, "--cache-dir", str(cache_dir)])
     assert code == 0, err
     assert stdout == ""
     assert "synthesized with espeak" in err
@@ -43,18 +43,16 @@ def test_say_to_wav_then_from_the_cache(tmp_path: Path, capsys: pytest.CaptureFi
     assert pcm == only_entry_pcm(cache_dir) and rms(pcm) > 0.01
 
     out.unlink()
-    code, _, err = run_cli([*args, "--cache-dir", str(cache_dir)], capsys)
+    code, _, err = cli(*[*args, "--cache-dir", str(cache_dir)])
     assert code == 0 and "from the cache" in err
     assert out.read_bytes() == blob
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp
 
 
-def test_say_raw_pcm_by_suffix_with_piper(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_say_raw_pcm_by_suffix_with_piper(tmp_path: Path, cli: CLI) -> None:
     out = tmp_path / "moment.pcm"
     args = ["say", "One moment.", "-o", str(out), "-c", "2", "--cache-dir", str(tmp_path / "c")]
-    code, _, err = run_cli(args, capsys)
+    code, _, err = cli(*args)
     assert code == 0, err
     pcm = out.read_bytes()
     assert not pcm.startswith(b"RIFF")
@@ -64,12 +62,12 @@ def test_say_raw_pcm_by_suffix_with_piper(
     assert np.array_equal(left, right)
 
 
-def test_say_finds_what_warm_stored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_say_finds_what_warm_stored(tmp_path: Path, cli: CLI) -> None:
     phrases = tmp_path / "p.txt"
     phrases.write_text("Please  hold.\n")
     cache = ["--cache-dir", str(tmp_path / "c"), "-b", "espeak", "--voice", "en-gb"]
-    assert run_cli(["warm", str(phrases), *cache], capsys)[0] == 0
-    code, _, err = run_cli(["say", " Please hold. ", "-o", str(tmp_path / "x.wav"), *cache], capsys)
+    assert cli(*["warm", str(phrases), *cache]).code == 0
+    code, _, err = cli(*["say", " Please hold. ", "-o", str(tmp_path / "x.wav"), *cache])
     assert code == 0 and "from the cache" in err
 
 
@@ -105,17 +103,17 @@ def test_say_refuses_to_write_audio_to_a_terminal(tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists()  # nothing synthesized
 
 
-def test_say_replaces_a_damaged_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_say_replaces_a_damaged_entry(tmp_path: Path, cli: CLI) -> None:
     cache_dir = tmp_path / "c"
     args = ["say", "Thanks for waiting.", "-b", "espeak", "--cache-dir", str(cache_dir)]
-    assert run_cli([*args, "-o", str(tmp_path / "a.pcm")], capsys)[0] == 0
+    assert cli(*[*args, "-o", str(tmp_path / "a.pcm")]).code == 0
     with AudioCache(cache_dir) as cache:
         path = cache.entries()[0].path
     blob = bytearray(path.read_bytes())
     middle = len(blob) // 2
     blob[middle : middle + 100] = bytes(b ^ 0xFF for b in blob[middle : middle + 100])
     path.write_bytes(bytes(blob))
-    code, _, err = run_cli([*args, "-o", str(tmp_path / "b.pcm")], capsys)
+    code, _, err = cli(*[*args, "-o", str(tmp_path / "b.pcm")])
     assert code == 0, err
     assert "synthesized with espeak" in err
     assert (tmp_path / "b.pcm").read_bytes() == (tmp_path / "a.pcm").read_bytes()
@@ -124,11 +122,9 @@ def test_say_replaces_a_damaged_entry(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize(("text", "message"), [("   ", "nothing to say"), ("Hi", "invalid rate")])
-def test_say_usage_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
-) -> None:
+def test_say_usage_errors(tmp_path: Path, cli: CLI, text: str, message: str) -> None:
     rate = "24000" if text.strip() == "" else "5"
     args = ["say", text, "-b", "espeak", "-r", rate, "-o", str(tmp_path / "x.wav")]
-    code, _, err = run_cli([*args, "--cache-dir", str(tmp_path / "c")], capsys)
+    code, _, err = cli(*[*args, "--cache-dir", str(tmp_path / "c")])
     assert code == 2 and message in err
     assert not (tmp_path / "x.wav").exists()

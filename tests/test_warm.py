@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import pcm_to_array
-from conftest import run_cli
+from helpers import CLI
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
@@ -39,12 +39,10 @@ def is_speech(pcm: bytes, channels: int = 1) -> bool:
 # --- real local backends --------------------------------------------------------------
 
 
-def test_piper_warm_then_rerun_synthesizes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_piper_warm_then_rerun_synthesizes_nothing(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(tmp_path, ["# IVR", *PHRASES, "Goodbye."])
     cache_dir = tmp_path / "cache"
-    code, out, err = run_cli(["warm", str(phrases), "--cache-dir", str(cache_dir)], capsys)
+    code, out, err = cli(*["warm", str(phrases), "--cache-dir", str(cache_dir)])
     assert code == 0, err
     first = summary_of(out)
     assert first["phrases"] == "3" and first["synthesized"] == "3"
@@ -61,18 +59,18 @@ def test_piper_warm_then_rerun_synthesizes_nothing(
             assert pcm is not None and is_speech(pcm)
             assert entry.duration == pytest.approx(len(pcm) / 48000)
 
-    code, out, err = run_cli(["warm", str(phrases), "--cache-dir", str(cache_dir)], capsys)
+    code, out, err = cli(*["warm", str(phrases), "--cache-dir", str(cache_dir)])
     assert code == 0, err
     second = summary_of(out)
     assert (second["synthesized"], second["already cached"]) == ("0", "3")
     assert second["characters sent"] == "0"
 
 
-def test_espeak_warm_at_8k_stereo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_espeak_warm_at_8k_stereo(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(tmp_path, ["Press one for sales.", "Press two for support."])
     cache_dir = tmp_path / "cache"
     args = ["warm", str(phrases), "-b", "espeak", "-r", "8000", "-c", "2"]
-    code, out, err = run_cli([*args, "--cache-dir", str(cache_dir), "--json"], capsys)
+    code, out, err = cli(*[*args, "--cache-dir", str(cache_dir), "--json"])
     assert code == 0, err
     summary = json.loads(out)
     assert summary["synthesized"] == 2 and summary["failed"] == []
@@ -85,9 +83,7 @@ def test_espeak_warm_at_8k_stereo(tmp_path: Path, capsys: pytest.CaptureFixture[
             assert np.array_equal(left, right)  # mono speech copied to both channels
 
 
-def test_per_phrase_voice_and_default_voice_share_a_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_per_phrase_voice_and_default_voice_share_a_key(tmp_path: Path, cli: CLI) -> None:
     lines = [
         '{"text": "Welcome."}',
         '{"text": "Welcome.", "voice": "en-us"}',
@@ -96,7 +92,7 @@ def test_per_phrase_voice_and_default_voice_share_a_key(
     phrases = write_list(tmp_path, lines, "p.jsonl")
     cache_dir = tmp_path / "cache"
     args = ["warm", str(phrases), "-b", "espeak", "--voice", "en-us", "--json"]
-    code, out, err = run_cli([*args, "--cache-dir", str(cache_dir)], capsys)
+    code, out, err = cli(*[*args, "--cache-dir", str(cache_dir)])
     assert code == 0, err
     # "Welcome." with the default voice en-us and with en-us spelled out are one phrase.
     assert json.loads(out)["synthesized"] == 2
@@ -107,23 +103,19 @@ def test_per_phrase_voice_and_default_voice_share_a_key(
 # --- dry run, check -------------------------------------------------------------------
 
 
-def test_dry_run_lists_missing_and_billable_characters(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dry_run_lists_missing_and_billable_characters(tmp_path: Path, cli: CLI) -> None:
     cache_dir = tmp_path / "cache"
     first = write_list(tmp_path, ["Hello."], "first.txt")
-    assert (
-        run_cli(["warm", str(first), "-b", "espeak", "--cache-dir", str(cache_dir)], capsys)[0] == 0
-    )
+    assert cli(*["warm", str(first), "-b", "espeak", "--cache-dir", str(cache_dir)]).code == 0
     both = write_list(tmp_path, ["Hello.", "Please hold.", "Bye now."], "both.txt")
     args = ["warm", str(both), "-b", "espeak", "--cache-dir", str(cache_dir), "--dry-run"]
-    code, out, err = run_cli(args, capsys)
+    code, out, err = cli(*args)
     assert code == 0, err
     lines = out.splitlines()
     assert lines[:2] == ["would synthesize: Please hold.", "would synthesize: Bye now."]
     assert "2 of 3 phrases to synthesize, 20 billable characters (1 already cached)" in lines[2]
 
-    code, out, _ = run_cli([*args, "--json"], capsys)
+    code, out, _ = cli(*[*args, "--json"])
     document = json.loads(out)
     assert [p["text"] for p in document["to_synthesize"]] == ["Please hold.", "Bye now."]
     assert document["billable_characters"] == 20 and document["already_cached"] == 1
@@ -131,11 +123,11 @@ def test_dry_run_lists_missing_and_billable_characters(
         assert len(cache) == 1  # nothing was synthesized
 
 
-def test_check_is_a_ci_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_is_a_ci_gate(tmp_path: Path, cli: CLI) -> None:
     cache_dir = tmp_path / "cache"
     phrases = write_list(tmp_path, ["Your call matters.", "Please wait."])
     base = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(cache_dir)]
-    code, out, err = run_cli([*base, "--check"], capsys)
+    code, out, err = cli(*[*base, "--check"])
     assert code == 1
     assert out == ""
     assert 'voiceprep: error: not cached: "Your call matters." (' in err
@@ -143,10 +135,10 @@ def test_check_is_a_ci_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     with AudioCache(cache_dir) as cache:
         assert len(cache) == 0  # --check synthesizes nothing
 
-    assert run_cli(base, capsys)[0] == 0
-    code, out, err = run_cli([*base, "--check"], capsys)
+    assert cli(*base).code == 0
+    code, out, err = cli(*[*base, "--check"])
     assert code == 0 and "all 2 phrases are cached" in err
-    code, out, _ = run_cli([*base, "--check", "--json"], capsys)
+    code, out, _ = cli(*[*base, "--check", "--json"])
     assert code == 0 and json.loads(out)["missing"] == []
 
 
@@ -163,12 +155,10 @@ def test_check_is_a_ci_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         (["-b", "nosuch"], "unknown backend 'nosuch'"),
     ],
 )
-def test_usage_errors_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
-) -> None:
+def test_usage_errors_exit_2(tmp_path: Path, cli: CLI, flags: list[str], message: str) -> None:
     phrases = write_list(tmp_path, ["Hi."])
     args = ["warm", str(phrases), "--cache-dir", str(tmp_path / "c"), *flags]
-    code, out, err = run_cli(args, capsys)
+    code, out, err = cli(*args)
     assert code == 2
     assert err.startswith("voiceprep: error: ") and message in err
     assert err.count("\n") == 1
@@ -177,17 +167,15 @@ def test_usage_errors_exit_2(
 # --- prune, export --------------------------------------------------------------------
 
 
-def test_prune_removes_unlisted_entries_of_same_backend_and_voice(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_prune_removes_unlisted_entries_of_same_backend_and_voice(tmp_path: Path, cli: CLI) -> None:
     cache_dir = tmp_path / "cache"
     old = write_list(tmp_path, ["Old greeting.", "Kept phrase."], "old.txt")
     other_voice = write_list(tmp_path, ["Other voice."], "other.txt")
     new = write_list(tmp_path, ["Kept phrase.", "New greeting."], "new.txt")
     espeak = ["-b", "espeak", "--cache-dir", str(cache_dir)]
-    assert run_cli(["warm", str(old), *espeak], capsys)[0] == 0
-    assert run_cli(["warm", str(other_voice), *espeak, "--voice", "en-gb"], capsys)[0] == 0
-    code, out, err = run_cli(["warm", str(new), *espeak, "--prune"], capsys)
+    assert cli(*["warm", str(old), *espeak]).code == 0
+    assert cli(*["warm", str(other_voice), *espeak, "--voice", "en-gb"]).code == 0
+    code, out, err = cli(*["warm", str(new), *espeak, "--prune"])
     assert code == 0, err
     assert "pruned 1 entries" in err
     assert summary_of(out)["synthesized"] == "1"
@@ -197,14 +185,12 @@ def test_prune_removes_unlisted_entries_of_same_backend_and_voice(
     assert kept == ["Kept phrase.", "New greeting.", "Other voice."]
 
 
-def test_export_writes_named_wavs_and_manifest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_writes_named_wavs_and_manifest(tmp_path: Path, cli: CLI) -> None:
     phrases = tmp_path / "p.csv"
     phrases.write_text("id,text\ngreeting,Hello and welcome.\n,Please hold the line.\n")
     out_dir = tmp_path / "export"
     args = ["warm", str(phrases), "-b", "espeak", "-r", "16000", "--export", str(out_dir)]
-    code, _, err = run_cli([*args, "--cache-dir", str(tmp_path / "cache")], capsys)
+    code, _, err = cli(*[*args, "--cache-dir", str(tmp_path / "cache")])
     assert code == 0, err
     manifest = json.loads((out_dir / "manifest.json").read_text())
     files = {e["text"]: e["file"] for e in manifest["entries"]}
@@ -249,28 +235,25 @@ def test_shards_partition_the_list(tmp_path: Path) -> None:
         assert part.all_keys == whole.all_keys
 
 
-def test_sharded_warm_then_cache_merge_covers_the_list(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_sharded_warm_then_cache_merge_covers_the_list(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(
         tmp_path, [f"Option {w}." for w in ("one", "two", "three", "four", "five")]
     )
     total = 0
     for k in (1, 2):
         args = ["warm", str(phrases), "-b", "espeak", "--shard", f"{k}/2", "--json"]
-        code, out, err = run_cli([*args, "--cache-dir", str(tmp_path / f"shard{k}")], capsys)
+        code, out, err = cli(*[*args, "--cache-dir", str(tmp_path / f"shard{k}")])
         assert code == 0, err
         total += json.loads(out)["synthesized"]
     assert total == 5
     merged = tmp_path / "merged"
-    code, _, err = run_cli(
-        ["cache", "merge", str(tmp_path / "shard1"), str(tmp_path / "shard2")]
-        + ["--cache-dir", str(merged)],
-        capsys,
+    code, _, err = cli(
+        *["cache", "merge", str(tmp_path / "shard1"), str(tmp_path / "shard2")]
+        + ["--cache-dir", str(merged)]
     )
     assert code == 0, err
     check = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(merged), "--check"]
-    code, _, err = run_cli(check, capsys)
+    code, _, err = cli(*check)
     assert code == 0, err
 
 
@@ -294,24 +277,20 @@ def test_plan_keys_match_cache_key(tmp_path: Path) -> None:
     assert plan.billable_characters == 22 and len(plan.missing) == 2
 
 
-def test_max_entries_smaller_than_list_warns(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_max_entries_smaller_than_list_warns(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(tmp_path, ["One.", "Two.", "Three."])
     args = ["warm", str(phrases), "-b", "espeak", "--max-entries", "2"]
-    code, _, err = run_cli([*args, "--cache-dir", str(tmp_path / "c")], capsys)
+    code, _, err = cli(*[*args, "--cache-dir", str(tmp_path / "c")])
     assert code == 0
     assert "voiceprep: warning: --max-entries 2 is less than the 3 phrases" in err
     with AudioCache(tmp_path / "c") as cache:
         assert len(cache) == 2
 
 
-def test_warm_synthesizes_a_damaged_entry_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_warm_synthesizes_a_damaged_entry_again(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(tmp_path, ["Your order has shipped.", "Anything else?"])
     args = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(tmp_path / "c"), "--json"]
-    assert run_cli(args, capsys)[0] == 0
+    assert cli(*args).code == 0
     with AudioCache(tmp_path / "c") as cache:
         damaged = next(e for e in cache.entries() if e.text == "Anything else?")
         good = cache.get(damaged.key, rate=24000, channels=1)
@@ -320,8 +299,8 @@ def test_warm_synthesizes_a_damaged_entry_again(
     blob[middle : middle + 64] = bytes(b ^ 0xFF for b in blob[middle : middle + 64])
     damaged.path.write_bytes(bytes(blob))
     # --check looks at presence only (fast); a warm checks the audio and redoes it.
-    assert run_cli([*args, "--check"], capsys)[0] == 0
-    code, out, err = run_cli(args, capsys)
+    assert cli(*[*args, "--check"]).code == 0
+    code, out, err = cli(*args)
     assert code == 0, err
     assert 'damaged cache entry, synthesizing again: "Anything else?"' in err
     assert json.loads(out)["synthesized"] == 1
@@ -330,13 +309,11 @@ def test_warm_synthesizes_a_damaged_entry_again(
         assert not cache.verify().damaged
 
 
-def test_undecodable_audio_fails_that_phrase_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_undecodable_audio_fails_that_phrase_only(tmp_path: Path, cli: CLI) -> None:
     # The command backend runs a real program: this one answers with text, not audio.
     phrases = write_list(tmp_path, ["First.", "Second."])
     args = ["warm", str(phrases), "-b", "command", "-O", 'cmd=["echo", "not audio"]', "--json"]
-    code, out, err = run_cli([*args, "--cache-dir", str(tmp_path / "c")], capsys)
+    code, out, err = cli(*[*args, "--cache-dir", str(tmp_path / "c")])
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 0
@@ -344,20 +321,18 @@ def test_undecodable_audio_fails_that_phrase_only(
     assert err.count("voiceprep: error: ") == 2 and "Traceback" not in err
 
 
-def test_empty_phrase_list_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_phrase_list_warns(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(tmp_path, ["# nothing yet", ""])
-    code, out, err = run_cli(["warm", str(phrases), "--cache-dir", str(tmp_path / "c")], capsys)
+    code, out, err = cli(*["warm", str(phrases), "--cache-dir", str(tmp_path / "c")])
     assert code == 0
     assert "voiceprep: warning: no phrases in" in err
     assert summary_of(out)["phrases"] == "0"
 
 
-def test_piped_progress_is_a_few_plain_lines(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_piped_progress_is_a_few_plain_lines(tmp_path: Path, cli: CLI) -> None:
     phrases = write_list(tmp_path, [f"Item {i}." for i in range(25)])
     args = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(tmp_path / "c")]
-    code, _, err = run_cli(args, capsys)
+    code, _, err = cli(*args)
     assert code == 0, err
     lines = [line for line in err.splitlines() if line.endswith("phrases done")]
     assert 1 <= len(lines) <= 10

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
-from conftest import run_cli
 from fakeproviders import FakeProvider, Fault, voice_frequency
+from helpers import CLI
 
 from voiceprep.cache import AudioCache
 
@@ -41,11 +41,11 @@ def cached_count(tmp_path: Path) -> int:
 
 
 def test_concurrency_is_bounded_by_jobs(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, cli: CLI
 ) -> None:
     openai_server.latency = 0.4
     phrases = phrase_file(tmp_path, 12)
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "4"), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases, "-j", "4"))
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 12
     assert openai_server.request_count == 12
@@ -53,11 +53,11 @@ def test_concurrency_is_bounded_by_jobs(
 
 
 def test_openai_audio_is_the_voice_at_the_target_rate(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, cli: CLI
 ) -> None:
     phrases = phrase_file(tmp_path, 2)
     args = warm_args(tmp_path, openai_server, phrases, "--voice", "nova", "-r", "16000")
-    code, _, err = run_cli(args, capsys)
+    code, _, err = cli(*args)
     assert code == 0, err
     assert {r.json["voice"] for r in openai_server.requests} == {"nova"}
     with AudioCache(tmp_path / "cache") as cache:
@@ -69,10 +69,10 @@ def test_openai_audio_is_the_voice_at_the_target_rate(
 
 
 def test_elevenlabs_asks_for_pcm_at_the_target_rate(
-    tmp_path: Path, eleven_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, eleven_server: FakeProvider, cli: CLI
 ) -> None:
     phrases = phrase_file(tmp_path, 3)
-    code, out, err = run_cli(warm_args(tmp_path, eleven_server, phrases, "-r", "22050"), capsys)
+    code, out, err = cli(*warm_args(tmp_path, eleven_server, phrases, "-r", "22050"))
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 3
     assert {r.query.get("output_format") for r in eleven_server.requests} == {"pcm_22050"}
@@ -85,12 +85,10 @@ def test_elevenlabs_asks_for_pcm_at_the_target_rate(
         assert freq == pytest.approx(voice_frequency(entry.voice or ""), abs=5)
 
 
-def test_server_errors_are_retried(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_server_errors_are_retried(tmp_path: Path, openai_server: FakeProvider, cli: CLI) -> None:
     openai_server.push(500, 503)
     phrases = phrase_file(tmp_path, 3)
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "1"), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases, "-j", "1"))
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 3
     assert openai_server.request_count == 5  # two failures, then three successes
@@ -99,24 +97,22 @@ def test_server_errors_are_retried(
     assert all(line.startswith('voiceprep: warning: "Prompt number 0."') for line in retries)
 
 
-def test_429_retry_after_is_honoured(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_429_retry_after_is_honoured(tmp_path: Path, openai_server: FakeProvider, cli: CLI) -> None:
     openai_server.push(Fault(429, retry_after="1"))
     phrases = phrase_file(tmp_path, 1)
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases))
     assert code == 0, err
     assert "429" in err and "retry 1 in 1.0 s" in err
     assert openai_server.request_count == 2 and cached_count(tmp_path) == 1
 
 
 def test_persistent_failure_names_the_phrase_and_rerun_fills_the_gap(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, cli: CLI
 ) -> None:
     openai_server.push(500, 500)
     phrases = phrase_file(tmp_path, 4)
     args = warm_args(tmp_path, openai_server, phrases, "-j", "1", "--retries", "1")
-    code, out, err = run_cli(args, capsys)
+    code, out, err = cli(*args)
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 3
@@ -127,19 +123,19 @@ def test_persistent_failure_names_the_phrase_and_rerun_fills_the_gap(
     assert cached_count(tmp_path) == 3
 
     openai_server.reset()
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases))
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 1
     assert [r.json["input"] for r in openai_server.requests] == ["Prompt number 0."]
 
 
 def test_timeout_is_retried_then_given_up(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, cli: CLI
 ) -> None:
     openai_server.push(Fault(200, delay=3))
     phrases = phrase_file(tmp_path, 2)
     args = warm_args(tmp_path, openai_server, phrases, "-j", "1", "--timeout", "0.3")
-    code, out, err = run_cli(args, capsys)
+    code, out, err = cli(*args)
     assert code == 0, err
     assert json.loads(out)["synthesized"] == 2 and openai_server.request_count == 3
 
@@ -147,7 +143,7 @@ def test_timeout_is_retried_then_given_up(
     openai_server.push(Fault(200, delay=3))
     more = phrase_file(tmp_path, 3)  # one new phrase
     args = warm_args(tmp_path, openai_server, more, "--timeout", "0.3", "--retries", "0")
-    code, out, err = run_cli(args, capsys)
+    code, out, err = cli(*args)
     assert code == 1
     assert "no answer within 0.3 s" in err and '"Prompt number 2."' in err
 
@@ -156,13 +152,13 @@ def test_authentication_failure_stops_the_run(
     tmp_path: Path,
     openai_server: FakeProvider,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli: CLI,
 ) -> None:
     wrong_key = "sk-wrong-0000000000000000000000"
     monkeypatch.setenv("OPENAI_API_KEY", wrong_key)
     openai_server.latency = 0.05
     phrases = phrase_file(tmp_path, 40)
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "4"), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases, "-j", "4"))
     assert code == 1
     # Within one round of the requests in flight: at most -j requests ever sent.
     assert 1 <= openai_server.request_count <= 4
@@ -176,27 +172,27 @@ def test_authentication_failure_stops_the_run(
 
 
 def test_unusable_backend_is_refused_before_any_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: CLI
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     phrases = phrase_file(tmp_path, 2)
     args = ["warm", str(phrases), "-b", "openai", "--cache-dir", str(tmp_path / "c")]
-    code, _, err = run_cli(args, capsys)
+    code, _, err = cli(*args)
     assert code == 1
     assert "backend 'openai' cannot run here" in err and "OPENAI_API_KEY" in err
     # --dry-run needs no key: it only computes keys and looks them up.
-    code, out, err = run_cli([*args, "--dry-run"], capsys)
+    code, out, err = cli(*[*args, "--dry-run"])
     assert code == 0, err
     assert "2 of 2 phrases to synthesize" in out
 
 
 def test_empty_audio_is_a_failure_and_never_cached(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, cli: CLI
 ) -> None:
     openai_server.push(Fault(200, empty=True))
     phrases = phrase_file(tmp_path, 2)
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "1"), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases, "-j", "1"))
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 1
@@ -237,14 +233,14 @@ def test_library_progress_reports_every_phrase(tmp_path: Path, openai_server: Fa
 
 
 def test_a_cache_that_cannot_store_stops_the_run(
-    tmp_path: Path, openai_server: FakeProvider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, openai_server: FakeProvider, cli: CLI
 ) -> None:
     from voiceprep.cache import AUDIO_DIR
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / AUDIO_DIR).write_text("a file where the audio directory belongs")
     phrases = phrase_file(tmp_path, 20)
-    code, out, err = run_cli(warm_args(tmp_path, openai_server, phrases, "-j", "2"), capsys)
+    code, out, err = cli(*warm_args(tmp_path, openai_server, phrases, "-j", "2"))
     assert code == 1
     summary = json.loads(out)
     assert summary["synthesized"] == 0 and summary["stopped"]

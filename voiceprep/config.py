@@ -4,7 +4,10 @@ The config file is `voiceprep.toml` in the working directory, else `[tool.voicep
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
 `max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend). An unknown key is an error, so a typo
+(any backend) and `[backends.NAME]` (one backend), and the processing chain in
+`[process]` (`loudness`, `true_peak`, `trim_silence`, … : see voiceprep.process; its
+flags win key by key) with the synthesis gate as the top-level `gate` key. An unknown
+key is an error, so a typo
 does not silently do nothing. API keys never live in the file: they come from the
 environment only.
 """
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep.errors import ConfigError, UsageError
+from voiceprep.gate import check_mode
+from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import check_channels, check_rate, parse_size
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
@@ -43,6 +48,8 @@ class Settings:
     timeout: float = 60.0
     max_entries: int | None = None
     max_size: int | None = None
+    gate: str = "strict"
+    process: ProcessSettings = field(default_factory=ProcessSettings)
 
 
 _CONVERTERS: dict[str, Any] = {
@@ -58,8 +65,9 @@ _CONVERTERS: dict[str, Any] = {
     "max_size": lambda v: _at_least(
         _integer(v) if isinstance(v, int) else parse_size(str(v)), 1, "max_size"
     ),
+    "gate": lambda v: check_mode(str(v)),
 }
-_TABLES = ("options", "backends")
+_TABLES = ("options", "backends", "process")
 
 
 def _integer(value: Any) -> int:
@@ -209,7 +217,7 @@ def resolve_settings(
     settings = Settings.__new__(Settings)
     defaults = Settings.__dataclass_fields__
     for f in fields(Settings):
-        if f.name == "options":
+        if f.name in ("options", "process"):
             continue
         value: Any = flags.get(f.name)
         origin = "option"
@@ -225,7 +233,22 @@ def resolve_settings(
             value = _convert(f.name, value, origin)
         setattr(settings, f.name, value)
     settings.options = {**_file_options(config, settings.backend), **(flags.get("options") or {})}
+    settings.process = _process_settings(config, flags.get("process"), config_name)
     return settings
+
+
+def _process_settings(
+    config: Mapping[str, Any], flags: Mapping[str, Any] | None, config_name: str
+) -> ProcessSettings:
+    """[process] from the config file with the processing flags laid over it, key by key."""
+    table = config.get("process", {}) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_name}: [process] must be a table of processing settings")
+    file_settings = settings_from(table, origin=f"{config_name}: [process]")
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if not given:
+        return file_settings
+    return settings_from({**file_settings.as_dict(), **given})
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:

@@ -7,11 +7,22 @@ file or phrase and the reason, and never contain secrets.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """The exit codes of the command line (and the one home of their numbers)."""
+
+    OK = 0
+    FAILURE = 1  # ran, but something failed: a decode, a phrase, cache damage, a miss
+    USAGE = 2  # a bad option value, or an input that cannot be read at all
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
 
 class VoiceprepError(Exception):
     """Base of every error voiceprep raises on purpose."""
 
-    exit_code: int = 1
+    exit_code: int = ExitStatus.FAILURE
 
 
 # --- usage and input (exit 2) -------------------------------------------------------
@@ -20,7 +31,7 @@ class VoiceprepError(Exception):
 class UsageError(VoiceprepError):
     """A bad option value or an input that cannot be read at all."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 class InputError(UsageError):
@@ -87,7 +98,7 @@ class BackendError(VoiceprepError):
 class BackendNotFoundError(BackendError, UsageError):
     """No backend of that name is installed."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 class BackendUnavailableError(BackendError):
@@ -112,3 +123,8 @@ class AuthenticationError(PermanentBackendError):
 
 class EmptyAudioError(BackendError):
     """The backend returned no audio. Never cached."""
+
+
+class ImplausibleAudioError(BackendError):
+    """The synthesis cannot be the text spoken (silent, far too short or long, mostly
+    silence): refused by the plausibility gate (voiceprep.gate). Never cached."""

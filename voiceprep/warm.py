@@ -36,14 +36,16 @@ from voiceprep.errors import (
     CacheError,
     CacheFormatMismatchError,
     CacheReadOnlyError,
+    ImplausibleAudioError,
     UsageError,
     VoiceprepError,
 )
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
 from voiceprep.phrases import Phrase
+from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
 
 if TYPE_CHECKING:
-    from voiceprep.backends.base import Backend, SynthesizedAudio
+    from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache, CacheEntry
     from voiceprep.export import ExportReport
 
@@ -64,6 +66,10 @@ class PlanItem:
     key: str
     cached: bool
     damaged: bool = False  # an entry exists but its audio failed the check: redo it
+    # With processing, `key` names the processed audio and `raw_key` the synthesis it was
+    # made from (kept too, so new processing settings never pay for a synthesis again).
+    raw_key: str = ""
+    raw_cached: bool = False
 
     @property
     def text(self) -> str:
@@ -73,6 +79,10 @@ class PlanItem:
     @property
     def characters(self) -> int:
         return len(self.text)
+
+    @property
+    def processed(self) -> bool:
+        return bool(self.raw_key) and self.raw_key != self.key
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,9 @@ class WarmPlan:
 
     @property
     def billable_characters(self) -> int:
-        return sum(item.characters for item in self.missing)
+        """What the missing phrases cost: those whose raw synthesis is cached cost nothing
+        (they are only processed again)."""
+        return sum(item.characters for item in self.missing if not item.raw_cached)
 
 
 def parse_shard(text: str) -> Shard:
@@ -128,12 +140,16 @@ def plan_warm(
     channels: int,
     shard: Shard | None = None,
     verify: bool = False,
+    process: ProcessSettings = NO_PROCESSING,
 ) -> WarmPlan:
     """Key every phrase and look it up. `voice` is the default for phrases without one.
 
     With `verify`, a cached entry also has to pass its sha256 check to count as cached
     (a damaged one is planned again, and its put replaces it). Without, presence is enough:
     what `--check` and `--dry-run` use, so they stay fast over large caches.
+
+    With `process`, keys name the processed audio (the settings are part of the identity);
+    a phrase whose raw synthesis is cached is marked `raw_cached`: it needs no request.
     """
     identities: dict[str | None, BackendIdentity] = {}
     keyed: dict[str, tuple[Phrase, str | None, BackendIdentity]] = {}
@@ -142,22 +158,37 @@ def plan_warm(
         identity = identities.get(phrase_voice)
         if identity is None:
             identity = identities[phrase_voice] = backend.identity(phrase_voice)
-        key = cache_key(identity, phrase.text, rate=rate, channels=channels)
+        key = cache_key(process.identity(identity), phrase.text, rate=rate, channels=channels)
         # Two spellings of one phrase (or a voice given explicitly that is the default)
         # share a key: synthesize it once.
         keyed.setdefault(key, (phrase, phrase_voice, identity))
     items = []
+    raw_keys = set()
     for key, (phrase, phrase_voice, identity) in keyed.items():
+        raw_key = cache_key(identity, phrase.text, rate=rate, channels=channels)
+        raw_keys.add(raw_key)
         if shard is not None and shard_of(key, shard[1]) != shard[0]:
             continue
         present = cache.contains(key)
         damaged = present and verify and not cache.is_intact(key)
+        raw_cached = raw_key != key and cache.contains(raw_key)
+        if raw_cached and verify:
+            raw_cached = cache.is_intact(raw_key)
         items.append(
-            PlanItem(phrase, phrase_voice, identity, key, present and not damaged, damaged)
+            PlanItem(
+                phrase,
+                phrase_voice,
+                identity,
+                key,
+                present and not damaged,
+                damaged,
+                raw_key=raw_key,
+                raw_cached=raw_cached,
+            )
         )
     return WarmPlan(
         items=items,
-        all_keys=frozenset(keyed),
+        all_keys=frozenset(keyed) | frozenset(raw_keys),
         identities=frozenset((i.name, i.voice) for i in identities.values()),
         total=len(keyed),
         rate=rate,
@@ -188,6 +219,13 @@ class WarmSummary:
     audio_seconds: float = 0.0
     elapsed: float = 0.0
     stopped: str | None = None  # why the run stopped early, if it did
+    reprocessed: int = 0  # of `synthesized`: made from a cached raw synthesis, no request
+    loudness: list[float] = field(default_factory=list)  # LUFS of each entry produced
+
+    @property
+    def loudness_range(self) -> tuple[float, float] | None:
+        """(min, max) integrated LUFS of what this run produced; None if nothing."""
+        return (min(self.loudness), max(self.loudness)) if self.loudness else None
 
     @property
     def ok(self) -> bool:
@@ -207,7 +245,14 @@ class WarmSummary:
             "audio_seconds": round(self.audio_seconds, 3),
             "elapsed": round(self.elapsed, 3),
             "stopped": self.stopped,
+            "reprocessed": self.reprocessed,
+            "loudness_min": _rounded(self.loudness_range, 0),
+            "loudness_max": _rounded(self.loudness_range, 1),
         }
+
+
+def _rounded(pair: tuple[float, float] | None, index: int) -> float | None:
+    return None if pair is None else round(pair[index], 2)
 
 
 @dataclass(frozen=True)
@@ -235,6 +280,38 @@ def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
     return len(pcm) / (2 * channels * rate)
 
 
+def put_entry(
+    cache: AudioCache,
+    key: str,
+    pcm: bytes,
+    *,
+    rate: int,
+    channels: int,
+    text: str,
+    identity: BackendIdentity,
+    loudness: float | None,
+) -> None:
+    """`cache.put` with the entry's measured loudness (LUFS), where the cache records it."""
+    if _records_loudness(cache):
+        cache.put(
+            key,
+            pcm,
+            rate=rate,
+            channels=channels,
+            text=text,
+            identity=identity,
+            loudness=loudness,
+        )  # type: ignore[call-arg,unused-ignore]
+    else:
+        cache.put(key, pcm, rate=rate, channels=channels, text=text, identity=identity)
+
+
+def _records_loudness(cache: AudioCache) -> bool:
+    import inspect
+
+    return "loudness" in inspect.signature(cache.put).parameters
+
+
 async def run_warm(
     plan: WarmPlan,
     backend: Backend,
@@ -246,10 +323,14 @@ async def run_warm(
     on_progress: ProgressCallback | None = None,
     on_retry: RetryCallback | None = None,
     summary: WarmSummary | None = None,
+    process: ProcessSettings = NO_PROCESSING,
+    gate: str = "strict",
 ) -> WarmSummary:
     """Synthesize and cache every missing phrase of `plan`; return (and fill) the summary.
 
-    Pass your own `summary` to read the counts after a cancellation (Ctrl-C).
+    Pass your own `summary` to read the counts after a cancellation (Ctrl-C). `process`
+    must be the settings the plan was made with; each synthesis must pass the `gate`
+    (voiceprep.gate) or is retried, then reported as failed, never cached.
     """
     if jobs < 1:
         raise UsageError(f"invalid jobs {jobs}: must be at least 1")
@@ -264,6 +345,7 @@ async def run_warm(
     started = time.monotonic()
     runner = _Runner(plan, backend, cache, jobs, retries, timeout, summary)
     runner.on_progress, runner.on_retry = on_progress, on_retry
+    runner.process, runner.gate = process, gate
     try:
         await runner.run()
     finally:
@@ -297,6 +379,8 @@ class _Runner:
         self.done = 0
         self.on_progress: ProgressCallback | None = None
         self.on_retry: RetryCallback | None = None
+        self.process: ProcessSettings = NO_PROCESSING
+        self.gate = "strict"
         self.stop_error: VoiceprepError | None = None
         self.in_flight: set[str] = set()
         self.workers: list[asyncio.Task[None]] = []
@@ -340,7 +424,7 @@ class _Runner:
             item = self.queue.popleft()
             self.in_flight.add(item.key)
             try:
-                audio = await self._synthesize(item)
+                pcm = await self._raw(item)
             except AuthenticationError as exc:
                 self.in_flight.discard(item.key)
                 self._stop(item, exc)
@@ -351,13 +435,22 @@ class _Runner:
                 continue
             self.in_flight.discard(item.key)
             await self.store_slots.acquire()
-            task = asyncio.create_task(self._store(item, audio))
+            task = asyncio.create_task(self._store(item, pcm))
             self.stores.add(task)
 
-    async def _synthesize(self, item: PlanItem) -> SynthesizedAudio:
-        from voiceprep.backends.retry import synthesize_with_retries
+    async def _raw(self, item: PlanItem) -> bytes:
+        """The raw synthesis of `item`: the cached one when processing settings changed,
+        else a new one that passed the plausibility gate."""
+        from voiceprep.gate import synthesize_checked
 
-        return await synthesize_with_retries(
+        if item.raw_cached:
+            try:
+                pcm = self.cache.get(item.raw_key, rate=self.plan.rate, channels=self.plan.channels)
+            except (CacheCorruptError, CacheFormatMismatchError):
+                pcm = None
+            if pcm is not None:
+                return pcm
+        return await synthesize_checked(
             self.backend,
             item.text,
             voice=item.voice,
@@ -365,16 +458,20 @@ class _Runner:
             channels=self.plan.channels,
             retries=self.retries,
             timeout=self.timeout,
+            gate=self.gate,
             on_retry=lambda attempt, delay, exc: self._retrying(item, attempt, delay, exc),
+            on_refused=lambda attempt, reason: self._retrying(
+                item, attempt, 0.0, ImplausibleAudioError(reason)
+            ),
         )
 
-    async def _store(self, item: PlanItem, audio: SynthesizedAudio) -> None:
+    async def _store(self, item: PlanItem, raw: bytes) -> None:
         rate, channels = self.plan.rate, self.plan.channels
         try:
-            pcm = await audio.to_pcm_async(rate=rate, channels=channels)
+            produced = await asyncio.to_thread(produce, raw, rate, channels, self.process)
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self.writer, self._put, item, pcm)
+                await loop.run_in_executor(self.writer, self._put, item, raw, produced)
             except CacheError as exc:
                 # Read-only, disk full, index broken: every further synthesis would be
                 # paid for and thrown away.
@@ -384,20 +481,39 @@ class _Runner:
             self._finish(item, "failed", str(exc))
         else:
             self.summary.synthesized += 1
-            self.summary.characters_sent += item.characters
-            self.summary.audio_seconds += audio_seconds(pcm, rate=rate, channels=channels)
+            if item.raw_cached:
+                self.summary.reprocessed += 1
+            else:
+                self.summary.characters_sent += item.characters
+            self.summary.audio_seconds += audio_seconds(produced.pcm, rate=rate, channels=channels)
+            if produced.loudness is not None:
+                self.summary.loudness.append(produced.loudness)
             self._finish(item, "synthesized", None)
         finally:
             self.store_slots.release()
 
-    def _put(self, item: PlanItem, pcm: bytes) -> None:
-        self.cache.put(
+    def _put(self, item: PlanItem, raw: bytes, produced: Processed) -> None:
+        rate, channels = self.plan.rate, self.plan.channels
+        if item.processed and not item.raw_cached:
+            put_entry(
+                self.cache,
+                item.raw_key,
+                raw,
+                rate=rate,
+                channels=channels,
+                text=item.text,
+                identity=item.identity,
+                loudness=produced.source_loudness,
+            )
+        put_entry(
+            self.cache,
             item.key,
-            pcm,
-            rate=self.plan.rate,
-            channels=self.plan.channels,
+            produced.pcm,
+            rate=rate,
+            channels=channels,
             text=item.text,
-            identity=item.identity,
+            identity=self.process.identity(item.identity),
+            loudness=produced.loudness,
         )
 
     def _retrying(self, item: PlanItem, attempt: int, delay: float, exc: Exception) -> None:
@@ -436,6 +552,8 @@ async def warm(
     timeout: float | None = 60.0,
     shard: Shard | None = None,
     on_progress: ProgressCallback | None = None,
+    process: ProcessSettings = NO_PROCESSING,
+    gate: str = "strict",
 ) -> WarmSummary:
     """Plan and run in one call, for library users."""
     plan = plan_warm(
@@ -447,9 +565,18 @@ async def warm(
         channels=channels,
         shard=shard,
         verify=True,
+        process=process,
     )
     return await run_warm(
-        plan, backend, cache, jobs=jobs, retries=retries, timeout=timeout, on_progress=on_progress
+        plan,
+        backend,
+        cache,
+        jobs=jobs,
+        retries=retries,
+        timeout=timeout,
+        on_progress=on_progress,
+        process=process,
+        gate=gate,
     )
 
 
@@ -499,33 +626,61 @@ async def say(
     channels: int = 1,
     retries: int = 3,
     timeout: float | None = 60.0,
+    process: ProcessSettings = NO_PROCESSING,
+    gate: str = "strict",
 ) -> SayResult:
     """One phrase through the cache: served when cached, else synthesized and stored.
 
-    A damaged entry is synthesized again and replaced rather than served.
+    A damaged entry is synthesized again and replaced rather than served. With `process`,
+    the processed audio is served; on a miss it is made from the cached raw synthesis
+    when there is one, else from a new synthesis (which must pass the `gate`), and both
+    are stored.
     """
-    from voiceprep.backends.retry import synthesize_with_retries
+    import asyncio
+
+    from voiceprep.gate import synthesize_checked
 
     normalized = normalize_text(text)
     if not normalized:
         raise UsageError("nothing to say: the text is empty")
     identity = backend.identity(voice)
-    key = cache_key(identity, normalized, rate=rate, channels=channels)
-    try:
-        pcm = cache.get(key, rate=rate, channels=channels)
-    except (CacheCorruptError, CacheFormatMismatchError):
-        pcm = None
+    key = cache_key(process.identity(identity), normalized, rate=rate, channels=channels)
+    raw_key = cache_key(identity, normalized, rate=rate, channels=channels)
+    pcm = _get_intact(cache, key, rate, channels)
     if pcm is not None:
         return SayResult(pcm, key, cached=True)
-    audio = await synthesize_with_retries(
-        backend,
-        normalized,
-        voice=voice,
-        rate=rate,
-        channels=channels,
-        retries=retries,
-        timeout=timeout,
+    raw = _get_intact(cache, raw_key, rate, channels) if raw_key != key else None
+    had_raw = raw is not None
+    if raw is None:
+        raw = await synthesize_checked(
+            backend,
+            normalized,
+            voice=voice,
+            rate=rate,
+            channels=channels,
+            retries=retries,
+            timeout=timeout,
+            gate=gate,
+        )
+    produced = await asyncio.to_thread(produce, raw, rate, channels, process)
+    common: dict[str, Any] = {"rate": rate, "channels": channels, "text": normalized}
+    if raw_key != key and not had_raw:
+        put_entry(
+            cache, raw_key, raw, identity=identity, loudness=produced.source_loudness, **common
+        )
+    put_entry(
+        cache,
+        key,
+        produced.pcm,
+        identity=process.identity(identity),
+        loudness=produced.loudness,
+        **common,
     )
-    pcm = await audio.to_pcm_async(rate=rate, channels=channels)
-    cache.put(key, pcm, rate=rate, channels=channels, text=normalized, identity=identity)
-    return SayResult(pcm, key, cached=False)
+    return SayResult(produced.pcm, key, cached=False)
+
+
+def _get_intact(cache: AudioCache, key: str, rate: int, channels: int) -> bytes | None:
+    try:
+        return cache.get(key, rate=rate, channels=channels)
+    except (CacheCorruptError, CacheFormatMismatchError):
+        return None

@@ -14,8 +14,8 @@ import typer
 
 from voiceprep import __version__
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
-from voiceprep.errors import VoiceprepError
+from voiceprep.cli._app import app, register
+from voiceprep.errors import ExitStatus, VoiceprepError
 
 _debug = {"on": bool(os.environ.get("VOICEPREP_DEBUG"))}
 
@@ -42,11 +42,7 @@ def _root(
         _debug["on"] = True
 
 
-# Registering the commands: each module decorates `app` when imported.
-from voiceprep.cli import backends as _backends  # noqa: E402, F401
-from voiceprep.cli import cache as _cache  # noqa: E402, F401
-from voiceprep.cli import decode as _decode  # noqa: E402, F401
-from voiceprep.cli import warm as _warm  # noqa: E402, F401
+register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,27 +64,27 @@ def main(argv: list[str] | None = None) -> None:
         _output.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitStatus.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (`| head -c`): stop quietly, as other filters do.
         _discard_stdout()
-        sys.exit(1)
+        sys.exit(ExitStatus.FAILURE)
     except OSError as exc:
         if _debug["on"]:
             raise
         _discard_stdout()  # what is still buffered would fail again at exit
         _output.error(_os_error_message(exc))
-        sys.exit(1)
+        sys.exit(ExitStatus.FAILURE)
     except RecursionError:
         if _debug["on"]:
             raise
         _output.error("input nested too deeply")
-        sys.exit(2)
+        sys.exit(ExitStatus.USAGE)
     except Exception as exc:
         if _debug["on"]:
             raise
         _output.error(f"unexpected {type(exc).__name__}: {exc} (--debug shows the traceback)")
-        sys.exit(1)
+        sys.exit(ExitStatus.FAILURE)
 
 
 def _os_error_message(exc: OSError) -> str:

@@ -12,25 +12,62 @@ from typing import Annotated, Any
 
 import typer
 
+from voiceprep.config import Settings
+from voiceprep.units import RATE_MAX, RATE_MIN
+
+_DEFAULTS = Settings  # the defaults' one home: the Settings dataclass
+
 Backend = Annotated[
-    str | None, typer.Option("--backend", "-b", help="TTS backend (default: piper).")
+    str | None,
+    typer.Option(
+        "--backend", "-b", metavar="NAME", help="TTS backend NAME.", show_default=_DEFAULTS.backend
+    ),
 ]
-Voice = Annotated[str | None, typer.Option("--voice", help="Voice name, id or model path.")]
+Voice = Annotated[
+    str | None,
+    typer.Option(
+        "--voice",
+        metavar="VOICE",
+        help="VOICE name, id or model path.",
+        show_default="the backend's own",
+    ),
+]
 BackendOption = Annotated[
     list[str] | None,
-    typer.Option("-O", "--option", metavar="KEY=VALUE", help="Backend option (repeatable)."),
+    typer.Option(
+        "-O", "--option", metavar="KEY=VALUE", help="Backend option KEY=VALUE (repeatable)."
+    ),
 ]
 Rate = Annotated[
     int | None,
-    typer.Option("-r", "--rate", help="Sample rate in Hz, 8000–192000. \\[default: 24000]"),
+    typer.Option(
+        "-r",
+        "--rate",
+        metavar="RATE",
+        help=f"Sample RATE in Hz, {RATE_MIN}–{RATE_MAX}.",
+        show_default=str(_DEFAULTS.rate),
+    ),
 ]
 Channels = Annotated[
-    int | None, typer.Option("-c", "--channels", help="Channels, 1 or 2. \\[default: 1]")
+    int | None,
+    typer.Option(
+        "-c",
+        "--channels",
+        metavar="N",
+        help="N channels: 1 (mono) or 2 (stereo).",
+        show_default=str(_DEFAULTS.channels),
+    ),
 ]
 CacheDir = Annotated[
     Path | None,
-    typer.Option("--cache-dir", help="Cache directory. \\[default: the user cache dir]"),
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="The cache directory DIR.",
+        show_default="the user cache directory",
+    ),
 ]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 class Container(StrEnum):
@@ -41,7 +78,10 @@ class Container(StrEnum):
 OutputFormat = Annotated[
     Container | None,
     typer.Option(
-        "--format", help="raw PCM or a WAV file. \\[default: wav if OUT ends in .wav, else raw]"
+        "--format",
+        metavar="FORMAT",
+        help="Container FORMAT: raw (PCM) or wav.",
+        show_default="wav if OUT ends in .wav, else raw",
     ),
 ]
 

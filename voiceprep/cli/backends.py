@@ -14,18 +14,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
 from voiceprep.cli._output import print_json
 
 if TYPE_CHECKING:
     from voiceprep.backends import BackendStatus
 
 
-@app.command("backends")
 def backends_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
 ) -> None:
-    """List the TTS backends installed, whether each is usable here, and why not."""
+    """List the TTS backends installed, whether each is usable here, and why not.
+
+    Examples:
+      voiceprep backends
+      voiceprep backends --json
+    """
     from voiceprep.backends import describe_backends
     from voiceprep.config import resolve_settings
 

@@ -15,34 +15,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
 from voiceprep.cli._options import (
     Backend,
     BackendOption,
     CacheDir,
     Channels,
+    Json,
     OutputFormat,
     Rate,
     Voice,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._write import check_output, report_written, write_audio
-from voiceprep.errors import UsageError
+from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.cache import CacheEntry, VerifyReport
     from voiceprep.config import Settings
-
-cache_app = typer.Typer(
-    name="cache",
-    help="Inspect and manage the on-disk TTS audio cache.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(cache_app, name="cache")
-
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -120,15 +110,23 @@ def entry_json(entry: CacheEntry) -> dict[str, Any]:
 # --- path, ls, stats -------------------------------------------------------------------
 
 
-@cache_app.command("path")
 def path_command(cache_dir: CacheDir = None) -> None:
-    """Print the cache directory."""
+    """Print the cache directory (an absolute path).
+
+    Examples:
+      voiceprep cache path
+      du -sh "$(voiceprep cache path)"
+    """
     print(_cache_dir(cache_dir))
 
 
-@cache_app.command("ls")
 def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
-    """List cached entries (most recently used first)."""
+    """List cached entries, most recently used first.
+
+    Examples:
+      voiceprep cache ls
+      voiceprep cache ls --json | jq -r '.[].text'
+    """
     directory = _cache_dir(cache_dir)
     entries: list[CacheEntry] = []
     if _exists(directory):
@@ -186,9 +184,13 @@ def _print_plain(entries: list[CacheEntry]) -> None:
         sys.stdout.write("  ".join([*cells, row[-1]]) + "\n")
 
 
-@cache_app.command("stats")
 def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
-    """Sum up the cache: entries, size, seconds of audio, hits."""
+    """Sum up the cache: entries, size, seconds of audio, hits.
+
+    Examples:
+      voiceprep cache stats
+      voiceprep cache stats --json --cache-dir .voiceprep-cache
+    """
     directory = _cache_dir(cache_dir)
     _exists(directory)
     with open_cache(directory) as cache:
@@ -218,13 +220,18 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
 # --- get, export -----------------------------------------------------------------------
 
 
-@cache_app.command("get")
 def get_command(
-    text: Annotated[str, typer.Argument(help="The phrase, as given to warm.")],
+    text: Annotated[
+        str,
+        typer.Argument(metavar="TEXT", help="The phrase, as given to warm.", show_default=False),
+    ],
     output: Annotated[
         str,
         typer.Option(
-            "-o", "--output", help="Output file (.wav → WAV, else raw PCM), or - for stdout."
+            "-o",
+            "--output",
+            metavar="OUT",
+            help="Write to the file OUT (.wav: WAV, else raw PCM), or - for stdout.",
         ),
     ],
     output_format: OutputFormat = None,
@@ -236,7 +243,15 @@ def get_command(
     cache_dir: CacheDir = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
-    """Write one cached phrase; exit 1 when it is not cached (never synthesizes)."""
+    """Write the cached audio of one phrase (never synthesizes).
+
+    The phrase is selected as warm stores it (backend, voice, options, rate, channels);
+    exit 1 when it is not cached.
+
+    Examples:
+      voiceprep cache get "Thanks for calling." -o thanks.wav
+      voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
+    """
     check_output(output, force=force)
     settings = resolve(
         backend=backend,
@@ -253,7 +268,7 @@ def get_command(
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
     if pcm is None:
         _output.error(f"{text}: not cached ({_describe_selection(settings)})")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
     container = output_format.value if output_format else None
     write_audio(
         pcm,
@@ -266,12 +281,20 @@ def get_command(
     report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
 
 
-@cache_app.command("export")
 def export_command(
-    directory: Annotated[Path, typer.Argument(help="Where to write the WAVs and manifest.json.")],
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIR", help="Write the WAVs and manifest.json into DIR.", show_default=False
+        ),
+    ],
     cache_dir: CacheDir = None,
 ) -> None:
-    """Write every entry as a playable WAV named after its text, plus manifest.json."""
+    """Write every entry as a WAV named after its text, plus manifest.json.
+
+    Examples:
+      voiceprep cache export prompts/
+    """
     from voiceprep.export import ExportItem, export_entries
 
     source = _cache_dir(cache_dir)
@@ -287,15 +310,17 @@ def export_command(
         _output.error(f"{item.text}: {reason}")
     _output.info(f"exported {len(report.written)} entries to {directory}")
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 # --- rm, prune, clear ------------------------------------------------------------------
 
 
-@cache_app.command("rm")
 def rm_command(
-    texts: Annotated[list[str], typer.Argument(help="Phrases to remove.")],
+    texts: Annotated[
+        list[str],
+        typer.Argument(metavar="TEXT", help="Phrases to remove.", show_default=False),
+    ],
     backend: Backend = None,
     voice: Voice = None,
     option: BackendOption = None,
@@ -303,7 +328,14 @@ def rm_command(
     channels: Channels = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Remove phrases (selected as warm stores them); exit 1 if one was not cached."""
+    """Remove phrases, selected as warm stores them.
+
+    Exit 1 if one of them was not cached.
+
+    Examples:
+      voiceprep cache rm "Old greeting." "Old goodbye."
+      voiceprep cache rm "Hola." --voice es_ES-davefx-medium
+    """
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -323,23 +355,33 @@ def rm_command(
         _output.error(f"{keys[key]}: not cached ({_describe_selection(settings)})")
     _output.info(f"removed {removed} {plural(removed, 'entry', 'entries')}")
     if missing:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
-@cache_app.command("prune")
 def prune_command(
     max_entries: Annotated[
-        int | None, typer.Option("--max-entries", help="Keep at most N entries.")
+        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
     ] = None,
     max_size: Annotated[
-        str | None, typer.Option("--max-size", help="Keep at most SIZE (500MB, 2GiB).")
+        str | None,
+        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
     ] = None,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Remove entries unused for AGE (30d).")
+        str | None,
+        typer.Option(
+            "--older-than", metavar="AGE", help="Remove entries unused for AGE (30d, 12h)."
+        ),
     ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Evict least recently used entries down to the limits (default: the configured ones)."""
+    """Evict least recently used entries down to limits.
+
+    Without options, the configured max_entries and max_size apply.
+
+    Examples:
+      voiceprep cache prune --max-size 500MB
+      voiceprep cache prune --older-than 30d --max-entries 10000
+    """
     from voiceprep.units import parse_age, parse_size
 
     settings = resolve(
@@ -363,12 +405,16 @@ def prune_command(
     _output.info(f"removed {len(removed)} {noun} ({human_size(freed)})")
 
 
-@cache_app.command("clear")
 def clear_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Remove every entry (asks first on a terminal)."""
+    """Remove every entry (asks first on a terminal).
+
+    Examples:
+      voiceprep cache clear
+      voiceprep cache clear --yes --cache-dir /tmp/voiceprep-cache
+    """
     directory = _cache_dir(cache_dir)
     if not yes:
         if not (sys.stdin.isatty() and _output.stderr_is_terminal()):
@@ -386,7 +432,6 @@ def clear_command(
 # --- verify, merge ---------------------------------------------------------------------
 
 
-@cache_app.command("verify")
 def verify_command(
     repair: Annotated[
         bool, typer.Option("--repair", help="Drop damaged entries; remove orphans and temporaries.")
@@ -399,6 +444,10 @@ def verify_command(
     Exit 1 when an entry is damaged (file missing, altered, index damaged) unless --repair
     fixed it. Orphan files and stale temporaries are reported (and removed by --repair)
     but are not damage: no reader ever sees them.
+
+    Examples:
+      voiceprep cache verify
+      voiceprep cache verify --repair --json
     """
     directory = _cache_dir(cache_dir)
     if not _exists(directory):
@@ -418,7 +467,7 @@ def verify_command(
         (_output.info if repair else _output.warning)(prefix + line)
     _output.info(_verify_summary(directory, report, repair))
     if report.damaged and not report.repaired:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _damage_lines(report: VerifyReport, texts: dict[str, str]) -> list[str]:
@@ -450,12 +499,20 @@ def _verify_summary(directory: Path, report: VerifyReport, repair: bool) -> str:
     return f"{checked}; {found}{hint}"
 
 
-@cache_app.command("merge")
 def merge_command(
-    sources: Annotated[list[Path], typer.Argument(help="Cache directories to import from.")],
+    sources: Annotated[
+        list[Path],
+        typer.Argument(metavar="DIR", help="Cache directories to import from.", show_default=False),
+    ],
     cache_dir: CacheDir = None,
 ) -> None:
-    """Import entries from other cache directories (keys already present are skipped)."""
+    """Import entries from other cache directories.
+
+    Entries already present are skipped.
+
+    Examples:
+      voiceprep cache merge shard-1/ shard-2/ --cache-dir .voiceprep-cache
+    """
     directory = _cache_dir(cache_dir)
     for source in sources:
         if not source.is_dir():
@@ -472,4 +529,4 @@ def merge_command(
                 + (f", failed {len(report.failed)}" if report.failed else "")
             )
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
 from voiceprep.cli._common import STDIO
 from voiceprep.cli._options import Channels, OutputFormat, Rate
 from voiceprep.cli._output import print_json
@@ -40,12 +39,13 @@ class SampleFormat(StrEnum):
     f32 = "f32"
 
 
-@app.command("decode")
 def decode_command(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            metavar="INPUT", help="Audio or video files (any format libav reads); - is stdin."
+            metavar="INPUT",
+            help="Audio or video files (any format libav reads); - is stdin.",
+            show_default=False,
         ),
     ],
     output: Annotated[
@@ -54,8 +54,8 @@ def decode_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Output file, or - for stdout (one input only). "
-            "\\[default: beside the input, .pcm or .wav]",
+            help="Write to the file OUT, or - for stdout (one INPUT only).",
+            show_default="beside each INPUT, ending in .pcm or .wav",
         ),
     ] = None,
     out_dir: Annotated[
@@ -67,7 +67,11 @@ def decode_command(
     container: OutputFormat = None,
     sample_format: Annotated[
         SampleFormat,
-        typer.Option("--sample-format", help="16-bit integer or 32-bit float, little-endian."),
+        typer.Option(
+            "--sample-format",
+            metavar="FMT",
+            help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian.",
+        ),
     ] = SampleFormat.s16,
     start: Annotated[
         float | None, typer.Option("--start", metavar="SEC", help="Skip the first SEC seconds.")
@@ -78,11 +82,27 @@ def decode_command(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option("-j", "--jobs", help="Files decoded in parallel. \\[default: CPU count]"),
+        typer.Option(
+            "-j",
+            "--jobs",
+            metavar="N",
+            help="Decode N files in parallel.",
+            show_default="the number of CPUs",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
 ) -> None:
-    """Decode audio to raw PCM (or WAV) at the rate and channel count an agent plays."""
+    """Decode audio to raw PCM (or WAV) in the shape an agent plays.
+
+    Each INPUT becomes s16le (or f32le) PCM at RATE Hz with N channels: beside it (clip.mp3
+    → clip.pcm), in DIR (--out-dir), in OUT (-o) or on stdout (-o -).
+
+    Examples:
+      voiceprep decode greeting.mp3                  # greeting.pcm, 24000 Hz mono s16le
+      voiceprep decode -r 16000 -o hold.wav hold.m4a
+      voiceprep decode --out-dir pcm/ prompts/*.mp3 -j 4
+      voiceprep decode -o - -r 48000 -c 2 call.ogg | my-agent --pcm-stdin
+    """
     from voiceprep.output import OutputSpec, container_for
 
     _check_decode_usage(inputs, output, out_dir, jobs)
@@ -345,16 +365,23 @@ def _rich_progress(*, bytes_mode: bool) -> Any:
 # --- info ----------------------------------------------------------------------------
 
 
-@app.command("info")
 def info_command(
     inputs: Annotated[
-        list[str], typer.Argument(metavar="INPUT", help="Audio or video files; - is stdin.")
+        list[str],
+        typer.Argument(
+            metavar="INPUT", help="Audio or video files; - is stdin.", show_default=False
+        ),
     ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="A JSON array on stdout, one object per input.")
+        bool, typer.Option("--json", help="Print a JSON array on stdout, one object per INPUT.")
     ] = False,
 ) -> None:
-    """Show container, codec, sample rate, channels, duration and bitrate."""
+    """Show container, codec, sample rate, channels, duration and bitrate.
+
+    Examples:
+      voiceprep info greeting.mp3 hold.wav
+      voiceprep info --json prompts/*.ogg
+    """
     from voiceprep.decoding import probe
     from voiceprep.errors import VoiceprepError
 

@@ -24,17 +24,30 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._app import app
 from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import (
+    FadeIn,
+    FadeOut,
+    Gate,
+    Loudness,
+    PadEnd,
+    PadStart,
+    SilenceThreshold,
+    TrimPad,
+    TrimSilence,
+    TruePeak,
+    gate_flag,
+    process_flags,
+)
 from voiceprep.cli._write import check_output, write_audio
-from voiceprep.errors import BackendUnavailableError, UsageError
+from voiceprep.config import Settings
+from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
-    from voiceprep.config import Settings
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
 T = TypeVar("T")
@@ -42,15 +55,32 @@ _PREVIEW = 60  # characters of a phrase shown in messages
 _PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
 Jobs = Annotated[
-    int | None, typer.Option("-j", "--jobs", help="Requests in flight at once (default 4).")
+    int | None,
+    typer.Option(
+        "-j",
+        "--jobs",
+        metavar="N",
+        help="Keep N requests in flight at once.",
+        show_default=str(Settings.jobs),
+    ),
 ]
 Retries = Annotated[
     int | None,
-    typer.Option("--retries", help="Retries of a transient failure per phrase (default 3)."),
+    typer.Option(
+        "--retries",
+        metavar="N",
+        help="Retry a transient failure N times per phrase.",
+        show_default=str(Settings.retries),
+    ),
 ]
 Timeout = Annotated[
     float | None,
-    typer.Option("--timeout", metavar="SEC", help="Seconds per attempt (default 60)."),
+    typer.Option(
+        "--timeout",
+        metavar="SEC",
+        help="Give each attempt SEC seconds.",
+        show_default=f"{Settings.timeout:g}",
+    ),
 ]
 
 
@@ -63,7 +93,6 @@ def _describe(text: str, source: str = "") -> str:
 # --- warm -----------------------------------------------------------------------------
 
 
-@app.command("warm")
 def warm_command(
     phrases: Annotated[
         list[str],
@@ -105,15 +134,40 @@ def warm_command(
     ] = False,
     export: Annotated[
         Path | None,
-        typer.Option("--export", metavar="DIR", help="Afterwards write WAVs + manifest.json."),
+        typer.Option(
+            "--export", metavar="DIR", help="Afterwards write WAVs and manifest.json into DIR."
+        ),
     ] = None,
     shard: Annotated[
         str | None,
-        typer.Option("--shard", metavar="K/N", help="Only the phrases in shard K of N."),
+        typer.Option(
+            "--shard", metavar="K/N", help="Only the phrases of shard K/N (the K-th of N shares)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
-    """Prebuild the audio of phrase lists into the cache (skipping what is cached)."""
+    """Prebuild the audio of phrase lists into the cache.
+
+    Phrases already cached are skipped, so a second run (or a run after Ctrl-C) only
+    synthesizes what is missing. The summary goes to stdout; progress and failures to
+    stderr.
+
+    Examples:
+      voiceprep warm prompts.txt
+      voiceprep warm prompts.csv --backend openai --voice alloy -j 8
+      voiceprep warm prompts.txt --check                # exit 1 if a phrase is missing
+      voiceprep warm prompts.jsonl --dry-run --json     # what would be billed
+    """
     started = time.monotonic()
     from voiceprep.phrases import read_phrase_lists
     from voiceprep.warm import parse_shard, plan_warm
@@ -131,6 +185,18 @@ def warm_command(
         timeout=timeout,
         max_entries=max_entries,
         max_size=max_size,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
@@ -147,6 +213,7 @@ def warm_command(
             channels=settings.channels,
             shard=shard_spec,
             verify=not (dry_run or check),
+            process=settings.process,
         )
         if dry_run:
             _print_dry_run(plan, as_json=as_json)
@@ -162,7 +229,7 @@ def warm_command(
     if summary.stopped is not None:
         _output.error(f"stopped: {summary.skipped} phrases not attempted")
     if not summary.ok or not exported_ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
 
 
 def _warm(
@@ -250,7 +317,7 @@ def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
         _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
     if missing:
         _output.error(f"{len(missing)} of {len(plan.items)} phrases are not cached")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitStatus.FAILURE)
     if not as_json:
         _output.info(f"all {len(plan.items)} phrases are cached")
 
@@ -286,6 +353,8 @@ def _run_with_progress(
                         on_progress=reporter.progress,
                         on_retry=reporter.retry,
                         summary=summary,
+                        process=settings.process,
+                        gate=settings.gate,
                     ),
                 )
             )
@@ -294,7 +363,7 @@ def _run_with_progress(
             f"interrupted: {summary.synthesized} phrases synthesized and cached; "
             "run the same command again to resume"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return summary
 
 
@@ -386,6 +455,7 @@ _SUMMARY_LABELS = (
     ("failed", "failed"),
     ("characters_sent", "characters sent"),
     ("audio_seconds", "seconds of audio"),
+    ("loudness", "loudness"),
     ("elapsed", "elapsed"),
 )
 
@@ -398,6 +468,8 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
     values = {**document, "failed": len(summary.failed)}
     values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
     values["elapsed"] = f"{summary.elapsed:.1f} s"
+    spread = summary.loudness_range
+    values["loudness"] = f"{spread[0]:.1f} to {spread[1]:.1f} LUFS" if spread else "-"
     if _output.stdout_is_terminal():
         from rich.table import Table
 
@@ -416,7 +488,6 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
 # --- say ------------------------------------------------------------------------------
 
 
-@app.command("say")
 def say_command(
     text: Annotated[
         str, typer.Argument(metavar="TEXT", help="The phrase to speak.", show_default=False)
@@ -427,8 +498,8 @@ def say_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Output file (.wav: WAV, else raw s16le PCM), or - for stdout "
-            "(default: stdout, when it is not a terminal).",
+            help="Write to the file OUT (.wav: WAV, else raw s16le PCM), or - for stdout.",
+            show_default="stdout, when it is not a terminal",
         ),
     ] = None,
     backend: Backend = None,
@@ -440,8 +511,25 @@ def say_command(
     retries: Retries = None,
     timeout: Timeout = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
-    """Speak one phrase through the cache (synthesized on a miss) into a file or stdout."""
+    """Speak one phrase through the cache into a file or stdout.
+
+    A cached phrase is read from the cache; a missing one is synthesized and stored.
+
+    Examples:
+      voiceprep say "Thanks for calling." -o thanks.wav
+      voiceprep say "One moment please." -r 16000 | aplay -f S16_LE -r 16000
+    """
     import asyncio
 
     from voiceprep.warm import say
@@ -457,6 +545,18 @@ def say_command(
         cache_dir=cache_dir,
         retries=retries,
         timeout=timeout,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
@@ -473,11 +573,13 @@ def say_command(
                         channels=settings.channels,
                         retries=settings.retries,
                         timeout=settings.timeout,
+                        process=settings.process,
+                        gate=settings.gate,
                     ),
                 )
             )
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
     seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
     write_audio(

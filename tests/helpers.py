@@ -1,0 +1,151 @@
+"""The one way tests run voiceprep's command line, and the terminal helper.
+
+Tests get a `CLI` from the `cli` fixture (tests/conftest.py), which has already cleared
+every `VOICEPREP_*` variable and moved into an empty working directory (so neither the
+developer's shell nor a stray voiceprep.toml leaks in):
+
+    def test_x(cli):
+        result = cli("cache", "ls", "--json")              # in this process: fast
+        assert result.code == 0 and json.loads(result.out) == []
+        result = cli.process("decode", "-", stdin=data)    # a real process: pipes, signals
+        proc = cli.popen("warm", "big.txt")                # a running one: Ctrl-C tests
+
+`result.out` is stdout's bytes (`result.text` decoded), `result.err` stderr's text and
+`result.errors` its `voiceprep: error:` lines. Audio is made with `audiogen`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+Arg = str | os.PathLike[str]
+
+
+@dataclass
+class Result:
+    code: int
+    out: bytes
+    err: str
+
+    def __iter__(self) -> Iterator[Any]:
+        """`code, out, err = cli(...)`, with stdout decoded."""
+        return iter((self.code, self.text, self.err))
+
+    @property
+    def text(self) -> str:
+        return self.out.decode(errors="replace")
+
+    @property
+    def err_lines(self) -> list[str]:
+        return self.err.splitlines()
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.err_lines if line.startswith("voiceprep: error: ")]
+
+
+@dataclass
+class CLI:
+    """`voiceprep ARGS` in this process (`cli(...)`) or in a child (`cli.process(...)`),
+    both in the isolated environment the fixture set up."""
+
+    capture: pytest.CaptureFixture[bytes]
+    monkeypatch: pytest.MonkeyPatch
+    cwd: Path
+
+    def __call__(
+        self, *args: Arg, stdin: bytes = b"", env: Mapping[str, str] | None = None
+    ) -> Result:
+        import voiceprep.cli
+        from voiceprep.cli import main
+
+        with self.monkeypatch.context() as patch:
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            debug = getattr(voiceprep.cli, "_debug", None)
+            if isinstance(debug, dict):  # --debug of an earlier call must not stick
+                patch.setitem(debug, "on", bool(os.environ.get("VOICEPREP_DEBUG")))
+            patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+            self.capture.readouterr()  # drop what the test printed before
+            code: int | str | None = 0
+            try:
+                main([os.fspath(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code
+            captured = self.capture.readouterr()
+        if not isinstance(code, int):
+            code = 0 if code is None else 1
+        return Result(code, captured.out, captured.err.decode(errors="replace"))
+
+    def _command(self, args: Sequence[Arg]) -> list[str]:
+        return [sys.executable, "-m", "voiceprep", *map(os.fspath, args)]
+
+    def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return {**isolated_environment(), **(env or {})}
+
+    def process(
+        self,
+        *args: Arg,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 120,
+    ) -> Result:
+        """In a fresh process with pipes for stdin/stdout/stderr, as a user runs it."""
+        done = subprocess.run(
+            self._command(args),
+            input=stdin if stdin is not None else b"",
+            capture_output=True,
+            cwd=cwd or self.cwd,
+            env=self._environment(env),
+            timeout=timeout,
+        )
+        return Result(done.returncode, done.stdout, done.stderr.decode(errors="replace"))
+
+    def popen(
+        self,
+        *args: Arg,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        **options: object,
+    ) -> subprocess.Popen[bytes]:
+        """A running `voiceprep ARGS` (stdin/stdout/stderr as given in `options`)."""
+        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+            self._command(args),
+            cwd=cwd or self.cwd,
+            env=self._environment(env),
+            **options,
+        )
+
+
+def isolated_environment() -> dict[str, str]:
+    """os.environ without any VOICEPREP_* variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
+
+
+def read_terminal(primary: int, timeout: float = 60) -> str:
+    """Everything a program writes to a pseudo-terminal until it closes it; closes `primary`.
+
+    Each wait is bounded, so a hung child fails the test instead of hanging the suite.
+    """
+    screen = b""
+    while select.select([primary], [], [], timeout)[0]:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the terminal closed, the program ended
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    return screen.decode(errors="replace")
