@@ -27,6 +27,7 @@ from voiceprep.cli._options import (
     Voice,
 )
 from voiceprep.cli._output import print_json
+from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
 
@@ -145,9 +146,9 @@ _COLUMNS = ("text", "backend", "voice", "rate", "channels", "duration", "size", 
 
 def _row(entry: CacheEntry) -> list[str]:
     return [
-        entry.text,
-        entry.backend or "-",
-        entry.voice or "-",
+        printable(entry.text),  # a cache is input: its texts may hold escape sequences
+        printable(entry.backend or "-"),
+        printable(entry.voice or "-"),
         str(entry.rate),
         str(entry.channels),
         f"{entry.duration:.2f}s",
@@ -159,6 +160,7 @@ def _row(entry: CacheEntry) -> list[str]:
 
 def _print_table(entries: list[CacheEntry]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold")
     for name in _COLUMNS:
@@ -169,7 +171,7 @@ def _print_table(entries: list[CacheEntry]) -> None:
             overflow="fold" if name == "text" else "ellipsis",
         )
     for entry in entries:
-        table.add_row(*_row(entry))
+        table.add_row(*(Text(cell) for cell in _row(entry)))  # text, never Rich markup
     _output.out_console().print(table)
 
 

@@ -41,6 +41,7 @@ from voiceprep.cli._processing import (
     gate_flag,
     process_flags,
 )
+from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, write_audio
 from voiceprep.config import Settings
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
@@ -202,6 +203,7 @@ def warm_command(
     phrase_list = read_phrase_lists(phrases)
     if not phrase_list:
         _output.warning(f"no phrases in {', '.join(phrases)}")
+    _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
         plan = plan_warm(
@@ -257,6 +259,18 @@ def _warm(
     return summary, exported_ok
 
 
+def _check_cache_dir(directory: Path) -> None:
+    """UsageError when the cache directory (or the nearest part of it that exists) is not
+    a directory: nothing synthesized could be stored."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UsageError(
+            f"{directory}: cannot be a cache directory ({existing} is not a directory)"
+        )
+
+
 def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
     if dry_run and check:
         raise UsageError("--dry-run and --check cannot be combined")
@@ -286,7 +300,7 @@ def _print_dry_run(plan: WarmPlan, *, as_json: bool) -> None:
         print_json(document)
         return
     for item in missing:
-        print(f"would synthesize: {item.text}")
+        print(f"would synthesize: {printable(item.text)}")
     print(
         f"{len(missing)} of {len(plan.items)} phrases to synthesize, "
         f"{plan.billable_characters} billable characters ({len(plan.cached)} already cached)"
@@ -558,6 +572,7 @@ def say_command(
             pad_end=pad_end,
         ),
     )
+    _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
         try:
