@@ -1,4 +1,6 @@
-"""Local HTTP servers on 127.0.0.1 that speak OpenAI's and ElevenLabs' TTS shapes.
+"""Local HTTP servers on 127.0.0.1 that speak the TTS shapes of OpenAI, ElevenLabs,
+Cartesia, Deepgram Aura, Azure Speech (SSML in, RIFF/raw PCM out) and Google Cloud
+Text-to-Speech (JSON with base64 audio out).
 
 They check requests the way the real services do (path, auth header, JSON fields, query),
 answer with real audio (a sine tone whose pitch depends on the voice and whose length
@@ -12,14 +14,16 @@ grows with the text), and can be told to be slow or to fail:
         ...
         fake.request_count, fake.chars_received, fake.peak_in_flight, fake.requests[-1].json
 
-Use them from a test or a script (benchmarks): `fake_openai()` / `fake_elevenlabs()` are
-context managers; `FakeProvider.start()` / `.stop()` do the same by hand. The server is
+Use them from a test or a script (benchmarks): `fake_openai()`, `fake_elevenlabs()`,
+`fake_cartesia()`, `fake_deepgram()`, `fake_azure()`, `fake_google()` are context managers;
+`FakeProvider.start()` / `.stop()` do the same by hand. The server is
 threaded (one thread per connection, keep-alive), so concurrent clients really overlap.
 Set the API key environment variable to `fake.api_key` (or pass `require_key=False`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -27,7 +31,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,8 +51,9 @@ class Fault:
     """What one scripted request gets instead of a normal answer.
 
     `status` 200 with `delay` makes a slow success (a client timeout); `empty` a 200 with
-    no audio; `retry_after` sets that header; `body` replaces the JSON error body, and with
-    status 200 and `content_type` it is the whole answer (a 200 that is not audio).
+    no audio; `retry_after` sets that header; `body` replaces the JSON error body (with
+    status 200: the audio answer itself, e.g. a WAV header with no samples, sent with
+    `content_type` when given: a 200 that is not audio).
     """
 
     status: int = 500
@@ -67,6 +72,8 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     json: Any
     status: int = 0
+    body: bytes = b""  # the raw request body (Azure's SSML)
+    text: str = ""  # what the fake understood it was asked to say
 
 
 def voice_frequency(voice: str) -> float:
@@ -160,11 +167,11 @@ class FakeProvider:
 
     @property
     def base_url(self) -> str:
-        """What to pass as base_url: OpenAI's includes /v1, ElevenLabs' does not."""
+        """What to pass as base_url: OpenAI's and Google's include /v1, the others do not."""
         assert self._server is not None, "server not started"
         host, port = self._server.server_address[:2]
         root = f"http://{host}:{port}"
-        return f"{root}/v1" if self.kind == "openai" else root
+        return f"{root}/v1" if self.kind in ("openai", "google") else root
 
     @property
     def request_count(self) -> int:
@@ -282,8 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        record = RecordedRequest("POST", parts.path, query, headers, payload)
-        text = _text_of(fake.kind, payload)
+        text = _text_of(fake.kind, payload, raw)
+        record = RecordedRequest("POST", parts.path, query, headers, payload, body=raw, text=text)
         fake._record(record, len(text))
         fault = fake._next_fault()
         fake._hold()
@@ -296,15 +303,17 @@ class _Handler(BaseHTTPRequestHandler):
                 retry_after=fault.retry_after,
             )
             return 0
-        status, body, content_type = _answer(fake, parts.path, query, headers, payload)
+        status, body, content_type = _answer(fake, parts.path, query, headers, payload, raw)
         record.status = status
         if status != 200:
             self._send_error(status, body)
             return 0
         if fault is not None and fault.empty:
-            body = b""
-        if fault is not None and fault.body is not None and fault.content_type:
-            body, content_type = fault.body, fault.content_type
+            body = _empty_answer(fake.kind)
+        elif fault is not None and fault.body is not None:
+            body = fault.body
+        if fault is not None and fault.content_type:
+            content_type = fault.content_type
         self._send(200, body, content_type)
         return len(text)
 
@@ -324,8 +333,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def _text_of(kind: str, payload: Any) -> str:
-    key = "input" if kind == "openai" else "text"
+def _text_of(kind: str, payload: Any, raw: bytes = b"") -> str:
+    if kind == "azure":
+        parsed = parse_ssml(raw)
+        return parsed.text if parsed is not None else ""
+    if kind == "google":
+        value = payload.get("input") if isinstance(payload, dict) else None
+        payload = value
+    key = {"openai": "input", "cartesia": "transcript"}.get(kind, "text")
     value = payload.get(key) if isinstance(payload, dict) else None
     return value if isinstance(value, str) else ""
 
@@ -334,15 +349,42 @@ def _error_body(kind: str, status: int, message: str | None = None) -> bytes:
     message = message or f"fake error {status}"
     if kind == "openai":
         return json.dumps({"error": {"message": message, "type": "server_error"}}).encode()
+    if kind == "deepgram":
+        body = {"err_code": f"E{status}", "err_msg": message, "request_id": "fake"}
+        return json.dumps(body).encode()
+    if kind == "cartesia":
+        return json.dumps({"error": message}).encode()
+    if kind in ("google", "azure"):
+        reason = GOOGLE_STATUS.get(status, "UNKNOWN")
+        error = {"code": status, "message": message, "status": reason}
+        return json.dumps({"error": error}).encode()
     return json.dumps({"detail": {"status": "error", "message": message}}).encode()
 
 
+def _empty_answer(kind: str) -> bytes:
+    """A 200 with no audio, in the provider's own shape."""
+    return json.dumps({"audioContent": ""}).encode() if kind == "google" else b""
+
+
 def _answer(
-    fake: FakeProvider, path: str, query: dict[str, str], headers: dict[str, str], payload: Any
+    fake: FakeProvider,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    payload: Any,
+    raw: bytes = b"",
 ) -> tuple[int, bytes, str]:
     if fake.kind == "openai":
         return _openai(fake, path, headers, payload)
-    return _elevenlabs(fake, path, query, headers, payload)
+    if fake.kind == "elevenlabs":
+        return _elevenlabs(fake, path, query, headers, payload)
+    handler = {
+        "cartesia": _cartesia,
+        "deepgram": _deepgram,
+        "azure": _azure,
+        "google": _google,
+    }[fake.kind]
+    return handler(fake, path, query, headers, payload, raw)
 
 
 def _openai(
@@ -433,3 +475,277 @@ def fake_elevenlabs(
         yield fake
     finally:
         fake.stop()
+
+
+# --- Cartesia, Deepgram, Azure, Google ----------------------------------------------------
+
+CARTESIA_KEY = "fake-cartesia-key-a1b2c3d4e5f60718"
+DEEPGRAM_KEY = "fake-deepgram-key-0f1e2d3c4b5a6978"
+AZURE_KEY = "fakeazurekey0123456789abcdef0123"
+GOOGLE_KEY = "AIzaFakeGoogleKey_0123456789abcdefgh"
+CARTESIA_VERSIONS = ("2024-06-10", "2024-11-13", "2025-04-16")
+CARTESIA_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+DEEPGRAM_RATES = (8000, 16000, 24000, 32000, 48000)
+AZURE_RATES = {
+    "8khz": 8000,
+    "16khz": 16000,
+    "22050hz": 22050,
+    "24khz": 24000,
+    "44100hz": 44100,
+    "48khz": 48000,
+}
+SSML_NS = "http://www.w3.org/2001/10/synthesis"
+MSTTS_NS = "https://www.w3.org/2001/mstts"
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+@dataclass
+class ParsedSSML:
+    """What Azure would read from an SSML body."""
+
+    language: str
+    voices: list[str]  # the name of every <voice> element
+    text: str  # all character data inside the voice element(s)
+    elements: list[str]  # every element's tag (namespace-qualified), document order
+    attributes: dict[str, dict[str, str]]  # tag → attributes, for the inner elements
+
+
+def parse_ssml(raw: bytes) -> ParsedSSML | None:
+    """The SSML document Azure received, or None when it is not well-formed SSML."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError:
+        return None
+    if root.tag != f"{{{SSML_NS}}}speak" or root.get("version") != "1.0":
+        return None
+    language = root.get("{http://www.w3.org/XML/1998/namespace}lang") or ""
+    voices = [v for v in root.iter(f"{{{SSML_NS}}}voice")]
+    return ParsedSSML(
+        language=language,
+        voices=[v.get("name", "") for v in voices],
+        text="".join("".join(v.itertext()) for v in voices),
+        elements=[element.tag for element in root.iter()],
+        attributes={element.tag: dict(element.attrib) for element in root.iter()},
+    )
+
+
+def _pcm_answer(pcm: bytes, rate: int, container: str) -> tuple[int, bytes, str]:
+    if container == "wav":
+        return 200, wav_file(pcm, rate), "audio/wav"
+    return 200, pcm, "application/octet-stream"
+
+
+def _denied(fake: FakeProvider, kind: str, given: str, what: str) -> tuple[int, bytes, str]:
+    shown = given if fake.echo_key_in_errors else "***"
+    return 401, _error_body(kind, 401, f"{what}: {shown}"), "application/json"
+
+
+def _cartesia(
+    fake: FakeProvider,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    payload: Any,
+    raw: bytes,
+) -> tuple[int, bytes, str]:
+    def bad(message: str) -> tuple[int, bytes, str]:
+        return 400, _error_body("cartesia", 400, message), "application/json"
+
+    if path != "/tts/bytes":
+        return 404, _error_body("cartesia", 404, "Not Found"), "application/json"
+    if headers.get("cartesia-version") not in CARTESIA_VERSIONS:
+        return bad("Cartesia-Version header is missing or invalid")
+    if fake.require_key:
+        given = headers.get("authorization", "").removeprefix("Bearer ")
+        given = given or headers.get("x-api-key", "")
+        if given != fake.api_key:
+            return _denied(fake, "cartesia", given, "Invalid API key")
+    if not isinstance(payload, dict):
+        return bad("invalid JSON body")
+    for name in ("model_id", "transcript"):
+        if not isinstance(payload.get(name), str) or not payload[name]:
+            return bad(f"{name} is required")
+    voice = payload.get("voice")
+    if not isinstance(voice, dict) or voice.get("mode") != "id" or not voice.get("id"):
+        return bad("voice must be {mode: id, id: ...}")
+    fmt = payload.get("output_format")
+    if not isinstance(fmt, dict):
+        return bad("output_format is required")
+    container, encoding, rate = fmt.get("container"), fmt.get("encoding"), fmt.get("sample_rate")
+    if container not in ("raw", "wav") or encoding != "pcm_s16le" or rate not in CARTESIA_RATES:
+        return bad(f"unsupported output_format {fmt}")
+    config = payload.get("generation_config") or {}
+    speed = config.get("speed", 1.0) if isinstance(config, dict) else 1.0
+    if not isinstance(speed, int | float) or not 0.6 <= speed <= 1.5:
+        return bad("generation_config.speed must be 0.6-1.5")
+    pcm = tone_pcm(voice_frequency(voice["id"]), seconds_for(payload["transcript"]) / speed, rate)
+    return _pcm_answer(pcm, rate, container)
+
+
+def _deepgram(
+    fake: FakeProvider,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    payload: Any,
+    raw: bytes,
+) -> tuple[int, bytes, str]:
+    def bad(message: str) -> tuple[int, bytes, str]:
+        return 400, _error_body("deepgram", 400, message), "application/json"
+
+    if path != "/v1/speak":
+        return 404, _error_body("deepgram", 404, "Not Found"), "application/json"
+    if fake.require_key:
+        given = headers.get("authorization", "")
+        if not given.startswith("Token ") or given.removeprefix("Token ") != fake.api_key:
+            return _denied(fake, "deepgram", given.removeprefix("Token "), "Invalid credentials")
+    if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+        return bad("Request body must be JSON with a text field")
+    if not payload["text"].strip():
+        return bad("text is empty")
+    if len(payload["text"]) > 2000:
+        return bad("text is over 2000 characters")
+    model = query.get("model", "aura-asteria-en")
+    if not model.startswith("aura-"):
+        return bad(f"No such model: {model}")
+    if query.get("encoding") != "linear16":
+        return bad("this fake speaks linear16 only")
+    container = query.get("container", "wav")
+    rate = int(query.get("sample_rate", "24000"))
+    if container not in ("wav", "none") or rate not in DEEPGRAM_RATES:
+        return bad(f"unsupported container {container} / sample_rate {rate}")
+    speed = float(query.get("speed", "1"))
+    if not 0.7 <= speed <= 1.5:
+        return bad("speed must be 0.7-1.5")
+    pcm = tone_pcm(voice_frequency(model), seconds_for(payload["text"]) / speed, rate)
+    return _pcm_answer(pcm, rate, "wav" if container == "wav" else "raw")
+
+
+def _azure(
+    fake: FakeProvider,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    payload: Any,
+    raw: bytes,
+) -> tuple[int, bytes, str]:
+    def bad(message: str) -> tuple[int, bytes, str]:
+        return 400, _error_body("azure", 400, message), "application/json"
+
+    if path != "/cognitiveservices/v1":
+        return 404, _error_body("azure", 404, "Resource not found"), "application/json"
+    if fake.require_key:
+        given = headers.get("ocp-apim-subscription-key", "")
+        if given != fake.api_key:
+            return _denied(fake, "azure", given, "Access denied due to invalid subscription key")
+    if not headers.get("content-type", "").startswith("application/ssml+xml"):
+        return 415, _error_body("azure", 415, "Content-Type must be application/ssml+xml"), ""
+    if not headers.get("user-agent"):
+        return bad("User-Agent is required")
+    kind, _, rest = headers.get("x-microsoft-outputformat", "").partition("-")
+    rate_name, _, shape = rest.partition("-")
+    if kind not in ("riff", "raw") or shape != "16bit-mono-pcm" or rate_name not in AZURE_RATES:
+        return bad("unsupported X-Microsoft-OutputFormat")
+    ssml = parse_ssml(raw)
+    if ssml is None or not ssml.language or len(ssml.voices) != 1 or not ssml.voices[0]:
+        return bad("invalid SSML")
+    rate = AZURE_RATES[rate_name]
+    pcm = tone_pcm(voice_frequency(ssml.voices[0]), seconds_for(ssml.text), rate)
+    return _pcm_answer(pcm, rate, "wav" if kind == "riff" else "raw")
+
+
+def _google(
+    fake: FakeProvider,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    payload: Any,
+    raw: bytes,
+) -> tuple[int, bytes, str]:
+    def bad(message: str) -> tuple[int, bytes, str]:
+        return 400, _error_body("google", 400, message), "application/json"
+
+    if path != "/v1/text:synthesize":
+        return 404, _error_body("google", 404, "Not Found"), "application/json"
+    if fake.require_key:
+        key = headers.get("x-goog-api-key") or query.get("key", "")
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        if fake.api_key not in (key, token):
+            return _denied(fake, "google", key or token, "API key not valid")
+    if not isinstance(payload, dict):
+        return bad("Invalid JSON payload")
+    text = (payload.get("input") or {}).get("text")
+    voice = payload.get("voice") or {}
+    config = payload.get("audioConfig") or {}
+    if not isinstance(text, str) or not text:
+        return bad("input.text is required")
+    if len(text.encode("utf-8")) > 5000:
+        return bad("input.text is longer than 5000 bytes")
+    language, name = voice.get("languageCode"), voice.get("name", "")
+    if not isinstance(language, str) or not language:
+        return bad("voice.languageCode is required")
+    if name and not name.lower().startswith(language.lower()):
+        return bad(f"Voice '{name}' does not exist for language '{language}'")
+    if config.get("audioEncoding") != "LINEAR16":
+        return bad("this fake speaks LINEAR16 only")
+    rate = config.get("sampleRateHertz", 24000)
+    speed = config.get("speakingRate", 1.0)
+    if not isinstance(rate, int) or not 8000 <= rate <= 48000:
+        return bad("sampleRateHertz is out of range")
+    if not isinstance(speed, int | float) or not 0.25 <= speed <= 4.0:
+        return bad("speakingRate must be 0.25-4.0")
+    pcm = tone_pcm(voice_frequency(name or language), seconds_for(text) / speed, rate)
+    audio = base64.b64encode(wav_file(pcm, rate)).decode("ascii")
+    return 200, json.dumps({"audioContent": audio}).encode(), "application/json; charset=UTF-8"
+
+
+@contextmanager
+def fake_provider(
+    kind: str, *, latency: float = 0.0, api_key: str | None = None, require_key: bool = True
+) -> Iterator[FakeProvider]:
+    """A running fake of `kind` (cartesia, deepgram, azure, google, openai, elevenlabs)."""
+    keys = {
+        "cartesia": CARTESIA_KEY,
+        "deepgram": DEEPGRAM_KEY,
+        "azure": AZURE_KEY,
+        "google": GOOGLE_KEY,
+        "openai": OPENAI_KEY,
+        "elevenlabs": ELEVENLABS_KEY,
+    }
+    fake = FakeProvider(
+        kind, api_key or keys[kind], latency=latency, require_key=require_key
+    ).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def fake_cartesia(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
+    """A running fake Cartesia server; `base_url` is the root (POST /tts/bytes)."""
+    return fake_provider("cartesia", **kwargs)
+
+
+def fake_deepgram(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
+    """A running fake Deepgram server; `base_url` is the root (POST /v1/speak)."""
+    return fake_provider("deepgram", **kwargs)
+
+
+def fake_azure(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
+    """A running fake Azure Speech endpoint; `base_url` is the root."""
+    return fake_provider("azure", **kwargs)
+
+
+def fake_google(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
+    """A running fake Google TTS server; `base_url` ends with /v1."""
+    return fake_provider("google", **kwargs)

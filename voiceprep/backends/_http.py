@@ -134,18 +134,28 @@ async def post_for_audio(
     backend: str,
     url: str,
     headers: Mapping[str, str],
-    body: Mapping[str, Any],
+    body: Mapping[str, Any] | None = None,
     params: Mapping[str, str] | None = None,
     secret: str | None = None,
+    content: bytes | None = None,
+    json_answer: bool = False,
 ) -> bytes:
-    """POST JSON, return the audio body, or raise the error class the outcome deserves."""
+    """POST JSON `body` (or raw `content`, e.g. SSML: set its Content-Type in `headers`),
+    return the response body, or raise the error class the outcome deserves.
+
+    A 200 whose body is JSON, text or HTML is an error page, not audio (PermanentBackendError
+    naming the backend and the type), unless `json_answer` (the provider wraps its audio in
+    JSON, as Google does)."""
     import httpx
 
     check_headers(backend, headers)
     client = pool.get()
     where = display_url(url)
+    payload: dict[str, Any] = (
+        {"content": content} if content is not None else {"json": dict(body or {})}
+    )
     try:
-        response = await client.post(url, json=dict(body), headers=dict(headers), params=params)
+        response = await client.post(url, headers=dict(headers), params=params, **payload)
     except httpx.TimeoutException:
         raise TransientBackendError(f"{backend}: {where}: timed out") from None
     except httpx.LocalProtocolError:
@@ -163,7 +173,8 @@ async def post_for_audio(
     if 200 <= status < 300:
         if not response.content:
             raise EmptyAudioError(f"{backend}: the provider returned no audio")
-        _check_is_audio(backend, response, secret)
+        if not json_answer:
+            _check_is_audio(backend, response, secret)
         return response.content
     detail = redact(provider_message(response), secret)
     message = f"{backend}: HTTP {status} {response.reason_phrase}".rstrip()
@@ -195,7 +206,7 @@ def whole_samples(pcm: bytes, channels: int = 1) -> bytes:
 
 
 def provider_message(response: httpx.Response) -> str:
-    """The human part of an error body: OpenAI's error.message, ElevenLabs' detail, or text."""
+    """The human part of an error body (OpenAI, ElevenLabs, Google, Deepgram…), or its text."""
     text = response.text
     try:
         payload = json.loads(text)
@@ -210,7 +221,7 @@ def _message_from(payload: Any) -> str:
     if isinstance(payload, list):  # FastAPI-style validation errors
         return "; ".join(_message_from(item) for item in payload[:3])
     if isinstance(payload, dict):
-        for key in ("error", "detail", "message", "msg"):
+        for key in ("error", "detail", "message", "msg", "err_msg"):  # err_msg: Deepgram
             if key in payload:
                 return _message_from(payload[key])
     return ""

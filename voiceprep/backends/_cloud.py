@@ -1,0 +1,61 @@
+"""What the hosted-provider backends (cartesia, deepgram, azure, google) share beyond HTTP:
+reading a key from the environment, choosing the base URL, and asking for the target rate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from voiceprep.backends._http import clean_base_url
+from voiceprep.errors import UsageError
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+
+
+def env_setting(name: str) -> str | None:
+    """A setting that is not a secret (a region, a project) from the environment, stripped;
+    keys are read with `voiceprep.secrets.env_secret`, which also redacts them."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def base_url(
+    options: Mapping[str, str], *, env: str | None, default: str | None, backend: str
+) -> str | None:
+    """`-O base_url=`, else the environment variable `env`, else `default` (cleaned)."""
+    if options.get("base_url"):
+        return clean_base_url(options["base_url"], source=f"{backend}: option base_url")
+    from_env = os.environ.get(env, "").strip() if env else ""
+    if from_env:
+        return clean_base_url(from_env, source=env or "")
+    return None if default is None else clean_base_url(default, source=backend)
+
+
+def offered_rate(rate: int, offered: Iterable[int]) -> int:
+    """`rate` when offered, else the nearest offered rate above it (or the highest).
+
+    Asking for a higher rate and resampling down loses nothing a lower one would keep.
+    """
+    rates = sorted(offered)
+    for candidate in rates:
+        if candidate >= rate:
+            return candidate
+    return rates[-1]
+
+
+def language_option(backend: str, value: str) -> str:
+    """A BCP-47 language tag such as `en`, `en-US` or `zh-Hant-TW`."""
+    value = value.strip()
+    if not _LANGUAGE.match(value):
+        raise UsageError(f"{backend}: option language={value!r}: expected a tag such as en-US")
+    return value
+
+
+def language_of_voice(voice: str) -> str | None:
+    """`en-US` from voice names such as `en-US-AvaMultilingualNeural` (None otherwise)."""
+    parts = voice.split("-")
+    if len(parts) >= 3 and _LANGUAGE.match(f"{parts[0]}-{parts[1]}"):
+        return f"{parts[0]}-{parts[1]}"
+    return None

@@ -1,0 +1,121 @@
+"""The `cartesia` backend: `POST {base}/tts/bytes` (Cartesia Sonic).
+
+- Key: `CARTESIA_API_KEY`, sent as `Authorization: Bearer …` with the `Cartesia-Version`
+  header (API version 2025-04-16).
+- Base URL: `-O base_url=…`, else https://api.cartesia.ai.
+- Body: `{model_id, transcript, voice: {mode: "id", id}, output_format: {container: "raw",
+  encoding: "pcm_s16le", sample_rate}, language?, generation_config?}`; the sample rate is
+  the target rate when Cartesia offers it (8, 16, 22.05, 24, 44.1, 48 kHz), else the next
+  higher offered one, so nothing is resampled needlessly.
+- The cache identity holds model, voice id and the options given (language, speed,
+  volume, emotion); never the key or the base URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from voiceprep.backends._cloud import base_url, language_option, offered_rate
+from voiceprep.backends._http import ClientPool, post_for_audio, whole_samples
+from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.errors import BackendUnavailableError, UsageError
+from voiceprep.keys import BackendIdentity
+from voiceprep.secrets import env_secret
+
+OFFICIAL_BASE_URL = "https://api.cartesia.ai"
+API_VERSION = "2025-04-16"
+DEFAULT_MODEL = "sonic-3"
+DEFAULT_VOICE = "694f9389-aac1-45b6-b726-9d9369183238"  # the voice of Cartesia's quickstart
+RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+KEY_ENV = "CARTESIA_API_KEY"
+OPTIONS = {
+    "model": f"model_id (default {DEFAULT_MODEL})",
+    "language": "language code, e.g. en, fr (default: Cartesia's, en)",
+    "speed": "generation_config.speed, 0.6–1.5 (sonic-3)",
+    "volume": "generation_config.volume, 0.5–2.0 (sonic-3)",
+    "emotion": "generation_config.emotion, e.g. calm, excited (sonic-3)",
+    "base_url": f"API base URL (default {OFFICIAL_BASE_URL})",
+}
+_RANGES = {"speed": (0.6, 1.5), "volume": (0.5, 2.0)}
+
+
+class CartesiaBackend:
+    """Cartesia text-to-speech (Sonic models)."""
+
+    name = "cartesia"
+
+    def __init__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
+    ) -> None:
+        options = dict(options or {})
+        check_known(self.name, options, OPTIONS)
+        self.default_voice = voice or DEFAULT_VOICE
+        self.model = options.get("model") or DEFAULT_MODEL
+        language = options.get("language")
+        self.language = language_option(self.name, language) if language else None
+        self.generation: dict[str, float | str] = {}
+        for key, (low, high) in _RANGES.items():
+            if key in options:
+                self.generation[key] = as_float(self.name, key, options[key], low=low, high=high)
+        if options.get("emotion"):
+            self.generation["emotion"] = options["emotion"].strip()
+        url = base_url(options, env=None, default=OFFICIAL_BASE_URL, backend=self.name)
+        assert url is not None
+        self.base_url = url
+        self._pool = ClientPool()
+
+    def __repr__(self) -> str:
+        return f"CartesiaBackend(model={self.model!r}, voice={self.default_voice!r})"
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        options: dict[str, object] = dict(self.generation)
+        if self.language is not None:
+            options["language"] = self.language
+        return BackendIdentity(
+            name=self.name, model=self.model, voice=voice or self.default_voice, options=options
+        )
+
+    def unavailable_reason(self) -> str | None:
+        return None if env_secret(KEY_ENV) else f"{KEY_ENV} is not set"
+
+    def request_body(self, text: str, *, voice: str | None, sample_rate: int) -> dict[str, object]:
+        voice_id = (voice or self.default_voice).strip()
+        if not voice_id:
+            raise UsageError("cartesia: the voice id is empty")
+        body: dict[str, object] = {
+            "model_id": self.model,
+            "transcript": text,
+            "voice": {"mode": "id", "id": voice_id},
+            "output_format": {
+                "container": "raw",
+                "encoding": "pcm_s16le",
+                "sample_rate": sample_rate,
+            },
+        }
+        if self.language is not None:
+            body["language"] = self.language
+        if self.generation:
+            body["generation_config"] = dict(self.generation)
+        return body
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        key = env_secret(KEY_ENV)
+        if key is None:
+            raise BackendUnavailableError(f"cartesia: {KEY_ENV} is not set")
+        sample_rate = offered_rate(rate, RATES)
+        data = await post_for_audio(
+            self._pool,
+            backend=self.name,
+            url=f"{self.base_url}/tts/bytes",
+            headers={"Authorization": f"Bearer {key}", "Cartesia-Version": API_VERSION},
+            body=self.request_body(text, voice=voice, sample_rate=sample_rate),
+            secret=key,
+        )
+        return SynthesizedAudio(whole_samples(data), rate=sample_rate, channels=1)
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP connections of the current event loop."""
+        await self._pool.aclose()

@@ -1,0 +1,109 @@
+"""The `deepgram` backend: Aura `POST {base}/v1/speak?model=…&encoding=linear16&…`.
+
+- Key: `DEEPGRAM_API_KEY`, sent as `Authorization: Token …`.
+- Base URL: `-O base_url=…`, else https://api.deepgram.com.
+- The voice is the Aura model name (`aura-2-thalia-en`, `aura-asteria-en`…): Deepgram has
+  no separate voice parameter, so `--voice` names the model.
+- Query: `model`, `encoding=linear16`, `container=wav`, `sample_rate` = the target rate
+  when Aura offers it (8, 16, 24, 32, 48 kHz), else the next higher offered one;
+  `speed` when given. Body: `{"text": …}`. The answer is a WAV with its header.
+- The cache identity holds the Aura model name (as the voice) and speed when given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from voiceprep.backends._cloud import base_url, offered_rate
+from voiceprep.backends._http import ClientPool, post_for_audio
+from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
+from voiceprep.keys import BackendIdentity
+from voiceprep.secrets import env_secret
+
+OFFICIAL_BASE_URL = "https://api.deepgram.com"
+DEFAULT_VOICE = "aura-2-thalia-en"
+RATES = (8000, 16000, 24000, 32000, 48000)
+MAX_INPUT_CHARS = 2000
+KEY_ENV = "DEEPGRAM_API_KEY"
+OPTIONS = {
+    "speed": "speaking rate multiplier, 0.7–1.5 (Aura-2)",
+    "base_url": f"API base URL (default {OFFICIAL_BASE_URL})",
+}
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+class DeepgramBackend:
+    """Deepgram Aura text-to-speech."""
+
+    name = "deepgram"
+
+    def __init__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
+    ) -> None:
+        options = dict(options or {})
+        check_known(self.name, options, OPTIONS)
+        self.default_voice = voice or DEFAULT_VOICE
+        self.speed = (
+            as_float(self.name, "speed", options["speed"], low=0.7, high=1.5)
+            if "speed" in options
+            else None
+        )
+        url = base_url(options, env=None, default=OFFICIAL_BASE_URL, backend=self.name)
+        assert url is not None
+        self.base_url = url
+        self._pool = ClientPool()
+
+    def __repr__(self) -> str:
+        return f"DeepgramBackend(voice={self.default_voice!r})"
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        options: dict[str, object] = {} if self.speed is None else {"speed": self.speed}
+        return BackendIdentity(
+            name=self.name, model=None, voice=voice or self.default_voice, options=options
+        )
+
+    def unavailable_reason(self) -> str | None:
+        return None if env_secret(KEY_ENV) else f"{KEY_ENV} is not set"
+
+    def query(self, *, voice: str | None, rate: int) -> dict[str, str]:
+        model = (voice or self.default_voice).strip()
+        if not _MODEL.match(model):
+            raise UsageError(f"deepgram: invalid voice {model!r} (expected e.g. {DEFAULT_VOICE})")
+        query = {
+            "model": model,
+            "encoding": "linear16",
+            "container": "wav",
+            "sample_rate": str(offered_rate(rate, RATES)),
+        }
+        if self.speed is not None:
+            query["speed"] = f"{self.speed:g}"
+        return query
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        if len(text) > MAX_INPUT_CHARS:
+            raise PermanentBackendError(
+                f"deepgram: text of {len(text)} characters is over the API's limit of "
+                f"{MAX_INPUT_CHARS}"
+            )
+        key = env_secret(KEY_ENV)
+        if key is None:
+            raise BackendUnavailableError(f"deepgram: {KEY_ENV} is not set")
+        data = await post_for_audio(
+            self._pool,
+            backend=self.name,
+            url=f"{self.base_url}/v1/speak",
+            headers={"Authorization": f"Token {key}", "Accept": "audio/wav"},
+            body={"text": text},
+            params=self.query(voice=voice, rate=rate),
+            secret=key,
+        )
+        return SynthesizedAudio(data)
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP connections of the current event loop."""
+        await self._pool.aclose()
