@@ -4,9 +4,10 @@ Keys come from the environment only (never from files or flags). Files and Kuber
 secrets often end in a newline, so `env_secret` strips surrounding whitespace. Every key
 it returns is remembered, and `redact` removes from a message each remembered key, each
 key set in one of `SECRET_ENV_VARS` (read now: a key is secret before a backend uses it),
-and any run of 8 or more characters of one of them: a provider that echoes part of a key
-("Incorrect API key provided: sk-ab***************xyz12345") leaks nothing either. Text
-shaped like a key (`sk-…`, `xi-…`, `key_…`) is removed too, whatever its value.
+and any run of 8 or more characters of one of them (except a run that is a plain
+lowercase word): a provider that echoes part of a key ("Incorrect API key provided:
+sk-ab***************xyz12345") leaks nothing either. Text shaped like a key (`sk-…`,
+`xi-…`, `key_…`) is removed too, whatever its value.
 
 The HTTP layer, the retry warnings and the CLI's error printer all go through `redact`.
 """
@@ -84,11 +85,22 @@ def _remove(message: str, secret: str) -> str:
     if not found:
         return message
     out: list[str] = []
-    for i, char in enumerate(message):
+    i = 0
+    while i < len(message):
         if not marked[i]:
-            out.append(char)
-        elif i == 0 or not marked[i - 1]:
-            out.append(REDACTED)
+            out.append(message[i])
+            i += 1
+            continue
+        end = i
+        while end < len(message) and marked[end]:
+            end += 1
+        run = message[i:end]
+        # A run that is a plain lowercase word ("elevenlabs" in a test key, or in a
+        # message) is a word, not a fragment of a random key: of a random 62-symbol key's
+        # 8-character windows, about one in a thousand is all lowercase letters.
+        word = run.isascii() and run.isalpha() and run.islower() and secret not in run
+        out.append(run if word else REDACTED)
+        i = end
     return "".join(out)
 
 
