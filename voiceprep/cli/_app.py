@@ -210,11 +210,11 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-def _typer(**options: Any) -> typer.Typer:
+def _typer(*, add_completion: bool = False, **options: Any) -> typer.Typer:
     return typer.Typer(
         cls=_Group,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=add_completion,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings=_SETTINGS,
@@ -226,6 +226,7 @@ app = _typer(
     name="voiceprep",
     help="Audio in the exact shape a voice agent plays: decode files to raw PCM and "
     "prebuild TTS prompts into a shared on-disk cache.",
+    add_completion=True,  # --install-completion / --show-completion (docs/cli.md)
 )
 
 

@@ -17,10 +17,23 @@ from voiceprep.units import RATE_MAX, RATE_MIN
 
 _DEFAULTS = Settings  # the defaults' one home: the Settings dataclass
 
+
+def complete_backend(incomplete: str) -> list[str]:
+    """Shell completion of --backend: the installed backends' names (none is loaded)."""
+    from voiceprep.backends import backend_entry_points
+
+    return sorted(name for name in backend_entry_points() if name.startswith(incomplete))
+
+
 Backend = Annotated[
     str | None,
     typer.Option(
-        "--backend", "-b", metavar="NAME", help="TTS backend NAME.", show_default=_DEFAULTS.backend
+        "--backend",
+        "-b",
+        metavar="NAME",
+        help="TTS backend NAME.",
+        show_default=_DEFAULTS.backend,
+        autocompletion=complete_backend,
     ),
 ]
 Voice = Annotated[
