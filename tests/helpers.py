@@ -142,6 +142,27 @@ def voiceprep_command(*args: Arg) -> list[str]:
     return [sys.executable, "-c", _CHILD, *map(os.fspath, args)]
 
 
+def run_voiceprep(
+    *args: Arg | bytes,
+    input: bytes = b"",
+    stdout: int | None = subprocess.PIPE,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """`voiceprep ARGS` in a child process, its stdout where `stdout` says (a pipe, a
+    device, a closed pipe…); arguments may be bytes (argv that is not UTF-8)."""
+    return subprocess.run(
+        [os.fsencode(a) for a in voiceprep_command()] + [os.fsencode(a) for a in args],
+        input=input,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env={**isolated_environment(), **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
 def isolated_environment() -> dict[str, str]:
     """os.environ without any VOICEPREP_* variable."""
     return {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}

@@ -4,27 +4,15 @@ Each is one clear line and exit 2 (bad input)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_voiceprep as voiceprep
 
 from voiceprep.errors import PhraseListError, UsageError
 from voiceprep.phrases import read_phrase_list
 from voiceprep.tts_cache import TTSAudioCache
-
-
-def voiceprep(*args: bytes | str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    return subprocess.run(
-        [sys.executable.encode(), b"-m", b"voiceprep", *(os.fsencode(a) for a in args)],
-        input=input,
-        capture_output=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def one_error(result: subprocess.CompletedProcess[bytes]) -> str:

@@ -5,16 +5,14 @@ files that lie about their length or grow while they are decoded."""
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fakeproviders import FakeProvider, Fault, fake_openai
+from helpers import run_voiceprep as voiceprep
 
 from voiceprep.cache import AudioCache
 from voiceprep.decoding import decode
@@ -23,17 +21,6 @@ from voiceprep.wav import wav_bytes
 
 NASTY = "Hi\x1b[2J\x1b]0;pwned\x07 there\u202e"  # clear screen, set title, bidi override
 ESCAPED = "Hi\\x1b[2J\\x1b]0;pwned\\x07 there\\u202e"
-
-
-def voiceprep(*args: str | os.PathLike[str], input: bytes = b"", env: dict[str, str] | None = None):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    return subprocess.run(
-        [sys.executable, "-m", "voiceprep", *map(os.fspath, args)],
-        input=input,
-        capture_output=True,
-        env={**base, **(env or {})},
-        timeout=120,
-    )
 
 
 def assert_no_controls(data: bytes) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from audiogen import write_sine
+from helpers import run_voiceprep as voiceprep
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
@@ -27,24 +28,6 @@ from voiceprep.output import OutputSpec, atomic_file, write_pcm
 from voiceprep.output import WriteError as OutputWriteError
 
 ESPEAK = ["-b", "espeak", "-r", "16000"]
-
-
-def voiceprep(
-    *args: str | os.PathLike[str],
-    stdout: int | None = subprocess.PIPE,
-    cwd: Path | None = None,
-    input: bytes = b"",
-) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    return subprocess.run(
-        [sys.executable, "-m", "voiceprep", *map(os.fspath, args)],
-        input=input,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -87,17 +70,40 @@ COMMANDS = ("decode", "say", "cache get")
 # --- device nodes, FIFOs, /dev/stdout, symlinks -----------------------------------------
 
 
+@pytest.fixture
+def null_device(tmp_path: Path) -> Path:
+    """A node of /dev/null's device (1, 3) of our own: the case of `-o /dev/null` as root,
+    without putting the machine's /dev/null at risk should the code under test be wrong."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        node.write_bytes(b"probe")  # a filesystem mounted nodev refuses to open it
+    except OSError as exc:
+        pytest.skip(f"cannot make a device node here (needs root, a dev mount): {exc}")
+    return node
+
+
 @pytest.mark.parametrize("command", COMMANDS)
-def test_dev_null_stays_a_character_device(command: str, tone: Path, cached: Path) -> None:
+def test_a_device_node_stays_a_character_device(
+    command: str, tone: Path, cached: Path, null_device: Path
+) -> None:
     # As root a rename over /dev/null succeeds and turns it into a file: never rename there.
-    before = os.stat("/dev/null")
-    result = voiceprep(*_commands(tone, cached, "/dev/null")[command], "--force")
-    after = os.stat("/dev/null")
+    result = voiceprep(*_commands(tone, cached, str(null_device))[command], "--force")
+    after = os.stat(null_device)
 
     assert result.returncode == 0, result.stderr
-    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == os.makedev(1, 3)
     # A device is written, not overwritten: no --force needed either.
-    assert voiceprep(*_commands(tone, cached, "/dev/null")[command]).returncode == 0
+    assert voiceprep(*_commands(tone, cached, str(null_device))[command]).returncode == 0
+    assert sorted(os.listdir(null_device.parent)) == ["null"]  # no temporary file left
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dev_null_itself_is_written(command: str, tone: Path, cached: Path) -> None:
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    result = voiceprep(*_commands(tone, cached, "/dev/null")[command])  # no --force: harmless
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
