@@ -2,10 +2,10 @@
 
 Keys come from the environment only (never from files or flags). Files and Kubernetes
 secrets often end in a newline, so `env_secret` strips surrounding whitespace. Every key
-it returns is remembered, and `redact` removes from a message each remembered key, each
-key set in one of `SECRET_ENV_VARS` (read now: a key is secret before a backend uses it),
-and any run of 8 or more characters of one of them (except a run that is a plain
-lowercase word): a provider that echoes part of a key ("Incorrect API key provided:
+variable it reads is remembered, and `redact` removes from a message the key now set in
+each remembered variable and in each of `SECRET_ENV_VARS` (a key is secret before a
+backend uses it), and any run of 8 or more characters of one of them (except a run that
+is a plain lowercase word): a provider that echoes part of a key ("Incorrect API key provided:
 sk-ab***************xyz12345") leaks nothing either. Text shaped like a key (`sk-…`,
 `xi-…`, `key_…`) is removed too, whatever its value.
 
@@ -33,28 +33,23 @@ REDACTED = "[redacted]"
 # likely to be ordinary words; shorter keys are removed whole.
 MIN_RUN = 8
 _KEYLIKE = re.compile(r"\b(?:sk|xi|key)[-_][A-Za-z0-9*_\-.]{6,}")
-_known: set[str] = set()
+_names: set[str] = set(SECRET_ENV_VARS)
 
 
 def env_secret(name: str) -> str | None:
     """The key in environment variable `name`, stripped; None when unset or blank.
 
-    The value is remembered, so that `redact` removes it from every later message.
+    The variable is remembered, so that `redact` removes its value from every message.
     """
-    value = os.environ.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    _known.add(value)
-    return value
+    _names.add(name)
+    value = os.environ.get(name, "").strip()
+    return value or None
 
 
 def configured_secrets() -> set[str]:
-    """Every secret value known now: those read through `env_secret`, and those set."""
-    values = set(_known)
-    for name in SECRET_ENV_VARS:
+    """Every secret value set now, in a variable read through `env_secret` or listed."""
+    values = set()
+    for name in _names:
         value = os.environ.get(name, "").strip()
         if value:
             values.add(value)
