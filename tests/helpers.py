@@ -24,9 +24,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from voiceprep.cli._output import Terminal
 
 Arg = str | os.PathLike[str]
 
@@ -64,10 +67,15 @@ class CLI:
     cwd: Path
 
     def __call__(
-        self, *args: Arg, stdin: bytes = b"", env: Mapping[str, str] | None = None
+        self,
+        *args: Arg,
+        stdin: bytes = b"",
+        env: Mapping[str, str] | None = None,
+        terminal: Terminal | None = None,
     ) -> Result:
+        """`terminal`: behave as on that terminal (see `on_terminal`), output still captured."""
         import voiceprep.cli
-        from voiceprep.cli import main
+        from voiceprep.cli import _output, main
 
         with self.monkeypatch.context() as patch:
             for name, value in (env or {}).items():
@@ -78,10 +86,11 @@ class CLI:
             patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
             self.capture.readouterr()  # drop what the test printed before
             code: int | str | None = 0
-            try:
-                main([os.fspath(a) for a in args])
-            except SystemExit as exc:
-                code = exc.code
+            with _output.use(terminal or _output.Terminal.detect()):
+                try:
+                    main([os.fspath(a) for a in args])
+                except SystemExit as exc:
+                    code = exc.code
             captured = self.capture.readouterr()
         if not isinstance(code, int):
             code = 0 if code is None else 1
@@ -161,6 +170,13 @@ def run_voiceprep(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def on_terminal(width: int = 100, *, no_color: bool = True) -> Terminal:
+    """stdin, stdout and stderr all terminals `width` columns wide (for `cli(terminal=)`)."""
+    from voiceprep.cli._output import Terminal
+
+    return Terminal(True, True, stdin_tty=True, no_color=no_color, width=width)
 
 
 def isolated_environment() -> dict[str, str]:

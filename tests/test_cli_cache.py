@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
 from audiogen import sine_pcm as tone
-from helpers import Result, read_terminal
+from helpers import CLI, Result, read_terminal
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
@@ -72,6 +74,14 @@ def test_path_follows_the_option_then_the_environment(
     monkeypatch.setenv("VOICEPREP_CACHE_DIR", str(tmp_path / "from-env"))
     assert cli("cache", "path").text == f"{tmp_path / 'from-env'}\n"
     assert not (tmp_path / "from-env").exists()  # looking never creates a cache
+
+
+def test_path_is_absolute_whatever_the_spelling(cli: CLI, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("cache", "path", "--cache-dir", "prompts").text == f"{cli.cwd / 'prompts'}\n"
+    monkeypatch.setenv("HOME", str(cli.cwd / "home"))
+    assert cli("cache", "path", "--cache-dir", "~/c").text == f"{cli.cwd / 'home' / 'c'}\n"
+    (cli.cwd / "voiceprep.toml").write_text('cache_dir = "from-file"\n')
+    assert cli("cache", "path").text == f"{cli.cwd / 'from-file'}\n"
 
 
 def test_ls_json_lists_every_field_of_every_entry(cli, cache_dir: Path) -> None:
@@ -243,9 +253,45 @@ def test_get_of_a_missing_phrase_exits_1_with_one_line_and_writes_nothing(
     result = cli("cache", "get", "Not cached.", "-b", "espeak", "-o", str(out),
                  "--cache-dir", str(cache_dir))  # fmt: skip
     assert result.code == 1
-    assert result.err.startswith("voiceprep: error: Not cached.: not cached")
+    assert result.err.startswith('voiceprep: error: not cached: "Not cached." (espeak, 24000 Hz')
     assert result.err.count("\n") == 1 and "Traceback" not in result.err
     assert not out.exists()
+    # The line ends with the command that would fill it; running it does, and then `get` hits.
+    fill = result.err.rstrip("\n").partition("; to fill it: ")[2]
+    words = shlex.split(fill)
+    assert words[:3] == ["voiceprep", "say", "Not cached."]
+    assert cli(*words[1:]).code == 0
+    assert cli("cache", "get", "Not cached.", "-b", "espeak", "-o", str(tmp_path / "y.wav"),
+               "--cache-dir", str(cache_dir)).code == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "hint"),
+    [
+        ({"rate": 16000}, [], "cached at 16000 Hz, not 24000: add -r 16000"),
+        ({"channels": 2}, ["-r", "24000"], "cached in stereo, not mono: add -c 2"),
+        ({"voice": "en-gb"}, [], "cached with voice en-gb, not en: add --voice en-gb"),
+        (
+            {"rate": 16000, "channels": 2},
+            [],
+            "at 16000 Hz, not 24000, in stereo, not mono: add -r 16000 -c 2",
+        ),
+        ({"backend": "piper"}, [], "cached with piper, not espeak: add -b piper"),
+    ],
+)
+def test_get_miss_says_what_the_cache_holds_for_the_text(
+    cli: CLI, cache_dir: Path, tmp_path: Path, stored: dict[str, Any], asked: list[str], hint: str
+) -> None:
+    put(cache_dir, "Please hold.", **stored)
+    base = ["cache", "get", "Please  hold.", "-b", "espeak", "-o", str(tmp_path / "x.wav")]
+    result = cli(*base, *asked, "--cache-dir", str(cache_dir))
+    assert result.code == 1
+    assert result.errors == [result.err.rstrip("\n")]
+    assert result.err.startswith('voiceprep: error: not cached: "Please  hold." (espeak, ')
+    assert result.err.rstrip("\n").endswith(hint), result.err
+    # Following the advice finds it.
+    added = hint.rpartition(": add ")[2].split()
+    assert cli(*base, *added, "--cache-dir", str(cache_dir)).code == 0
 
 
 def test_get_refuses_an_altered_entry(cli, cache_dir: Path, tmp_path: Path) -> None:
@@ -284,7 +330,7 @@ def test_rm_of_a_phrase_not_cached_exits_1_but_removes_the_others(cli, cache_dir
     put(cache_dir, "Here.")
     result = cli("cache", "rm", "Here.", "Absent.", "-b", "espeak", "--cache-dir", str(cache_dir))
     assert result.code == 1
-    assert "voiceprep: error: Absent.: not cached" in result.err
+    assert 'voiceprep: error: not cached: "Absent." (espeak, 24000 Hz, mono)' in result.err
     assert "removed 1 entry" in result.err
     with AudioCache(cache_dir) as cache:
         assert len(cache) == 0
@@ -328,7 +374,10 @@ def test_prune_needs_a_limit_and_checks_its_units(cli, cache_dir: Path) -> None:
     put(cache_dir, "x")
     assert cli("cache", "prune", "--cache-dir", str(cache_dir)).code == 2
     bad = cli("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache_dir))
-    assert bad.code == 2 and "invalid size 'lots'" in bad.err
+    assert bad.errors == [
+        "voiceprep: error: cache prune: invalid --max-size 'lots': "
+        "expected a size such as 500MB, 2GiB or 1048576"
+    ]
     assert cli("cache", "prune", "--older-than", "soon", "--cache-dir", str(cache_dir)).code == 2
     assert _texts(cache_dir) == {"x"}
 

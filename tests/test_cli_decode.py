@@ -16,45 +16,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import dominant_frequency, pcm_to_array, sine, write_audio, write_sine
-from helpers import read_terminal, voiceprep_command
+from helpers import CLI, Result, read_terminal, voiceprep_command
 
 from voiceprep.wav import UNKNOWN_SIZE, parse_wav_header, wav_bytes
 
 SECONDS = 2.0
 
 
-def run(
-    *args: str | Path,
-    stdin: bytes | None = None,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """`voiceprep ARGS...` in a fresh process, as a user runs it (stdout/stderr are pipes)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    env = {**clean, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "voiceprep", *map(str, args)],
-        input=stdin if stdin is not None else b"",
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
+def error_lines(result: Result) -> list[str]:
+    return result.err_lines
 
 
-def error_lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
-    return result.stderr.decode().splitlines()
-
-
-def assert_one_error(result: subprocess.CompletedProcess[bytes], code: int, *words: str) -> None:
+def assert_one_error(result: Result, code: int, *words: str) -> None:
     """Exit `code`, one `voiceprep: error:` line on stderr naming `words`, no traceback."""
     lines = error_lines(result)
-    assert result.returncode == code, lines
+    assert result.code == code, lines
     assert len(lines) == 1, lines
     assert lines[0].startswith("voiceprep: error: ")
     for word in words:
         assert word in lines[0]
-    assert result.stdout == b""
+    assert result.out == b""
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -85,50 +66,56 @@ def work(tmp_path: Path, media: dict[str, Path]) -> Path:
 # --- stdin and stdout -------------------------------------------------------------------
 
 
-def test_stdin_to_stdout_gives_raw_pcm_at_the_asked_rate(media: dict[str, Path]) -> None:
-    result = run("decode", "-", "-r", "16000", stdin=media["flac"].read_bytes())
+def test_stdin_to_stdout_gives_raw_pcm_at_the_asked_rate(cli: CLI, media: dict[str, Path]) -> None:
+    result = cli.process("decode", "-", "-r", "16000", stdin=media["flac"].read_bytes())
 
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == b""
-    samples = pcm_to_array(result.stdout, 1)[0]
+    assert result.code == 0, result.err
+    assert result.err == ""
+    samples = pcm_to_array(result.out, 1)[0]
     assert len(samples) == SECONDS * 16000
     assert dominant_frequency(samples, 16000) == pytest.approx(440, abs=2)
 
 
-def test_stdin_redirected_from_an_m4a_file_can_seek(tmp_path: Path) -> None:
+def test_stdin_redirected_from_an_m4a_file_can_seek(cli: CLI, tmp_path: Path) -> None:
     # PyAV's MP4 muxer writes the index at the end: readable only by seeking back.
     m4a = write_sine(tmp_path / "clip.m4a", seconds=SECONDS, codec="aac")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPREP_")}
-    command = [sys.executable, "-m", "voiceprep", "decode", "-", "-o", "-"]
     with m4a.open("rb") as stdin:
-        result = subprocess.run(command, stdin=stdin, capture_output=True, env=env, timeout=60)
+        proc = cli.popen(
+            "decode", "-", "-o", "-", stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = proc.communicate(timeout=60)
 
-    assert result.returncode == 0, result.stderr
-    samples = pcm_to_array(result.stdout, 1)[0]
+    assert proc.returncode == 0, err
+    samples = pcm_to_array(out, 1)[0]
     assert abs(len(samples) - SECONDS * 24000) < 0.02 * SECONDS * 24000
     assert dominant_frequency(samples, 24000) == pytest.approx(440, abs=2)
 
 
 def test_file_to_stdout_as_wav_streams_a_header_of_unknown_length(
+    cli: CLI,
     media: dict[str, Path],
 ) -> None:
-    result = run("decode", media["wav"], "-o", "-", "--format", "wav", "-c", "2", "-r", "48000")
+    result = cli.process(
+        "decode", media["wav"], "-o", "-", "--format", "wav", "-c", "2", "-r", "48000"
+    )
 
-    assert result.returncode == 0, result.stderr
-    header = parse_wav_header(result.stdout)
+    assert result.code == 0, result.err
+    header = parse_wav_header(result.out)
     assert (header.rate, header.channels, header.sample_format) == (48000, 2, "s16")
     # A pipe cannot be rewound: sizes say "unknown", as ffmpeg writes them.
-    assert int.from_bytes(result.stdout[40:44], "little") == UNKNOWN_SIZE
-    left, right = pcm_to_array(result.stdout[header.data_offset :], 2)
+    assert int.from_bytes(result.out[40:44], "little") == UNKNOWN_SIZE
+    left, right = pcm_to_array(result.out[header.data_offset :], 2)
     assert len(left) == SECONDS * 48000
     assert dominant_frequency(left, 48000) == pytest.approx(440, abs=2)
     assert dominant_frequency(right, 48000) == pytest.approx(880, abs=2)
 
 
-def test_stdout_wav_is_readable_by_the_wave_module(media: dict[str, Path], tmp_path: Path) -> None:
-    result = run("decode", media["mp3"], "-o", "-", "--format", "wav")
+def test_stdout_wav_is_readable_by_the_wave_module(
+    cli: CLI, media: dict[str, Path], tmp_path: Path
+) -> None:
+    result = cli.process("decode", media["mp3"], "-o", "-", "--format", "wav")
     streamed = tmp_path / "streamed.wav"
-    streamed.write_bytes(result.stdout)
+    streamed.write_bytes(result.out)
 
     with wave.open(str(streamed)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
@@ -152,21 +139,21 @@ def test_stdout_that_closes_early_ends_quietly(media: dict[str, Path]) -> None:
 # --- files: naming, format, WAV headers -------------------------------------------------
 
 
-def test_default_output_is_beside_the_input_as_pcm(work: Path) -> None:
-    result = run("decode", work / "tone.flac")
+def test_default_output_is_beside_the_input_as_pcm(cli: CLI, work: Path) -> None:
+    result = cli.process("decode", work / "tone.flac")
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == b"" and result.stderr == b""
+    assert result.code == 0, result.err
+    assert result.out == b"" and result.err == ""
     pcm = (work / "tone.pcm").read_bytes()
     assert len(pcm) == SECONDS * 24000 * 2
     assert dominant_frequency(pcm_to_array(pcm, 1)[0], 24000) == pytest.approx(440, abs=2)
     assert leftovers(work) == []
 
 
-def test_format_wav_writes_beside_the_input_with_patched_sizes(work: Path) -> None:
-    result = run("decode", work / "tone.mp3", "--format", "wav", "-r", "8000")
+def test_format_wav_writes_beside_the_input_with_patched_sizes(cli: CLI, work: Path) -> None:
+    result = cli.process("decode", work / "tone.mp3", "--format", "wav", "-r", "8000")
 
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     out = work / "tone.wav"
     blob = out.read_bytes()
     header = parse_wav_header(blob)
@@ -179,10 +166,12 @@ def test_format_wav_writes_beside_the_input_with_patched_sizes(work: Path) -> No
     assert dominant_frequency(samples, 8000) == pytest.approx(440, abs=2)
 
 
-def test_format_follows_the_output_suffix_unless_given(work: Path) -> None:
-    assert run("decode", work / "tone.ogg", "-o", work / "a.wav").returncode == 0
-    assert run("decode", work / "tone.ogg", "-o", work / "b.raw").returncode == 0
-    assert run("decode", work / "tone.ogg", "-o", work / "c.wav", "--format", "raw").returncode == 0
+def test_format_follows_the_output_suffix_unless_given(cli: CLI, work: Path) -> None:
+    assert cli.process("decode", work / "tone.ogg", "-o", work / "a.wav").code == 0
+    assert cli.process("decode", work / "tone.ogg", "-o", work / "b.raw").code == 0
+    assert (
+        cli.process("decode", work / "tone.ogg", "-o", work / "c.wav", "--format", "raw").code == 0
+    )
 
     assert (work / "a.wav").read_bytes()[:4] == b"RIFF"
     raw = (work / "b.raw").read_bytes()
@@ -191,11 +180,13 @@ def test_format_follows_the_output_suffix_unless_given(work: Path) -> None:
     assert (work / "a.wav").read_bytes()[44:] == raw
 
 
-def test_f32_stereo_wav_keeps_channels_apart(work: Path) -> None:
+def test_f32_stereo_wav_keeps_channels_apart(cli: CLI, work: Path) -> None:
     out = work / "f32.wav"
-    result = run("decode", work / "stereo.wav", "-o", out, "--sample-format", "f32", "-c", "2")
+    result = cli.process(
+        "decode", work / "stereo.wav", "-o", out, "--sample-format", "f32", "-c", "2"
+    )
 
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     blob = out.read_bytes()
     header = parse_wav_header(blob)
     assert (header.rate, header.channels, header.sample_format) == (24000, 2, "f32")
@@ -217,16 +208,16 @@ def two_tones(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_audio(tmp_path_factory.mktemp("tones") / "two.wav", signal, rate=rate)
 
 
-def test_start_and_duration_cut_sample_exactly(two_tones: Path) -> None:
-    head = run("decode", two_tones, "-o", "-", "--duration", "0.5", "-r", "16000")
-    tail = run("decode", two_tones, "-o", "-", "--start", "1.25", "-r", "16000")
-    middle = run("decode", two_tones, "-o", "-", "--start", "1", "--duration", "0.25")
+def test_start_and_duration_cut_sample_exactly(cli: CLI, two_tones: Path) -> None:
+    head = cli.process("decode", two_tones, "-o", "-", "--duration", "0.5", "-r", "16000")
+    tail = cli.process("decode", two_tones, "-o", "-", "--start", "1.25", "-r", "16000")
+    middle = cli.process("decode", two_tones, "-o", "-", "--start", "1", "--duration", "0.25")
 
     for result in (head, tail, middle):
-        assert result.returncode == 0, result.stderr
-    head_samples = pcm_to_array(head.stdout, 1)[0]
-    tail_samples = pcm_to_array(tail.stdout, 1)[0]
-    middle_samples = pcm_to_array(middle.stdout, 1)[0]
+        assert result.code == 0, result.err
+    head_samples = pcm_to_array(head.out, 1)[0]
+    tail_samples = pcm_to_array(tail.out, 1)[0]
+    middle_samples = pcm_to_array(middle.out, 1)[0]
     assert len(head_samples) == 8000
     assert len(tail_samples) == 12000
     assert len(middle_samples) == 6000
@@ -236,13 +227,13 @@ def test_start_and_duration_cut_sample_exactly(two_tones: Path) -> None:
 
 
 def test_start_past_the_end_writes_an_empty_output_and_warns(
-    two_tones: Path, tmp_path: Path
+    cli: CLI, two_tones: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "late.pcm"
 
-    result = run("decode", two_tones, "--start", "5", "-o", out)
+    result = cli.process("decode", two_tones, "--start", "5", "-o", out)
 
-    assert result.returncode == 0
+    assert result.code == 0
     assert out.read_bytes() == b""
     [line] = error_lines(result)
     assert line.startswith(f"voiceprep: warning: {two_tones}: no audio")
@@ -257,22 +248,23 @@ def test_start_past_the_end_writes_an_empty_output_and_warns(
     ],
 )
 def test_bad_start_or_duration_is_a_usage_error(
-    media: dict[str, Path], option: str, value: str, word: str
+    cli: CLI, media: dict[str, Path], option: str, value: str, word: str
 ) -> None:
-    result = run("decode", media["wav"], "-o", "-", option, value)
+    result = cli.process("decode", media["wav"], "-o", "-", option, value)
     assert_one_error(result, 2, word)
 
 
 def test_rate_and_channels_come_from_the_environment_unless_given(
+    cli: CLI,
     media: dict[str, Path],
 ) -> None:
     env = {"VOICEPREP_RATE": "16000", "VOICEPREP_CHANNELS": "2"}
-    from_env = run("decode", media["flac"], "-o", "-", env=env)
-    flag_wins = run("decode", media["flac"], "-o", "-", "-r", "8000", "-c", "1", env=env)
+    from_env = cli.process("decode", media["flac"], "-o", "-", env=env)
+    flag_wins = cli.process("decode", media["flac"], "-o", "-", "-r", "8000", "-c", "1", env=env)
 
-    assert from_env.returncode == flag_wins.returncode == 0
-    assert len(from_env.stdout) == SECONDS * 16000 * 2 * 2
-    assert len(flag_wins.stdout) == SECONDS * 8000 * 2
+    assert from_env.code == flag_wins.code == 0
+    assert len(from_env.out) == SECONDS * 16000 * 2 * 2
+    assert len(flag_wins.out) == SECONDS * 8000 * 2
 
 
 # --- damaged input: decode around it, warn ---------------------------------------------
@@ -292,19 +284,19 @@ def damaged_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("batch", [False, True])
 def test_damaged_input_is_decoded_around_with_warnings(
-    damaged_mp3: Path, tmp_path: Path, batch: bool
+    cli: CLI, damaged_mp3: Path, tmp_path: Path, batch: bool
 ) -> None:
     inputs = [damaged_mp3, write_sine(tmp_path / "ok.flac", codec="flac")] if batch else []
     args = [*inputs, "--out-dir", tmp_path / "out"] if batch else [damaged_mp3, "-o", "-"]
 
-    result = run("decode", *args)
+    result = cli.process("decode", *args)
 
-    assert result.returncode == 0
+    assert result.code == 0
     lines = error_lines(result)
     assert lines, "a skipped packet is worth a warning"
     assert all(line.startswith(f"voiceprep: warning: {damaged_mp3}: ") for line in lines)
     assert len(lines) <= 6  # at most five, then a count of the rest
-    pcm = (tmp_path / "out" / "damaged.pcm").read_bytes() if batch else result.stdout
+    pcm = (tmp_path / "out" / "damaged.pcm").read_bytes() if batch else result.out
     samples = pcm_to_array(pcm, 1)[0]
     assert 5.5 * 24000 < len(samples) < 6.2 * 24000
     assert dominant_frequency(samples, 24000) == pytest.approx(440, abs=2)
@@ -313,31 +305,31 @@ def test_damaged_input_is_decoded_around_with_warnings(
 # --- existing outputs: --force, no clobber ----------------------------------------------
 
 
-def test_existing_output_is_kept_without_force(work: Path) -> None:
+def test_existing_output_is_kept_without_force(cli: CLI, work: Path) -> None:
     out = work / "tone.pcm"
     out.write_bytes(b"precious")
 
-    result = run("decode", work / "tone.flac")
+    result = cli.process("decode", work / "tone.flac")
 
     assert_one_error(result, 2, str(out), "already exists", "--force")
     assert out.read_bytes() == b"precious"
     assert leftovers(work) == []
 
 
-def test_force_replaces_an_existing_output(work: Path) -> None:
+def test_force_replaces_an_existing_output(cli: CLI, work: Path) -> None:
     out = work / "tone.pcm"
     out.write_bytes(b"old")
 
-    result = run("decode", work / "tone.flac", "--force")
+    result = cli.process("decode", work / "tone.flac", "--force")
 
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     assert len(out.read_bytes()) == SECONDS * 24000 * 2
 
 
-def test_output_never_replaces_its_own_input(work: Path) -> None:
+def test_output_never_replaces_its_own_input(cli: CLI, work: Path) -> None:
     before = (work / "stereo.wav").read_bytes()
 
-    result = run("decode", work / "stereo.wav", "--format", "wav", "--force")
+    result = cli.process("decode", work / "stereo.wav", "--format", "wav", "--force")
 
     assert_one_error(result, 2, "stereo.wav", "input")
     assert (work / "stereo.wav").read_bytes() == before
@@ -396,12 +388,14 @@ BAD_INPUT_CODES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_INPUT_CODES))
-def test_bad_input_fails_in_one_line_and_leaves_nothing(tmp_path: Path, kind: str) -> None:
+def test_bad_input_fails_in_one_line_and_leaves_nothing(
+    cli: CLI, tmp_path: Path, kind: str
+) -> None:
     bad = _bad_inputs(tmp_path)[kind]
     code, reason = BAD_INPUT_CODES[kind]
     before = sorted(os.listdir(tmp_path))
 
-    result = run("decode", bad, "-o", tmp_path / "out.pcm")
+    result = cli.process("decode", bad, "-o", tmp_path / "out.pcm")
 
     assert_one_error(result, code, str(bad), reason)
     assert sorted(os.listdir(tmp_path)) == before  # no output, no temporary file
@@ -422,45 +416,47 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(tmp_path: Path, kind: st
     ],
 )
 def test_bad_options_are_one_line_usage_errors(
-    work: Path, args: list[str], words: list[str]
+    cli: CLI, work: Path, args: list[str], words: list[str]
 ) -> None:
-    result = run("decode", work / "tone.flac", *args)
+    result = cli.process("decode", work / "tone.flac", *args)
 
     assert_one_error(result, 2, *words)
     assert not (work / "tone.pcm").exists()
 
 
-def test_several_inputs_with_one_output_is_a_usage_error(work: Path) -> None:
-    result = run("decode", work / "tone.flac", work / "tone.mp3", "-o", work / "x.pcm")
+def test_several_inputs_with_one_output_is_a_usage_error(cli: CLI, work: Path) -> None:
+    result = cli.process("decode", work / "tone.flac", work / "tone.mp3", "-o", work / "x.pcm")
     assert_one_error(result, 2, "--output")
     assert not (work / "x.pcm").exists()
 
 
-def test_missing_input_argument_is_a_usage_error() -> None:
-    assert_one_error(run("decode"), 2, "INPUT")
+def test_missing_input_argument_is_a_usage_error(cli: CLI) -> None:
+    assert_one_error(cli.process("decode"), 2, "INPUT")
 
 
-def test_unwritable_output_is_reported_and_nothing_is_written(work: Path) -> None:
+def test_unwritable_output_is_reported_and_nothing_is_written(cli: CLI, work: Path) -> None:
     missing_dir = work / "no" / "such" / "dir" / "out.pcm"
     into_a_dir = work
 
     for target in (missing_dir, into_a_dir):
-        result = run("decode", work / "tone.flac", "-o", target)
+        result = cli.process("decode", work / "tone.flac", "-o", target)
         assert_one_error(result, 2, str(target))
     assert not (work / "no").exists()
     assert leftovers(work) == []
 
 
-def test_out_dir_that_is_a_file_is_a_usage_error(work: Path) -> None:
+def test_out_dir_that_is_a_file_is_a_usage_error(cli: CLI, work: Path) -> None:
     (work / "taken").write_text("a file, not a directory")
 
-    result = run("decode", work / "tone.flac", work / "stereo.wav", "--out-dir", work / "taken")
+    result = cli.process(
+        "decode", work / "tone.flac", work / "stereo.wav", "--out-dir", work / "taken"
+    )
 
     assert_one_error(result, 2, str(work / "taken"))
     assert (work / "taken").read_text() == "a file, not a directory"
 
 
-def test_binary_audio_is_not_written_to_a_terminal(media: dict[str, Path]) -> None:
+def test_binary_audio_is_not_written_to_a_terminal(cli: CLI, media: dict[str, Path]) -> None:
     import pty
 
     primary, secondary = pty.openpty()
@@ -482,7 +478,9 @@ def test_binary_audio_is_not_written_to_a_terminal(media: dict[str, Path]) -> No
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_batch_decodes_the_good_files_and_reports_the_bad_one(work: Path, jobs: str) -> None:
+def test_batch_decodes_the_good_files_and_reports_the_bad_one(
+    cli: CLI, work: Path, jobs: str
+) -> None:
     bad = work / "broken.mp3"
     bad.write_text("not audio")
     (work / "tone.ogg").rename(work / "other.ogg")
@@ -491,9 +489,11 @@ def test_batch_decodes_the_good_files_and_reports_the_bad_one(work: Path, jobs: 
     (work / "tone.mp3").rename(inputs[3].with_name("song.mp3"))
     inputs[3] = inputs[3].with_name("song.mp3")
 
-    result = run("decode", *inputs, "--out-dir", out_dir, "-j", jobs, "--format", "wav", "-c", "2")
+    result = cli.process(
+        "decode", *inputs, "--out-dir", out_dir, "-j", jobs, "--format", "wav", "-c", "2"
+    )
 
-    assert result.returncode == 1
+    assert result.code == 1
     assert error_lines(result) == [error_lines(result)[0]]
     assert error_lines(result)[0].startswith(f"voiceprep: error: {bad}: ")
     names = ["other.wav", "song.wav", "stereo.wav"]
@@ -528,12 +528,12 @@ def test_batch_on_a_terminal_shows_progress_errors_and_a_summary(work: Path) -> 
     assert sorted(p.name for p in (work / "out").iterdir()) == ["stereo.pcm", "tone.pcm"]
 
 
-def test_batch_outputs_match_single_decodes(work: Path) -> None:
+def test_batch_outputs_match_single_decodes(cli: CLI, work: Path) -> None:
     inputs = [work / "stereo.wav", work / "tone.mp3", work / "tone.ogg"]
     out_dir = work / "out"
 
     # Three stems collide ("tone"): a usage error before anything is decoded.
-    clash = run("decode", *inputs, "--out-dir", out_dir)
+    clash = cli.process("decode", *inputs, "--out-dir", out_dir)
     assert_one_error(clash, 2, "tone")
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
 
@@ -542,25 +542,27 @@ def test_batch_outputs_match_single_decodes(work: Path) -> None:
         target = work / f"in{i}{path.suffix}"
         path.rename(target)
         renamed.append(target)
-    result = run("decode", *renamed, "--out-dir", out_dir, "-j", "2", "-r", "16000")
+    result = cli.process("decode", *renamed, "--out-dir", out_dir, "-j", "2", "-r", "16000")
 
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     for path in renamed:
-        single = run("decode", path, "-o", "-", "-r", "16000")
-        assert (out_dir / f"{path.stem}.pcm").read_bytes() == single.stdout
+        single = cli.process("decode", path, "-o", "-", "-r", "16000")
+        assert (out_dir / f"{path.stem}.pcm").read_bytes() == single.out
 
 
-def test_batch_missing_file_exits_2_after_decoding_the_rest(work: Path) -> None:
-    result = run("decode", work / "tone.flac", work / "nope.mp3", work / "stereo.wav", "-j", "2")
+def test_batch_missing_file_exits_2_after_decoding_the_rest(cli: CLI, work: Path) -> None:
+    result = cli.process(
+        "decode", work / "tone.flac", work / "nope.mp3", work / "stereo.wav", "-j", "2"
+    )
 
-    assert result.returncode == 2
+    assert result.code == 2
     assert error_lines(result) == [f"voiceprep: error: {work / 'nope.mp3'}: no such file"]
     assert len((work / "tone.pcm").read_bytes()) == SECONDS * 24000 * 2
     assert len((work / "stereo.pcm").read_bytes()) == SECONDS * 24000 * 2
 
 
-def test_batch_stdin_must_be_alone(work: Path) -> None:
-    assert_one_error(run("decode", "-", work / "tone.flac"), 2, "stdin")
+def test_batch_stdin_must_be_alone(cli: CLI, work: Path) -> None:
+    assert_one_error(cli.process("decode", "-", work / "tone.flac"), 2, "stdin")
 
 
 # --- Ctrl-C: exit 130, nothing half-written ---------------------------------------------
@@ -707,7 +709,7 @@ def test_help_and_version_do_not_import_heavy_modules(args: list[str]) -> None:
         "from voiceprep.cli import main\n"
         f"code = 0\ntry:\n    main({args!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
-        "heavy = sorted(loaded & {'av', 'httpx', 'piper', 'numpy'})\n"
+        "heavy = sorted(loaded & {'av', 'httpx', 'piper', 'numpy', 'rich'})\n"
         "print('HEAVY=' + ','.join(heavy), 'CODE=' + str(code))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -69,7 +69,7 @@ def test_unknown_cache_subcommand(cli: CLI) -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["decode", "in.wav", "-r", "fast"], ["decode", "--rate", "integer"]),
+        (["decode", "in.wav", "-r", "fast"], ["decode", "--rate", "'fast'", "sample rate in Hz"]),
         (["decode", "in.wav", "--format", "mp3"], ["decode", "--format", "mp3"]),
         (["warm", "phrases.txt", "-j", "many"], ["warm", "--jobs"]),
         (["cache", "prune", "--max-entries", "lots"], ["cache prune", "--max-entries"]),
@@ -130,3 +130,65 @@ def test_audio_output_into_a_directory_is_one_line(command: str, tmp_path: Path,
 
     assert_one_usage_line(code, out, err, f"{target}: is a directory")
     assert list(target.iterdir()) == []
+
+
+PARSER_WORDS = ("Input should", "Value error", "valid integer", "is not one of", "option:")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["decode", "x.mp3", "-r", "fast"],
+            "decode: invalid -r/--rate 'fast': expected a sample rate in Hz, 8000–192000",
+        ),
+        (
+            ["decode", "x.mp3", "-r", "7000"],
+            "decode: invalid -r/--rate 7000: expected a sample rate in Hz, 8000–192000",
+        ),
+        (
+            ["decode", "x.mp3", "-c", "3"],
+            "decode: invalid -c/--channels 3: expected 1 (mono) or 2 (stereo)",
+        ),
+        (
+            ["decode", "x.mp3", "--format", "mp3"],
+            "decode: invalid --format 'mp3': expected raw or wav",
+        ),
+        (
+            ["decode", "x.mp3", "--sample-format", "s8"],
+            "decode: invalid --sample-format 's8': expected s16 or f32",
+        ),
+        (
+            ["decode", "x.mp3", "-j", "2.5"],
+            "decode: invalid -j/--jobs '2.5': expected a whole number, 1 or more",
+        ),
+        (
+            ["decode", "x.mp3", "--start", "soon"],
+            "decode: invalid --start 'soon': expected a number of seconds",
+        ),
+        (
+            ["warm", "x.txt", "--timeout", "0"],
+            "warm: invalid --timeout 0.0: expected a number of seconds above 0",
+        ),
+        (["say", "Hi", "-O", "speed"], "say: invalid -O/--option 'speed': expected KEY=VALUE"),
+        (
+            ["cache", "prune", "--max-size", "5XB"],
+            "cache prune: invalid --max-size '5XB': expected a size such as 500MB, 2GiB or 1048576",
+        ),
+        (
+            ["cache", "prune", "--older-than", "3y"],
+            "cache prune: invalid --older-than '3y': expected an age such as 30d, 12h, 90m or 45s",
+        ),
+        (
+            ["cache", "get", "Hi", "-o", "x.wav", "-r", "1"],
+            "cache get: invalid -r/--rate 1: expected a sample rate in Hz, 8000–192000",
+        ),
+    ],
+)
+def test_a_bad_value_names_the_option_the_value_and_what_is_accepted(
+    cli: CLI, args: list[str], line: str
+) -> None:
+    result = cli(*args)
+    assert result.code == 2
+    assert result.err_lines == [f"voiceprep: error: {line}"]
+    assert not any(word in result.err for word in PARSER_WORDS)

@@ -84,7 +84,7 @@ def test_pyproject_tool_table(project: Path) -> None:
     )
     s = resolve_settings({})
     assert s.backend == "espeak"
-    assert s.cache_dir == Path("prompts-cache")
+    assert s.cache_dir == project / "prompts-cache"  # relative to where voiceprep runs
     assert s.max_size == 500_000_000
     assert s.options == {"speed": "150"}
 
@@ -144,14 +144,18 @@ def test_bad_config_file_names_the_file(project: Path, toml: str, message: str) 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("RATE", "7999", "VOICEPREP_RATE: invalid rate 7999"),
-        ("RATE", "fast", "VOICEPREP_RATE: invalid value 'fast' for rate"),
-        ("CHANNELS", "3", "VOICEPREP_CHANNELS: invalid channel count 3"),
-        ("JOBS", "0", "VOICEPREP_JOBS: invalid jobs 0"),
-        ("RETRIES", "-1", "VOICEPREP_RETRIES: invalid retries -1"),
-        ("TIMEOUT", "0", "VOICEPREP_TIMEOUT: invalid timeout"),
-        ("MAX_SIZE", "lots", "VOICEPREP_MAX_SIZE: invalid size 'lots'"),
-        ("MAX_ENTRIES", "0", "VOICEPREP_MAX_ENTRIES: invalid max_entries 0"),
+        (
+            "RATE",
+            "7999",
+            "VOICEPREP_RATE: invalid rate '7999': expected a sample rate in Hz, 8000–192000",
+        ),
+        ("RATE", "fast", "VOICEPREP_RATE: invalid rate 'fast': expected a sample rate in Hz"),
+        ("CHANNELS", "3", r"VOICEPREP_CHANNELS: invalid channels '3': expected 1 \(mono\) or 2"),
+        ("JOBS", "0", "VOICEPREP_JOBS: invalid jobs '0': expected a whole number, 1 or more"),
+        ("RETRIES", "-1", "VOICEPREP_RETRIES: invalid retries '-1': expected a whole number, 0 or"),
+        ("TIMEOUT", "0", "VOICEPREP_TIMEOUT: invalid timeout '0': expected a number of seconds"),
+        ("MAX_SIZE", "lots", "VOICEPREP_MAX_SIZE: invalid max_size 'lots': expected a size such"),
+        ("MAX_ENTRIES", "0", "VOICEPREP_MAX_ENTRIES: invalid max_entries '0': expected a whole"),
     ],
 )
 def test_bad_environment_value_names_the_variable(
@@ -164,7 +168,10 @@ def test_bad_environment_value_names_the_variable(
 
 def test_bad_file_value_names_the_file_and_key(project: Path) -> None:
     (project / "voiceprep.toml").write_text("channels = 2.0\n")
-    with pytest.raises(UsageError, match=r"voiceprep\.toml: key 'channels': invalid value"):
+    with pytest.raises(
+        UsageError,
+        match=r"voiceprep\.toml: key 'channels': invalid channels 2\.0: expected 1 \(mono\)",
+    ):
         resolve_settings({})
 
 

@@ -447,13 +447,24 @@ def test_chunks_stream_in_pieces_of_about_a_second(
 # --- probe ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("codec", ["opus", "mp3", "flac", "pcm_s16le"])
+def test_probe_duration_is_what_decoding_yields(media: Callable[..., Path], codec: str) -> None:
+    # Opus's pre-skip (6.5 ms of encoder delay) is dropped by the decoder: not audio.
+    rate = 48000 if codec == "opus" else 44100
+    path = media(f"length.{codec}", seconds=1.25, rate=rate, channels=1, codec=codec)
+    info = voiceprep.probe(path)
+    pcm = b"".join(voiceprep.decode(str(path), rate=rate, channels=1))
+    assert info.duration == round(info.duration or 0, 3)  # to the millisecond
+    assert info.duration == pytest.approx(len(pcm) / 2 / rate, abs=0.0015)
+
+
 def test_probe_fields(media: Callable[..., Path]) -> None:
     mp3 = voiceprep.probe(
         media("probe.mp3", seconds=2.0, rate=44100, channels=2, codec="mp3", bit_rate=128000)
     )
     assert (mp3.container, mp3.codec, mp3.rate, mp3.channels, mp3.layout) == (
         "mp3",
-        "mp3float",
+        "mp3",  # the codec, as ffprobe names it; not libav's decoder "mp3float"
         44100,
         2,
         "stereo",

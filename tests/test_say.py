@@ -121,7 +121,10 @@ def test_say_replaces_a_damaged_entry(tmp_path: Path, cli: CLI) -> None:
         assert not cache.verify().damaged
 
 
-@pytest.mark.parametrize(("text", "message"), [("   ", "nothing to say"), ("Hi", "invalid rate")])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("   ", "nothing to say"), ("Hi", "say: invalid -r/--rate 5: expected a sample")],
+)
 def test_say_usage_errors(tmp_path: Path, cli: CLI, text: str, message: str) -> None:
     rate = "24000" if text.strip() == "" else "5"
     args = ["say", text, "-b", "espeak", "-r", rate, "-o", str(tmp_path / "x.wav")]

@@ -64,6 +64,18 @@ def test_piper_warm_then_rerun_synthesizes_nothing(tmp_path: Path, cli: CLI) -> 
     second = summary_of(out)
     assert (second["synthesized"], second["already cached"]) == ("0", "3")
     assert second["characters sent"] == "0"
+    # Nothing to do, yet it reports the audio it holds for the list.
+    assert second["seconds of audio"] == first["seconds of audio"]
+    code, out, err = cli(*["warm", str(phrases), "--cache-dir", str(cache_dir), "--json"])
+    third = json.loads(out)
+    assert third["audio_seconds"] == 0
+    held = sum(len(cache_pcm) for cache_pcm in _pcm_of(cache_dir)) / 48000
+    assert third["cached_audio_seconds"] == pytest.approx(held, abs=0.002)
+
+
+def _pcm_of(cache_dir: Path) -> list[bytes]:
+    with AudioCache(cache_dir) as cache:
+        return [cache.get(e.key, rate=e.rate, channels=e.channels) or b"" for e in cache.entries()]
 
 
 def test_espeak_warm_at_8k_stereo(tmp_path: Path, cli: CLI) -> None:
@@ -149,9 +161,9 @@ def test_check_is_a_ci_gate(tmp_path: Path, cli: CLI) -> None:
         (["--check", "--prune"], "--check changes nothing"),
         (["--dry-run", "--export", "out"], "--dry-run changes nothing"),
         (["--shard", "3/2"], "invalid shard '3/2'"),
-        (["-j", "0"], "invalid jobs 0"),
-        (["-r", "7000"], "invalid rate 7000"),
-        (["--max-size", "big"], "invalid size 'big'"),
+        (["-j", "0"], "invalid -j/--jobs 0: expected a whole number, 1 or more"),
+        (["-r", "7000"], "invalid -r/--rate 7000: expected a sample rate in Hz, 8000–192000"),
+        (["--max-size", "big"], "invalid --max-size 'big': expected a size such as 500MB"),
         (["-b", "nosuch"], "unknown backend 'nosuch'"),
     ],
 )

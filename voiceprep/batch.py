@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceprep.audio_format import STDIO
 from voiceprep.errors import UsageError, VoiceprepError
 from voiceprep.output import OutputSpec, decode_to_file, temp_path
-
-STDIN = "-"
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def plan_outputs(
     items = []
     claimed: dict[Path, str] = {}
     for source in inputs:
-        stem_path = Path("stdin") if source == STDIN else Path(source)
+        stem_path = Path("stdin") if source == STDIO else Path(source)
         directory = out_dir if out_dir is not None else stem_path.parent
         dest = directory / (stem_path.stem + suffix)
         key = Path(os.path.normpath(os.path.abspath(dest)))

@@ -21,10 +21,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from voiceprep.errors import ConfigError, UsageError
-from voiceprep.gate import check_mode
+from voiceprep import defaults
+from voiceprep.errors import ConfigError, InvalidValueError
+from voiceprep.gate import GATE_MODES
 from voiceprep.process import ProcessSettings, settings_from
-from voiceprep.units import check_channels, check_rate, parse_size
+from voiceprep.units import (
+    ACCEPTED_CHANNELS,
+    ACCEPTED_RATE,
+    ACCEPTED_SIZE,
+    check_channels,
+    check_rate,
+    parse_size,
+)
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -38,14 +46,14 @@ def default_cache_dir() -> Path:
 @dataclass
 class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
-    backend: str = "piper"
+    backend: str = defaults.BACKEND
     voice: str | None = None
     options: dict[str, str] = field(default_factory=dict)
-    rate: int = 24000
-    channels: int = 1
-    jobs: int = 4
-    retries: int = 3
-    timeout: float = 60.0
+    rate: int = defaults.RATE
+    channels: int = defaults.CHANNELS
+    jobs: int = defaults.JOBS
+    retries: int = defaults.RETRIES
+    timeout: float = defaults.TIMEOUT
     max_entries: int | None = None
     max_size: int | None = None
     gate: str = "strict"
@@ -53,19 +61,28 @@ class Settings:
 
 
 _CONVERTERS: dict[str, Any] = {
-    "cache_dir": lambda v: Path(v).expanduser(),
+    "cache_dir": lambda v: Path(v).expanduser().absolute(),
     "backend": str,
     "voice": str,
     "rate": lambda v: check_rate(_integer(v)),
     "channels": lambda v: check_channels(_integer(v)),
-    "jobs": lambda v: _at_least(_integer(v), 1, "jobs"),
-    "retries": lambda v: _at_least(_integer(v), 0, "retries"),
-    "timeout": lambda v: _positive_float(v, "timeout"),
-    "max_entries": lambda v: _at_least(_integer(v), 1, "max_entries"),
-    "max_size": lambda v: _at_least(
-        _integer(v) if isinstance(v, int) else parse_size(str(v)), 1, "max_size"
-    ),
-    "gate": lambda v: check_mode(str(v)),
+    "jobs": lambda v: _at_least(_integer(v), 1),
+    "retries": lambda v: _at_least(_integer(v), 0),
+    "timeout": lambda v: _positive_float(v),
+    "max_entries": lambda v: _at_least(_integer(v), 1),
+    "max_size": lambda v: _at_least(_integer(v) if isinstance(v, int) else parse_size(str(v)), 1),
+    "gate": lambda v: _one_of(str(v), GATE_MODES),
+}
+# What each setting accepts, as its error message says it.
+ACCEPTED: dict[str, str] = {
+    "rate": ACCEPTED_RATE,
+    "channels": ACCEPTED_CHANNELS,
+    "jobs": "a whole number, 1 or more",
+    "retries": "a whole number, 0 or more",
+    "timeout": "a number of seconds above 0",
+    "max_entries": "a whole number, 1 or more",
+    "max_size": ACCEPTED_SIZE,
+    "gate": " or ".join(GATE_MODES),
 }
 _TABLES = ("options", "backends", "process")
 
@@ -77,19 +94,36 @@ def _integer(value: Any) -> int:
     return int(value)
 
 
-def _at_least(value: int, minimum: int, name: str) -> int:
+def _at_least(value: int, minimum: int) -> int:
     if value < minimum:
-        raise UsageError(f"invalid {name} {value}: must be at least {minimum}")
+        raise ValueError(value)
     return value
 
 
-def _positive_float(value: Any, name: str) -> float:
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(value)
+    return value
+
+
+def _positive_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(value)
     number = float(value)
     if not number > 0:
-        raise UsageError(f"invalid {name} {value!r}: must be greater than 0")
+        raise ValueError(value)
     return number
+
+
+def convert_setting(name: str, value: Any) -> Any:
+    """`value` (as given: text from argv or the environment, or a TOML value) checked and
+    converted for the setting `name`; raises `InvalidValueError` naming `name`."""
+    try:
+        return _CONVERTERS[name](value)
+    except InvalidValueError as exc:
+        raise InvalidValueError(name, value, exc.accepted) from None
+    except (TypeError, ValueError):
+        raise InvalidValueError(name, value, ACCEPTED.get(name, "another value")) from None
 
 
 def find_config_file(directory: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
@@ -193,7 +227,7 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"invalid option {pair!r}: expected KEY=VALUE")
+            raise InvalidValueError("options", pair, "KEY=VALUE")
         options[name.strip()] = value
     return options
 
@@ -220,7 +254,7 @@ def resolve_settings(
         if f.name in ("options", "process"):
             continue
         value: Any = flags.get(f.name)
-        origin = "option"
+        origin: str | None = None  # the command line
         if value is None and (env := environ.get(f"VOICEPREP_{f.name.upper()}")):
             value, origin = env, f"VOICEPREP_{f.name.upper()}"
         if value is None and config.get(f.name) is not None:
@@ -251,10 +285,8 @@ def _process_settings(
     return settings_from({**file_settings.as_dict(), **given})
 
 
-def _convert(name: str, value: Any, origin: str) -> Any:
+def _convert(name: str, value: Any, origin: str | None) -> Any:
     try:
-        return _CONVERTERS[name](value)
-    except UsageError as exc:
-        raise UsageError(f"{origin}: {exc}") from None
-    except (TypeError, ValueError):
-        raise UsageError(f"{origin}: invalid value {value!r} for {name}") from None
+        return convert_setting(name, value)
+    except InvalidValueError as exc:
+        raise exc.located(origin) if origin else exc from None

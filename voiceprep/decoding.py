@@ -33,14 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
-from voiceprep.units import check_channels, check_rate
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 WarningHandler = Callable[[str], None]
 
 # sample format name → (libav sample format, bytes per sample)
-SAMPLE_FORMATS: dict[str, tuple[str, int]] = {"s16": ("s16", 2), "f32": ("flt", 4)}
+# libav's name of each sample format (the formats themselves: voiceprep.audio_format)
+_AV_FORMATS = {"s16": "s16", "f32": "flt"}
 # Samples per yielded chunk (and per resampler call on the robust path). Bigger means
 # less Python per second of audio: 1 s instead of 0.25 s saved 3–10 % on a 30-minute
 # AAC file; a chunk is still small (at most 1.5 MB: 192 kHz stereo f32).
@@ -131,7 +132,8 @@ def probe(source: Source) -> AudioInfo:
         ctx = stream.codec_context
         return AudioInfo(
             container=container.format.name,
-            codec=ctx.name,
+            # the codec's name (mp3), not libav's decoder's (mp3float), as ffprobe shows it
+            codec=ctx.codec.canonical_name,
             rate=ctx.sample_rate,
             channels=ctx.channels,
             layout=_layout_name(ctx.layout),
@@ -154,12 +156,8 @@ def load_audio_file(
 
 
 def _target(rate: int, channels: int, sample_format: str) -> _Target:
-    check_rate(rate)
-    check_channels(channels)
-    if sample_format not in SAMPLE_FORMATS:
-        raise UsageError(f"invalid sample format {sample_format!r}: must be 's16' or 'f32'")
-    av_format, sample_bytes = SAMPLE_FORMATS[sample_format]
-    return _Target(rate, channels, av_format, sample_bytes)
+    shape = AudioFormat(rate, channels, sample_format)  # checked here, once
+    return _Target(rate, channels, _AV_FORMATS[sample_format], shape.sample_bytes)
 
 
 def _samples(seconds: float | None, rate: int, what: str) -> int | None:
@@ -178,14 +176,14 @@ def _source_name(source: Source) -> str:
     if isinstance(source, bytes | bytearray | memoryview):
         return "<bytes>"
     if isinstance(source, str | os.PathLike):
-        return "<stdin>" if str(source) == "-" else str(source)
+        return "<stdin>" if str(source) == STDIO else str(source)
     name = getattr(source, "name", None)
     return name if isinstance(name, str) else "<stream>"
 
 
 def _regular_file(source: Source) -> Path | None:
     """The path when `source` names a regular file (the fast path can reopen it)."""
-    if isinstance(source, str | os.PathLike) and str(source) != "-":
+    if isinstance(source, str | os.PathLike) and str(source) != STDIO:
         path = Path(source)
         if path.is_file():
             return path
@@ -194,27 +192,27 @@ def _regular_file(source: Source) -> Path | None:
 
 def _check_path(source: Source) -> None:
     """Fail early, with a message naming the file, for paths that cannot be audio."""
-    if not isinstance(source, str | os.PathLike) or str(source) == "-":
+    if not isinstance(source, str | os.PathLike) or str(source) == STDIO:
         if isinstance(source, bytes | bytearray) and not source:
-            raise DecodeError("<bytes>: empty input")
+            raise DecodeError("empty input", path="<bytes>")
         return
     name = str(source)
     path = Path(source)
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
+        raise InputError("no such file", path=name) from None
     except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
+        raise InputError("permission denied", path=name) from None
     except OSError as exc:
-        raise InputError(f"{name}: {exc.strerror or 'cannot be read'}") from None
+        raise InputError(f"{exc.strerror or 'cannot be read'}", path=name) from None
     if path.is_dir():
-        raise InputError(f"{name}: is a directory")
+        raise InputError("is a directory", path=name)
     if path.is_file():
         if info.st_size == 0:
-            raise DecodeError(f"{name}: empty file")
+            raise DecodeError("empty file", path=name)
         if not os.access(path, os.R_OK):
-            raise InputError(f"{name}: permission denied")
+            raise InputError("permission denied", path=name)
 
 
 # --- opening ------------------------------------------------------------------------
@@ -229,23 +227,23 @@ def _open(source: Source) -> Any:
     if isinstance(source, bytes | bytearray | memoryview):
         target = io.BytesIO(source)
     elif isinstance(source, str | os.PathLike):
-        target = sys.stdin.buffer if str(source) == "-" else str(source)
+        target = sys.stdin.buffer if str(source) == STDIO else str(source)
     elif isinstance(source, io.TextIOBase):
-        raise UsageError(f"{name}: not a binary file object (open it with 'rb')")
+        raise UsageError("not a binary file object (open it with 'rb')", path=name)
     else:
         target = source
     try:
         return av.open(target, mode="r")
     except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
+        raise InputError("permission denied", path=name) from None
     except (FileNotFoundError, IsADirectoryError):
-        raise InputError(f"{name}: no such file") from None
+        raise InputError("no such file", path=name) from None
     except av.error.FFmpegError as exc:
-        raise DecodeError(f"{name}: not a readable audio file ({_reason(exc)})") from None
+        raise DecodeError(f"not a readable audio file ({_reason(exc)})", path=name) from None
     except OSError as exc:  # a file object that fails to read
-        raise InputError(f"{name}: {exc.strerror or exc}") from None
+        raise InputError(f"{exc.strerror or exc}", path=name) from None
     except TypeError:  # e.g. a file opened in text mode
-        raise UsageError(f"{name}: not a binary file object (open it with 'rb')") from None
+        raise UsageError("not a binary file object (open it with 'rb')", path=name) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -255,7 +253,7 @@ def _reason(exc: Exception) -> str:
 
 def _audio_stream(container: Any, name: str) -> Any:
     if not container.streams.audio:
-        raise NoAudioStreamError(f"{name}: no audio stream")
+        raise NoAudioStreamError("no audio stream", path=name)
     return container.streams.best("audio") or container.streams.audio[0]
 
 
@@ -268,11 +266,17 @@ def _layout_name(layout: Any) -> str:
 
 
 def _duration(container: Any, stream: Any) -> float | None:
+    """Seconds, to the millisecond, as decoding yields them: an encoder's delay that the
+    decoder drops (Opus's pre-skip) is not audio."""
+    seconds = None
     if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1_000_000
-    return None
+        seconds = float(stream.duration * stream.time_base)
+        delay, rate = stream.codec_context.delay or 0, stream.codec_context.sample_rate
+        if rate:
+            seconds = max(0.0, seconds - delay / rate)
+    elif container.duration:
+        seconds = container.duration / 1_000_000
+    return None if seconds is None else round(seconds, 3)
 
 
 # --- the two engines ----------------------------------------------------------------
@@ -323,7 +327,7 @@ def _decode_chunks(
             produced += len(chunk)
             yield chunk
         if not produced:
-            raise DecodeError(f"{name}: no audio could be decoded")
+            raise DecodeError("no audio could be decoded", path=name)
     finally:
         container.close()
 
@@ -483,9 +487,7 @@ def _packets(
             return
         except av.error.FFmpegError as exc:
             if count == 0:
-                raise DecodeError(
-                    f"{name}: {_unreadable_reason(container, exc, seekable)}"
-                ) from None
+                raise DecodeError(_unreadable_reason(container, exc, seekable), path=name) from None
             _warn(on_warning, f"{name}: stopped reading after {count} packets", exc)
             return
         count += 1
@@ -505,7 +507,7 @@ def _seekable(source: Source) -> bool:
     if isinstance(source, bytes | bytearray | memoryview):
         return True
     if isinstance(source, str | os.PathLike):
-        if str(source) != "-":
+        if str(source) != STDIO:
             return Path(source).is_file()
         source = sys.stdin.buffer
     try:
@@ -576,7 +578,9 @@ class _Regrouper:
         try:
             converted = self.resampler.resample(frame)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"{self.name}: cannot convert the audio ({_reason(exc)})") from None
+            raise DecodeError(
+                f"cannot convert the audio ({_reason(exc)})", path=self.name
+            ) from None
         for out in converted:
             # planes[0] carries alignment padding past the samples: slice it off.
             yield bytes(memoryview(out.planes[0])[: out.samples * frame_bytes])

@@ -20,9 +20,30 @@ class ExitStatus(IntEnum):
 
 
 class VoiceprepError(Exception):
-    """Base of every error voiceprep raises on purpose."""
+    """Base of every error voiceprep raises on purpose.
+
+    `reason` says what is wrong; `path` (optional) names the file, phrase or request it is
+    about. `str()` is the one line the CLI prints, `path: reason`; code that needs either
+    part reads the field, never the message.
+    """
 
     exit_code: int = ExitStatus.FAILURE
+
+    def __init__(self, reason: str, *, path: object = None) -> None:
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        super().__init__(reason if path is None else f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (the batch pool): keep every field.
+        return _restore, (type(self), str(self), self.__dict__.copy())
+
+
+def _restore(cls: type[VoiceprepError], message: str, fields: dict[str, object]) -> Exception:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(fields)
+    return error
 
 
 # --- usage and input (exit 2) -------------------------------------------------------
@@ -32,6 +53,26 @@ class UsageError(VoiceprepError):
     """A bad option value or an input that cannot be read at all."""
 
     exit_code = ExitStatus.USAGE
+
+
+class InvalidValueError(UsageError):
+    """A setting's value is not one it accepts: `name` (the setting, or the option as the
+    user spelled it), `value` (as given), `accepted` (what would do), `origin` (None for
+    the command line, else where it came from: `VOICEPREP_RATE`, `voiceprep.toml: key
+    'rate'`)."""
+
+    def __init__(
+        self, name: str, value: object, accepted: str, *, origin: str | None = None
+    ) -> None:
+        self.name, self.value, self.accepted, self.origin = name, value, accepted, origin
+        shown = repr(value) if isinstance(value, str) else str(value)
+        super().__init__(f"invalid {name} {shown}: expected {accepted}", path=origin)
+
+    def renamed(self, name: str) -> InvalidValueError:
+        return InvalidValueError(name, self.value, self.accepted, origin=self.origin)
+
+    def located(self, origin: str) -> InvalidValueError:
+        return InvalidValueError(self.name, self.value, self.accepted, origin=origin)
 
 
 class InputError(UsageError):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import CacheError, VoiceprepError
 from voiceprep.wav import wav_bytes
 
@@ -164,7 +165,7 @@ def export_entries(
                 id=item.id,
                 file=file_name,
                 key=item.key,
-                duration=round(len(pcm) / (2 * entry.channels * entry.rate), 6),
+                duration=round(AudioFormat(entry.rate, entry.channels).seconds(len(pcm)), 6),
                 sha256=hashlib.sha256(blob).hexdigest(),
                 rate=entry.rate,
                 channels=entry.channels,

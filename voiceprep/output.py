@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from voiceprep.audio_format import SAMPLE_FORMATS
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
 from voiceprep.units import check_channels, check_rate
 from voiceprep.wav import patch_wav_sizes, wav_header
 
 CONTAINERS = ("raw", "wav")
-SAMPLE_FORMATS = ("s16", "f32")
 # Large enough that a 4-second clip is one write, small enough to stay flat in memory.
 _WRITE_BUFFER = 1 << 20
 

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voiceprep.audio_format import STDIO
 from voiceprep.errors import InputError, PhraseListError, UsageError
 from voiceprep.keys import check_unicode, normalize_text
 
 FORMATS = ("txt", "csv", "tsv", "json", "jsonl")
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
 _COLUMNS = ("text", "voice", "id")
-STDIN = "-"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def read_phrase_lists(
 def read_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> list[Phrase]:
     """The phrases of one list (duplicates kept); `-` reads standard input."""
     name = str(path)
-    if name == STDIN:
+    if name == STDIO:
         name = "<stdin>"
         data = (stdin or sys.stdin.buffer).read()
         text = _decode_utf8(data, name)

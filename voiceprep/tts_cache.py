@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STREAM_RATE = 24000
 DEFAULT_PRELOAD_CONCURRENCY = 8
+# Where `lookup` looks for the same prompt stored at another format (the rates TTS
+# providers and agent tracks use), before calling it a miss.
+OTHER_FORMAT_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 
 
 class TTSAudioCache:
@@ -186,6 +189,61 @@ class TTSAudioCache:
         """The cache key `fetch(text, voice_id=)` uses (no I/O)."""
         return self._key(text, voice_id)[0]
 
+    def identity(self, voice_id: str | None = None) -> BackendIdentity:
+        """The backend identity keys of `voice_id` are made from (no I/O)."""
+        return self._identity(voice_id)
+
+    async def lookup(self, text: str, *, voice_id: str | None = None) -> bytes | None:
+        """PCM for `text` from memory or disk, never synthesizing; None on a miss.
+
+        For frameworks that synthesize themselves (the agent integrations). When the
+        entry is absent at this cache's format but the same text and identity is stored
+        at another rate or channel count (say `warm --rate 24000` for a 16 kHz track),
+        that audio is converted, stored under this format's key and returned: a format
+        mismatch is resampled, never played at the wrong speed. The closest rate at or
+        above this one is preferred (nothing lost); a lower one is the last resort.
+        """
+        key, identity = self._key(text, voice_id)
+        pcm = self._memory_get(key)
+        if pcm is None:
+            pcm = self._disk_get(key)
+            if pcm is None:
+                pcm = await self._converted_from_other_format(text, identity)
+                if pcm is None:
+                    return None
+                await self._disk_put(key, pcm, text, identity)
+            self._memory_put(key, pcm)
+        return pcm
+
+    async def store(
+        self,
+        text: str,
+        pcm: bytes,
+        *,
+        voice_id: str | None = None,
+        rate: int | None = None,
+        channels: int | None = None,
+    ) -> bytes:
+        """Keep PCM synthesized elsewhere under the key of `text`: memory and disk.
+
+        `rate`/`channels` give the format of `pcm` (default: this cache's); other formats
+        are converted first. Returns the PCM as stored. Empty audio raises
+        `EmptyAudioError` and is never stored.
+        """
+        if not pcm:
+            raise EmptyAudioError(f"{text!r}: no audio to store")
+        source = (rate or self.rate, channels or self.channels)
+        if source != (self.rate, self.channels):
+            from voiceprep.backends.base import SynthesizedAudio
+
+            raw = SynthesizedAudio(pcm, rate=source[0], channels=source[1])
+            pcm = await raw.to_pcm_async(rate=self.rate, channels=self.channels)
+        key, identity = self._key(text, voice_id)
+        self._memory_put(key, pcm)
+        if self._disk is not None:
+            await self._disk_put(key, pcm, text, identity)
+        return pcm
+
     @property
     def disk(self) -> AudioCache | None:
         """The AudioCache behind the memory tier, if any."""
@@ -246,6 +304,34 @@ class TTSAudioCache:
             # The disk tier is best-effort: an unreadable index must not stop the agent.
             log.warning("cache %s unreadable, synthesizing: %s", self._disk.directory, exc)
             return None
+
+    async def _converted_from_other_format(
+        self, text: str, identity: BackendIdentity
+    ) -> bytes | None:
+        if self._disk is None:
+            return None
+        # Closest rate at or above this one first (downsampling loses nothing this format
+        # can carry), then the lower ones, highest first.
+        higher = [r for r in OTHER_FORMAT_RATES if r >= self.rate]
+        lower = [r for r in reversed(OTHER_FORMAT_RATES) if r < self.rate]
+        for rate in higher + lower:
+            for channels in (1, 2) if self.channels == 1 else (2, 1):
+                if (rate, channels) == (self.rate, self.channels):
+                    continue
+                other = cache_key(identity, text, rate=rate, channels=channels)
+                if not self._disk.contains(other):
+                    continue
+                try:
+                    pcm = self._disk.get(other, rate=rate, channels=channels)
+                except CacheError as exc:
+                    log.warning("ignoring cached entry %s: %s", other[:12], exc)
+                    continue
+                if pcm:
+                    from voiceprep.backends.base import SynthesizedAudio
+
+                    raw = SynthesizedAudio(pcm, rate=rate, channels=channels)
+                    return await raw.to_pcm_async(rate=self.rate, channels=self.channels)
+        return None
 
     async def _fill(
         self, key: str, identity: BackendIdentity, text: str, voice_id: str | None

@@ -1,10 +1,11 @@
-"""Parsing of the human units the command line takes: sizes (500MB, 2GiB) and ages (30d)."""
+"""The human units the command line takes, sizes (500MB, 2GiB) and ages (30d), and the
+checks of a sample rate and a channel count."""
 
 from __future__ import annotations
 
 import re
 
-from voiceprep.errors import UsageError
+from voiceprep.errors import InvalidValueError
 
 _SIZE_UNITS = {
     "": 1,
@@ -26,6 +27,13 @@ _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 RATE_MIN, RATE_MAX = 8000, 192000
+CHANNEL_COUNTS = (1, 2)
+
+# What each kind of value accepts, as error messages say it.
+ACCEPTED_RATE = f"a sample rate in Hz, {RATE_MIN}–{RATE_MAX}"
+ACCEPTED_CHANNELS = "1 (mono) or 2 (stereo)"
+ACCEPTED_SIZE = "a size such as 500MB, 2GiB or 1048576"
+ACCEPTED_AGE = "an age such as 30d, 12h, 90m or 45s"
 
 
 def parse_size(text: str) -> int:
@@ -33,7 +41,7 @@ def parse_size(text: str) -> int:
     match = _NUMBER_UNIT.match(text)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _SIZE_UNITS:
-        raise UsageError(f"invalid size {text!r} (examples: 500MB, 2GiB, 1048576)")
+        raise InvalidValueError("size", text, ACCEPTED_SIZE)
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
@@ -42,17 +50,17 @@ def parse_age(text: str) -> float:
     match = _NUMBER_UNIT.match(text)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _AGE_UNITS:
-        raise UsageError(f"invalid age {text!r} (examples: 30d, 12h, 90m)")
+        raise InvalidValueError("age", text, ACCEPTED_AGE)
     return float(match.group(1)) * _AGE_UNITS[unit]
 
 
 def check_rate(rate: int) -> int:
-    if not RATE_MIN <= rate <= RATE_MAX:
-        raise UsageError(f"invalid rate {rate}: must be {RATE_MIN}–{RATE_MAX} Hz")
+    if isinstance(rate, bool) or not isinstance(rate, int) or not RATE_MIN <= rate <= RATE_MAX:
+        raise InvalidValueError("rate", rate, ACCEPTED_RATE)
     return rate
 
 
 def check_channels(channels: int) -> int:
-    if channels not in (1, 2):
-        raise UsageError(f"invalid channel count {channels}: must be 1 or 2")
+    if isinstance(channels, bool) or channels not in CHANNEL_COUNTS:
+        raise InvalidValueError("channels", channels, ACCEPTED_CHANNELS)
     return channels

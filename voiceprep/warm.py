@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import (
     AuthenticationError,
     CacheCorruptError,
@@ -216,7 +217,8 @@ class WarmSummary:
     failed: list[Failure] = field(default_factory=list)
     skipped: int = 0  # not attempted because the run stopped (authentication failure)
     characters_sent: int = 0
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # of the phrases synthesized in this run
+    cached_audio_seconds: float = 0.0  # of the phrases that were already cached
     elapsed: float = 0.0
     stopped: str | None = None  # why the run stopped early, if it did
     reprocessed: int = 0  # of `synthesized`: made from a cached raw synthesis, no request
@@ -243,6 +245,7 @@ class WarmSummary:
             "skipped": self.skipped,
             "characters_sent": self.characters_sent,
             "audio_seconds": round(self.audio_seconds, 3),
+            "cached_audio_seconds": round(self.cached_audio_seconds, 3),
             "elapsed": round(self.elapsed, 3),
             "stopped": self.stopped,
             "reprocessed": self.reprocessed,
@@ -277,7 +280,7 @@ RetryCallback = Callable[[RetryEvent], object]
 
 
 def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
-    return len(pcm) / (2 * channels * rate)
+    return AudioFormat(rate, channels).seconds(len(pcm))
 
 
 def put_entry(

@@ -10,7 +10,8 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-SAMPLE_BYTES = {"s16": 2, "f32": 4}
+from voiceprep.audio_format import SAMPLE_BYTES
+
 _FORMAT_TAG = {"s16": 1, "f32": 3}
 _TAG_FORMAT = {1: "s16", 3: "f32"}
 # A WAV whose length is unknown (streamed to a pipe) carries these sizes, as ffmpeg does.

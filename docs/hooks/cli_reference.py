@@ -6,7 +6,6 @@ at build time, so the reference cannot drift from the program.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 MARKER = "<!-- voiceprep-cli-reference -->"
@@ -47,10 +46,12 @@ def _is_group(command: Any) -> bool:
 
 
 def _section(command: Any, ctx: Any, path: list[str]) -> str:
+    from voiceprep.cli._app import param_row, split_help
+
     title = " ".join(path)
     level = "#" * min(len(path) + 1, 4)
     lines = [f"{level} `{title}`", ""]
-    text = inspect.cleandoc(command.help or "")
+    text, examples = split_help(command.help)
     if text:
         lines += [text, ""]
     usage = " ".join([title, *command.collect_usage_pieces(ctx)])
@@ -64,13 +65,14 @@ def _section(command: Any, ctx: Any, path: list[str]) -> str:
         if rows:
             lines += ["| command | what it does |", "|---|---|", *rows, ""]
     # The same (names, help) pairs `--help` prints.
-    records = [p.get_help_record(ctx) for p in command.get_params(ctx)]
-    records = [r for r in records if r is not None]
+    records = [param_row(p) for p in command.get_params(ctx) if not p.hidden]
     if records:
         lines += ["| argument / option | description |", "|---|---|"]
         for names, help_text in records:
             lines.append(f"| `{_cell(names)}` | {_cell(help_text) or ' '} |")
         lines.append("")
+    if examples:
+        lines += ["Examples:", "", "```text", examples, "```", ""]
     return "\n".join(lines)
 
 

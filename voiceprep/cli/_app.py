@@ -23,6 +23,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from voiceprep.cli import _output
+from voiceprep.cli._options import option_name
+from voiceprep.errors import InvalidValueError
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ _EXAMPLES = "Examples:"
 # --- help: plain text, capital metavars, one style for defaults ------------------------
 
 
-def _split_help(text: str | None) -> tuple[str, str]:
+def split_help(text: str | None) -> tuple[str, str]:
     """A docstring → (description, the `Examples:` block's lines as written)."""
     text = inspect.cleandoc(text or "")
     description, _, examples = text.partition(_EXAMPLES)
@@ -79,7 +81,7 @@ def _default_text(param: Any) -> str | None:
     return str(getattr(default, "value", default))
 
 
-def _param_row(param: Any) -> tuple[str, str]:
+def param_row(param: Any) -> tuple[str, str]:
     if param.param_type_name == "argument":
         name = param.metavar or param.name.upper()
         left = name + ("..." if param.nargs != 1 else "")
@@ -116,7 +118,7 @@ class _HelpMixin:
         return pieces
 
     def format_help_text(self, ctx: Any, formatter: Any) -> None:
-        description, _ = _split_help(self.help)
+        description, _ = split_help(self.help)
         if description:
             formatter.write_paragraph()
             with formatter.indentation():
@@ -124,8 +126,8 @@ class _HelpMixin:
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         params = [p for p in self.get_params(ctx) if not p.hidden]  # type: ignore[attr-defined]
-        arguments = [_param_row(p) for p in params if p.param_type_name == "argument"]
-        options = [_param_row(p) for p in params if p.param_type_name == "option"]
+        arguments = [param_row(p) for p in params if p.param_type_name == "argument"]
+        options = [param_row(p) for p in params if p.param_type_name == "option"]
         if arguments:
             with formatter.section("Arguments"):
                 formatter.write_dl(arguments)
@@ -136,7 +138,7 @@ class _HelpMixin:
             self.format_commands(ctx, formatter)
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:
-        _, examples = _split_help(self.help)
+        _, examples = split_help(self.help)
         if examples:
             with formatter.section("Examples"):
                 for line in examples.splitlines():
@@ -173,7 +175,7 @@ class _Group(_HelpMixin, TyperGroup):
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
-                description, _ = _split_help(command.help)
+                description, _ = split_help(command.help)
                 rows.append((name, description.split("\n\n")[0].replace("\n", " ")))
         if rows:
             with formatter.section("Commands"):
@@ -184,6 +186,13 @@ class _Group(_HelpMixin, TyperGroup):
 def _one_line_errors(ctx: Any) -> Iterator[None]:
     try:
         yield
+    except InvalidValueError as exc:
+        # A value refused by a command's own checks (`-r 5`): name the command, as the
+        # parser's refusals do. The innermost group is the first to see it.
+        if exc.origin is not None or not ctx.invoked_subcommand:
+            raise
+        command = f"{ctx.command_path} {ctx.invoked_subcommand}".partition(" ")[2]
+        raise exc.located(command) from None
     except typer.TyperException as exc:
         # `voiceprep` or `voiceprep cache` alone: that "error" is the help text, shown as is.
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -193,15 +202,52 @@ def _one_line_errors(ctx: Any) -> Iterator[None]:
 
 
 def _usage_message(exc: typer.TyperException, ctx: Any) -> str:
-    """`cache get: missing option '-o' / '--output'; see 'voiceprep cache get --help'`."""
+    """`cache get: missing option '-o' / '--output'; see 'voiceprep cache get --help'`, or
+    for a value the parser refused, `invalid -r/--rate 'fast': expected a sample rate…`."""
+    command = ctx.command_path.partition(" ")[2]  # without the program name
+    invalid = _invalid_value(exc)
+    if invalid is not None:
+        return str(invalid.located(command) if command else invalid)
     message = " ".join(exc.format_message().split()).rstrip(".")
     message = message[:1].lower() + message[1:]
-    command = ctx.command_path.partition(" ")[2]  # without the program name
     if command:
         message = f"{command}: {message}"
     if message.endswith("?"):  # "Did you mean 'decode'?" is hint enough
         return message
     return f"{message}; see '{ctx.command_path} --help'"
+
+
+# What a value of each Python type is, said to a user (the parser's own words name types).
+_ACCEPTED_TYPES = {"int_parsing": "a whole number", "float_parsing": "a number"}
+_ACCEPTED_METAVARS = {"SEC": "a number of seconds", "N": "a whole number"}
+
+
+def _invalid_value(exc: Exception) -> InvalidValueError | None:
+    """The parser refused a value: our error naming the option, the value and what is
+    accepted, from the exception's fields (the option, and pydantic's record of the input)."""
+    from voiceprep.config import ACCEPTED
+
+    param = getattr(exc, "param", None)
+    if param is None or param.param_type_name != "option":
+        return None
+    if isinstance(exc.__cause__, InvalidValueError):  # one of our checks, as a callback
+        return exc.__cause__.renamed(option_name(param.opts))
+    errors = getattr(exc.__cause__, "errors", None)
+    if not callable(errors):
+        return None
+    problem = errors()[0]
+    choices = getattr(getattr(param, "type_descriptor", None), "choices", None)
+    if choices:
+        accepted = " or ".join(str(getattr(c, "value", c)) for c in choices)
+    else:
+        accepted = (
+            ACCEPTED.get(param.name)
+            or _ACCEPTED_METAVARS.get(param.metavar)
+            or _ACCEPTED_TYPES.get(problem["type"], "")
+        )
+    if not accepted:
+        return None
+    return InvalidValueError(option_name(param.opts), problem["input"], accepted)
 
 
 _SETTINGS: dict[str, Any] = {

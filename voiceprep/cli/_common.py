@@ -14,16 +14,20 @@ if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
 
-STDIO = "-"  # as an input: stdin; as an output: stdout
-
 
 def resolve(**flags: Any) -> Settings:
     """Settings from the shared options' values (see `_options.selection_flags`): flags >
     VOICEPREP_* env > config file > defaults."""
-    from voiceprep.cli._options import selection_flags
+    from voiceprep.cli._options import flag_for, selection_flags
     from voiceprep.config import resolve_settings
+    from voiceprep.errors import InvalidValueError
 
-    return resolve_settings(selection_flags(**flags))
+    try:
+        return resolve_settings(selection_flags(**flags))
+    except InvalidValueError as exc:
+        if exc.origin is not None:  # from VOICEPREP_* or the config file: named as such
+            raise
+        raise exc.renamed(flag_for(exc.name)) from None
 
 
 def build_backend(settings: Settings) -> Backend:

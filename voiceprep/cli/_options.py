@@ -6,16 +6,16 @@ with the same -r/-c/--format). Every value defaults to None, meaning "not given"
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from voiceprep.config import Settings
+from voiceprep import defaults
+from voiceprep.errors import InvalidValueError
 from voiceprep.units import RATE_MAX, RATE_MIN
-
-_DEFAULTS = Settings  # the defaults' one home: the Settings dataclass
 
 
 def complete_backend(incomplete: str) -> list[str]:
@@ -32,7 +32,7 @@ Backend = Annotated[
         "-b",
         metavar="NAME",
         help="TTS backend NAME.",
-        show_default=_DEFAULTS.backend,
+        show_default=defaults.BACKEND,
         autocompletion=complete_backend,
     ),
 ]
@@ -58,7 +58,7 @@ Rate = Annotated[
         "--rate",
         metavar="RATE",
         help=f"Sample RATE in Hz, {RATE_MIN}–{RATE_MAX}.",
-        show_default=str(_DEFAULTS.rate),
+        show_default=str(defaults.RATE),
     ),
 ]
 Channels = Annotated[
@@ -68,7 +68,7 @@ Channels = Annotated[
         "--channels",
         metavar="N",
         help="N channels: 1 (mono) or 2 (stereo).",
-        show_default=str(_DEFAULTS.channels),
+        show_default=str(defaults.CHANNELS),
     ),
 ]
 CacheDir = Annotated[
@@ -97,6 +97,36 @@ OutputFormat = Annotated[
         show_default="wav if OUT ends in .wav, else raw",
     ),
 ]
+
+
+def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A parser callback running one of voiceprep's own checks on an option's value (None:
+    not given); its `InvalidValueError` reads like the parser's refusals."""
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except InvalidValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+    return callback
+
+
+def option_name(opts: list[str] | tuple[str, ...]) -> str:
+    """`-r/--rate`: an option's spellings as messages name it (short first)."""
+    return "/".join(sorted(opts, key=lambda o: (o.startswith("--"), o)))
+
+
+# The command-line spelling of each setting whose option has a short form.
+_FLAGS = {"rate": "-r/--rate", "channels": "-c/--channels", "jobs": "-j/--jobs"}
+_FLAGS |= {"backend": "-b/--backend", "options": "-O/--option"}
+
+
+def flag_for(setting: str) -> str:
+    """`rate` → `-r/--rate`, `max_size` → `--max-size`."""
+    return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
 def selection_flags(

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
-from voiceprep.cli._common import STDIO
 from voiceprep.errors import UsageError
 
 

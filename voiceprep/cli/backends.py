@@ -42,10 +42,8 @@ def backends_command(
     if as_json:
         rows = [{**asdict(s), "default": s.name == selected} for s in statuses]
         print_json(rows)
-    elif _output.stdout_is_terminal():
-        _print_table(statuses, selected)
     else:
-        _print_plain(statuses, selected)
+        _print_table(statuses, selected)
 
 
 def _detail(status: BackendStatus) -> str:
@@ -63,25 +61,13 @@ def _source(status: BackendStatus) -> str:
     return f"{status.distribution} {status.version or ''}".strip()
 
 
-def _print_plain(statuses: list[BackendStatus], selected: str) -> None:
-    rows = [("BACKEND", "USABLE", "FROM", "DETAIL")]
-    for s in statuses:
-        name = f"{s.name} (default)" if s.name == selected else s.name
-        rows.append((name, "yes" if s.usable else "no", _source(s), _detail(s)))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
-        print("  ".join([*cells, row[3]]).rstrip())
+_COLUMNS = [_output.Column(name) for name in ("backend", "usable", "from")]
+_COLUMNS.append(_output.Column("detail", wide=True))
 
 
 def _print_table(statuses: list[BackendStatus], selected: str) -> None:
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("backend", "usable", "from", "detail"):
-        table.add_column(column)
+    rows = []
     for s in statuses:
-        name = f"[bold]{s.name}[/] (default)" if s.name == selected else s.name
-        usable = "[green]yes[/]" if s.usable else "[red]no[/]"
-        table.add_row(name, usable, _source(s), _detail(s), style=None if s.usable else "dim")
-    _output.out_console().print(table)
+        name = f"{s.name} (default)" if s.name == selected else s.name
+        rows.append([name, "yes" if s.usable else "no", _source(s), _detail(s)])
+    _output.table(_COLUMNS, rows, dim=[not s.usable for s in statuses])

@@ -7,7 +7,7 @@ entries with the options `warm` uses, resolved the same way (flags > env > confi
 
 from __future__ import annotations
 
-import sys
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,7 +32,7 @@ from voiceprep.cli._write import check_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
-    from voiceprep.cache import CacheEntry, VerifyReport
+    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
     from voiceprep.config import Settings
 
 
@@ -58,7 +58,68 @@ def _selected_key(text: str, settings: Settings) -> str:
 
 def _describe_selection(settings: Settings) -> str:
     voice = f", voice {settings.voice}" if settings.voice else ""
-    return f"{settings.backend}{voice}, {settings.rate} Hz, {settings.channels} ch"
+    return f"{settings.backend}{voice}, {settings.rate} Hz, {_layout(settings.channels)}"
+
+
+def _layout(channels: int) -> str:
+    return "mono" if channels == 1 else "stereo"
+
+
+def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
+    """`not cached: "Hi" (piper, 24000 Hz, mono); cached at 16000 Hz, not 24000: add -r
+    16000`, or, when no entry holds the text, the command that would fill it."""
+    line = f"not cached: {_output.phrase(text)} ({_describe_selection(settings)})"
+    identity = build_backend(settings).identity(settings.voice)
+    # The entry closest to what was asked: same backend, then same voice, then options.
+    ranked = sorted(
+        held,
+        key=lambda e: (
+            e.backend != identity.name,
+            e.voice != identity.voice,
+            (e.model, dict(e.options or {})) != (identity.model, dict(identity.options)),
+        ),
+    )
+    if not ranked:
+        return f"{line}; to fill it: {fill}"
+    entry = ranked[0]
+    found, flags = [], []
+    if entry.backend != identity.name:
+        found.append(f"with {entry.backend}, not {identity.name}")
+        flags.append(f"-b {entry.backend}")
+    elif entry.voice != identity.voice and entry.voice:
+        found.append(f"with voice {entry.voice}, not {identity.voice}")
+        flags.append(f"--voice {shlex.quote(entry.voice)}")
+    elif (entry.model, dict(entry.options or {})) != (identity.model, dict(identity.options)):
+        found.append("with other backend options")
+        flags += [f"-O {k}={v}" for k, v in sorted((entry.options or {}).items())]
+    if entry.rate != settings.rate:
+        found.append(f"at {entry.rate} Hz, not {settings.rate}")
+        flags.append(f"-r {entry.rate}")
+    if entry.channels != settings.channels:
+        found.append(f"in {_layout(entry.channels)}, not {_layout(settings.channels)}")
+        flags.append(f"-c {entry.channels}")
+    return f"{line}; cached {', '.join(found)}: add {' '.join(flags)}"
+
+
+def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
+    from voiceprep.keys import normalize_text
+
+    wanted = normalize_text(text)
+    return [e for e in cache.entries() if normalize_text(e.text) == wanted]
+
+
+def _say_command(text: str, output: str, flags: dict[str, Any]) -> str:
+    """The `voiceprep say` that stores the phrase (and writes OUT), with the flags given."""
+    words = ["voiceprep", "say", text]
+    spellings = {"backend": "-b", "voice": "--voice", "rate": "-r", "channels": "-c"}
+    spellings["cache_dir"] = "--cache-dir"
+    for name, flag in spellings.items():
+        if flags.get(name) is not None:
+            words += [flag, str(flags[name])]
+    for pair in flags.get("option") or []:
+        words += ["-O", pair]
+    words += ["-o", output]
+    return shlex.join(words)
 
 
 def human_size(size: float) -> str:
@@ -135,13 +196,21 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
             entries = cache.entries()
     if as_json:
         print_json([entry_json(e) for e in entries])
-    elif _output.stdout_is_terminal():
-        _print_table(entries)
     else:
-        _print_plain(entries)
+        _output.table(_COLUMNS, [_row(entry) for entry in entries])
 
 
-_COLUMNS = ("text", "backend", "voice", "rate", "channels", "duration", "size", "last used", "hits")
+_COLUMNS = [
+    _output.Column("text", wide=True),
+    _output.Column("backend"),
+    _output.Column("voice"),
+    _output.Column("rate", right=True),
+    _output.Column("channels", right=True),
+    _output.Column("duration", right=True),
+    _output.Column("size", right=True),
+    _output.Column("last used"),
+    _output.Column("hits", right=True),
+]
 
 
 def _row(entry: CacheEntry) -> list[str]:
@@ -156,34 +225,6 @@ def _row(entry: CacheEntry) -> list[str]:
         _local(entry.last_used),
         str(entry.hits),
     ]
-
-
-def _print_table(entries: list[CacheEntry]) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, header_style="bold")
-    for name in _COLUMNS:
-        right = name in ("rate", "channels", "duration", "size", "hits")
-        table.add_column(
-            name.upper(),
-            justify="right" if right else "left",
-            overflow="fold" if name == "text" else "ellipsis",
-        )
-    for entry in entries:
-        table.add_row(*(Text(cell) for cell in _row(entry)))  # text, never Rich markup
-    _output.out_console().print(table)
-
-
-def _print_plain(entries: list[CacheEntry]) -> None:
-    # Text goes last so the other columns stay aligned whatever its length (as `ls -l`).
-    order = [1, 2, 3, 4, 5, 6, 7, 8, 0]
-    rows = [[_COLUMNS[i].upper().replace(" ", "_") for i in order]]
-    rows += [[r[i] for i in order] for r in map(_row, entries)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(order) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        sys.stdout.write("  ".join([*cells, row[-1]]) + "\n")
 
 
 def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
@@ -215,8 +256,7 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     ]
     if stats.read_only:
         lines.append(("read-only", "yes"))
-    for name, value in lines:
-        sys.stdout.write(f"{name + ':':<11}{value}\n")
+    _output.fields(lines)
 
 
 # --- get, export -----------------------------------------------------------------------
@@ -265,11 +305,16 @@ def get_command(
     )
     key = _selected_key(text, settings)
     pcm: bytes | None = None
+    held: list[CacheEntry] = []
     if _exists(settings.cache_dir):
         with open_cache(settings.cache_dir) as cache:
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
+            held = _entries_for(cache, text) if pcm is None else []
     if pcm is None:
-        _output.error(f"{text}: not cached ({_describe_selection(settings)})")
+        given: dict[str, Any] = {"backend": backend, "voice": voice, "option": option}
+        given["rate"] = rate
+        given |= {"channels": channels, "cache_dir": cache_dir}
+        _output.error(_not_cached(text, settings, held, _say_command(text, output, given)))
         raise typer.Exit(ExitStatus.FAILURE)
     container = output_format.value if output_format else None
     write_audio(
@@ -354,7 +399,7 @@ def rm_command(
             missing = [key for key in keys if not cache.contains(key)]
             removed = cache.remove([key for key in keys if key not in missing])
     for key in missing:
-        _output.error(f"{keys[key]}: not cached ({_describe_selection(settings)})")
+        _output.error(f"not cached: {_output.phrase(keys[key])} ({_describe_selection(settings)})")
     _output.info(f"removed {removed} {plural(removed, 'entry', 'entries')}")
     if missing:
         raise typer.Exit(ExitStatus.FAILURE)
@@ -384,16 +429,14 @@ def prune_command(
       voiceprep cache prune --max-size 500MB
       voiceprep cache prune --older-than 30d --max-entries 10000
     """
-    from voiceprep.units import parse_age, parse_size
+    from voiceprep.errors import InvalidValueError
+    from voiceprep.units import parse_age
 
-    settings = resolve(
-        cache_dir=cache_dir,
-        max_entries=max_entries,
-        max_size=parse_size(max_size) if max_size is not None else None,
-    )
-    age = parse_age(older_than) if older_than is not None else None
-    if settings.max_entries is not None and settings.max_entries < 0:
-        raise UsageError("--max-entries must be 0 or more")
+    settings = resolve(cache_dir=cache_dir, max_entries=max_entries, max_size=max_size)
+    try:
+        age = parse_age(older_than) if older_than is not None else None
+    except InvalidValueError as exc:
+        raise exc.renamed("--older-than") from None
     if settings.max_entries is None and settings.max_size is None and age is None:
         raise UsageError("nothing to prune by: give --max-entries, --max-size or --older-than")
     removed: list[CacheEntry] = []
@@ -419,7 +462,7 @@ def clear_command(
     """
     directory = _cache_dir(cache_dir)
     if not yes:
-        if not (sys.stdin.isatty() and _output.stderr_is_terminal()):
+        if not (_output.stdin_is_terminal() and _output.stderr_is_terminal()):
             raise UsageError("refusing to clear the cache without --yes (not on a terminal)")
         if not typer.confirm(f"Remove every entry in {directory}?", default=False, err=True):
             _output.info("nothing removed")

@@ -8,22 +8,21 @@ that `voiceprep --help` never loads PyAV.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from voiceprep.audio_format import SAMPLE_FORMATS, STDIO, AudioFormat, check_sample_format
 from voiceprep.cli import _output
-from voiceprep.cli._common import STDIO
-from voiceprep.cli._options import Channels, OutputFormat, Rate
+from voiceprep.cli._common import resolve
+from voiceprep.cli._options import Channels, OutputFormat, Rate, checked
 from voiceprep.cli._output import print_json
 from voiceprep.cli._stdin import interruptible
 from voiceprep.cli._write import audio_stdout, report_written
-from voiceprep.errors import UsageError
+from voiceprep.errors import InvalidValueError, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
@@ -32,11 +31,6 @@ if TYPE_CHECKING:
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
-
-
-class SampleFormat(StrEnum):
-    s16 = "s16"
-    f32 = "f32"
 
 
 def decode_command(
@@ -66,13 +60,14 @@ def decode_command(
     channels: Channels = None,
     container: OutputFormat = None,
     sample_format: Annotated[
-        SampleFormat,
+        str,
         typer.Option(
             "--sample-format",
             metavar="FMT",
             help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian.",
+            callback=checked(check_sample_format),
         ),
-    ] = SampleFormat.s16,
+    ] = SAMPLE_FORMATS[0],
     start: Annotated[
         float | None, typer.Option("--start", metavar="SEC", help="Skip the first SEC seconds.")
     ] = None,
@@ -113,7 +108,7 @@ def decode_command(
     spec = OutputSpec(
         rate=rate,
         channels=channels,
-        sample_format=sample_format.value,
+        sample_format=sample_format,
         container=container_for(target or "", chosen),
         start=start,
         duration=duration,
@@ -134,21 +129,14 @@ def _check_decode_usage(
     if STDIO in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only input")
     if jobs is not None and jobs < 1:
-        raise UsageError(f"invalid job count {jobs}: must be 1 or more")
+        from voiceprep.config import ACCEPTED
+
+        raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
 
 
 def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
     """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1."""
-    from voiceprep.config import resolve_settings
-    from voiceprep.units import check_channels, check_rate
-
-    # Checked here first so the message names the option, not the settings machinery.
-    if rate is not None:
-        check_rate(rate)
-    if channels is not None:
-        check_channels(channels)
-
-    settings = resolve_settings({"rate": rate, "channels": channels})
+    settings = resolve(rate=rate, channels=channels)
     return settings.rate, settings.channels
 
 
@@ -249,45 +237,31 @@ _MAX_WARNINGS_PER_FILE = 5
 
 
 class _Reporter:
-    """Progress (a Rich bar, or nothing when stderr is not a terminal) and message lines.
+    """Progress and message lines for decoding, over the terminal layer's `Progress`; a
+    damaged file's warnings are capped per file."""
 
-    While a bar is live, lines go through its console so they print above it.
-    """
-
-    def __init__(self, bar: Any | None = None, task: Any | None = None) -> None:
-        self._bar: Any = bar
-        self._task = task
+    def __init__(self, bar: _output.Progress) -> None:
+        self._bar = bar
         self._warnings = 0
-        self.progress = self._advance_bytes if bar is not None else None
-
-    def _advance_bytes(self, count: int) -> None:
-        self._bar.update(self._task, advance=count)
+        self.progress = bar.advance if bar.live else None
 
     def advance_file(self, name: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=_short(name))
+        self._bar.advance(description=_short(name))
 
     def warning(self, message: str) -> None:
         self._warnings += 1
         if self._warnings <= _MAX_WARNINGS_PER_FILE:
-            self._line("warning", message)
+            self._bar.line("warning", message)
 
     def finish_warnings(self, name: str) -> None:
         """End of one file: say how many warnings were not shown, then start counting anew."""
         hidden = self._warnings - _MAX_WARNINGS_PER_FILE
         if hidden > 0:
-            self._line("warning", f"{name}: {hidden} more warnings not shown")
+            self._bar.line("warning", f"{name}: {hidden} more warnings not shown")
         self._warnings = 0
 
     def error(self, message: str) -> None:
-        self._line("error", message)
-
-    def _line(self, kind: str, message: str) -> None:
-        if self._bar is None:
-            (_output.error if kind == "error" else _output.warning)(message)
-            return
-        line = f"voiceprep: {kind}: {message}"
-        self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self._bar.line("error", message)
 
 
 def _short(name: str, width: int = 30) -> str:
@@ -298,31 +272,22 @@ def _short(name: str, width: int = 30) -> str:
 @contextmanager
 def _file_progress(count: int) -> Iterator[_Reporter]:
     """A bar counting finished files, on a terminal only."""
-    if not _output.stderr_is_terminal():
-        yield _Reporter()
-        return
-    bar = _rich_progress(bytes_mode=False)
-    with bar:
-        yield _Reporter(bar, bar.add_task("decoding", total=count))
+    with _output.progress(count, "decoding") as bar:
+        yield _Reporter(bar)
 
 
 @contextmanager
 def _byte_progress(source: str, spec: OutputSpec) -> Iterator[_Reporter]:
     """For one long file on a terminal, a bar following the bytes written."""
     expected = _expected_bytes(source, spec) if _output.stderr_is_terminal() else None
-    if expected is None:
-        yield _Reporter()
-        return
-    bar = _rich_progress(bytes_mode=True)
-    with bar:
-        yield _Reporter(bar, bar.add_task(_short(source), total=expected))
+    with _output.progress(expected, _short(source), counter="percent") as bar:
+        yield _Reporter(bar)
 
 
 def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
     """PCM bytes a long file will produce, from its probed duration; None if short/unknown."""
     from voiceprep.decoding import probe
     from voiceprep.errors import VoiceprepError
-    from voiceprep.wav import SAMPLE_BYTES
 
     if source == STDIO:
         return None  # stdin cannot be read twice
@@ -338,28 +303,7 @@ def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
         seconds = min(seconds, spec.duration)
     if seconds < _LONG_FILE_SECONDS:
         return None
-    return int(seconds * spec.rate) * spec.channels * SAMPLE_BYTES[spec.sample_format]
-
-
-def _rich_progress(*, bytes_mode: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    counter = TaskProgressColumn() if bytes_mode else MofNCompleteColumn()
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        counter,
-        TimeRemainingColumn(),
-        console=_output.err_console(),
-        transient=True,
-    )
+    return AudioFormat(spec.rate, spec.channels, spec.sample_format).bytes_for(seconds)
 
 
 # --- info ----------------------------------------------------------------------------
@@ -396,7 +340,7 @@ def info_command(
         except VoiceprepError as exc:
             _output.error(str(exc))
             failures.append(exc.exit_code)
-            rows.append({"file": source, "error": _reason_only(str(exc), source)})
+            rows.append({"file": source, "error": exc.reason})
     if as_json:
         # File names come from argv and may hold undecodable bytes: keep the JSON ASCII.
         print_json(rows, ascii_only=True)
@@ -419,13 +363,10 @@ def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:
     }
 
 
-def _reason_only(message: str, source: str) -> str:
-    """`x.mp3: no such file` → `no such file` (the object already names the file)."""
-    prefix = f"{source}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-_INFO_COLUMNS = ("FILE", "CONTAINER", "CODEC", "RATE", "CHANNELS", "DURATION", "BITRATE")
+_INFO_COLUMNS = [_output.Column("file", style="cyan")] + [
+    _output.Column(name)
+    for name in ("container", "codec", "rate", "channels", "duration", "bitrate")
+]
 
 
 def _info_cells(row: dict[str, Any]) -> list[str]:
@@ -455,19 +396,5 @@ def _format_duration(seconds: float | None) -> str:
 
 
 def _print_info_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    cells = [_info_cells(row) for row in rows]
-    if _output.stdout_is_terminal():
-        from rich.table import Table
-
-        table = Table(*_INFO_COLUMNS, box=None, header_style="bold", pad_edge=False)
-        table.columns[0].style = "cyan"
-        for line in cells:
-            table.add_row(*line)
-        _output.out_console().print(table, markup=False)
-        return
-    widths = [max(len(c[i]) for c in [list(_INFO_COLUMNS), *cells]) for i in range(7)]
-    for line in [list(_INFO_COLUMNS), *cells]:
-        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-        sys.stdout.write("  ".join(padded).rstrip() + "\n")
+    if rows:
+        _output.table(_INFO_COLUMNS, [_info_cells(row) for row in rows])

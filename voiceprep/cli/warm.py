@@ -14,8 +14,6 @@ Exit codes: 0 done, 1 a phrase failed / missing (--check), 2 usage, 130 Ctrl-C.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -23,8 +21,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from voiceprep import defaults
+from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
-from voiceprep.cli._common import STDIO, build_backend, open_cache, resolve
+from voiceprep.cli._common import build_backend, open_cache, resolve
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import (
@@ -49,10 +49,10 @@ from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
     from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
 
 T = TypeVar("T")
-_PREVIEW = 60  # characters of a phrase shown in messages
 _PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
 Jobs = Annotated[
@@ -62,7 +62,7 @@ Jobs = Annotated[
         "--jobs",
         metavar="N",
         help="Keep N requests in flight at once.",
-        show_default=str(Settings.jobs),
+        show_default=str(defaults.JOBS),
     ),
 ]
 Retries = Annotated[
@@ -71,7 +71,7 @@ Retries = Annotated[
         "--retries",
         metavar="N",
         help="Retry a transient failure N times per phrase.",
-        show_default=str(Settings.retries),
+        show_default=str(defaults.RETRIES),
     ),
 ]
 Timeout = Annotated[
@@ -80,15 +80,9 @@ Timeout = Annotated[
         "--timeout",
         metavar="SEC",
         help="Give each attempt SEC seconds.",
-        show_default=f"{Settings.timeout:g}",
+        show_default=f"{defaults.TIMEOUT:g}",
     ),
 ]
-
-
-def _describe(text: str, source: str = "") -> str:
-    shown = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
-    where = f" ({source})" if source else ""
-    return f"{json.dumps(shown, ensure_ascii=False)}{where}"
 
 
 # --- warm -----------------------------------------------------------------------------
@@ -227,7 +221,9 @@ def warm_command(
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
-        _output.error(f"{_describe(failure.phrase.text, failure.phrase.source)}: {failure.reason}")
+        _output.error(
+            f"{_output.phrase(failure.phrase.text, failure.phrase.source)}: {failure.reason}"
+        )
     if summary.stopped is not None:
         _output.error(f"stopped: {summary.skipped} phrases not attempted")
     if not summary.ok or not exported_ok:
@@ -246,10 +242,11 @@ def _warm(
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
     for item in plan.damaged:
-        _output.warning(f"damaged cache entry, synthesizing again: {_describe(item.text)}")
+        _output.warning(f"damaged cache entry, synthesizing again: {_output.phrase(item.text)}")
     if plan.missing and (reason := tts.unavailable_reason()):
         raise BackendUnavailableError(f"backend {tts.name!r} cannot run here: {reason}")
     summary = _run_with_progress(plan, tts, cache, settings)
+    summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
         from voiceprep.warm import prune_unlisted
 
@@ -269,6 +266,12 @@ def _check_cache_dir(directory: Path) -> None:
         raise UsageError(
             f"{directory}: cannot be a cache directory ({existing} is not a directory)"
         )
+
+
+def _seconds_held(cache: AudioCache, items: list[PlanItem]) -> float:
+    """Seconds of audio the cache holds for `items` (a warm with nothing to do says so)."""
+    entries = (cache.entry(item.key) for item in items)
+    return sum(entry.duration for entry in entries if entry is not None)
 
 
 def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
@@ -328,7 +331,7 @@ def _report_check(plan: WarmPlan, *, as_json: bool) -> None:
         }
         print_json(document)
     for item in missing:
-        _output.error(f"not cached: {_describe(item.text, item.phrase.source)}")
+        _output.error(f"not cached: {_output.phrase(item.text, item.phrase.source)}")
     if missing:
         _output.error(f"{len(missing)} of {len(plan.items)} phrases are not cached")
         raise typer.Exit(ExitStatus.FAILURE)
@@ -351,9 +354,9 @@ def _run_with_progress(
             f"warming {missing} of {len(plan.items)} phrases with {tts.name} "
             f"({len(plan.cached)} already cached, -j {settings.jobs})"
         )
-    reporter = _Reporter(missing)
     try:
-        with reporter:
+        with _output.progress(missing, "synthesizing", elapsed=True, plain_tenths="phrases") as bar:
+            reporter = _Reporter(bar)
             asyncio.run(
                 _closing(
                     tts,
@@ -393,61 +396,21 @@ async def _closing(tts: BackendObject, work: Awaitable[T]) -> T:
 
 
 class _Reporter:
-    """Progress on stderr: a Rich bar on a terminal, nothing per phrase when piped."""
+    """Warm's events onto the terminal layer's progress: a bar on a terminal, a line at
+    each tenth of a long run when piped; retries as warnings."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: Any = None
-        self.task: Any = None
-        self.tenths_shown = 0
-
-    def __enter__(self) -> _Reporter:
-        if self.total and _output.stderr_is_terminal():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("synthesizing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=_output.err_console(),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("warm", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    def __init__(self, bar: _output.Progress) -> None:
+        self.bar = bar
 
     def progress(self, event: ProgressEvent) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=event.done)
-            return
-        # Piped (a CI log): a plain line at every tenth of a long run, so it never looks hung.
-        tenth = event.done * 10 // self.total
-        if self.total >= _PLAIN_PROGRESS_MIN and tenth > self.tenths_shown:
-            self.tenths_shown = tenth
-            _output.info(f"  {event.done}/{self.total} phrases done")
+        self.bar.done(event.done)
 
     def retry(self, event: RetryEvent) -> None:
-        from voiceprep.secrets import redact
-
-        message = redact(
-            f"voiceprep: warning: {_describe(event.item.text)}: {event.error}; "
-            f"retry {event.attempt} in {event.delay:.1f} s"
+        self.bar.line(
+            "warning",
+            f"{_output.phrase(event.item.text)}: {event.error}; "
+            f"retry {event.attempt} in {event.delay:.1f} s",
         )
-        if self.bar is not None:
-            self.bar.console.print(message, markup=False, highlight=False)
-        else:
-            print(message, file=sys.stderr, flush=True)
 
 
 def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
@@ -455,9 +418,9 @@ def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
 
     report = export_plan(cache, plan, directory)
     for item in report.missing:
-        _output.error(f"not exported (not cached): {_describe(item.text)}")
+        _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
-        _output.error(f"not exported: {_describe(item.text)}: {reason}")
+        _output.error(f"not exported: {_output.phrase(item.text)}: {reason}")
     _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
     return report.ok
 
@@ -468,7 +431,7 @@ _SUMMARY_LABELS = (
     ("synthesized", "synthesized"),
     ("failed", "failed"),
     ("characters_sent", "characters sent"),
-    ("audio_seconds", "seconds of audio"),
+    ("audio_seconds", "seconds of audio"),  # held for the phrases: cached + synthesized
     ("loudness", "loudness"),
     ("elapsed", "elapsed"),
 )
@@ -480,23 +443,11 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
         print_json(document)
         return
     values = {**document, "failed": len(summary.failed)}
-    values["audio_seconds"] = f"{summary.audio_seconds:.1f}"
+    values["audio_seconds"] = f"{summary.audio_seconds + summary.cached_audio_seconds:.1f}"
     values["elapsed"] = f"{summary.elapsed:.1f} s"
     spread = summary.loudness_range
     values["loudness"] = f"{spread[0]:.1f} to {spread[1]:.1f} LUFS" if spread else "-"
-    if _output.stdout_is_terminal():
-        from rich.table import Table
-
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for name, label in _SUMMARY_LABELS:
-            table.add_row(label, str(values[name]))
-        _output.out_console().print(table)
-        return
-    width = max(len(label) for _, label in _SUMMARY_LABELS)
-    for name, label in _SUMMARY_LABELS:
-        print(f"{label + ':':<{width + 1}} {values[name]}")
+    _output.fields([(label, str(values[name])) for name, label in _SUMMARY_LABELS])
 
 
 # --- say ------------------------------------------------------------------------------
@@ -595,7 +546,7 @@ def say_command(
             )
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
-    seconds = len(result.pcm) / (2 * settings.channels * settings.rate)
+    seconds = AudioFormat(settings.rate, settings.channels).seconds(len(result.pcm))
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
     write_audio(
         result.pcm, destination, rate=settings.rate, channels=settings.channels, force=force

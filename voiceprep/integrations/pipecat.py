@@ -1,0 +1,292 @@
+"""Pipecat: cache any TTSService's prompts on disk (`pip install voiceprep[pipecat]`).
+
+    from pipecat.services.openai.tts import OpenAITTSService
+    from voiceprep.integrations.pipecat import CachedTTSMixin
+
+    class CachedOpenAITTS(CachedTTSMixin, OpenAITTSService):
+        pass
+
+    tts = CachedOpenAITTS(cache_dir="prompts", settings=OpenAITTSService.Settings(voice="nova"))
+
+The mixin takes the cache settings as keyword arguments (`cache_dir=`, `voice=`,
+`max_entries=`, `max_bytes=`) and passes the rest to the service. Its `run_tts` is called
+once per sentence (Pipecat's text aggregator splits the turn), so each sentence is a key:
+
+- hit: `TTSAudioRawFrame`s at the service's sample rate with the call's context id, yielded
+  where the service's own audio would be (inside the same audio context, so ordering,
+  interruptions and bot-speaking state behave as for live audio); the service is not
+  called. A service that leaves `TTSStartedFrame`/`TTSStoppedFrame` to its `run_tts` gets
+  them from the hit too.
+- miss: the service's frames pass through unchanged; the audio is stored once `run_tts`
+  ended without an error frame and without being cancelled (an interruption cancels it).
+
+Services that deliver audio from a websocket receive loop (`run_tts` yields None) are
+served hits when no earlier sentence of the same audio context is still arriving (a hit
+is never played ahead of live audio), and store a miss when its context held that one
+sentence and completed uninterrupted.
+
+Key identity: from the service's class and settings (model, voice, language) and its
+sample rate; OpenAI, ElevenLabs, Cartesia and Deepgram services map onto voiceprep's
+backends of those names, so `voiceprep warm` fills what the pipeline plays (docs/integrations.md).
+
+`pcm_frames(pcm, ...)` cuts cached or decoded PCM into `OutputAudioRawFrame`s for sound
+effects and hold music (`voiceprep.decode` gives PCM at the transport's rate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncGenerator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    OutputAudioRawFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
+from pipecat.utils.types import is_given
+
+from voiceprep.integrations._common import fallback_identity, open_prompt_cache, plugin_identity
+from voiceprep.keys import BackendIdentity
+
+if TYPE_CHECKING:
+    from voiceprep.cache import AudioCache
+    from voiceprep.tts_cache import TTSAudioCache
+
+__all__ = ["CachedTTSMixin", "pcm_frames", "pipecat_identity"]
+
+DEFAULT_FRAME_MS = 20
+
+
+class CachedTTSMixin:
+    """Caching for a Pipecat `TTSService`: `class Cached(CachedTTSMixin, SomeTTSService)`."""
+
+    def __init__(
+        self,
+        *args: Any,
+        cache_dir: str | os.PathLike[str] | None = None,
+        voice: str | None = None,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._vp_cache_dir = cache_dir
+        self._vp_voice = voice
+        self._vp_limits = (max_entries, max_bytes)
+        self._vp_disk: AudioCache | None = None
+        # One cache per (identity, rate): settings and the sample rate can change at run time.
+        self._vp_caches: dict[tuple[str, int], TTSAudioCache] = {}
+        # Websocket-style services: per open audio context, the sentences sent and the
+        # audio received, so a context of one sentence can be stored when it completes.
+        self._vp_live: dict[str, tuple[list[str], bytearray]] = {}
+
+    # --- the cache -------------------------------------------------------------------------
+
+    def voiceprep_identity(self) -> BackendIdentity:
+        """The identity this service's prompts are keyed by, with its current settings."""
+        return pipecat_identity(self, voice=self._vp_voice)
+
+    def voiceprep_cache(self) -> TTSAudioCache:
+        """The cache for the current settings and sample rate (`.key(text)`, `.disk`)."""
+        identity = self.voiceprep_identity()
+        rate = int(self.sample_rate)  # type: ignore[attr-defined]
+        slot = (json.dumps(identity.as_dict(), sort_keys=True, default=str), rate)
+        cache = self._vp_caches.get(slot)
+        if cache is None:
+            if self._vp_disk is None:
+                self._vp_disk = open_prompt_cache(
+                    None,
+                    identity=identity,
+                    rate=rate,
+                    channels=1,
+                    cache_dir=self._vp_cache_dir,
+                    max_entries=self._vp_limits[0],
+                    max_bytes=self._vp_limits[1],
+                ).disk
+            cache = open_prompt_cache(
+                None,
+                identity=identity,
+                rate=rate,
+                channels=1,
+                cache_dir=self._vp_disk,
+                max_entries=None,
+                max_bytes=None,
+            )
+            self._vp_caches[slot] = cache
+        return cache
+
+    def voiceprep_key(self, text: str) -> str:
+        """The cache key of `text` (what `voiceprep warm` with the matching backend writes)."""
+        return self.voiceprep_cache().key(text, voice_id=self.voiceprep_identity().voice)
+
+    # --- synthesis -------------------------------------------------------------------------
+
+    async def run_tts(
+        self, text: str, context_id: str, *args: Any, **kwargs: Any
+    ) -> AsyncGenerator[Frame | None, None]:
+        cache = self.voiceprep_cache()
+        voice = self.voiceprep_identity().voice
+        pcm = None
+        if context_id not in self._vp_live:  # never play a hit ahead of live audio
+            pcm = await cache.lookup(text, voice_id=voice)
+        if pcm is not None:
+            async for frame in self._vp_play(pcm, context_id):
+                yield frame
+            return
+        audio = bytearray()
+        fmt: tuple[int, int] | None = None
+        failed = False
+        went_async = False
+        async for frame in super().run_tts(text, context_id, *args, **kwargs):  # type: ignore[misc]
+            if isinstance(frame, TTSAudioRawFrame):
+                fmt = fmt or (frame.sample_rate, frame.num_channels)
+                if (frame.sample_rate, frame.num_channels) == fmt:
+                    audio += frame.audio
+                else:
+                    failed = True  # a format change mid-sentence: play it, never store it
+            elif isinstance(frame, ErrorFrame):
+                failed = True
+            elif frame is None and not went_async:
+                went_async = True
+                sent, _ = self._vp_live.setdefault(context_id, ([], bytearray()))
+                sent.append(text)
+            yield frame
+        # Reached only when run_tts ended normally: an interruption cancels it above.
+        if audio and fmt is not None and not failed:
+            await cache.store(text, bytes(audio), voice_id=voice, rate=fmt[0], channels=fmt[1])
+        elif failed:
+            self._vp_live.pop(context_id, None)
+
+    async def _vp_play(self, pcm: bytes, context_id: str) -> AsyncGenerator[Frame, None]:
+        service: Any = self
+        rate = int(service.sample_rate)
+        if not service._push_start_frame:
+            if not service.audio_context_available(context_id):
+                await service.create_audio_context(context_id)
+            yield TTSStartedFrame(context_id=context_id)
+        await service.stop_ttfb_metrics()
+        step = max(2, int(service.chunk_size) // 2 * 2)
+        for start in range(0, len(pcm), step):
+            yield TTSAudioRawFrame(pcm[start : start + step], rate, 1, context_id=context_id)
+        if not service._push_stop_frames:
+            yield TTSStoppedFrame(context_id=context_id)
+
+    # --- websocket-style services: audio appended to the context by a receive loop ----------
+
+    async def append_to_audio_context(self, context_id: str | None, frame: Any) -> None:
+        live = self._vp_live.get(context_id) if context_id else None
+        if live is not None and isinstance(frame, TTSAudioRawFrame):
+            live[1].extend(frame.audio)
+        await super().append_to_audio_context(context_id, frame)  # type: ignore[misc]
+
+    async def on_audio_context_completed(self, context_id: str) -> None:
+        live = self._vp_live.pop(context_id, None)
+        if live is not None and len(live[0]) == 1 and live[1]:
+            voice = self.voiceprep_identity().voice
+            await self.voiceprep_cache().store(live[0][0], bytes(live[1]), voice_id=voice)
+        await super().on_audio_context_completed(context_id)  # type: ignore[misc]
+
+    async def on_audio_context_interrupted(self, context_id: str) -> None:
+        self._vp_live.pop(context_id, None)
+        await super().on_audio_context_interrupted(context_id)  # type: ignore[misc]
+
+    async def cleanup(self) -> None:
+        await super().cleanup()  # type: ignore[misc]
+        if self._vp_disk is not None:
+            self._vp_disk.close()
+
+
+def pcm_frames(
+    pcm: bytes, *, sample_rate: int, num_channels: int = 1, frame_ms: int = DEFAULT_FRAME_MS
+) -> Iterator[OutputAudioRawFrame]:
+    """s16le PCM as `OutputAudioRawFrame`s of `frame_ms` (the last may be shorter).
+
+    For sound effects and hold music: a plain `OutputAudioRawFrame` plays without driving
+    the bot-speaking state. Give PCM at the transport's rate (`voiceprep.decode(path,
+    rate=...)` or a cache entry fetched at that rate).
+    """
+    if frame_ms < 1:
+        raise ValueError("frame_ms must be at least 1")
+    width = num_channels * 2
+    step = max(1, sample_rate * frame_ms // 1000) * width
+    usable = len(pcm) - len(pcm) % width
+    for start in range(0, usable, step):
+        yield OutputAudioRawFrame(
+            pcm[start : min(start + step, usable)],
+            sample_rate=sample_rate,
+            num_channels=num_channels,
+        )
+
+
+# --- key identities ------------------------------------------------------------------------
+
+
+def pipecat_identity(service: Any, *, voice: str | None = None) -> BackendIdentity:
+    """The identity a Pipecat TTS service's prompts are keyed by (module docstring)."""
+    settings = service._settings
+    model = _given(getattr(settings, "model", None))
+    voice = voice or _given(getattr(settings, "voice", None))
+    language = _given(getattr(settings, "language", None))
+    names = {cls.__name__ for cls in type(service).__mro__}
+    if "OpenAITTSService" in names:
+        options: dict[str, Any] = {"response_format": "pcm"}  # what the service requests
+        speed = _given(getattr(settings, "speed", None))
+        if speed and float(speed) != 1.0:
+            options["speed"] = speed
+        instructions = _given(getattr(settings, "instructions", None))
+        if instructions:
+            options["instructions"] = instructions
+        extra = {"language": str(language)} if language else None
+        return plugin_identity("openai", model=model, voice=voice, options=options, extra=extra)
+    if names & {"ElevenLabsTTSService", "ElevenLabsHttpTTSService"}:
+        from voiceprep.backends.elevenlabs import output_format_for
+
+        options = {}
+        for name in ("stability", "similarity_boost", "style", "use_speaker_boost", "speed"):
+            value = _given(getattr(settings, name, None))
+            if value is not None:
+                options[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        fmt = getattr(service, "_output_format", "") or ""
+        if fmt and fmt != output_format_for(int(service.sample_rate)):
+            options["output_format"] = fmt
+        extra = {"language": str(language)} if language else None
+        return plugin_identity("elevenlabs", model=model, voice=voice, options=options, extra=extra)
+    if names & {"CartesiaTTSService", "CartesiaHttpTTSService"}:
+        options = {"language": str(language)} if language else {}
+        extra = {}
+        generation = _given(getattr(settings, "generation_config", None))
+        if generation is not None:
+            for name in ("speed", "volume", "emotion"):
+                value = getattr(generation, name, None)
+                if value is not None:
+                    options[name] = value
+        pronunciations = _given(getattr(settings, "pronunciation_dict_id", None))
+        if pronunciations:
+            extra["pronunciation_dict_id"] = pronunciations
+        return plugin_identity(
+            "cartesia", model=model, voice=voice, options=options, extra=extra or None
+        )
+    if names & {"DeepgramTTSService", "DeepgramHttpTTSService"}:
+        speed = _given(getattr(settings, "speed", None))
+        # Aura has no voice parameter: the model name is the voice.
+        return plugin_identity(
+            "deepgram",
+            model=None,
+            voice=voice or model,
+            options={"speed": speed} if speed is not None else None,
+        )
+    identity = fallback_identity(service, provider=None, model=model, voice=voice)
+    if language:
+        identity = BackendIdentity(
+            identity.name, identity.model, identity.voice, {"language": str(language)}
+        )
+    return identity
+
+
+def _given(value: Any) -> Any:
+    return value if value is not None and is_given(value) else None
