@@ -12,7 +12,6 @@ import json
 import os
 import random
 import sys
-import time
 from typing import Any
 
 from voiceprep.cache import AudioCache
@@ -57,6 +56,24 @@ def writer(directory: str, start: int, max_entries: int) -> None:
         index += 1
 
 
+def killed_at(directory: str, start: int, max_entries: int, point: str, nth: int) -> None:
+    """Like `writer`, but SIGKILLed the `nth` time the put reaches the named fault point."""
+    import signal
+
+    from voiceprep.cache import faults
+
+    seen = {"n": 0}
+
+    def hook(name: str) -> None:
+        if name == point:
+            seen["n"] += 1
+            if seen["n"] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    faults.install(hook)
+    writer(directory, start, max_entries)
+
+
 def mixed(directory: str, worker: int, workers: int, per_worker: int, max_entries: int) -> None:
     """Write own and shared phrases, read everyone's; worker 0 verifies and repairs, worker 1
     prunes, all of them evict through max_entries."""
@@ -94,11 +111,23 @@ def mixed(directory: str, worker: int, workers: int, per_worker: int, max_entrie
     print(json.dumps(result))
 
 
-def same_key(directory: str, worker: int, start_at: float) -> None:
-    """Every worker stores the same key with its own audio, all at the same instant."""
+def same_key(directory: str, worker: int) -> None:
+    """Every worker stores the same key with its own audio, all at the same instant: each
+    says "ready" once its cache is open and its audio made, then waits for "go" on stdin
+    (a real start barrier: the parent sends it when all are ready)."""
     cache = AudioCache(directory)
-    time.sleep(max(0.0, start_at - time.time()))
-    put(cache, "the same phrase", variant=str(worker))
+    cache.entries()  # the index is open
+    pcm = pcm_for("the same phrase", variant=str(worker))
+    print("ready", flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    cache.put(
+        key_for("the same phrase"),
+        pcm,
+        rate=RATE,
+        channels=CHANNELS,
+        text="the same phrase",
+        identity=IDENTITY,
+    )
     cache.close()
     print(json.dumps({"worker": worker}))
 
@@ -110,6 +139,19 @@ def drop_to_nobody() -> None:
     os.setuid(NOBODY)
 
 
+def check_every_entry(cache: AudioCache, result: dict[str, Any]) -> list[Any]:
+    """get() every entry; count in `result` those that are whole and correct ("ok")."""
+    entries = cache.entries()
+    result["entries"] = len(entries)
+    for entry in entries:
+        pcm = cache.get(entry.key, rate=entry.rate, channels=entry.channels)
+        if pcm == pcm_for(entry.text):
+            result["ok"] += 1
+        else:
+            result["bad"].append(entry.text)
+    return entries
+
+
 def read_all(directory: str) -> None:
     """Read every entry and check it; try one write. Used on read-only caches."""
     result: dict[str, Any] = {"uid": os.getuid(), "ok": 0, "bad": [], "write_error": None}
@@ -119,15 +161,8 @@ def read_all(directory: str) -> None:
     except OSError:
         result["can_create_files"] = False
     cache = AudioCache(directory)
-    entries = cache.entries()
-    result["entries"] = len(entries)
+    entries = check_every_entry(cache, result)
     result["read_only"] = cache.read_only
-    for entry in entries:
-        pcm = cache.get(entry.key, rate=entry.rate, channels=entry.channels)
-        if pcm == pcm_for(entry.text):
-            result["ok"] += 1
-        else:
-            result["bad"].append(entry.text)
     report = cache.verify()
     result["verify"] = report.as_dict()
     result["tts_hits"] = tts_cache_hits(directory, [entry.text for entry in entries])
@@ -172,6 +207,27 @@ def tts_cache_hits(directory: str, texts: list[str]) -> int:
         tts_cache.close()
 
 
+def read_on_a_full_disk(directory: str) -> None:
+    """Reads with file growth impossible (RLIMIT_FSIZE, as on a nearly full disk): SQLite
+    cannot size its -shm file. Every read must still work; a write fails clearly."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    result: dict[str, Any] = {"ok": 0, "bad": []}
+    cache = AudioCache(directory)
+    entries = check_every_entry(cache, result)
+    result["read_only"] = cache.read_only
+    result["tts_hits"] = tts_cache_hits(directory, [entry.text for entry in entries])
+    try:
+        put(cache, "a new phrase")
+    except VoiceprepError as exc:
+        result["write_error"] = [type(exc).__name__, str(exc)]
+    cache.close()
+    print(json.dumps(result))
+
+
 def fill(directory: str, count: int, crash: bool) -> None:
     """Put `count` phrases; with `crash`, exit without closing (the WAL stays behind)."""
     cache = AudioCache(directory)
@@ -202,9 +258,13 @@ def main(argv: list[str]) -> None:
     elif mode == "mixed":
         mixed(directory, *(int(a) for a in args))  # type: ignore[call-arg]
     elif mode == "same-key":
-        same_key(directory, int(args[0]), float(args[1]))
+        same_key(directory, int(args[0]))
+    elif mode == "killed-at":
+        killed_at(directory, int(args[0]), int(args[1]), args[2], int(args[3]))
     elif mode == "read-all":
         read_all(directory)
+    elif mode == "read-on-a-full-disk":
+        read_on_a_full_disk(directory)
     elif mode == "fill":
         fill(directory, int(args[0]), args[1:] == ["crash"])
     elif mode == "prune":

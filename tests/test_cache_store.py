@@ -132,7 +132,12 @@ def test_entry_records_text_identity_format_duration_size_and_sha(cache: AudioCa
     assert entry.identity == OPENAI
     assert (entry.rate, entry.channels) == (16000, 1)
     assert entry.duration == pytest.approx(1.5)
-    assert entry.size == entry.path.stat().st_size == 44 + 16000 * 2 * 3 // 2
+    # The 44-byte header, the PCM, then the metadata chunk (8-byte chunk header + JSON).
+    blob = entry.path.read_bytes()
+    chunk = blob[44 + 16000 * 2 * 3 // 2 :]
+    assert chunk[:4] == b"vpmd"
+    assert entry.size == entry.path.stat().st_size == 44 + 16000 * 2 * 3 // 2 + len(chunk)
+    assert len(chunk) == 8 + int.from_bytes(chunk[4:8], "little") + (chunk[4] & 1)
     assert entry.hits == 0 and before <= entry.created <= entry.last_used <= time.time()
     pcm = cache.get(key, rate=16000, channels=1)
     import hashlib
@@ -221,8 +226,10 @@ def test_lru_eviction_by_count_keeps_recently_used(tmp_path: Path) -> None:
 
 
 def test_lru_eviction_by_bytes(tmp_path: Path) -> None:
-    one = 44 + 24000  # 0.5 s at 24 kHz mono
-    with AudioCache(tmp_path, max_bytes=int(2.5 * one)) as cache:
+    with AudioCache(tmp_path / "probe") as probe:  # one "phrase N" entry file's bytes
+        one = probe.entry(store(probe, "phrase 0")).size  # type: ignore[union-attr]
+    assert 44 + 24000 < one < 44 + 24000 + 1024  # 0.5 s at 24 kHz mono + its metadata
+    with AudioCache(tmp_path / "cache", max_bytes=int(2.5 * one)) as cache:
         keys = [store(cache, f"phrase {i}") for i in range(5)]
         assert cache.stats().bytes == 2 * one
         assert [cache.contains(k) for k in keys] == [False, False, False, True, True]
@@ -243,7 +250,8 @@ def test_prune_by_age_count_and_size(tmp_path: Path) -> None:
         assert sorted(e.text for e in removed) == ["phrase 4", "phrase 5"]
         removed = cache.prune(max_entries=3)
         assert [e.text for e in removed] == ["phrase 0"]
-        removed = cache.prune(max_bytes=2 * (44 + 24000))
+        one = cache.entry(keys[2]).size  # type: ignore[union-attr]
+        removed = cache.prune(max_bytes=2 * one)
         assert [e.text for e in removed] == ["phrase 1"]
         assert sorted(e.text for e in cache.entries()) == ["phrase 2", "phrase 3"]
         assert cache.verify().clean
@@ -361,10 +369,10 @@ def test_index_from_a_newer_schema_is_refused_and_not_overwritten(tmp_path: Path
     with AudioCache(tmp_path) as cache:
         store(cache, "Hello")
     with sqlite3.connect(tmp_path / "index.sqlite") as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute("PRAGMA user_version = 3")
     before = (tmp_path / "index.sqlite").read_bytes()
     with AudioCache(tmp_path) as cache:
-        with pytest.raises(CacheVersionError, match="schema version 2.*newer voiceprep"):
+        with pytest.raises(CacheVersionError, match="schema version 3.*newer voiceprep"):
             cache.entries()
         with pytest.raises(CacheVersionError):
             store(cache, "Other")
@@ -408,14 +416,22 @@ def test_merge_imports_new_entries_with_metadata_and_skips_existing(tmp_path: Pa
 def test_merge_reports_damaged_source_entries_and_refuses_non_caches(tmp_path: Path) -> None:
     with AudioCache(tmp_path / "src") as src:
         bad = store(src, "bad")
+        bad_meta = store(src, "bad metadata")
         store(src, "good")
         path = src.wav_path(bad)
-        path.write_bytes(path.read_bytes()[:-2] + b"\x01\x02")
+        end = 44 + 24000  # the last two bytes of the audio (the metadata chunk follows)
+        blob = path.read_bytes()
+        path.write_bytes(blob[: end - 2] + b"\x01\x02" + blob[end:])
+        path = src.wav_path(bad_meta)
+        path.write_bytes(path.read_bytes()[:-2] + b"\x01\x02")  # the metadata's end
     with AudioCache(tmp_path / "dst") as dst:
         report = dst.merge(tmp_path / "src")
-        assert report.imported == 1 and [k for k, _ in report.failed] == [bad]
-        assert "sha256" in report.failed[0][1]
-        assert not dst.contains(bad)
+        assert report.imported == 1 and sorted(k for k, _ in report.failed) == sorted(
+            [bad, bad_meta]
+        )
+        reasons = dict(report.failed)
+        assert "sha256" in reasons[bad] and "metadata" in reasons[bad_meta]
+        assert not dst.contains(bad) and not dst.contains(bad_meta)
         with pytest.raises(InputError, match="not a voiceprep cache"):
             dst.merge(tmp_path / "empty")
         with pytest.raises(InputError, match="into itself"):

@@ -96,7 +96,11 @@ def test_ls_json_lists_every_field_of_every_entry(cli, cache_dir: Path) -> None:
     assert (row["rate"], row["channels"], row["hits"]) == (24000, 1, 0)
     assert row["duration"] == pytest.approx(0.5)
     assert row["size"] == Path(row["path"]).stat().st_size
-    assert row["sha256"] == hashlib.sha256(Path(row["path"]).read_bytes()[44:]).hexdigest()
+    pcm_bytes = 24000 * 2 // 2  # 0.5 s of 24 kHz mono s16, right after the 44-byte header
+    assert (
+        row["sha256"]
+        == hashlib.sha256(Path(row["path"]).read_bytes()[44 : 44 + pcm_bytes]).hexdigest()
+    )
     assert row["created"].endswith("Z") and row["last_used"].endswith("Z")
     assert (rows["Goodbye."]["rate"], rows["Goodbye."]["channels"]) == (16000, 2)
     assert rows["Goodbye."]["duration"] == pytest.approx(1.0)
@@ -175,7 +179,11 @@ def test_stats_sums_the_entries(cli, cache_dir: Path) -> None:
     stats = json.loads(cli("cache", "stats", "--json", "--cache-dir", str(cache_dir)).out)
     assert stats["entries"] == 2
     assert stats["duration"] == pytest.approx(2.0)
-    assert stats["bytes"] == 2 * 44 + 2 * 24000 * 2
+    with AudioCache(cache_dir) as cache:
+        files = [entry.path.stat().st_size for entry in cache.entries()]
+    assert stats["bytes"] == sum(files)
+    # Two 44-byte headers, 2 s of 24 kHz mono s16, two metadata chunks of well under 1 kB.
+    assert 2 * 44 + 2 * 24000 * 2 < stats["bytes"] < 2 * 44 + 2 * 24000 * 2 + 2 * 1024
     plain = cli("cache", "stats", "--cache-dir", str(cache_dir)).text
     assert "entries:   2" in plain and "audio:     2.0 s" in plain
 

@@ -702,14 +702,17 @@ def _process_holding(parent: int, path: Path) -> int:
 # --- start-up stays light ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["decode", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--version"], ["--help"], ["decode", "--help"], ["serve", "--help"]]
+)
 def test_help_and_version_do_not_import_heavy_modules(args: list[str]) -> None:
     probe = (
         "import sys\n"
         "from voiceprep.cli import main\n"
         f"code = 0\ntry:\n    main({args!r})\nexcept SystemExit as exit:\n    code = exit.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
-        "heavy = sorted(loaded & {'av', 'httpx', 'piper', 'numpy', 'rich'})\n"
+        "heavy = sorted(loaded & {'av', 'httpx', 'piper', 'numpy', 'rich', 'starlette',"
+        " 'uvicorn', 'prometheus_client', 'anyio'})\n"
         "print('HEAVY=' + ','.join(heavy), 'CODE=' + str(code))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

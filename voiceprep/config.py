@@ -4,12 +4,12 @@ The config file is `voiceprep.toml` in the working directory, else `[tool.voicep
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
 `max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend), and the processing chain in
+(any backend) and `[backends.NAME]` (one backend), the processing chain in
 `[process]` (`loudness`, `true_peak`, `trim_silence`, … : see voiceprep.process; its
-flags win key by key) with the synthesis gate as the top-level `gate` key. An unknown
-key is an error, so a typo
-does not silently do nothing. API keys never live in the file: they come from the
-environment only.
+flags win key by key) with the synthesis gate as the top-level `gate` key, and `[serve]`
+for `voiceprep serve` (checked by voiceprep.server.options). An unknown key is an
+error, so a typo does not silently do nothing. API keys never live in the file: they
+come from the environment only.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ ACCEPTED: dict[str, str] = {
     "max_size": ACCEPTED_SIZE,
     "gate": " or ".join(GATE_MODES),
 }
-_TABLES = ("options", "backends", "process")
+_TABLES = ("options", "backends", "process", "serve")  # [serve]: voiceprep.server.options
 
 
 def _integer(value: Any) -> int:

@@ -125,6 +125,10 @@ class CacheCorruptError(CacheError):
     """An entry's audio does not match its recorded sha256 or format."""
 
 
+class CacheIndexError(CacheCorruptError):
+    """The cache index itself is damaged (malformed, empty, not an index): repair rebuilds it."""
+
+
 class CacheFormatMismatchError(CacheError):
     """An entry exists but at another rate or channel count than asked for."""
 

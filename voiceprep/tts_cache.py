@@ -21,6 +21,8 @@ Fixed relative to the original: `contains(text, voice_id=)` respects the voice (
 cache` means the default voice); an empty result raises `EmptyAudioError` and is never
 cached; a failed synthesis is not cached and leaves no lock behind; concurrent fetches of
 one key share one synthesis (and its failure); `preload` runs with bounded concurrency.
+With a directory, processes share work too: a key is claimed in the cache (a lease)
+before it is synthesized, and a key another process is synthesizing is waited for.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache
+    from voiceprep.cache import AudioCache, Lease
 
 __all__ = ["TTSAudioCache"]
 
 log = logging.getLogger(__name__)
+_LEASE_POLL_SECONDS = 0.05
 
 DEFAULT_STREAM_RATE = 24000
 DEFAULT_PRELOAD_CONCURRENCY = 8
@@ -110,6 +113,11 @@ class TTSAudioCache:
         self._identity_template = identity
         self._retries = retries
         self._timeout = timeout
+        # A claim outlives every attempt a synthesis may make; waiting for another
+        # process's claim is bounded by the same.
+        attempt = timeout if timeout is not None else 60.0
+        self._lease_ttl = attempt * (retries + 1) + 30.0
+        self._lease_wait = self._lease_ttl
         self._concurrency = concurrency
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         # One in-flight synthesis per key; removed as soon as it settles (success or not).
@@ -336,11 +344,52 @@ class TTSAudioCache:
     async def _fill(
         self, key: str, identity: BackendIdentity, text: str, voice_id: str | None
     ) -> bytes:
-        pcm = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
-        self._memory_put(key, pcm)
-        if self._disk is not None:
-            await self._disk_put(key, pcm, text, identity)
-        return pcm
+        # Another process (a `serve` replica, a warm) may be synthesizing this key: claim
+        # it first, and wait for theirs instead of paying for the same audio twice.
+        lease, pcm = await self._claim_or_wait(key)
+        if pcm is not None:
+            self._memory_put(key, pcm)
+            return pcm
+        try:
+            pcm = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
+            self._memory_put(key, pcm)
+            if self._disk is not None:
+                await self._disk_put(key, pcm, text, identity)
+            return pcm
+        finally:
+            if lease is not None:
+                await asyncio.to_thread(lease.release)
+
+    async def _claim_or_wait(self, key: str) -> tuple[Lease | None, bytes | None]:
+        """(our lease, None) to synthesize, or (None, pcm) another process stored.
+
+        Bounded: a lease lapses after its ttl (at once when its writer died on this host),
+        and after `lease_wait` seconds we synthesize regardless. Best effort: a cache that
+        cannot lease (read-only, full) just means no sharing.
+        """
+        disk = self._disk
+        if disk is None:
+            return None, None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lease_wait
+        try:
+            if disk.read_only:
+                return None, None
+            while True:
+                lease = await asyncio.to_thread(disk.claim, key, ttl=self._lease_ttl)
+                if lease is not None:
+                    pcm = self._disk_get(key)  # stored just before our claim?
+                    if pcm is not None:
+                        await asyncio.to_thread(lease.release)
+                    return (None, pcm) if pcm is not None else (lease, None)
+                while disk.lease_holder(key) is not None and loop.time() < deadline:
+                    await asyncio.sleep(_LEASE_POLL_SECONDS)
+                pcm = self._disk_get(key)
+                if pcm is not None or loop.time() >= deadline:
+                    return None, pcm
+        except CacheError as exc:
+            log.warning("cache %s cannot share work (%s); synthesizing", disk.directory, exc)
+            return None, None
 
     async def _disk_put(self, key: str, pcm: bytes, text: str, identity: BackendIdentity) -> None:
         # fsync can take milliseconds: keep it off the event loop. The disk tier is

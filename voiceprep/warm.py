@@ -13,7 +13,9 @@ A warm is three steps the CLI drives one by one, so it can stop after any of the
    for the next phrase at once. An entry is committed as soon as it is ready, so an
    interrupted run keeps everything it finished and a re-run resumes. An authentication
    failure stops the run: the requests in flight are cancelled and nothing more is sent
-   (audio already received is still stored).
+   (audio already received is still stored). Before synthesizing a phrase, the run claims
+   its key in the cache (a lease, see `voiceprep.cache.leases`): a phrase another warm
+   (or a `serve` replica) is synthesizing right now is waited for, not paid for twice.
 3. `prune_unlisted` / `export_plan`: optional afterwards.
 
 Nothing here prints: progress goes to the callback the caller passes.
@@ -47,11 +49,13 @@ from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
-    from voiceprep.cache import AudioCache, CacheEntry
+    from voiceprep.cache import AudioCache, CacheEntry, Lease
     from voiceprep.export import ExportReport
 
 Shard = tuple[int, int]
-Outcome = Literal["synthesized", "failed"]
+_LEASE_POLL_SECONDS = 0.05
+# "shared": another process stored the phrase while this run waited for its lease.
+Outcome = Literal["synthesized", "failed", "shared"]
 
 
 # --- planning -------------------------------------------------------------------------
@@ -214,6 +218,7 @@ class WarmSummary:
     phrases: int = 0
     already_cached: int = 0
     synthesized: int = 0
+    shared: int = 0  # stored meanwhile by another process holding its lease
     failed: list[Failure] = field(default_factory=list)
     skipped: int = 0  # not attempted because the run stopped (authentication failure)
     characters_sent: int = 0
@@ -238,6 +243,7 @@ class WarmSummary:
             "phrases": self.phrases,
             "already_cached": self.already_cached,
             "synthesized": self.synthesized,
+            "shared": self.shared,
             "failed": [
                 {"text": f.phrase.text, "source": f.phrase.source, "reason": f.reason}
                 for f in self.failed
@@ -386,6 +392,12 @@ class _Runner:
         self.gate = "strict"
         self.stop_error: VoiceprepError | None = None
         self.in_flight: set[str] = set()
+        # Phrases whose lease another process holds: retried once it lets go.
+        self.waiting: list[PlanItem] = []
+        self.leases: dict[str, Lease] = {}
+        # A claim outlives every attempt a synthesis may make, then lapses by itself.
+        attempt = timeout if timeout is not None else 60.0
+        self.lease_ttl = attempt * (retries + 1) + 30.0
         self.workers: list[asyncio.Task[None]] = []
         self.stores: set[asyncio.Task[None]] = set()
 
@@ -419,27 +431,72 @@ class _Runner:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if self.stop_error is not None:
-            self.summary.skipped = len(self.queue) + len(self.in_flight)
+            self.summary.skipped = len(self.queue) + len(self.in_flight) + len(self.waiting)
             self.summary.stopped = str(self.stop_error)
 
     async def _worker(self) -> None:
-        while self.queue and self.stop_error is None:
-            item = self.queue.popleft()
+        while (self.queue or self.waiting) and self.stop_error is None:
+            item = self.queue.popleft() if self.queue else await self._next_released()
+            if item is None:
+                continue
+            if not await self._claim(item):
+                continue
             self.in_flight.add(item.key)
             try:
                 pcm = await self._raw(item)
             except AuthenticationError as exc:
                 self.in_flight.discard(item.key)
+                self._release(item)
                 self._stop(item, exc)
                 return
             except VoiceprepError as exc:
                 self.in_flight.discard(item.key)
+                self._release(item)
                 self._finish(item, "failed", str(exc))
                 continue
             self.in_flight.discard(item.key)
             await self.store_slots.acquire()
             task = asyncio.create_task(self._store(item, pcm))
             self.stores.add(task)
+
+    async def _claim(self, item: PlanItem) -> bool:
+        """Take the phrase's lease: False when another process has it (then it waits) or
+        stored it meanwhile (then it is done). A cache that cannot lease does not stop us."""
+        loop = asyncio.get_running_loop()
+        try:
+            lease = await loop.run_in_executor(
+                self.writer, lambda: self.cache.claim(item.key, ttl=self.lease_ttl)
+            )
+        except CacheError:
+            return True  # best effort: a lease only ever saves duplicate work
+        if lease is None:
+            self.waiting.append(item)
+            return False
+        self.leases[item.key] = lease
+        if self.cache.is_intact(item.key):  # stored by another process just before our claim
+            self._release(item)
+            self._finish(item, "shared", None)
+            return False
+        return True
+
+    def _release(self, item: PlanItem) -> None:
+        lease = self.leases.pop(item.key, None)
+        if lease is not None:
+            self.writer.submit(lease.release)
+
+    async def _next_released(self) -> PlanItem | None:
+        """Wait until a phrase another process holds is stored (done) or let go (ours)."""
+        while self.waiting and self.stop_error is None:
+            for item in list(self.waiting):
+                if self.cache.is_intact(item.key):
+                    self.waiting.remove(item)
+                    self._finish(item, "shared", None)
+                elif self.cache.lease_holder(item.key) is None:
+                    self.waiting.remove(item)
+                    return item
+            if self.waiting:
+                await asyncio.sleep(_LEASE_POLL_SECONDS)
+        return None
 
     async def _raw(self, item: PlanItem) -> bytes:
         """The raw synthesis of `item`: the cached one when processing settings changed,
@@ -493,6 +550,7 @@ class _Runner:
                 self.summary.loudness.append(produced.loudness)
             self._finish(item, "synthesized", None)
         finally:
+            self._release(item)
             self.store_slots.release()
 
     def _put(self, item: PlanItem, raw: bytes, produced: Processed) -> None:
@@ -535,6 +593,8 @@ class _Runner:
                     task.cancel()
 
     def _finish(self, item: PlanItem, outcome: Outcome, error: str | None) -> None:
+        if outcome == "shared":
+            self.summary.shared += 1
         if outcome == "failed":
             self.summary.failed.append(Failure(item.phrase, error or "failed", item.key))
         self.done += 1

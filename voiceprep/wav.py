@@ -49,12 +49,33 @@ def wav_header(
     )
 
 
-def wav_bytes(pcm: bytes, *, rate: int, channels: int, sample_format: str = "s16") -> bytes:
-    """PCM wrapped in a complete WAV file."""
-    header = wav_header(
-        rate=rate, channels=channels, sample_format=sample_format, data_bytes=len(pcm)
+def riff_chunk(chunk_id: bytes, body: bytes) -> bytes:
+    """One RIFF chunk: id, little-endian size, body, a pad byte when the size is odd."""
+    if len(chunk_id) != 4:
+        raise ValueError(f"a RIFF chunk id is 4 bytes, not {chunk_id!r}")
+    return chunk_id + struct.pack("<I", len(body)) + body + (b"\0" if len(body) & 1 else b"")
+
+
+def wav_bytes(
+    pcm: bytes,
+    *,
+    rate: int,
+    channels: int,
+    sample_format: str = "s16",
+    trailer: bytes = b"",
+) -> bytes:
+    """PCM wrapped in a complete WAV file.
+
+    `trailer` is whole RIFF chunks (see `riff_chunk`) placed after the data chunk: the
+    44-byte canonical header stays as it is, and players and ffprobe skip chunks they do
+    not know.
+    """
+    header = bytearray(
+        wav_header(rate=rate, channels=channels, sample_format=sample_format, data_bytes=len(pcm))
     )
-    return header + pcm
+    if trailer:
+        struct.pack_into("<I", header, 4, min(36 + len(pcm) + len(trailer), UNKNOWN_SIZE))
+    return bytes(header) + pcm + trailer
 
 
 def patch_wav_sizes(fileobj: BinaryIO, data_bytes: int) -> None:
@@ -106,3 +127,15 @@ def parse_wav_header(blob: bytes) -> WavFormat:
             return WavFormat(rate, channels, sample_format, body, data_bytes)
         pos = body + size + (size & 1)
     raise ValueError("no data chunk")
+
+
+def find_chunk(blob: bytes, chunk_id: bytes, *, start: int = 12) -> bytes | None:
+    """The body of the first chunk `chunk_id` at or after `start` (a chunk boundary)."""
+    pos = start
+    while pos + 8 <= len(blob):
+        (size,) = struct.unpack_from("<I", blob, pos + 4)
+        body = pos + 8
+        if blob[pos : pos + 4] == chunk_id:
+            return blob[body : body + size] if body + size <= len(blob) else None
+        pos = body + size + (size & 1)
+    return None

@@ -42,6 +42,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("info", "voiceprep.cli.decode:info_command"),
     Command("warm", "voiceprep.cli.warm:warm_command"),
     Command("say", "voiceprep.cli.warm:say_command"),
+    Command("serve", "voiceprep.cli.serve:serve_command"),
     Command("backends", "voiceprep.cli.backends:backends_command"),
     Command("cache path", "voiceprep.cli.cache:path_command"),
     Command("cache ls", "voiceprep.cli.cache:ls_command"),

@@ -500,8 +500,15 @@ def verify_command(
             print_json({"checked": 0, "damaged": False, "repaired": False})
         _output.info(f"{directory}: no cache here (nothing to verify)")
         return
+    from voiceprep.errors import CacheIndexError
+
     with open_cache(directory) as cache:
-        texts = {e.key: e.text for e in cache.entries()}
+        try:
+            texts = {e.key: e.text for e in cache.entries()}
+        except CacheIndexError:
+            if not repair:
+                raise
+            texts = {}  # a damaged index: --repair rebuilds it from the entry files
         report = cache.verify(repair=repair)
     if as_json:
         print_json(report.as_dict())
@@ -527,6 +534,7 @@ def _damage_lines(report: VerifyReport, texts: dict[str, str]) -> list[str]:
 
 def _leftover_lines(report: VerifyReport) -> list[str]:
     lines = [f"{p}: orphan file (no entry refers to it)" for p in report.orphans]
+    lines += [f"{p}: entry file the index lost (indexed again)" for p in report.adoptable]
     lines += [f"{p}: stale temporary file of an interrupted write" for p in report.stale_temps]
     return lines
 
@@ -535,6 +543,11 @@ def _verify_summary(directory: Path, report: VerifyReport, repair: bool) -> str:
     damage = len(report.missing) + len(report.corrupt) + len(report.index_errors)
     leftovers = len(report.orphans) + len(report.stale_temps)
     checked = f"{directory}: {report.checked} {plural(report.checked, 'entry', 'entries')} checked"
+    if report.rebuilt:
+        aside = f"; the old index is kept as {report.moved_aside}" if report.moved_aside else ""
+        checked = (
+            f"{directory}: index rebuilt from the entry files{aside}; " + checked.split(": ", 1)[1]
+        )
     if damage == 0 and leftovers == 0:
         return f"{checked}, no damage"
     found = f"{damage} damaged, {leftovers} leftover {plural(leftovers, 'file', 'files')}"

@@ -1,0 +1,193 @@
+"""`voiceprep serve`: parsing, logging setup and exit codes over voiceprep.server.
+
+Output contract: one "serving http://HOST:PORT …" line on stderr once listening, then one
+line per request on stderr (`--json-logs`: one JSON object per line). stdout stays empty.
+Exit codes: 0 after SIGTERM or Ctrl-C (requests in flight finished first), 2 usage (bad
+option, port in use, refusing to listen beyond loopback without a token), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from voiceprep.cli import _output
+from voiceprep.cli._common import resolve
+from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.cli.warm import Retries, Timeout
+from voiceprep.config import Settings
+from voiceprep.errors import UsageError
+
+# The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
+from voiceprep.server.options import DEFAULT_TOKEN_ENV
+from voiceprep.server.options import ServeOptions as DEFAULTS
+
+_NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep[serve]'"
+
+
+def serve_command(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", metavar="HOST", help="Listen on address HOST.", show_default=DEFAULTS.host
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            help="Listen on TCP PORT (0: any free port).",
+            show_default=str(DEFAULTS.port),
+        ),
+    ] = None,
+    backend: Backend = None,
+    voice: Voice = None,
+    option: BackendOption = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    cache_dir: CacheDir = None,
+    max_entries: Annotated[
+        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
+    ] = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            metavar="N",
+            help="Run at most N syntheses at once.",
+            show_default=str(Settings.jobs),
+        ),
+    ] = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    read_only: Annotated[
+        bool | None,
+        typer.Option("--read-only", help="Never synthesize: a phrase not cached is a 404."),
+    ] = None,
+    queue: Annotated[
+        int | None,
+        typer.Option(
+            "--queue",
+            metavar="N",
+            help="Let N more misses wait for a -j slot; past that a miss gets 429.",
+            show_default=str(DEFAULTS.queue),
+        ),
+    ] = None,
+    voice_alias: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--voice-alias",
+            metavar="NAME=VOICE",
+            help="Alias NAME=VOICE: clients ask for NAME, the backend speaks VOICE (repeatable).",
+            show_default="OpenAI's voice names all mean --voice",
+        ),
+    ] = None,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env",
+            metavar="NAME",
+            help="Require 'Authorization: Bearer TOKEN', the TOKEN being in variable NAME.",
+            show_default=DEFAULT_TOKEN_ENV + ", when set",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option("--insecure", help="Allow listening beyond loopback without a token."),
+    ] = None,
+    json_logs: Annotated[
+        bool | None, typer.Option("--json-logs", help="Log one JSON object per request.")
+    ] = None,
+) -> None:
+    """Serve the cache as OpenAI's speech API, synthesizing what is not cached.
+
+    Agents' OpenAI TTS clients (the openai SDK, LiveKit, Pipecat, VideoSDK) pointed at
+    http://HOST:PORT/v1 get cached prompts from disk; a miss is synthesized once and
+    stored. The backend and cache flags are warm's, so what warm stored is a hit. One
+    line per request on stderr; SIGTERM or Ctrl-C finishes the requests in flight and
+    exits 0. See docs/serve.md for the voice mapping and the API.
+
+    Examples:
+      voiceprep serve
+      voiceprep serve --port 8080 -b openai --voice nova -j 8
+      voiceprep serve --read-only --cache-dir /cache --host 0.0.0.0 --token-env TTS_TOKEN
+    """
+    from voiceprep.server.options import resolve_serve_options
+
+    try:
+        from voiceprep.server.run import run_server
+    except ImportError as exc:
+        if exc.name in ("starlette", "uvicorn", "prometheus_client"):
+            raise UsageError(_NOT_INSTALLED) from None
+        raise
+    from voiceprep.config import read_config_file
+
+    settings = resolve(
+        backend=backend,
+        voice=voice,
+        option=option,
+        rate=rate,
+        channels=channels,
+        cache_dir=cache_dir,
+        jobs=jobs,
+        retries=retries,
+        timeout=timeout,
+        max_entries=max_entries,
+        max_size=max_size,
+    )
+    options = resolve_serve_options(
+        {
+            "host": host,
+            "port": port,
+            "read_only": read_only,
+            "queue": queue,
+            "voice_alias": voice_alias,
+            "token_env": token_env,
+            "insecure": insecure,
+            "json_logs": json_logs,
+        },
+        table=read_config_file().get("serve"),
+    )
+    _setup_logging(json_lines=options.json_logs)
+
+    def listening(bound_host: str, bound_port: int) -> None:
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        mode = "read-only" if options.read_only else f"{settings.backend}, -j {settings.jobs}"
+        auth = "token required" if options.token else "no token"
+        _output.info(
+            f"serving http://{shown}:{bound_port} ({mode}, cache {settings.cache_dir}, "
+            f"{settings.rate} Hz, {auth})"
+        )
+
+    stopped_by = run_server(settings, options, on_listening=listening)
+    if stopped_by is not None:
+        _output.info(f"stopped ({signal.Signals(stopped_by).name}); requests in flight finished")
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] | None = getattr(record, "request", None)
+        if entry is None:
+            entry = {"level": record.levelname.lower(), "message": record.getMessage()}
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(*, json_lines: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLines() if json_lines else logging.Formatter("%(message)s"))
+    for name, level in (("voiceprep", logging.INFO), ("uvicorn", logging.WARNING)):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False

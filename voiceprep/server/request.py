@@ -1,0 +1,129 @@
+"""SpeechRequest: OpenAI's `POST /v1/audio/speech` body, validated.
+
+`model`, `input` and `voice` are required, as OpenAI's API requires them. How each field
+maps onto the backend (documented in docs/serve.md):
+
+- `input`: the text, 1–4096 characters (OpenAI's limit), not blank.
+- `voice`: through the VoiceMap (an unknown voice is a 400).
+- `model`: any non-empty name is accepted and does not change the audio: the server's
+  backend and its `-O` options make the sound, as they did for `warm`.
+- `response_format`: mp3 (OpenAI's default), opus, aac, flac, wav or pcm.
+- `speed`: 1.0 (or absent). Anything else is a 400: the backend's options fix the pace,
+  and a cached prompt is not stretched.
+- `instructions`: absent or empty; anything else is a 400 for the same reason.
+- Other fields (`stream_format`, which LiveKit sends) are ignored: the answer is always the
+  audio bytes, which every OpenAI client reads by its Content-Type.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from voiceprep.server.errors import ApiError
+from voiceprep.server.formats import DEFAULT_FORMAT, FORMATS
+from voiceprep.server.voices import VoiceMap
+
+MAX_INPUT_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    text: str
+    voice: str  # as the client named it
+    backend_voice: str | None  # what the backend is asked for (None: its default)
+    response_format: str
+    model: str
+
+
+def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
+    payload = _json_object(body)
+    model = _required_string(payload, "model")
+    text = _required_string(payload, "input")
+    if len(text) > MAX_INPUT_CHARS:
+        raise ApiError(
+            400,
+            f"input is {len(text)} characters; the limit is {MAX_INPUT_CHARS}",
+            param="input",
+            code="string_above_max_length",
+        )
+    if not text.strip():
+        raise ApiError(400, "input is blank", param="input", code="invalid_value")
+    voice = _required_string(payload, "voice")
+    fmt = payload.get("response_format", DEFAULT_FORMAT)
+    if fmt is None:
+        fmt = DEFAULT_FORMAT
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ApiError(
+            400,
+            f"unknown response_format {_shown(fmt)}: expected one of {', '.join(FORMATS)}",
+            param="response_format",
+            code="invalid_value",
+        )
+    _check_speed(payload.get("speed"))
+    instructions = payload.get("instructions")
+    if instructions not in (None, ""):
+        raise ApiError(
+            400,
+            "instructions are not supported: the server's backend options set the style",
+            param="instructions",
+            code="unsupported_parameter",
+        )
+    return SpeechRequest(
+        text=text,
+        voice=voice,
+        backend_voice=voices.backend_voice(voice),
+        response_format=fmt,
+        model=model,
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8 JSON", code="invalid_json") from None
+    except ValueError as exc:
+        raise ApiError(
+            400, f"the body is not valid JSON: {exc.args[0]}", code="invalid_json"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+    return payload
+
+
+def _required_string(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if value is None or value == "":
+        raise ApiError(
+            400, f"missing required parameter: {name!r}", param=name, code="missing_required"
+        )
+    if not isinstance(value, str):
+        raise ApiError(400, f"{name!r} must be a string", param=name, code="invalid_type")
+    return value
+
+
+def _check_speed(speed: Any) -> None:
+    if speed is None:
+        return
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not math.isfinite(speed):
+        raise ApiError(400, "'speed' must be a number", param="speed", code="invalid_type")
+    if not 0.25 <= speed <= 4.0:
+        raise ApiError(
+            400, f"speed {speed} is outside 0.25–4.0", param="speed", code="invalid_value"
+        )
+    if speed != 1.0:
+        raise ApiError(
+            400,
+            f"speed {speed} is not supported: this server speaks at the pace of its "
+            "backend's options (speed 1.0)",
+            param="speed",
+            code="unsupported_value",
+        )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
