@@ -395,15 +395,16 @@ async def test_wrong_key_is_not_retried_and_never_shown(
 
 
 async def test_timeouts_are_retried(provider: Provider) -> None:
-    # The normal answer must arrive within the timeout even on a loaded machine: 3 s, not
-    # a fraction of a second (issue 13 item 1: no test that flakes under load).
-    provider.fake.push(Fault(200, delay=20))
+    # The first answer would take 30 s (the fake's stop() cuts that short); each attempt
+    # gets 3 s, ample for a local answer even on a loaded machine, and retries to spare.
+    provider.fake.push(Fault(200, delay=30))
     sleeps = Sleeps()
     audio = await synthesize_with_retries(
-        provider.backend(), "Slow.", rate=24000, channels=1, timeout=3.0, sleep=sleeps
+        provider.backend(), "Slow.", rate=24000, channels=1, timeout=3, retries=3, sleep=sleeps
     )
-    assert len(sleeps.delays) == 1 and provider.fake.request_count == 2
-    assert await audio.to_pcm_async(rate=24000, channels=1)
+    assert sleeps.delays and provider.fake.request_count == len(sleeps.delays) + 1
+    pcm = await audio.to_pcm_async(rate=24000, channels=1)
+    _check_tone(pcm, 24000, voice=DEFAULT_VOICES[provider.kind], text="Slow.")
 
 
 async def test_empty_audio_is_an_error_not_retried(provider: Provider) -> None:

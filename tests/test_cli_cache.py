@@ -111,7 +111,8 @@ def test_ls_piped_prints_aligned_plain_text(cli, cache_dir: Path) -> None:
     put(cache_dir, "A much longer prompt, for the alignment.", voice="en-us")
     lines = cli("cache", "ls", "--cache-dir", str(cache_dir)).text.splitlines()
     assert lines[0].split() == [
-        "BACKEND", "VOICE", "RATE", "CHANNELS", "DURATION", "SIZE", "LAST_USED", "HITS", "TEXT"
+        "BACKEND", "VOICE", "RATE", "CHANNELS", "DURATION", "LOUDNESS", "SIZE", "LAST_USED",
+        "HITS", "TEXT",
     ]  # fmt: skip
     assert "\x1b[" not in "".join(lines)  # no colour codes into a pipe
     text_column = lines[0].index("TEXT")

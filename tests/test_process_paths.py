@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from audiogen import pcm_to_array
 from helpers import CLI
 from loudmeter import ffmpeg_loudness
@@ -118,3 +119,141 @@ def test_say_with_processing_serves_the_processed_entry(tmp_path: Path, cli: CLI
     assert out_file.read_bytes() == first
     samples = mono(first)
     assert not samples[: RATE // 10].any() and abs(lufs(samples) + 18) <= 0.5
+
+
+async def test_tts_audio_cache_processes_and_keeps_the_raw_synthesis(tmp_path: Path) -> None:
+    from voiceprep.process import ProcessSettings
+    from voiceprep.tts_cache import TTSAudioCache
+
+    tts = get_backend("espeak")
+    settings = ProcessSettings(loudness=-20, trim_silence=True)
+    cache = TTSAudioCache(tts, directory=tmp_path / "c", process=settings)
+    pcm = await cache.fetch("Welcome to the line.")
+    assert abs(lufs(mono(pcm)) + 20) <= 0.5
+    cache.close()
+    # Another house level: served from the raw entry, no synthesis.
+    calls = []
+    original = tts.synthesize
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        return await original(*args, **kwargs)
+
+    tts.synthesize = counting  # type: ignore[method-assign]
+    other = TTSAudioCache(tts, directory=tmp_path / "c", process=ProcessSettings(loudness=-26))
+    quieter = await other.fetch("Welcome to the line.")
+    assert calls == [] and abs(lufs(mono(quieter)) + 26) <= 0.5
+    assert other.key("Welcome to the line.") != cache.key("Welcome to the line.")
+    # Without processing the key is the one it always was (warm's plain key).
+    plain = TTSAudioCache(tts, directory=tmp_path / "c")
+    assert plain.key("Welcome to the line.") == cache_key(
+        tts.identity(), "Welcome to the line.", rate=RATE, channels=1
+    )
+    assert plain.contains("Welcome to the line.")
+    other.close()
+    plain.close()
+
+
+async def test_tts_audio_cache_refuses_a_silent_stream(tmp_path: Path) -> None:
+    from voiceprep.errors import ImplausibleAudioError
+    from voiceprep.tts_cache import TTSAudioCache
+
+    class SilentStream:
+        sample_rate = RATE
+        calls = 0
+
+        async def stream_synthesize(self, texts, voice_id=None):  # type: ignore[no-untyped-def]
+            SilentStream.calls += 1
+            async for _ in texts:
+                yield bytes(2 * RATE)
+
+    cache = TTSAudioCache(SilentStream(), directory=tmp_path / "c", retries=1)
+    with pytest.raises(ImplausibleAudioError, match="silent"):
+        await cache.fetch("Hello there.")
+    assert SilentStream.calls == 2
+    assert not cache.contains("Hello there.") and cache.disk is not None
+    assert cache.disk.entries() == []
+    cache.close()
+
+
+# --- decode and info --------------------------------------------------------------------
+
+
+def bursts(
+    seconds: float, level: float = 0.05, lead: float = 2.0, trail: float = 3.0
+) -> np.ndarray:
+    """Speech-like noise in 1 s bursts with 1 s pauses, with silence at each end."""
+    rng = np.random.default_rng(7)
+    count = int(seconds * RATE)
+    shaped = np.convolve(rng.standard_normal(count), np.ones(4) / 4, "same") * level
+    shaped *= np.sin(np.arange(count) / RATE * np.pi) > 0
+    zeros = np.zeros
+    return np.concatenate([zeros(int(lead * RATE)), shaped, zeros(int(trail * RATE))])
+
+
+def encoded(tmp_path: Path, signal: np.ndarray, name: str, codec: str = "flac") -> Path:
+    from audiogen import write_audio
+
+    return write_audio(tmp_path / name, signal.astype(np.float32)[None, :], rate=RATE, codec=codec)
+
+
+@pytest.mark.parametrize("seconds", [3.0, 75.0])  # in memory; two passes (over 60 s)
+def test_decode_normalizes_and_trims_a_file(tmp_path: Path, cli: CLI, seconds: float) -> None:
+    source = encoded(tmp_path, bursts(seconds), "in.flac")
+    out = tmp_path / "out.pcm"
+    args = ["decode", str(source), "-o", str(out), "--loudness", "-16", "--trim-silence"]
+    result = cli(*args, "--fade-out", "300")
+    assert result.code == 0, result.err
+    samples = mono(out.read_bytes())
+    integrated, peak = ffmpeg_loudness(samples, RATE)
+    assert abs(integrated + 16) <= 0.5 and peak <= -1.5
+    loud = np.flatnonzero(np.abs(samples) >= 10 ** (-50 / 20))
+    assert loud[0] / RATE <= 0.060 and (len(samples) - 1 - loud[-1]) / RATE <= 0.060
+    fade = np.abs(samples[-int(0.3 * RATE) :])
+    assert fade[-1] == 0
+
+
+def test_decode_from_a_pipe_uses_one_pass(tmp_path: Path, cli: CLI) -> None:
+    data = encoded(tmp_path, bursts(75.0), "in.flac").read_bytes()
+    result = cli.process("decode", "-", "--loudness", "-20", "--trim-silence", stdin=data)
+    assert result.code == 0, result.err
+    samples = mono(result.out)
+    integrated, peak = ffmpeg_loudness(samples, RATE)
+    assert abs(integrated + 20) <= 0.5 and peak <= -1.5
+    loud = np.flatnonzero(np.abs(samples) >= 10 ** (-50 / 20))
+    assert loud[0] / RATE <= 0.060 and (len(samples) - 1 - loud[-1]) / RATE <= 0.060
+
+
+def test_decode_batch_processes_every_file(tmp_path: Path, cli: CLI) -> None:
+    sources = [
+        encoded(tmp_path, bursts(2.0, level), f"{i}.wav", "pcm_s16le")
+        for i, level in enumerate([0.01, 0.1, 0.5])
+    ]
+    result = cli(
+        "decode", *map(str, sources), "--out-dir", str(tmp_path / "o"), "--loudness", "-23"
+    )
+    assert result.code == 0, result.err
+    for source in sources:
+        samples = mono((tmp_path / "o" / (source.stem + ".pcm")).read_bytes())
+        assert abs(ffmpeg_loudness(samples, RATE)[0] + 23) <= 0.5
+
+
+def test_info_loudness_before_and_after(tmp_path: Path, cli: CLI) -> None:
+    source = encoded(tmp_path, bursts(4.0, 0.02), "quiet.wav", "pcm_s16le")
+    before = cli("info", "--loudness", "--json", str(source))
+    assert before.code == 0, before.err
+    (row,) = json.loads(before.out)
+    from voiceprep.decoding import decode
+
+    integrated, peak = ffmpeg_loudness(mono(b"".join(decode(source, rate=RATE))), RATE)
+    assert abs(row["integrated"] - integrated) <= 0.1 and abs(row["true_peak"] - peak) <= 0.2
+    assert (
+        abs(row["leading_silence"] - 2.0) <= 0.01 and abs(row["trailing_silence"] - 4.0) <= 0.01
+    )  # the last second is a pause
+    assert row["range"] >= 0 and row["sample_peak"] <= row["true_peak"] + 0.01
+    out = tmp_path / "loud.wav"
+    assert (
+        cli("decode", str(source), "-o", str(out), "--loudness", "-16", "--trim-silence").code == 0
+    )
+    after = cli("info", "--loudness", str(out))
+    assert after.code == 0 and "-16.0 LUFS" in after.text and "0.050 s" in after.text

@@ -19,7 +19,7 @@ carries a syllable or more, a Latin, Cyrillic, Arabic… letter a fraction of on
 
 | band (s per character) | strict min | strict max | relaxed min | relaxed max |
 |---|---|---|---|---|
-| alphabetic scripts | 0.02 | 0.25 (+1.5 s) | 0.01 | 0.5 (+3 s) |
+| alphabetic scripts | 0.015 | 0.25 (+1.5 s) | 0.01 | 0.5 (+3 s) |
 | Han, kana, Hangul | 0.06 | 0.6 (+1.5 s) | 0.03 | 1.2 (+3 s) |
 
 Typical speech is 0.06–0.09 s per letter (11–16 characters a second), so strict
@@ -56,7 +56,7 @@ class _Band:
 
 
 _BANDS = {
-    ("strict", False): _Band(0.02, 0.25, 1.5, 0.25),
+    ("strict", False): _Band(0.015, 0.25, 1.5, 0.25),
     ("strict", True): _Band(0.06, 0.6, 1.5, 0.25),
     ("relaxed", False): _Band(0.01, 0.5, 3.0, 0.10),
     ("relaxed", True): _Band(0.03, 1.2, 3.0, 0.10),

@@ -268,10 +268,20 @@ class StreamMeasurer:
     """`measure` over audio that arrives in chunks (a long file), in constant memory."""
 
     def __init__(
-        self, rate: int, channels: int, *, silence_threshold: float = DEFAULT_SILENCE_THRESHOLD
+        self,
+        rate: int,
+        channels: int,
+        *,
+        silence_threshold: float = DEFAULT_SILENCE_THRESHOLD,
+        loudness_from_lead: int | None = None,
     ) -> None:
+        """`loudness_from_lead`: measure loudness only from that many frames before the
+        first sound on, i.e. over the audio a leading trim keeps (BS.1770's blocks are
+        aligned to the start, so a trim moves them)."""
         self.rate, self.channels = rate, channels
         self.threshold = silence_threshold
+        self._lead = loudness_from_lead
+        self._waiting: list[np.ndarray] = []  # silence before the first sound (trimmed)
         self._meter = LoudnessMeter(rate, channels)
         self._true = 0.0
         self._sample = 0.0
@@ -285,22 +295,40 @@ class StreamMeasurer:
 
         if not len(samples):
             return
-        self._meter.push(samples)
-        if self.frames < BLOCK_SECONDS * self.rate + 1:
-            head = samples if self._head is None else np.concatenate([self._head, samples])
-            self._head = head
+        span = loud_span(samples, self.threshold)
+        metered = self._to_meter(samples, span)
+        if len(metered):
+            self._meter.push(metered)
+            if self._head is None or len(self._head) < BLOCK_SECONDS * self.rate + 1:
+                head = metered if self._head is None else np.concatenate([self._head, metered])
+                self._head = head
         self._true = true_peak(samples, floor=self._true)
         self._sample = max(self._sample, float(np.abs(samples).max()))
-        span = loud_span(samples, self.threshold)
         if span is not None:
             if self.first is None:
                 self.first = self.frames + span[0]
             self.last = self.frames + span[1]
         self.frames += len(samples)
 
+    def _to_meter(self, samples: np.ndarray, span: tuple[int, int] | None) -> np.ndarray:
+        import numpy as np
+
+        if self._lead is None or self.first is not None:
+            return samples
+        if span is None:  # still before the first sound: keep only what a trim keeps
+            self._waiting.append(samples)
+            tail = np.concatenate(self._waiting)
+            self._waiting = [tail[len(tail) - min(self._lead, len(tail)) :]]
+            return samples[:0]
+        before = np.concatenate([*self._waiting, samples[: span[0]]])
+        self._waiting = []
+        return np.concatenate(
+            [before[len(before) - min(self._lead, len(before)) :], samples[span[0] :]]
+        )
+
     def result(self) -> Loudness:
         integrated, lra = self._meter.result()
-        if self._head is not None and self.frames < BLOCK_SECONDS * self.rate + 1:
+        if self._head is not None and len(self._head) < BLOCK_SECONDS * self.rate + 1:
             integrated, lra = integrated_loudness(self._head, self.rate)
         frames = self.frames
         lead = self.first if self.first is not None else frames
@@ -314,3 +342,18 @@ class StreamMeasurer:
             trailing_silence=trail / self.rate,
             duration=frames / self.rate,
         )
+
+
+def measure_source(
+    source: Any, *, silence_threshold: float = DEFAULT_SILENCE_THRESHOLD
+) -> Loudness:
+    """`measure` of a file (path or bytes), decoded at its own rate as it streams: constant
+    memory. More than two channels are measured downmixed to stereo."""
+    from voiceprep.decoding import decode, probe
+
+    info = probe(source)
+    channels = 1 if info.channels == 1 else 2
+    measurer = StreamMeasurer(info.rate, channels, silence_threshold=silence_threshold)
+    for chunk in decode(source, rate=info.rate, channels=channels, sample_format="f32"):
+        measurer.push(to_float(chunk, channels, "f32"))
+    return measurer.result()

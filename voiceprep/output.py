@@ -21,12 +21,15 @@ import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
 from voiceprep.units import check_channels, check_rate
 from voiceprep.wav import patch_wav_sizes, wav_header
+
+if TYPE_CHECKING:
+    from voiceprep.process import ProcessSettings
 
 CONTAINERS = ("raw", "wav")
 # Large enough that a 4-second clip is one write, small enough to stay flat in memory.
@@ -46,6 +49,7 @@ class OutputSpec:
     container: str = "raw"
     start: float | None = None
     duration: float | None = None
+    process: ProcessSettings | None = None  # the processing chain (voiceprep.process)
 
     def __post_init__(self) -> None:
         check_rate(self.rate)
@@ -76,16 +80,42 @@ def _chunks(
 ) -> Generator[bytes, None, None]:
     from voiceprep.decoding import decode  # deferred: PyAV is heavy to import
 
+    warn = [on_warning]
+
+    def open_chunks() -> Iterator[bytes]:
+        # A second pass (processing a long file) reports nothing new: warn once.
+        handler, warn[0] = warn[0], None
+        return decode(
+            source,
+            rate=spec.rate,
+            channels=spec.channels,
+            sample_format=spec.sample_format,
+            start=spec.start,
+            duration=spec.duration,
+            on_warning=handler,
+        )
+
     # A generator of our own, so closing it also closes (and releases) the decoder.
-    yield from decode(
-        source,
+    if spec.process is None or spec.process.is_empty:
+        yield from open_chunks()
+        return
+    from voiceprep.process import process_stream
+
+    yield from process_stream(
+        open_chunks,
         rate=spec.rate,
         channels=spec.channels,
+        settings=spec.process,
         sample_format=spec.sample_format,
-        start=spec.start,
-        duration=spec.duration,
-        on_warning=on_warning,
+        replayable=_replayable(source),
     )
+
+
+def _replayable(source: Any) -> bool:
+    """True when `source` can be decoded a second time: bytes, or a regular file."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return True
+    return isinstance(source, str | os.PathLike) and str(source) != "-" and Path(source).is_file()
 
 
 def _write_all(

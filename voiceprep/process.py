@@ -469,7 +469,10 @@ def _measure_pass(
 ) -> _Plan:
     from voiceprep.loudness import StreamMeasurer, to_float
 
-    measurer = StreamMeasurer(rate, channels, silence_threshold=settings.silence_threshold)
+    lead = _frames(settings.trim_pad, rate) if settings.trim_silence else None
+    measurer = StreamMeasurer(
+        rate, channels, silence_threshold=settings.silence_threshold, loudness_from_lead=lead
+    )
     for samples in head:
         measurer.push(samples)
     for chunk in rest:
@@ -494,6 +497,8 @@ def _plan_from_head(
     if settings.loudness is None:
         return _Plan(0.0, None)
     whole = np.concatenate(head)
+    if settings.trim_silence:  # measured as it will be kept (see StreamMeasurer)
+        whole = trim(whole, rate, settings.silence_threshold, settings.trim_pad)
     integrated, _ = integrated_loudness(whole, rate)
     gain, limit = _gain_plan(integrated, db(true_peak(whole)), settings)
     # Later peaks are unknown in a single pass: keep the limiter on whenever there is gain.

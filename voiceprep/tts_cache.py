@@ -17,6 +17,13 @@ Every key also holds the target rate and channel count (`rate=`/`channels=`; by 
 the backend's native format for `stream_synthesize` objects, 24000 Hz mono for backends),
 so audio cached for a 16 kHz track is never served to a 24 kHz one.
 
+With `process=ProcessSettings(...)` (voiceprep.process) every prompt is processed
+(loudness, trim, fades, pads) before it is handed out or cached; the settings are part of
+the key, and the raw synthesis is kept on disk under the plain key, so new settings
+reprocess it rather than synthesize again. Every synthesis passes the plausibility gate
+(`gate="strict"`, `"relaxed"` or `"off"`, voiceprep.gate) or is retried, then raised as
+`ImplausibleAudioError`, never cached.
+
 Fixed relative to the original: `contains(text, voice_id=)` respects the voice (`text in
 cache` means the default voice); an empty result raises `EmptyAudioError` and is never
 cached; a failed synthesis is not cached and leaves no lock behind; concurrent fetches of
@@ -40,8 +47,11 @@ from voiceprep.errors import (
     CacheFormatMismatchError,
     CacheVersionError,
     EmptyAudioError,
+    ImplausibleAudioError,
 )
+from voiceprep.gate import check_mode, judge
 from voiceprep.keys import BackendIdentity, cache_key
+from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings
 from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
@@ -73,6 +83,8 @@ class TTSAudioCache:
             replaced by each call's voice_id). Default: the object's type.
         retries, timeout: per synthesis (retries apply to backends only).
         concurrency: default bound of `preload`.
+        process: the processing chain applied to every prompt (None: none).
+        gate: the plausibility gate of each synthesis: strict, relaxed or off.
     """
 
     def __init__(
@@ -87,6 +99,8 @@ class TTSAudioCache:
         retries: int = 3,
         timeout: float | None = 60.0,
         concurrency: int = DEFAULT_PRELOAD_CONCURRENCY,
+        process: ProcessSettings | None = None,
+        gate: str = "strict",
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -119,6 +133,8 @@ class TTSAudioCache:
         self._lease_ttl = attempt * (retries + 1) + 30.0
         self._lease_wait = self._lease_ttl
         self._concurrency = concurrency
+        self._process = process or NO_PROCESSING
+        self._gate = check_mode(gate)
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         # One in-flight synthesis per key; removed as soon as it settles (success or not).
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
@@ -129,7 +145,8 @@ class TTSAudioCache:
     # --- the original API ---------------------------------------------------------------
 
     async def fetch(self, text: str, *, voice_id: str | None = None) -> bytes:
-        """s16le PCM for `text` in `voice_id`: memory, then disk, then one synthesis."""
+        """s16le PCM for `text` in `voice_id`: memory, then disk, then one synthesis
+        (processed when `process` was given)."""
         key, identity = self._key(text, voice_id)
         pcm = self._memory_get(key)
         if pcm is not None:
@@ -247,10 +264,21 @@ class TTSAudioCache:
             raw = SynthesizedAudio(pcm, rate=source[0], channels=source[1])
             pcm = await raw.to_pcm_async(rate=self.rate, channels=self.channels)
         key, identity = self._key(text, voice_id)
-        self._memory_put(key, pcm)
+        if self._process.is_empty:
+            self._memory_put(key, pcm)
+            if self._disk is not None:
+                await self._disk_put(key, pcm, text, identity)
+            return pcm
+        from voiceprep.process import produce
+
+        produced = await asyncio.to_thread(produce, pcm, self.rate, self.channels, self._process)
+        self._memory_put(key, produced.pcm)
         if self._disk is not None:
-            await self._disk_put(key, pcm, text, identity)
-        return pcm
+            raw_key = cache_key(identity, text, rate=self.rate, channels=self.channels)
+            await self._disk_put(raw_key, pcm, text, identity, produced.source_loudness)
+            keyed = self._process.identity(identity)
+            await self._disk_put(key, produced.pcm, text, keyed, produced.loudness)
+        return produced.pcm
 
     @property
     def disk(self) -> AudioCache | None:
@@ -275,8 +303,10 @@ class TTSAudioCache:
         return BackendIdentity(name=f"{cls.__module__}.{cls.__qualname__}", voice=voice_id)
 
     def _key(self, text: str, voice_id: str | None) -> tuple[str, BackendIdentity]:
+        """The key of what `fetch` hands out, and the raw synthesis' identity."""
         identity = self._identity(voice_id)
-        return cache_key(identity, text, rate=self.rate, channels=self.channels), identity
+        keyed = self._process.identity(identity)
+        return cache_key(keyed, text, rate=self.rate, channels=self.channels), identity
 
     def _forget(self, task: asyncio.Task[bytes]) -> None:
         for key, running in list(self._inflight.items()):
@@ -351,11 +381,26 @@ class TTSAudioCache:
             self._memory_put(key, pcm)
             return pcm
         try:
-            pcm = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
-            self._memory_put(key, pcm)
+            from voiceprep.process import produce
+
+            raw_key = cache_key(identity, text, rate=self.rate, channels=self.channels)
+            raw = self._disk_get(raw_key) if raw_key != key else None
+            had_raw = raw is not None
+            if raw is None:
+                raw = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
+            if self._process.is_empty:
+                produced = Processed(raw, None)
+            else:
+                produced = await asyncio.to_thread(
+                    produce, raw, self.rate, self.channels, self._process
+                )
+            self._memory_put(key, produced.pcm)
             if self._disk is not None:
-                await self._disk_put(key, pcm, text, identity)
-            return pcm
+                if raw_key != key and not had_raw:
+                    await self._disk_put(raw_key, raw, text, identity, produced.source_loudness)
+                keyed = self._process.identity(identity)
+                await self._disk_put(key, produced.pcm, text, keyed, produced.loudness)
+            return produced.pcm
         finally:
             if lease is not None:
                 await asyncio.to_thread(lease.release)
@@ -391,29 +436,40 @@ class TTSAudioCache:
             log.warning("cache %s cannot share work (%s); synthesizing", disk.directory, exc)
             return None, None
 
-    async def _disk_put(self, key: str, pcm: bytes, text: str, identity: BackendIdentity) -> None:
+    async def _disk_put(
+        self,
+        key: str,
+        pcm: bytes,
+        text: str,
+        identity: BackendIdentity,
+        loudness: float | None = None,
+    ) -> None:
         # fsync can take milliseconds: keep it off the event loop. The disk tier is
         # best-effort (as pip's cache): a read-only or full disk never fails a fetch.
         disk = self._disk
         assert disk is not None
         try:
+            from voiceprep.warm import put_entry
+
             await asyncio.to_thread(
-                disk.put,
+                put_entry,
+                disk,
                 key,
                 pcm,
                 rate=self.rate,
                 channels=self.channels,
                 text=text,
                 identity=identity,
+                loudness=loudness,
             )
         except (CacheError, OSError) as exc:
             log.warning("could not store %r in %s: %s", text, disk.directory, exc)
 
     async def _synthesize(self, text: str, voice_id: str | None) -> bytes:
         if self._is_backend:
-            from voiceprep.backends.retry import synthesize_with_retries
+            from voiceprep.gate import synthesize_checked
 
-            audio = await synthesize_with_retries(
+            return await synthesize_checked(
                 self._tts,
                 text,
                 voice=voice_id,
@@ -421,8 +477,17 @@ class TTSAudioCache:
                 channels=self.channels,
                 retries=self._retries,
                 timeout=self._timeout,
+                gate=self._gate,
             )
-            return await audio.to_pcm_async(rate=self.rate, channels=self.channels)
+        for attempt in range(self._retries + 1):
+            pcm = await self._stream_pcm(text, voice_id)
+            verdict = judge(pcm, rate=self.rate, channels=self.channels, text=text, mode=self._gate)
+            if verdict.reason is None:
+                return pcm
+            log.warning("%r: implausible synthesis (try %d): %s", text, attempt + 1, verdict.reason)
+        raise ImplausibleAudioError(f"{text!r}: implausible synthesis: {verdict.reason}")
+
+    async def _stream_pcm(self, text: str, voice_id: str | None) -> bytes:
         if self._timeout is None:
             pcm = await self._stream(text, voice_id)
         else:

@@ -8,8 +8,9 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-from voiceprep.backends._http import clean_base_url
+from voiceprep.backends._http import ClientPool, clean_base_url
 from voiceprep.errors import UsageError
+from voiceprep.secrets import env_secret as env_secret  # re-exported: keys read here
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 
@@ -21,16 +22,37 @@ def env_setting(name: str) -> str | None:
     return value or None
 
 
-def base_url(
-    options: Mapping[str, str], *, env: str | None, default: str | None, backend: str
-) -> str | None:
-    """`-O base_url=`, else the environment variable `env`, else `default` (cleaned)."""
-    if options.get("base_url"):
-        return clean_base_url(options["base_url"], source=f"{backend}: option base_url")
-    from_env = os.environ.get(env, "").strip() if env else ""
-    if from_env:
-        return clean_base_url(from_env, source=env or "")
-    return None if default is None else clean_base_url(default, source=backend)
+class HostedBackend:
+    """What the four hosted backends share: where requests go, one pooled HTTP client per
+    event loop, and a repr that names the voice (never a key)."""
+
+    name: str
+    default_voice: str
+    base_url: str | None
+
+    def _connect(
+        self, options: Mapping[str, str], *, default: str | None, env: str | None = None
+    ) -> None:
+        """Base URL: `-O base_url=`, else the environment variable `env`, else `default`."""
+        if options.get("base_url"):
+            url: str | None = clean_base_url(
+                options["base_url"], source=f"{self.name}: option base_url"
+            )
+        elif env and env_setting(env):
+            url = clean_base_url(env_setting(env) or "", source=env)
+        else:
+            url = None if default is None else clean_base_url(default, source=self.name)
+        self.base_url = url
+        self._pool = ClientPool()
+
+    def __repr__(self) -> str:
+        model = getattr(self, "model", None)
+        shown = f"model={model!r}, " if model else ""
+        return f"{type(self).__name__}({shown}voice={self.default_voice!r})"
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP connections of the current event loop."""
+        await self._pool.aclose()
 
 
 def offered_rate(rate: int, offered: Iterable[int]) -> int:

@@ -20,18 +20,18 @@ from xml.sax.saxutils import escape, quoteattr
 
 from voiceprep import __version__
 from voiceprep.backends._cloud import (
-    base_url,
+    HostedBackend,
+    env_secret,
     env_setting,
     language_of_voice,
     language_option,
     offered_rate,
 )
-from voiceprep.backends._http import ClientPool, post_for_audio
+from voiceprep.backends._http import post_for_audio
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
-from voiceprep.secrets import env_secret
 
 DEFAULT_VOICE = "en-US-AvaMultilingualNeural"
 KEY_ENV = "AZURE_SPEECH_KEY"
@@ -69,7 +69,7 @@ def output_format_for(rate: int) -> str:
     return f"riff-{FORMATS[offered_rate(rate, FORMATS)]}-16bit-mono-pcm"
 
 
-class AzureBackend:
+class AzureBackend(HostedBackend):
     """Azure AI Speech text-to-speech (neural voices)."""
 
     name = "azure"
@@ -92,13 +92,9 @@ class AzureBackend:
         for key in ("rate", "pitch"):
             if options.get(key):
                 self.sound[key] = _checked(options[key], _PROSODY, key, "e.g. +10%")
-        self.base_url = base_url(options, env=ENDPOINT_ENV, default=None, backend=self.name)
+        self._connect(options, default=None, env=ENDPOINT_ENV)
         if self.base_url is not None and self.base_url.endswith(PATH):
             self.base_url = self.base_url[: -len(PATH)]
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"AzureBackend(voice={self.default_voice!r})"
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         return BackendIdentity(
@@ -172,10 +168,6 @@ class AzureBackend:
             secret=key,
         )
         return SynthesizedAudio(data)
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()
 
 
 def _checked(value: str, pattern: re.Pattern[str], option: str, example: str) -> str:

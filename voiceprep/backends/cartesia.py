@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from voiceprep.backends._cloud import base_url, language_option, offered_rate
-from voiceprep.backends._http import ClientPool, post_for_audio, whole_samples
+from voiceprep.backends._cloud import HostedBackend, env_secret, language_option, offered_rate
+from voiceprep.backends._http import post_for_audio, whole_samples
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, UsageError
 from voiceprep.keys import BackendIdentity
-from voiceprep.secrets import env_secret
 
 OFFICIAL_BASE_URL = "https://api.cartesia.ai"
 API_VERSION = "2025-04-16"
@@ -40,7 +39,7 @@ OPTIONS = {
 _RANGES = {"speed": (0.6, 1.5), "volume": (0.5, 2.0)}
 
 
-class CartesiaBackend:
+class CartesiaBackend(HostedBackend):
     """Cartesia text-to-speech (Sonic models)."""
 
     name = "cartesia"
@@ -60,13 +59,7 @@ class CartesiaBackend:
                 self.generation[key] = as_float(self.name, key, options[key], low=low, high=high)
         if options.get("emotion"):
             self.generation["emotion"] = options["emotion"].strip()
-        url = base_url(options, env=None, default=OFFICIAL_BASE_URL, backend=self.name)
-        assert url is not None
-        self.base_url = url
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"CartesiaBackend(model={self.model!r}, voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = dict(self.generation)
@@ -115,7 +108,3 @@ class CartesiaBackend:
             secret=key,
         )
         return SynthesizedAudio(whole_samples(data), rate=sample_rate, channels=1)
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()

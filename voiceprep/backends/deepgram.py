@@ -15,13 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from voiceprep.backends._cloud import base_url, offered_rate
-from voiceprep.backends._http import ClientPool, post_for_audio
+from voiceprep.backends._cloud import HostedBackend, env_secret, offered_rate
+from voiceprep.backends._http import post_for_audio
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
-from voiceprep.secrets import env_secret
 
 OFFICIAL_BASE_URL = "https://api.deepgram.com"
 DEFAULT_VOICE = "aura-2-thalia-en"
@@ -35,7 +34,7 @@ OPTIONS = {
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 
-class DeepgramBackend:
+class DeepgramBackend(HostedBackend):
     """Deepgram Aura text-to-speech."""
 
     name = "deepgram"
@@ -51,13 +50,7 @@ class DeepgramBackend:
             if "speed" in options
             else None
         )
-        url = base_url(options, env=None, default=OFFICIAL_BASE_URL, backend=self.name)
-        assert url is not None
-        self.base_url = url
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"DeepgramBackend(voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = {} if self.speed is None else {"speed": self.speed}
@@ -103,7 +96,3 @@ class DeepgramBackend:
             secret=key,
         )
         return SynthesizedAudio(data)
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()

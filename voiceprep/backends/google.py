@@ -20,8 +20,14 @@ import binascii
 import json
 from collections.abc import Mapping
 
-from voiceprep.backends._cloud import base_url, env_setting, language_of_voice, language_option
-from voiceprep.backends._http import ClientPool, post_for_audio
+from voiceprep.backends._cloud import (
+    HostedBackend,
+    env_secret,
+    env_setting,
+    language_of_voice,
+    language_option,
+)
+from voiceprep.backends._http import post_for_audio
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import (
@@ -31,7 +37,6 @@ from voiceprep.errors import (
     UsageError,
 )
 from voiceprep.keys import BackendIdentity
-from voiceprep.secrets import env_secret
 
 OFFICIAL_BASE_URL = "https://texttospeech.googleapis.com/v1"
 DEFAULT_VOICE = "en-US-Chirp3-HD-Charon"
@@ -53,7 +58,7 @@ OPTIONS = {
 }
 
 
-class GoogleBackend:
+class GoogleBackend(HostedBackend):
     """Google Cloud Text-to-Speech."""
 
     name = "google"
@@ -76,13 +81,7 @@ class GoogleBackend:
                 self.sound[option] = value
         if self.language is not None:
             self.sound["language"] = self.language
-        url = base_url(options, env=None, default=OFFICIAL_BASE_URL, backend=self.name)
-        assert url is not None
-        self.base_url = url
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"GoogleBackend(voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         return BackendIdentity(
@@ -140,10 +139,6 @@ class GoogleBackend:
             json_answer=True,
         )
         return SynthesizedAudio(audio_content(data))
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()
 
 
 def audio_content(answer: bytes) -> bytes:

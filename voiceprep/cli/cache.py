@@ -207,10 +207,23 @@ _COLUMNS = [
     _output.Column("rate", right=True),
     _output.Column("channels", right=True),
     _output.Column("duration", right=True),
+    _output.Column("loudness", right=True),
     _output.Column("size", right=True),
     _output.Column("last used"),
     _output.Column("hits", right=True),
 ]
+
+
+def _loudness(entry: CacheEntry) -> float | None:
+    """The entry's integrated LUFS as recorded when stored (None: not measured)."""
+    value = getattr(entry, "loudness", None)
+    return value if isinstance(value, int | float) else None
+
+
+def _spread(entries: list[CacheEntry]) -> tuple[float, float, int] | None:
+    """(min, max) LUFS over the entries that have a loudness, and how many do."""
+    levels = [level for e in entries if (level := _loudness(e)) is not None]
+    return (min(levels), max(levels), len(levels)) if levels else None
 
 
 def _row(entry: CacheEntry) -> list[str]:
@@ -221,6 +234,7 @@ def _row(entry: CacheEntry) -> list[str]:
         str(entry.rate),
         str(entry.channels),
         f"{entry.duration:.2f}s",
+        "-" if (level := _loudness(entry)) is None else f"{level:.1f}",
         human_size(entry.size),
         _local(entry.last_used),
         str(entry.hits),
@@ -238,10 +252,14 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     _exists(directory)
     with open_cache(directory) as cache:
         stats = cache.stats()
+        spread = _spread(cache.entries())
     if as_json:
         data = stats.as_dict()
         for name in ("oldest", "newest", "last_used"):
             data[name] = _iso(data[name])
+        data["loudness_min"] = round(spread[0], 2) if spread else None
+        data["loudness_max"] = round(spread[1], 2) if spread else None
+        data["loudness_measured"] = spread[2] if spread else 0
         print_json(data)
         return
     lines = [
@@ -249,6 +267,7 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
         ("entries", str(stats.entries)),
         ("size", human_size(stats.bytes)),
         ("audio", f"{stats.duration:.1f} s"),
+        ("loudness", _spread_text(spread, stats.entries)),
         ("hits", str(stats.hits)),
         ("oldest", _local(stats.oldest)),
         ("newest", _local(stats.newest)),
@@ -257,6 +276,13 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     if stats.read_only:
         lines.append(("read-only", "yes"))
     _output.fields(lines)
+
+
+def _spread_text(spread: tuple[float, float, int] | None, entries: int) -> str:
+    if spread is None:
+        return "-"
+    low, high, measured = spread
+    return f"{low:.1f} to {high:.1f} LUFS ({measured} of {entries} entries measured)"
 
 
 # --- get, export -----------------------------------------------------------------------

@@ -20,6 +20,18 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import Channels, OutputFormat, Rate, checked
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import (
+    FadeIn,
+    FadeOut,
+    Loudness,
+    PadEnd,
+    PadStart,
+    SilenceThreshold,
+    TrimPad,
+    TrimSilence,
+    TruePeak,
+    process_flags,
+)
 from voiceprep.cli._stdin import interruptible
 from voiceprep.cli._write import audio_stdout, report_written
 from voiceprep.errors import InvalidValueError, UsageError
@@ -28,6 +40,7 @@ if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
     from voiceprep.decoding import AudioInfo
     from voiceprep.output import OutputSpec
+    from voiceprep.process import ProcessSettings
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
@@ -86,6 +99,15 @@ def decode_command(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
 ) -> None:
     """Decode audio to raw PCM (or WAV) in the shape an agent plays.
 
@@ -97,11 +119,23 @@ def decode_command(
       voiceprep decode -r 16000 -o hold.wav hold.m4a
       voiceprep decode --out-dir pcm/ prompts/*.mp3 -j 4
       voiceprep decode -o - -r 48000 -c 2 call.ogg | my-agent --pcm-stdin
+      voiceprep decode --loudness -16 --trim-silence -o hold.wav hold.mp3
     """
     from voiceprep.output import OutputSpec, container_for
 
     _check_decode_usage(inputs, output, out_dir, jobs)
-    rate, channels = _resolve_format(rate, channels)
+    flags = process_flags(
+        loudness=loudness,
+        true_peak=true_peak,
+        trim_silence=trim_silence,
+        silence_threshold=silence_threshold,
+        trim_pad=trim_pad,
+        fade_in=fade_in,
+        fade_out=fade_out,
+        pad_start=pad_start,
+        pad_end=pad_end,
+    )
+    rate, channels, process = _resolve_format(rate, channels, flags)
     chosen = container.value if container else None
     to_stdout = output == STDIO or (inputs == [STDIO] and output is None and out_dir is None)
     target = STDIO if to_stdout else output
@@ -112,6 +146,7 @@ def decode_command(
         container=container_for(target or "", chosen),
         start=start,
         duration=duration,
+        process=None if process.is_empty else process,
     )
     if to_stdout:
         _decode_to_stdout(inputs[0], spec)
@@ -134,10 +169,13 @@ def _check_decode_usage(
         raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
 
 
-def _resolve_format(rate: int | None, channels: int | None) -> tuple[int, int]:
-    """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1."""
-    settings = resolve(rate=rate, channels=channels)
-    return settings.rate, settings.channels
+def _resolve_format(
+    rate: int | None, channels: int | None, process: dict[str, Any]
+) -> tuple[int, int, ProcessSettings]:
+    """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
+    the processing chain: flags over the config file's [process]."""
+    settings = resolve(rate=rate, channels=channels, process=process)
+    return settings.rate, settings.channels, settings.process
 
 
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
@@ -319,12 +357,25 @@ def info_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON array on stdout, one object per INPUT.")
     ] = False,
+    loudness: Annotated[
+        bool,
+        typer.Option(
+            "--loudness",
+            help="Also measure integrated loudness, loudness range, true and sample peak, "
+            "and the silence at each end (decodes each file).",
+        ),
+    ] = False,
 ) -> None:
     """Show container, codec, sample rate, channels, duration and bitrate.
+
+    With --loudness: integrated loudness (LUFS, EBU R128 / BS.1770), loudness range (LU),
+    true peak (dBTP), sample peak (dBFS) and the leading and trailing silence (under
+    -50 dBFS) instead.
 
     Examples:
       voiceprep info greeting.mp3 hold.wav
       voiceprep info --json prompts/*.ogg
+      voiceprep info --loudness prompts/*.wav
     """
     from voiceprep.decoding import probe
     from voiceprep.errors import VoiceprepError
@@ -336,7 +387,10 @@ def info_command(
     for source in inputs:
         try:
             with interruptible(source) as readable:
-                rows.append(_info_row(source, probe(readable)))
+                if loudness:
+                    rows.append(_loudness_row(source, readable))
+                else:
+                    rows.append(_info_row(source, probe(readable)))
         except VoiceprepError as exc:
             _output.error(str(exc))
             failures.append(exc.exit_code)
@@ -344,10 +398,44 @@ def info_command(
     if as_json:
         # File names come from argv and may hold undecodable bytes: keep the JSON ASCII.
         print_json(rows, ascii_only=True)
+    elif loudness:
+        cells = [_loudness_cells(r) for r in rows if "error" not in r]
+        if cells:
+            _output.table(_LOUDNESS_COLUMNS, cells)
     else:
         _print_info_table([row for row in rows if "error" not in row])
     if failures:
         raise typer.Exit(max(failures))
+
+
+def _loudness_row(source: str, readable: Any) -> dict[str, Any]:
+    from voiceprep.loudness import measure_source
+
+    if source == STDIO:
+        readable = readable.read()  # measured in memory: stdin cannot be read twice
+    return {"file": source, **measure_source(readable).as_dict()}
+
+
+_LOUDNESS_COLUMNS = [_output.Column("file", style="cyan")] + [
+    _output.Column(name, right=True)
+    for name in ("loudness", "range", "true peak", "peak", "lead", "trail", "duration")
+]
+
+
+def _loudness_cells(row: dict[str, Any]) -> list[str]:
+    def level(value: float | None, unit: str) -> str:
+        return "-inf" if value is None else f"{value:.1f} {unit}"
+
+    return [
+        row["file"],
+        level(row["integrated"], "LUFS"),
+        f"{row['range']:.1f} LU",
+        level(row["true_peak"], "dBTP"),
+        level(row["sample_peak"], "dBFS"),
+        f"{row['leading_silence']:.3f} s",
+        f"{row['trailing_silence']:.3f} s",
+        _format_duration(row["duration"]),
+    ]
 
 
 def _info_row(source: str, info: AudioInfo) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from voiceprep.tts_cache import TTSAudioCache
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
+    from voiceprep.process import ProcessSettings
 
 __all__ = ["fallback_identity", "open_prompt_cache", "plugin_identity"]
 
@@ -90,13 +91,15 @@ def open_prompt_cache(
     cache_dir: str | os.PathLike[str] | AudioCache | None,
     max_entries: int | None,
     max_bytes: int | None,
+    process: ProcessSettings | None = None,
 ) -> TTSAudioCache:
     """The cache of one adapter: memory LRU over the shared on-disk cache.
 
     `source` has `stream_synthesize` (what `fetch` synthesizes with on a miss); None for
     an adapter that only uses `lookup`/`store`. `cache_dir` None is the directory
     `voiceprep warm` uses ($VOICEPREP_CACHE_DIR, the config file, the default); an open
-    `AudioCache` is shared as it is (the limits then are its own).
+    `AudioCache` is shared as it is (the limits then are its own). `process` None is the
+    config file's `[process]` (the house level, as `warm` applies it).
     """
     from voiceprep.cache import AudioCache
 
@@ -109,6 +112,10 @@ def open_prompt_cache(
 
             cache_dir = resolve_settings().cache_dir
         disk = AudioCache(cache_dir, max_entries=max_entries, max_bytes=max_bytes)
+    if process is None:
+        from voiceprep.config import resolve_settings
+
+        process = resolve_settings().process
     return TTSAudioCache(
         source if source is not None else _StoreOnly(rate, channels),
         directory=disk,
@@ -116,6 +123,7 @@ def open_prompt_cache(
         channels=channels,
         identity=identity,
         timeout=None,
+        process=process,
     )
 
 
