@@ -52,7 +52,8 @@ class Fault:
 
     `status` 200 with `delay` makes a slow success (a client timeout); `empty` a 200 with
     no audio; `retry_after` sets that header; `body` replaces the JSON error body (with
-    status 200: the audio answer itself, e.g. a WAV header with no samples).
+    status 200: the audio answer itself, e.g. a WAV header with no samples, sent with
+    `content_type` when given: a 200 that is not audio).
     """
 
     status: int = 500
@@ -60,6 +61,7 @@ class Fault:
     delay: float = 0.0
     empty: bool = False
     body: bytes | None = None
+    content_type: str | None = None
 
 
 @dataclass
@@ -310,6 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = _empty_answer(fake.kind)
         elif fault is not None and fault.body is not None:
             body = fault.body
+        if fault is not None and fault.content_type:
+            content_type = fault.content_type
         self._send(200, body, content_type)
         return len(text)
 

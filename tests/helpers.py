@@ -97,7 +97,7 @@ class CLI:
         return Result(code, captured.out, captured.err.decode(errors="replace"))
 
     def _command(self, args: Sequence[Arg]) -> list[str]:
-        return [sys.executable, "-m", "voiceprep", *map(os.fspath, args)]
+        return voiceprep_command(*args)
 
     def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
         return {**isolated_environment(), **(env or {})}
@@ -135,6 +135,41 @@ class CLI:
             env=self._environment(env),
             **options,
         )
+
+
+# The child installs Python's default Ctrl-C handler itself: a process started in the
+# background by a non-interactive shell (`pytest &`, some CI runners) inherits SIGINT
+# ignored, and a Ctrl-C test would then wait for a child that never stops.
+_CHILD = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'voiceprep'; from voiceprep.cli import main; main(sys.argv[1:])"
+)
+
+
+def voiceprep_command(*args: Arg) -> list[str]:
+    """The argv that runs `voiceprep ARGS` in a child process, Ctrl-C handled as at a shell."""
+    return [sys.executable, "-c", _CHILD, *map(os.fspath, args)]
+
+
+def run_voiceprep(
+    *args: Arg | bytes,
+    input: bytes = b"",
+    stdout: int | None = subprocess.PIPE,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """`voiceprep ARGS` in a child process, its stdout where `stdout` says (a pipe, a
+    device, a closed pipe…); arguments may be bytes (argv that is not UTF-8)."""
+    return subprocess.run(
+        [os.fsencode(a) for a in voiceprep_command()] + [os.fsencode(a) for a in args],
+        input=input,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env={**isolated_environment(), **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def on_terminal(width: int = 100, *, no_color: bool = True) -> Terminal:

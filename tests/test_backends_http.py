@@ -303,7 +303,8 @@ async def test_retry_after_http_date_and_cap(openai_server: FakeProvider) -> Non
         _openai(openai_server), "Later.", rate=24000, channels=1, sleep=sleeps
     )
     assert 15 <= sleeps.delays[0] <= 20
-    assert sleeps.delays[1] == MAX_RETRY_AFTER
+    # capped, and never longer than one attempt's --timeout (60 s by default)
+    assert sleeps.delays[1] == min(MAX_RETRY_AFTER, 60.0)
 
 
 def test_parse_retry_after_forms() -> None:

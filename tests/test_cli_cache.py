@@ -235,8 +235,8 @@ def test_get_selects_like_warm_backend_voice_rate_channels(
     out = tmp_path / "w.wav"
 
     def get(*flags: str) -> Result:
-        return cli("cache", "get", "Welcome.", "-o", str(out), "--cache-dir", str(cache_dir),
-                   *flags)  # fmt: skip
+        return cli("cache", "get", "Welcome.", "-o", str(out), "--force",
+                   "--cache-dir", str(cache_dir), *flags)  # fmt: skip
 
     assert get("-b", "espeak", "--voice", "en-gb", "-r", "16000", "-c", "2").code == 0
     assert parse_wav_header(out.read_bytes()).channels == 2

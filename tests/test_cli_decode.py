@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiogen import dominant_frequency, pcm_to_array, sine, write_audio, write_sine
-from helpers import CLI, Result, read_terminal
+from helpers import CLI, Result, read_terminal, voiceprep_command
 
 from voiceprep.wav import UNKNOWN_SIZE, parse_wav_header, wav_bytes
 
@@ -586,7 +586,7 @@ def _wait_for(predicate: object, what: str, limit: float = 60.0) -> None:
 def test_ctrl_c_while_writing_a_file_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
     data = _slow_wav()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voiceprep", "decode", "-", "-o", "out.pcm"],
+        voiceprep_command("decode", "-", "-o", "out.pcm"),
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=tmp_path,
@@ -605,16 +605,20 @@ def test_ctrl_c_while_writing_a_file_exits_130_and_leaves_nothing(tmp_path: Path
     assert os.listdir(tmp_path) == []
 
 
-def test_ctrl_c_during_a_parallel_batch_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("group", [False, True], ids=["to-the-parent", "to-the-group"])
+def test_ctrl_c_during_a_parallel_batch_exits_130_and_leaves_nothing(
+    tmp_path: Path, group: bool
+) -> None:
+    # `group`: as a terminal sends Ctrl-C, to the whole process group (workers included).
     # Named pipes as inputs: each worker blocks reading one, mid-file, until interrupted.
     fifos = [tmp_path / "one.wav", tmp_path / "two.wav"]
     for fifo in fifos:
         os.mkfifo(fifo)
     out_dir = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voiceprep", "decode", *map(str, fifos), "--out-dir", str(out_dir)]
-        + ["-j", "2"],
+        voiceprep_command("decode", *fifos, "--out-dir", out_dir, "-j", "2"),
         stderr=subprocess.PIPE,
+        start_new_session=group,
     )
     assert proc.stderr is not None
     data = _slow_wav()
@@ -634,7 +638,10 @@ def test_ctrl_c_during_a_parallel_batch_exits_130_and_leaves_nothing(tmp_path: P
         thread.start()
     _wait_for(lambda: out_dir.exists() and len(leftovers(out_dir)) == 2, "two temporary outputs")
 
-    proc.send_signal(signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     for handle in writers:
         with contextlib.suppress(BrokenPipeError):

@@ -99,7 +99,7 @@ def test_say_refuses_to_write_audio_to_a_terminal(tmp_path: Path) -> None:
         os.close(follower)
         os.close(leader)
     assert result.returncode == 2
-    assert b"refusing to write audio to a terminal" in result.stderr
+    assert b"refusing to write binary audio to a terminal" in result.stderr
     assert not (tmp_path / "c").exists()  # nothing synthesized
 
 

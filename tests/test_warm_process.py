@@ -8,23 +8,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakeproviders import OPENAI_KEY, FakeProvider, fake_openai
+from helpers import voiceprep_command
 
 from voiceprep.cache import AudioCache
 
 COUNT = 24
-# The child installs Python's default Ctrl-C handler itself: a process started in the
-# background by a non-interactive shell (as CI runners do) inherits SIGINT ignored.
-CHILD = (
-    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from voiceprep.cli import main; main(sys.argv[1:])"
-)
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ def start_warm(tmp_path: Path, fake: FakeProvider, *more: str) -> subprocess.Pop
     ]
     env = {**os.environ, "OPENAI_API_KEY": OPENAI_KEY}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, *args],
+        voiceprep_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

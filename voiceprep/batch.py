@@ -167,7 +167,15 @@ class _Worker:
         process = context.Process(
             target=_worker_main, args=(child_end, spec, force, tag), daemon=True
         )
-        process.start()
+        # Ctrl-C at a terminal reaches the whole process group. A worker forked with SIGINT
+        # handled would turn one arriving before it ignores SIGINT into a traceback and a
+        # failed file: SIGINT stays blocked across the fork (the worker unblocks it once
+        # ignored), and here a Ctrl-C that came meanwhile is delivered right after.
+        blocked = _block_sigint()
+        try:
+            process.start()
+        finally:
+            _restore_sigmask(blocked)
         child_end.close()  # so a dead worker shows as EOF here
         return cls(process, parent_end)
 
@@ -249,9 +257,24 @@ def _decode_item(
 # --- inside a worker process --------------------------------------------------------
 
 
+def _block_sigint() -> Any:
+    """Block SIGINT in this thread; the previous mask (None where there is no sigmask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _restore_sigmask(previous: Any) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:
     # Ctrl-C reaches the whole process group: the parent decides and stops the workers.
+    # (Forked, the worker starts with SIGINT blocked: ignore it, then unblock it.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # The parent's terminate() sends SIGTERM: unwind (removing the temporary file).
     signal.signal(signal.SIGTERM, _exit_on_term)
     while True:

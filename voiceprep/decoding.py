@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -284,12 +285,28 @@ def _duration(container: Any, stream: Any) -> float | None:
 def _decode_pcm(
     source: Source, target: _Target, on_warning: WarningHandler | None
 ) -> Iterator[bytes]:
-    """Every PCM chunk of the file; DecodeError when nothing at all decodes."""
+    """Every PCM chunk of the file; DecodeError when nothing at all decodes. A regular
+    file that grew while it was decoded, or a WAV whose header promises more audio than
+    the file holds, decodes what is there with a warning (as ffmpeg does, but said)."""
+    name = _source_name(source)
+    path = _regular_file(source)
+    before = _file_state(path)
+    yield from _decode_chunks(source, target, on_warning, name, path)
+    if before is not None and path is not None:  # decoded to the end: say what was odd
+        for message in _file_warnings(path, name, before):
+            _warn(on_warning, message)
+
+
+def _decode_chunks(
+    source: Source,
+    target: _Target,
+    on_warning: WarningHandler | None,
+    name: str,
+    path: Path | None,
+) -> Iterator[bytes]:
     import av
 
-    name = _source_name(source)
     produced = 0
-    path = _regular_file(source)
     if path is not None and _worth_a_graph(path):
         try:
             for chunk in _fast_path(path, target):
@@ -313,6 +330,65 @@ def _decode_pcm(
             raise DecodeError("no audio could be decoded", path=name)
     finally:
         container.close()
+
+
+@dataclass(frozen=True)
+class _FileState:
+    size: int
+    promised: tuple[int, int] | None  # a lying WAV header: (declared, held) data bytes
+
+
+def _file_state(path: Path | None) -> _FileState | None:
+    if path is None:
+        return None
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(_WAV_HEAD_BYTES)
+    except OSError:
+        return None
+    return _FileState(size, _wav_promise(head, size))
+
+
+# Enough for the chunks before `data` in any WAV seen in practice (fmt, LIST, fact…).
+_WAV_HEAD_BYTES = 64 * 1024
+
+
+def _wav_promise(head: bytes, size: int) -> tuple[int, int] | None:
+    """(declared, held) data bytes of a WAV whose header declares more than it holds."""
+    from voiceprep.wav import UNKNOWN_SIZE, parse_wav_header
+
+    if head[:4] != b"RIFF":
+        return None
+    try:
+        fmt = parse_wav_header(head)
+    except (ValueError, struct.error):
+        return None  # not a PCM WAV: libav judges it
+    (declared,) = struct.unpack_from("<I", head, fmt.data_offset - 4)  # the chunk's size
+    if declared in (0, UNKNOWN_SIZE):  # "length unknown" (a stream written to a file)
+        return None
+    held = size - fmt.data_offset
+    return (declared, held) if declared > held else None
+
+
+def _file_warnings(path: Path, name: str, before: _FileState) -> list[str]:
+    messages = []
+    if before.promised is not None:
+        declared, held = before.promised
+        messages.append(
+            f"{name}: the WAV header promises {declared} bytes of audio, the file holds "
+            f"{held} (truncated?): decoded what is there"
+        )
+    try:
+        after = path.stat().st_size
+    except OSError:
+        return messages
+    if after > before.size:
+        messages.append(
+            f"{name}: the file grew by {after - before.size} bytes while it was decoded "
+            "(still being written?): the output may end before the file does"
+        )
+    return messages
 
 
 def _worth_a_graph(path: Path) -> bool:

@@ -16,8 +16,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voiceprep.errors import UsageError
+
 KEY_VERSION = 1
 _WHITESPACE = re.compile(r"\s+")
+
+
+def check_unicode(value: str, what: str) -> str:
+    """`value` when it is valid Unicode (encodable as UTF-8); UsageError naming `what`
+    otherwise: a lone surrogate from JSON (`"\\ud800"`) or an argument that was not UTF-8
+    (`caf\\xe9`, which Python carries as U+DCE9)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        if _only_escapes(value):  # bytes of argv: show them as bytes
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UsageError(f"{what} '{shown}' is not valid UTF-8") from None
+        shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise UsageError(
+            f"{what} '{shown}' holds a lone surrogate, which is not valid Unicode"
+        ) from None
+    return value
+
+
+def _only_escapes(value: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in value)
 
 
 def normalize_text(text: str) -> str:
@@ -44,7 +67,12 @@ class BackendIdentity:
 
 
 def cache_key(identity: BackendIdentity, text: str, *, rate: int, channels: int) -> str:
-    """The hex sha256 that names one cache entry."""
+    """The hex sha256 that names one cache entry; UsageError when the text, voice or model
+    is not valid Unicode."""
+    check_unicode(text, "text")
+    for what, value in (("voice", identity.voice), ("model", identity.model)):
+        if value is not None:
+            check_unicode(value, what)
     payload = {
         "v": KEY_VERSION,
         "backend": identity.as_dict(),
@@ -53,4 +81,4 @@ def cache_key(identity: BackendIdentity, text: str, *, rate: int, channels: int)
         "text": normalize_text(text),
     }
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(check_unicode(canonical, "backend option").encode("utf-8")).hexdigest()

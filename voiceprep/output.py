@@ -1,9 +1,12 @@
 """Writing audio: decoded from a source, or PCM already in memory (a cached or synthesized
 phrase), to a file atomically or to a stream (stdout), as raw PCM or WAV.
 
-A file is written to a temporary name in its own directory and renamed into place only
-when complete, so a failure or Ctrl-C never leaves a half-written output behind, and an
-existing file is never replaced unless asked (`force=True`). WAV output to a file gets
+A regular file is written to a temporary name in its own directory and renamed into place
+only when complete, so a failure, a full disk or Ctrl-C never leaves a half-written output
+behind, and an existing file is never replaced unless asked (`force=True`). What is not a
+regular file is never replaced: a character device (`/dev/null`), a FIFO or `/dev/stdout`
+is opened and written in place; a symlink is followed to the file it names, which is then
+replaced (the link stays), as ffmpeg writes through it. WAV output to a file gets
 its sizes patched at the end; to a stream it carries the "unknown length" sizes ffmpeg
 uses for pipes.
 """
@@ -14,12 +17,13 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from voiceprep.audio_format import SAMPLE_FORMATS, STDIO
+from voiceprep.audio_format import SAMPLE_FORMATS
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
 from voiceprep.units import check_channels, check_rate
 from voiceprep.wav import patch_wav_sizes, wav_header
@@ -175,18 +179,23 @@ def decode_to_file(
     on_warning: WarningHandler | None = None,
     temp_tag: str | None = None,
 ) -> int:
-    """Decode `source` into the file `dest`, atomically; return the PCM byte count.
+    """Decode `source` into the file `dest`; return the PCM byte count.
 
-    Input errors come first (the input is opened before the output is created); then
-    `OutputExistsError` if `dest` exists and `force` is false, `OutputError` if it cannot
-    be created or would overwrite the input. `progress` and `on_warning` as for
-    `decode_to_stream`; `temp_tag` as for `atomic_file`.
+    A regular file (or a new one) is written atomically; a character device, a FIFO or
+    `/dev/stdout` is written in place, as a stream (see `output_target`). Input errors come
+    first (the input is opened before the output is created); then `OutputExistsError` if
+    `dest` exists and `force` is false, `OutputError` if it cannot be created or would
+    overwrite the input. `progress` and `on_warning` as for `decode_to_stream`;
+    `temp_tag` as for `atomic_file`.
     """
     dest = Path(dest)
     with contextlib.closing(_chunks(source, spec, on_warning)) as chunks:
         first = next(chunks, b"")  # opens the input: its errors win over the output's
-        _check_destination(source, dest, force=force)
-        with atomic_file(dest, force=force, temp_tag=temp_tag) as out:
+        target = output_target(dest, force=force, source=source)
+        if target.in_place:
+            with _in_place(target.path) as out:
+                return _write_all(_prepend(first, chunks), out, spec, progress)
+        with atomic_file(target.path, force=force, temp_tag=temp_tag) as out:
             total = _write_all(_prepend(first, chunks), out, spec, progress)
             if spec.container == "wav":
                 patch_wav_sizes(out, total)
@@ -198,17 +207,18 @@ def write_pcm(
 ) -> None:
     """Write PCM already in memory (laid out as `spec` says) as raw PCM or a WAV file.
 
-    `dest` is a path, written atomically (`OutputExistsError` if it exists and `force` is
-    false, `OutputError` if it is a directory or cannot be created), or an open binary
-    stream such as stdout. The size is known, so a WAV header is complete either way.
+    `dest` is a path, written as `decode_to_file` writes (`OutputExistsError` if a regular
+    file is there and `force` is false, `OutputError` if it is a directory or cannot be
+    created), or an open binary stream such as stdout. The size is known, so a WAV header
+    is complete either way.
     """
     if not isinstance(dest, str | os.PathLike):
         _write_all([pcm], dest, spec, None, data_bytes=len(pcm))
         dest.flush()
         return
-    dest = Path(dest)
-    _check_destination(None, dest, force=force)
-    with atomic_file(dest, force=force) as out:
+    target = output_target(Path(dest), force=force)
+    opened = _in_place(target.path) if target.in_place else atomic_file(target.path, force=force)
+    with opened as out:
         _write_all([pcm], out, spec, None, data_bytes=len(pcm))
 
 
@@ -218,15 +228,87 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def _check_destination(source: Any, dest: Path, *, force: bool) -> None:
-    if isinstance(source, str | os.PathLike) and str(source) != STDIO:
-        with contextlib.suppress(OSError):
-            if os.path.samefile(source, dest):
-                raise OutputError(f"{dest}: is the input file; choose another output")
-    if dest.is_dir():
-        raise OutputError(f"{dest}: is a directory")
-    if not force and os.path.lexists(dest):
-        raise OutputExistsError(f"{dest}: already exists (use --force to overwrite)")
+class WriteError(VoiceprepError):
+    """Writing an output failed midway (a full disk, an I/O error, a closed pipe): exit 1.
+    Nothing half-written is left behind where the output is a regular file."""
+
+
+# Paths that name an open descriptor rather than a file: written in place, always.
+_DESCRIPTOR_PATHS = ("/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/")
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where an output's bytes go. `path` is the file a symlink leads to (written there,
+    as ffmpeg does, leaving the link in place); `in_place` is True for a character device
+    (`/dev/null`), a FIFO or a descriptor path (`/dev/stdout`): those are opened and
+    written as streams, never replaced, and never count as "already exists"."""
+
+    path: Path
+    in_place: bool
+
+
+def output_target(dest: Path, *, force: bool, source: Any = None) -> OutputTarget:
+    """Check `dest` as an output and say how to write it.
+
+    Raises `OutputError` for a directory, a block device or a socket, and for the input
+    file itself; `OutputExistsError` for an existing regular file without `force`.
+    """
+    name = str(dest)
+    if name.startswith(_DESCRIPTOR_PATHS):
+        return OutputTarget(dest, in_place=True)
+    try:
+        info: os.stat_result | None = os.stat(dest)  # follows symlinks
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
+    if info is not None:
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode):
+            return OutputTarget(dest, in_place=True)
+        if stat.S_ISDIR(info.st_mode):
+            raise OutputError(f"{dest}: is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputError(f"{dest}: not a regular file, character device or FIFO")
+        if isinstance(source, str | os.PathLike) and str(source) != "-":
+            with contextlib.suppress(OSError):
+                if os.path.samefile(source, dest):
+                    raise OutputError(f"{dest}: is the input file; choose another output")
+        if not force:
+            raise OutputExistsError(f"{dest}: already exists (use --force to overwrite)")
+    return OutputTarget(_followed(dest), in_place=False)
+
+
+def _followed(dest: Path) -> Path:
+    """The file a symlink (or a chain of them) leads to; `dest` itself otherwise."""
+    return Path(os.path.realpath(dest)) if os.path.islink(dest) else dest
+
+
+@contextlib.contextmanager
+def _in_place(dest: Path) -> Iterator[BinaryIO]:
+    """A device, FIFO or descriptor path opened for writing (never created, truncated or
+    replaced). A terminal is refused: binary audio would garble it."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_NOCTTY)
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
+    if os.isatty(fd):
+        os.close(fd)
+        raise UsageError(f"{dest}: {TERMINAL_REFUSAL}")
+    out = open(fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115  closed below, or discarded
+    try:
+        yield out
+        out.flush()
+    except OSError as exc:
+        _discard(out)
+        raise WriteError(f"{dest}: write failed: {_reason(exc)}") from None
+    except BaseException:
+        _discard(out)
+        raise
+    _close(out, dest)
+
+
+TERMINAL_REFUSAL = "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
 
 
 @contextlib.contextmanager
@@ -240,6 +322,7 @@ def atomic_file(
     `force`, the final step refuses to replace a file that appeared meanwhile.
     `temp_tag` makes the temporary name predictable (`temp_path(dest, tag)`), so that a
     supervisor can remove it if this process is killed; by default it is random.
+    A write error (a full disk) is one `WriteError` naming `dest`, and nothing remains.
     """
     dest = Path(dest)
     temp = temp_path(dest, temp_tag or secrets.token_hex(4))
@@ -248,22 +331,44 @@ def atomic_file(
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
+    out = open(fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115  closed below, or discarded
     try:
-        with open(fd, "wb", buffering=_WRITE_BUFFER) as out:
-            try:
-                yield out
-                out.flush()
-            except OSError as exc:
-                raise VoiceprepError(f"{dest}: write failed: {_reason(exc)}") from None
+        try:
+            yield out
+            out.flush()
+        except OSError as exc:
+            raise WriteError(f"{dest}: write failed: {_reason(exc)}") from None
+        _close(out, dest)
         _commit(temp, dest, force=force)
     except BaseException:
+        _discard(out)
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
 
 
+def _close(out: BinaryIO, dest: Path) -> None:
+    try:
+        out.close()
+    except OSError as exc:
+        _discard(out)
+        raise WriteError(f"{dest}: write failed: {_reason(exc)}") from None
+
+
+def _discard(out: BinaryIO) -> None:
+    """Close without flushing what is buffered: after a write error, flushing again would
+    only raise the same error again (over the clean one)."""
+    raw = getattr(out, "raw", None)
+    with contextlib.suppress(OSError, ValueError):
+        if raw is not None:
+            raw.close()  # the buffered writer then closes without a flush
+        out.close()
+
+
 def temp_path(dest: Path, tag: str) -> Path:
-    """Where `atomic_file(dest, temp_tag=tag)` writes before the rename."""
+    """Where `atomic_file(dest, temp_tag=tag)` writes before the rename (beside the file a
+    symlink at `dest` leads to, as that is the file replaced)."""
+    dest = _followed(dest)
     return dest.with_name(f".{dest.name}.{tag}.part")
 
 
@@ -306,12 +411,16 @@ def _reason(exc: OSError) -> str:
 __all__ = [
     "CONTAINERS",
     "SAMPLE_FORMATS",
+    "TERMINAL_REFUSAL",
+    "WriteError",
     "OutputSpec",
+    "OutputTarget",
     "atomic_file",
     "container_for",
     "decode_to_file",
     "decode_to_stream",
     "make_output_dir",
+    "output_target",
     "temp_path",
     "write_pcm",
 ]

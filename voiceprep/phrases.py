@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from voiceprep.audio_format import STDIO
-from voiceprep.errors import InputError, PhraseListError
-from voiceprep.keys import normalize_text
+from voiceprep.errors import InputError, PhraseListError, UsageError
+from voiceprep.keys import check_unicode, normalize_text
 
 FORMATS = ("txt", "csv", "tsv", "json", "jsonl")
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
@@ -198,6 +198,13 @@ def _phrase_from_fields(fields: dict[str, Any], source: str) -> Phrase:
     text = fields.get("text")
     if not isinstance(text, str):
         raise PhraseListError(f"{source}: 'text' must be a string")
+    for field in ("text", "voice", "id"):
+        value = fields.get(field)
+        if isinstance(value, str):
+            try:
+                check_unicode(value, field)
+            except UsageError as exc:  # a lone surrogate, e.g. "\ud800" in JSON
+                raise PhraseListError(f"{source}: {exc}") from None
     if not normalize_text(text):
         raise PhraseListError(f"{source}: empty text")
     return Phrase(
@@ -242,6 +249,8 @@ def _parse_json(text: str, name: str) -> Iterator[Phrase]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _json_error(name, exc) from None
+    except RecursionError:  # `[[[[…` 100,000 deep: the parser recurses per level
+        raise PhraseListError(f"{name}:1: invalid JSON: nested too deeply") from None
     if not isinstance(document, list):
         raise PhraseListError(
             f"{name}:1: expected a JSON list of strings or objects, got {type(document).__name__}"
@@ -273,4 +282,6 @@ def _parse_jsonl(text: str, name: str) -> Iterator[Phrase]:
             raise PhraseListError(
                 f"{name}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"
             ) from None
+        except RecursionError:
+            raise PhraseListError(f"{name}:{number}: invalid JSON: nested too deeply") from None
         yield _phrase_from_json(item, f"{name}:{number}")

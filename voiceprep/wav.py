@@ -111,6 +111,8 @@ def parse_wav_header(blob: bytes) -> WavFormat:
         (size,) = struct.unpack_from("<I", blob, pos + 4)
         body = pos + 8
         if chunk_id == b"fmt ":
+            if size < 16 or body + 16 > len(blob):
+                raise ValueError("truncated fmt chunk")
             tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", blob, body)
             fmt = (tag, channels, rate, bits)
         elif chunk_id == b"data":

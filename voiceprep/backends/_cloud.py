@@ -10,17 +10,14 @@ from collections.abc import Iterable, Mapping
 
 from voiceprep.backends._http import ClientPool, clean_base_url
 from voiceprep.errors import UsageError
+from voiceprep.secrets import env_secret as env_secret  # re-exported: keys read here
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 
 
-def env_secret(name: str) -> str | None:
-    """A key or token from environment variable `name`, stripped of whitespace, or None."""
-    return env_setting(name)
-
-
 def env_setting(name: str) -> str | None:
-    """A setting that is no secret (a region, a project id) from the environment, or None."""
+    """A setting that is not a secret (a region, a project) from the environment, stripped;
+    keys are read with `voiceprep.secrets.env_secret`, which also redacts them."""
     value = os.environ.get(name, "").strip()
     return value or None
 

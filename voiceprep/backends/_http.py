@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from voiceprep import secrets as _secrets
 from voiceprep.errors import (
     AuthenticationError,
+    BackendUnavailableError,
     EmptyAudioError,
     PermanentBackendError,
     TransientBackendError,
@@ -36,9 +37,9 @@ AUTH_STATUSES = frozenset({401, 403})
 CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 300.0  # the per-attempt --timeout (retry.py) is the real bound
 _MAX_DETAIL = 300
-# Provider errors sometimes echo (part of) the key, e.g. OpenAI's "Incorrect API key
-# provided: sk-abc***xyz"; anything shaped like a key is removed from messages.
-_KEYLIKE = re.compile(r"\b(?:sk|xi|key)[-_][A-Za-z0-9*_\-.]{6,}")
+# A 200 answer of these types is an error page, not audio (a proxy's, or a provider that
+# reports quota problems with a 200).
+_NOT_AUDIO_TYPES = ("application/json", "text/", "application/xml", "application/problem")
 
 
 def clean_base_url(url: str, *, source: str) -> str:
@@ -59,13 +60,20 @@ def display_url(url: str) -> str:
 
 
 def redact(message: str, *secrets: str | None) -> str:
-    """`message` on one line, without the secrets or anything that looks like a key."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[redacted]")
-    message = _KEYLIKE.sub("[redacted]", message)
-    message = " ".join(message.split())
+    """`message` on one line, short, without any secret (see voiceprep.secrets)."""
+    message = " ".join(_secrets.redact(message, *secrets).split())
     return message if len(message) <= _MAX_DETAIL else message[: _MAX_DETAIL - 1] + "…"
+
+
+def check_headers(backend: str, headers: Mapping[str, str]) -> None:
+    """BackendUnavailableError when a header value cannot be sent (a control character
+    or non-ASCII in a key): said without the value, which httpx would print whole."""
+    for name, value in headers.items():
+        if any(not 32 <= ord(char) < 127 for char in value):
+            raise BackendUnavailableError(
+                f"{backend}: the {name} header would hold a character HTTP does not allow "
+                "(a control character or non-ASCII): check the API key's environment variable"
+            )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -130,11 +138,17 @@ async def post_for_audio(
     params: Mapping[str, str] | None = None,
     secret: str | None = None,
     content: bytes | None = None,
+    json_answer: bool = False,
 ) -> bytes:
     """POST JSON `body` (or raw `content`, e.g. SSML: set its Content-Type in `headers`),
-    return the response body, or raise the error class the outcome deserves."""
+    return the response body, or raise the error class the outcome deserves.
+
+    A 200 whose body is JSON, text or HTML is an error page, not audio (PermanentBackendError
+    naming the backend and the type), unless `json_answer` (the provider wraps its audio in
+    JSON, as Google does)."""
     import httpx
 
+    check_headers(backend, headers)
     client = pool.get()
     where = display_url(url)
     payload: dict[str, Any] = (
@@ -144,6 +158,11 @@ async def post_for_audio(
         response = await client.post(url, headers=dict(headers), params=params, **payload)
     except httpx.TimeoutException:
         raise TransientBackendError(f"{backend}: {where}: timed out") from None
+    except httpx.LocalProtocolError:
+        # h11's message quotes the offending header value (a key): never show it.
+        raise PermanentBackendError(
+            f"{backend}: {where}: the request could not be sent (invalid header or body)"
+        ) from None
     except httpx.TransportError as exc:
         reason = redact(str(exc) or type(exc).__name__, secret)
         raise TransientBackendError(f"{backend}: {where}: connection failed ({reason})") from None
@@ -154,6 +173,8 @@ async def post_for_audio(
     if 200 <= status < 300:
         if not response.content:
             raise EmptyAudioError(f"{backend}: the provider returned no audio")
+        if not json_answer:
+            _check_is_audio(backend, response, secret)
         return response.content
     detail = redact(provider_message(response), secret)
     message = f"{backend}: HTTP {status} {response.reason_phrase}".rstrip()
@@ -165,6 +186,17 @@ async def post_for_audio(
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         raise TransientBackendError(message, retry_after=retry_after)
     raise PermanentBackendError(message)
+
+
+def _check_is_audio(backend: str, response: httpx.Response, secret: str | None) -> None:
+    """A 200 whose body is an error document (JSON, HTML, text) is not audio."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type.startswith(_NOT_AUDIO_TYPES):
+        return
+    body = redact(response.content[:_MAX_DETAIL].decode("utf-8", "replace"), secret)
+    raise PermanentBackendError(
+        f"{backend}: the server answered {content_type}, not audio: {body}".rstrip(": ")
+    )
 
 
 def whole_samples(pcm: bytes, channels: int = 1) -> bytes:

@@ -22,6 +22,7 @@ from voiceprep.backends._options import as_bool, as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, UsageError
 from voiceprep.keys import BackendIdentity
+from voiceprep.secrets import env_secret
 
 OFFICIAL_BASE_URL = "https://api.elevenlabs.io"
 DEFAULT_MODEL = "eleven_multilingual_v2"
@@ -102,7 +103,7 @@ class ElevenLabsBackend:
         )
 
     def unavailable_reason(self) -> str | None:
-        return None if os.environ.get(KEY_ENV) else f"{KEY_ENV} is not set"
+        return None if env_secret(KEY_ENV) else f"{KEY_ENV} is not set"
 
     def request(
         self, text: str, *, voice: str | None, rate: int
@@ -121,7 +122,7 @@ class ElevenLabsBackend:
     async def synthesize(
         self, text: str, *, voice: str | None = None, rate: int, channels: int
     ) -> SynthesizedAudio:
-        key = os.environ.get(KEY_ENV)
+        key = env_secret(KEY_ENV)
         if not key:
             raise BackendUnavailableError(f"elevenlabs: {KEY_ENV} is not set")
         url, query, body = self.request(text, voice=voice, rate=rate)

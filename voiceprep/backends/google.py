@@ -136,6 +136,7 @@ class GoogleBackend(HostedBackend):
             headers=headers,
             body=body,
             secret=secret,
+            json_answer=True,
         )
         return SynthesizedAudio(audio_content(data))
 

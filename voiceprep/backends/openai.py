@@ -23,6 +23,7 @@ from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
+from voiceprep.secrets import env_secret
 
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini-tts"
@@ -90,7 +91,7 @@ class OpenAIBackend:
         )
 
     def unavailable_reason(self) -> str | None:
-        if self.is_official and not os.environ.get(KEY_ENV):
+        if self.is_official and not env_secret(KEY_ENV):
             return f"{KEY_ENV} is not set"
         return None
 
@@ -115,7 +116,7 @@ class OpenAIBackend:
                 f"openai: text of {len(text)} characters is over the API's limit of "
                 f"{MAX_INPUT_CHARS}"
             )
-        key = os.environ.get(KEY_ENV) or None
+        key = env_secret(KEY_ENV)
         if key is None and self.is_official:
             raise BackendUnavailableError(f"openai: {KEY_ENV} is not set")
         headers = {"Authorization": f"Bearer {key}"} if key else {}

@@ -4,8 +4,8 @@
 - `TransientBackendError` (timeouts, connection errors, HTTP 429/5xx) is retried up to
   `retries` more times, waiting a full-jitter exponential backoff
   (uniform(0, min(MAX_BACKOFF, BASE_BACKOFF * 2**attempt))), or what the provider asked for
-  with `Retry-After` when it did (capped at MAX_RETRY_AFTER so a bogus header cannot stall a
-  CI job for hours).
+  with `Retry-After` when it did (capped at MAX_RETRY_AFTER, and at the per-attempt
+  `timeout`, so a bogus header cannot stall a CI job for hours).
 - `PermanentBackendError` / `AuthenticationError` / `EmptyAudioError` and every other
   `VoiceprepError` fail at once.
 - An exception that is not a VoiceprepError (a bug in a third-party plugin) becomes a
@@ -26,6 +26,7 @@ from voiceprep.errors import (
     TransientBackendError,
     VoiceprepError,
 )
+from voiceprep.secrets import redact
 
 BASE_BACKOFF = 0.5  # seconds before the first retry (upper bound of its jitter)
 MAX_BACKOFF = 30.0  # upper bound of any computed backoff
@@ -42,12 +43,19 @@ def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
 
 
 def retry_delay(
-    error: TransientBackendError, attempt: int, *, rng: random.Random | None = None
+    error: TransientBackendError,
+    attempt: int,
+    *,
+    rng: random.Random | None = None,
+    timeout: float | None = None,
 ) -> float:
-    """The provider's Retry-After when given (capped), else the jittered backoff."""
+    """The provider's Retry-After when given, else the jittered backoff; never more than
+    MAX_RETRY_AFTER, nor than `timeout` (what --timeout allows one attempt)."""
     if error.retry_after is not None and error.retry_after >= 0:
-        return min(error.retry_after, MAX_RETRY_AFTER)
-    return backoff_delay(attempt, rng=rng)
+        delay = min(error.retry_after, MAX_RETRY_AFTER)
+    else:
+        delay = backoff_delay(attempt, rng=rng)
+    return delay if timeout is None else min(delay, timeout)
 
 
 async def synthesize_with_retries(
@@ -79,9 +87,9 @@ async def synthesize_with_retries(
             if attempt >= retries:
                 tries = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
                 raise TransientBackendError(
-                    f"{exc} (gave up after {tries})", retry_after=exc.retry_after
+                    redact(f"{exc} (gave up after {tries})"), retry_after=exc.retry_after
                 ) from exc
-            delay = retry_delay(exc, attempt, rng=rng)
+            delay = retry_delay(exc, attempt, rng=rng, timeout=timeout)
             if on_retry is not None:
                 on_retry(attempt + 1, delay, exc)
             await sleep(delay)
@@ -110,4 +118,4 @@ async def _one_attempt(
     except VoiceprepError:
         raise
     except Exception as exc:
-        raise BackendError(f"{name}: {type(exc).__name__}: {exc}") from exc
+        raise BackendError(redact(f"{name}: {type(exc).__name__}: {exc}")) from exc

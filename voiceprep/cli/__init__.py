@@ -46,7 +46,12 @@ register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: known errors become one line and their exit code."""
+    """Console-script entry point: every failure becomes one line and its exit code.
+
+    Known errors carry their exit code; a closed stdout (`| head`) ends quietly with 1; a
+    full device or another system error is one line with 1; anything else (a bug) is one
+    line naming the exception, with the traceback only under --debug.
+    """
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:
         # Answered before Typer builds the whole command tree (~13 ms of a ~100 ms start).
         print(f"voiceprep {__version__}")
@@ -60,3 +65,41 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head -c`): stop quietly, as other filters do.
+        _discard_stdout()
+        sys.exit(ExitStatus.FAILURE)
+    except OSError as exc:
+        if _debug["on"]:
+            raise
+        _discard_stdout()  # what is still buffered would fail again at exit
+        _output.error(_os_error_message(exc))
+        sys.exit(ExitStatus.FAILURE)
+    except RecursionError:
+        if _debug["on"]:
+            raise
+        _output.error("input nested too deeply")
+        sys.exit(ExitStatus.USAGE)
+    except Exception as exc:
+        if _debug["on"]:
+            raise
+        _output.error(f"unexpected {type(exc).__name__}: {exc} (--debug shows the traceback)")
+        sys.exit(ExitStatus.FAILURE)
+
+
+def _os_error_message(exc: OSError) -> str:
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    # Files voiceprep writes report their own errors: one without a name is stdout's.
+    return f"cannot write to stdout: {reason}"
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (tests)
+        pass

@@ -6,11 +6,8 @@ Everything heavy is imported inside the functions, so `voiceprep --help` stays l
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from voiceprep.audio_format import STDIO
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
@@ -48,17 +45,6 @@ def open_cache(directory: Path, limits: Settings | None = None) -> AudioCache:
     if limits is None:
         return AudioCache(directory)
     return AudioCache(directory, max_entries=limits.max_entries, max_bytes=limits.max_size)
-
-
-def write_audio(
-    pcm: bytes, output: str, *, rate: int, channels: int, container: str | None = None
-) -> None:
-    """s16 PCM to `output` (a file, replaced atomically, or - for stdout) as raw or WAV:
-    `container`, else WAV when the file name ends in .wav."""
-    from voiceprep.output import OutputSpec, container_for, write_pcm
-
-    spec = OutputSpec(rate=rate, channels=channels, container=container_for(output, container))
-    write_pcm(pcm, sys.stdout.buffer if output == STDIO else output, spec, force=True)
 
 
 def plural(count: int, one: str, many: str) -> str:

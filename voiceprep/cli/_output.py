@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.cli._safe import safe_message
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -114,16 +116,16 @@ def phrase(text: str, source: str = "") -> str:
 
 
 def error(message: str) -> None:
-    """One line on stderr: `voiceprep: error: <message>`."""
-    print(f"voiceprep: error: {message}", file=sys.stderr, flush=True)
+    """One line on stderr: `voiceprep: error: <message>` (secrets and controls removed)."""
+    print(f"voiceprep: error: {safe_message(message)}", file=sys.stderr, flush=True)
 
 
 def warning(message: str) -> None:
-    print(f"voiceprep: warning: {message}", file=sys.stderr, flush=True)
+    print(f"voiceprep: warning: {safe_message(message)}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(safe_message(message), file=sys.stderr, flush=True)
 
 
 # --- data (stdout) ----------------------------------------------------------------------
@@ -237,7 +239,7 @@ class Progress:
         if self._bar is None:
             (error if kind == "error" else warning)(message)
             return
-        text = f"voiceprep: {kind}: {message}"
+        text = f"voiceprep: {kind}: {safe_message(message)}"
         self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 

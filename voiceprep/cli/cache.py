@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._common import build_backend, open_cache, plural, resolve, write_audio
+from voiceprep.cli._common import build_backend, open_cache, plural, resolve
 from voiceprep.cli._options import (
     Backend,
     BackendOption,
@@ -27,6 +27,8 @@ from voiceprep.cli._options import (
     Voice,
 )
 from voiceprep.cli._output import print_json
+from voiceprep.cli._safe import printable
+from voiceprep.cli._write import check_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -226,9 +228,9 @@ def _spread(entries: list[CacheEntry]) -> tuple[float, float, int] | None:
 
 def _row(entry: CacheEntry) -> list[str]:
     return [
-        entry.text,
-        entry.backend or "-",
-        entry.voice or "-",
+        printable(entry.text),  # a cache is input: its texts may hold escape sequences
+        printable(entry.backend or "-"),
+        printable(entry.voice or "-"),
         str(entry.rate),
         str(entry.channels),
         f"{entry.duration:.2f}s",
@@ -307,6 +309,7 @@ def get_command(
     rate: Rate = None,
     channels: Channels = None,
     cache_dir: CacheDir = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     """Write the cached audio of one phrase (never synthesizes).
 
@@ -317,6 +320,7 @@ def get_command(
       voiceprep cache get "Thanks for calling." -o thanks.wav
       voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
     """
+    check_output(output, force=force)
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -339,7 +343,15 @@ def get_command(
         _output.error(_not_cached(text, settings, held, _say_command(text, output, given)))
         raise typer.Exit(ExitStatus.FAILURE)
     container = output_format.value if output_format else None
-    write_audio(pcm, output, rate=settings.rate, channels=settings.channels, container=container)
+    write_audio(
+        pcm,
+        output,
+        rate=settings.rate,
+        channels=settings.channels,
+        container=container,
+        force=force,
+    )
+    report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
 
 
 def export_command(

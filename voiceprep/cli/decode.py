@@ -8,8 +8,6 @@ that `voiceprep --help` never loads PyAV.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +32,9 @@ from voiceprep.cli._processing import (
     TruePeak,
     process_flags,
 )
-from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
+from voiceprep.cli._stdin import interruptible
+from voiceprep.cli._write import audio_stdout, report_written
+from voiceprep.errors import InvalidValueError, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
@@ -181,33 +181,13 @@ def _resolve_format(
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
     from voiceprep.output import decode_to_stream
 
-    if _output.stdout_is_terminal():
-        raise UsageError(
-            "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
+    out = audio_stdout()
+    with _byte_progress(source, spec) as report, interruptible(source) as readable:
+        written = decode_to_stream(
+            readable, out, spec, progress=report.progress, on_warning=report.warning
         )
-    try:
-        with _byte_progress(source, spec) as report, _interruptible(source) as readable:
-            written = decode_to_stream(
-                readable,
-                sys.stdout.buffer,
-                spec,
-                progress=report.progress,
-                on_warning=report.warning,
-            )
-            report.finish_warnings(source)
-            _warn_if_empty(report, source, written)
-    except BrokenPipeError:
-        # The reader went away (`| head -c`): stop quietly, as other filters do.
-        _discard_stdout()
-        raise typer.Exit(ExitStatus.FAILURE) from None
-
-
-def _discard_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real descriptor (tests): nothing left to flush
-        pass
+        report.finish_warnings(source)
+        _warn_if_empty(report, source, written)
 
 
 def _decode_to_files(
@@ -262,8 +242,9 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
 def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
     """In this process (no pool to start); errors go up to main() as one line."""
     from voiceprep.output import decode_to_file
+    from voiceprep.wav import SAMPLE_BYTES
 
-    with _byte_progress(item.source, spec) as report, _interruptible(item.source) as readable:
+    with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
             written = decode_to_file(
                 readable,
@@ -276,6 +257,8 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
         finally:
             report.finish_warnings(item.source)
         _warn_if_empty(report, item.source, written)
+    seconds = written / (spec.rate * spec.channels * SAMPLE_BYTES[spec.sample_format])
+    report_written(str(item.dest), seconds)
 
 
 def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:
@@ -283,74 +266,6 @@ def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:
     # --start/--duration selected nothing (ffmpeg, too, warns and succeeds here).
     if pcm_bytes == 0:
         report.warning(f"{source}: no audio in the selected range (is --start past the end?)")
-
-
-# --- Ctrl-C while reading stdin ----------------------------------------------------
-
-
-class _StdinInterrupted(Exception):
-    """Raised from a read after Ctrl-C; an Exception, so that PyAV passes it on."""
-
-
-class _InterruptibleStdin:
-    """stdin for PyAV, so that Ctrl-C stops a decode waiting for piped input.
-
-    PyAV swallows a KeyboardInterrupt raised inside its read callback (it forwards only
-    Exceptions, and prints the rest as "Exception ignored") and libav then reads again:
-    the decode would hang until the writer closed the pipe, then finish "successfully"
-    with whatever had arrived. So Ctrl-C during a read raises an Exception, which PyAV
-    forwards out of the decode, and so does any read after Ctrl-C.
-    """
-
-    name = "<stdin>"
-
-    def __init__(self) -> None:
-        self._stream = sys.stdin.buffer
-        self.interrupted = False
-        self.reading = False
-
-    def read(self, size: int = -1) -> bytes:
-        if self.interrupted:
-            raise _StdinInterrupted("interrupted")
-        self.reading = True
-        try:
-            return self._stream.read(size)
-        finally:
-            self.reading = False
-
-    # stdin redirected from a file (`< clip.m4a`) can seek, as PyAV sees it for `-`:
-    # an MP4 with its index at the end stays readable.
-    def seekable(self) -> bool:
-        return self._stream.seekable()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._stream.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._stream.tell()
-
-
-@contextmanager
-def _interruptible(source: str) -> Iterator[Any]:
-    """`source` itself, or for `-` a stdin that Ctrl-C can interrupt (exit 130)."""
-    if source != STDIO:
-        yield source
-        return
-    stdin = _InterruptibleStdin()
-
-    def on_interrupt(signum: int, frame: object) -> None:
-        stdin.interrupted = True
-        raise _StdinInterrupted("interrupted") if stdin.reading else KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield stdin
-    except BaseException:
-        if stdin.interrupted:  # whatever the decoder made of it, it was Ctrl-C
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # --- progress and messages (Rich only on a terminal) --------------------------------
@@ -471,7 +386,7 @@ def info_command(
     failures: list[int] = []
     for source in inputs:
         try:
-            with _interruptible(source) as readable:
+            with interruptible(source) as readable:
                 if loudness:
                     rows.append(_loudness_row(source, readable))
                 else:

@@ -24,7 +24,7 @@ import typer
 from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
-from voiceprep.cli._common import build_backend, open_cache, resolve, write_audio
+from voiceprep.cli._common import build_backend, open_cache, resolve
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import (
@@ -41,6 +41,9 @@ from voiceprep.cli._processing import (
     gate_flag,
     process_flags,
 )
+from voiceprep.cli._safe import printable
+from voiceprep.cli._write import check_output, write_audio
+from voiceprep.config import Settings
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -203,6 +206,7 @@ def warm_command(
     phrase_list = read_phrase_lists(phrases)
     if not phrase_list:
         _output.warning(f"no phrases in {', '.join(phrases)}")
+    _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
         plan = plan_warm(
@@ -286,6 +290,18 @@ def _pull_first(
     return plan, ok
 
 
+def _check_cache_dir(directory: Path) -> None:
+    """UsageError when the cache directory (or the nearest part of it that exists) is not
+    a directory: nothing synthesized could be stored."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UsageError(
+            f"{directory}: cannot be a cache directory ({existing} is not a directory)"
+        )
+
+
 def _seconds_held(cache: AudioCache, items: list[PlanItem]) -> float:
     """Seconds of audio the cache holds for `items` (a warm with nothing to do says so)."""
     entries = (cache.entry(item.key) for item in items)
@@ -327,7 +343,7 @@ def _print_dry_run(plan: WarmPlan, *, as_json: bool) -> None:
         print_json(document)
         return
     for item in missing:
-        print(f"would synthesize: {item.text}")
+        print(f"would synthesize: {printable(item.text)}")
     print(
         f"{len(missing)} of {len(plan.items)} phrases to synthesize, "
         f"{plan.billable_characters} billable characters ({len(plan.cached)} already cached)"
@@ -497,6 +513,9 @@ def say_command(
     rate: Rate = None,
     channels: Channels = None,
     cache_dir: CacheDir = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
     loudness: Loudness = None,
     true_peak: TruePeak = None,
     trim_silence: TrimSilence = None,
@@ -520,9 +539,8 @@ def say_command(
 
     from voiceprep.warm import say
 
-    to_stdout = output is None or output == STDIO
-    if to_stdout and _output.stdout_is_terminal():
-        raise UsageError("refusing to write audio to a terminal: use -o FILE or a pipe")
+    destination = output or STDIO
+    check_output(destination, force=force)  # before any synthesis is paid for
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -530,6 +548,8 @@ def say_command(
         rate=rate,
         channels=channels,
         cache_dir=cache_dir,
+        retries=retries,
+        timeout=timeout,
         gate=gate_flag(gate),
         process=process_flags(
             loudness=loudness,
@@ -543,6 +563,7 @@ def say_command(
             pad_end=pad_end,
         ),
     )
+    _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
         try:
@@ -567,8 +588,11 @@ def say_command(
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
     seconds = AudioFormat(settings.rate, settings.channels).seconds(len(result.pcm))
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
-    write_audio(result.pcm, output or STDIO, rate=settings.rate, channels=settings.channels)
-    if to_stdout:
+    write_audio(
+        result.pcm, destination, rate=settings.rate, channels=settings.channels, force=force
+    )
+    # say reports where its audio came from even when piped: that is its result.
+    if destination == STDIO:
         _output.info(f"{seconds:.2f} s of audio {origin}")
     else:
-        _output.info(f"wrote {output} ({seconds:.2f} s of audio {origin})")
+        _output.info(f"wrote {output} ({seconds:.2f} s of audio, {origin})")
