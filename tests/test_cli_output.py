@@ -50,7 +50,8 @@ def test_ls_piped_puts_free_text_last_so_columns_align(cli: CLI, tmp_path: Path)
     fill(tmp_path / "c", "Hello.", LONG)
     lines = cli("cache", "ls", "--cache-dir", tmp_path / "c").text.splitlines()
     assert lines[0].split() == [
-        "BACKEND", "VOICE", "RATE", "CHANNELS", "DURATION", "SIZE", "LAST_USED", "HITS", "TEXT"
+        "BACKEND", "VOICE", "RATE", "CHANNELS", "DURATION", "LOUDNESS", "SIZE", "LAST_USED",
+        "HITS", "TEXT",
     ]  # fmt: skip
     starts = {line.index("TEXT") if i == 0 else None for i, line in enumerate(lines)}
     text_column = lines[0].index("TEXT")
