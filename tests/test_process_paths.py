@@ -95,8 +95,8 @@ def test_config_file_sets_the_house_level(tmp_path: Path, cli: CLI) -> None:
     assert code == 0, err
     samples = mono(out_file.read_bytes()[44:])
     assert abs(lufs(samples) + 20) <= 0.5
-    # a flag wins over the file, key by key
-    code, _, err = cli(*[*args, "--loudness", "-14"])
+    # a flag wins over the file, key by key (--force: say replaces a file only when asked)
+    code, _, err = cli(*[*args, "--loudness", "-14", "--force"])
     assert code == 0, err
     assert abs(lufs(mono(out_file.read_bytes()[44:])) + 14) <= 0.5
 
@@ -114,7 +114,7 @@ def test_say_with_processing_serves_the_processed_entry(tmp_path: Path, cli: CLI
     args += ["-b", "espeak", "--loudness", "-18", "--pad-start", "100"]
     assert cli(*args).code == 0
     first = out_file.read_bytes()
-    code, _, err = cli(*args)
+    code, _, err = cli(*args, "--force")
     assert code == 0 and "from the cache" in err
     assert out_file.read_bytes() == first
     samples = mono(first)
