@@ -309,3 +309,37 @@ def test_a_port_in_use_is_one_line_and_exit_2(cli: CLI) -> None:
     assert result.code == 2
     assert result.err.startswith(f"voiceprep: error: cannot listen on 127.0.0.1:{port}: ")
     assert result.err.count("\n") == 1
+
+
+def test_processing_flags_match_warms_and_shape_what_is_served(tmp_path: Path, cli: CLI) -> None:
+    """`serve --loudness -16` finds what `warm --loudness -16` stored (same key), and a
+    miss is served loudness-matched: -16 LUFS by ffmpeg's own meter."""
+    import numpy as np
+    from loudmeter import ffmpeg_loudness
+
+    cache = tmp_path / "cache"
+    shaped = ("--loudness", "-16", "--trim-silence")
+    warmed = tmp_path / "warmed.txt"
+    warmed.write_text("Welcome back to the clinic.\n")
+    code, _, err = cli("warm", warmed, *espeak_args(cache, *shaped))
+    assert code == 0, err
+
+    with ServerProcess(espeak_args(cache, *shaped), cwd=tmp_path) as server:
+        hit = httpx.post(server.url(SPEECH), json=body("Welcome back to the clinic."), timeout=60)
+        assert hit.status_code == 200
+        server.wait_for_line(r"POST /v1/audio/speech 200 hit")
+        text = "Your appointment is confirmed for Monday morning."
+        miss = httpx.post(server.url(SPEECH), json=body(text, response_format="pcm"), timeout=60)
+        assert miss.status_code == 200
+        server.wait_for_line(r"POST /v1/audio/speech 200 miss")
+        assert server.stop() == 0
+
+    samples = np.frombuffer(miss.content, dtype="<i2").astype(np.float32) / 32768
+    integrated, true_peak = ffmpeg_loudness(samples, 24000)
+    assert abs(integrated + 16) <= 0.5 and true_peak <= -1.5 + 0.1
+    # The settings are in the key: the processed prompt and its raw synthesis (kept so
+    # that a new house level re-synthesizes nothing) are two entries.
+    with AudioCache(cache) as store:
+        entries = [e for e in store.entries() if e.text == text]
+    assert len({e.key for e in entries}) == 2
+    assert any("process" in e.options for e in entries)

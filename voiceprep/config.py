@@ -3,8 +3,8 @@
 The config file is `voiceprep.toml` in the working directory, else `[tool.voiceprep]` in
 `pyproject.toml`. Its keys are the long option names with underscores (`cache_dir`,
 `backend`, `voice`, `rate`, `channels`, `jobs`, `retries`, `timeout`, `max_entries`,
-`max_size`; `cache-dir` spellings are accepted too), plus backend options in `[options]`
-(any backend) and `[backends.NAME]` (one backend), the processing chain in
+`max_size`, `remote`; `cache-dir` spellings are accepted too), plus backend options in
+`[options]` (any backend) and `[backends.NAME]` (one backend), the processing chain in
 `[process]` (`loudness`, `true_peak`, `trim_silence`, … : see voiceprep.process; its
 flags win key by key) with the synthesis gate as the top-level `gate` key, and `[serve]`
 for `voiceprep serve` (checked by voiceprep.server.options). An unknown key is an
@@ -56,6 +56,7 @@ class Settings:
     timeout: float = defaults.TIMEOUT
     max_entries: int | None = None
     max_size: int | None = None
+    remote: str | None = None  # an fsspec URL or a directory (cache push/pull, --remote)
     gate: str = "strict"
     process: ProcessSettings = field(default_factory=ProcessSettings)
 
@@ -72,6 +73,7 @@ _CONVERTERS: dict[str, Any] = {
     "max_entries": lambda v: _at_least(_integer(v), 1),
     "max_size": lambda v: _at_least(_integer(v) if isinstance(v, int) else parse_size(str(v)), 1),
     "gate": lambda v: _one_of(str(v), GATE_MODES),
+    "remote": lambda v: _nonempty_text(v),
 }
 # What each setting accepts, as its error message says it.
 ACCEPTED: dict[str, str] = {
@@ -98,6 +100,12 @@ def _at_least(value: int, minimum: int) -> int:
     if value < minimum:
         raise ValueError(value)
     return value
+
+
+def _nonempty_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(value)
+    return value.strip()
 
 
 def _one_of(value: str, choices: tuple[str, ...]) -> str:

@@ -170,6 +170,21 @@ class EmptyAudioError(BackendError):
     """The backend returned no audio. Never cached."""
 
 
+# --- remote stores ----------------------------------------------------------------------
+
+
+class RemoteError(VoiceprepError):
+    """A remote store (fsspec URL) cannot do what was asked."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """The remote cannot be reached or failed mid-transfer (connection, timeout, 5xx)."""
+
+
+class RemoteAccessError(RemoteError):
+    """The remote refused the credentials for this operation (e.g. a read-only key pushing)."""
+
+
 class ImplausibleAudioError(BackendError):
     """The synthesis cannot be the text spoken (silent, far too short or long, mostly
     silence): refused by the plausibility gate (voiceprep.gate). Never cached."""

@@ -36,12 +36,17 @@ _KEYLIKE = re.compile(r"\b(?:sk|xi|key)[-_][A-Za-z0-9*_\-.]{6,}")
 _names: set[str] = set(SECRET_ENV_VARS)
 
 
+def remember(name: str) -> None:
+    """Treat environment variable `name` as a secret: `redact` removes its value."""
+    _names.add(name)
+
+
 def env_secret(name: str) -> str | None:
     """The key in environment variable `name`, stripped; None when unset or blank.
 
     The variable is remembered, so that `redact` removes its value from every message.
     """
-    _names.add(name)
+    remember(name)
     value = os.environ.get(name, "").strip()
     return value or None
 

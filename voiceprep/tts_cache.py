@@ -30,6 +30,9 @@ cached; a failed synthesis is not cached and leaves no lock behind; concurrent f
 one key share one synthesis (and its failure); `preload` runs with bounded concurrency.
 With a directory, processes share work too: a key is claimed in the cache (a lease)
 before it is synthesized, and a key another process is synthesizing is waited for.
+With `remote=` (an fsspec URL, see `voiceprep.remote`) a local miss looks in the remote
+before synthesizing (and `push_remote=True` uploads what was synthesized); a remote that
+is down is dropped after one logged warning.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache, Lease
+    from voiceprep.remote import ReadThrough, Remote
 
 __all__ = ["TTSAudioCache"]
 
@@ -83,6 +87,8 @@ class TTSAudioCache:
             replaced by each call's voice_id). Default: the object's type.
         retries, timeout: per synthesis (retries apply to backends only).
         concurrency: default bound of `preload`.
+        remote, push_remote: a remote store consulted on a miss, and whether to push
+            what is synthesized to it (needs `directory`).
         process: the processing chain applied to every prompt (None: none).
         gate: the plausibility gate of each synthesis: strict, relaxed or off.
     """
@@ -99,6 +105,8 @@ class TTSAudioCache:
         retries: int = 3,
         timeout: float | None = 60.0,
         concurrency: int = DEFAULT_PRELOAD_CONCURRENCY,
+        remote: str | Remote | ReadThrough | None = None,
+        push_remote: bool = False,
         process: ProcessSettings | None = None,
         gate: str = "strict",
     ) -> None:
@@ -141,6 +149,7 @@ class TTSAudioCache:
         self._disk: AudioCache | None = _open_disk(directory)
         # An AudioCache handed in belongs to the caller: close() leaves it open.
         self._owns_disk = self._disk is not None and self._disk is not directory
+        self._remote = _read_through(remote, push_remote)
 
     # --- the original API ---------------------------------------------------------------
 
@@ -383,6 +392,12 @@ class TTSAudioCache:
         try:
             from voiceprep.process import produce
 
+            remote = self._remote
+            pcm = await remote.fetch(key, self._disk) if remote is not None else None
+            if pcm is not None:
+                self._memory_put(key, pcm)
+                return pcm
+
             raw_key = cache_key(identity, text, rate=self.rate, channels=self.channels)
             raw = self._disk_get(raw_key) if raw_key != key else None
             had_raw = raw is not None
@@ -400,6 +415,8 @@ class TTSAudioCache:
                     await self._disk_put(raw_key, raw, text, identity, produced.source_loudness)
                 keyed = self._process.identity(identity)
                 await self._disk_put(key, produced.pcm, text, keyed, produced.loudness)
+                if remote is not None:
+                    await remote.publish(key, self._disk)
             return produced.pcm
         finally:
             if lease is not None:
@@ -514,6 +531,14 @@ class TTSAudioCache:
 
 def _is_voiceprep_backend(tts: Any) -> bool:
     return callable(getattr(tts, "identity", None)) and callable(getattr(tts, "synthesize", None))
+
+
+def _read_through(remote: Any, push: bool) -> ReadThrough | None:
+    if remote is None:
+        return None
+    from voiceprep.remote import read_through
+
+    return read_through(remote, push=push)
 
 
 def _open_disk(directory: str | os.PathLike[str] | AudioCache | None) -> AudioCache | None:

@@ -54,6 +54,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("cache clear", "voiceprep.cli.cache:clear_command"),
     Command("cache verify", "voiceprep.cli.cache:verify_command"),
     Command("cache merge", "voiceprep.cli.cache:merge_command"),
+    Command("cache push", "voiceprep.cli.remote:push_command"),
+    Command("cache pull", "voiceprep.cli.remote:pull_command"),
 )
 
 _EXAMPLES = "Examples:"

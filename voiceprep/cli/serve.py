@@ -19,6 +19,20 @@ import typer
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.cli._processing import (
+    FadeIn,
+    FadeOut,
+    Gate,
+    Loudness,
+    PadEnd,
+    PadStart,
+    SilenceThreshold,
+    TrimPad,
+    TrimSilence,
+    TruePeak,
+    gate_flag,
+    process_flags,
+)
 from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.config import Settings
 from voiceprep.errors import UsageError
@@ -109,6 +123,27 @@ def serve_command(
     json_logs: Annotated[
         bool | None, typer.Option("--json-logs", help="Log one JSON object per request.")
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            metavar="URL",
+            help="On a miss, look in the remote URL (fsspec) before synthesizing.",
+        ),
+    ] = None,
+    push_remote: Annotated[
+        bool, typer.Option("--push-remote", help="Also push what is synthesized to --remote.")
+    ] = False,
+    loudness: Loudness = None,
+    true_peak: TruePeak = None,
+    trim_silence: TrimSilence = None,
+    silence_threshold: SilenceThreshold = None,
+    trim_pad: TrimPad = None,
+    fade_in: FadeIn = None,
+    fade_out: FadeOut = None,
+    pad_start: PadStart = None,
+    pad_end: PadEnd = None,
+    gate: Gate = None,
 ) -> None:
     """Serve the cache as OpenAI's speech API, synthesizing what is not cached.
 
@@ -122,6 +157,7 @@ def serve_command(
       voiceprep serve
       voiceprep serve --port 8080 -b openai --voice nova -j 8
       voiceprep serve --read-only --cache-dir /cache --host 0.0.0.0 --token-env TTS_TOKEN
+      voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
     """
     from voiceprep.server.options import resolve_serve_options
 
@@ -145,6 +181,18 @@ def serve_command(
         timeout=timeout,
         max_entries=max_entries,
         max_size=max_size,
+        gate=gate_flag(gate),
+        process=process_flags(
+            loudness=loudness,
+            true_peak=true_peak,
+            trim_silence=trim_silence,
+            silence_threshold=silence_threshold,
+            trim_pad=trim_pad,
+            fade_in=fade_in,
+            fade_out=fade_out,
+            pad_start=pad_start,
+            pad_end=pad_end,
+        ),
     )
     options = resolve_serve_options(
         {
@@ -170,7 +218,14 @@ def serve_command(
             f"{settings.rate} Hz, {auth})"
         )
 
-    stopped_by = run_server(settings, options, on_listening=listening)
+    if push_remote and remote is None:
+        raise UsageError("--push-remote needs --remote URL")
+    # The same processing and gate as warm's, so a phrase warmed with --loudness -16 is a
+    # hit here with the same flags (or the same [process] table).
+    cache_options: dict[str, Any] = {"process": settings.process, "gate": settings.gate}
+    if remote:
+        cache_options |= {"remote": remote, "push_remote": push_remote}
+    stopped_by = run_server(settings, options, on_listening=listening, cache_options=cache_options)
     if stopped_by is not None:
         _output.info(f"stopped ({signal.Signals(stopped_by).name}); requests in flight finished")
 

@@ -140,6 +140,14 @@ def warm_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            metavar="URL",
+            help="Pull what is missing from the remote URL first, then push what it lacks.",
+        ),
+    ] = None,
     loudness: Loudness = None,
     true_peak: TruePeak = None,
     trim_silence: TrimSilence = None,
@@ -162,12 +170,13 @@ def warm_command(
       voiceprep warm prompts.csv --backend openai --voice alloy -j 8
       voiceprep warm prompts.txt --check                # exit 1 if a phrase is missing
       voiceprep warm prompts.jsonl --dry-run --json     # what would be billed
+      voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
     from voiceprep.phrases import read_phrase_lists
     from voiceprep.warm import parse_shard, plan_warm
 
-    _check_modes(dry_run=dry_run, check=check, prune=prune, export=export)
+    _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     settings = resolve(
         backend=backend,
         voice=voice,
@@ -217,7 +226,14 @@ def warm_command(
         if check:
             _report_check(plan, as_json=as_json)
             return
+        remote_ok = False
+        if remote is not None:
+            plan, remote_ok = _pull_first(plan, remote, cache, settings)
         summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
+        if remote is not None and remote_ok and summary.stopped is None:
+            from voiceprep.cli.remote import warm_push
+
+            warm_push(cache, remote, {i.key for i in plan.items}, jobs=settings.jobs)
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
@@ -256,6 +272,24 @@ def _warm(
     return summary, exported_ok
 
 
+def _pull_first(
+    plan: WarmPlan, url: str, cache: AudioCache, settings: Settings
+) -> tuple[WarmPlan, bool]:
+    """warm --remote: pull the missing entries; they then count as cached. (plan, whether
+    the remote is usable, so worth pushing to afterwards)."""
+    from dataclasses import replace
+
+    from voiceprep.cli.remote import warm_pull
+
+    ok, pulled = warm_pull(cache, url, {item.key for item in plan.missing}, jobs=settings.jobs)
+    if pulled:
+        plan.items[:] = [
+            replace(item, cached=True, damaged=False) if item.key in pulled else item
+            for item in plan.items
+        ]
+    return plan, ok
+
+
 def _check_cache_dir(directory: Path) -> None:
     """UsageError when the cache directory (or the nearest part of it that exists) is not
     a directory: nothing synthesized could be stored."""
@@ -274,7 +308,13 @@ def _seconds_held(cache: AudioCache, items: list[PlanItem]) -> float:
     return sum(entry.duration for entry in entries if entry is not None)
 
 
-def _check_modes(*, dry_run: bool, check: bool, prune: bool, export: Path | None) -> None:
+def _check_modes(
+    *, dry_run: bool, check: bool, prune: bool, export: Path | None, remote: str | None
+) -> None:
+    if (dry_run or check) and remote is not None:
+        raise UsageError(
+            f"{'--dry-run' if dry_run else '--check'} cannot be combined with --remote"
+        )
     if dry_run and check:
         raise UsageError("--dry-run and --check cannot be combined")
     if (dry_run or check) and (prune or export is not None):

@@ -149,6 +149,9 @@ def resolve_serve_options(
 
 
 def _token(token_env: str | None, environ: Mapping[str, str]) -> str | None:
+    from voiceprep.secrets import remember
+
+    remember(token_env or DEFAULT_TOKEN_ENV)  # never in a message, like the backends' keys
     if token_env:
         token = environ.get(token_env, "").strip()
         if not token:

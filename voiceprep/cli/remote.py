@@ -1,0 +1,325 @@
+"""`voiceprep cache push` and `voiceprep cache pull`: the cache and a remote store.
+
+Output contract (as `warm`): the summary is the result, on stdout (a table on a terminal,
+`name: value` lines when piped, one JSON object with `--json`); the progress bar, failures
+and warnings go to stderr. `--dry-run` prints one `would push: …` / `would pull: …` line per
+entry and the summary. Exit codes: 0 done, 1 an entry failed or the remote failed
+(what was transferred stays), 2 usage, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from voiceprep.cli import _output
+from voiceprep.cli._common import build_backend, open_cache, resolve
+from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Json, Rate, Voice
+from voiceprep.cli._output import print_json
+from voiceprep.cli.cache import human_size
+from voiceprep.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
+    from voiceprep.remote import TransferReport
+
+RemoteArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="REMOTE",
+        help="The remote REMOTE: an fsspec URL (s3://bucket/prefix, gs://..., az://..., "
+        "file:///...) or a directory.",
+        show_default="remote in voiceprep.toml, or VOICEPREP_REMOTE",
+    ),
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option("-j", "--jobs", metavar="N", min=1, help="N transfers at once.", show_default="8"),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Transfer nothing: list what would.")]
+
+
+def remote_url(given: str | None, settings: Settings) -> str:
+    url = given or settings.remote
+    if not url:
+        raise UsageError(
+            "no remote: give REMOTE, or set remote in voiceprep.toml or VOICEPREP_REMOTE"
+        )
+    return url
+
+
+def push_command(
+    remote: RemoteArg = None,
+    cache_dir: CacheDir = None,
+    jobs: Jobs = None,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
+    """Upload the cached entries the remote lacks.
+
+    One listing finds what the remote holds; objects are never replaced, so many jobs
+    pushing at once is safe. Credentials come from the environment or the provider's
+    configuration (AWS_*, AWS_ENDPOINT_URL_S3, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*).
+
+    Examples:
+      voiceprep cache push s3://team-prompts/voiceprep
+      voiceprep cache push /mnt/shared/prompts --dry-run
+      VOICEPREP_REMOTE=gs://prompts/cache voiceprep cache push -j 16 --json
+    """
+    from voiceprep.remote import push
+
+    started = time.monotonic()
+    settings = resolve(cache_dir=cache_dir)
+    url = remote_url(remote, settings)
+    with open_cache(settings.cache_dir) as cache:
+        report = _transfer(push, cache, url, jobs=jobs, dry_run=dry_run)
+        texts = _local_texts(cache, report.moved) if dry_run and not as_json else {}
+    _finish(report, started, as_json=as_json, texts=texts)
+
+
+def pull_command(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="REMOTE PHRASES",
+            help="The remote REMOTE, then optional phrase lists PHRASES: pull only what they "
+            "need. REMOTE may be left out when it is configured and the first argument is "
+            "a phrase list file or -.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Backend = None,
+    voice: Voice = None,
+    option: BackendOption = None,
+    rate: Rate = None,
+    channels: Channels = None,
+    cache_dir: CacheDir = None,
+    jobs: Jobs = None,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
+    """Download the entries the cache lacks: all the remote holds, or what PHRASES need.
+
+    Phrases are keyed as warm keys them (-b, --voice, -O, -r, -c). Every object is checked
+    (sha256 of its audio, its key recomputed from its text and voice) before it is
+    imported; a bad one is reported and skipped. Read-only credentials are enough.
+
+    Examples:
+      voiceprep cache pull s3://team-prompts/voiceprep
+      voiceprep cache pull s3://team-prompts/voiceprep prompts.txt -r 16000
+      voiceprep cache pull /mnt/shared/prompts --dry-run --json
+    """
+    from voiceprep.remote import pull
+
+    started = time.monotonic()
+    settings = resolve(
+        backend=backend,
+        voice=voice,
+        option=option,
+        rate=rate,
+        channels=channels,
+        cache_dir=cache_dir,
+    )
+    given = list(args or [])
+    first_is_list = bool(given) and (given[0] == "-" or Path(given[0]).is_file())
+    remote = None if (first_is_list and settings.remote) or not given else given.pop(0)
+    url = remote_url(remote, settings)
+    texts: dict[str, str] = {}
+    keys: set[str] | None = None
+    with open_cache(settings.cache_dir) as cache:
+        if given:
+            texts = _phrase_keys(given, settings, cache)
+            keys = set(texts)
+        report = _transfer(pull, cache, url, jobs=jobs, dry_run=dry_run, keys=keys)
+    for key in report.missing:
+        _output.warning(f"not on the remote: {_describe_key(key, texts)}")
+    _finish(report, started, as_json=as_json, texts=texts)
+
+
+def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dict[str, str]:
+    """key → text of every phrase in the lists, keyed exactly as warm keys them."""
+    from voiceprep.phrases import read_phrase_lists
+    from voiceprep.warm import plan_warm
+
+    plan = plan_warm(
+        read_phrase_lists(lists),
+        build_backend(settings),
+        cache,
+        voice=settings.voice,
+        rate=settings.rate,
+        channels=settings.channels,
+        process=settings.process,
+    )
+    return {item.key: item.text for item in plan.items}
+
+
+def _local_texts(cache: AudioCache, keys: list[str]) -> dict[str, str]:
+    wanted = set(keys)
+    return {e.key: e.text for e in cache.entries() if e.key in wanted}
+
+
+def _describe_key(key: str, texts: dict[str, str]) -> str:
+    import json
+
+    text = texts.get(key)
+    return f"{key[:12]} {json.dumps(text, ensure_ascii=False)}" if text else key
+
+
+def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> TransferReport:
+    from voiceprep.remote import DEFAULT_JOBS
+
+    jobs = kwargs.pop("jobs") or DEFAULT_JOBS
+    bar = _Bar("pushing" if action.__name__ == "push" else "pulling")
+    try:
+        with bar:
+            report: TransferReport = action(
+                cache, url, jobs=jobs, on_start=bar.start, on_progress=bar.progress, **kwargs
+            )
+    except KeyboardInterrupt:
+        _output.error("interrupted: what was transferred stays; run the command again to resume")
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
+    return report
+
+
+class _Bar:
+    """A Rich progress bar on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, entries: int, size: int) -> None:
+        if not entries or not _output.stderr_is_terminal():
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn(self.verb),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=_output.err_console(),
+            transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task(self.verb, total=entries)
+
+    def progress(self, done: int, size: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+
+_LABELS = {
+    "push": (("pushed", "pushed"), ("would_push", "to push")),
+    "pull": (("pulled", "pulled"), ("would_pull", "to pull")),
+}
+
+
+def _finish(
+    report: TransferReport, started: float, *, as_json: bool, texts: dict[str, str]
+) -> None:
+    document = report.as_dict()
+    document["elapsed"] = round(time.monotonic() - started, 3)
+    if as_json:
+        print_json(document)
+    else:
+        moved_name, moved_label = _LABELS[report.direction][1 if report.dry_run else 0]
+        if report.dry_run:
+            for key in report.moved:
+                print(f"would {report.direction}: {_describe_key(key, texts)}")
+        rows = [
+            (moved_label, str(document[moved_name])),
+            ("already there", str(report.already)),
+            ("failed", str(len(report.failed))),
+            ("bytes", human_size(report.bytes)),
+            ("elapsed", f"{document['elapsed']:.1f} s"),
+        ]
+        if report.direction == "pull" and report.missing:
+            rows.insert(3, ("not on remote", str(len(report.missing))))
+        _print_rows(rows)
+    for key, reason in report.failed:
+        _output.error(f"{report.direction} {key[:12]}: {reason}")
+    if report.stopped is not None:
+        _output.error(f"{report.direction} stopped: {report.stopped}; run it again to resume")
+    if not report.ok:
+        raise typer.Exit(ExitStatus.FAILURE)
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    if _output.stdout_is_terminal():
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for label, value in rows:
+            table.add_row(label, value)
+        _output.out_console().print(table)
+        return
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label + ':':<{width + 1}} {value}")
+
+
+# --- warm --remote ------------------------------------------------------------------------
+
+
+def warm_pull(cache: AudioCache, url: str, keys: set[str], *, jobs: int) -> tuple[bool, set[str]]:
+    """Before a warm: pull what the phrases need: (remote usable, keys pulled). When it is
+    unusable (one warning), the warm goes on locally and skips the push."""
+    from voiceprep.errors import RemoteError
+    from voiceprep.remote import pull, scrub
+
+    if not keys:
+        return True, set()
+    try:
+        report = _transfer(pull, cache, url, jobs=jobs, keys=keys)
+    except RemoteError as exc:
+        _output.warning(f"remote unusable, warming locally: {exc}")
+        return False, set()
+    for key, reason in report.failed:
+        _output.warning(f"remote entry {key[:12]} refused, synthesizing it: {reason}")
+    if report.moved:
+        _output.info(f"pulled {len(report.moved)} entries from {scrub(url)}")
+    if report.stopped is not None:
+        _output.warning(f"remote unusable, warming locally: {report.stopped}")
+        return False, set(report.moved)
+    return True, set(report.moved)
+
+
+def warm_push(cache: AudioCache, url: str, keys: set[str], *, jobs: int) -> None:
+    """After a warm: push what the remote lacks of the phrases' entries (a failure is a
+    warning: the warm itself succeeded)."""
+    from voiceprep.errors import RemoteError
+    from voiceprep.remote import push, scrub
+
+    try:
+        report = _transfer(push, cache, url, jobs=jobs, keys=keys)
+    except RemoteError as exc:
+        _output.warning(f"could not push to the remote: {exc}")
+        return
+    if report.moved:
+        _output.info(f"pushed {len(report.moved)} entries to {scrub(url)}")
+    problem = report.stopped or (report.failed[0][1] if report.failed else None)
+    if problem:
+        _output.warning(f"could not push every entry to the remote: {problem}")

@@ -1,0 +1,118 @@
+"""A remote consulted where prompts are used (warm, TTSAudioCache, serve)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from voiceprep.errors import CacheCorruptError, CacheError, RemoteError
+from voiceprep.remote.store import Remote, reason, scheme
+
+if TYPE_CHECKING:
+    from voiceprep.cache import AudioCache
+
+log = logging.getLogger("voiceprep.remote")
+
+# A read-through remote is consulted while an agent waits: a dead S3 endpoint must fail in
+# seconds, not after botocore's default retries.
+_FAIL_FAST_S3 = {
+    "config_kwargs": {"connect_timeout": 3, "retries": {"max_attempts": 2, "mode": "standard"}}
+}
+
+
+class ReadThrough:
+    """A remote consulted on a local miss, that degrades to nothing when it fails.
+
+    The first failure disables it for the life of the object and is reported once through
+    `on_warning` (default: the `voiceprep.remote` logger): a remote that is down never fails
+    an agent, it only stops helping.
+    """
+
+    def __init__(
+        self,
+        remote: str | Remote,
+        *,
+        push: bool = False,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.push_enabled = push
+        self._warn = on_warning or _log_warning
+        self._remote: Remote | None = None
+        self._url = remote.url if isinstance(remote, Remote) else str(remote)
+        self.disabled: str | None = None
+        try:
+            if isinstance(remote, Remote):
+                self._remote = remote
+            else:
+                options = _FAIL_FAST_S3 if scheme(remote) in ("s3", "s3a") else {}
+                self._remote = Remote(remote, storage_options=dict(options))
+        except RemoteError as exc:
+            self._disable(str(exc))
+
+    def _disable(self, why: str) -> None:
+        if self.disabled is None:
+            self.disabled = why
+            self._warn(f"remote cache disabled, continuing with the local cache only: {why}")
+
+    def get(self, key: str) -> tuple[bytes, bytes] | None:
+        """(entry file, PCM) of `key` from the remote, or None (missing, bad, or down)."""
+        if self._remote is None or self.disabled is not None:
+            return None
+        try:
+            return self._remote.fetch_entry(key)
+        except CacheCorruptError as exc:
+            _log_warning(f"ignoring remote entry: {reason(exc)}")
+            return None
+        except RemoteError as exc:
+            self._disable(str(exc))
+            return None
+
+    def put(self, key: str, data: bytes) -> bool:
+        if not self.push_enabled or self._remote is None or self.disabled is not None:
+            return False
+        try:
+            return self._remote.write(key, data)
+        except RemoteError as exc:
+            self._disable(str(exc))
+            return False
+
+    async def fetch(self, key: str, disk: AudioCache | None) -> bytes | None:
+        """On a local miss: `key`'s PCM from the remote (imported into `disk` when given), or
+        None. Off the event loop; never raises for the remote's sake."""
+        if self.disabled is not None:
+            return None
+        found = await asyncio.to_thread(self.get, key)
+        if found is None:
+            return None
+        data, pcm = found
+        if disk is not None:
+            try:
+                await asyncio.to_thread(disk.import_entry, data)
+            except (CacheError, OSError) as exc:  # best effort, as the disk tier is
+                _log_warning(f"could not store remote entry {key[:12]}: {reason(exc)}")
+        return pcm
+
+    async def publish(self, key: str, disk: AudioCache | None) -> None:
+        """After a synthesis stored in `disk`: push its entry, when pushing is on."""
+        if not self.push_enabled or disk is None or self.disabled is not None:
+            return
+        try:
+            data = await asyncio.to_thread(disk.entry_bytes, key)
+        except (KeyError, CacheError, OSError):
+            return  # not stored (read-only or full disk): nothing to push
+        await asyncio.to_thread(self.put, key, data)
+
+
+def read_through(
+    remote: str | Remote | ReadThrough | None, *, push: bool = False
+) -> ReadThrough | None:
+    """What `TTSAudioCache(remote=…, push_remote=…)` holds."""
+    if remote is None or isinstance(remote, ReadThrough):
+        return remote
+    return ReadThrough(remote, push=push)
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)

@@ -1,0 +1,308 @@
+"""One remote store: its URL checked, its fsspec filesystem, the names of its entry objects,
+one listing, and reads and writes of single objects (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import threading
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from voiceprep.errors import (
+    CacheCorruptError,
+    RemoteAccessError,
+    RemoteError,
+    RemoteUnavailableError,
+    UsageError,
+)
+
+LAYOUT = "voiceprep-v1"
+MAX_OBJECT_BYTES = 1 << 30  # as large as the cache accepts an entry file
+_NAME = re.compile(r"([0-9a-f]{2})/([0-9a-f]{64})\.wav")
+_KEY = re.compile(r"[0-9a-f]{64}")
+_EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "adl": "azure",
+}
+_LOCAL = ("file", "local")
+_MIN_SECRET = 6
+
+# Environment variables holding credentials for the stores fsspec reaches: their values
+# are removed from every message this module produces.
+CREDENTIAL_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+)
+
+
+def scrub(message: str) -> str:
+    """`message` without any credential set in the environment (nor a URL's userinfo)."""
+    # A value this short is no real credential, and removing it would mangle the message.
+    values = (os.environ.get(name, "").strip() for name in CREDENTIAL_ENV_VARS)
+    secrets = [value for value in values if len(value) >= _MIN_SECRET]
+    try:
+        from voiceprep.secrets import redact  # the project-wide redaction, when present
+    except ImportError:
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            message = message.replace(secret, "[redacted]")
+    else:
+        message = redact(message, *secrets)
+    return re.sub(r"(://)[^/@\s]*@", r"\1[redacted]@", message)
+
+
+def reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return scrub(text)
+
+
+# --- opening a remote --------------------------------------------------------------------
+
+
+def check_url(url: str) -> str:
+    """The remote URL, checked: credentials never travel in it. A plain path stays a path."""
+    if not url or not url.strip():
+        raise UsageError("the remote is empty: give an fsspec URL or a directory")
+    url = url.strip()
+    for part in url.split("::"):
+        if "://" not in part:
+            continue
+        split = urlsplit(part)
+        if "@" in split.netloc or split.query or split.password:
+            # Not echoed: whatever follows the scheme may be a credential.
+            raise UsageError(
+                f"the {split.scheme}:// remote URL holds credentials or a query string; "
+                "credentials come from the environment or the provider's configuration"
+            )
+    return url
+
+
+class Remote:
+    """One remote store: list its entries, read and write entry objects.
+
+    Thread-safe: transfers call `read` and `write` from worker threads.
+    """
+
+    def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = check_url(url)
+        self._fs, self._root = _filesystem(self.url, storage_options or {})
+        protocol = self._fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        self._local = any(p in _LOCAL for p in protocols)
+        self._s3 = any(p in ("s3", "s3a") for p in protocols)
+        self._base = f"{self._root.rstrip('/')}/{LAYOUT}"
+        self._made_dirs: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Remote({self.url!r})"
+
+    @property
+    def base(self) -> str:
+        return self._base
+
+    def object_path(self, key: str) -> str:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"not a cache key: {key!r}")
+        return f"{self._base}/{key[:2]}/{key}.wav"
+
+    # --- listing ------------------------------------------------------------------------
+
+    def listing(self) -> dict[str, int]:
+        """Every entry the remote holds: key → object size. One recursive listing (paginated
+        by the store); names that are not entry objects are ignored."""
+        try:
+            if self._local:
+                return self._local_listing()
+            self._fs.invalidate_cache(self._base)
+            found = self._fs.find(self._base, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            raise _transport_error(self, "list", exc) from None
+        prefix = self._base + "/"
+        entries: dict[str, int] = {}
+        for path, info in found.items():
+            relative = path[len(prefix) :] if path.startswith(prefix) else None
+            key = _key_of(relative)
+            if key is not None and info.get("type", "file") == "file":
+                entries[key] = int(info.get("size") or 0)
+        return entries
+
+    def _local_listing(self) -> dict[str, int]:
+        # scandir with lstat semantics: symlinks and odd files are not entries.
+        entries: dict[str, int] = {}
+        try:
+            shards = list(os.scandir(self._base))
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        for shard in shards:
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for item in os.scandir(shard.path):
+                key = _key_of(f"{shard.name}/{item.name}")
+                if key is not None and item.is_file(follow_symlinks=False):
+                    entries[key] = item.stat(follow_symlinks=False).st_size
+        return entries
+
+    # --- objects --------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes | None:
+        """The raw bytes of `key`'s object (unchecked); None when the remote lacks it."""
+        path = self.object_path(key)
+        try:
+            if self._local:
+                return _read_regular_file(path)
+            data = self._fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        except RemoteError:
+            raise
+        except Exception as exc:
+            raise _transport_error(self, "read", exc) from None
+        size = len(data)
+        if size > MAX_OBJECT_BYTES:
+            raise CacheCorruptError(f"{key[:12]}: object of {size} bytes is too large")
+        return bytes(data)
+
+    def write(self, key: str, data: bytes) -> bool:
+        """Store `key`'s entry file unless the remote has one: True when written."""
+        path = self.object_path(key)
+        try:
+            if self._local:
+                return self._write_local(path, data)
+            if self._s3:
+                self._fs.pipe_file(path, data, mode="create")
+            else:
+                self._fs.pipe_file(path, data)
+            return True
+        except FileExistsError:
+            return False
+        except Exception as exc:
+            raise _transport_error(self, "write", exc) from None
+
+    def _write_local(self, path: str, data: bytes) -> bool:
+        directory = os.path.dirname(path)
+        if directory not in self._made_dirs:
+            os.makedirs(directory, exist_ok=True)
+            if not stat.S_ISDIR(os.lstat(directory).st_mode):
+                raise RemoteError(f"{directory}: not a directory")
+            with self._lock:
+                self._made_dirs.add(directory)
+        temp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with os.fdopen(fd, "wb", closefd=True) as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(temp, path)  # never replaces: immutable, and whole when visible
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def fetch_entry(self, key: str) -> tuple[bytes, bytes] | None:
+        """`key`'s object checked (sha256, key from its parts, the key its name says):
+        (entry file, PCM); None when the remote lacks it. CacheCorruptError when bad."""
+        data = self.read(key)
+        if data is None:
+            return None
+        return data, check_object(key, data)
+
+
+def check_object(key: str, data: bytes) -> bytes:
+    """The PCM of a downloaded entry object after every check; CacheCorruptError otherwise."""
+    from voiceprep.cache import read_entry
+
+    meta, pcm = read_entry(data, where=f"remote object {key[:12]}")
+    if meta.key != key:
+        raise CacheCorruptError(
+            f"remote object {key[:12]}: holds the entry of another key ({meta.key[:12]})"
+        )
+    return pcm
+
+
+def _key_of(relative: str | None) -> str | None:
+    if relative is None:
+        return None
+    match = _NAME.fullmatch(relative)
+    if match is None or match.group(2)[:2] != match.group(1):
+        return None
+    return match.group(2)
+
+
+def _read_regular_file(path: str) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # ELOOP: a symlink where an object should be
+        raise CacheCorruptError(f"{path}: not a regular file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb", closefd=True) as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise CacheCorruptError(f"{path}: not a regular file")
+        if info.st_size > MAX_OBJECT_BYTES:
+            raise CacheCorruptError(f"{path}: object of {info.st_size} bytes is too large")
+        return fh.read(MAX_OBJECT_BYTES + 1)
+
+
+def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError:
+        raise UsageError("remotes need fsspec: pip install fsspec") from None
+    protocol = scheme(url)
+    if not protocol:
+        url = os.path.abspath(os.path.expanduser(url))
+    try:
+        # A fresh instance: credentials are read from the environment as it is now.
+        fs, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **storage_options)
+    except ImportError:
+        extra = _EXTRAS.get(protocol)
+        hint = f"pip install 'voiceprep[{extra}]'" if extra else "install its fsspec backend"
+        raise UsageError(f"{protocol}:// remotes need an extra package: {hint}") from None
+    except ValueError as exc:
+        if "protocol" in str(exc).lower():
+            raise UsageError(f"unknown remote URL scheme {protocol!r}") from None
+        raise UsageError(f"invalid remote URL: {reason(exc)}") from None
+    except Exception as exc:
+        raise RemoteUnavailableError(f"cannot open the remote: {reason(exc)}") from None
+    return fs, str(root)
+
+
+def scheme(url: str) -> str:
+    return url.split("::")[-1].partition("://")[0].lower() if "://" in url else ""
+
+
+def _transport_error(remote: Remote, action: str, exc: BaseException) -> RemoteError:
+    why = reason(exc)
+    where = remote.url if "://" in remote.url else os.path.abspath(remote.url)
+    if isinstance(exc, PermissionError) or "AccessDenied" in why or "Forbidden" in why:
+        return RemoteAccessError(f"{scrub(where)}: access denied ({action}): {why}")
+    return RemoteUnavailableError(f"{scrub(where)}: cannot {action}: {why}")
+
+
+def open_remote(url: str | Remote) -> Remote:
+    return url if isinstance(url, Remote) else Remote(url)
