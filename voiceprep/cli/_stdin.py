@@ -22,6 +22,7 @@ import select
 import signal
 import sys
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 STDIO = "-"
@@ -77,6 +78,18 @@ class _InterruptibleStdin:
         return self._stream.tell()
 
 
+_CALLBACK_CODES = frozenset(
+    method.__code__
+    for method in (
+        _InterruptibleStdin.read,
+        _InterruptibleStdin._read_pipe,
+        _InterruptibleStdin.seekable,
+        _InterruptibleStdin.seek,
+        _InterruptibleStdin.tell,
+    )
+)
+
+
 @contextlib.contextmanager
 def interruptible(source: str) -> Iterator[Any]:
     """`source` itself, or for `-` a stdin that Ctrl-C can interrupt (KeyboardInterrupt)."""
@@ -86,9 +99,14 @@ def interruptible(source: str) -> Iterator[Any]:
     with _wakeup_pipe() as wakeup:
         stdin = _InterruptibleStdin(wakeup)
 
-        def on_interrupt(signum: int, frame: object) -> None:
+        def on_interrupt(signum: int, frame: FrameType | None) -> None:
             stdin.interrupted = True
-            raise StdinInterrupted("interrupted") if stdin.reading else KeyboardInterrupt
+            # Inside one of PyAV's callbacks (even at its very first line, before `reading`
+            # is set) only an Exception gets through; PyAV would print a KeyboardInterrupt.
+            in_callback = frame is not None and frame.f_code in _CALLBACK_CODES
+            if stdin.reading or in_callback:
+                raise StdinInterrupted("interrupted")
+            raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
         try:
