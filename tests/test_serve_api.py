@@ -311,6 +311,32 @@ def test_a_port_in_use_is_one_line_and_exit_2(cli: CLI) -> None:
     assert result.err.count("\n") == 1
 
 
+def test_connections_are_accepted_with_nagle_off() -> None:
+    """Small responses (an 8 KB mp3, a JSON error) leave at once instead of waiting ~40 ms
+    for the client's delayed ACK: every accepted connection has TCP_NODELAY set."""
+    import asyncio
+
+    from voiceprep.server.run import bind
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listener = bind("127.0.0.1", 0)
+        server = await asyncio.start_server(on_connection, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+            value = await asyncio.wait_for(seen, 10)
+            writer.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
 def test_processing_flags_match_warms_and_shape_what_is_served(tmp_path: Path, cli: CLI) -> None:
     """`serve --loudness -16` finds what `warm --loudness -16` stored (same key), and a
     miss is served loudness-matched: -16 LUFS by ffmpeg's own meter."""

@@ -197,6 +197,22 @@ async def test_preload_runs_concurrently_within_its_bound() -> None:
     assert len(cache) == 10 and all(t in cache for t in texts)
 
 
+async def test_syntheses_bounds_the_calls_in_flight_across_fetches() -> None:
+    """`syntheses=2`: ten fetches at once reach the TTS two at a time, and all complete."""
+    tts = StreamTTS()
+    tts.gate = asyncio.Event()
+    cache = TTSAudioCache(tts, syntheses=2)
+    texts = [f"prompt {i}" for i in range(10)]
+    jobs = asyncio.gather(*(cache.fetch(t) for t in texts))
+    await settle()
+    assert tts.active == 2 and len(tts.calls) == 2
+    tts.gate.set()
+    assert all(await jobs)
+    assert tts.max_active == 2 and len(tts.calls) == 10
+    with pytest.raises(ValueError, match="syntheses"):
+        TTSAudioCache(tts, syntheses=0)
+
+
 async def test_preload_attempts_every_text_then_raises_the_failure() -> None:
     tts = StreamTTS(fail={"b"})
     cache = TTSAudioCache(tts)

@@ -38,6 +38,7 @@ is down is dropped after one logged warning.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -87,6 +88,8 @@ class TTSAudioCache:
             replaced by each call's voice_id). Default: the object's type.
         retries, timeout: per synthesis (retries apply to backends only).
         concurrency: default bound of `preload`.
+        syntheses: at most this many backend calls at once, across every fetch (None: no
+            bound). Only the call is bounded: storing one phrase overlaps the next's call.
         remote, push_remote: a remote store consulted on a miss, and whether to push
             what is synthesized to it (needs `directory`).
         process: the processing chain applied to every prompt (None: none).
@@ -105,6 +108,7 @@ class TTSAudioCache:
         retries: int = 3,
         timeout: float | None = 60.0,
         concurrency: int = DEFAULT_PRELOAD_CONCURRENCY,
+        syntheses: int | None = None,
         remote: str | Remote | ReadThrough | None = None,
         push_remote: bool = False,
         process: ProcessSettings | None = None,
@@ -114,6 +118,8 @@ class TTSAudioCache:
             raise ValueError("max_entries must be at least 1")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if syntheses is not None and syntheses < 1:
+            raise ValueError("syntheses must be at least 1")
         self._tts = tts
         self._max_entries = max_entries
         self._is_backend = _is_voiceprep_backend(tts)
@@ -141,6 +147,9 @@ class TTSAudioCache:
         self._lease_ttl = attempt * (retries + 1) + 30.0
         self._lease_wait = self._lease_ttl
         self._concurrency = concurrency
+        self._slots: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(syntheses) if syntheses is not None else contextlib.nullcontext()
+        )
         self._process = process or NO_PROCESSING
         self._gate = check_mode(gate)
         self._memory: OrderedDict[str, bytes] = OrderedDict()
@@ -402,7 +411,8 @@ class TTSAudioCache:
             raw = self._disk_get(raw_key) if raw_key != key else None
             had_raw = raw is not None
             if raw is None:
-                raw = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
+                async with self._slots:
+                    raw = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
             if self._process.is_empty:
                 produced = Processed(raw, None)
             else:

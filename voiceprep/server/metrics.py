@@ -47,7 +47,7 @@ class Metrics:
         )
         self.synthesis_seconds = Histogram(
             "voiceprep_synthesis_duration_seconds",
-            "Time of one synthesis, waiting for a slot excluded.",
+            "Time to fill one missing phrase: a synthesis slot, the call, processing, storing.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

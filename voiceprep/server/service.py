@@ -6,7 +6,8 @@
   small disk read; syntheses and encodings run as tasks and off the loop (threads).
 - Concurrent requests for one uncached phrase share one synthesis (one task per key for
   every connection of this process); a client that hangs up does not cancel it.
-- At most `jobs` syntheses run at once; up to `queue` more distinct misses wait; beyond
+- At most `jobs` backend calls run at once (the cache's `syntheses` bound: storing one
+  phrase overlaps the next one's call); up to `queue` more distinct misses wait; beyond
   that a miss is refused at once with 429 and Retry-After.
 - Encoded variants (mp3, opus…) are kept in a small LRU bounded in bytes, so a hit in
   mp3 is encoded once, not per request.
@@ -122,7 +123,6 @@ class SpeechService:
         self.read_only = read_only
         self.rate = tts_cache.rate
         self.channels = tts_cache.channels
-        self._slots = asyncio.Semaphore(jobs)
         self._admit = jobs + queue
         self._metrics = metrics
         self._variants = _Variants(variant_bytes)
@@ -158,6 +158,7 @@ class SpeechService:
             channels=channels,
             retries=retries,
             timeout=timeout,
+            syntheses=jobs,
             **dict(cache_options or {}),
         )
         return cls(
@@ -251,18 +252,17 @@ class SpeechService:
         return await asyncio.shield(task)
 
     async def _synthesize(self, text: str, voice: str | None) -> bytes:
-        async with self._slots:
-            metrics = self._metrics
-            if metrics is None:
-                return await self._fetch(text, voice)
-            with metrics.synthesis_seconds.time():
-                try:
-                    pcm = await self._fetch(text, voice)
-                except ApiError:
-                    metrics.failures.inc()
-                    raise
-            metrics.syntheses.inc()
-            return pcm
+        metrics = self._metrics
+        if metrics is None:
+            return await self._fetch(text, voice)
+        with metrics.synthesis_seconds.time():
+            try:
+                pcm = await self._fetch(text, voice)
+            except ApiError:
+                metrics.failures.inc()
+                raise
+        metrics.syntheses.inc()
+        return pcm
 
     async def _fetch(self, text: str, voice: str | None) -> bytes:
         try:
