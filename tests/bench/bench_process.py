@@ -2,7 +2,8 @@
 
 1. **Long file**: normalize a `--minutes` stereo 44.1 kHz MP3 to -16 LUFS / -1.5 dBTP into a
    24 kHz mono s16 WAV, `voiceprep decode --loudness` against `ffmpeg-normalize` (two-pass
-   `loudnorm` through the ffmpeg CLI, `-nt ebu -t -16 -tp -1.5`, same output format),
+   `loudnorm` through the ffmpeg CLI, `-nt ebu -t -16 -tp -1.5`, downmixed first, same
+   output format),
    alternating, in the same run. Target: voiceprep ≤ 1.0× ffmpeg-normalize's wall time.
 2. **Warm**: for Piper prompts, the chain's time (`produce` with `--loudness -16
    --trim-silence --fade-in 5 --fade-out 10`) against Piper's own synthesis time of the
@@ -69,7 +70,9 @@ def long_file(minutes: float, runs: int) -> dict[str, object]:
     voiceprep += ["--force", "-r", "24000", "-c", "1", "--loudness", "-16", "--true-peak", "-1.5"]
     normalize = [shutil.which("ffmpeg-normalize") or "ffmpeg-normalize", str(source)]
     normalize += ["-o", str(theirs), "-f", "-nt", "ebu", "-t", "-16", "-tp", "-1.5"]
-    normalize += ["-c:a", "pcm_s16le", "-ar", "24000", "-e=-ac 1"]
+    # Downmixed before it measures (as voiceprep does), so both outputs are on target: a
+    # downmix after normalizing (`-e=-ac 1`) would leave it ~6 LU under.
+    normalize += ["-prf", "aformat=channel_layouts=mono", "-c:a", "pcm_s16le", "-ar", "24000"]
     times: dict[str, list[float]] = {"voiceprep": [], "ffmpeg-normalize": []}
     for _ in range(runs):
         times["voiceprep"].append(timed(voiceprep))
