@@ -88,10 +88,7 @@ class ReadThrough:
             return None
         data, pcm = found
         if disk is not None:
-            try:
-                await asyncio.to_thread(disk.import_entry, data)
-            except (CacheError, OSError) as exc:  # best effort, as the disk tier is
-                _log_warning(f"could not store remote entry {key[:12]}: {reason(exc)}")
+            await asyncio.to_thread(_keep, disk, key, data)
         return pcm
 
     async def publish(self, key: str, disk: AudioCache | None) -> None:
@@ -112,6 +109,16 @@ def read_through(
     if remote is None or isinstance(remote, ReadThrough):
         return remote
     return ReadThrough(remote, push=push)
+
+
+def _keep(disk: AudioCache, key: str, data: bytes) -> None:
+    """Import a remote entry into `disk`, best effort as the disk tier is. A read-only
+    cache (an image layer) is not an error: the entry is then served from memory only."""
+    try:
+        if not disk.read_only:
+            disk.import_entry(data)
+    except (CacheError, OSError) as exc:
+        _log_warning(f"could not store remote entry {key[:12]}: {reason(exc)}")
 
 
 def _log_warning(message: str) -> None:
