@@ -162,6 +162,7 @@ def serve_command(
       voiceprep serve --port 8080 -b openai --voice nova -j 8
       voiceprep serve --read-only --cache-dir /cache --host 0.0.0.0 --token-env TTS_TOKEN
       voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
+      voiceprep serve --read-only --remote s3://team-prompts/voiceprep
     """
     from voiceprep.server.options import resolve_serve_options
 
