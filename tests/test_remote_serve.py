@@ -6,7 +6,9 @@ the remote, and only a phrase the remote lacks (or a remote that is down) is a 4
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
+import threading
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -155,6 +157,69 @@ def test_read_only_serve_with_a_remote_that_is_down_answers_404_and_warns_once(
     assert len(warnings) == 1, server.stderr
     assert "dead-secret-123" not in server.stderr
     assert "Traceback" not in server.stderr
+
+
+class StalledEndpoint:
+    """An S3 endpoint that accepts connections and answers nothing until `release()`, then
+    hangs up on every connection: a remote lookup that is stuck, then fails."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted = threading.Event()
+        self.released = threading.Event()
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if self.released.is_set():
+                conn.close()
+                continue
+            self.held.append(conn)
+            self.accepted.set()
+
+    def release(self) -> None:
+        self.released.set()
+        for conn in self.held:
+            conn.close()
+
+    def close(self) -> None:
+        self.release()
+        self.server.close()
+
+
+def test_read_only_serve_answers_hits_while_a_remote_lookup_is_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hit never waits behind a miss's remote lookup; the stuck lookup, once it fails,
+    is a 404 with one warning."""
+    endpoint = StalledEndpoint()
+    provider_env(monkeypatch, endpoint.url, "AKIASTALLED", "stalled-secret-456")
+    fill_cache(tmp_path / "cache", [0])
+    args = [*ESPEAK_EN, "--cache-dir", str(tmp_path / "cache"), "--read-only",
+            "--remote", "s3://voiceprep-stalled/prompts"]  # fmt: skip
+    try:
+        with ServerProcess(args, cwd=tmp_path) as server, ThreadPoolExecutor(2) as pool:
+            miss = pool.submit(httpx.post, server.url(SPEECH), json=speech(phrase(1), "wav"),
+                               timeout=120)  # fmt: skip
+            assert endpoint.accepted.wait(60), server.stderr  # the lookup is in progress
+            hit = httpx.post(server.url(SPEECH), json=speech(phrase(0), "wav"), timeout=60)
+            assert not miss.done()  # the endpoint still holds the lookup
+            endpoint.release()
+            missed = miss.result(timeout=120)
+            assert server.stop() == 0
+    finally:
+        endpoint.close()
+    assert hit.status_code == 200 and wav_pcm(hit.content) == (RATE, tone(0))
+    assert missed.status_code == 404 and missed.json()["error"]["code"] == "not_cached"
+    warnings = [line for line in server.lines if "remote cache disabled" in line]
+    assert len(warnings) == 1, server.stderr
+    assert "stalled-secret-456" not in server.stderr
 
 
 def test_read_only_serve_over_an_unwritable_cache_serves_remote_entries_from_memory(

@@ -8,18 +8,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from voiceprep.errors import CacheCorruptError, CacheError, RemoteError
-from voiceprep.remote.store import Remote, reason, scheme
+from voiceprep.remote.store import Remote, reason
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
 
 log = logging.getLogger("voiceprep.remote")
-
-# A read-through remote is consulted while an agent waits: a dead S3 endpoint must fail in
-# seconds, not after botocore's default retries.
-_FAIL_FAST_S3 = {
-    "config_kwargs": {"connect_timeout": 3, "retries": {"max_attempts": 2, "mode": "standard"}}
-}
 
 
 class ReadThrough:
@@ -46,8 +40,8 @@ class ReadThrough:
             if isinstance(remote, Remote):
                 self._remote = remote
             else:
-                options = _FAIL_FAST_S3 if scheme(remote) in ("s3", "s3a") else {}
-                self._remote = Remote(remote, storage_options=dict(options))
+                # Consulted while an agent or a client waits: fail in seconds.
+                self._remote = Remote(remote, fail_fast=True)
         except RemoteError as exc:
             self._disable(str(exc))
 
