@@ -12,7 +12,6 @@ from helpers import CLI
 from remote_fixtures import (
     IDENTITY,
     RATE,
-    S3Endpoint,
     cached_pcm,
     fill_cache,
     free_port,
@@ -20,6 +19,7 @@ from remote_fixtures import (
     moto_server,
     phrase,
     provider_env,
+    remote_url,
     s3,
     tone,
 )
@@ -28,17 +28,9 @@ from voiceprep.cache import AudioCache
 from voiceprep.remote import Remote, pull, push
 from voiceprep.tts_cache import TTSAudioCache
 
-__all__ = ["moto_server", "s3"]  # fixtures, found by pytest through this module
+__all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
 
 ESPEAK = ["-b", "espeak", "--voice", "en", "-r", str(RATE)]
-
-
-@pytest.fixture(params=["s3", "file"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "s3":
-        endpoint: S3Endpoint = request.getfixturevalue("s3")
-        return endpoint.remote()
-    return (tmp_path / "shared").as_uri()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from fakeproviders import FakeProvider
 from helpers import CLI
 from remote_fixtures import (
     RATE,
-    S3Endpoint,
     cached_pcm,
     fill_cache,
     free_port,
@@ -27,6 +26,7 @@ from remote_fixtures import (
     moto_server,
     phrase,
     provider_env,
+    remote_url,
     s3,
     tone,
 )
@@ -35,18 +35,10 @@ from servehelpers import ServerProcess
 from voiceprep.cache import AudioCache
 from voiceprep.remote import Remote, push
 
-__all__ = ["moto_server", "s3"]  # fixtures, found by pytest through this module
+__all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
 
 SPEECH = "/v1/audio/speech"
 ESPEAK_EN = ["-b", "espeak", "--voice", "en", "-r", str(RATE)]  # how remote_fixtures keys
-
-
-@pytest.fixture(params=["s3", "file"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "s3":
-        endpoint: S3Endpoint = request.getfixturevalue("s3")
-        return endpoint.remote()
-    return (tmp_path / "shared").as_uri()
 
 
 def speech(text: str, fmt: str = "pcm") -> dict[str, str]:
