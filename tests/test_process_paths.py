@@ -4,6 +4,7 @@ the measurements: info --loudness, the warm summary, config `[process]`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from loudmeter import ffmpeg_loudness
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
-from voiceprep.keys import cache_key
+from voiceprep.keys import BackendIdentity, cache_key
 
 RATE = 24000
 PHRASES = ["One moment, please.", "Thank you for calling. How can I help you today?"]
@@ -73,6 +74,49 @@ def test_warm_normalizes_and_a_new_level_reuses_the_raw_synthesis(tmp_path: Path
     # And the same settings again: all cached.
     code, out, err = cli(*[*base, "--loudness", "-23"])
     assert json.loads(out)["already_cached"] == 2
+
+
+def test_cache_ls_and_stats_report_the_loudness_of_each_entry(tmp_path: Path, cli: CLI) -> None:
+    """`cache ls` shows each entry's integrated loudness (what an independent meter reads
+    from its audio), `cache stats` the spread; an entry stored unmeasured shows none."""
+    phrases, cache_dir = phrase_file(tmp_path), tmp_path / "cache"
+    warm = ["warm", str(phrases), "-b", "espeak", "--cache-dir", str(cache_dir)]
+    assert cli(*warm, "--loudness", "-16").code == 0
+    with AudioCache(cache_dir) as cache:
+        silence = b"\x00\x00" * RATE
+        identity = BackendIdentity("test", None, None, {})
+        cache.put("0" * 64, silence, rate=RATE, channels=1, text="unmeasured", identity=identity)
+    code, out, err = cli("cache", "ls", "--cache-dir", str(cache_dir), "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert len(listed) == 5  # each phrase raw and at -16, and the unmeasured one
+    with AudioCache(cache_dir) as cache:
+        for entry in listed:
+            if entry["text"] == "unmeasured":
+                assert entry["loudness"] is None
+                continue
+            samples = mono(cache.get(entry["key"], rate=RATE, channels=1) or b"")
+            assert abs(entry["loudness"] - lufs(samples)) <= 0.5, entry["text"]
+            if "process" in entry["options"]:
+                assert abs(entry["loudness"] + 16) <= 0.5
+            else:
+                assert entry["loudness"] < -17  # espeak's own level, quieter than the target
+    levels = [e["loudness"] for e in listed if e["loudness"] is not None]
+
+    code, out, err = cli("cache", "stats", "--cache-dir", str(cache_dir), "--json")
+    stats = json.loads(out)
+    assert (stats["loudness_min"], stats["loudness_max"]) == (min(levels), max(levels))
+    assert stats["loudness_measured"] == 4 and stats["entries"] == 5
+    code, out, err = cli("cache", "stats", "--cache-dir", str(cache_dir))
+    shown = re.search(r"loudness: +(\S+) to (\S+) LUFS \(4 of 5 entries measured\)", out)
+    assert shown, out
+    assert float(shown[1]) == pytest.approx(min(levels), abs=0.051)
+    assert float(shown[2]) == pytest.approx(max(levels), abs=0.051)
+    code, out, err = cli("cache", "ls", "--cache-dir", str(cache_dir))
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [row[5] for row in rows if row[-1] == "unmeasured"] == ["-"]  # LOUDNESS column
+    in_table = sorted(float(row[5]) for row in rows if row[-1] != "unmeasured")
+    assert in_table == pytest.approx(sorted(levels), abs=0.051)
 
 
 def test_dry_run_bills_nothing_for_reprocessing(tmp_path: Path, cli: CLI) -> None:

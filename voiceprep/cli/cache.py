@@ -160,6 +160,7 @@ def entry_json(entry: CacheEntry) -> dict[str, Any]:
         "rate": entry.rate,
         "channels": entry.channels,
         "duration": entry.duration,
+        "loudness": None if entry.loudness is None else round(entry.loudness, 2),
         "size": entry.size,
         "sha256": entry.sha256,
         "created": _iso(entry.created),
@@ -214,15 +215,9 @@ _COLUMNS = [
 ]
 
 
-def _loudness(entry: CacheEntry) -> float | None:
-    """The entry's integrated LUFS as recorded when stored (None: not measured)."""
-    value = getattr(entry, "loudness", None)
-    return value if isinstance(value, int | float) else None
-
-
 def _spread(entries: list[CacheEntry]) -> tuple[float, float, int] | None:
     """(min, max) LUFS over the entries that have a loudness, and how many do."""
-    levels = [level for e in entries if (level := _loudness(e)) is not None]
+    levels = [e.loudness for e in entries if e.loudness is not None]
     return (min(levels), max(levels), len(levels)) if levels else None
 
 
@@ -234,7 +229,7 @@ def _row(entry: CacheEntry) -> list[str]:
         str(entry.rate),
         str(entry.channels),
         f"{entry.duration:.2f}s",
-        "-" if (level := _loudness(entry)) is None else f"{level:.1f}",
+        "-" if entry.loudness is None else f"{entry.loudness:.1f}",
         human_size(entry.size),
         _local(entry.last_used),
         str(entry.hits),
