@@ -90,6 +90,15 @@ def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
     return endpoint
 
 
+@pytest.fixture(params=["s3", "file"])
+def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test twice: against a bucket on the moto server, and a file:// directory."""
+    if request.param == "s3":
+        endpoint: S3Endpoint = request.getfixturevalue("s3")
+        return endpoint.remote()
+    return (tmp_path / "shared" / "remote").as_uri()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

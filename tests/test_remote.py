@@ -25,21 +25,14 @@ from remote_fixtures import (
     moto_server,
     phrase,
     provider_env,
+    remote_url,
     s3,
 )
 
 from voiceprep.cache import AudioCache
 from voiceprep.remote import LAYOUT, Remote
 
-__all__ = ["moto_server", "s3"]  # fixtures, found by pytest through this module
-
-
-@pytest.fixture(params=["s3", "file"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "s3":
-        endpoint: S3Endpoint = request.getfixturevalue("s3")
-        return endpoint.remote()
-    return (tmp_path / "shared" / "remote").as_uri()
+__all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
 
 
 def push(remote: str, cache: Path, cli: CLI, *extra: str) -> tuple[int, dict, str]:

@@ -12,7 +12,6 @@ from helpers import CLI
 from remote_fixtures import (
     IDENTITY,
     RATE,
-    S3Endpoint,
     cached_pcm,
     fill_cache,
     free_port,
@@ -20,6 +19,7 @@ from remote_fixtures import (
     moto_server,
     phrase,
     provider_env,
+    remote_url,
     s3,
     tone,
 )
@@ -28,17 +28,9 @@ from voiceprep.cache import AudioCache
 from voiceprep.remote import Remote, pull, push
 from voiceprep.tts_cache import TTSAudioCache
 
-__all__ = ["moto_server", "s3"]  # fixtures, found by pytest through this module
+__all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
 
 ESPEAK = ["-b", "espeak", "--voice", "en", "-r", str(RATE)]
-
-
-@pytest.fixture(params=["s3", "file"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "s3":
-        endpoint: S3Endpoint = request.getfixturevalue("s3")
-        return endpoint.remote()
-    return (tmp_path / "shared").as_uri()
 
 
 @pytest.fixture
@@ -64,7 +56,10 @@ def test_warm_remote_on_a_second_fresh_runner_synthesizes_nothing(
     first = cli("warm", phrases, *ESPEAK, "--cache-dir", tmp_path / "r1", "--remote", remote_url,
                 "--json")  # fmt: skip
     assert first.code == 0, first.err
-    assert json.loads(first.out)["synthesized"] == 3
+    summary = json.loads(first.out)
+    moved = ("synthesized", "already_cached", "pulled", "pushed", "remote_failed")
+    assert tuple(summary[name] for name in moved) == (3, 0, 0, 3, 0)
+    assert summary["remote"] == remote_url and summary["remote_failures"] == []
     assert "pushed 3 entries" in first.err
     assert set(Remote(remote_url).listing()) == {key_of(i) for i in range(3)}
 
@@ -73,9 +68,19 @@ def test_warm_remote_on_a_second_fresh_runner_synthesizes_nothing(
                  remote_url, "--json", env={"PATH": str(tmp_path / "no-programs")})  # fmt: skip
     assert second.code == 0, second.err
     summary = json.loads(second.out)
-    assert (summary["synthesized"], summary["already_cached"]) == (0, 3)
+    assert tuple(summary[name] for name in moved) == (0, 0, 3, 0, 0)  # nothing left to push
     assert "pulled 3 entries" in second.err
     assert cached_pcm(tmp_path / "r2") == cached_pcm(tmp_path / "r1")
+
+    # The human summary says the same; a third runner that has it all moves nothing.
+    third = cli("warm", phrases, *ESPEAK, "--cache-dir", tmp_path / "r2", "--remote",
+                remote_url)  # fmt: skip
+    assert third.code == 0, third.err
+    rows = dict(line.split(":", 1) for line in third.text.splitlines())
+    assert {name: rows[name].strip() for name in ("already cached", "pulled", "synthesized",
+            "pushed")} == {"already cached": "3", "pulled": "0", "synthesized": "0",
+                           "pushed": "0"}  # fmt: skip
+    assert "remote failed" not in rows
 
 
 def test_warm_remote_pulls_what_it_can_and_pushes_what_it_made(
@@ -87,8 +92,42 @@ def test_warm_remote_pulls_what_it_can_and_pushes_what_it_made(
     result = cli("warm", longer, *ESPEAK, "--cache-dir", tmp_path / "r2", "--remote",
                  remote_url, "--json")  # fmt: skip
     assert result.code == 0, result.err
-    assert json.loads(result.out)["synthesized"] == 2
+    summary = json.loads(result.out)
+    assert (summary["pulled"], summary["synthesized"], summary["pushed"]) == (2, 2, 2)
     assert set(Remote(remote_url).listing()) == {key_of(i) for i in range(4)}
+    piped = cli("warm", longer, *ESPEAK, "--cache-dir", tmp_path / "r3", "--remote", remote_url)
+    assert piped.code == 0, piped.err
+    rows = dict(line.split(":", 1) for line in piped.text.splitlines())
+    assert (rows["pulled"].strip(), rows["pushed"].strip()) == ("4", "0")
+
+
+def test_warm_remote_reports_a_refused_entry_and_synthesizes_it(tmp_path: Path, cli: CLI) -> None:
+    """An altered object on the remote is refused (never imported), counted in
+    remote_failures and synthesized locally; the warm itself succeeds."""
+    remote_url = (tmp_path / "shared").as_uri()
+    fill_cache(tmp_path / "pusher", range(2))
+    with AudioCache(tmp_path / "pusher") as pusher:
+        assert len(push(pusher, remote_url).moved) == 2
+    path = Path(Remote(remote_url).object_path(key_of(0)))
+    altered = bytearray(path.read_bytes())
+    altered[len(altered) // 2] ^= 0xFF
+    path.unlink()
+    path.write_bytes(bytes(altered))
+
+    result = cli("warm", phrase_list(tmp_path, range(2)), *ESPEAK, "--cache-dir",
+                 tmp_path / "r1", "--remote", remote_url, "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert (summary["pulled"], summary["synthesized"], summary["pushed"]) == (1, 1, 0)
+    assert summary["remote_failed"] == 1
+    (failure,) = summary["remote_failures"]
+    assert (failure["direction"], failure["key"]) == ("pull", key_of(0))
+    assert "sha256" in failure["reason"] or "match" in failure["reason"]
+    assert "refused" in result.err and "Traceback" not in result.err
+    # Ours is the fresh synthesis, not the altered object; the remote's object stays.
+    assert cached_pcm(tmp_path / "r1")[key_of(1)] == tone(1)
+    assert cached_pcm(tmp_path / "r1")[key_of(0)] != tone(0)
+    assert path.read_bytes() == bytes(altered)
 
 
 def test_warm_with_a_remote_that_is_down_warms_locally_with_one_warning(
@@ -97,10 +136,13 @@ def test_warm_with_a_remote_that_is_down_warms_locally_with_one_warning(
     result = cli("warm", phrase_list(tmp_path, range(2)), *ESPEAK, "--cache-dir",
                  tmp_path / "r1", "--remote", dead_s3, "--json")  # fmt: skip
     assert result.code == 0, result.err
-    assert json.loads(result.out)["synthesized"] == 2
+    summary = json.loads(result.out)
+    assert (summary["synthesized"], summary["pulled"], summary["pushed"]) == (2, 0, 0)
+    (failure,) = summary["remote_failures"]
+    assert (failure["direction"], failure["key"]) == ("pull", None)
     warnings = [line for line in result.err_lines if "warning" in line]
     assert len(warnings) == 1 and "remote" in warnings[0], result.err
-    assert "dead-secret-123" not in result.err
+    assert "dead-secret-123" not in result.err and "dead-secret-123" not in result.text
 
 
 def test_warm_remote_with_check_is_a_usage_error(cli: CLI, tmp_path: Path) -> None:

@@ -299,6 +299,11 @@ class TTSAudioCache:
         return produced.pcm
 
     @property
+    def has_remote(self) -> bool:
+        """True while a remote is consulted on a miss (False without one, or once it failed)."""
+        return self._remote is not None and self._remote.disabled is None
+
+    @property
     def disk(self) -> AudioCache | None:
         """The AudioCache behind the memory tier, if any."""
         return self._disk

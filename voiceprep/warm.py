@@ -211,9 +211,23 @@ class Failure:
     key: str = ""
 
 
+@dataclass(frozen=True)
+class RemoteFailure:
+    """What went wrong moving entries to or from a remote (`warm --remote`)."""
+
+    direction: str  # "pull" or "push"
+    key: str | None  # None: the remote as a whole (unreachable, stopped mid-way)
+    reason: str
+
+
 @dataclass
 class WarmSummary:
-    """What a warm did. Filled in as it goes, so an interrupted run still reports."""
+    """What a warm did. Filled in as it goes, so an interrupted run still reports.
+
+    With a remote (`warm --remote`): `pulled` entries came from it (they are not counted in
+    `already_cached`), `pushed` went to it, and `remote_failures` says what did not move;
+    a remote failure never fails the warm.
+    """
 
     phrases: int = 0
     already_cached: int = 0
@@ -228,6 +242,10 @@ class WarmSummary:
     stopped: str | None = None  # why the run stopped early, if it did
     reprocessed: int = 0  # of `synthesized`: made from a cached raw synthesis, no request
     loudness: list[float] = field(default_factory=list)  # LUFS of each entry produced
+    remote: str | None = None  # the remote's URL (scrubbed), when there was one
+    pulled: int = 0
+    pushed: int = 0
+    remote_failures: list[RemoteFailure] = field(default_factory=list)
 
     @property
     def loudness_range(self) -> tuple[float, float] | None:
@@ -257,6 +275,14 @@ class WarmSummary:
             "reprocessed": self.reprocessed,
             "loudness_min": _rounded(self.loudness_range, 0),
             "loudness_max": _rounded(self.loudness_range, 1),
+            "remote": self.remote,
+            "pulled": self.pulled,
+            "pushed": self.pushed,
+            "remote_failed": len(self.remote_failures),
+            "remote_failures": [
+                {"direction": f.direction, "key": f.key, "reason": f.reason}
+                for f in self.remote_failures
+            ],
         }
 
 

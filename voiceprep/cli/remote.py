@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
     from voiceprep.remote import TransferReport
+    from voiceprep.warm import RemoteFailure
 
 RemoteArg = Annotated[
     str | None,
@@ -284,42 +285,53 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
 # --- warm --remote ------------------------------------------------------------------------
 
 
-def warm_pull(cache: AudioCache, url: str, keys: set[str], *, jobs: int) -> tuple[bool, set[str]]:
-    """Before a warm: pull what the phrases need: (remote usable, keys pulled). When it is
-    unusable (one warning), the warm goes on locally and skips the push."""
+def warm_pull(
+    cache: AudioCache, url: str, keys: set[str], *, jobs: int
+) -> tuple[bool, set[str], list[RemoteFailure]]:
+    """Before a warm: pull what the phrases need: (remote usable, keys pulled, failures).
+    When it is unusable (one warning), the warm goes on locally and skips the push."""
     from voiceprep.errors import RemoteError
     from voiceprep.remote import pull, scrub
+    from voiceprep.warm import RemoteFailure
 
     if not keys:
-        return True, set()
+        return True, set(), []
     try:
         report = _transfer(pull, cache, url, jobs=jobs, keys=keys)
     except RemoteError as exc:
         _output.warning(f"remote unusable, warming locally: {exc}")
-        return False, set()
-    for key, reason in report.failed:
-        _output.warning(f"remote entry {key[:12]} refused, synthesizing it: {reason}")
+        return False, set(), [RemoteFailure("pull", None, str(exc))]
+    failures = [RemoteFailure("pull", key, why) for key, why in report.failed]
+    for key, why in report.failed:
+        _output.warning(f"remote entry {key[:12]} refused, synthesizing it: {why}")
     if report.moved:
         _output.info(f"pulled {len(report.moved)} entries from {scrub(url)}")
     if report.stopped is not None:
         _output.warning(f"remote unusable, warming locally: {report.stopped}")
-        return False, set(report.moved)
-    return True, set(report.moved)
+        failures.append(RemoteFailure("pull", None, report.stopped))
+        return False, set(report.moved), failures
+    return True, set(report.moved), failures
 
 
-def warm_push(cache: AudioCache, url: str, keys: set[str], *, jobs: int) -> None:
-    """After a warm: push what the remote lacks of the phrases' entries (a failure is a
-    warning: the warm itself succeeded)."""
+def warm_push(
+    cache: AudioCache, url: str, keys: set[str], *, jobs: int
+) -> tuple[int, list[RemoteFailure]]:
+    """After a warm: push what the remote lacks of the phrases' entries: (entries pushed,
+    failures). A failure is a warning: the warm itself succeeded."""
     from voiceprep.errors import RemoteError
     from voiceprep.remote import push, scrub
+    from voiceprep.warm import RemoteFailure
 
     try:
         report = _transfer(push, cache, url, jobs=jobs, keys=keys)
     except RemoteError as exc:
         _output.warning(f"could not push to the remote: {exc}")
-        return
+        return 0, [RemoteFailure("push", None, str(exc))]
     if report.moved:
         _output.info(f"pushed {len(report.moved)} entries to {scrub(url)}")
-    problem = report.stopped or (report.failed[0][1] if report.failed else None)
-    if problem:
-        _output.warning(f"could not push every entry to the remote: {problem}")
+    failures = [RemoteFailure("push", key, why) for key, why in report.failed]
+    if report.stopped is not None:
+        failures.append(RemoteFailure("push", None, report.stopped))
+    if failures:
+        _output.warning(f"could not push every entry to the remote: {failures[-1].reason}")
+    return len(report.moved), failures

@@ -87,7 +87,10 @@ def serve_command(
     timeout: Timeout = None,
     read_only: Annotated[
         bool | None,
-        typer.Option("--read-only", help="Never synthesize: a phrase not cached is a 404."),
+        typer.Option(
+            "--read-only",
+            help="Never synthesize: a phrase not cached (nor on --remote) is a 404.",
+        ),
     ] = None,
     queue: Annotated[
         int | None,
@@ -128,7 +131,8 @@ def serve_command(
         typer.Option(
             "--remote",
             metavar="URL",
-            help="On a miss, look in the remote URL (fsspec) before synthesizing.",
+            help="On a miss, look in the remote URL (fsspec) before synthesizing "
+            "(with --read-only: instead of answering 404).",
         ),
     ] = None,
     push_remote: Annotated[
@@ -158,6 +162,7 @@ def serve_command(
       voiceprep serve --port 8080 -b openai --voice nova -j 8
       voiceprep serve --read-only --cache-dir /cache --host 0.0.0.0 --token-env TTS_TOKEN
       voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
+      voiceprep serve --read-only --remote s3://team-prompts/voiceprep
     """
     from voiceprep.server.options import resolve_serve_options
 
@@ -212,6 +217,10 @@ def serve_command(
     def listening(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         mode = "read-only" if options.read_only else f"{settings.backend}, -j {settings.jobs}"
+        if remote:
+            from voiceprep.remote import scrub
+
+            mode += f", remote {scrub(remote)}"
         auth = "token required" if options.token else "no token"
         _output.info(
             f"serving http://{shown}:{bound_port} ({mode}, cache {settings.cache_dir}, "
@@ -220,6 +229,8 @@ def serve_command(
 
     if push_remote and remote is None:
         raise UsageError("--push-remote needs --remote URL")
+    if push_remote and options.read_only:
+        raise UsageError("--push-remote cannot be combined with --read-only (it never pushes)")
     # The same processing and gate as warm's, so a phrase warmed with --loudness -16 is a
     # hit here with the same flags (or the same [process] table).
     cache_options: dict[str, Any] = {"process": settings.process, "gate": settings.gate}

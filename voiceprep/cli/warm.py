@@ -50,7 +50,14 @@ if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
-    from voiceprep.warm import PlanItem, ProgressEvent, RetryEvent, WarmPlan, WarmSummary
+    from voiceprep.warm import (
+        PlanItem,
+        ProgressEvent,
+        RemoteFailure,
+        RetryEvent,
+        WarmPlan,
+        WarmSummary,
+    )
 
 T = TypeVar("T")
 _PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
@@ -226,14 +233,23 @@ def warm_command(
         if check:
             _report_check(plan, as_json=as_json)
             return
-        remote_ok = False
+        remote_ok, pulled = False, 0
+        failures: list[RemoteFailure] = []
         if remote is not None:
-            plan, remote_ok = _pull_first(plan, remote, cache, settings)
+            plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
         summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
-        if remote is not None and remote_ok and summary.stopped is None:
+        if remote is not None:
             from voiceprep.cli.remote import warm_push
+            from voiceprep.remote import scrub
 
-            warm_push(cache, remote, {i.key for i in plan.items}, jobs=settings.jobs)
+            summary.remote = scrub(remote)
+            summary.pulled = pulled
+            summary.already_cached -= pulled  # counted as pulled, not as already there
+            summary.remote_failures = failures
+            if remote_ok and summary.stopped is None:
+                keys = {item.key for item in plan.items}
+                summary.pushed, failures = warm_push(cache, remote, keys, jobs=settings.jobs)
+                summary.remote_failures += failures
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
@@ -274,20 +290,21 @@ def _warm(
 
 def _pull_first(
     plan: WarmPlan, url: str, cache: AudioCache, settings: Settings
-) -> tuple[WarmPlan, bool]:
+) -> tuple[WarmPlan, bool, int, list[RemoteFailure]]:
     """warm --remote: pull the missing entries; they then count as cached. (plan, whether
-    the remote is usable, so worth pushing to afterwards)."""
+    the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
     from dataclasses import replace
 
     from voiceprep.cli.remote import warm_pull
 
-    ok, pulled = warm_pull(cache, url, {item.key for item in plan.missing}, jobs=settings.jobs)
+    wanted = {item.key for item in plan.missing}
+    ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
     if pulled:
         plan.items[:] = [
             replace(item, cached=True, damaged=False) if item.key in pulled else item
             for item in plan.items
         ]
-    return plan, ok
+    return plan, ok, len(pulled), failures
 
 
 def _check_cache_dir(directory: Path) -> None:
@@ -487,7 +504,13 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
     values["elapsed"] = f"{summary.elapsed:.1f} s"
     spread = summary.loudness_range
     values["loudness"] = f"{spread[0]:.1f} to {spread[1]:.1f} LUFS" if spread else "-"
-    _output.fields([(label, str(values[name])) for name, label in _SUMMARY_LABELS])
+    rows = [(label, str(values[name])) for name, label in _SUMMARY_LABELS]
+    if summary.remote is not None:  # warm --remote: what moved, next to what it replaced
+        rows.insert(2, ("pulled", str(summary.pulled)))
+        rows.insert(4, ("pushed", str(summary.pushed)))
+        if summary.remote_failures:
+            rows.insert(5, ("remote failed", str(len(summary.remote_failures))))
+    _output.fields(rows)
 
 
 # --- say ------------------------------------------------------------------------------

@@ -8,18 +8,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from voiceprep.errors import CacheCorruptError, CacheError, RemoteError
-from voiceprep.remote.store import Remote, reason, scheme
+from voiceprep.remote.store import Remote, reason
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
 
 log = logging.getLogger("voiceprep.remote")
-
-# A read-through remote is consulted while an agent waits: a dead S3 endpoint must fail in
-# seconds, not after botocore's default retries.
-_FAIL_FAST_S3 = {
-    "config_kwargs": {"connect_timeout": 3, "retries": {"max_attempts": 2, "mode": "standard"}}
-}
 
 
 class ReadThrough:
@@ -46,8 +40,8 @@ class ReadThrough:
             if isinstance(remote, Remote):
                 self._remote = remote
             else:
-                options = _FAIL_FAST_S3 if scheme(remote) in ("s3", "s3a") else {}
-                self._remote = Remote(remote, storage_options=dict(options))
+                # Consulted while an agent or a client waits: fail in seconds.
+                self._remote = Remote(remote, fail_fast=True)
         except RemoteError as exc:
             self._disable(str(exc))
 
@@ -88,10 +82,7 @@ class ReadThrough:
             return None
         data, pcm = found
         if disk is not None:
-            try:
-                await asyncio.to_thread(disk.import_entry, data)
-            except (CacheError, OSError) as exc:  # best effort, as the disk tier is
-                _log_warning(f"could not store remote entry {key[:12]}: {reason(exc)}")
+            await asyncio.to_thread(_keep, disk, key, data)
         return pcm
 
     async def publish(self, key: str, disk: AudioCache | None) -> None:
@@ -112,6 +103,16 @@ def read_through(
     if remote is None or isinstance(remote, ReadThrough):
         return remote
     return ReadThrough(remote, push=push)
+
+
+def _keep(disk: AudioCache, key: str, data: bytes) -> None:
+    """Import a remote entry into `disk`, best effort as the disk tier is. A read-only
+    cache (an image layer) is not an error: the entry is then served from memory only."""
+    try:
+        if not disk.read_only:
+            disk.import_entry(data)
+    except (CacheError, OSError) as exc:
+        _log_warning(f"could not store remote entry {key[:12]}: {reason(exc)}")
 
 
 def _log_warning(message: str) -> None:

@@ -94,15 +94,35 @@ def check_url(url: str) -> str:
     return url
 
 
+def _fail_fast_s3() -> dict[str, Any]:
+    """What `fail_fast` gives botocore: a dead endpoint fails in seconds, and a stuck one
+    (connected, silent) in tens of seconds, not 60 s per read and attempt."""
+    return {
+        "connect_timeout": 3,
+        "read_timeout": 10,
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    }
+
+
 class Remote:
     """One remote store: list its entries, read and write entry objects.
 
     Thread-safe: transfers call `read` and `write` from worker threads.
     """
 
-    def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, *, storage_options: dict[str, Any] | None = None, fail_fast: bool = False
+    ) -> None:
+        """`fail_fast`: for a caller that is waiting (a read-through): on S3, 3 s to connect,
+        10 s without a byte, two attempts, instead of botocore's and s3fs's patient retries."""
         self.url = check_url(url)
-        self._fs, self._root = _filesystem(self.url, storage_options or {})
+        options = dict(storage_options or {})
+        s3 = scheme(self.url) in ("s3", "s3a")
+        if fail_fast and s3:
+            options.setdefault("config_kwargs", _fail_fast_s3())
+        self._fs, self._root = _filesystem(self.url, options)
+        if fail_fast and s3:
+            self._fs.retries = 1  # s3fs retries each call 5 times by itself, on top of botocore
         protocol = self._fs.protocol
         protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
         self._local = any(p in _LOCAL for p in protocols)

@@ -11,7 +11,10 @@
   that a miss is refused at once with 429 and Retry-After.
 - Encoded variants (mp3, opus…) are kept in a small LRU bounded in bytes, so a hit in
   mp3 is encoded once, not per request.
-- Read-only: a miss is a 404 and nothing is ever synthesized or written.
+- Read-only: nothing is ever synthesized or pushed. Without a remote a miss is a 404 at
+  once; with one (`TTSAudioCache(remote=...)`) a miss is looked up there, as one task per
+  key like a synthesis: found and checked, it is served (and kept in the cache directory
+  when that is writable); not there, or the remote down, it is a 404.
 """
 
 from __future__ import annotations
@@ -181,13 +184,9 @@ class SpeechService:
             self._count("hit")
             return Speech(body, FORMATS[fmt].content_type, cached=True)
         cached = key not in self._misses and self.cache.contains(request.text, voice_id=voice)
-        if cached:
-            self._count("hit")
-        elif self.read_only:
-            self._count("miss")
+        self._count("hit" if cached else "miss")
+        if not cached and self.read_only and not self.cache.has_remote:
             raise _not_cached()
-        else:
-            self._count("miss")
         pcm = await self._pcm(key, request.text, voice, cached)
         body = await self._encoded(key, pcm, fmt)
         return Speech(body, FORMATS[fmt].content_type, cached=cached)
@@ -245,7 +244,9 @@ class SpeechService:
                     code="queue_full",
                     retry_after=QUEUE_RETRY_AFTER,
                 )
-            task = asyncio.ensure_future(self._synthesize(text, voice))
+            # Read-only: the miss can only be answered from the remote; no synthesis.
+            fill = self._fetch if self.read_only else self._synthesize
+            task = asyncio.ensure_future(fill(text, voice))
             self._misses[key] = task
             task.add_done_callback(functools.partial(_forget, self._misses, key))
         # shield: a client hanging up must not cancel what the others (and the cache) wait for.
