@@ -87,6 +87,13 @@ CacheDir = Annotated[
         show_default="the user cache directory",
     ),
 ]
+MaxEntries = Annotated[
+    int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
+]
+MaxSize = Annotated[
+    str | None,
+    typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 

@@ -16,7 +16,15 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
-from voiceprep.cli._options import CacheDir, Flags, Json, OutputFormat, selection_options
+from voiceprep.cli._options import (
+    CacheDir,
+    Flags,
+    Json,
+    MaxEntries,
+    MaxSize,
+    OutputFormat,
+    selection_options,
+)
 from voiceprep.cli._output import print_json
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, report_written, write_audio
@@ -400,13 +408,8 @@ def rm_command(
 
 
 def prune_command(
-    max_entries: Annotated[
-        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
-    ] = None,
+    max_entries: MaxEntries = None,
+    max_size: MaxSize = None,
     older_than: Annotated[
         str | None,
         typer.Option(

@@ -18,7 +18,7 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Flags, selection_options
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.config import Settings
@@ -51,13 +51,8 @@ def serve_command(
     ] = None,
     *,
     selection: Flags,
-    max_entries: Annotated[
-        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
-    ] = None,
+    max_entries: MaxEntries = None,
+    max_size: MaxSize = None,
     jobs: Annotated[
         int | None,
         typer.Option(

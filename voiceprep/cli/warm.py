@@ -25,7 +25,7 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, selection_options
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
@@ -91,13 +91,8 @@ def warm_command(
     jobs: Jobs = None,
     retries: Retries = None,
     timeout: Timeout = None,
-    max_entries: Annotated[
-        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
-    ] = None,
+    max_entries: MaxEntries = None,
+    max_size: MaxSize = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Synthesize nothing: list what would be, and its cost."),
