@@ -95,3 +95,36 @@ def test_command_list_shows_whole_first_lines(cli: Any) -> None:
     for row in COMMANDS:
         if " " not in row.path:
             assert re.search(rf"^  {row.path} ", commands, re.M), row.path
+
+
+# Options declared once (cli._options.option_group) and taken by several commands: each
+# command shows the whole group, in one block, with the same help.
+OPTION_GROUPS = {
+    "selection": (
+        ["--backend", "--voice", "--option", "--rate", "--channels", "--cache-dir"],
+        ["warm", "say", "serve", "cache get", "cache rm", "cache pull"],
+    ),
+    "processing": (
+        ["--loudness", "--true-peak", "--trim-silence", "--silence-threshold", "--trim-pad"]
+        + ["--fade-in", "--fade-out", "--pad-start", "--pad-end"],
+        ["decode", "warm", "say", "serve"],
+    ),
+}
+
+
+@pytest.mark.parametrize("group", OPTION_GROUPS)
+def test_an_option_group_reads_the_same_in_every_command(cli: Any, group: str) -> None:
+    options, paths = OPTION_GROUPS[group]
+    blocks = {}
+    for path in paths:
+        text = cli(*path.split(), "--help").text
+        lines = text.partition("\nOptions:\n")[2].partition("\n\n")[0].splitlines()
+        rows = [i for i, line in enumerate(lines) if line.startswith("  -")]
+        names = [re.findall(r"--[\w-]+", lines[i])[0] for i in rows]
+        first = names.index(options[0])
+        assert names[first : first + len(options)] == options, (path, names)
+        # The group's rows and the lines their help wraps onto, wherever the columns fall.
+        block = lines[rows[first] : rows[first + len(options)]]
+        blocks[path] = " ".join(" ".join(block).split())
+    for path in paths[1:]:
+        assert blocks[path] == blocks[paths[0]], path

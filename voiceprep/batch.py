@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep.audio_format import STDIO
-from voiceprep.errors import UsageError, VoiceprepError
+from voiceprep.errors import ExitStatus, UsageError, VoiceprepError
 from voiceprep.output import OutputSpec, decode_to_file, temp_path
 
 
@@ -41,7 +41,7 @@ class ItemResult:
     source: str
     dest: Path
     error: str | None = None
-    exit_code: int = 0
+    exit_code: int = ExitStatus.OK
     pcm_bytes: int = 0
     warnings: tuple[str, ...] = ()
 
@@ -203,7 +203,8 @@ class _Worker:
         self.conn.close()
         item = items[index]
         how = _death(self.process.exitcode)
-        return ItemResult(index, item.source, item.dest, f"{item.source}: decoder {how}", 1)
+        error = f"{item.source}: decoder {how}"
+        return ItemResult(index, item.source, item.dest, error, ExitStatus.FAILURE)
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -248,7 +249,8 @@ def _decode_item(
     except VoiceprepError as exc:
         error, exit_code = str(exc), exc.exit_code
     except Exception as exc:  # a bug or an unwrapped library error: report it, go on
-        error, exit_code = f"{item.source}: unexpected {type(exc).__name__}: {exc}", 1
+        error = f"{item.source}: unexpected {type(exc).__name__}: {exc}"
+        exit_code = ExitStatus.FAILURE
     else:
         return ItemResult(index, item.source, item.dest, pcm_bytes=pcm_bytes, warnings=(*warnings,))
     return ItemResult(index, item.source, item.dest, error, exit_code, warnings=(*warnings,))

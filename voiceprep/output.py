@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from voiceprep.audio_format import SAMPLE_FORMATS
+from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
-from voiceprep.units import check_channels, check_rate
 from voiceprep.wav import patch_wav_sizes, wav_header
 
 if TYPE_CHECKING:
@@ -40,22 +39,17 @@ WarningHandler = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class OutputSpec:
-    """How decoded audio is shaped and stored (everything but where it comes from)."""
+class OutputSpec(AudioFormat):
+    """How decoded audio is shaped (its `AudioFormat`: rate, channels, sample format, all
+    checked there) and stored (everything but where it comes from)."""
 
-    rate: int = 24000
-    channels: int = 1
-    sample_format: str = "s16"
     container: str = "raw"
     start: float | None = None
     duration: float | None = None
     process: ProcessSettings | None = None  # the processing chain (voiceprep.process)
 
     def __post_init__(self) -> None:
-        check_rate(self.rate)
-        check_channels(self.channels)
-        if self.sample_format not in SAMPLE_FORMATS:
-            raise UsageError(f"invalid sample format {self.sample_format!r}: use s16 or f32")
+        super().__post_init__()
         if self.container not in CONTAINERS:
             raise UsageError(f"invalid format {self.container!r}: use raw or wav")
         if self.start is not None and not self.start >= 0:

@@ -1,11 +1,18 @@
-"""Options shared by several commands, so `warm`, `say`, `cache get` and `cache rm` select
-entries with the same flags and defaults (and `decode` and `cache get` shape their output
-with the same -r/-c/--format). Every value defaults to None, meaning "not given":
-`voiceprep.config.resolve_settings` then applies env > config file > default.
+"""Options shared by several commands, so `warm`, `say`, `serve`, `cache get`, `cache rm`
+and `cache pull` select entries with the same flags and defaults (and `decode` and `cache
+get` shape their output with the same -r/-c/--format). Every value defaults to None,
+meaning "not given": `voiceprep.config.resolve_settings` then applies env > config file >
+default.
+
+A set of options several commands take is an `option_group`, declared once: a command
+names one keyword-only parameter for the whole group, and gets the options' values in it
+as one mapping (`selection_options` below; `_processing.processing_options`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -80,6 +87,13 @@ CacheDir = Annotated[
         show_default="the user cache directory",
     ),
 ]
+MaxEntries = Annotated[
+    int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
+]
+MaxSize = Annotated[
+    str | None,
+    typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
@@ -97,6 +111,60 @@ OutputFormat = Annotated[
         show_default="wav if OUT ends in .wav, else raw",
     ),
 ]
+
+
+Flags = dict[str, Any]  # an option group's values by parameter name; None: not given
+
+
+def option_group(into: str, **options: Any) -> Callable[[Callable[..., Any]], _Grouped]:
+    """A decorator putting `options` (parameter name → its `Annotated` option type; each
+    defaults to None) into a command's signature where its keyword-only parameter `into`
+    stands, and passing the command their values as one `Flags` mapping in `into`."""
+    return lambda command: _Grouped(command, into, options)
+
+
+class _Grouped:
+    """A command with an option group in its signature. Typer reads a command's options
+    from `inspect.signature`, which answers with `__signature__`, and calls it with
+    keywords only."""
+
+    __name__: str  # the command's, as its help and errors name it
+
+    def __init__(self, command: Callable[..., Any], into: str, options: dict[str, Any]) -> None:
+        functools.update_wrapper(self, command, updated=())  # its name and help
+        self._command, self._into, self._options = command, into, options
+
+    def __call__(self, **values: Any) -> Any:
+        values[self._into] = {name: values.pop(name) for name in self._options}
+        return self._command(**values)
+
+    @functools.cached_property
+    def __signature__(self) -> inspect.Signature:
+        # Made when Typer builds the parser, not at import: evaluating a command's
+        # annotations takes about a millisecond, which `--version` need not pay.
+        signature = inspect.signature(self._command, eval_str=True)
+        if self._into not in signature.parameters:
+            raise TypeError(f"{self.__name__} has no parameter {self._into!r}")
+        group = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+            for name, kind in self._options.items()
+        ]
+        parameters = []
+        for parameter in signature.parameters.values():
+            parameters += group if parameter.name == self._into else [parameter]
+        return signature.replace(parameters=parameters)
+
+
+# What selects a backend's audio in the cache, as warm stores it.
+selection_options = option_group(
+    "selection",
+    backend=Backend,
+    voice=Voice,
+    option=BackendOption,
+    rate=Rate,
+    channels=Channels,
+    cache_dir=CacheDir,
+)
 
 
 def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -1,17 +1,12 @@
 """The processing options (voiceprep.process), defined once for every command that
-produces audio: decode, warm, say, serve. A command declares the nine parameters with
-these types and passes their values to `process_flags(...)`; `resolve_settings` lays
-them over the config file's `[process]` table key by key (None means "not given").
+produces audio: decode, warm, say, serve. A command decorated with `processing_options`
+declares one keyword-only parameter `process` in their place (where they show in its
+help) and gets their values in it, the mapping `resolve_settings` lays over the config
+file's `[process]` table key by key (None means "not given"):
 
-    from voiceprep.cli._processing import (
-        FadeIn, FadeOut, Loudness, PadEnd, PadStart, SilenceThreshold, TrimPad,
-        TrimSilence, TruePeak, process_flags,
-    )
-    def my_command(..., loudness: Loudness = None, true_peak: TruePeak = None,
-                   trim_silence: TrimSilence = None, silence_threshold: SilenceThreshold = None,
-                   trim_pad: TrimPad = None, fade_in: FadeIn = None, fade_out: FadeOut = None,
-                   pad_start: PadStart = None, pad_end: PadEnd = None): ...
-        flags["process"] = process_flags(loudness=loudness, ...)
+    @processing_options
+    def my_command(..., *, process: Flags, ...) -> None:
+        settings = resolve(..., process=process)
 
 Synthesizing commands also take `Gate` (the plausibility gate, voiceprep.gate).
 """
@@ -19,9 +14,11 @@ Synthesizing commands also take `Gate` (the plausibility gate, voiceprep.gate).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from voiceprep.cli._options import option_group
 
 Loudness = Annotated[
     float | None,
@@ -85,6 +82,20 @@ PadEnd = Annotated[
 ]
 
 
+processing_options = option_group(
+    "process",
+    loudness=Loudness,
+    true_peak=TruePeak,
+    trim_silence=TrimSilence,
+    silence_threshold=SilenceThreshold,
+    trim_pad=TrimPad,
+    fade_in=FadeIn,
+    fade_out=FadeOut,
+    pad_start=PadStart,
+    pad_end=PadEnd,
+)
+
+
 class GateMode(StrEnum):
     strict = "strict"
     relaxed = "relaxed"
@@ -101,32 +112,6 @@ Gate = Annotated[
         show_default="strict",
     ),
 ]
-
-
-def process_flags(
-    *,
-    loudness: float | None = None,
-    true_peak: float | None = None,
-    trim_silence: bool | None = None,
-    silence_threshold: float | None = None,
-    trim_pad: float | None = None,
-    fade_in: float | None = None,
-    fade_out: float | None = None,
-    pad_start: float | None = None,
-    pad_end: float | None = None,
-) -> dict[str, Any]:
-    """The `flags["process"]` mapping `resolve_settings` takes."""
-    return {
-        "loudness": loudness,
-        "true_peak": true_peak,
-        "trim_silence": trim_silence,
-        "silence_threshold": silence_threshold,
-        "trim_pad": trim_pad,
-        "fade_in": fade_in,
-        "fade_out": fade_out,
-        "pad_start": pad_start,
-        "pad_end": pad_end,
-    }
 
 
 def gate_flag(gate: GateMode | None) -> str | None:

@@ -17,14 +17,13 @@ import typer
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
 from voiceprep.cli._options import (
-    Backend,
-    BackendOption,
     CacheDir,
-    Channels,
+    Flags,
     Json,
+    MaxEntries,
+    MaxSize,
     OutputFormat,
-    Rate,
-    Voice,
+    selection_options,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._safe import printable
@@ -283,6 +282,7 @@ def _spread_text(spread: tuple[float, float, int] | None, entries: int) -> str:
 # --- get, export -----------------------------------------------------------------------
 
 
+@selection_options
 def get_command(
     text: Annotated[
         str,
@@ -298,12 +298,8 @@ def get_command(
         ),
     ],
     output_format: OutputFormat = None,
-    backend: Backend = None,
-    voice: Voice = None,
-    option: BackendOption = None,
-    rate: Rate = None,
-    channels: Channels = None,
-    cache_dir: CacheDir = None,
+    *,
+    selection: Flags,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     """Write the cached audio of one phrase (never synthesizes).
@@ -316,14 +312,7 @@ def get_command(
       voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
     """
     check_output(output, force=force)
-    settings = resolve(
-        backend=backend,
-        voice=voice,
-        option=option,
-        rate=rate,
-        channels=channels,
-        cache_dir=cache_dir,
-    )
+    settings = resolve(**selection)
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     held: list[CacheEntry] = []
@@ -332,10 +321,7 @@ def get_command(
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
             held = _entries_for(cache, text) if pcm is None else []
     if pcm is None:
-        given: dict[str, Any] = {"backend": backend, "voice": voice, "option": option}
-        given["rate"] = rate
-        given |= {"channels": channels, "cache_dir": cache_dir}
-        _output.error(_not_cached(text, settings, held, _say_command(text, output, given)))
+        _output.error(_not_cached(text, settings, held, _say_command(text, output, selection)))
         raise typer.Exit(ExitStatus.FAILURE)
     container = output_format.value if output_format else None
     write_audio(
@@ -384,17 +370,14 @@ def export_command(
 # --- rm, prune, clear ------------------------------------------------------------------
 
 
+@selection_options
 def rm_command(
     texts: Annotated[
         list[str],
         typer.Argument(metavar="TEXT", help="Phrases to remove.", show_default=False),
     ],
-    backend: Backend = None,
-    voice: Voice = None,
-    option: BackendOption = None,
-    rate: Rate = None,
-    channels: Channels = None,
-    cache_dir: CacheDir = None,
+    *,
+    selection: Flags,
 ) -> None:
     """Remove phrases, selected as warm stores them.
 
@@ -404,14 +387,7 @@ def rm_command(
       voiceprep cache rm "Old greeting." "Old goodbye."
       voiceprep cache rm "Hola." --voice es_ES-davefx-medium
     """
-    settings = resolve(
-        backend=backend,
-        voice=voice,
-        option=option,
-        rate=rate,
-        channels=channels,
-        cache_dir=cache_dir,
-    )
+    settings = resolve(**selection)
     keys = {_selected_key(text, settings): text for text in texts}
     missing = list(keys)
     removed = 0
@@ -427,13 +403,8 @@ def rm_command(
 
 
 def prune_command(
-    max_entries: Annotated[
-        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
-    ] = None,
+    max_entries: MaxEntries = None,
+    max_size: MaxSize = None,
     older_than: Annotated[
         str | None,
         typer.Option(

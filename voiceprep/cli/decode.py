@@ -15,23 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from voiceprep.audio_format import SAMPLE_FORMATS, STDIO, AudioFormat, check_sample_format
+from voiceprep.audio_format import SAMPLE_FORMATS, STDIO, check_sample_format
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Channels, OutputFormat, Rate, checked
+from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, checked
 from voiceprep.cli._output import print_json
-from voiceprep.cli._processing import (
-    FadeIn,
-    FadeOut,
-    Loudness,
-    PadEnd,
-    PadStart,
-    SilenceThreshold,
-    TrimPad,
-    TrimSilence,
-    TruePeak,
-    process_flags,
-)
+from voiceprep.cli._processing import processing_options
 from voiceprep.cli._stdin import interruptible
 from voiceprep.cli._write import audio_stdout, report_written
 from voiceprep.errors import InvalidValueError, UsageError
@@ -40,12 +29,12 @@ if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
     from voiceprep.decoding import AudioInfo
     from voiceprep.output import OutputSpec
-    from voiceprep.process import ProcessSettings
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
 
 
+@processing_options
 def decode_command(
     inputs: Annotated[
         list[str],
@@ -99,15 +88,8 @@ def decode_command(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
-    loudness: Loudness = None,
-    true_peak: TruePeak = None,
-    trim_silence: TrimSilence = None,
-    silence_threshold: SilenceThreshold = None,
-    trim_pad: TrimPad = None,
-    fade_in: FadeIn = None,
-    fade_out: FadeOut = None,
-    pad_start: PadStart = None,
-    pad_end: PadEnd = None,
+    *,
+    process: Flags,
 ) -> None:
     """Decode audio to raw PCM (or WAV) in the shape an agent plays.
 
@@ -124,29 +106,20 @@ def decode_command(
     from voiceprep.output import OutputSpec, container_for
 
     _check_decode_usage(inputs, output, out_dir, jobs)
-    flags = process_flags(
-        loudness=loudness,
-        true_peak=true_peak,
-        trim_silence=trim_silence,
-        silence_threshold=silence_threshold,
-        trim_pad=trim_pad,
-        fade_in=fade_in,
-        fade_out=fade_out,
-        pad_start=pad_start,
-        pad_end=pad_end,
-    )
-    rate, channels, process = _resolve_format(rate, channels, flags)
+    # Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
+    # the processing chain: flags over the config file's [process].
+    settings = resolve(rate=rate, channels=channels, process=process)
     chosen = container.value if container else None
     to_stdout = output == STDIO or (inputs == [STDIO] and output is None and out_dir is None)
     target = STDIO if to_stdout else output
     spec = OutputSpec(
-        rate=rate,
-        channels=channels,
+        rate=settings.rate,
+        channels=settings.channels,
         sample_format=sample_format,
         container=container_for(target or "", chosen),
         start=start,
         duration=duration,
-        process=None if process.is_empty else process,
+        process=None if settings.process.is_empty else settings.process,
     )
     if to_stdout:
         _decode_to_stdout(inputs[0], spec)
@@ -167,15 +140,6 @@ def _check_decode_usage(
         from voiceprep.config import ACCEPTED
 
         raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
-
-
-def _resolve_format(
-    rate: int | None, channels: int | None, process: dict[str, Any]
-) -> tuple[int, int, ProcessSettings]:
-    """Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
-    the processing chain: flags over the config file's [process]."""
-    settings = resolve(rate=rate, channels=channels, process=process)
-    return settings.rate, settings.channels, settings.process
 
 
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
@@ -242,7 +206,6 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
 def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
     """In this process (no pool to start); errors go up to main() as one line."""
     from voiceprep.output import decode_to_file
-    from voiceprep.wav import SAMPLE_BYTES
 
     with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
@@ -257,8 +220,7 @@ def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
         finally:
             report.finish_warnings(item.source)
         _warn_if_empty(report, item.source, written)
-    seconds = written / (spec.rate * spec.channels * SAMPLE_BYTES[spec.sample_format])
-    report_written(str(item.dest), seconds)
+    report_written(str(item.dest), spec.seconds(written))
 
 
 def _warn_if_empty(report: _Reporter, source: str, pcm_bytes: int) -> None:
@@ -341,7 +303,7 @@ def _expected_bytes(source: str, spec: OutputSpec) -> int | None:
         seconds = min(seconds, spec.duration)
     if seconds < _LONG_FILE_SECONDS:
         return None
-    return AudioFormat(spec.rate, spec.channels, spec.sample_format).bytes_for(seconds)
+    return spec.bytes_for(seconds)
 
 
 # --- info ----------------------------------------------------------------------------

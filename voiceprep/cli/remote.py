@@ -17,7 +17,7 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Json, Rate, Voice
+from voiceprep.cli._options import CacheDir, Flags, Json, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli.cache import human_size
 from voiceprep.errors import ExitStatus, UsageError
@@ -82,6 +82,7 @@ def push_command(
     _finish(report, started, as_json=as_json, texts=texts)
 
 
+@selection_options
 def pull_command(
     args: Annotated[
         list[str] | None,
@@ -93,12 +94,8 @@ def pull_command(
             show_default=False,
         ),
     ] = None,
-    backend: Backend = None,
-    voice: Voice = None,
-    option: BackendOption = None,
-    rate: Rate = None,
-    channels: Channels = None,
-    cache_dir: CacheDir = None,
+    *,
+    selection: Flags,
     jobs: Jobs = None,
     dry_run: DryRun = False,
     as_json: Json = False,
@@ -117,14 +114,7 @@ def pull_command(
     from voiceprep.remote import pull
 
     started = time.monotonic()
-    settings = resolve(
-        backend=backend,
-        voice=voice,
-        option=option,
-        rate=rate,
-        channels=channels,
-        cache_dir=cache_dir,
-    )
+    settings = resolve(**selection)
     given = list(args or [])
     first_is_list = bool(given) and (given[0] == "-" or Path(given[0]).is_file())
     remote = None if (first_is_list and settings.remote) or not given else given.pop(0)

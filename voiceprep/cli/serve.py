@@ -18,21 +18,8 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
-from voiceprep.cli._processing import (
-    FadeIn,
-    FadeOut,
-    Gate,
-    Loudness,
-    PadEnd,
-    PadStart,
-    SilenceThreshold,
-    TrimPad,
-    TrimSilence,
-    TruePeak,
-    gate_flag,
-    process_flags,
-)
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.config import Settings
 from voiceprep.errors import UsageError
@@ -44,6 +31,8 @@ from voiceprep.server.options import ServeOptions as DEFAULTS
 _NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep[serve]'"
 
 
+@selection_options
+@processing_options
 def serve_command(
     host: Annotated[
         str | None,
@@ -60,19 +49,10 @@ def serve_command(
             show_default=str(DEFAULTS.port),
         ),
     ] = None,
-    backend: Backend = None,
-    voice: Voice = None,
-    option: BackendOption = None,
-    rate: Rate = None,
-    channels: Channels = None,
-    cache_dir: CacheDir = None,
-    max_entries: Annotated[
-        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
-    ] = None,
+    *,
+    selection: Flags,
+    max_entries: MaxEntries = None,
+    max_size: MaxSize = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -138,15 +118,7 @@ def serve_command(
     push_remote: Annotated[
         bool, typer.Option("--push-remote", help="Also push what is synthesized to --remote.")
     ] = False,
-    loudness: Loudness = None,
-    true_peak: TruePeak = None,
-    trim_silence: TrimSilence = None,
-    silence_threshold: SilenceThreshold = None,
-    trim_pad: TrimPad = None,
-    fade_in: FadeIn = None,
-    fade_out: FadeOut = None,
-    pad_start: PadStart = None,
-    pad_end: PadEnd = None,
+    process: Flags,
     gate: Gate = None,
 ) -> None:
     """Serve the cache as OpenAI's speech API, synthesizing what is not cached.
@@ -175,29 +147,14 @@ def serve_command(
     from voiceprep.config import read_config_file
 
     settings = resolve(
-        backend=backend,
-        voice=voice,
-        option=option,
-        rate=rate,
-        channels=channels,
-        cache_dir=cache_dir,
+        **selection,
         jobs=jobs,
         retries=retries,
         timeout=timeout,
         max_entries=max_entries,
         max_size=max_size,
         gate=gate_flag(gate),
-        process=process_flags(
-            loudness=loudness,
-            true_peak=true_peak,
-            trim_silence=trim_silence,
-            silence_threshold=silence_threshold,
-            trim_pad=trim_pad,
-            fade_in=fade_in,
-            fade_out=fade_out,
-            pad_start=pad_start,
-            pad_end=pad_end,
-        ),
+        process=process,
     )
     options = resolve_serve_options(
         {

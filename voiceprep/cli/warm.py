@@ -25,22 +25,9 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Backend, BackendOption, CacheDir, Channels, Rate, Voice
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
 from voiceprep.cli._output import print_json
-from voiceprep.cli._processing import (
-    FadeIn,
-    FadeOut,
-    Gate,
-    Loudness,
-    PadEnd,
-    PadStart,
-    SilenceThreshold,
-    TrimPad,
-    TrimSilence,
-    TruePeak,
-    gate_flag,
-    process_flags,
-)
+from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, write_audio
 from voiceprep.config import Settings
@@ -95,6 +82,8 @@ Timeout = Annotated[
 # --- warm -----------------------------------------------------------------------------
 
 
+@selection_options
+@processing_options
 def warm_command(
     phrases: Annotated[
         list[str],
@@ -104,22 +93,13 @@ def warm_command(
             show_default=False,
         ),
     ],
-    backend: Backend = None,
-    voice: Voice = None,
-    option: BackendOption = None,
-    rate: Rate = None,
-    channels: Channels = None,
-    cache_dir: CacheDir = None,
+    *,
+    selection: Flags,
     jobs: Jobs = None,
     retries: Retries = None,
     timeout: Timeout = None,
-    max_entries: Annotated[
-        int | None, typer.Option("--max-entries", metavar="N", help="Keep at most N entries.")
-    ] = None,
-    max_size: Annotated[
-        str | None,
-        typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
-    ] = None,
+    max_entries: MaxEntries = None,
+    max_size: MaxSize = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Synthesize nothing: list what would be, and its cost."),
@@ -155,15 +135,7 @@ def warm_command(
             help="Pull what is missing from the remote URL first, then push what it lacks.",
         ),
     ] = None,
-    loudness: Loudness = None,
-    true_peak: TruePeak = None,
-    trim_silence: TrimSilence = None,
-    silence_threshold: SilenceThreshold = None,
-    trim_pad: TrimPad = None,
-    fade_in: FadeIn = None,
-    fade_out: FadeOut = None,
-    pad_start: PadStart = None,
-    pad_end: PadEnd = None,
+    process: Flags,
     gate: Gate = None,
 ) -> None:
     """Prebuild the audio of phrase lists into the cache.
@@ -185,29 +157,14 @@ def warm_command(
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     settings = resolve(
-        backend=backend,
-        voice=voice,
-        option=option,
-        rate=rate,
-        channels=channels,
-        cache_dir=cache_dir,
+        **selection,
         jobs=jobs,
         retries=retries,
         timeout=timeout,
         max_entries=max_entries,
         max_size=max_size,
         gate=gate_flag(gate),
-        process=process_flags(
-            loudness=loudness,
-            true_peak=true_peak,
-            trim_silence=trim_silence,
-            silence_threshold=silence_threshold,
-            trim_pad=trim_pad,
-            fade_in=fade_in,
-            fade_out=fade_out,
-            pad_start=pad_start,
-            pad_end=pad_end,
-        ),
+        process=process,
     )
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
@@ -516,6 +473,8 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
 # --- say ------------------------------------------------------------------------------
 
 
+@selection_options
+@processing_options
 def say_command(
     text: Annotated[
         str, typer.Argument(metavar="TEXT", help="The phrase to speak.", show_default=False)
@@ -530,24 +489,12 @@ def say_command(
             show_default="stdout, when it is not a terminal",
         ),
     ] = None,
-    backend: Backend = None,
-    voice: Voice = None,
-    option: BackendOption = None,
-    rate: Rate = None,
-    channels: Channels = None,
-    cache_dir: CacheDir = None,
+    *,
+    selection: Flags,
     retries: Retries = None,
     timeout: Timeout = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
-    loudness: Loudness = None,
-    true_peak: TruePeak = None,
-    trim_silence: TrimSilence = None,
-    silence_threshold: SilenceThreshold = None,
-    trim_pad: TrimPad = None,
-    fade_in: FadeIn = None,
-    fade_out: FadeOut = None,
-    pad_start: PadStart = None,
-    pad_end: PadEnd = None,
+    process: Flags,
     gate: Gate = None,
 ) -> None:
     """Speak one phrase through the cache into a file or stdout.
@@ -565,26 +512,11 @@ def say_command(
     destination = output or STDIO
     check_output(destination, force=force)  # before any synthesis is paid for
     settings = resolve(
-        backend=backend,
-        voice=voice,
-        option=option,
-        rate=rate,
-        channels=channels,
-        cache_dir=cache_dir,
+        **selection,
         retries=retries,
         timeout=timeout,
         gate=gate_flag(gate),
-        process=process_flags(
-            loudness=loudness,
-            true_peak=true_peak,
-            trim_silence=trim_silence,
-            silence_threshold=silence_threshold,
-            trim_pad=trim_pad,
-            fade_in=fade_in,
-            fade_out=fade_out,
-            pad_start=pad_start,
-            pad_end=pad_end,
-        ),
+        process=process,
     )
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
