@@ -99,6 +99,35 @@ def test_writer_killed_at_each_named_point_loses_nothing_committed(tmp_path: Pat
     assert first.stale_temps and repaired.stale_temps == first.stale_temps
 
 
+def test_a_drop_killed_before_its_commit_is_rolled_back_by_the_next_user(
+    tmp_path: Path,
+) -> None:
+    """A writer SIGKILLed while evicting, after renaming the evicted file `.del` and
+    before committing: SQLite rolls the row back, and the cache renames the file back
+    (as SQLite rolls back a hot journal) before a prune's clean-up could delete it."""
+    directory = tmp_path / "cache"
+    max_entries = 5
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, "killed-at", str(directory), "0", str(max_entries)]
+        + ["doomed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert [int(n) for n in out.split()] == list(range(max_entries))  # the 6th put died
+    assert [name for name in files_under(directory) if name.endswith(".del")]
+    with AudioCache(directory) as cache:
+        cache.prune()  # deletes stale temporaries: must restore this one instead
+        report = cache.verify()
+        assert not report.damaged and report.checked == max_entries, report.as_dict()
+        for index in range(max_entries):
+            key = next(e.key for e in cache.entries() if e.text == f"phrase {index}")
+            assert cache.get(key, rate=RATE, channels=CHANNELS) == pcm_for(f"phrase {index}")
+    assert not [name for name in files_under(directory) if name.endswith(".del")]
+
+
 # --- concurrency -------------------------------------------------------------------------
 
 

@@ -128,6 +128,42 @@ def test_dry_run_bills_nothing_for_reprocessing(tmp_path: Path, cli: CLI) -> Non
     assert "0 billable characters" in out
 
 
+def test_cache_get_rm_and_pull_select_by_processing_as_warm_stored(
+    tmp_path: Path, cli: CLI
+) -> None:
+    """The processing flags are part of the selection everywhere a phrase is looked up."""
+    phrases, cache_dir = phrase_file(tmp_path), tmp_path / "cache"
+    selection = ["-b", "espeak", "--cache-dir", str(cache_dir)]
+    assert cli("warm", str(phrases), *selection, "--loudness", "-16").code == 0
+    text = PHRASES[0]
+
+    code, _, err = cli("cache", "get", text, *selection, "--loudness", "-16", "-o", "at16.wav")
+    assert code == 0, err
+    assert abs(lufs(mono((cli.cwd / "at16.wav").read_bytes()[44:])) + 16) <= 0.5
+    code, _, err = cli("cache", "get", text, *selection, "-o", "raw.wav")  # the raw synthesis
+    assert code == 0, err
+    assert lufs(mono((cli.cwd / "raw.wav").read_bytes()[44:])) < -17
+
+    # Elsewhere, to pull by phrase list: the processed entries only.
+    remote = tmp_path / "remote"
+    assert cli("cache", "push", str(remote), "--cache-dir", str(cache_dir)).code == 0
+    code, out, err = cli(
+        "cache", "pull", str(remote), str(phrases), "-b", "espeak",
+        "--cache-dir", str(tmp_path / "fresh"), "--loudness", "-16", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["pulled"] == len(PHRASES)
+    with AudioCache(tmp_path / "fresh") as fresh:
+        assert all("process" in e.options for e in fresh.entries())
+
+    code, _, err = cli("cache", "rm", text, *selection, "--loudness", "-16")
+    assert code == 0, err
+    result = cli.process("cache", "get", text, *selection, "--loudness", "-16", "-o", "x.wav")
+    assert result.code == 1
+    assert "cached with other processing: use no processing flags" in result.err
+    assert cli("cache", "get", text, *selection, "-o", "raw2.wav").code == 0  # raw kept
+
+
 def test_config_file_sets_the_house_level(tmp_path: Path, cli: CLI) -> None:
     tmp_path = cli.cwd
     (tmp_path / "voiceprep.toml").write_text(

@@ -124,6 +124,15 @@ class ProcessSettings:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def flags(self) -> list[str]:
+        """The command-line options that select these settings (defaults left out)."""
+        words: list[str] = []
+        for name, value in self.as_dict().items():
+            if value == getattr(NO_PROCESSING, name):
+                continue
+            words += ["--trim-silence"] if name == "trim_silence" else [_flag(name), f"{value:g}"]
+        return words
+
 
 NO_PROCESSING = ProcessSettings()
 FIELDS = tuple(f.name for f in fields(ProcessSettings))
@@ -131,6 +140,19 @@ FIELDS = tuple(f.name for f in fields(ProcessSettings))
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def settings_of(steps: Mapping[str, Any]) -> ProcessSettings:
+    """The settings whose `key_options()` are `steps` (an entry's `options["process"]`).
+    Raises UsageError, KeyError or TypeError on steps no voiceprep wrote."""
+    trim, level = steps.get("trim"), steps.get("loudness")
+    lengths = ("fade_in", "fade_out", "pad_start", "pad_end")
+    values: dict[str, Any] = {name: steps[name] for name in lengths if name in steps}
+    if trim is not None:
+        values.update(trim_silence=True, silence_threshold=trim["threshold"], trim_pad=trim["pad"])
+    if level is not None:
+        values.update(loudness=level["target"], true_peak=level["true_peak"])
+    return ProcessSettings(**values)
 
 
 def settings_from(values: Mapping[str, Any], *, origin: str = "") -> ProcessSettings:

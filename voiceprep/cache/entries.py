@@ -387,6 +387,22 @@ class EntryFiles:
             return None
         return doomed
 
+    def undoom(self, key: str, relative: str) -> bool:
+        """Undo `doom` whose transaction never committed (its writer was killed): rename
+        `<name>.del` back. Only under the write lock, with the row still naming `relative`."""
+        if not valid_name(key, relative):
+            return False
+        path = self.directory / relative
+        doomed = path.with_suffix(".del")
+        try:
+            self._check_parents(relative)
+            if os.path.lexists(path) or not stat.S_ISREG(os.lstat(doomed).st_mode):
+                return False
+            os.rename(doomed, path)
+        except (UnsafeEntry, OSError):
+            return False
+        return True
+
     def write(self, relative: str, key: str, blob: bytes) -> None:
         """Temp file in the same directory, fsync, rename: the name appears complete or not."""
         path = self.directory / relative

@@ -9,6 +9,8 @@ Points, in the order a put reaches them:
 
 - `temp-written`: the entry's temporary file is written and fsynced, not yet renamed.
 - `renamed`: the entry file has its final name; its row is not committed.
+- `doomed`: a file whose row the transaction drops (replaced, evicted) is renamed
+  `<name>.del`; not committed yet.
 - `committed`: the row is committed; files it replaced are not yet deleted.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-POINTS = ("temp-written", "renamed", "committed")
+POINTS = ("temp-written", "renamed", "doomed", "committed")
 _hook: Callable[[str], object] | None = None
 
 

@@ -218,6 +218,7 @@ class Transaction:
         doomed = self.files.doom(key, relative)
         if doomed is not None:
             self._doomed.append((doomed, self.files.directory / relative))
+            faults.reached("doomed")
 
     def on_rollback(self, action: Callable[[], object]) -> None:
         self._undo.append(action)

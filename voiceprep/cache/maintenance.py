@@ -64,10 +64,18 @@ def temp_is_stale(path: Path) -> bool:
     return writer_gone(writer_of(path)) or _entries.older_than(path, _entries.STALE_TEMP_SECONDS)
 
 
-def remove_stale_temps(cache: AudioCache) -> None:
-    for temp in cache._files.scan()[1]:
-        if temp_is_stale(temp):
-            unlink_quietly(temp)
+def remove_stale_temps(cache: AudioCache, temps: list[Path] | None = None) -> None:
+    """Delete stale temporaries. A stale `.del` whose row still names its file is the
+    drop of a writer killed before it committed: restored, never deleted."""
+    if temps is None:
+        temps = [temp for temp in cache._files.scan()[1] if temp_is_stale(temp)]
+    for temp in temps:
+        if temp.suffix == ".del":
+            key = temp.name.partition(".")[0]
+            relative = temp.with_suffix(".wav").relative_to(cache.directory).as_posix()
+            if cache.restore_interrupted(key, relative):
+                continue
+        unlink_quietly(temp)
 
 
 @dataclass
@@ -121,6 +129,8 @@ def _verify(cache: AudioCache, *, repair: bool) -> VerifyReport:
         key, file = row["key"], row["file"]
         report.checked += 1
         problem, old_format = _entry_problem(cache, row)
+        if problem == "missing" and cache.restore_interrupted(key, file):
+            problem, old_format = _entry_problem(cache, row)
         if problem is None:
             if old_format:
                 report.old_format += 1
@@ -243,8 +253,7 @@ def _repair(cache: AudioCache, report: VerifyReport, found: _Found) -> None:
             if conn.execute("SELECT 1 FROM entries WHERE file = ?", (relative,)).fetchone():
                 continue
             unlink_quietly(orphan)
-    for temp in report.stale_temps:
-        unlink_quietly(temp)
+    remove_stale_temps(cache, report.stale_temps)
     for key in found.upgrades:
         with contextlib.suppress(CacheError):
             _upgrade(cache, key)

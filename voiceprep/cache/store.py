@@ -41,6 +41,7 @@ from voiceprep.cache.entries import (
     entry_name,
     read_entry,
     unlink_quietly,
+    valid_name,
 )
 from voiceprep.cache.index import SCHEMA_VERSION, Index, Transaction, delete_rows
 from voiceprep.cache.records import (
@@ -180,9 +181,30 @@ class AudioCache:
                 f"asked for {rate} Hz / {channels} ch"
             )
         pcm = self._read_pcm(key, row["file"], rate, channels, row["sha256"])
+        if pcm is None and self.restore_interrupted(key, row["file"]):
+            pcm = self._read_pcm(key, row["file"], rate, channels, row["sha256"])
         if pcm is not None:
             self._index.record_hit(key)
         return pcm
+
+    def restore_interrupted(self, key: str, file: str) -> bool:
+        """Finish the rollback of a writer killed inside its transaction, as SQLite rolls
+        back a hot journal: a dropped row's file is renamed `<name>.del` before the commit,
+        so a row that still names a missing file beside its `.del` is one whose drop never
+        committed. True when the file is back. Checked under the write lock (a drop still
+        in flight commits first, and then the row no longer names it)."""
+        if self._index.read_only or not valid_name(key, file):
+            return False  # (a row is input: never look outside the cache)
+        if not os.path.lexists((self.directory / file).with_suffix(".del")):
+            return False
+        try:
+            with self._index.write() as (conn, _):
+                sql = "SELECT 1 FROM entries WHERE key = ? AND file = ?"
+                if conn.execute(sql, (key, file)).fetchone() is None:
+                    return False
+                return self._files.undoom(key, file)
+        except CacheError:
+            return False
 
     def contains(self, key: str) -> bool:
         """Whether `key` has a committed entry whose file is present."""

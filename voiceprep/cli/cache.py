@@ -26,6 +26,7 @@ from voiceprep.cli._options import (
     selection_options,
 )
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
@@ -33,6 +34,8 @@ from voiceprep.errors import ExitStatus, UsageError
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
     from voiceprep.config import Settings
+    from voiceprep.keys import BackendIdentity
+    from voiceprep.process import ProcessSettings
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -48,10 +51,15 @@ def _exists(directory: Path) -> bool:
     return directory.exists()
 
 
+def _selected_identity(settings: Settings) -> BackendIdentity:
+    """The identity warm keys by: the backend's, with the processing settings."""
+    return settings.process.identity(build_backend(settings).identity(settings.voice))
+
+
 def _selected_key(text: str, settings: Settings) -> str:
     from voiceprep.keys import cache_key
 
-    identity = build_backend(settings).identity(settings.voice)
+    identity = _selected_identity(settings)
     return cache_key(identity, text, rate=settings.rate, channels=settings.channels)
 
 
@@ -67,37 +75,61 @@ def _layout(channels: int) -> str:
 def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
     """`not cached: "Hi" (piper, 24000 Hz, mono); cached at 16000 Hz, not 24000: add -r
     16000`, or, when no entry holds the text, the command that would fill it."""
+    from voiceprep.process import KEY_ENTRY
+
     line = f"not cached: {_output.phrase(text)} ({_describe_selection(settings)})"
-    identity = build_backend(settings).identity(settings.voice)
-    # The entry closest to what was asked: same backend, then same voice, then options.
+    identity = _selected_identity(settings)
+    wanted_options = dict(identity.options)
+    wanted_process = wanted_options.pop(KEY_ENTRY, None)
+
+    def options(entry: CacheEntry) -> tuple[Any, dict[str, Any]]:
+        return entry.model, {k: v for k, v in (entry.options or {}).items() if k != KEY_ENTRY}
+
+    # The entry closest to what was asked: same backend, voice, options, then processing.
     ranked = sorted(
         held,
         key=lambda e: (
             e.backend != identity.name,
             e.voice != identity.voice,
-            (e.model, dict(e.options or {})) != (identity.model, dict(identity.options)),
+            options(e) != (identity.model, wanted_options),
+            (e.options or {}).get(KEY_ENTRY) != wanted_process,
         ),
     )
     if not ranked:
         return f"{line}; to fill it: {fill}"
     entry = ranked[0]
-    found, flags = [], []
+    found, flags, verb = [], [], "add"
     if entry.backend != identity.name:
         found.append(f"with {entry.backend}, not {identity.name}")
         flags.append(f"-b {entry.backend}")
     elif entry.voice != identity.voice and entry.voice:
         found.append(f"with voice {entry.voice}, not {identity.voice}")
         flags.append(f"--voice {shlex.quote(entry.voice)}")
-    elif (entry.model, dict(entry.options or {})) != (identity.model, dict(identity.options)):
+    elif options(entry) != (identity.model, wanted_options):
         found.append("with other backend options")
-        flags += [f"-O {k}={v}" for k, v in sorted((entry.options or {}).items())]
+        flags += [f"-O {k}={v}" for k, v in sorted(options(entry)[1].items())]
+    elif (entry.options or {}).get(KEY_ENTRY) != wanted_process:
+        found.append("with other processing")
+        flags.append(_processing_flags(entry) or "no processing flags")
+        verb = "use"  # the whole set it was made with, not an addition
     if entry.rate != settings.rate:
         found.append(f"at {entry.rate} Hz, not {settings.rate}")
         flags.append(f"-r {entry.rate}")
     if entry.channels != settings.channels:
         found.append(f"in {_layout(entry.channels)}, not {_layout(settings.channels)}")
         flags.append(f"-c {entry.channels}")
-    return f"{line}; cached {', '.join(found)}: add {' '.join(flags)}"
+    return f"{line}; cached {', '.join(found)}: {verb} {' '.join(flags)}"
+
+
+def _processing_flags(entry: CacheEntry) -> str:
+    """The processing flags an entry was made with ('' for none, or unreadable steps)."""
+    from voiceprep.process import KEY_ENTRY, settings_of
+
+    steps = (entry.options or {}).get(KEY_ENTRY)
+    try:
+        return shlex.join(settings_of(steps).flags()) if isinstance(steps, dict) else ""
+    except (UsageError, KeyError, TypeError):  # a cache is input: not ours to trust
+        return ""
 
 
 def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
@@ -107,7 +139,7 @@ def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
     return [e for e in cache.entries() if normalize_text(e.text) == wanted]
 
 
-def _say_command(text: str, output: str, flags: dict[str, Any]) -> str:
+def _say_command(text: str, output: str, flags: dict[str, Any], process: ProcessSettings) -> str:
     """The `voiceprep say` that stores the phrase (and writes OUT), with the flags given."""
     words = ["voiceprep", "say", text]
     spellings = {"backend": "-b", "voice": "--voice", "rate": "-r", "channels": "-c"}
@@ -117,6 +149,7 @@ def _say_command(text: str, output: str, flags: dict[str, Any]) -> str:
             words += [flag, str(flags[name])]
     for pair in flags.get("option") or []:
         words += ["-O", pair]
+    words += process.flags()
     words += ["-o", output]
     return shlex.join(words)
 
@@ -283,6 +316,7 @@ def _spread_text(spread: tuple[float, float, int] | None, entries: int) -> str:
 
 
 @selection_options
+@processing_options
 def get_command(
     text: Annotated[
         str,
@@ -300,19 +334,21 @@ def get_command(
     output_format: OutputFormat = None,
     *,
     selection: Flags,
+    process: Flags,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     """Write the cached audio of one phrase (never synthesizes).
 
-    The phrase is selected as warm stores it (backend, voice, options, rate, channels);
-    exit 1 when it is not cached.
+    The phrase is selected as warm stores it (backend, voice, options, rate, channels,
+    processing); exit 1 when it is not cached.
 
     Examples:
       voiceprep cache get "Thanks for calling." -o thanks.wav
       voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
+      voiceprep cache get "Welcome." --loudness -16 -o welcome.wav   # as warmed
     """
     check_output(output, force=force)
-    settings = resolve(**selection)
+    settings = resolve(**selection, process=process)
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     held: list[CacheEntry] = []
@@ -321,7 +357,8 @@ def get_command(
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
             held = _entries_for(cache, text) if pcm is None else []
     if pcm is None:
-        _output.error(_not_cached(text, settings, held, _say_command(text, output, selection)))
+        fill = _say_command(text, output, selection, settings.process)
+        _output.error(_not_cached(text, settings, held, fill))
         raise typer.Exit(ExitStatus.FAILURE)
     container = output_format.value if output_format else None
     write_audio(
@@ -371,6 +408,7 @@ def export_command(
 
 
 @selection_options
+@processing_options
 def rm_command(
     texts: Annotated[
         list[str],
@@ -378,6 +416,7 @@ def rm_command(
     ],
     *,
     selection: Flags,
+    process: Flags,
 ) -> None:
     """Remove phrases, selected as warm stores them.
 
@@ -387,7 +426,7 @@ def rm_command(
       voiceprep cache rm "Old greeting." "Old goodbye."
       voiceprep cache rm "Hola." --voice es_ES-davefx-medium
     """
-    settings = resolve(**selection)
+    settings = resolve(**selection, process=process)
     keys = {_selected_key(text, settings): text for text in texts}
     missing = list(keys)
     removed = 0

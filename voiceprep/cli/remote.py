@@ -19,6 +19,7 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
 from voiceprep.cli._options import CacheDir, Flags, Json, selection_options
 from voiceprep.cli._output import print_json
+from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
 from voiceprep.errors import ExitStatus, UsageError
 
@@ -83,6 +84,7 @@ def push_command(
 
 
 @selection_options
+@processing_options
 def pull_command(
     args: Annotated[
         list[str] | None,
@@ -96,15 +98,16 @@ def pull_command(
     ] = None,
     *,
     selection: Flags,
+    process: Flags,
     jobs: Jobs = None,
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
     """Download the entries the cache lacks: all the remote holds, or what PHRASES need.
 
-    Phrases are keyed as warm keys them (-b, --voice, -O, -r, -c). Every object is checked
-    (sha256 of its audio, its key recomputed from its text and voice) before it is
-    imported; a bad one is reported and skipped. Read-only credentials are enough.
+    Phrases are keyed as warm keys them (-b, --voice, -O, -r, -c, processing). Every
+    object is checked (sha256 of its audio, its key recomputed from its text and voice)
+    before it is imported; a bad one is reported and skipped. Read-only credentials are enough.
 
     Examples:
       voiceprep cache pull s3://team-prompts/voiceprep
@@ -114,7 +117,7 @@ def pull_command(
     from voiceprep.remote import pull
 
     started = time.monotonic()
-    settings = resolve(**selection)
+    settings = resolve(**selection, process=process)
     given = list(args or [])
     first_is_list = bool(given) and (given[0] == "-" or Path(given[0]).is_file())
     remote = None if (first_is_list and settings.remote) or not given else given.pop(0)
