@@ -9,19 +9,18 @@ option, port in use, refusing to listen beyond loopback without a token), 1 othe
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 from typing import Annotated, Any
 
 import typer
 
+from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli.warm import Retries, Timeout
-from voiceprep.config import Settings
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
@@ -60,7 +59,7 @@ def serve_command(
             "--jobs",
             metavar="N",
             help="Run at most N syntheses at once.",
-            show_default=str(Settings.jobs),
+            show_default=str(defaults.JOBS),
         ),
     ] = None,
     retries: Retries = None,
@@ -198,17 +197,18 @@ def serve_command(
         _output.info(f"stopped ({signal.Signals(stopped_by).name}); requests in flight finished")
 
 
-class _JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] | None = getattr(record, "request", None)
-        if entry is None:
-            entry = {"level": record.levelname.lower(), "message": record.getMessage()}
-        return json.dumps(entry, ensure_ascii=False)
-
-
 def _setup_logging(*, json_lines: bool) -> None:
+    import logging  # deferred: every command's start-up would pay for it
+
+    class JsonLines(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            entry: dict[str, Any] | None = getattr(record, "request", None)
+            if entry is None:
+                entry = {"level": record.levelname.lower(), "message": record.getMessage()}
+            return json.dumps(entry, ensure_ascii=False)
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonLines() if json_lines else logging.Formatter("%(message)s"))
+    handler.setFormatter(JsonLines() if json_lines else logging.Formatter("%(message)s"))
     for name, level in (("voiceprep", logging.INFO), ("uvicorn", logging.WARNING)):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

@@ -30,7 +30,6 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, write_audio
-from voiceprep.config import Settings
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
