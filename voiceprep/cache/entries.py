@@ -408,8 +408,11 @@ class EntryFiles:
         path = self.directory / relative
         temp = path.with_name(f"{key}.{writer_tag()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._check_parents(relative)
+            try:
+                self._check_parents(relative)
+            except FileNotFoundError:  # a new cache or shard (mkdir costs more than lstat)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._check_parents(relative)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             try:
                 view = memoryview(blob)
