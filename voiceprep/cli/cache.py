@@ -420,7 +420,9 @@ def rm_command(
 ) -> None:
     """Remove phrases, selected as warm stores them.
 
-    Exit 1 if one of them was not cached.
+    The processing options select the entries made with them (warm --loudness -16 keeps
+    the raw synthesis too: rm without them removes that one). Exit 1 if one of them was
+    not cached.
 
     Examples:
       voiceprep cache rm "Old greeting." "Old goodbye."
