@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from audiogen import write_sine
 from helpers import run_voiceprep as voiceprep
+from helpers import voiceprep_command
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
@@ -333,6 +334,20 @@ def test_stdout_on_a_full_device_is_one_line(name: str, tone: Path, cached: Path
                            input=b"Hello.\n")  # fmt: skip
     assert result.returncode == 1
     assert "no space left on device" in one_error_line(result)
+
+
+@pytest.mark.parametrize("name", ["decode -o -", "cache get -o -", "say"])
+def test_audio_to_a_stdout_that_is_not_open_is_one_line(
+    name: str, tone: Path, cached: Path
+) -> None:
+    """Started with stdout closed (`>&-`): refused before any work, never a Python error."""
+    argv = [os.fspath(a) for a in STDOUT_WRITERS[name](tone, cached)]
+    command = voiceprep_command(*argv)
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *command], capture_output=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert one_error_line(result) == "voiceprep: error: cannot write to stdout: it is closed"
 
 
 @pytest.mark.parametrize("name", sorted(STDOUT_WRITERS))
