@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -14,7 +15,7 @@ import pytest
 from audiogen import sine_pcm
 from cache_v1 import make_v1_cache
 
-from voiceprep.cache import SCHEMA_VERSION, AudioCache, read_entry
+from voiceprep.cache import SCHEMA_VERSION, AudioCache, CacheEntry, read_entry
 from voiceprep.errors import CacheCorruptError
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.wav import parse_wav_header, wav_bytes
@@ -132,6 +133,88 @@ def test_import_entry_copies_an_entry_between_caches_once(tmp_path: Path) -> Non
         assert len(target) == 1
     with pytest.raises(KeyError):
         AudioCache(tmp_path / "b").entry_bytes("0" * 64)
+
+
+def test_import_entries_stores_a_batch_and_says_what_became_of_each_file(
+    tmp_path: Path,
+) -> None:
+    with AudioCache(tmp_path / "a") as source:
+        keys = [put(source, f"Prompt {i}.", 300.0 + 50 * i) for i in range(5)]
+        files = [source.entry_bytes(key) for key in keys]
+    with AudioCache(tmp_path / "b") as target:
+        assert target.import_entry(files[0]) is not None  # already cached before the batch
+        batch = [files[0], files[1], files[2], files[2], files[3][:-3], files[4]]
+        names = [keys[0], keys[1], keys[2], keys[2], keys[3], keys[1]]  # the last one lies
+        outcomes = target.import_entries(batch, keys=names)
+        assert outcomes[0] is None  # already there: left alone
+        assert isinstance(outcomes[1], CacheEntry) and outcomes[1].key == keys[1]
+        assert isinstance(outcomes[2], CacheEntry) and outcomes[2].key == keys[2]
+        assert outcomes[3] is None  # the same file twice in one batch: stored once
+        assert isinstance(outcomes[4], CacheCorruptError)  # truncated
+        assert isinstance(outcomes[5], CacheCorruptError)  # a valid entry of another key
+        assert "another key" in str(outcomes[5])
+        assert target.keys() == {keys[0], keys[1], keys[2]}
+        for i in range(3):
+            assert target.get(keys[i], rate=24000, channels=1) == sine_pcm(
+                300.0 + 50 * i, 0.5, 24000, 1
+            )
+        report = target.verify()
+        assert report.clean, report.as_dict()
+        entry_files = sorted((tmp_path / "b" / "audio").rglob("*.wav"))
+        assert len(entry_files) == 3  # nothing refused or duplicated left a file behind
+        assert target.import_entries([]) == []
+
+
+def test_import_entries_keeps_the_limits(tmp_path: Path) -> None:
+    with AudioCache(tmp_path / "a") as source:
+        keys = [put(source, f"Prompt {i}.", 300.0 + 50 * i) for i in range(5)]
+        files = [source.entry_bytes(key) for key in keys]
+    with AudioCache(tmp_path / "b", max_entries=3) as target:
+        outcomes = target.import_entries(files)
+        assert all(isinstance(outcome, CacheEntry) for outcome in outcomes)
+        assert target.keys() == set(keys[2:])  # the limit holds after the batch
+        assert target.verify().clean
+
+
+def test_import_entries_that_fail_midway_store_nothing_of_the_batch(tmp_path: Path) -> None:
+    """A real kernel error (EFBIG under RLIMIT_FSIZE) on the third file of a batch, in
+    another process: one CacheError, and neither a row nor a file of the batch is left."""
+    with AudioCache(tmp_path / "a") as source:
+        small = [put(source, f"Short {i}.", 300.0 + 50 * i) for i in range(3)]
+        big = cache_key(IDENTITY, "Long.", rate=24000, channels=1)
+        pcm = sine_pcm(500.0, 2.0, 24000, 1)  # 96 KB: over the limit below
+        source.put(big, pcm, rate=24000, channels=1, text="Long.", identity=IDENTITY)
+        batch = tmp_path / "batch"
+        batch.mkdir()
+        for i, key in enumerate([small[0], small[1], big, small[2]]):
+            (batch / f"{i}.wav").write_bytes(source.entry_bytes(key))
+    target = tmp_path / "b"
+    with AudioCache(target) as cache:
+        put(cache, "Kept.")
+    script = (
+        "import pathlib, resource, signal, sys\n"
+        "from voiceprep.cache import AudioCache\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "files = [p.read_bytes() for p in sorted(pathlib.Path(sys.argv[2]).iterdir())]\n"
+        "cache = AudioCache(sys.argv[1])\n"
+        "cache.entries()\n"  # opens the index before the limit
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (60000, 60000))\n"
+        "cache.import_entries(files)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(target), str(batch)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "voiceprep.errors.CacheError" in proc.stderr and "nothing was stored" in proc.stderr
+    with AudioCache(target) as cache:
+        assert [entry.text for entry in cache.entries()] == ["Kept."]
+        assert cache.verify().clean
+    assert len(list((target / "audio").rglob("*.wav"))) == 1
+    assert not list((target / "audio").rglob("*.tmp"))
 
 
 def test_keys_and_loudness(tmp_path: Path) -> None:

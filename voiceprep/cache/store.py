@@ -21,13 +21,14 @@ directory; see docs/cache.md):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from voiceprep.cache import faults
@@ -56,10 +57,6 @@ from voiceprep.errors import CacheCorruptError, CacheError, CacheFormatMismatchE
 from voiceprep.keys import BackendIdentity
 
 _PUBLISH_ATTEMPTS = 3
-
-
-class _FileVanished(Exception):
-    """A put's renamed file disappeared before its row was committed."""
 
 
 class AudioCache:
@@ -358,24 +355,12 @@ class AudioCache:
         )
         return self._store(meta, pcm, last_used=now)[0]
 
-    def _store(
-        self,
-        meta: EntryMeta,
-        pcm: bytes,
-        *,
-        last_used: float,
-        hits: int = 0,
-        blob: bytes | None = None,
-        replace: bool = True,
-    ) -> tuple[CacheEntry, bool]:
-        """Write the file, then commit its row: (the entry, whether it was stored).
-
-        With `replace` false, a key already present is left alone (False).
-        """
-        self._index.writable()  # fail before writing any file
-        blob = encode_entry(pcm, meta) if blob is None else blob
+    def _new_entry(
+        self, meta: EntryMeta, pcm: bytes, blob: bytes, *, last_used: float, hits: int = 0
+    ) -> CacheEntry:
+        """The entry a write of `meta` makes (its path is set once the file is named)."""
         identity = meta.identity
-        template = CacheEntry(
+        return CacheEntry(
             key=meta.key,
             text=meta.text,
             backend=identity.name,
@@ -393,12 +378,30 @@ class AudioCache:
             path=self.directory,
             loudness=meta.loudness,
         )
+
+    def _store(
+        self,
+        meta: EntryMeta,
+        pcm: bytes,
+        *,
+        last_used: float,
+        hits: int = 0,
+        blob: bytes | None = None,
+        replace: bool = True,
+    ) -> tuple[CacheEntry, bool]:
+        """Write the file, then commit its row: (the entry, whether it was stored).
+
+        With `replace` false, a key already present is left alone (False).
+        """
+        self._index.writable()  # fail before writing any file
+        blob = encode_entry(pcm, meta) if blob is None else blob
+        template = self._new_entry(meta, pcm, blob, last_used=last_used, hits=hits)
         for _ in range(_PUBLISH_ATTEMPTS):
             relative = entry_name(meta.key)
             entry = dataclasses.replace(template, path=self.directory / relative)
             self._files.write(relative, meta.key, blob)
             faults.reached("renamed")
-            published = self._publish(entry, relative, replace=replace)
+            published = self._publish([entry], replace=replace)[0]
             if published is not None:
                 return entry, published
         raise CacheError(
@@ -406,34 +409,50 @@ class AudioCache:
             "nothing was stored"
         )
 
-    def _publish(self, entry: CacheEntry, relative: str, *, replace: bool) -> bool | None:
-        """Commit the row of a file already in place.
+    def _publish(self, entries: list[CacheEntry], *, replace: bool) -> list[bool | None]:
+        """Commit the rows of files already in place, in one transaction.
 
-        Returns True when committed, False when `replace` is false and the key was already
-        there (the new file is removed), None when the file vanished before the commit.
+        Per entry: True when committed, False when `replace` is false and the key was
+        already there (the new file is removed), None when the file vanished before the
+        commit.
         """
-        try:
-            with self._index.write() as (conn, tx):
-                tx.on_rollback(lambda: unlink_quietly(entry.path))
+        outcomes: list[bool | None] = []
+        with self._index.write() as (conn, tx):
+            for entry in entries:
+                tx.on_rollback(functools.partial(unlink_quietly, entry.path))
+            old = self._rows_of(conn, [entry.key for entry in entries])
+            for entry in entries:
+                relative = entry.path.relative_to(self.directory).as_posix()
                 if not entry.path.exists():
                     # verify(repair=True) took it for an orphan before our row existed;
                     # it deletes orphans under this same lock, so checking here is enough.
-                    raise _FileVanished
-                old = conn.execute(
-                    "SELECT file FROM entries WHERE key = ?", (entry.key,)
-                ).fetchone()
-                if old is not None:
+                    outcomes.append(None)
+                    continue
+                previous = old.get(entry.key)
+                if previous is not None:
                     if not replace:
                         tx.delete_after_commit(entry.key, relative)
-                        return False
+                        outcomes.append(False)
+                        continue
                     conn.execute("DELETE FROM entries WHERE key = ?", (entry.key,))
-                    if old[0] != relative:  # a repair may have indexed our file already
-                        tx.delete_after_commit(entry.key, old[0])
+                    if previous != relative:  # a repair may have indexed our file already
+                        tx.delete_after_commit(entry.key, previous)
                 insert_row(conn, entry, relative)
-                self._evict(conn, tx, self.max_entries, self.max_bytes)
-        except _FileVanished:
-            return None
-        return True
+                old[entry.key] = relative
+                outcomes.append(True)
+            self._evict(conn, tx, self.max_entries, self.max_bytes)
+        return outcomes
+
+    @staticmethod
+    def _rows_of(conn: sqlite3.Connection, keys: list[str]) -> dict[str, str]:
+        """key -> file of the rows of `keys` (one query per 500 keys)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT key, file FROM entries WHERE key IN ({marks})", chunk)
+            found.update((key, file) for key, file in rows)
+        return found
 
     def _evict(
         self,
@@ -484,11 +503,70 @@ class AudioCache:
         Verified with `read_entry` (CacheCorruptError if it fails), written atomically,
         committed. Returns None when the key was already cached (nothing changes).
         """
-        meta, pcm = read_entry(data)
-        if self._row(meta.key, "key") is not None:
-            return None
-        entry, stored = self._store(meta, pcm, last_used=time.time(), blob=data, replace=False)
-        return entry if stored else None
+        outcome = self.import_entries([data])[0]
+        if isinstance(outcome, CacheCorruptError):
+            raise outcome
+        return outcome
+
+    def import_entries(
+        self, blobs: Sequence[bytes], *, keys: Sequence[str] | None = None
+    ) -> list[CacheEntry | None | CacheCorruptError]:
+        """`import_entry` for many files at once (a pull's batch): one transaction.
+
+        Each file is verified, and with `keys` must hold the entry of `keys[i]`. Returns,
+        per file: the entry stored; None when its key was already cached; or the
+        CacheCorruptError that refused it (nothing of it is stored). A failing cache (read
+        only, full) raises, and stores nothing of the files not yet committed.
+        """
+        self._index.writable()  # fail before writing any file
+        outcomes: list[CacheEntry | None | CacheCorruptError] = [None] * len(blobs)
+        new: dict[str, tuple[int, EntryMeta, bytes, bytes]] = {}  # key -> (i, meta, pcm, file)
+        for i, data in enumerate(blobs):
+            where = "entry" if keys is None else f"entry {keys[i][:12]}"
+            try:
+                meta, pcm = read_entry(data, where=where)
+                if keys is not None and meta.key != keys[i]:
+                    raise CacheCorruptError(
+                        f"{where}: holds the entry of another key ({meta.key[:12]})"
+                    )
+            except CacheCorruptError as exc:
+                outcomes[i] = exc
+                continue
+            new.setdefault(meta.key, (i, meta, pcm, data))
+        for key in self._cached(list(new)):
+            del new[key]
+        now = time.time()
+        written: list[CacheEntry] = []
+        try:
+            for key, (_, meta, pcm, data) in new.items():
+                relative = entry_name(key)
+                self._files.write(relative, key, data)
+                entry = self._new_entry(meta, pcm, data, last_used=now)
+                written.append(dataclasses.replace(entry, path=self.directory / relative))
+        except BaseException:
+            for entry in written:  # no row names them yet
+                unlink_quietly(entry.path)
+            raise
+        faults.reached("renamed")
+        published = self._publish(written, replace=False)  # a rollback removes them
+        for entry, done in zip(written, published, strict=True):
+            i, meta, pcm, data = new[entry.key]
+            if done is None:
+                # A racing `verify --repair` took the file for an orphan: the one-entry
+                # path writes it again.
+                entry, done = self._store(meta, pcm, last_used=now, blob=data, replace=False)
+            outcomes[i] = entry if done else None
+        return outcomes
+
+    def _cached(self, keys: list[str]) -> set[str]:
+        """Which of `keys` have a row (one query per 500)."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._index.query(f"SELECT key FROM entries WHERE key IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
 
     def remove(self, keys: Iterable[str]) -> int:
         """Remove the entries of `keys` (unknown keys are ignored); returns how many went."""

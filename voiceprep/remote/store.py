@@ -3,17 +3,24 @@ one listing, and reads and writes of single objects (see the package docstring).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import os
+import queue
 import re
 import stat
 import threading
+import time
 import uuid
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
 from voiceprep.errors import (
     CacheCorruptError,
+    CacheError,
     RemoteAccessError,
     RemoteError,
     RemoteUnavailableError,
@@ -36,6 +43,9 @@ _EXTRAS = {
 }
 _LOCAL = ("file", "local")
 _MIN_SECRET = 6
+
+_LINGER = 0.1  # s a batch of downloads waits to fill up (one import transaction each)
+Outcome = tuple[str, Any]  # (key, what its transfer gave: a result or the error it met)
 
 # Environment variables holding credentials for the stores fsspec reaches: their values
 # are removed from every message this module produces.
@@ -197,10 +207,68 @@ class Remote:
             raise
         except Exception as exc:
             raise _transport_error(self, "read", exc) from None
-        size = len(data)
-        if size > MAX_OBJECT_BYTES:
-            raise CacheCorruptError(f"{key[:12]}: object of {size} bytes is too large")
-        return bytes(data)
+        return _sized(key, data)
+
+    def read_many(self, keys: Sequence[str], *, jobs: int) -> Generator[list[Outcome], None, None]:
+        """The objects of `keys`, `jobs` downloads at a time, in batches of what has arrived
+        (in no particular order): per key, its bytes (unchecked), None when the remote lacks
+        it, or the RemoteError or CacheCorruptError that stopped it.
+
+        On an asynchronous filesystem (S3, GCS, Azure) the downloads run as coroutines on
+        fsspec's own event loop, as fsspec's own bulk `get` does, not one thread per call.
+        At most `4 * jobs` downloaded objects wait for the caller.
+        """
+        if self._local or not getattr(self._fs, "async_impl", False):
+            yield from concurrently(keys, self.read, jobs)
+            return
+        window = 8 * max(1, jobs)
+        arrived: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        credit = asyncio.Semaphore(window)  # released as the caller takes batches
+
+        async def fetch(key: str) -> bytes | None | Exception:
+            try:
+                return _sized(key, await self._fs._cat_file(self.object_path(key)))
+            except FileNotFoundError:
+                return None
+            except CacheCorruptError as exc:
+                return exc
+            except Exception as exc:
+                return _transport_error(self, "read", exc)
+
+        async def download(todo: Iterator[str]) -> None:
+            for key in todo:  # shared by the workers; one loop thread takes from it
+                await credit.acquire()
+                arrived.put((key, await fetch(key)))
+
+        async def produce() -> None:
+            try:
+                todo = iter(keys)
+                await asyncio.gather(*(download(todo) for _ in range(max(1, jobs))))
+            finally:
+                arrived.put(None)
+
+        def give_back(count: int) -> None:
+            for _ in range(count):
+                credit.release()
+
+        loop = self._fs.loop
+        producer = asyncio.run_coroutine_threadsafe(produce(), loop)
+        try:
+            while True:
+                batch = [arrived.get()]
+                deadline = time.monotonic() + _LINGER
+                with contextlib.suppress(queue.Empty):
+                    while len(batch) < window // 2 and batch[-1] is not None:
+                        batch.append(arrived.get(timeout=max(0.0, deadline - time.monotonic())))
+                done = [item for item in batch if item is not None]
+                loop.call_soon_threadsafe(give_back, len(done))
+                if done:
+                    yield done
+                if batch[-1] is None:
+                    producer.result()  # a failure outside any one download
+                    return
+        finally:
+            producer.cancel()
 
     def write(self, key: str, data: bytes) -> bool:
         """Store `key`'s entry file unless the remote has one: True when written."""
@@ -261,6 +329,43 @@ def check_object(key: str, data: bytes) -> bytes:
             f"remote object {key[:12]}: holds the entry of another key ({meta.key[:12]})"
         )
     return pcm
+
+
+def _sized(key: str, data: bytes) -> bytes:
+    if len(data) > MAX_OBJECT_BYTES:
+        raise CacheCorruptError(f"{key[:12]}: object of {len(data)} bytes is too large")
+    return bytes(data)
+
+
+def concurrently(
+    keys: Sequence[str], work: Callable[[str], Any], jobs: int
+) -> Generator[list[Outcome], None, None]:
+    """`work(key)` for each key on `jobs` threads, in batches of what has finished: per
+    key, its result, or the RemoteError, CacheError or OSError it raised (anything else
+    propagates). Stopping the iteration cancels what has not started."""
+    window = 4 * max(1, jobs)  # bounded: results wait in memory only this deep
+    pending: dict[Future[Any], str] = {}
+    todo = iter(keys)
+    threads = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="voiceprep-remote")
+    with threads as pool:
+        try:
+            while True:
+                for key in itertools.islice(todo, window - len(pending)):
+                    pending[pool.submit(work, key)] = key
+                if not pending:
+                    return
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                batch: list[Outcome] = []
+                for future in finished:
+                    key = pending.pop(future)
+                    try:
+                        batch.append((key, future.result()))
+                    except (RemoteError, CacheError, OSError) as exc:
+                        batch.append((key, exc))
+                yield batch
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _key_of(relative: str | None) -> str | None:
