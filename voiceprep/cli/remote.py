@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from voiceprep.cli import _output
-from voiceprep.cli._common import build_backend, open_cache, resolve
+from voiceprep.cli._common import build_backend, open_cache, plural, resolve
 from voiceprep.cli._options import CacheDir, Flags, Json, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
@@ -298,7 +298,8 @@ def warm_pull(
     for key, why in report.failed:
         _output.warning(f"remote entry {key[:12]} refused, synthesizing it: {why}")
     if report.moved:
-        _output.info(f"pulled {len(report.moved)} entries from {scrub(url)}")
+        count = len(report.moved)
+        _output.info(f"pulled {count} {plural(count, 'entry', 'entries')} from {scrub(url)}")
     if report.stopped is not None:
         _output.warning(f"remote unusable, warming locally: {report.stopped}")
         failures.append(RemoteFailure("pull", None, report.stopped))
@@ -321,7 +322,8 @@ def warm_push(
         _output.warning(f"could not push to the remote: {exc}")
         return 0, [RemoteFailure("push", None, str(exc))]
     if report.moved:
-        _output.info(f"pushed {len(report.moved)} entries to {scrub(url)}")
+        count = len(report.moved)
+        _output.info(f"pushed {count} {plural(count, 'entry', 'entries')} to {scrub(url)}")
     failures = [RemoteFailure("push", key, why) for key, why in report.failed]
     if report.stopped is not None:
         failures.append(RemoteFailure("push", None, report.stopped))

@@ -216,7 +216,9 @@ class Remote:
 
         On an asynchronous filesystem (S3, GCS, Azure) the downloads run as coroutines on
         fsspec's own event loop, as fsspec's own bulk `get` does, not one thread per call.
-        At most `4 * jobs` downloaded objects wait for the caller.
+        At most `8 * jobs` objects are downloaded ahead of the caller, and a batch waits up
+        to `_LINGER` for `4 * jobs` of them, so the caller's work per batch (one import
+        transaction) is spread over many objects.
         """
         if self._local or not getattr(self._fs, "async_impl", False):
             yield from concurrently(keys, self.read, jobs)

@@ -87,21 +87,22 @@ def push(
         return store.write(key, data), len(data)
 
     done = 0
-    for batch in concurrently(todo, upload, jobs):
-        for key, outcome in batch:
-            if outcome is None or not _settled(report, key, outcome):
-                continue  # evicted since it was listed, or failed (in the report)
-            written, size = outcome
-            if written:
-                report.moved.append(key)
-                report.bytes += size
-            else:
-                report.already += 1
-        if report.stopped is not None:
-            break
-        done += len(batch)
-        if on_progress:
-            on_progress(done, report.bytes)
+    with contextlib.closing(concurrently(todo, upload, jobs)) as batches:
+        for batch in batches:
+            for key, outcome in batch:
+                if outcome is None or not _settled(report, key, outcome):
+                    continue  # evicted since it was listed, or failed (in the report)
+                written, size = outcome
+                if written:
+                    report.moved.append(key)
+                    report.bytes += size
+                else:
+                    report.already += 1
+            if report.stopped is not None:
+                break
+            done += len(batch)
+            if on_progress:
+                on_progress(done, report.bytes)
     return report
 
 
