@@ -5,11 +5,12 @@ path). It holds self-describing entry files only, no database, one object per ke
 `<url>/voiceprep-v1/<key[:2]>/<key>.wav`. What is there is found with one listing, so
 `push` of a cache the remote already holds costs a listing, not a request per entry.
 
-Objects are immutable: push never replaces one. On S3 the PUT is conditional
-(`If-None-Match: *`) and atomic; on a shared directory a file is written under a temporary
-name, fsynced and hard-linked into place (a link never replaces anything), so a reader never
-sees a partial object. Two pushers of one key both succeed and one object remains: every
-object for a key holds that key's text, voice and format, so either is right.
+Objects are immutable: push never replaces one. On S3 and Azure the PUT is conditional
+(`If-None-Match: *`), on GCS the upload is (`ifGenerationMatch=0`), each atomic; on a shared
+directory a file is written under a temporary name, fsynced and hard-linked into place (a
+link never replaces anything), so a reader never sees a partial object. Two pushers of one
+key both succeed and one object remains: every object for a key holds that key's text,
+voice and format, so either is right.
 
 Everything read from a remote is input: a name that is not `<key>.wav` in its own shard is
 ignored, an object larger than `MAX_OBJECT_BYTES` is refused, and every object is checked

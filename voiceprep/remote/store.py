@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
+import logging
 import os
 import queue
 import re
@@ -42,6 +44,10 @@ _EXTRAS = {
     "adl": "azure",
 }
 _LOCAL = ("file", "local")
+# Backends whose pipe_file(mode="create") is the store's own atomic conditional create:
+# s3fs If-None-Match: *, gcsfs ifGenerationMatch=0, adlfs If-None-Match: * (each raises
+# FileExistsError when the object exists).
+_CONDITIONAL_CREATE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
 _MIN_SECRET = 6
 
 _LINGER = 0.1  # s a batch of downloads waits to fill up (one import transaction each)
@@ -58,16 +64,40 @@ CREDENTIAL_ENV_VARS = (
     "AZURE_STORAGE_ACCOUNT_KEY",
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CLIENT_SECRET",  # adlfs's service principal
+    "AZURE_CLIENT_SECRET",  # azure-identity's
     "GOOGLE_OAUTH_ACCESS_TOKEN",
+)
+# fsspec's own configuration (`FSSPEC_<PROTOCOL>_<ARGUMENT>`, e.g. FSSPEC_GCS_TOKEN: the one
+# way to hand gcsfs a token through the environment): an argument named like a credential.
+_FSSPEC_CREDENTIAL = re.compile(
+    r"FSSPEC_[A-Z0-9]+_\w*(?:KEY|SECRET|TOKEN|PASSWORD|CONNECTION_STRING|CREDENTIALS?|SAS)",
+    re.IGNORECASE,
+)
+# The parts of an Azure Storage connection string that are no credential (names and
+# endpoints): kept in messages, so that an error still says which host failed.
+_PLAIN_CONNECTION_PARTS = frozenset(
+    name.lower()
+    for name in (
+        "DefaultEndpointsProtocol",
+        "AccountName",
+        "EndpointSuffix",
+        "BlobEndpoint",
+        "BlobSecondaryEndpoint",
+        "DfsEndpoint",
+        "FileEndpoint",
+        "QueueEndpoint",
+        "TableEndpoint",
+        "UseDevelopmentStorage",
+        "DevelopmentStorageProxyUri",
+    )
 )
 
 
 def scrub(message: str) -> str:
     """`message` without any credential set in the environment (nor a URL's userinfo)."""
     # A value this short is no real credential, and removing it would mangle the message.
-    values = (os.environ.get(name, "").strip() for name in CREDENTIAL_ENV_VARS)
-    secrets = [value for value in values if len(value) >= _MIN_SECRET]
+    secrets = [value for value in _credentials() if len(value) >= _MIN_SECRET]
     try:
         from voiceprep.secrets import redact  # the project-wide redaction, when present
     except ImportError:
@@ -76,6 +106,32 @@ def scrub(message: str) -> str:
     else:
         message = redact(message, *secrets)
     return re.sub(r"(://)[^/@\s]*@", r"\1[redacted]@", message)
+
+
+def _credentials() -> list[str]:
+    names = [*CREDENTIAL_ENV_VARS, *filter(_FSSPEC_CREDENTIAL.fullmatch, os.environ)]
+    values: list[str] = []
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if name.upper().endswith("CONNECTION_STRING"):
+            values += _connection_string_secrets(value)
+        else:
+            values.append(value)
+    return values
+
+
+def _connection_string_secrets(value: str) -> list[str]:
+    """The credentials of an Azure Storage connection string (AccountKey=…;
+    SharedAccessSignature=…: every part not known to be a name or a plain endpoint); the
+    whole string when it does not read as `Name=value;…`."""
+    parts = [part.partition("=") for part in value.split(";") if part.strip()]
+    if any(not equals or not name.strip() for name, equals, _ in parts):
+        return [value]
+    return [
+        part.strip()
+        for name, _, part in parts
+        if name.strip().lower() not in _PLAIN_CONNECTION_PARTS or "?" in part
+    ]
 
 
 def reason(exc: BaseException) -> str:
@@ -136,7 +192,7 @@ class Remote:
         protocol = self._fs.protocol
         protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
         self._local = any(p in _LOCAL for p in protocols)
-        self._s3 = any(p in ("s3", "s3a") for p in protocols)
+        self._conditional = any(p in _CONDITIONAL_CREATE for p in protocols)
         self._base = f"{self._root.rstrip('/')}/{LAYOUT}"
         self._made_dirs: set[str] = set()
         self._lock = threading.Lock()
@@ -278,9 +334,9 @@ class Remote:
         try:
             if self._local:
                 return self._write_local(path, data)
-            if self._s3:
+            if self._conditional:  # never replaces an object, even racing another pusher
                 self._fs.pipe_file(path, data, mode="create")
-            else:
+            else:  # another fsspec backend: one pusher's object may replace another's
                 self._fs.pipe_file(path, data)
             return True
         except FileExistsError:
@@ -400,6 +456,7 @@ def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
         import fsspec
     except ImportError:
         raise UsageError("remotes need fsspec: pip install fsspec") from None
+    _quiet_store_libraries()
     protocol = scheme(url)
     if not protocol:
         url = os.path.abspath(os.path.expanduser(url))
@@ -419,6 +476,17 @@ def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
     return fs, str(root)
 
 
+@functools.cache
+def _quiet_store_libraries() -> None:
+    """The stores' libraries log what they retry and give up on (gcsfs: each failed request
+    with its traceback, at ERROR), and voiceprep reports the failure itself, once. With no
+    logging configured, Python prints such records on stderr (`logging.lastResort`); a
+    handler that drops them keeps them off it. An application's own handlers still get
+    them (they propagate as before)."""
+    for name in ("s3fs", "gcsfs", "adlfs", "azure"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
+
+
 def scheme(url: str) -> str:
     return url.split("::")[-1].partition("://")[0].lower() if "://" in url else ""
 
@@ -426,7 +494,11 @@ def scheme(url: str) -> str:
 def _transport_error(remote: Remote, action: str, exc: BaseException) -> RemoteError:
     why = reason(exc)
     where = remote.url if "://" in remote.url else os.path.abspath(remote.url)
-    if isinstance(exc, PermissionError) or "AccessDenied" in why or "Forbidden" in why:
+    status = getattr(exc, "status_code", None)  # azure.core's HttpResponseError
+    if status is None and type(exc).__module__.startswith("gcsfs"):
+        status = getattr(exc, "code", None)  # gcsfs's HttpError (its 403 says Forbidden)
+    denied = str(status) in ("401", "403") or "AccessDenied" in why or "Forbidden" in why
+    if isinstance(exc, PermissionError) or denied:
         return RemoteAccessError(f"{scrub(where)}: access denied ({action}): {why}")
     return RemoteUnavailableError(f"{scrub(where)}: cannot {action}: {why}")
 
