@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -180,14 +181,29 @@ def test_no_remote_is_a_usage_error(tmp_path: Path, cli: CLI) -> None:
 
 
 def test_missing_fsspec_backend_names_the_extra(tmp_path: Path, cli: CLI) -> None:
-    try:  # gcsfs is no test dependency: without it, this is the real case
-        import gcsfs  # noqa: F401
-    except ImportError:
-        code, _, err = cli(*["cache", "pull", "gs://bucket/x", "--cache-dir", "c"])
-        assert code == 2 and "voiceprep[gcs]" in err
-        assert err.count("\n") == 1
+    # gcsfs is a test dependency: a package of that name that fails to import, first on
+    # the path of a real `voiceprep` process, makes the install that lacks the extra.
+    shadow = tmp_path / "without-gcsfs" / "gcsfs"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'gcsfs'\")\n")
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "voiceprep", "cache", "pull", "gs://bucket/x", "--cache-dir", "c"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'voiceprep[gcs]'" in proc.stderr and proc.stderr.count("\n") == 1
+    # A backend fsspec knows but no extra of ours carries (ocifs is not installed).
+    code, _, err = cli(*["cache", "pull", "oci://bucket/x", "--cache-dir", "c"])
+    assert code == 2 and "oci:// remotes need an extra package" in err and "Traceback" not in err
     code, _, err = cli(*["cache", "pull", "nosuch://x/y", "--cache-dir", "c"])
     assert code == 2 and "nosuch" in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
 
 
 # --- concurrency, immutability, refused objects -------------------------------------------
