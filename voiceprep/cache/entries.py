@@ -245,11 +245,14 @@ def file_meta(blob: bytes) -> EntryMeta | None:
         return None
 
 
-def read_entry(data: bytes, *, where: str = "entry") -> tuple[EntryMeta, bytes]:
+def read_entry(
+    data: bytes, *, where: str = "entry", key: str | None = None
+) -> tuple[EntryMeta, bytes]:
     """Parse a self-describing entry file: (metadata, PCM), both checked.
 
-    Checks the WAV, the sha256 of its PCM against the metadata, and that the key is the
-    one `voiceprep.keys.cache_key` gives for the key parts. Raises CacheCorruptError
+    Checks the WAV, the sha256 of its PCM against the metadata, that the key is the one
+    `voiceprep.keys.cache_key` gives for the key parts, and, given `key`, that it is the
+    entry of that key (a file found under that key's name). Raises CacheCorruptError
     otherwise (also for a file written before entries described themselves).
     """
     try:
@@ -276,6 +279,8 @@ def read_entry(data: bytes, *, where: str = "entry") -> tuple[EntryMeta, bytes]:
         raise CacheCorruptError(f"{where}: the key does not match the text and key parts")
     if not pcm or len(pcm) % (SAMPLE_WIDTH * meta.channels):
         raise CacheCorruptError(f"{where}: the audio is not whole s16 frames")
+    if key is not None and meta.key != key:
+        raise CacheCorruptError(f"{where}: holds the entry of another key ({meta.key[:12]})")
     return meta, pcm
 
 

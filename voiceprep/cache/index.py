@@ -573,8 +573,22 @@ def create_index_file(path: Path) -> None:
         conn.close()
 
 
-def delete_rows(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
+def in_chunks(keys: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """`keys` in chunks of SQL_CHUNK, each with its `?,?,…` for `key IN (…)`."""
     for start in range(0, len(keys), SQL_CHUNK):
         chunk = keys[start : start + SQL_CHUNK]
-        marks = ",".join("?" * len(chunk))
+        yield chunk, ",".join("?" * len(chunk))
+
+
+def select_rows(conn: sqlite3.Connection, columns: str, keys: Sequence[str]) -> list[sqlite3.Row]:
+    """`columns` of the rows of `keys`."""
+    rows: list[sqlite3.Row] = []
+    for chunk, marks in in_chunks(keys):
+        sql = f"SELECT {columns} FROM entries WHERE key IN ({marks})"
+        rows += conn.execute(sql, chunk).fetchall()
+    return rows
+
+
+def delete_rows(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
+    for chunk, marks in in_chunks(keys):
         conn.execute(f"DELETE FROM entries WHERE key IN ({marks})", chunk)

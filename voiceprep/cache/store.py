@@ -44,7 +44,14 @@ from voiceprep.cache.entries import (
     unlink_quietly,
     valid_name,
 )
-from voiceprep.cache.index import SCHEMA_VERSION, Index, Transaction, delete_rows
+from voiceprep.cache.index import (
+    SCHEMA_VERSION,
+    Index,
+    Transaction,
+    delete_rows,
+    in_chunks,
+    select_rows,
+)
 from voiceprep.cache.records import (
     CacheEntry,
     CacheStats,
@@ -420,7 +427,8 @@ class AudioCache:
         with self._index.write() as (conn, tx):
             for entry in entries:
                 tx.on_rollback(functools.partial(unlink_quietly, entry.path))
-            old = self._rows_of(conn, [entry.key for entry in entries])
+            keys = [entry.key for entry in entries]
+            old = {row["key"]: row["file"] for row in select_rows(conn, "key, file", keys)}
             for entry in entries:
                 relative = entry.path.relative_to(self.directory).as_posix()
                 if not entry.path.exists():
@@ -442,17 +450,6 @@ class AudioCache:
                 outcomes.append(True)
             self._evict(conn, tx, self.max_entries, self.max_bytes)
         return outcomes
-
-    @staticmethod
-    def _rows_of(conn: sqlite3.Connection, keys: list[str]) -> dict[str, str]:
-        """key -> file of the rows of `keys` (one query per 500 keys)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT key, file FROM entries WHERE key IN ({marks})", chunk)
-            found.update((key, file) for key, file in rows)
-        return found
 
     def _evict(
         self,
@@ -522,13 +519,9 @@ class AudioCache:
         outcomes: list[CacheEntry | None | CacheCorruptError] = [None] * len(blobs)
         new: dict[str, tuple[int, EntryMeta, bytes, bytes]] = {}  # key -> (i, meta, pcm, file)
         for i, data in enumerate(blobs):
-            where = "entry" if keys is None else f"entry {keys[i][:12]}"
+            key = None if keys is None else keys[i]
             try:
-                meta, pcm = read_entry(data, where=where)
-                if keys is not None and meta.key != keys[i]:
-                    raise CacheCorruptError(
-                        f"{where}: holds the entry of another key ({meta.key[:12]})"
-                    )
+                meta, pcm = read_entry(data, where=f"entry {key[:12]}" if key else "entry", key=key)
             except CacheCorruptError as exc:
                 outcomes[i] = exc
                 continue
@@ -559,11 +552,9 @@ class AudioCache:
         return outcomes
 
     def _cached(self, keys: list[str]) -> set[str]:
-        """Which of `keys` have a row (one query per 500)."""
+        """Which of `keys` have a row."""
         found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(keys):
             rows = self._index.query(f"SELECT key FROM entries WHERE key IN ({marks})", chunk)
             found.update(row[0] for row in rows)
         return found
@@ -573,17 +564,10 @@ class AudioCache:
         wanted = list(dict.fromkeys(keys))
         if not wanted or self._index.reader() is None:
             return 0
-        removed = 0
         with self._index.write() as (conn, tx):
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, file FROM entries WHERE key IN ({marks})", chunk
-                ).fetchall()
-                self._drop(conn, tx, rows)
-                removed += len(rows)
-        return removed
+            rows = select_rows(conn, "key, file", wanted)
+            self._drop(conn, tx, rows)
+        return len(rows)
 
     def prune(
         self,

@@ -381,12 +381,7 @@ def check_object(key: str, data: bytes) -> bytes:
     """The PCM of a downloaded entry object after every check; CacheCorruptError otherwise."""
     from voiceprep.cache import read_entry
 
-    meta, pcm = read_entry(data, where=f"remote object {key[:12]}")
-    if meta.key != key:
-        raise CacheCorruptError(
-            f"remote object {key[:12]}: holds the entry of another key ({meta.key[:12]})"
-        )
-    return pcm
+    return read_entry(data, where=f"remote object {key[:12]}", key=key)[1]
 
 
 def _sized(key: str, data: bytes) -> bytes:
