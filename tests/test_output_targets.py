@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 from audiogen import write_sine
 from helpers import run_voiceprep as voiceprep
@@ -348,6 +349,35 @@ def test_audio_to_a_stdout_that_is_not_open_is_one_line(
     )
     assert result.returncode == 1
     assert one_error_line(result) == "voiceprep: error: cannot write to stdout: it is closed"
+
+
+@pytest.mark.parametrize("name", ["cache ls", "warm --json", "--version"])
+def test_text_to_a_stdout_that_is_not_open_is_one_line(
+    name: str, tone: Path, cached: Path, tmp_path: Path
+) -> None:
+    """Started with `>&-`, a command that prints fails when it prints, as coreutils' do:
+    one line and 1, never a Python error (it was `unexpected AttributeError`)."""
+    argv = ["--version"] if name == "--version" else STDOUT_WRITERS[name](tone, cached)
+    command = voiceprep_command(*[os.fspath(a) for a in argv])
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *command],
+        capture_output=True,
+        input=b"Hello.\n",
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert one_error_line(result) == "voiceprep: error: cannot write to stdout: it is closed"
+
+
+def test_a_command_that_writes_a_file_works_with_stdout_closed(tone: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    command = voiceprep_command("decode", os.fspath(tone), "-o", os.fspath(out), "-r", "16000")
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *command], capture_output=True, timeout=120
+    )
+    assert (result.returncode, result.stderr) == (0, b"")
+    with av.open(os.fspath(out)) as container:
+        assert container.streams.audio[0].rate == 16000
 
 
 @pytest.mark.parametrize("name", sorted(STDOUT_WRITERS))

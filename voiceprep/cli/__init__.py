@@ -52,11 +52,15 @@ def main(argv: list[str] | None = None) -> None:
     full device or another system error is one line with 1; anything else (a bug) is one
     line naming the exception, with the traceback only under --debug.
     """
-    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
-        # Answered before Typer builds the whole command tree (~13 ms of a ~100 ms start).
-        print(f"voiceprep {__version__}")
-        return
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        sys.stdout = _output.ClosedStdout()
+    if sys.stderr is None:  # and stderr (`2>&-`): messages go nowhere, exit codes stand
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (for the process's life)
     try:
+        if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+            # Answered before Typer builds the whole command tree (~13 ms of ~100 ms).
+            print(f"voiceprep {__version__}")
+            return
         app(args=argv, prog_name="voiceprep")
     except VoiceprepError as exc:
         if _debug["on"]:

@@ -10,6 +10,8 @@ something is drawn, so `--help` and `--version` stay light.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import sys
@@ -22,6 +24,30 @@ from voiceprep.cli._safe import safe_message
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+def stdout_closed_error() -> OSError:
+    return OSError(errno.EBADF, "it is closed")
+
+
+class ClosedStdout(io.RawIOBase):
+    """sys.stdout of a process started with it closed (`>&-`), where Python leaves None:
+    every write fails as the closed descriptor would (as coreutils' do), so a command that
+    prints reports it in one line, and one that writes only files works."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        raise stdout_closed_error()
+
+    @property
+    def buffer(self) -> ClosedStdout:  # binary writes (audio) fail alike
+        return self
+
+
+def stdout_closed() -> bool:
+    return isinstance(sys.stdout, ClosedStdout)
 
 
 @dataclass(frozen=True)

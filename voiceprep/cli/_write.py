@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import errno
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -26,8 +25,8 @@ def audio_stdout() -> BinaryIO:
     """stdout for binary audio; UsageError when it is a terminal."""
     from voiceprep.output import TERMINAL_REFUSAL
 
-    if sys.stdout is None:  # started with stdout closed (`>&-`): checked before any work
-        raise OSError(errno.EBADF, "it is closed")
+    if _output.stdout_closed():  # started with `>&-`: refused before any work
+        raise _output.stdout_closed_error()
     if _output.stdout_is_terminal():
         raise UsageError(TERMINAL_REFUSAL)
     return sys.stdout.buffer
