@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import CacheError, VoiceprepError
+from voiceprep.review import PAGE_NAME, export_page
 from voiceprep.wav import wav_bytes
 
 if TYPE_CHECKING:
@@ -130,9 +131,14 @@ def assign_file_names(items: Iterable[ExportItem]) -> list[tuple[ExportItem, str
 
 
 def export_entries(
-    cache: AudioCache, items: Iterable[ExportItem], directory: str | os.PathLike[str]
+    cache: AudioCache,
+    items: Iterable[ExportItem],
+    directory: str | os.PathLike[str],
+    *,
+    review: bool = True,
 ) -> ExportReport:
-    """Write each item's cached audio as `<name>.wav` and a manifest.json into `directory`.
+    """Write each item's cached audio as `<name>.wav` and a manifest.json into `directory`,
+    and with `review` the review page of what was written, index.html (see review.py).
 
     Items not in the cache land in `report.missing`, unreadable ones (corrupt, vanished) in
     `report.failed`; the others are written. The manifest lists what was written. Raises
@@ -179,6 +185,8 @@ def export_entries(
     }
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     _write_atomically(report.manifest_path, text.encode("utf-8"))
+    if review:
+        _write_atomically(target / PAGE_NAME, export_page(cache, report))
     return report
 
 

@@ -687,12 +687,15 @@ def prune_unlisted(cache: AudioCache, plan: WarmPlan) -> list[CacheEntry]:
     return stale
 
 
-def export_plan(cache: AudioCache, plan: WarmPlan, directory: str | Path) -> ExportReport:
-    """Each phrase of the plan as `<id or slug>.wav` plus manifest.json in `directory`."""
+def export_plan(
+    cache: AudioCache, plan: WarmPlan, directory: str | Path, *, review: bool = True
+) -> ExportReport:
+    """Each phrase of the plan as `<id or slug>.wav` plus manifest.json in `directory`, and
+    with `review` the review page, index.html."""
     from voiceprep.export import ExportItem, export_entries
 
     items = [ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id) for i in plan.items]
-    return export_entries(cache, items, directory)
+    return export_entries(cache, items, directory, review=review)
 
 
 # --- say ------------------------------------------------------------------------------

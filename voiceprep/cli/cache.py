@@ -22,6 +22,7 @@ from voiceprep.cli._options import (
     Json,
     MaxEntries,
     MaxSize,
+    NoReview,
     OutputFormat,
     selection_options,
 )
@@ -380,8 +381,10 @@ def export_command(
         ),
     ],
     cache_dir: CacheDir = None,
+    no_review: NoReview = False,
 ) -> None:
-    """Write every entry as a WAV named after its text, plus manifest.json.
+    """Write every entry as a WAV named after its text, plus manifest.json and the review
+    page, index.html.
 
     Examples:
       voiceprep cache export prompts/
@@ -394,7 +397,7 @@ def export_command(
     with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
-        report = export_entries(cache, items, directory)
+        report = export_entries(cache, items, directory, review=not no_review)
     for item in report.missing:
         _output.error(f"{item.text}: vanished from the cache during export")
     for item, reason in report.failed:

@@ -25,7 +25,7 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, NoReview, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
@@ -119,6 +119,7 @@ def warm_command(
             "--export", metavar="DIR", help="Afterwards write WAVs and manifest.json into DIR."
         ),
     ] = None,
+    no_review: NoReview = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -193,7 +194,8 @@ def warm_command(
         failures: list[RemoteFailure] = []
         if remote is not None:
             plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
-        summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
+        export_to = (export, not no_review) if export is not None else None
+        summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export_to)
         if remote is not None:
             from voiceprep.cli.remote import warm_push
             from voiceprep.remote import scrub
@@ -225,7 +227,7 @@ def _warm(
     settings: Settings,
     *,
     prune: bool,
-    export: Path | None,
+    export: tuple[Path, bool] | None,
 ) -> tuple[WarmSummary, bool]:
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
@@ -240,7 +242,7 @@ def _warm(
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
-    exported_ok = _export(cache, plan, export) if export is not None else True
+    exported_ok = _export(cache, plan, *export) if export is not None else True
     return summary, exported_ok
 
 
@@ -426,15 +428,16 @@ class _Reporter:
         )
 
 
-def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
+def _export(cache: AudioCache, plan: WarmPlan, directory: Path, review: bool) -> bool:
     from voiceprep.warm import export_plan
 
-    report = export_plan(cache, plan, directory)
+    report = export_plan(cache, plan, directory, review=review)
     for item in report.missing:
         _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
         _output.error(f"not exported: {_output.phrase(item.text)}: {reason}")
-    _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
+    page = " and index.html" if review else ""
+    _output.info(f"exported {len(report.written)} files, manifest.json{page} to {directory}")
     return report.ok
 
 

@@ -1,13 +1,19 @@
 """The Starlette app: OpenAI's speech routes over a SpeechService.
 
-Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`. Every
-error, 404 and 405 included, is OpenAI's `{"error": {...}}` shape; nothing a client sends
-yields a traceback. A thin ASGI layer in front of the routes checks the bearer token,
-counts and logs each request (one line: method, path, status, hit/miss, ms).
+Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`, and
+the review page of the cache, `GET /review` (review.py) with its players' audio,
+`GET /review/audio/<key>.wav`. Every error, 404 and 405 included, is OpenAI's
+`{"error": {...}}` shape; nothing a client sends yields a traceback. A thin ASGI layer in
+front of the routes checks the token (`Authorization: Bearer <token>`, or HTTP Basic with
+the token as the password, which a browser can send), counts and logs each request (one
+line: method, path, status, hit/miss, ms).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import secrets
@@ -19,9 +25,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from voiceprep.cache.entries import is_key
+from voiceprep.review import CachePage
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
 from voiceprep.server.request import parse_speech_request
@@ -30,6 +38,7 @@ from voiceprep.server.voices import VoiceMap
 
 MAX_BODY_BYTES = 64 * 1024  # 4096 characters of UTF-8 and the JSON around them fit easily
 MODELS = ("gpt-4o-mini-tts", "tts-1", "tts-1-hd")
+_BASIC_CHALLENGE = 'Basic realm="voiceprep", charset="UTF-8"'
 
 access_log = logging.getLogger("voiceprep.server.access")
 log = logging.getLogger("voiceprep.server")
@@ -75,6 +84,24 @@ def create_app(
     async def metrics_route(request: Request) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    disk = service.cache.disk
+    review = CachePage(disk) if disk is not None else None
+
+    async def review_page(request: Request) -> Response:
+        if review is None:
+            raise ApiError(404, "this server has no cache directory to review", code="not_found")
+        html = await asyncio.to_thread(review.html)  # measuring new entries takes a while
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def review_audio(request: Request) -> Response:
+        key = request.path_params["key"]
+        blob = None
+        if review is not None and is_key(key):
+            blob = await asyncio.to_thread(review.audio, key)
+        if blob is None:
+            raise ApiError(404, f"not cached: {key[:64]}", code="not_cached")
+        return Response(blob, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -113,6 +140,8 @@ def create_app(
             Route("/v1/models", api_errors(models), methods=["GET"]),
             Route("/healthz", api_errors(healthz), methods=["GET"]),
             Route("/metrics", api_errors(metrics_route), methods=["GET"]),
+            Route("/review", api_errors(review_page), methods=["GET"]),
+            Route("/review/audio/{key}.wav", api_errors(review_audio), methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
@@ -168,20 +197,30 @@ class _Gate:
                     "missing or wrong bearer token (Authorization: Bearer ...)",
                     code="invalid_api_key",
                 )
-                await _error_response(error)(scope, receive, send_status)
+                response = _error_response(error)
+                if scope["path"].startswith("/review"):  # a browser asks for the token
+                    response.headers["WWW-Authenticate"] = _BASIC_CHALLENGE
+                await response(scope, receive, send_status)
             else:
                 await self.app(scope, receive, send_status)
         finally:
             self._record(scope, status["code"], time.perf_counter() - started)
 
     def _authorized(self, scope: Scope) -> bool:
+        """Bearer <token>, or Basic with the token as the password (any user name)."""
+        assert self._token is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, given = value.partition(b" ")
-                assert self._token is not None
-                return scheme.lower() == b"bearer" and hmac.compare_digest(
-                    given.strip(), self._token
-                )
+                scheme, given = scheme.lower(), given.strip()
+                if scheme == b"basic":
+                    try:
+                        given = base64.b64decode(given, validate=True).partition(b":")[2]
+                    except (binascii.Error, ValueError):
+                        return False
+                elif scheme != b"bearer":
+                    return False
+                return hmac.compare_digest(given, self._token)
         return False
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
@@ -216,4 +255,4 @@ class _Gate:
         )
 
 
-_ROUTES = frozenset({"/v1/audio/speech", "/v1/models", "/healthz", "/metrics"})
+_ROUTES = frozenset({"/v1/audio/speech", "/v1/models", "/healthz", "/metrics", "/review"})
