@@ -263,7 +263,7 @@ class CachePage:
                     entry.key, name, entry.text, src, entry.backend, entry.voice, measures
                 )
                 rows.append(row)
-        return render(rows, title=f"{self.cache.directory}: prompt review")
+        return render(rows, title=f"{self.cache.directory.name}: prompt review")
 
     def audio(self, key: str) -> bytes | None:
         """An entry's file (a WAV), checked; None when not cached or damaged."""
