@@ -231,7 +231,8 @@ def true_peak(samples: np.ndarray, *, floor: float = 0.0) -> float:
                 points = np.correlate(padded, taps, "valid")[1 : len(x) + 1]
                 best = max(best, float(np.abs(points).max()))
             continue
-        values = padded[centers[:, None] + np.arange(1, _TAPS_PER_PHASE + 1)] @ _H
+        windows = np.lib.stride_tricks.sliding_window_view(padded, _TAPS_PER_PHASE)
+        values = windows[centers + 1] @ _H
         if values.size:
             best = max(best, float(np.abs(values).max()))
     return best
