@@ -243,8 +243,8 @@ def export_page(cache: AudioCache, report: ExportReport) -> bytes:
 
 class CachePage:
     """Serve's `/review`: the page of every entry of a cache, players pointing at
-    `audio_url(key)`. Measures are kept per entry (key and sha256), so a page
-    after the first measures only what is new."""
+    `<audio_prefix><key>.wav`. Measures are kept per entry (key and sha256) while it is
+    in the cache, so a page after the first measures only what is new."""
 
     def __init__(self, cache: AudioCache, *, audio_prefix: str = "review/audio/") -> None:
         self.cache = cache
@@ -253,6 +253,8 @@ class CachePage:
 
     def html(self) -> str:
         entries = sorted(self.cache.entries(), key=lambda e: (e.text, e.key))
+        present = {(entry.key, entry.sha256) for entry in entries}
+        self._measured = {memo: m for memo, m in self._measured.items() if memo in present}
         rows = []
         for entry in entries:
             measures = self._measures(entry)
