@@ -404,3 +404,45 @@ def test_serve_review_in_chromium(
         _screenshot(browser, capsys, "serve")
     finally:
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+
+
+def test_players_far_down_a_long_page_come_from_the_keyboard(
+    prompt_set: dict[str, Path], browser: Any, tmp_path: Path
+) -> None:
+    """A long page shows a Play button where a row is far from the screen; Enter on it
+    puts the row's player in its place, focused and playing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from voiceprep.review import ReviewRow, render
+
+    hold = prompt_set["export"] / "hold.wav"
+    shutil.copy(hold, tmp_path / "hold.wav")
+    with wave.open(str(hold)) as reader:
+        pcm, rate = reader.readframes(reader.getnframes()), reader.getframerate()
+    measures = measure_prompt(pcm, rate=rate, channels=1, text="One moment, please.")
+    rows = [
+        ReviewRow(f"{i:064x}", f"hold-{i}", "One moment, please.", "hold.wav", "espeak", None,
+                  measures)
+        for i in range(200)
+    ]  # fmt: skip
+    page = tmp_path / "index.html"
+    page.write_text(render(rows, title="long"), encoding="utf-8")
+    _open(browser, page.as_uri())
+    assert _console_problems(browser) == []
+    last = browser.find_elements(By.CSS_SELECTOR, "#prompts tbody tr")[-1]
+    button = last.find_element(By.CSS_SELECTOR, "button.play")  # far from the screen
+    assert button.get_attribute("aria-label") == "Play hold-199"
+    browser.execute_script("arguments[0].focus({preventScroll: true})", button)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    player = last.find_element(By.CSS_SELECTOR, "audio")
+    assert browser.switch_to.active_element == player
+    duration, playing = browser.execute_async_script(
+        "var a = arguments[0], done = arguments[1];"
+        "function report() { done([a.duration, !a.paused]); }"
+        "a.readyState >= 1 ? report() : a.addEventListener('loadedmetadata', report);",
+        player,
+    )
+    assert duration == pytest.approx(measures.duration, abs=0.01)
+    assert playing
+    assert _console_problems(browser) == []
