@@ -33,6 +33,7 @@ from pathlib import Path
 
 from voiceprep.cache import faults
 from voiceprep.cache import leases as _leases
+from voiceprep.cache import maintenance as _maintenance
 from voiceprep.cache.entries import (
     SAMPLE_WIDTH,
     UnsafeEntry,
@@ -596,9 +597,7 @@ class AudioCache:
                 ).fetchall()
                 self._drop(conn, tx, removed)
             removed += self._evict(conn, tx, max_entries, max_bytes)
-        from voiceprep.cache.maintenance import remove_stale_temps
-
-        remove_stale_temps(self)
+        _maintenance.remove_stale_temps(self)
         return [self._entry(row) for row in removed]
 
     def clear(self) -> int:
@@ -610,9 +609,7 @@ class AudioCache:
             conn.execute("DELETE FROM entries")
             for row in rows:
                 tx.delete_after_commit(row["key"], row["file"])
-        from voiceprep.cache.maintenance import remove_stale_temps
-
-        remove_stale_temps(self)
+        _maintenance.remove_stale_temps(self)
         return len(rows)
 
     # leases ---------------------------------------------------------------------------
@@ -648,9 +645,7 @@ class AudioCache:
         files (the damaged one is moved aside). Safe while other processes use the
         cache, except the rebuild of a damaged index.
         """
-        from voiceprep.cache.maintenance import verify
-
-        return verify(self, repair=repair)
+        return _maintenance.verify(self, repair=repair)
 
     def rebuild(self) -> RebuildReport:
         """Build a new index from the entry files alone; the old index is moved aside.
@@ -658,9 +653,7 @@ class AudioCache:
         Loses only hit counts and last-used times (taken from the files' times) of
         entries the old index cannot tell. Run it when no other process uses the cache.
         """
-        from voiceprep.cache.maintenance import rebuild
-
-        return rebuild(self)
+        return _maintenance.rebuild(self)
 
     def merge(self, source_dir: str | os.PathLike[str]) -> MergeReport:
         """Import the entries of another cache directory; keys present here are skipped.
@@ -668,9 +661,7 @@ class AudioCache:
         Entries keep their metadata (text, identity, created, last used, hits). Source
         entries that are missing or fail their checks are reported, never imported.
         """
-        from voiceprep.cache.maintenance import merge
-
-        return merge(self, source_dir)
+        return _maintenance.merge(self, source_dir)
 
 
 def insert_row(conn: sqlite3.Connection, entry: CacheEntry, relative: str) -> None:
