@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,31 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
     return options
 
 
+def layered(
+    names: Iterable[str],
+    flags: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str],
+    env_prefix: str,
+    table: Mapping[str, Any],
+    table_origin: Callable[[str], str],
+) -> Iterator[tuple[str, Any, str | None]]:
+    """The precedence of every command (`serve` too): for each name given somewhere, the
+    winning `(name, value, origin)` — a flag (None: not given; origin None), else the
+    variable `{env_prefix}{NAME}` (non-empty), else the config table (origin from
+    `table_origin(name)`). Names given nowhere are left out: the caller's default holds."""
+    for name in names:
+        value: Any = flags.get(name)
+        origin: str | None = None  # the command line
+        env_name = f"{env_prefix}{name.upper()}"
+        if value is None and environ.get(env_name):
+            value, origin = environ[env_name], env_name
+        if value is None and table.get(name) is not None:
+            value, origin = table[name], table_origin(name)
+        if value is not None:
+            yield name, value, origin
+
+
 def resolve_settings(
     flags: Mapping[str, Any] | None = None,
     *,
@@ -251,29 +276,21 @@ def resolve_settings(
     `flags["options"]` holds the `-O` pairs already parsed; they are laid over the file's.
     """
     flags = flags or {}
-    environ = os.environ if environ is None else environ
     config_name = "config file"
     if config is None:
         path, config = find_config_file()
         config_name = str(path) if path else config_name
-    settings = Settings.__new__(Settings)
-    defaults = Settings.__dataclass_fields__
-    for f in fields(Settings):
-        if f.name in ("options", "process"):
-            continue
-        value: Any = flags.get(f.name)
-        origin: str | None = None  # the command line
-        if value is None and (env := environ.get(f"VOICEPREP_{f.name.upper()}")):
-            value, origin = env, f"VOICEPREP_{f.name.upper()}"
-        if value is None and config.get(f.name) is not None:
-            value, origin = config[f.name], f"{config_name}: key {f.name!r}"
-        if value is None:
-            default = defaults[f.name]
-            factory = default.default_factory
-            value = factory() if callable(factory) else default.default
-        else:
-            value = _convert(f.name, value, origin)
-        setattr(settings, f.name, value)
+    names = [f.name for f in fields(Settings) if f.name not in ("options", "process")]
+    given = layered(
+        names,
+        flags,
+        environ=os.environ if environ is None else environ,
+        env_prefix="VOICEPREP_",
+        table=config,
+        table_origin=lambda name: f"{config_name}: key {name!r}",
+    )
+    values = {name: _convert(name, value, origin) for name, value, origin in given}
+    settings = Settings(**values)
     settings.options = {**_file_options(config, settings.backend), **(flags.get("options") or {})}
     settings.process = _process_settings(config, flags.get("process"), config_name)
     return settings

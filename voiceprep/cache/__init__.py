@@ -41,7 +41,6 @@ from voiceprep.cache.records import (
 )
 from voiceprep.cache.store import AudioCache
 
-_HOST_TAG = HOST_TAG  # the name tests and older callers used
 
 __all__ = [
     "AUDIO_DIR",

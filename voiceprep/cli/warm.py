@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
-_PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
 Jobs = Annotated[
     int | None,

@@ -32,9 +32,9 @@ from voiceprep.errors import (
     BackendError,
     BackendUnavailableError,
     EmptyAudioError,
+    NotCachedError,
     PermanentBackendError,
     TransientBackendError,
-    VoiceprepError,
 )
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.formats import FORMATS, encode
@@ -60,10 +60,6 @@ class Speech:
     body: bytes
     content_type: str
     cached: bool  # True: no synthesis was needed for this request
-
-
-class NotCachedError(VoiceprepError):
-    """Read-only server: the phrase is not in the cache."""
 
 
 class ReadOnlyBackend:
