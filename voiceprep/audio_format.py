@@ -25,6 +25,11 @@ def check_sample_format(sample_format: str) -> str:
     return sample_format
 
 
+def pcm_seconds(pcm_bytes: int, *, rate: int, channels: int, sample_bytes: int = 2) -> float:
+    """How long `pcm_bytes` of interleaved PCM plays (s16 unless `sample_bytes` says)."""
+    return pcm_bytes / (sample_bytes * channels * rate)
+
+
 @dataclass(frozen=True)
 class AudioFormat:
     """PCM at `rate` Hz with `channels` interleaved channels of `sample_format` samples."""
@@ -49,7 +54,9 @@ class AudioFormat:
 
     def seconds(self, pcm_bytes: int) -> float:
         """How long `pcm_bytes` of this audio plays."""
-        return pcm_bytes / (self.frame_bytes * self.rate)
+        return pcm_seconds(
+            pcm_bytes, rate=self.rate, channels=self.channels, sample_bytes=self.sample_bytes
+        )
 
     def bytes_for(self, seconds: float) -> int:
         """Whole frames of PCM for `seconds` of this audio."""

@@ -2,8 +2,9 @@
 
     python tests/bench/code_figures.py [--list]
 
-- import cycles: strongly connected groups of modules in the graph of module-level imports
-  of voiceprep's own modules (a package's `__init__` counts as the package);
+- import cycles: strongly connected groups of modules in the graph of imports of
+  voiceprep's own modules, at module or function level (not under TYPE_CHECKING; a
+  package's `__init__` counts as the package);
 - private reaches: `obj._name` where `obj` is not `self`/`cls` (a reach into another
   object's private member), plus `from voiceprep.x import _name` across modules;
 - function-level imports of voiceprep's own modules;
@@ -32,13 +33,8 @@ def module_name(path: Path) -> str:
 
 
 def absolute(module: str, node: ast.ImportFrom) -> str:
-    """The absolute module an ImportFrom names (relative imports resolved)."""
-    if not node.level:
-        return node.module or ""
-    package = module.split(".")
-    is_package = False  # relative imports are not used in voiceprep; kept simple
-    base = package[: len(package) - node.level + (1 if is_package else 0)]
-    return ".".join(base + ([node.module] if node.module else []))
+    """The module an ImportFrom names (voiceprep uses no relative imports: "" for one)."""
+    return "" if node.level else node.module or ""
 
 
 def own_imports(module: str, node: ast.Import | ast.ImportFrom, known: set[str]) -> set[str]:
@@ -111,12 +107,11 @@ def private_reaches(module: str, tree: ast.Module) -> Iterator[tuple[int, str]]:
             target = node.module or ""
             if target.split(".")[0] != "voiceprep" or target == module:
                 continue
-            # A package's private helper modules (voiceprep.cache._x) are the package's own.
+            # A package's private modules (voiceprep.cli._output) are its modules' own.
+            package = module.rsplit(".", 1)[0]
             for alias in node.names:
                 if alias.name.startswith("_") and not alias.name.startswith("__"):
-                    if target.startswith(module.rsplit(".", 1)[0] + ".") and (
-                        target.count(".") > 1
-                    ):
+                    if target == package or target.startswith(package + "."):
                         continue
                     yield node.lineno, f"from {target} import {alias.name}"
 
@@ -171,7 +166,7 @@ def main(argv: list[str]) -> int:
     for module, (path, tree) in trees.items():
         rel = path.relative_to(ROOT.parent)
         deps: set[str] = set()
-        for node in module_level(tree):
+        for node in [*module_level(tree), *function_level(tree)]:
             deps |= own_imports(module, node, known)
         # `import voiceprep.a.b` also runs the packages above it; a package's __init__
         # importing its own submodules is not a cycle through the package.

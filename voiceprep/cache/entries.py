@@ -230,8 +230,14 @@ def check_entry(
             f"{where}: the file describes another entry than the index; "
             "run `voiceprep cache verify --repair`"
         )
-    if full:
-        read_entry(blob, where=where)
+    if full:  # what read_entry checks besides the audio, which is checked (hashed) once
+        try:
+            meta = _meta_from(document)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheCorruptError(f"{where}: unreadable metadata chunk ({exc})") from exc
+        if (meta.rate, meta.channels) != (rate, channels):
+            raise CacheCorruptError(f"{where}: the metadata describes another format")
+        _check_key_parts(meta, pcm, where)
     return pcm, True
 
 
@@ -271,6 +277,16 @@ def read_entry(
     if not is_key(meta.key):
         raise CacheCorruptError(f"{where}: the metadata names no valid key")
     pcm = check_pcm(data, rate=meta.rate, channels=meta.channels, sha256=meta.sha256, where=where)
+    _check_key_parts(meta, pcm, where)
+    if key is not None and meta.key != key:
+        raise CacheCorruptError(f"{where}: holds the entry of another key ({meta.key[:12]})")
+    return meta, pcm
+
+
+def _check_key_parts(meta: EntryMeta, pcm: bytes, where: str) -> None:
+    """The key is the one the text and key parts make; the audio is whole frames."""
+    if not is_key(meta.key):
+        raise CacheCorruptError(f"{where}: the metadata names no valid key")
     try:
         expected = cache_key(meta.identity, meta.text, rate=meta.rate, channels=meta.channels)
     except (TypeError, ValueError) as exc:
@@ -279,9 +295,6 @@ def read_entry(
         raise CacheCorruptError(f"{where}: the key does not match the text and key parts")
     if not pcm or len(pcm) % (SAMPLE_WIDTH * meta.channels):
         raise CacheCorruptError(f"{where}: the audio is not whole s16 frames")
-    if key is not None and meta.key != key:
-        raise CacheCorruptError(f"{where}: holds the entry of another key ({meta.key[:12]})")
-    return meta, pcm
 
 
 # --- the files of one cache -------------------------------------------------------------
