@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from voiceprep import defaults
 from voiceprep.errors import ConfigError, InvalidValueError
 from voiceprep.gate import GATE_MODES
+from voiceprep.precedence import layered
 from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import (
     ACCEPTED_CHANNELS,
@@ -238,31 +239,6 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
             raise InvalidValueError("options", pair, "KEY=VALUE")
         options[name.strip()] = value
     return options
-
-
-def layered(
-    names: Iterable[str],
-    flags: Mapping[str, Any],
-    *,
-    environ: Mapping[str, str],
-    env_prefix: str,
-    table: Mapping[str, Any],
-    table_origin: Callable[[str], str],
-) -> Iterator[tuple[str, Any, str | None]]:
-    """The precedence of every command (`serve` too): for each name given somewhere, the
-    winning `(name, value, origin)` — a flag (None: not given; origin None), else the
-    variable `{env_prefix}{NAME}` (non-empty), else the config table (origin from
-    `table_origin(name)`). Names given nowhere are left out: the caller's default holds."""
-    for name in names:
-        value: Any = flags.get(name)
-        origin: str | None = None  # the command line
-        env_name = f"{env_prefix}{name.upper()}"
-        if value is None and environ.get(env_name):
-            value, origin = environ[env_name], env_name
-        if value is None and table.get(name) is not None:
-            value, origin = table[name], table_origin(name)
-        if value is not None:
-            yield name, value, origin
 
 
 def resolve_settings(

@@ -27,6 +27,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.decoding import decode, probe
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -356,7 +358,6 @@ def measure_source(
 ) -> Loudness:
     """`measure` of a file (path or bytes), decoded at its own rate as it streams: constant
     memory. More than two channels are measured downmixed to stereo."""
-    from voiceprep.decoding import decode, probe
 
     info = probe(source)
     channels = 1 if info.channels == 1 else 2

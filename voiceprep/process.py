@@ -36,6 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import UsageError
 from voiceprep.keys import BackendIdentity
+from voiceprep.loudness import (
+    StreamMeasurer,
+    _frame,
+    db,
+    integrated_loudness,
+    linear,
+    loud_span,
+    to_float,
+    to_pcm,
+    true_peak,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -191,7 +202,6 @@ class Processed:
 def produce(pcm: bytes, rate: int, channels: int, settings: ProcessSettings) -> Processed:
     """What a synthesized prompt becomes before it is cached: the chain's output with both
     loudness figures always measured (they go into the cache index)."""
-    from voiceprep.loudness import integrated_loudness, to_float
 
     if settings.is_empty:
         level = integrated_loudness(to_float(pcm, channels), rate)[0]
@@ -214,7 +224,6 @@ def process_pcm(
     sample_format: str = "s16",
 ) -> Processed:
     """Run the chain over PCM held in memory (a prompt). Empty settings: the input as is."""
-    from voiceprep.loudness import to_float, to_pcm
 
     if settings.is_empty or not pcm:
         return Processed(pcm, None)
@@ -246,7 +255,6 @@ def _chain(
 def trim(samples: np.ndarray, rate: int, threshold: float, pad_ms: float) -> np.ndarray:
     """Cut the silence before the first and after the last sample reaching `threshold`,
     keeping `pad_ms` of it. Audio with no such sample is returned as is."""
-    from voiceprep.loudness import loud_span
 
     span = loud_span(samples, threshold)
     if span is None:
@@ -267,7 +275,6 @@ def normalize(
 def _normalize(
     samples: np.ndarray, rate: int, target: float, ceiling: float
 ) -> tuple[np.ndarray, float | None, float | None]:
-    from voiceprep.loudness import db, integrated_loudness, linear, true_peak
 
     measured, _ = integrated_loudness(samples, rate)
     peak = db(true_peak(samples))
@@ -342,8 +349,6 @@ class Limiter:
     def __init__(self, rate: int, channels: int, limit_db: float) -> None:
         import av.filter
 
-        from voiceprep.loudness import linear
-
         self.rate = rate
         self._graph = av.filter.Graph()
         layout = "mono" if channels == 1 else "stereo"
@@ -362,7 +367,6 @@ class Limiter:
         self._pts = 0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        from voiceprep.loudness import _frame
 
         if len(samples):
             self._graph.push(_frame(samples, self.rate, self._pts))
@@ -420,7 +424,6 @@ def process_stream(
     second processes. Not replayable (a pipe): single pass, the gain measured on the first
     `MEMORY_SECONDS`.
     """
-    from voiceprep.loudness import to_float, to_pcm
 
     if settings.is_empty:
         yield from open_chunks()
@@ -493,7 +496,6 @@ def _measure_pass(
     settings: ProcessSettings,
     sample_format: str,
 ) -> _Plan:
-    from voiceprep.loudness import StreamMeasurer, to_float
 
     lead = _frames(settings.trim_pad, rate) if settings.trim_silence else None
     measurer = StreamMeasurer(
@@ -518,8 +520,6 @@ def _plan_from_head(
 ) -> _Plan:
     import numpy as np
 
-    from voiceprep.loudness import db, integrated_loudness, true_peak
-
     if settings.loudness is None:
         return _Plan(0.0, None)
     whole = np.concatenate(head)
@@ -539,8 +539,6 @@ class _StreamChain:
 
     def __init__(self, rate: int, channels: int, settings: ProcessSettings, plan: _Plan) -> None:
         import numpy as np
-
-        from voiceprep.loudness import linear
 
         self.rate, self.channels, self.settings, self.plan = rate, channels, settings, plan
         self.gain = linear(plan.gain_db)

@@ -27,7 +27,7 @@ from voiceprep.units import RATE_MAX, RATE_MIN
 
 def complete_backend(incomplete: str) -> list[str]:
     """Shell completion of --backend: the installed backends' names (none is loaded)."""
-    from voiceprep.backends import backend_entry_points
+    from voiceprep.backends import backend_entry_points  # deferred: start-up
 
     return sorted(name for name in backend_entry_points() if name.startswith(incomplete))
 
@@ -208,7 +208,7 @@ def selection_flags(
     **more: Any,
 ) -> dict[str, Any]:
     """The flags dict `resolve_settings` takes, from the shared options' values."""
-    from voiceprep.config import parse_options
+    from voiceprep.config import parse_options  # deferred: start-up
 
     flags: dict[str, Any] = {
         "backend": backend,

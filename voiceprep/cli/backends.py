@@ -17,7 +17,7 @@ from voiceprep.cli import _output
 from voiceprep.cli._output import print_json
 
 if TYPE_CHECKING:
-    from voiceprep.backends import BackendStatus
+    from voiceprep.backends import BackendStatus  # deferred: start-up
 
 
 def backends_command(
@@ -29,8 +29,8 @@ def backends_command(
       voiceprep backends
       voiceprep backends --json
     """
-    from voiceprep.backends import describe_backends
-    from voiceprep.config import resolve_settings
+    from voiceprep.backends import describe_backends  # deferred: start-up
+    from voiceprep.config import resolve_settings  # deferred: start-up
 
     selected = resolve_settings({}).backend
 

@@ -29,13 +29,14 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, report_written, write_audio
-from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.errors import CacheIndexError, ExitStatus, InvalidValueError, UsageError
+from voiceprep.units import parse_age
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
-    from voiceprep.config import Settings
-    from voiceprep.keys import BackendIdentity
-    from voiceprep.process import ProcessSettings
+    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport  # deferred: start-up
+    from voiceprep.config import Settings  # deferred: start-up
+    from voiceprep.keys import BackendIdentity  # deferred: start-up
+    from voiceprep.process import ProcessSettings  # deferred: start-up
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -57,7 +58,7 @@ def _selected_identity(settings: Settings) -> BackendIdentity:
 
 
 def _selected_key(text: str, settings: Settings) -> str:
-    from voiceprep.keys import cache_key
+    from voiceprep.keys import cache_key  # deferred: start-up
 
     identity = _selected_identity(settings)
     return cache_key(identity, text, rate=settings.rate, channels=settings.channels)
@@ -75,7 +76,7 @@ def _layout(channels: int) -> str:
 def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
     """`not cached: "Hi" (piper, 24000 Hz, mono); cached at 16000 Hz, not 24000: add -r
     16000`, or, when no entry holds the text, the command that would fill it."""
-    from voiceprep.process import KEY_ENTRY
+    from voiceprep.process import KEY_ENTRY  # deferred: start-up
 
     line = f"not cached: {_output.phrase(text)} ({_describe_selection(settings)})"
     identity = _selected_identity(settings)
@@ -123,7 +124,7 @@ def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str
 
 def _processing_flags(entry: CacheEntry) -> str:
     """The processing flags an entry was made with ('' for none, or unreadable steps)."""
-    from voiceprep.process import KEY_ENTRY, settings_of
+    from voiceprep.process import KEY_ENTRY, settings_of  # deferred: start-up
 
     steps = (entry.options or {}).get(KEY_ENTRY)
     try:
@@ -133,7 +134,7 @@ def _processing_flags(entry: CacheEntry) -> str:
 
 
 def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
-    from voiceprep.keys import normalize_text
+    from voiceprep.keys import normalize_text  # deferred: start-up
 
     wanted = normalize_text(text)
     return [e for e in cache.entries() if normalize_text(e.text) == wanted]
@@ -386,7 +387,7 @@ def export_command(
     Examples:
       voiceprep cache export prompts/
     """
-    from voiceprep.export import ExportItem, export_entries
+    from voiceprep.export import ExportItem, export_entries  # deferred: start-up
 
     source = _cache_dir(cache_dir)
     if not _exists(source):
@@ -462,8 +463,6 @@ def prune_command(
       voiceprep cache prune --max-size 500MB
       voiceprep cache prune --older-than 30d --max-entries 10000
     """
-    from voiceprep.errors import InvalidValueError
-    from voiceprep.units import parse_age
 
     settings = resolve(cache_dir=cache_dir, max_entries=max_entries, max_size=max_size)
     try:
@@ -533,7 +532,6 @@ def verify_command(
             print_json({"checked": 0, "damaged": False, "repaired": False})
         _output.info(f"{directory}: no cache here (nothing to verify)")
         return
-    from voiceprep.errors import CacheIndexError
 
     with open_cache(directory) as cache:
         try:

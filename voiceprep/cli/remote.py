@@ -21,13 +21,13 @@ from voiceprep.cli._options import CacheDir, Flags, Json, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
-from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.errors import ExitStatus, RemoteError, UsageError
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache
-    from voiceprep.config import Settings
-    from voiceprep.remote import TransferReport
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.cache import AudioCache  # deferred: start-up
+    from voiceprep.config import Settings  # deferred: start-up
+    from voiceprep.remote import TransferReport  # deferred: start-up
+    from voiceprep.warm import RemoteFailure  # deferred: start-up
 
 RemoteArg = Annotated[
     str | None,
@@ -72,7 +72,7 @@ def push_command(
       voiceprep cache push /mnt/shared/prompts --dry-run
       VOICEPREP_REMOTE=gs://prompts/cache voiceprep cache push -j 16 --json
     """
-    from voiceprep.remote import push
+    from voiceprep.remote import push  # deferred: start-up
 
     started = time.monotonic()
     settings = resolve(cache_dir=cache_dir)
@@ -114,7 +114,7 @@ def pull_command(
       voiceprep cache pull s3://team-prompts/voiceprep prompts.txt -r 16000
       voiceprep cache pull /mnt/shared/prompts --dry-run --json
     """
-    from voiceprep.remote import pull
+    from voiceprep.remote import pull  # deferred: start-up
 
     started = time.monotonic()
     settings = resolve(**selection, process=process)
@@ -136,8 +136,8 @@ def pull_command(
 
 def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dict[str, str]:
     """key → text of every phrase in the lists, keyed exactly as warm keys them."""
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import plan_warm  # deferred: start-up
 
     plan = plan_warm(
         read_phrase_lists(lists),
@@ -164,7 +164,7 @@ def _describe_key(key: str, texts: dict[str, str]) -> str:
 
 
 def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> TransferReport:
-    from voiceprep.remote import DEFAULT_JOBS
+    from voiceprep.remote import DEFAULT_JOBS  # deferred: start-up
 
     jobs = kwargs.pop("jobs") or DEFAULT_JOBS
     bar = _Bar("pushing" if action.__name__ == "push" else "pulling")
@@ -283,9 +283,8 @@ def warm_pull(
 ) -> tuple[bool, set[str], list[RemoteFailure]]:
     """Before a warm: pull what the phrases need: (remote usable, keys pulled, failures).
     When it is unusable (one warning), the warm goes on locally and skips the push."""
-    from voiceprep.errors import RemoteError
-    from voiceprep.remote import pull, scrub
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.remote import pull, scrub  # deferred: start-up
+    from voiceprep.warm import RemoteFailure  # deferred: start-up
 
     if not keys:
         return True, set(), []
@@ -312,9 +311,8 @@ def warm_push(
 ) -> tuple[int, list[RemoteFailure]]:
     """After a warm: push what the remote lacks of the phrases' entries: (entries pushed,
     failures). A failure is a warning: the warm itself succeeded."""
-    from voiceprep.errors import RemoteError
-    from voiceprep.remote import push, scrub
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.remote import push, scrub  # deferred: start-up
+    from voiceprep.warm import RemoteFailure  # deferred: start-up
 
     try:
         report = _transfer(push, cache, url, jobs=jobs, keys=keys)

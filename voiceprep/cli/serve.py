@@ -135,15 +135,15 @@ def serve_command(
       voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
       voiceprep serve --read-only --remote s3://team-prompts/voiceprep
     """
-    from voiceprep.server.options import resolve_serve_options
+    from voiceprep.server.options import resolve_serve_options  # deferred: start-up
 
     try:
-        from voiceprep.server.run import run_server
+        from voiceprep.server.run import run_server  # deferred: start-up
     except ImportError as exc:
         if exc.name in ("starlette", "uvicorn", "prometheus_client"):
             raise UsageError(_NOT_INSTALLED) from None
         raise
-    from voiceprep.config import read_config_file
+    from voiceprep.config import read_config_file  # deferred: start-up
 
     settings = resolve(
         **selection,
@@ -174,7 +174,7 @@ def serve_command(
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         mode = "read-only" if options.read_only else f"{settings.backend}, -j {settings.jobs}"
         if remote:
-            from voiceprep.remote import scrub
+            from voiceprep.remote import scrub  # deferred: start-up
 
             mode += f", remote {scrub(remote)}"
         auth = "token required" if options.token else "no token"

@@ -1,6 +1,6 @@
 """ServeOptions: every setting of `voiceprep serve` that `warm` does not share, in one place.
 
-Precedence as everywhere in voiceprep (`voiceprep.config.layered`): flags >
+Precedence as everywhere in voiceprep (`voiceprep.precedence.layered`): flags >
 VOICEPREP_SERVE_* environment > the config file's `[serve]` table > defaults. The backend,
 voice, options, rate, channels, cache and its limits, -j, retries and timeout are the shared
 `voiceprep.config.Settings`, so the server keys exactly as `warm` does.
@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from voiceprep.config import layered
 from voiceprep.errors import ConfigError, UsageError
+from voiceprep.precedence import layered
 from voiceprep.secrets import remember
 
 DEFAULT_TOKEN_ENV = "VOICEPREP_SERVE_TOKEN"
