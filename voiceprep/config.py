@@ -28,6 +28,7 @@ from voiceprep.precedence import layered
 from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import (
     ACCEPTED_CHANNELS,
+    ACCEPTED_JOBS,
     ACCEPTED_RATE,
     ACCEPTED_SIZE,
     check_channels,
@@ -58,7 +59,7 @@ class Settings:
     max_entries: int | None = None
     max_size: int | None = None
     remote: str | None = None  # an fsspec URL or a directory (cache push/pull, --remote)
-    gate: str = "strict"
+    gate: str = defaults.GATE
     process: ProcessSettings = field(default_factory=ProcessSettings)
 
 
@@ -80,7 +81,7 @@ _CONVERTERS: dict[str, Any] = {
 ACCEPTED: dict[str, str] = {
     "rate": ACCEPTED_RATE,
     "channels": ACCEPTED_CHANNELS,
-    "jobs": "a whole number, 1 or more",
+    "jobs": ACCEPTED_JOBS,
     "retries": "a whole number, 0 or more",
     "timeout": "a number of seconds above 0",
     "max_entries": "a whole number, 1 or more",

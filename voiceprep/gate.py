@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from voiceprep import defaults
 from voiceprep.backends.retry import synthesize_with_retries
 from voiceprep.errors import ImplausibleAudioError, UsageError
 from voiceprep.keys import normalize_text
@@ -44,7 +45,7 @@ from voiceprep.loudness import to_float
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
 
-GATE_MODES = ("strict", "relaxed", "off")
+GATE_MODES = defaults.GATE_MODES
 _WINDOW_SECONDS = 0.02
 _SILENCE_DB = -55.0
 _DYNAMIC_DB = 35.0

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from voiceprep import defaults
 from voiceprep.errors import UsageError
 from voiceprep.keys import BackendIdentity
 from voiceprep.loudness import (
@@ -82,14 +83,14 @@ class ProcessSettings:
     """
 
     loudness: float | None = None
-    true_peak: float = -1.5
+    true_peak: float = defaults.TRUE_PEAK
     trim_silence: bool = False
-    silence_threshold: float = -50.0
-    trim_pad: float = 50.0
-    fade_in: float = 0.0
-    fade_out: float = 0.0
-    pad_start: float = 0.0
-    pad_end: float = 0.0
+    silence_threshold: float = defaults.SILENCE_THRESHOLD
+    trim_pad: float = defaults.TRIM_PAD
+    fade_in: float = defaults.FADE
+    fade_out: float = defaults.FADE
+    pad_start: float = defaults.PAD
+    pad_end: float = defaults.PAD
 
     def __post_init__(self) -> None:
         for name, (low, high) in _RANGES.items():

@@ -13,9 +13,9 @@ from voiceprep.cli._options import flag_for, selection_flags
 from voiceprep.errors import InvalidValueError
 
 if TYPE_CHECKING:
-    from voiceprep.backends.base import Backend  # deferred: start-up
-    from voiceprep.cache import AudioCache  # deferred: start-up
-    from voiceprep.config import Settings  # deferred: start-up
+    from voiceprep.backends.base import Backend
+    from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
 
 
 def resolve(**flags: Any) -> Settings:

@@ -22,7 +22,7 @@ import typer
 
 from voiceprep import defaults
 from voiceprep.errors import InvalidValueError
-from voiceprep.units import RATE_MAX, RATE_MIN
+from voiceprep.units import ACCEPTED_JOBS, RATE_MAX, RATE_MIN
 
 
 def complete_backend(incomplete: str) -> list[str]:
@@ -190,6 +190,21 @@ def option_name(opts: list[str] | tuple[str, ...]) -> str:
 # The command-line spelling of each setting whose option has a short form.
 _FLAGS = {"rate": "-r/--rate", "channels": "-c/--channels", "jobs": "-j/--jobs"}
 _FLAGS |= {"backend": "-b/--backend", "options": "-O/--option"}
+
+
+def _check_jobs(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise InvalidValueError(flag_for("jobs"), value, ACCEPTED_JOBS)
+    return value
+
+
+def jobs_option(help: str, default: str) -> Any:
+    """-j/--jobs N, declared once for every command that works in parallel (`help` says
+    what N counts; `default` is shown). N below 1 is a usage error naming -j/--jobs.
+    Use as `Annotated[int | None, jobs_option(...)]`."""
+    return typer.Option(
+        "-j", "--jobs", metavar="N", help=help, show_default=default, callback=_check_jobs
+    )
 
 
 def flag_for(setting: str) -> str:

@@ -17,7 +17,7 @@ from voiceprep.cli import _output
 from voiceprep.cli._output import print_json
 
 if TYPE_CHECKING:
-    from voiceprep.backends import BackendStatus  # deferred: start-up
+    from voiceprep.backends import BackendStatus
 
 
 def backends_command(

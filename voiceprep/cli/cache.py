@@ -33,10 +33,10 @@ from voiceprep.errors import CacheIndexError, ExitStatus, InvalidValueError, Usa
 from voiceprep.units import parse_age
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport  # deferred: start-up
-    from voiceprep.config import Settings  # deferred: start-up
-    from voiceprep.keys import BackendIdentity  # deferred: start-up
-    from voiceprep.process import ProcessSettings  # deferred: start-up
+    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
+    from voiceprep.config import Settings
+    from voiceprep.keys import BackendIdentity
+    from voiceprep.process import ProcessSettings
 
 
 # --- helpers ---------------------------------------------------------------------------

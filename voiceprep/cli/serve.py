@@ -18,7 +18,7 @@ import typer
 from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, jobs_option, selection_options
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.errors import UsageError
@@ -53,14 +53,7 @@ def serve_command(
     max_entries: MaxEntries = None,
     max_size: MaxSize = None,
     jobs: Annotated[
-        int | None,
-        typer.Option(
-            "-j",
-            "--jobs",
-            metavar="N",
-            help="Run at most N syntheses at once.",
-            show_default=str(defaults.JOBS),
-        ),
+        int | None, jobs_option("Run at most N syntheses at once.", str(defaults.JOBS))
     ] = None,
     retries: Retries = None,
     timeout: Timeout = None,

@@ -25,7 +25,7 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._options import Flags, MaxEntries, MaxSize, jobs_option, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
@@ -34,9 +34,9 @@ from voiceprep.cli.remote import warm_pull, warm_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
-    from voiceprep.backends.base import Backend as BackendObject  # deferred: start-up
-    from voiceprep.cache import AudioCache  # deferred: start-up
-    from voiceprep.config import Settings  # deferred: start-up
+    from voiceprep.backends.base import Backend as BackendObject
+    from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
@@ -48,16 +48,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-Jobs = Annotated[
-    int | None,
-    typer.Option(
-        "-j",
-        "--jobs",
-        metavar="N",
-        help="Keep N requests in flight at once.",
-        show_default=str(defaults.JOBS),
-    ),
-]
+Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
 Retries = Annotated[
     int | None,
     typer.Option(
