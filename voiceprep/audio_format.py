@@ -16,6 +16,7 @@ from voiceprep.units import check_channels, check_rate
 
 SAMPLE_BYTES: dict[str, int] = {"s16": 2, "f32": 4}
 SAMPLE_FORMATS: tuple[str, ...] = tuple(SAMPLE_BYTES)
+LAYOUTS: dict[int, str] = {1: "mono", 2: "stereo"}  # channel count -> FFmpeg's layout name
 STDIO = "-"  # as an input: stdin; as an output: stdout
 
 
@@ -23,6 +24,11 @@ def check_sample_format(sample_format: str) -> str:
     if sample_format not in SAMPLE_BYTES:
         raise InvalidValueError("sample format", sample_format, " or ".join(SAMPLE_FORMATS))
     return sample_format
+
+
+def layout_of(channels: int) -> str:
+    """FFmpeg's name of the layout of `channels` channels: "mono" or "stereo"."""
+    return LAYOUTS[channels]
 
 
 def pcm_seconds(pcm_bytes: int, *, rate: int, channels: int, sample_bytes: int = 2) -> float:
@@ -46,6 +52,10 @@ class AudioFormat:
     @property
     def sample_bytes(self) -> int:
         return SAMPLE_BYTES[self.sample_format]
+
+    @property
+    def layout(self) -> str:
+        return layout_of(self.channels)
 
     @property
     def frame_bytes(self) -> int:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from voiceprep import defaults
+from voiceprep.audio_format import layout_of
 from voiceprep.errors import UsageError
 from voiceprep.keys import BackendIdentity
 from voiceprep.loudness import (
@@ -352,13 +353,14 @@ class Limiter:
 
         self.rate = rate
         self._graph = av.filter.Graph()
-        layout = "mono" if channels == 1 else "stereo"
-        source = self._graph.add_abuffer(format="flt", sample_rate=rate, layout=layout)
+        source = self._graph.add_abuffer(format="flt", sample_rate=rate, layout=layout_of(channels))
         level = max(0.0625, min(1.0, linear(limit_db)))
         limiter = self._graph.add(
             "alimiter", f"limit={level:.6f}:attack=5:release=50:level=0:latency=1"
         )
-        convert = self._graph.add("aformat", f"sample_fmts=flt:channel_layouts={layout}")
+        convert = self._graph.add(
+            "aformat", f"sample_fmts=flt:channel_layouts={layout_of(channels)}"
+        )
         self._sink = self._graph.add("abuffersink")
         source.link_to(limiter)
         limiter.link_to(convert)

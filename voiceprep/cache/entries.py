@@ -29,14 +29,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from voiceprep.audio_format import AudioFormat
 from voiceprep.cache import faults
 from voiceprep.cache.records import EntryMeta
-from voiceprep.errors import CacheCorruptError, CacheError, CacheReadOnlyError
+from voiceprep.errors import CacheCorruptError, CacheError, CacheReadOnlyError, InvalidValueError
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.wav import find_chunk, parse_wav_header, riff_chunk, wav_bytes
 
 AUDIO_DIR = "audio"
-SAMPLE_WIDTH = 2  # s16le
 ENTRY_CHUNK = b"vpmd"
 ENTRY_FORMAT = 1  # version of the metadata chunk
 # No entry is larger: an hour of 48 kHz stereo s16 is 691 MB. A bigger "entry" is not ours.
@@ -293,7 +293,11 @@ def _check_key_parts(meta: EntryMeta, pcm: bytes, where: str) -> None:
         raise CacheCorruptError(f"{where}: the key parts do not make a key ({exc})") from exc
     if expected != meta.key:
         raise CacheCorruptError(f"{where}: the key does not match the text and key parts")
-    if not pcm or len(pcm) % (SAMPLE_WIDTH * meta.channels):
+    try:
+        shape = AudioFormat(meta.rate, meta.channels)  # what the CLI and put accept
+    except InvalidValueError as exc:
+        raise CacheCorruptError(f"{where}: {exc}") from None
+    if not pcm or len(pcm) % shape.frame_bytes:
         raise CacheCorruptError(f"{where}: the audio is not whole s16 frames")
 
 

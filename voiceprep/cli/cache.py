@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from voiceprep.audio_format import AudioFormat, layout_of
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
 from voiceprep.cli._options import (
@@ -66,11 +67,7 @@ def _selected_key(text: str, settings: Settings) -> str:
 
 def _describe_selection(settings: Settings) -> str:
     voice = f", voice {settings.voice}" if settings.voice else ""
-    return f"{settings.backend}{voice}, {settings.rate} Hz, {_layout(settings.channels)}"
-
-
-def _layout(channels: int) -> str:
-    return "mono" if channels == 1 else "stereo"
+    return f"{settings.backend}{voice}, {settings.rate} Hz, {layout_of(settings.channels)}"
 
 
 def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
@@ -117,7 +114,7 @@ def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str
         found.append(f"at {entry.rate} Hz, not {settings.rate}")
         flags.append(f"-r {entry.rate}")
     if entry.channels != settings.channels:
-        found.append(f"in {_layout(entry.channels)}, not {_layout(settings.channels)}")
+        found.append(f"in {layout_of(entry.channels)}, not {layout_of(settings.channels)}")
         flags.append(f"-c {entry.channels}")
     return f"{line}; cached {', '.join(found)}: {verb} {' '.join(flags)}"
 
@@ -370,7 +367,9 @@ def get_command(
         container=container,
         force=force,
     )
-    report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
+    report_written(
+        output, AudioFormat(settings.rate, settings.channels).seconds(len(pcm)), "from the cache"
+    )
 
 
 def export_command(

@@ -37,7 +37,7 @@ from voiceprep.errors import (
     TransientBackendError,
 )
 from voiceprep.server.errors import SERVER_ERROR, ApiError
-from voiceprep.server.formats import FORMATS, encode
+from voiceprep.server.formats import FORMATS, PCM_RATE, encode
 from voiceprep.server.request import SpeechRequest
 
 if TYPE_CHECKING:
@@ -271,7 +271,7 @@ class SpeechService:
             raise _backend_failure(exc) from None
 
     async def _encoded(self, key: str, pcm: bytes, fmt: str) -> bytes:
-        if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (24000, 1)):
+        if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (PCM_RATE, 1)):
             body = encode(pcm, rate=self.rate, channels=self.channels, fmt=fmt)  # no CPU work
             self._variants.put((key, fmt), body)
             return body
