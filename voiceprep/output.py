@@ -98,7 +98,7 @@ def _chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process import process_stream
+    from voiceprep.process_stream import process_stream
 
     yield from process_stream(
         open_chunks,

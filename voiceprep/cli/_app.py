@@ -52,8 +52,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("cache rm", "voiceprep.cli.cache:rm_command"),
     Command("cache prune", "voiceprep.cli.cache:prune_command"),
     Command("cache clear", "voiceprep.cli.cache:clear_command"),
-    Command("cache verify", "voiceprep.cli.cache:verify_command"),
-    Command("cache merge", "voiceprep.cli.cache:merge_command"),
+    Command("cache verify", "voiceprep.cli.cache_repair:verify_command"),
+    Command("cache merge", "voiceprep.cli.cache_repair:merge_command"),
     Command("cache push", "voiceprep.cli.remote:push_command"),
     Command("cache pull", "voiceprep.cli.remote:pull_command"),
 )
