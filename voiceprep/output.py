@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
-from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
+from voiceprep.errors import (
+    OutputError,
+    OutputExistsError,
+    UsageError,
+    WriteError,
+)
 from voiceprep.wav import patch_wav_sizes, wav_header
 
 if TYPE_CHECKING:
@@ -93,7 +98,7 @@ def _chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process import process_stream
+    from voiceprep.process_stream import process_stream
 
     yield from process_stream(
         open_chunks,
@@ -220,11 +225,6 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
-
-
-class WriteError(VoiceprepError):
-    """Writing an output failed midway (a full disk, an I/O error, a closed pipe): exit 1.
-    Nothing half-written is left behind where the output is a regular file."""
 
 
 # Paths that name an open descriptor rather than a file: written in place, always.

@@ -25,11 +25,19 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, NoReview, selection_options
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    NoReview,
+    jobs_option,
+    selection_options,
+)
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import check_output, write_audio
+from voiceprep.cli.remote import warm_pull, warm_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -46,18 +54,8 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
-_PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
-Jobs = Annotated[
-    int | None,
-    typer.Option(
-        "-j",
-        "--jobs",
-        metavar="N",
-        help="Keep N requests in flight at once.",
-        show_default=str(defaults.JOBS),
-    ),
-]
+Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
 Retries = Annotated[
     int | None,
     typer.Option(
@@ -152,8 +150,8 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import parse_shard, plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import parse_shard, plan_warm  # deferred: start-up
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     settings = resolve(
@@ -197,8 +195,7 @@ def warm_command(
         export_to = (export, not no_review) if export is not None else None
         summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export_to)
         if remote is not None:
-            from voiceprep.cli.remote import warm_push
-            from voiceprep.remote import scrub
+            from voiceprep.remote import scrub  # deferred: start-up
 
             summary.remote = scrub(remote)
             summary.pulled = pulled
@@ -238,7 +235,7 @@ def _warm(
     summary = _run_with_progress(plan, tts, cache, settings)
     summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
-        from voiceprep.warm import prune_unlisted
+        from voiceprep.warm import prune_unlisted  # deferred: start-up
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
@@ -252,8 +249,6 @@ def _pull_first(
     """warm --remote: pull the missing entries; they then count as cached. (plan, whether
     the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
     from dataclasses import replace
-
-    from voiceprep.cli.remote import warm_pull
 
     wanted = {item.key for item in plan.missing}
     ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
@@ -360,7 +355,7 @@ def _run_with_progress(
     """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
     import asyncio
 
-    from voiceprep.warm import WarmSummary, run_warm
+    from voiceprep.warm import WarmSummary, run_warm  # deferred: start-up
 
     summary = WarmSummary()
     missing = len(plan.missing)
@@ -429,7 +424,7 @@ class _Reporter:
 
 
 def _export(cache: AudioCache, plan: WarmPlan, directory: Path, review: bool) -> bool:
-    from voiceprep.warm import export_plan
+    from voiceprep.warm import export_plan  # deferred: start-up
 
     report = export_plan(cache, plan, directory, review=review)
     for item in report.missing:
@@ -509,7 +504,7 @@ def say_command(
     """
     import asyncio
 
-    from voiceprep.warm import say
+    from voiceprep.warm import say  # deferred: start-up
 
     destination = output or STDIO
     check_output(destination, force=force)  # before any synthesis is paid for

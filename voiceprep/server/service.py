@@ -32,12 +32,12 @@ from voiceprep.errors import (
     BackendError,
     BackendUnavailableError,
     EmptyAudioError,
+    NotCachedError,
     PermanentBackendError,
     TransientBackendError,
-    VoiceprepError,
 )
 from voiceprep.server.errors import SERVER_ERROR, ApiError
-from voiceprep.server.formats import FORMATS, encode
+from voiceprep.server.formats import FORMATS, PCM_RATE, encode
 from voiceprep.server.request import SpeechRequest
 
 if TYPE_CHECKING:
@@ -60,10 +60,6 @@ class Speech:
     body: bytes
     content_type: str
     cached: bool  # True: no synthesis was needed for this request
-
-
-class NotCachedError(VoiceprepError):
-    """Read-only server: the phrase is not in the cache."""
 
 
 class ReadOnlyBackend:
@@ -275,7 +271,7 @@ class SpeechService:
             raise _backend_failure(exc) from None
 
     async def _encoded(self, key: str, pcm: bytes, fmt: str) -> bytes:
-        if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (24000, 1)):
+        if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (PCM_RATE, 1)):
             body = encode(pcm, rate=self.rate, channels=self.channels, fmt=fmt)  # no CPU work
             self._variants.put((key, fmt), body)
             return body
