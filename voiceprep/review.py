@@ -25,6 +25,7 @@ import io
 import json
 import re
 import statistics
+import threading
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -250,8 +251,13 @@ class CachePage:
         self.cache = cache
         self.audio_prefix = audio_prefix
         self._measured: dict[tuple[str, str], Measures] = {}
+        self._lock = threading.Lock()  # two pages at once: the second reuses the first's work
 
     def html(self) -> str:
+        with self._lock:
+            return self._html()
+
+    def _html(self) -> str:
         entries = sorted(self.cache.entries(), key=lambda e: (e.text, e.key))
         present = {(entry.key, entry.sha256) for entry in entries}
         self._measured = {memo: m for memo, m in self._measured.items() if memo in present}
