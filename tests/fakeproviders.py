@@ -192,6 +192,9 @@ class FakeProvider:
     # Hold each request until this many are in flight at once (at most 10 s): proves a
     # client really overlaps its requests, without measuring any time.
     hold_until_in_flight: int = 0
+    # Set: a streamed answer waits after its first chunk until the test sets it (at most
+    # 10 s): proves a client passes audio on before the answer ends, without timing it.
+    after_first_chunk: threading.Event | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     chars_received: int = 0
     chars_synthesized: int = 0
@@ -246,6 +249,8 @@ class FakeProvider:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in a scripted delay
+        if self.after_first_chunk is not None:
+            self.after_first_chunk.set()
         with self._lock:
             self._lock.notify_all()
         if self._server is not None:
@@ -381,6 +386,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             sent += fake.chunk_seconds
+            if index == 0 and fake.after_first_chunk is not None:
+                fake.after_first_chunk.wait(10)
         self.wfile.write(b"0\r\n\r\n")
         return True
 
