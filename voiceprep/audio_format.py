@@ -3,8 +3,8 @@ checked when the value is made, with the frame size and the bytes ↔ seconds ar
 
 Also the one definition of the sample formats (s16: 16-bit integer, f32: 32-bit float,
 both little-endian and interleaved; ulaw and alaw: G.711 μ-law and A-law, one byte per
-sample, encoded from 16-bit audio, see voiceprep.phonecodec) and of `-`, which names stdin as an input and stdout
-as an output.
+sample, encoded from 16-bit audio, see voiceprep.phonecodec) and of `-`, which names
+stdin as an input and stdout as an output.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def _encode_table(law: str) -> np.ndarray:
     import numpy as np
 
     every = np.arange(65536, dtype=np.uint16).view("<i2")
-    encoded = _run_codec(_AV_CODEC[law], "w", every.tobytes())
+    encoded = _run_codec(_AV_CODEC[law], every.tobytes(), encode=True)
     return np.frombuffer(encoded, dtype=np.uint8).copy()
 
 
@@ -91,19 +91,19 @@ def _encode_table(law: str) -> np.ndarray:
 def _decode_table(law: str) -> np.ndarray:
     import numpy as np
 
-    decoded = _run_codec(_AV_CODEC[law], "r", bytes(range(256)))
+    decoded = _run_codec(_AV_CODEC[law], bytes(range(256)), encode=False)
     return np.frombuffer(decoded, dtype="<i2").copy()
 
 
-def _run_codec(codec: str, mode: str, data: bytes) -> bytes:
+def _run_codec(codec: str, data: bytes, *, encode: bool) -> bytes:
     """One pass of libavcodec's G.711 encoder (s16 in) or decoder (bytes in)."""
     import av
     import numpy as np
 
-    context: Any = av.CodecContext.create(codec, mode)
+    context: Any = av.CodecContext.create(codec, "w" if encode else "r")
     context.sample_rate = 8000
     context.layout = "mono"
-    if mode == "w":
+    if encode:
         context.format = "s16"
         context.open()
         frame = av.AudioFrame.from_ndarray(

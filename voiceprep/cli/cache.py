@@ -23,12 +23,13 @@ from voiceprep.cli._options import (
     MaxEntries,
     MaxSize,
     OutputFormat,
+    SampleFormat,
     selection_options,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import check_output, report_written, write_audio
+from voiceprep.cli._write import audio_spec, check_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -328,10 +329,12 @@ def get_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to the file OUT (.wav: WAV, else raw PCM), or - for stdout.",
+            help="Write to the file OUT (.wav: WAV, .ulaw/.alaw/.sln16/.g722...: "
+            "as Asterisk names them, else raw PCM), or - for stdout.",
         ),
     ],
     output_format: OutputFormat = None,
+    sample_format: SampleFormat = None,
     *,
     selection: Flags,
     process: Flags,
@@ -347,8 +350,15 @@ def get_command(
       voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
       voiceprep cache get "Welcome." --loudness -16 -o welcome.wav   # as warmed
     """
-    check_output(output, force=force)
     settings = resolve(**selection, process=process)
+    spec = audio_spec(
+        output,
+        rate=settings.rate,
+        channels=settings.channels,
+        container=output_format.value if output_format else None,
+        sample_format=sample_format,
+    )
+    check_output(output, force=force)
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     held: list[CacheEntry] = []
@@ -360,16 +370,10 @@ def get_command(
         fill = _say_command(text, output, selection, settings.process)
         _output.error(_not_cached(text, settings, held, fill))
         raise typer.Exit(ExitStatus.FAILURE)
-    container = output_format.value if output_format else None
-    write_audio(
-        pcm,
-        output,
-        rate=settings.rate,
-        channels=settings.channels,
-        container=container,
-        force=force,
+    seconds = write_audio(
+        pcm, output, spec, rate=settings.rate, channels=settings.channels, force=force
     )
-    report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
+    report_written(output, seconds, "from the cache")
 
 
 def export_command(

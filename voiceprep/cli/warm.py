@@ -22,14 +22,21 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from voiceprep import defaults
-from voiceprep.audio_format import STDIO, AudioFormat
+from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    OutputFormat,
+    SampleFormat,
+    selection_options,
+)
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import check_output, write_audio
+from voiceprep.cli._write import audio_spec, check_output, write_audio
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -484,10 +491,13 @@ def say_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to the file OUT (.wav: WAV, else raw s16le PCM), or - for stdout.",
+            help="Write to the file OUT (.wav: WAV, .ulaw/.alaw/.sln16/.g722...: "
+            "as Asterisk names them, else raw PCM), or - for stdout.",
             show_default="stdout, when it is not a terminal",
         ),
     ] = None,
+    output_format: OutputFormat = None,
+    sample_format: SampleFormat = None,
     *,
     selection: Flags,
     retries: Retries = None,
@@ -509,7 +519,6 @@ def say_command(
     from voiceprep.warm import say
 
     destination = output or STDIO
-    check_output(destination, force=force)  # before any synthesis is paid for
     settings = resolve(
         **selection,
         retries=retries,
@@ -517,6 +526,14 @@ def say_command(
         gate=gate_flag(gate),
         process=process,
     )
+    spec = audio_spec(
+        destination,
+        rate=settings.rate,
+        channels=settings.channels,
+        container=output_format.value if output_format else None,
+        sample_format=sample_format,
+    )
+    check_output(destination, force=force)  # before any synthesis is paid for
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
@@ -540,10 +557,14 @@ def say_command(
             )
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
-    seconds = AudioFormat(settings.rate, settings.channels).seconds(len(result.pcm))
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
-    write_audio(
-        result.pcm, destination, rate=settings.rate, channels=settings.channels, force=force
+    seconds = write_audio(
+        result.pcm,
+        destination,
+        spec,
+        rate=settings.rate,
+        channels=settings.channels,
+        force=force,
     )
     # say reports where its audio came from even when piped: that is its result.
     if destination == STDIO:
