@@ -24,6 +24,8 @@ from voiceprep.cli._options import (
     MaxSize,
     OutputFormat,
     SampleFormat,
+    export_options,
+    export_settings,
     selection_options,
 )
 from voiceprep.cli._output import print_json
@@ -376,6 +378,7 @@ def get_command(
     report_written(output, seconds, "from the cache")
 
 
+@export_options
 def export_command(
     directory: Annotated[
         Path,
@@ -384,26 +387,31 @@ def export_command(
         ),
     ],
     cache_dir: CacheDir = None,
+    *,
+    layout: Flags,
 ) -> None:
     """Write every entry as a WAV named after its text, plus manifest.json.
 
     Examples:
       voiceprep cache export prompts/
+      voiceprep cache export --layout asterisk --codecs ulaw,g722 /var/lib/asterisk/sounds
+      voiceprep cache export --layout freeswitch --lang en_US /usr/share/freeswitch/sounds
     """
     from voiceprep.export import ExportItem, export_entries
 
+    options = export_settings(layout)
     source = _cache_dir(cache_dir)
     if not _exists(source):
         raise UsageError(f"{source}: no cache here")
     with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
-        report = export_entries(cache, items, directory)
+        report = export_entries(cache, items, directory, options)
     for item in report.missing:
         _output.error(f"{item.text}: vanished from the cache during export")
     for item, reason in report.failed:
         _output.error(f"{item.text}: {reason}")
-    _output.info(f"exported {len(report.written)} entries to {directory}")
+    _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
     if not report.ok:
         raise typer.Exit(ExitStatus.FAILURE)
 

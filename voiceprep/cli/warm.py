@@ -31,6 +31,8 @@ from voiceprep.cli._options import (
     MaxSize,
     OutputFormat,
     SampleFormat,
+    export_options,
+    export_settings,
     selection_options,
 )
 from voiceprep.cli._output import print_json
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
+    from voiceprep.export import ExportOptions
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
@@ -90,6 +93,7 @@ Timeout = Annotated[
 
 @selection_options
 @processing_options
+@export_options
 def warm_command(
     phrases: Annotated[
         list[str],
@@ -101,6 +105,7 @@ def warm_command(
     ],
     *,
     selection: Flags,
+    layout: Flags,
     jobs: Jobs = None,
     retries: Retries = None,
     timeout: Timeout = None,
@@ -162,6 +167,9 @@ def warm_command(
     from voiceprep.warm import parse_shard, plan_warm
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
+    if export is None and any(value is not None for value in layout.values()):
+        raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
+    export_layout = export_settings(layout)  # checked before any work
     settings = resolve(
         **selection,
         jobs=jobs,
@@ -200,7 +208,9 @@ def warm_command(
         failures: list[RemoteFailure] = []
         if remote is not None:
             plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
-        summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
+        summary, exported_ok = _warm(
+            plan, tts, cache, settings, prune=prune, export=export, layout=export_layout
+        )
         if remote is not None:
             from voiceprep.cli.remote import warm_push
             from voiceprep.remote import scrub
@@ -233,6 +243,7 @@ def _warm(
     *,
     prune: bool,
     export: Path | None,
+    layout: ExportOptions,
 ) -> tuple[WarmSummary, bool]:
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
@@ -247,7 +258,7 @@ def _warm(
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
-    exported_ok = _export(cache, plan, export) if export is not None else True
+    exported_ok = _export(cache, plan, export, layout) if export is not None else True
     return summary, exported_ok
 
 
@@ -433,10 +444,10 @@ class _Reporter:
         )
 
 
-def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
+def _export(cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions) -> bool:
     from voiceprep.warm import export_plan
 
-    report = export_plan(cache, plan, directory)
+    report = export_plan(cache, plan, directory, layout)
     for item in report.missing:
         _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
