@@ -29,7 +29,9 @@ from voiceprep.integrations.twilio import inbound_pcm, media_messages
 GREETING = "Thanks for calling. How can I help?"
 
 cache = TTSAudioCache(
-    get_backend(os.environ.get("VOICEPREP_BACKEND", "piper"), voice=os.environ.get("VOICEPREP_VOICE")),
+    get_backend(
+        os.environ.get("VOICEPREP_BACKEND", "piper"), voice=os.environ.get("VOICEPREP_VOICE")
+    ),
     directory=os.environ.get("VOICEPREP_CACHE_DIR"),
     rate=int(os.environ.get("VOICEPREP_RATE", "24000")),
 )
@@ -48,7 +50,9 @@ async def media(websocket: WebSocket) -> None:
             sid = message["start"]["streamSid"]
             prompt = message["start"].get("customParameters", {}).get("prompt", GREETING)
             pcm = await cache.fetch(prompt)
-            for outbound in media_messages(pcm, sample_rate=cache.rate, stream_sid=sid, mark="prompt"):
+            for outbound in media_messages(
+                pcm, sample_rate=cache.rate, stream_sid=sid, mark="prompt"
+            ):
                 await websocket.send_json(outbound)
         elif event == "media":
             on_caller_audio(inbound_pcm(message, sample_rate=16000))
