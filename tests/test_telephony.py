@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.audiogen import sine, write_audio
-from tests.helpers import CLI
+from audiogen import sine, write_audio
+from helpers import CLI
 
 FFMPEG = ["ffmpeg", "-v", "error", "-nostdin"]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CLI
+from test_telephony import ffmpeg, snr_db
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.helpers import CLI
-from tests.test_telephony import ffmpeg, snr_db
 from voiceprep.integrations.twilio import inbound_pcm, media_messages
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
