@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from audiogen import sine, write_audio
 from helpers import CLI
+from loudmeter import ffmpeg_loudness
 
 FFMPEG = ["ffmpeg", "-v", "error", "-nostdin"]
 
@@ -353,3 +354,47 @@ def test_a_bad_lang_in_a_phrase_list_names_the_line(cli: CLI) -> None:
     (cli.cwd / "bad.csv").write_text("text,lang\nHello.,../../x\n", encoding="utf-8")
     result = cli("warm", "bad.csv", "-b", "espeak", "--cache-dir", "cache")
     assert result.code == 2 and "bad.csv:2" in result.err and "lang" in result.err
+
+
+# --- the telephony preset ------------------------------------------------------------------
+
+
+def level_at(pcm: bytes, rate: int, freq: float) -> float:
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(20 * np.log10(spectrum[int(round(freq * len(samples) / rate))] + 1e-9))
+
+
+def test_highpass_is_libavfilters_highpass_over_a_long_stream(cli: CLI) -> None:
+    # 65 s: past the in-memory limit, so the filter runs chunk by chunk across passes
+    signal = (0.3 * sine(50, 65.0, 8000) + 0.3 * sine(1000, 65.0, 8000)).astype(np.float32)
+    write_audio(cli.cwd / "hum.wav", signal, rate=8000)
+    result = cli("decode", "hum.wav", "-r", "8000", "--highpass", "100", "-o", "-")
+    assert result.code == 0, result.err
+    expected = ffmpeg("-i", "hum.wav", "-af", "highpass=f=100:poles=2", "-f", "s16le", "-")
+    assert snr_db(expected, result.out) > 60
+
+
+def test_telephony_preset_band_limits_levels_and_writes_ulaw(cli: CLI) -> None:
+    signal = (0.05 * sine(50, 4.0, 16000) + 0.05 * sine(1000, 4.0, 16000)).astype(np.float32)
+    write_audio(cli.cwd / "hum.wav", signal, rate=16000)
+    result = cli("decode", "hum.wav", "--telephony")
+    assert result.code == 0, result.err
+    assert not (cli.cwd / "hum.pcm").exists()
+    heard = ffmpeg("-f", "mulaw", "-ar", "8000", "-i", "hum.ulaw", "-f", "s16le", "-")
+    assert len(heard) == 2 * 4 * 8000
+    before = level_at(own_s16(cli, cli.cwd / "hum.wav", 8000), 8000, 50) - level_at(
+        own_s16(cli, cli.cwd / "hum.wav", 8000), 8000, 1000
+    )
+    after = level_at(heard, 8000, 50) - level_at(heard, 8000, 1000)
+    assert before - after > 10  # a 2nd-order high-pass at 100 Hz: about -12 dB at 50 Hz
+    integrated, _ = ffmpeg_loudness(np.frombuffer(heard, "<i2") / 32768.0, 8000)
+    assert abs(integrated - -22.0) <= 1.0
+
+
+def test_telephony_from_the_config_file_and_a_suffix_wins(cli: CLI, speechlike: Path) -> None:
+    (cli.cwd / "voiceprep.toml").write_text("[process]\ntelephony = true\n", encoding="utf-8")
+    assert cli("decode", speechlike, "-o", "tel.wav").code == 0
+    assert ffprobe_stream(cli.cwd / "tel.wav")["codec_name"] == "pcm_mulaw"
+    assert cli("decode", speechlike, "-o", "tel.sln16").code == 0
+    assert (cli.cwd / "tel.sln16").stat().st_size == 3 * 16000 * 2

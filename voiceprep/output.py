@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
 from voiceprep.phonecodec import G711, G722_RATE, g711_chunks, g722_chunks
-from voiceprep.telephony import G711_RATE, G711_SUFFIX, phone_file
+from voiceprep.telephony import G711_RATE, G711_SUFFIX, TELEPHONY_SAMPLE_FORMAT, phone_file
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ def output_spec(
     container: str | None,
     default_rate: int,
     default_channels: int,
+    telephony: bool = False,
     **more: Any,
 ) -> OutputSpec:
     """The OutputSpec for an output named `path` (None: stdout, or a name of voiceprep's
@@ -121,7 +122,8 @@ def output_spec(
     follows it, and a contradiction (`-r 16000` for a `.ulaw`, `-c 2`, another sample
     format, `--format wav`) is a UsageError naming what the suffix needs. Otherwise G.711
     defaults to 8000 Hz (the rate it is defined at), everything else to the defaults, and
-    the container to wav for a `.wav` name. `more`: the other OutputSpec fields.
+    the container to wav for a `.wav` name. `telephony` (the preset) makes the sample
+    format μ-law when nothing else names one. `more`: the other OutputSpec fields.
     """
     phone = phone_file(path)
     if phone is not None:
@@ -143,7 +145,7 @@ def output_spec(
             codec=phone.codec,
             **more,
         )
-    chosen = sample_format or SAMPLE_FORMATS[0]
+    chosen = sample_format or (TELEPHONY_SAMPLE_FORMAT if telephony else SAMPLE_FORMATS[0])
     fallback_rate = G711_RATE if chosen in G711 else default_rate
     return OutputSpec(
         rate=rate or fallback_rate,

@@ -75,12 +75,10 @@ def is_g711(sample_format: str) -> bool:
 
 # --- the telephony preset ---------------------------------------------------------------
 # Band-limited for the line as Asterisk's own prompts are made (a high-pass near 100 Hz
-# before companding), at the level ITU-T P.56 active speech level practice puts telephone
-# prompts (-19 LUFS, about -19 dBov active speech; the level of Twilio's and Asterisk's
-# shipped prompts measured within ±2 LU), a true-peak ceiling leaving G.711's companding
-# headroom, and 8 kHz μ-law out.
-TELEPHONY_HIGHPASS = 100.0  # Hz
-TELEPHONY_LOUDNESS = -19.0  # LUFS
-TELEPHONY_TRUE_PEAK = -3.0  # dBTP
+# before companding), at the level of speech on a phone line: RFC 7874 §4 (after ITU-T
+# G.169 and G.115) puts active speech at -19 dBm0, an RMS of 2600 in 16-bit PCM, which
+# is -22 dBFS RMS: -22 LUFS for speech (K-weighting is flat through the voice band), and
+# 8 kHz μ-law out (for commands that write a file: decode, say, cache get).
+TELEPHONY_PROCESS = {"highpass": 100.0, "loudness": -22.0}
 TELEPHONY_RATE = G711_RATE
 TELEPHONY_SAMPLE_FORMAT = "ulaw"

@@ -53,6 +53,7 @@ def audio_spec(
     channels: int,
     container: str | None = None,
     sample_format: str | None = None,
+    telephony: bool = False,
 ) -> OutputSpec:
     """What `say` and `cache get` write for a phrase held at `rate`/`channels`: that,
     unless OUT's suffix (.ulaw, .sln16, .g722, ...) or `sample_format` asks for another
@@ -68,6 +69,7 @@ def audio_spec(
         container=container,
         default_rate=rate,
         default_channels=channels,
+        telephony=telephony,
     )
 
 

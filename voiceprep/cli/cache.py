@@ -359,6 +359,7 @@ def get_command(
         channels=settings.channels,
         container=output_format.value if output_format else None,
         sample_format=sample_format,
+        telephony=settings.process.telephony,
     )
     check_output(output, force=force)
     key = _selected_key(text, settings)

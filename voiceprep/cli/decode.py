@@ -114,6 +114,7 @@ def decode_command(
         container=chosen,
         default_rate=settings.rate,
         default_channels=settings.channels,
+        telephony=settings.process.telephony,
         start=start,
         duration=duration,
         process=None if settings.process.is_empty else settings.process,

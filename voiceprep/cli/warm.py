@@ -543,6 +543,7 @@ def say_command(
         channels=settings.channels,
         container=output_format.value if output_format else None,
         sample_format=sample_format,
+        telephony=settings.process.telephony,
     )
     check_output(destination, force=force)  # before any synthesis is paid for
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
