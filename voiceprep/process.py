@@ -88,9 +88,10 @@ class ProcessSettings:
     telephony: bool = False  # the preset: set, its values fill what is not given
 
     def __post_init__(self) -> None:
-        if self.telephony:  # the preset fills what was not given
+        if self.telephony:  # the preset replaces what is left at its default
+            defaults = {f.name: f.default for f in fields(self)}
             for name, value in TELEPHONY_PROCESS.items():
-                if getattr(self, name) is None:
+                if getattr(self, name) == defaults[name]:
                     object.__setattr__(self, name, value)
         for name, (low, high) in _RANGES.items():
             value = getattr(self, name)

@@ -75,10 +75,11 @@ def is_g711(sample_format: str) -> bool:
 
 # --- the telephony preset ---------------------------------------------------------------
 # Band-limited for the line as Asterisk's own prompts are made (a high-pass near 100 Hz
-# before companding), at the level of speech on a phone line: RFC 7874 §4 (after ITU-T
-# G.169 and G.115) puts active speech at -19 dBm0, an RMS of 2600 in 16-bit PCM, which
-# is -22 dBFS RMS: -22 LUFS for speech (K-weighting is flat through the voice band), and
-# 8 kHz μ-law out (for commands that write a file: decode, say, cache get).
-TELEPHONY_PROCESS = {"highpass": 100.0, "loudness": -22.0}
+# before companding), at the level docs/processing.md recommends for telephony: RFC 7874
+# §4 (after ITU-T G.169 and G.115) puts active speech at -19 dBm0, an RMS of 2600 in
+# 16-bit PCM (-22 dBFS), which speech's K-weighted loudness reads about 2 LU higher:
+# -20 LUFS, under a -3 dBTP ceiling that leaves G.711 and transcoding headroom. Files
+# written by decode, say and cache get are 8 kHz μ-law.
+TELEPHONY_PROCESS = {"highpass": 100.0, "loudness": -20.0, "true_peak": -3.0}
 TELEPHONY_RATE = G711_RATE
 TELEPHONY_SAMPLE_FORMAT = "ulaw"

@@ -205,8 +205,8 @@ export_options = option_group(
         typer.Option(
             "--layout",
             metavar="LAYOUT",
-            help=f"Export LAYOUT: {', '.join(LAYOUTS)} (DIR/<lang>/<id>.<codec>), or "
-            "freeswitch (DIR/<lang>/<region>/<voice>/<rate>/<id>.wav).",
+            help="Export LAYOUT: flat (DIR/ID.wav), asterisk (DIR/LANG/ID.CODEC) or "
+            "freeswitch (DIR/LANG/REGION/VOICE/RATE/ID.wav).",
             show_default=LAYOUTS[0],
         ),
     ],
@@ -215,8 +215,8 @@ export_options = option_group(
         typer.Option(
             "--codecs",
             metavar="LIST",
-            help=f"With --layout asterisk, the comma-separated files per phrase, of "
-            f"{','.join(CODECS)}.",
+            help=f"With --layout asterisk, the files per phrase: a comma-separated LIST of "
+            f"{', '.join(CODECS)}.",
             show_default=",".join(DEFAULT_CODECS),
         ),
     ],
@@ -235,7 +235,7 @@ export_options = option_group(
         typer.Option(
             "--lang",
             metavar="LANG",
-            help="The language folder of phrases whose list gives no `lang`.",
+            help="LANG, the language folder (en, en_GB) of phrases whose list gives none.",
             show_default=DEFAULT_LANG,
         ),
     ],

@@ -95,9 +95,9 @@ Telephony = Annotated[
     bool | None,
     typer.Option(
         "--telephony",
-        help="Prompts for phone lines: high-pass at 100 Hz, loudness -22 LUFS (-19 dBm0), "
-        "and files written as 8 kHz μ-law unless OUT's name or --sample-format says "
-        "otherwise.",
+        help="Prompts for phone lines: high-pass at 100 Hz, loudness -20 LUFS under "
+        "-3 dBTP, and files written as 8 kHz μ-law unless OUT's name or --sample-format "
+        "says otherwise.",
         show_default="off",
     ),
 ]
