@@ -16,6 +16,7 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
+from voiceprep.cli._export import export_options, export_settings
 from voiceprep.cli._options import (
     CacheDir,
     Flags,
@@ -24,8 +25,6 @@ from voiceprep.cli._options import (
     MaxSize,
     OutputFormat,
     SampleFormat,
-    export_options,
-    export_settings,
     selection_options,
 )
 from voiceprep.cli._output import print_json

@@ -25,14 +25,13 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
+from voiceprep.cli._export import export_options, export_settings
 from voiceprep.cli._options import (
     Flags,
     MaxEntries,
     MaxSize,
     OutputFormat,
     SampleFormat,
-    export_options,
-    export_settings,
     selection_options,
 )
 from voiceprep.cli._output import print_json
