@@ -30,7 +30,7 @@ from voiceprep.cli._options import (
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import audio_spec, check_output, report_written, write_audio
+from voiceprep.cli._write import checked_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -352,15 +352,9 @@ def get_command(
       voiceprep cache get "Welcome." --loudness -16 -o welcome.wav   # as warmed
     """
     settings = resolve(**selection, process=process)
-    spec = audio_spec(
-        output,
-        rate=settings.rate,
-        channels=settings.channels,
-        container=output_format.value if output_format else None,
-        sample_format=sample_format,
-        telephony=settings.process.telephony,
+    spec = checked_output(
+        output, settings, container=output_format, sample_format=sample_format, force=force
     )
-    check_output(output, force=force)
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     held: list[CacheEntry] = []

@@ -37,7 +37,7 @@ from voiceprep.cli._options import (
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import audio_spec, check_output, write_audio
+from voiceprep.cli._write import checked_output, write_audio
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -536,15 +536,9 @@ def say_command(
         gate=gate_flag(gate),
         process=process,
     )
-    spec = audio_spec(
-        destination,
-        rate=settings.rate,
-        channels=settings.channels,
-        container=output_format.value if output_format else None,
-        sample_format=sample_format,
-        telephony=settings.process.telephony,
+    spec = checked_output(
+        destination, settings, container=output_format, sample_format=sample_format, force=force
     )
-    check_output(destination, force=force)  # before any synthesis is paid for
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
