@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
-from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
+from voiceprep.errors import OutputError, OutputExistsError, UsageError, WriteError
 from voiceprep.phonecodec import G711, G722_RATE, g711_chunks, g722_chunks
 from voiceprep.telephony import G711_RATE, G711_SUFFIX, TELEPHONY_SAMPLE_FORMAT, phone_file
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
@@ -193,7 +193,7 @@ def _pcm_chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process import process_stream
+    from voiceprep.process_stream import process_stream
 
     yield from process_stream(
         open_chunks,
@@ -333,11 +333,6 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
-
-
-class WriteError(VoiceprepError):
-    """Writing an output failed midway (a full disk, an I/O error, a closed pipe): exit 1.
-    Nothing half-written is left behind where the output is a regular file."""
 
 
 # Paths that name an open descriptor rather than a file: written in place, always.

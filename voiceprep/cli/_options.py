@@ -23,12 +23,12 @@ import typer
 from voiceprep import defaults
 from voiceprep.audio_format import check_sample_format
 from voiceprep.errors import InvalidValueError
-from voiceprep.units import RATE_MAX, RATE_MIN
+from voiceprep.units import ACCEPTED_JOBS, RATE_MAX, RATE_MIN
 
 
 def complete_backend(incomplete: str) -> list[str]:
     """Shell completion of --backend: the installed backends' names (none is loaded)."""
-    from voiceprep.backends import backend_entry_points
+    from voiceprep.backends import backend_entry_points  # deferred: start-up
 
     return sorted(name for name in backend_entry_points() if name.startswith(incomplete))
 
@@ -206,6 +206,21 @@ _FLAGS = {"rate": "-r/--rate", "channels": "-c/--channels", "jobs": "-j/--jobs"}
 _FLAGS |= {"backend": "-b/--backend", "options": "-O/--option"}
 
 
+def _check_jobs(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise InvalidValueError(flag_for("jobs"), value, ACCEPTED_JOBS)
+    return value
+
+
+def jobs_option(help: str, default: str) -> Any:
+    """-j/--jobs N, declared once for every command that works in parallel (`help` says
+    what N counts; `default` is shown). N below 1 is a usage error naming -j/--jobs.
+    Use as `Annotated[int | None, jobs_option(...)]`."""
+    return typer.Option(
+        "-j", "--jobs", metavar="N", help=help, show_default=default, callback=_check_jobs
+    )
+
+
 def flag_for(setting: str) -> str:
     """`rate` → `-r/--rate`, `max_size` → `--max-size`."""
     return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
@@ -222,7 +237,7 @@ def selection_flags(
     **more: Any,
 ) -> dict[str, Any]:
     """The flags dict `resolve_settings` takes, from the shared options' values."""
-    from voiceprep.config import parse_options
+    from voiceprep.config import parse_options  # deferred: start-up
 
     flags: dict[str, Any] = {
         "backend": backend,

@@ -18,7 +18,7 @@ import typer
 from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, SampleFormat
+from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, SampleFormat, jobs_option
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._stdin import interruptible
@@ -70,14 +70,7 @@ def decode_command(
         typer.Option("--duration", metavar="SEC", help="Decode at most SEC seconds."),
     ] = None,
     jobs: Annotated[
-        int | None,
-        typer.Option(
-            "-j",
-            "--jobs",
-            metavar="N",
-            help="Decode N files in parallel.",
-            show_default="the number of CPUs",
-        ),
+        int | None, jobs_option("Decode N files in parallel.", "the number of CPUs")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     *,

@@ -32,12 +32,14 @@ from voiceprep.cli._options import (
     MaxSize,
     OutputFormat,
     SampleFormat,
+    jobs_option,
     selection_options,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, write_audio
+from voiceprep.cli.remote import warm_pull, warm_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -55,18 +57,8 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
-_PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
-Jobs = Annotated[
-    int | None,
-    typer.Option(
-        "-j",
-        "--jobs",
-        metavar="N",
-        help="Keep N requests in flight at once.",
-        show_default=str(defaults.JOBS),
-    ),
-]
+Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
 Retries = Annotated[
     int | None,
     typer.Option(
@@ -162,8 +154,8 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import parse_shard, plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import parse_shard, plan_warm  # deferred: start-up
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
@@ -211,8 +203,7 @@ def warm_command(
             plan, tts, cache, settings, prune=prune, export=export, layout=export_layout
         )
         if remote is not None:
-            from voiceprep.cli.remote import warm_push
-            from voiceprep.remote import scrub
+            from voiceprep.remote import scrub  # deferred: start-up
 
             summary.remote = scrub(remote)
             summary.pulled = pulled
@@ -253,7 +244,7 @@ def _warm(
     summary = _run_with_progress(plan, tts, cache, settings)
     summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
-        from voiceprep.warm import prune_unlisted
+        from voiceprep.warm import prune_unlisted  # deferred: start-up
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
@@ -267,8 +258,6 @@ def _pull_first(
     """warm --remote: pull the missing entries; they then count as cached. (plan, whether
     the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
     from dataclasses import replace
-
-    from voiceprep.cli.remote import warm_pull
 
     wanted = {item.key for item in plan.missing}
     ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
@@ -375,7 +364,7 @@ def _run_with_progress(
     """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
     import asyncio
 
-    from voiceprep.warm import WarmSummary, run_warm
+    from voiceprep.warm import WarmSummary, run_warm  # deferred: start-up
 
     summary = WarmSummary()
     missing = len(plan.missing)
@@ -444,7 +433,7 @@ class _Reporter:
 
 
 def _export(cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions) -> bool:
-    from voiceprep.warm import export_plan
+    from voiceprep.warm import export_plan  # deferred: start-up
 
     report = export_plan(cache, plan, directory, layout)
     for item in report.missing:
@@ -526,7 +515,7 @@ def say_command(
     """
     import asyncio
 
-    from voiceprep.warm import say
+    from voiceprep.warm import say  # deferred: start-up
 
     destination = output or STDIO
     settings = resolve(

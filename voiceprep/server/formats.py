@@ -18,9 +18,10 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from voiceprep.audio_format import layout_of
 from voiceprep.wav import wav_bytes
 
-PCM_RATE = 24000
+PCM_RATE = 24000  # OpenAI's `pcm` response format: s16le mono at 24 kHz, fixed
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _encode_av(pcm: bytes, rate: int, channels: int, spec: Format) -> bytes:
     import av
     import numpy as np
 
-    layout = "mono" if channels == 1 else "stereo"
+    layout = layout_of(channels)
     out_rate = output_rate(spec, rate)
     assert spec.codec is not None and spec.container is not None
     buffer = io.BytesIO()

@@ -32,12 +32,12 @@ from voiceprep.errors import (
     BackendError,
     BackendUnavailableError,
     EmptyAudioError,
+    NotCachedError,
     PermanentBackendError,
     TransientBackendError,
-    VoiceprepError,
 )
 from voiceprep.server.errors import SERVER_ERROR, ApiError
-from voiceprep.server.formats import FORMATS, encode
+from voiceprep.server.formats import FORMATS, PCM_RATE, encode
 from voiceprep.server.request import SpeechRequest
 
 if TYPE_CHECKING:
@@ -60,10 +60,6 @@ class Speech:
     body: bytes
     content_type: str
     cached: bool  # True: no synthesis was needed for this request
-
-
-class NotCachedError(VoiceprepError):
-    """Read-only server: the phrase is not in the cache."""
 
 
 class ReadOnlyBackend:
@@ -282,7 +278,7 @@ class SpeechService:
         shaped = functools.partial(
             encode, rate=self.rate, channels=self.channels, fmt=fmt, sample_rate=sample_rate
         )
-        pcm_rate = sample_rate or 24000
+        pcm_rate = sample_rate or PCM_RATE
         if sample_rate in (None, self.rate) and (
             fmt == "wav" or (fmt == "pcm" and (self.rate, self.channels) == (pcm_rate, 1))
         ):
