@@ -35,8 +35,8 @@ from typing import IO, Any
 
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
-from voiceprep.phonecodec import G711, g711_chunks
-from voiceprep.telephony import phone_file, raw_input_options
+from voiceprep.phonecodec import g711_chunks
+from voiceprep.telephony import G711, phone_file, raw_input_options
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 WarningHandler = Callable[[str], None]

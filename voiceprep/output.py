@@ -27,8 +27,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, WriteError
-from voiceprep.phonecodec import G711, G722_RATE, g711_chunks, g722_chunks
-from voiceprep.telephony import G711_RATE, G711_SUFFIX, TELEPHONY_SAMPLE_FORMAT, phone_file
+from voiceprep.phonecodec import g711_chunks, g722_chunks
+from voiceprep.telephony import (
+    G711,
+    G711_RATE,
+    G711_SUFFIX,
+    G722_RATE,
+    TELEPHONY_SAMPLE_FORMAT,
+    phone_file,
+)
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
 
 if TYPE_CHECKING:
