@@ -446,3 +446,22 @@ def test_players_far_down_a_long_page_come_from_the_keyboard(
     assert duration == pytest.approx(measures.duration, abs=0.01)
     assert playing
     assert _console_problems(browser) == []
+
+
+def test_telephony_layouts_get_a_page_too(prompt_set: dict[str, Path], tmp_path: Path) -> None:
+    """An Asterisk export: one row per prompt (not per file), playing its 8 kHz WAV; with
+    only raw codecs, no player, and the measures of the cached audio."""
+    root = prompt_set["root"]
+    common = ["-b", "espeak", "--cache-dir", prompt_set["cache"], "--layout", "asterisk"]
+    for codecs, player in (("ulaw,wav", "en/hold.wav"), ("ulaw,g722", None)):
+        out = tmp_path / codecs.replace(",", "-")
+        done = run_voiceprep(
+            "warm", root / "prompts.csv", *common, "--codecs", codecs, "--export", out
+        )
+        assert done.returncode == 0, done.stderr
+        rows = {r["name"]: r for r in _page_data((out / "index.html").read_text())["rows"]}
+        assert sorted(rows) == sorted(ident for ident, _ in PROMPTS)
+        assert rows["hold"]["src"] == player
+        assert rows["hold"]["duration"] == pytest.approx(
+            _wav_seconds(prompt_set["export"] / "hold.wav"), abs=0.01
+        )

@@ -30,7 +30,7 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import CacheError, VoiceprepError
@@ -40,7 +40,7 @@ from voiceprep.process import ProcessSettings
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache, CacheEntry
-    from voiceprep.export import ExportReport
+    from voiceprep.export import ExportReport, ManifestEntry
 
 __all__ = [
     "PAGE_NAME",
@@ -85,7 +85,7 @@ class ReviewRow:
     key: str
     name: str
     text: str
-    src: str
+    src: str | None
     backend: str | None
     voice: str | None
     measures: Measures
@@ -221,25 +221,51 @@ def wav_pcm(blob: bytes, where: str) -> tuple[bytes, int, int]:
 
 
 def export_page(cache: AudioCache, report: ExportReport) -> bytes:
-    """The page of an export: its written WAVs, read back from the export directory
-    (what the players will play), in manifest order."""
-    known = {entry.key: entry.loudness for entry in cache.entries()}
+    """The page of an export: one row per exported prompt, in manifest order. Its player
+    plays the prompt's file a browser plays best (an s16 WAV at the highest rate, else a
+    G.711 WAV; none when the layout wrote only raw telephony formats), and the measures
+    are of that s16 WAV, or else of the cached audio the files were made from."""
+    entries = {entry.key: entry for entry in cache.entries()}
+    files: dict[str, list[ManifestEntry]] = {}
+    for exported in report.written:
+        files.setdefault(exported.key, []).append(exported)
     rows = []
-    for item in report.written:
-        path = report.directory / item.file
-        try:
-            pcm, rate, channels = wav_pcm(path.read_bytes(), str(path))
-        except OSError as exc:
-            raise VoiceprepError(f"{path}: cannot read: {exc.strerror}") from None
+    for key, written in files.items():
+        player = _playable(written)
+        source = player if player is not None and player.format == "s16" else None
+        if source is not None:
+            path = report.directory / source.file
+            try:
+                blob = path.read_bytes()
+            except OSError as exc:
+                raise VoiceprepError(f"{path}: cannot read: {exc.strerror}") from None
+        else:
+            blob = _entry_file(cache, key)
+        pcm, rate, channels = wav_pcm(blob, source.file if source else key)
+        first, entry = written[0], entries.get(key)
+        # The index's loudness is the cached audio's: the flat layout's WAVs are that audio.
+        same = entry is not None and (rate, channels) == (entry.rate, entry.channels)
+        known = entry.loudness if entry is not None and same else None
         measures = measure_prompt(
-            pcm, rate=rate, channels=channels, text=item.text, loudness=known.get(item.key)
+            pcm, rate=rate, channels=channels, text=first.text, loudness=known
         )
-        name = item.id or Path(item.file).stem
-        rows.append(
-            ReviewRow(item.key, name, item.text, item.file, item.backend, item.voice, measures)
-        )
+        name = first.id or PurePosixPath(first.file).stem
+        src = player.file if player is not None else None
+        rows.append(ReviewRow(key, name, first.text, src, first.backend, first.voice, measures))
     title = f"{report.directory.name or report.directory.resolve().name}: prompt review"
     return render(rows, title=title).encode("utf-8")
+
+
+def _playable(files: list[ManifestEntry]) -> ManifestEntry | None:
+    wavs = [f for f in files if f.file.endswith(".wav")]
+    return max(wavs, key=lambda f: (f.format == "s16", f.rate), default=None)
+
+
+def _entry_file(cache: AudioCache, key: str) -> bytes:
+    try:
+        return cache.entry_bytes(key)
+    except (KeyError, CacheError) as exc:
+        raise VoiceprepError(f"{key[:16]}: not readable from the cache: {exc}") from None
 
 
 class CachePage:
