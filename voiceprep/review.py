@@ -33,10 +33,10 @@ from importlib import resources
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from voiceprep import defaults
 from voiceprep.errors import CacheError, VoiceprepError
 from voiceprep.gate import judge
 from voiceprep.loudness import measure, to_float
-from voiceprep.process import ProcessSettings
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache, CacheEntry
@@ -56,7 +56,7 @@ __all__ = [
 PAGE_NAME = "index.html"
 LOUDNESS_SPREAD = 2.0  # LU from the set's median (EBU R128 practice: ±1–2 LU)
 MAX_SILENCE = 0.3  # seconds at either end
-CEILING = ProcessSettings.true_peak  # dBTP: the processing chain's default ceiling
+CEILING = defaults.TRUE_PEAK  # dBTP: the processing chain's default ceiling
 WAVE_COLUMNS = 100
 _FULL_SCALE = (-32768, 32767)
 _TEMPLATE = "review.html"
