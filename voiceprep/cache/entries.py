@@ -258,13 +258,16 @@ def read_entry(
 
     Checks the WAV, the sha256 of its PCM against the metadata, that the key is the one
     `voiceprep.keys.cache_key` gives for the key parts, and, given `key`, that it is the
-    entry of that key (a file found under that key's name). Raises CacheCorruptError
-    otherwise (also for a file written before entries described themselves).
+    entry of that key (a file found under that key's name), and that nothing follows the
+    RIFF (a padded file). Raises CacheCorruptError otherwise (also for a file written
+    before entries described themselves).
     """
     try:
         fmt = parse_wav_header(data)
     except (ValueError, struct.error) as exc:
         raise CacheCorruptError(f"{where}: not a valid WAV ({exc})") from exc
+    if len(data) != 8 + struct.unpack_from("<I", data, 4)[0]:  # an entry is its RIFF, whole
+        raise CacheCorruptError(f"{where}: its size is not the one its RIFF header gives")
     body = find_chunk(data, ENTRY_CHUNK, start=fmt.data_offset + fmt.data_bytes)
     if body is None:
         raise CacheCorruptError(
