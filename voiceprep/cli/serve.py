@@ -18,9 +18,16 @@ import typer
 from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, jobs_option, selection_options
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    Retries,
+    Timeout,
+    jobs_option,
+    selection_options,
+)
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
-from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).

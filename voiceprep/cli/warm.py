@@ -25,7 +25,15 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, jobs_option, selection_options
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    Retries,
+    Timeout,
+    jobs_option,
+    selection_options,
+)
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
@@ -49,24 +57,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
-Retries = Annotated[
-    int | None,
-    typer.Option(
-        "--retries",
-        metavar="N",
-        help="Retry a transient failure N times per phrase.",
-        show_default=str(defaults.RETRIES),
-    ),
-]
-Timeout = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        metavar="SEC",
-        help="Give each attempt SEC seconds.",
-        show_default=f"{defaults.TIMEOUT:g}",
-    ),
-]
 
 
 # --- warm -----------------------------------------------------------------------------
