@@ -31,7 +31,7 @@ from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
-from voiceprep.server.options import DEFAULT_TOKEN_ENV
+from voiceprep.server.options import DEFAULT_TOKEN_ENV, resolve_serve_options
 from voiceprep.server.options import ServeOptions as DEFAULTS
 
 _NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep[serve]'"
@@ -135,7 +135,6 @@ def serve_command(
       voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
       voiceprep serve --read-only --remote s3://team-prompts/voiceprep
     """
-    from voiceprep.server.options import resolve_serve_options  # deferred: start-up
 
     try:
         from voiceprep.server.run import run_server  # deferred: start-up
