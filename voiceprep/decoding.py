@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from voiceprep import defaults
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
 from voiceprep.phonecodec import g711_chunks
@@ -95,8 +96,8 @@ class _Target:
 def decode(
     source: Source,
     *,
-    rate: int = 24000,
-    channels: int = 1,
+    rate: int = defaults.RATE,
+    channels: int = defaults.CHANNELS,
     sample_format: str = "s16",
     start: float | None = None,
     duration: float | None = None,
@@ -156,7 +157,9 @@ def probe(source: Source) -> AudioInfo:
 
 
 def load_audio_file(
-    path: str | os.PathLike[str], sample_rate: int = 24000, num_channels: int = 1
+    path: str | os.PathLike[str],
+    sample_rate: int = defaults.RATE,
+    num_channels: int = defaults.CHANNELS,
 ) -> bytes:
     """The original API: the whole file as s16le PCM. ValueError for bad channels or no audio."""
     if num_channels not in (1, 2):

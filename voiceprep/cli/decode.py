@@ -23,7 +23,7 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._stdin import interruptible
 from voiceprep.cli._write import audio_stdout, report_written
-from voiceprep.errors import InvalidValueError, UsageError
+from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
@@ -90,7 +90,7 @@ def decode_command(
     """
     from voiceprep.output import output_spec
 
-    _check_decode_usage(inputs, output, out_dir, jobs)
+    _check_decode_usage(inputs, output, out_dir)
     # Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
     # the processing chain: flags over the config file's [process].
     settings = resolve(rate=rate, channels=channels, process=process)
@@ -118,19 +118,13 @@ def decode_command(
         _decode_to_files(inputs, output, out_dir, spec, jobs=jobs, force=force)
 
 
-def _check_decode_usage(
-    inputs: list[str], output: str | None, out_dir: Path | None, jobs: int | None
-) -> None:
+def _check_decode_usage(inputs: list[str], output: str | None, out_dir: Path | None) -> None:
     if output is not None and len(inputs) > 1:
         raise UsageError("-o/--output takes one input; use --out-dir DIR for several")
     if output is not None and out_dir is not None:
         raise UsageError("use -o/--output or --out-dir, not both")
     if STDIO in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only input")
-    if jobs is not None and jobs < 1:
-        from voiceprep.config import ACCEPTED
-
-        raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
 
 
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
