@@ -272,9 +272,11 @@ def _restore_sigmask(previous: Any) -> None:
 
 
 def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides and stops the workers.
-    # (Forked, the worker starts with SIGINT blocked: ignore it, then unblock it.)
+    # Ctrl-C (and a terminal's hang-up) reaches the whole process group: the parent
+    # decides and stops the workers. (Forked, the worker starts with SIGINT blocked:
+    # ignore it, then unblock it.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # The parent's terminate() sends SIGTERM: unwind (removing the temporary file).
