@@ -31,6 +31,7 @@ from voiceprep import decoding
 from voiceprep.errors import (
     DecodeError,
     InputError,
+    InvalidValueError,
     NoAudioStreamError,
     UsageError,
 )
@@ -340,11 +341,25 @@ def test_window_past_the_end(media: Callable[..., Path]) -> None:
     assert pcm(path, duration=0) == b""
 
 
-@pytest.mark.parametrize("kwargs", [{"start": -1.0}, {"duration": -0.5}, {"start": float("nan")}])
-def test_negative_window_is_a_usage_error(media: Callable[..., Path], kwargs: dict) -> None:
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"start": -1.0},
+        {"duration": -0.5},
+        {"start": float("nan")},
+        # Overflowed the sample count ("unexpected OverflowError"), issue #26.
+        {"start": float("inf")},
+        {"duration": float("inf")},
+        {"start": 1e308},
+        {"duration": 1e308},
+    ],
+)
+def test_impossible_window_is_a_usage_error(media: Callable[..., Path], kwargs: dict) -> None:
     path = media("short.wav", seconds=1.0, rate=24000)
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidValueError) as caught:
         voiceprep.decode(path, **kwargs)
+    assert caught.value.exit_code == 2
+    assert caught.value.name in kwargs
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
+from voiceprep.units import check_seconds
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 WarningHandler = Callable[[str], None]
@@ -163,9 +164,7 @@ def _target(rate: int, channels: int, sample_format: str) -> _Target:
 def _samples(seconds: float | None, rate: int, what: str) -> int | None:
     if seconds is None:
         return None
-    if not seconds >= 0:  # also rejects NaN
-        raise UsageError(f"invalid {what} {seconds}: must be 0 or more seconds")
-    return round(seconds * rate)
+    return round(check_seconds(seconds, what) * rate)
 
 
 def _scaled(value: int | None, factor: int) -> int | None:

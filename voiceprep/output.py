@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
 from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
+from voiceprep.units import check_seconds
 from voiceprep.wav import patch_wav_sizes, wav_header
 
 if TYPE_CHECKING:
@@ -52,10 +53,10 @@ class OutputSpec(AudioFormat):
         super().__post_init__()
         if self.container not in CONTAINERS:
             raise UsageError(f"invalid format {self.container!r}: use raw or wav")
-        if self.start is not None and not self.start >= 0:
-            raise UsageError(f"invalid start {self.start}: must be 0 or more seconds")
-        if self.duration is not None and not self.duration > 0:
-            raise UsageError(f"invalid duration {self.duration}: must be more than 0 seconds")
+        if self.start is not None:
+            check_seconds(self.start, "start")
+        if self.duration is not None:
+            check_seconds(self.duration, "duration", zero=False)
 
     @property
     def suffix(self) -> str:
