@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from audiogen import (
@@ -20,6 +21,7 @@ from audiogen import (
     spectrum_peaks,
     truncated,
     with_garbage,
+    with_packet_replaced,
     write_audio,
     write_sine,
     write_unmasked_wav,
@@ -263,6 +265,41 @@ def test_garbage_inside_an_mp3_is_decoded_around(
     assert warnings and all(w.startswith(f"{damaged}: skipped") for w in warnings)
     # The fast path gives up at the garbage and the robust path takes over seamlessly.
     assert pcm(damaged.read_bytes()) == pcm(damaged)
+
+
+def test_a_packet_that_decodes_as_59_channels_is_skipped(
+    media: Callable[..., Path], workdir: Path
+) -> None:
+    # Found by mutating packets (issue #26): this packet's bogus in-band channel
+    # configuration makes libavcodec's AAC decoder output 59 channels, more than the
+    # resampler takes, and every packet after it too. It failed the whole file ("cannot
+    # convert the audio"); ffmpeg drops the packet and decodes the rest.
+    clean = media("fuzzed.m4a", seconds=4, rate=44100, channels=2, codec="aac")
+    damaged = with_packet_replaced(
+        clean, workdir / "59ch.m4a", index=29, head=bytes.fromhex("e11af9000000c501c2eed7d0")
+    )
+    with av.open(str(damaged)) as container:
+        shapes = {f.layout.nb_channels for p in container.demux() for f in _decoded(p)}
+    assert 59 in shapes  # the damage is what the test is about
+
+    warnings: list[str] = []
+    out = pcm(damaged, on_warning=warnings.append)
+    reference = subprocess.run(
+        ["ffmpeg", "-v", "quiet", "-i", damaged, "-ar", "24000", "-ac", "1", "-f", "s16le", "-"],
+        capture_output=True,
+        check=False,
+    ).stdout
+    assert len(out) == len(reference)  # the one packet lost, as by ffmpeg
+    assert 0 < len(pcm(clean)) - len(out) <= 2 * 1024 * RATE // 44100 * 2
+    assert any("skipped a corrupt packet" in w and "59 channels" in w for w in warnings)
+    assert pcm(damaged.read_bytes()) == out  # the robust path, from bytes, agrees
+
+
+def _decoded(packet: av.Packet) -> list[av.AudioFrame]:
+    try:
+        return packet.decode()  # type: ignore[return-value]
+    except av.error.FFmpegError:
+        return []
 
 
 def test_format_change_mid_stream_rebuilds_the_resampler(media: Callable[..., Path]) -> None:

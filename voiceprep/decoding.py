@@ -457,9 +457,10 @@ def _robust_path(
         stream.thread_type = "FRAME"  # FLAC decodes frames in parallel; others cannot
     regroup = _Regrouper(target, name)
     time_base = stream.time_base
+    decoder = stream.codec_context
     for packet in _packets(container, stream, name, seekable, on_warning):
         try:
-            frames = packet.decode()
+            frames = decoder.decode(packet)
         except av.error.InvalidDataError as exc:
             _warn(on_warning, f"{name}: skipped a corrupt packet{_at(packet, time_base)}", exc)
             continue
@@ -467,6 +468,18 @@ def _robust_path(
             _warn(on_warning, f"{name}: skipped a packet{_at(packet, time_base)}", exc)
             continue
         for frame in frames:
+            if not regroup.convertible(frame):
+                # A damaged packet can decode as garbage of an impossible shape (an AAC
+                # frame of 40 channels, from a bogus in-band channel configuration that
+                # would stay): drop it, and start a fresh decoder from the stream's own
+                # parameters for the packets after it.
+                _warn(
+                    on_warning,
+                    f"{name}: skipped a corrupt packet{_at(packet, time_base)} (it decodes"
+                    f" as {frame.layout.nb_channels} channels, which cannot be converted)",
+                )
+                decoder = _fresh_decoder(stream)
+                break
             yield from regroup.add(frame, name, on_warning)
     yield from regroup.finish()
 
@@ -525,6 +538,16 @@ class _Regrouper:
         self.resampler: Any = None
         self.input_format: tuple[int, str, str] | None = None
         self.chunk = 0  # input samples per resampler call, set from the input's rate
+        self.convertible_formats: dict[tuple[int, str, str], bool] = {}
+
+    def convertible(self, frame: Any) -> bool:
+        """Whether libswresample can convert frames of `frame`'s format at all (tried
+        once per format, on a throwaway resampler: 32 channels and more cannot be)."""
+        key = (frame.sample_rate, frame.layout.name, frame.format.name)
+        known = self.convertible_formats.get(key)
+        if known is None:
+            known = self.convertible_formats[key] = _can_convert(frame, self.target)
+        return known
 
     def add(self, frame: Any, name: str, on_warning: WarningHandler | None) -> Iterator[bytes]:
         # AudioFifo.write crashes (PyAV 18) on a frame of another format: compare first.
@@ -583,6 +606,33 @@ class _Regrouper:
         for out in converted:
             # planes[0] carries alignment padding past the samples: slice it off.
             yield bytes(memoryview(out.planes[0])[: out.samples * frame_bytes])
+
+
+def _fresh_decoder(stream: Any) -> Any:
+    """A new decoder for `stream`, configured from the container's parameters."""
+    import av
+
+    old = stream.codec_context
+    decoder = av.CodecContext.create(old.codec.name, "r")
+    decoder.extradata = old.extradata
+    decoder.sample_rate = old.sample_rate
+    decoder.layout = old.layout
+    return decoder
+
+
+def _can_convert(frame: Any, target: _Target) -> bool:
+    import av
+
+    silent = av.AudioFrame(format=frame.format.name, layout=frame.layout, samples=64)
+    for plane in silent.planes:
+        plane.update(bytes(plane.buffer_size))
+    silent.sample_rate = frame.sample_rate
+    resampler = av.AudioResampler(format=target.av_format, layout=target.layout, rate=target.rate)
+    try:
+        resampler.resample(silent)
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def _at(packet: Any, time_base: Any) -> str:
