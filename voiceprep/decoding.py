@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
+from voiceprep.ogg import LinkReader, chain_offsets
 from voiceprep.units import check_seconds
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
@@ -306,7 +307,9 @@ def _decode_chunks(
     import av
 
     produced = 0
-    if path is not None and _worth_a_graph(path):
+    # A chained Ogg file: amovie would end at the first link as if the file ended.
+    links = chain_offsets(source) if _maybe_ogg(source, path) else []
+    if path is not None and not links and _worth_a_graph(path):
         try:
             for chunk in _fast_path(path, target):
                 produced += len(chunk)
@@ -317,18 +320,50 @@ def _decode_chunks(
             # Not audio, a corrupt packet or a format change: the robust path decides,
             # and reports the error if there is one.
             pass
-    container = _open(source)
+    regroup = _Regrouper(target, name)
+    seekable = _seekable(source)
+    ends: list[int | None] = [*links[1:], None] if links else []
+    readers = [LinkReader(source, start, end, name) for start, end in zip(links, ends, strict=True)]
+    chunks = _robust_links(readers or [source], regroup, name, seekable, on_warning)
+    for chunk in _drop(chunks, produced):
+        produced += len(chunk)
+        yield chunk
+    if not produced:
+        raise DecodeError("no audio could be decoded", path=name)
+
+
+def _robust_links(
+    sources: list[Any],
+    regroup: _Regrouper,
+    name: str,
+    seekable: bool,
+    on_warning: WarningHandler | None,
+) -> Iterator[bytes]:
+    """The robust path over each link of a chained Ogg file in turn (or the one source),
+    through one regrouper: a link of another rate or layout is a format change."""
+    for source in sources:
+        container = _open(source)
+        try:
+            stream = _audio_stream(container, name)
+            yield from _robust_path(container, stream, regroup, name, seekable, on_warning)
+        finally:
+            container.close()
+            if isinstance(source, LinkReader):
+                source.close()
+    yield from regroup.finish()
+
+
+def _maybe_ogg(source: Source, path: Path | None) -> bool:
+    """Whether `source` starts like an Ogg file (read only from a path or bytes)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source[:4]) == b"OggS"
+    if path is None:
+        return not isinstance(source, str | os.PathLike)  # a file object: chain_offsets looks
     try:
-        stream = _audio_stream(container, name)
-        seekable = _seekable(source)
-        chunks = _robust_path(container, stream, target, name, seekable, on_warning)
-        for chunk in _drop(chunks, produced):
-            produced += len(chunk)
-            yield chunk
-        if not produced:
-            raise DecodeError("no audio could be decoded", path=name)
-    finally:
-        container.close()
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"OggS"
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -441,12 +476,13 @@ def _pull_all(sink: Any, frame_bytes: int) -> Iterator[bytes]:
 def _robust_path(
     container: Any,
     stream: Any,
-    target: _Target,
+    regroup: _Regrouper,
     name: str,
     seekable: bool,
     on_warning: WarningHandler | None,
 ) -> Iterator[bytes]:
-    """Packet by packet: skip corrupt packets, rebuild the resampler on format changes."""
+    """Packet by packet: skip corrupt packets, rebuild the resampler on format changes
+    (the caller flushes `regroup` at the end)."""
     import av
     from av.stream import Discard
 
@@ -455,7 +491,6 @@ def _robust_path(
             other.discard = Discard.all  # do not even parse video or subtitle packets
     if stream.codec_context.name == "flac":
         stream.thread_type = "FRAME"  # FLAC decodes frames in parallel; others cannot
-    regroup = _Regrouper(target, name)
     time_base = stream.time_base
     decoder = stream.codec_context
     for packet in _packets(container, stream, name, seekable, on_warning):
@@ -481,7 +516,6 @@ def _robust_path(
                 decoder = _fresh_decoder(stream)
                 break
             yield from regroup.add(frame, name, on_warning)
-    yield from regroup.finish()
 
 
 def _packets(
@@ -500,6 +534,13 @@ def _packets(
         except av.error.FFmpegError as exc:
             if count == 0:
                 raise DecodeError(_unreadable_reason(container, exc, seekable), path=name) from None
+            if isinstance(exc, av.error.PatchWelcomeError) and "ogg" in container.format.name:
+                # A chained Ogg file's next link, which only a file can be read for.
+                raise DecodeError(
+                    "a chained Ogg stream (another stream follows the first) cannot be"
+                    " decoded from a pipe; give the file's path",
+                    path=name,
+                ) from None
             _warn(on_warning, f"{name}: stopped reading after {count} packets", exc)
             return
         count += 1
