@@ -45,10 +45,12 @@ def long_flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"], ids=["serial", "in-pieces"])
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_a_signal_while_decoding_a_file_removes_the_temporary_output(
-    tmp_path: Path, long_flac: Path, sig: int
+    tmp_path: Path, long_flac: Path, sig: int, jobs: str
 ) -> None:
+    # -j 2: the three minutes are decoded in two pieces, the second by a worker process.
     proc = subprocess.Popen(
         voiceprep_command(
             "decode",
@@ -61,6 +63,8 @@ def test_a_signal_while_decoding_a_file_removes_the_temporary_output(
             "2",
             "--sample-format",
             "f32",
+            "-j",
+            jobs,
         ),
         stderr=subprocess.PIPE,
     )

@@ -26,7 +26,7 @@ from typing import IO, Any
 from voiceprep import graph
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
-from voiceprep.graph import AV_FORMATS, Target
+from voiceprep.graph import Target
 from voiceprep.ogg import LinkReader, chain_offsets
 from voiceprep.packets import Regrouper, WarningHandler, decode_packets, reason, warn
 from voiceprep.units import check_seconds
@@ -86,7 +86,7 @@ def decode(
     limit = _samples(duration, rate, "duration")
     _check_path(source)
     chunks = _decode_pcm(source, target, on_warning)
-    return _window(chunks, (skip or 0) * target.frame_bytes, _scaled(limit, target.frame_bytes))
+    return window(chunks, (skip or 0) * target.frame_bytes, _scaled(limit, target.frame_bytes))
 
 
 def probe(source: Source) -> AudioInfo:
@@ -122,8 +122,7 @@ def load_audio_file(
 
 
 def _target(rate: int, channels: int, sample_format: str) -> Target:
-    shape = AudioFormat(rate, channels, sample_format)  # checked here, once
-    return Target(rate, channels, AV_FORMATS[sample_format], shape.sample_bytes)
+    return Target.of(AudioFormat(rate, channels, sample_format))  # checked here, once
 
 
 def _samples(seconds: float | None, rate: int, what: str) -> int | None:
@@ -397,8 +396,9 @@ def _drop(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
         count = 0
 
 
-def _window(chunks: Iterator[bytes], skip: int, limit: int | None) -> Iterator[bytes]:
-    """Bytes `skip` … `skip + limit` of the stream; stops decoding once `limit` is reached."""
+def window(chunks: Iterator[bytes], skip: int, limit: int | None) -> Iterator[bytes]:
+    """Bytes `skip` … `skip + limit` of the stream (`limit` None: to its end); stops
+    decoding once `limit` is reached."""
     if limit == 0:
         return
     try:

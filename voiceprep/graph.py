@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceprep.audio_format import AudioFormat
+
 # libav's name of each sample format (the formats themselves: voiceprep.audio_format)
 AV_FORMATS = {"s16": "s16", "f32": "flt"}
 # Samples per yielded chunk (and per resampler call on the robust path). Bigger means
@@ -32,6 +34,10 @@ class Target:
     channels: int
     av_format: str
     sample_bytes: int
+
+    @classmethod
+    def of(cls, shape: AudioFormat) -> Target:
+        return cls(shape.rate, shape.channels, AV_FORMATS[shape.sample_format], shape.sample_bytes)
 
     @property
     def layout(self) -> str:
