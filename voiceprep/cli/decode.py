@@ -70,7 +70,8 @@ def decode_command(
         typer.Option("--duration", metavar="SEC", help="Decode at most SEC seconds."),
     ] = None,
     jobs: Annotated[
-        int | None, jobs_option("Decode N files in parallel.", "the number of CPUs")
+        int | None,
+        jobs_option("Decode N files in parallel (a long file: in N pieces).", "the number of CPUs"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     *,
@@ -158,7 +159,7 @@ def _decode_to_files(
         if out_dir is not None:
             make_output_dir(out_dir)
     if len(items) == 1:
-        _decode_one_file(items[0], spec, force=force)
+        _decode_one_file(items[0], spec, jobs=jobs or default_jobs(), force=force)
     else:
         _decode_many(items, spec, jobs=jobs or default_jobs(), force=force)
 
@@ -188,16 +189,18 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
         raise typer.Exit(max(failures))
 
 
-def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
-    """In this process (no pool to start); errors go up to main() as one line."""
-    from voiceprep.output import decode_to_file
+def _decode_one_file(item: BatchItem, spec: OutputSpec, *, jobs: int, force: bool) -> None:
+    """One file: a long one in `jobs` pieces across processes, else in this process;
+    errors go up to main() as one line."""
+    from voiceprep.segments import decode_file
 
     with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
-            written = decode_to_file(
+            written = decode_file(
                 readable,
                 item.dest,
                 spec,
+                jobs=jobs,
                 force=force,
                 progress=report.progress,
                 on_warning=report.warning,
