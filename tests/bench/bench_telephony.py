@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rss", action="store_true", help="also peak RSS on a 3-minute file")
     args = parser.parse_args()
     src = make_input("mp3", args.minutes)
     runs = commands(src)
@@ -69,6 +70,13 @@ def main() -> None:
     print(f"same length as ffmpeg's: {same}")
     for name in ("voiceprep.ulaw", "library.ulaw", "ffmpeg.ulaw", "voiceprep.sln"):
         (OUT / name).unlink()
+    if args.rss:  # flat memory: the same peak for a 3-minute file as for the long one
+        short = timed(commands(make_input("mp3", 3.0))["cli ulaw"])[1]
+        print(
+            f"cli ulaw peak RSS: 3-minute {short:.1f} MiB, {args.minutes:g}-minute "
+            f"{max(rss['cli ulaw']):.1f} MiB"
+        )
+        (OUT / "voiceprep.ulaw").unlink()
 
 
 if __name__ == "__main__":
