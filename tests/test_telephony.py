@@ -379,3 +379,14 @@ def test_telephony_from_the_config_file_and_a_suffix_wins(cli: CLI, speechlike: 
     assert ffprobe_stream(cli.cwd / "tel.wav")["codec_name"] == "pcm_mulaw"
     assert cli("decode", speechlike, "-o", "tel.sln16").code == 0
     assert (cli.cwd / "tel.sln16").stat().st_size == 3 * 16000 * 2
+
+
+def test_warm_with_the_preset_exports_ulaw_prompts_at_the_phone_level(
+    cli: CLI, warmed: Path
+) -> None:
+    warm_export(cli, "tel", "--telephony")
+    stream = ffprobe_stream(cli.cwd / "tel/thanks.wav")
+    assert (stream["codec_name"], stream["sample_rate"]) == ("pcm_mulaw", "8000")
+    heard = ffmpeg("-i", str(cli.cwd / "tel/thanks.wav"), "-f", "s16le", "-")
+    integrated, peak = ffmpeg_loudness(np.frombuffer(heard, "<i2") / 32768.0, 8000)
+    assert abs(integrated - -20.0) <= 1.0 and peak <= -2.0
