@@ -201,6 +201,17 @@ def test_empty_or_ragged_audio_is_refused(cache: AudioCache, pcm: bytes, message
     assert len(cache) == 0 and not list((cache.directory / "audio").rglob("*.*"))
 
 
+@pytest.mark.parametrize(("rate", "channels"), [(24000, 3), (4000, 1), (24000, 0)])
+def test_a_format_the_command_line_refuses_is_refused(
+    cache: AudioCache, rate: int, channels: int
+) -> None:
+    key = cache_key(PIPER, "Hello", rate=rate, channels=channels)
+    pcm = b"\x00\x00" * 6 * 100  # whole frames of 1, 2 or 3 channels
+    with pytest.raises(CacheError, match="invalid (rate|channels)"):
+        cache.put(key, pcm, rate=rate, channels=channels, text="Hello", identity=PIPER)
+    assert len(cache) == 0
+
+
 def test_a_key_that_is_not_a_sha256_is_refused(cache: AudioCache) -> None:
     with pytest.raises(CacheError, match="not a cache key"):
         cache.put("../../etc/x", tone(440), rate=24000, channels=1, text="x", identity=PIPER)

@@ -23,7 +23,6 @@ from typing import Any
 
 from voiceprep import defaults
 from voiceprep.errors import ConfigError, InvalidValueError
-from voiceprep.gate import GATE_MODES
 from voiceprep.precedence import layered
 from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import (
@@ -74,7 +73,7 @@ _CONVERTERS: dict[str, Any] = {
     "timeout": lambda v: _positive_float(v),
     "max_entries": lambda v: _at_least(_integer(v), 1),
     "max_size": lambda v: _at_least(_integer(v) if isinstance(v, int) else parse_size(str(v)), 1),
-    "gate": lambda v: _one_of(str(v), GATE_MODES),
+    "gate": lambda v: _one_of(str(v), defaults.GATE_MODES),
     "remote": lambda v: _nonempty_text(v),
 }
 # What each setting accepts, as its error message says it.
@@ -86,7 +85,7 @@ ACCEPTED: dict[str, str] = {
     "timeout": "a number of seconds above 0",
     "max_entries": "a whole number, 1 or more",
     "max_size": ACCEPTED_SIZE,
-    "gate": " or ".join(GATE_MODES),
+    "gate": " or ".join(defaults.GATE_MODES),
 }
 _TABLES = ("options", "backends", "process", "serve")  # [serve]: voiceprep.server.options
 

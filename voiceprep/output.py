@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
-from voiceprep.errors import OutputError, OutputExistsError, UsageError, WriteError
+from voiceprep.errors import (
+    OutputError,
+    OutputExistsError,
+    UsageError,
+    WriteError,
+)
 from voiceprep.phonecodec import g711_chunks, g722_chunks
 from voiceprep.telephony import (
     G711,
@@ -37,6 +42,7 @@ from voiceprep.telephony import (
     PhoneFile,
     phone_file,
 )
+from voiceprep.units import check_seconds
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
 
 if TYPE_CHECKING:
@@ -71,10 +77,10 @@ class OutputSpec(AudioFormat):
             != (G722_RATE, 1, "s16", "raw")
         ):
             raise UsageError("G.722 output is raw, 16000 Hz mono, from s16 audio")
-        if self.start is not None and not self.start >= 0:
-            raise UsageError(f"invalid start {self.start}: must be 0 or more seconds")
-        if self.duration is not None and not self.duration > 0:
-            raise UsageError(f"invalid duration {self.duration}: must be more than 0 seconds")
+        if self.start is not None:
+            check_seconds(self.start, "start")
+        if self.duration is not None:
+            check_seconds(self.duration, "duration", zero=False)
 
     @property
     def suffix(self) -> str:

@@ -55,11 +55,13 @@ def own_imports(module: str, node: ast.Import | ast.ImportFrom, known: set[str])
 
 
 def function_level(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Imports inside a function body (at any depth)."""
+    """Imports inside a function body (at any depth), each once."""
+    seen: set[int] = set()
     for func in ast.walk(tree):
         if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for node in ast.walk(func):
-                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in seen:
+                    seen.add(id(node))
                     yield node
 
 

@@ -266,8 +266,6 @@ def read_entry(
         fmt = parse_wav_header(data)
     except (ValueError, struct.error) as exc:
         raise CacheCorruptError(f"{where}: not a valid WAV ({exc})") from exc
-    if len(data) != 8 + struct.unpack_from("<I", data, 4)[0]:  # an entry is its RIFF, whole
-        raise CacheCorruptError(f"{where}: its size is not the one its RIFF header gives")
     body = find_chunk(data, ENTRY_CHUNK, start=fmt.data_offset + fmt.data_bytes)
     if body is None:
         raise CacheCorruptError(
@@ -279,6 +277,8 @@ def read_entry(
         raise CacheCorruptError(f"{where}: unreadable metadata chunk ({exc})") from exc
     if not is_key(meta.key):
         raise CacheCorruptError(f"{where}: the metadata names no valid key")
+    if len(data) != 8 + struct.unpack_from("<I", data, 4)[0]:  # an entry is its RIFF, whole
+        raise CacheCorruptError(f"{where}: its size is not the one its RIFF header gives")
     pcm = check_pcm(data, rate=meta.rate, channels=meta.channels, sha256=meta.sha256, where=where)
     _check_key_parts(meta, pcm, where)
     if key is not None and meta.key != key:
@@ -453,6 +453,9 @@ class EntryFiles:
         except OSError as exc:
             unlink_quietly(temp)
             raise write_error(self.directory, exc) from exc
+        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP (voiceprep.cli._signals)
+            unlink_quietly(temp)
+            raise
 
     def scan(self) -> tuple[list[Path], list[Path]]:
         """(entry files, temporaries) under audio/: real shard directories, our names only."""

@@ -194,6 +194,25 @@ SampleFormat = Annotated[
         callback=checked(check_sample_format),
     ),
 ]
+# What the synthesizing commands (warm, say, serve) share.
+Retries = Annotated[
+    int | None,
+    typer.Option(
+        "--retries",
+        metavar="N",
+        help="Retry a transient failure N times per phrase.",
+        show_default=str(defaults.RETRIES),
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SEC",
+        help="Give each attempt SEC seconds.",
+        show_default=f"{defaults.TIMEOUT:g}",
+    ),
+]
 
 
 def option_name(opts: list[str] | tuple[str, ...]) -> str:

@@ -26,6 +26,7 @@ from voiceprep.cli._options import (
     MaxSize,
     OutputFormat,
     SampleFormat,
+    flag_for,
     selection_options,
 )
 from voiceprep.cli._output import print_json
@@ -143,11 +144,9 @@ def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
 def _say_command(text: str, output: str, flags: dict[str, Any], process: ProcessSettings) -> str:
     """The `voiceprep say` that stores the phrase (and writes OUT), with the flags given."""
     words = ["voiceprep", "say", text]
-    spellings = {"backend": "-b", "voice": "--voice", "rate": "-r", "channels": "-c"}
-    spellings["cache_dir"] = "--cache-dir"
-    for name, flag in spellings.items():
+    for name in ("backend", "voice", "rate", "channels", "cache_dir"):
         if flags.get(name) is not None:
-            words += [flag, str(flags[name])]
+            words += [flag_for(name).split("/")[0], str(flags[name])]  # the short spelling
     for pair in flags.get("option") or []:
         words += ["-O", pair]
     words += process.flags()

@@ -18,13 +18,20 @@ import typer
 from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, jobs_option, selection_options
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    Retries,
+    Timeout,
+    jobs_option,
+    selection_options,
+)
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
-from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
-from voiceprep.server.options import DEFAULT_TOKEN_ENV
+from voiceprep.server.options import DEFAULT_TOKEN_ENV, resolve_serve_options
 from voiceprep.server.options import ServeOptions as DEFAULTS
 
 _NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep[serve]'"
@@ -128,7 +135,6 @@ def serve_command(
       voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
       voiceprep serve --read-only --remote s3://team-prompts/voiceprep
     """
-    from voiceprep.server.options import resolve_serve_options  # deferred: start-up
 
     try:
         from voiceprep.server.run import run_server  # deferred: start-up

@@ -31,7 +31,9 @@ from voiceprep.cli._options import (
     MaxEntries,
     MaxSize,
     OutputFormat,
+    Retries,
     SampleFormat,
+    Timeout,
     jobs_option,
     selection_options,
 )
@@ -59,24 +61,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
-Retries = Annotated[
-    int | None,
-    typer.Option(
-        "--retries",
-        metavar="N",
-        help="Retry a transient failure N times per phrase.",
-        show_default=str(defaults.RETRIES),
-    ),
-]
-Timeout = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        metavar="SEC",
-        help="Give each attempt SEC seconds.",
-        show_default=f"{defaults.TIMEOUT:g}",
-    ),
-]
 
 
 # --- warm -----------------------------------------------------------------------------
