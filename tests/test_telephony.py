@@ -239,8 +239,12 @@ def test_cache_get_and_say_write_phone_files(cli: CLI, warmed: Path) -> None:
     heard = ffmpeg("-f", "alaw", "-ar", "8000", "-i", "say.pcma", "-f", "s16le", "-")
     assert snr_db(reference, heard) >= 30
     assert ffprobe_stream(cli.cwd / "get.wav")["codec_name"] == "pcm_alaw"
-    bad = cli.process("cache", "get", text, *common, "-o", "bad.ulaw", "--format", "wav")
-    assert bad.code == 2 and len(bad.err_lines) == 1 and not (cli.cwd / "bad.ulaw").exists()
+    for command in ("cache", "get"), ("say",):
+        bad = cli.process(*command, text, *common, "-o", "bad.ulaw", "--format", "wav")
+        assert bad.code == 2 and len(bad.err_lines) == 1 and not (cli.cwd / "bad.ulaw").exists()
+        bad = cli.process(*command, text, *common, "-o", "bad.sln16", "--sample-format", "alaw")
+        assert bad.code == 2 and "16000 Hz mono s16le" in bad.err
+        assert not (cli.cwd / "bad.sln16").exists()
 
 
 def test_asterisk_layout_writes_every_sibling_and_lists_it(cli: CLI, warmed: Path) -> None:
