@@ -146,7 +146,6 @@ def warm_command(
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
         raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
-    export_layout = export_settings(layout)  # checked before any work
     settings = resolve(
         **selection,
         jobs=jobs,
@@ -157,6 +156,7 @@ def warm_command(
         gate=gate_flag(gate),
         process=process,
     )
+    export_layout = export_settings(layout, telephony=settings.process.telephony)  # before work
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
     if not phrase_list:
