@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from voiceprep import graph
+from voiceprep import defaults, graph
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
 from voiceprep.graph import Target
 from voiceprep.ogg import LinkReader, chain_offsets
 from voiceprep.packets import Regrouper, WarningHandler, decode_packets, reason, warn
+from voiceprep.phonecodec import g711_chunks
+from voiceprep.telephony import G711, phone_file, raw_input_options
 from voiceprep.units import check_seconds
 from voiceprep.wav import WAV_HEAD_BYTES, wav_promise
 
@@ -59,8 +61,8 @@ class AudioInfo:
 def decode(
     source: Source,
     *,
-    rate: int = 24000,
-    channels: int = 1,
+    rate: int = defaults.RATE,
+    channels: int = defaults.CHANNELS,
     sample_format: str = "s16",
     start: float | None = None,
     duration: float | None = None,
@@ -81,6 +83,16 @@ def decode(
     iteration: InputError (unreadable), DecodeError (not audio, nothing decodable),
     NoAudioStreamError (also a ValueError). Nothing from PyAV escapes untyped.
     """
+    if sample_format in G711:  # encoded from the 16-bit decode (voiceprep.phonecodec)
+        pcm = decode(
+            source,
+            rate=rate,
+            channels=channels,
+            start=start,
+            duration=duration,
+            on_warning=on_warning,
+        )
+        return g711_chunks(pcm, sample_format)
     target = _target(rate, channels, sample_format)
     skip = _samples(start, rate, "start")
     limit = _samples(duration, rate, "duration")
@@ -110,7 +122,9 @@ def probe(source: Source) -> AudioInfo:
 
 
 def load_audio_file(
-    path: str | os.PathLike[str], sample_rate: int = 24000, num_channels: int = 1
+    path: str | os.PathLike[str],
+    sample_rate: int = defaults.RATE,
+    num_channels: int = defaults.CHANNELS,
 ) -> bytes:
     """The original API: the whole file as s16le PCM. ValueError for bad channels or no audio."""
     if num_channels not in (1, 2):
@@ -196,7 +210,8 @@ def _open(source: Source) -> Any:
     else:
         target = source
     try:
-        return av.open(target, mode="r")
+        # a raw phone file (clip.ulaw, clip.sln16) is read as its name says
+        return av.open(target, mode="r", **raw_input_options(source))
     except PermissionError:
         raise InputError("permission denied", path=name) from None
     except (FileNotFoundError, IsADirectoryError):
@@ -363,7 +378,10 @@ def _file_warnings(path: Path, name: str, before: _FileState) -> list[str]:
 
 
 def _worth_a_graph(path: Path) -> bool:
-    """Small files set up faster on the robust path (no second probe of the file)."""
+    """Small files set up faster on the robust path (no second probe of the file); a raw
+    phone file needs its format named, which amovie cannot pass on."""
+    if phone_file(path) is not None:
+        return False
     try:
         return path.stat().st_size >= _FAST_PATH_MIN_BYTES
     except OSError:
