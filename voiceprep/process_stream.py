@@ -6,9 +6,10 @@ The chain's steps and settings are `voiceprep.process`'s.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.filters import HighPass, Limiter
 from voiceprep.loudness import (
     StreamMeasurer,
     db,
@@ -27,7 +28,6 @@ from voiceprep.process import (
     MAX_GAIN,
     MEMORY_SECONDS,
     TRUE_PEAK_MARGIN,
-    Limiter,
     ProcessSettings,
     fade,
     frames_in,
@@ -56,6 +56,12 @@ def process_stream(
     if settings.is_empty:
         yield from open_chunks()
         return
+    if settings.highpass is not None:  # filtered as it streams, in every pass
+        open_chunks = _high_passed(open_chunks, rate, channels, settings.highpass, sample_format)
+        settings = replace(settings, highpass=None)
+        if settings.is_empty:
+            yield from open_chunks()
+            return
     limit = int(MEMORY_SECONDS * rate)
     head: list[np.ndarray] = []
     held = 0
@@ -96,6 +102,24 @@ def process_stream(
 def _chain_iter(head: list[np.ndarray], rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
     yield from head
     yield from rest
+
+
+def _high_passed(
+    open_chunks: Callable[[], Iterator[bytes]],
+    rate: int,
+    channels: int,
+    hz: float,
+    sample_format: str,
+) -> Callable[[], Iterator[bytes]]:
+    """`open_chunks` whose chunks go through a `HighPass` (a new one for each opening)."""
+
+    def opened() -> Iterator[bytes]:
+        stream = HighPass(rate, channels, hz)
+        for chunk in open_chunks():
+            yield to_pcm(stream.push(to_float(chunk, channels, sample_format)), sample_format)
+        yield to_pcm(stream.flush(), sample_format)
+
+    return opened
 
 
 @dataclass(frozen=True)

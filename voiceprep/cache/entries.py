@@ -453,6 +453,9 @@ class EntryFiles:
         except OSError as exc:
             unlink_quietly(temp)
             raise write_error(self.directory, exc) from exc
+        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP (voiceprep.cli._signals)
+            unlink_quietly(temp)
+            raise
 
     def scan(self) -> tuple[list[Path], list[Path]]:
         """(entry files, temporaries) under audio/: real shard directories, our names only."""

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from voiceprep import __version__
-from voiceprep.cli import _output
+from voiceprep.cli import _output, _signals
 from voiceprep.cli._app import app, register
 from voiceprep.errors import ExitStatus, VoiceprepError
 
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None, *, debug: bool | None = None) -> None:
 
     Known errors carry their exit code; a closed stdout (`| head`) ends quietly with 1; a
     full device or another system error is one line with 1; anything else (a bug) is one
-    line naming the exception, with the traceback only under --debug.
+    line naming the exception, with the traceback only under --debug. SIGTERM and SIGHUP
+    stop a command as Ctrl-C does (temporary files removed), exiting 143 and 129.
     """
+    _signals.install()
     if sys.stdout is None:  # started with stdout closed (`>&-`)
         sys.stdout = _output.ClosedStdout()
     if sys.stderr is None:  # and stderr (`2>&-`): messages go nowhere, exit codes stand
@@ -74,13 +76,18 @@ def main(argv: list[str] | None = None, *, debug: bool | None = None) -> None:
             print(f"voiceprep {__version__}")
             return
         app(args=argv, prog_name="voiceprep", obj=run)
+    except SystemExit as exc:
+        # A command that handled the interruption itself exits 130; say which signal.
+        if _signals.was_terminated() and exc.code == ExitStatus.INTERRUPTED:
+            sys.exit(_signals.interrupted_status())
+        raise
     except VoiceprepError as exc:
         if run.debug:
             raise
         _output.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(ExitStatus.INTERRUPTED)
+        sys.exit(_signals.interrupted_status())
     except BrokenPipeError:
         # The reader went away (`| head -c`): stop quietly, as other filters do.
         _discard_stdout()

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from voiceprep import defaults
+from voiceprep.audio_format import check_sample_format
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import ACCEPTED_JOBS, RATE_MAX, RATE_MIN
 
@@ -182,6 +183,17 @@ def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return callback
 
 
+SampleFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--sample-format",
+        metavar="FMT",
+        help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian; "
+        "ulaw or alaw (G.711, 8000 Hz unless -r says otherwise).",
+        show_default="s16, or what OUT's suffix needs (.ulaw, .alaw, .sln16, ...)",
+        callback=checked(check_sample_format),
+    ),
+]
 # What the synthesizing commands (warm, say, serve) share.
 Retries = Annotated[
     int | None,
