@@ -137,10 +137,6 @@ class AudioCache:
             self._index.record_hit(key)
         return pcm
 
-    def restore_interrupted(self, key: str, file: str) -> bool:
-        """See `Index.restore_interrupted`: a killed writer's drop, rolled back."""
-        return self._index.restore_interrupted(key, file)
-
     def contains(self, key: str) -> bool:
         """Whether `key` has a committed entry whose file is present."""
         return self._index.contains(key)
