@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from voiceprep.audio_format import layout_of
+from voiceprep.backends.openai import PCM_RATE as PCM_RATE  # OpenAI's `pcm`: 24 kHz mono
 from voiceprep.wav import wav_bytes
-
-PCM_RATE = 24000  # OpenAI's `pcm` response format: s16le mono at 24 kHz, fixed
 
 
 @dataclass(frozen=True)
