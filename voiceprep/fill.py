@@ -456,7 +456,12 @@ class Filler:
 
     def release(self, lease: Lease | None) -> None:
         if lease is not None and not self.closed:
-            self._writer_pool().submit(lease.release)
+            self._writer_pool().submit(self._release, lease)
+
+    def _release(self, lease: Lease) -> None:
+        # A method, not `lease.release`: the queued job keeps the filler, so its disk,
+        # alive; a cache collected meanwhile would close its index under this write.
+        lease.release()
 
     async def synthesize(
         self,
