@@ -132,6 +132,7 @@ class Flight:
         self.error: BaseException | None = None
         self.live = False  # a chunk reached a streaming consumer: no retry after that
         self.task: asyncio.Task[bytes] | None = None
+        self.loop = asyncio.get_running_loop()  # consumers on another loop start their own
         self._wake = asyncio.Event()
 
     @property
@@ -345,7 +346,7 @@ class Filler:
     def flight(self, prompt: Prompt) -> Flight:
         """The fill of `prompt` in flight in this process, started when there is none."""
         flight = self.flights.get(prompt.key)
-        if flight is None or flight.settled:
+        if flight is None or flight.settled or flight.loop is not asyncio.get_running_loop():
             flight = self.flights[prompt.key] = Flight()
             flight.task = asyncio.ensure_future(self._fill(prompt, flight))
             flight.task.add_done_callback(lambda task: self._forget(prompt.key, flight, task))
@@ -599,11 +600,15 @@ class Filler:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
 
+    async def drain(self) -> None:
+        """Wait for the fills in flight to settle, their stores included."""
+        pending = [f.task for f in self.flights.values() if f.task is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def aclose(self) -> None:
         """`cancel()`, then `close()` off the event loop."""
         self.cancel()
-        pending = [f.task for f in self.flights.values() if f.task is not None]
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.drain()
         await asyncio.to_thread(self.close)
 
 
