@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import CacheError
-from voiceprep.fill import Filler, Memory, Prompt
+from voiceprep.fill import Filler, Prompt
+from voiceprep.flight import Memory
 from voiceprep.gate import check_mode
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.process import NO_PROCESSING, ProcessSettings
