@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
-        RemoteFailure,
         RetryEvent,
         WarmPlan,
         WarmSummary,
@@ -151,8 +150,9 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
+    from voiceprep.cli.remote import remote_pull, remote_push
     from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import parse_shard, plan_warm
+    from voiceprep.warm import parse_shard, plan_warm, record_remote
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     settings = resolve(
@@ -189,23 +189,15 @@ def warm_command(
         if check:
             _report_check(plan, as_json=as_json)
             return
-        remote_ok, pulled = False, 0
-        failures: list[RemoteFailure] = []
-        if remote is not None:
-            plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
+        pulled = None
+        if remote is not None:  # warm --remote: pull first, push afterwards
+            pulled = remote_pull(cache, remote, plan=plan, jobs=settings.jobs)
         summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
-        if remote is not None:
-            from voiceprep.cli.remote import warm_push
-            from voiceprep.remote import scrub
-
-            summary.remote = scrub(remote)
-            summary.pulled = pulled
-            summary.already_cached -= pulled  # counted as pulled, not as already there
-            summary.remote_failures = failures
-            if remote_ok and summary.stopped is None:
-                keys = {item.key for item in plan.items}
-                summary.pushed, failures = warm_push(cache, remote, keys, jobs=settings.jobs)
-                summary.remote_failures += failures
+        if remote is not None and pulled is not None:
+            pushed = None
+            if pulled.usable and summary.stopped is None:
+                pushed = remote_push(cache, remote, plan=plan, jobs=settings.jobs)
+            record_remote(summary, pulled, pushed)
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
@@ -242,25 +234,6 @@ def _warm(
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
     exported_ok = _export(cache, plan, export) if export is not None else True
     return summary, exported_ok
-
-
-def _pull_first(
-    plan: WarmPlan, url: str, cache: AudioCache, settings: Settings
-) -> tuple[WarmPlan, bool, int, list[RemoteFailure]]:
-    """warm --remote: pull the missing entries; they then count as cached. (plan, whether
-    the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
-    from dataclasses import replace
-
-    from voiceprep.cli.remote import warm_pull
-
-    wanted = {item.key for item in plan.missing}
-    ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
-    if pulled:
-        plan.items[:] = [
-            replace(item, cached=True, damaged=False) if item.key in pulled else item
-            for item in plan.items
-        ]
-    return plan, ok, len(pulled), failures
 
 
 def _check_cache_dir(directory: Path) -> None:
