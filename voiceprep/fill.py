@@ -171,9 +171,10 @@ class Filler:
         self.lease_ttl = lease_ttl(timeout, retries)
         self._slots = asyncio.Semaphore(syntheses) if syntheses is not None else None
         self.flights: dict[str, Flight] = {}
-        # Index writes (claims, releases, puts) go through one thread: SQLite serializes
-        # writers anyway, the event loop stays free, and close() can wait for them.
-        self._writer: ThreadPoolExecutor | None = None
+        # Index writes go through two threads, off the event loop, that close() waits for:
+        # one for puts (file, fsync, commit), one for leases, so a claim on a miss never
+        # queues behind the fsync of the previous phrase's put.
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self.closed = False
 
     def prompt(self, identity: BackendIdentity, text: str, voice: str | None) -> Prompt:
@@ -350,7 +351,7 @@ class Filler:
             if disk.read_only:
                 return Claim()
             while True:
-                lease = await self._write(disk.claim, prompt.key, ttl=self.lease_ttl)
+                lease = await self._in("lease", disk.claim, prompt.key, ttl=self.lease_ttl)
                 if lease is not None:
                     pcm = self.read(prompt.key)  # stored just before our claim?
                     if pcm is None:
@@ -374,7 +375,7 @@ class Filler:
 
     def release(self, lease: Lease | None) -> None:
         if lease is not None and not self.closed:
-            self._writer_pool().submit(self._release, lease)
+            self._pool("lease").submit(self._release, lease)
 
     def _release(self, lease: Lease) -> None:
         # A method, not `lease.release`: the queued job keeps the filler, so its disk,
@@ -470,7 +471,7 @@ class Filler:
         and `close()` waits for it."""
         if self.disk is None or self.closed:
             return
-        future = self._writer_pool().submit(self._put, prompt, raw, produced, had_raw)
+        future = self._pool("put").submit(self._put, prompt, raw, produced, had_raw)
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except (CacheError, OSError) as exc:
@@ -490,16 +491,18 @@ class Filler:
         disk.put(prompt.key, produced.pcm, rate=rate, channels=channels, text=text,
                  identity=identity, loudness=produced.loudness)  # fmt: skip
 
-    async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        future = self._writer_pool().submit(fn, *args, **kwargs)
+    async def _in(self, pool: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        future = self._pool(pool).submit(fn, *args, **kwargs)
         return await asyncio.shield(asyncio.wrap_future(future))
 
-    def _writer_pool(self) -> ThreadPoolExecutor:
+    def _pool(self, name: str) -> ThreadPoolExecutor:
         if self.closed:
             raise CacheError("the cache was closed")
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprep-put")
-        return self._writer
+        pool = self._pools.get(name)
+        if pool is None:
+            prefix = f"voiceprep-{name}"
+            pool = self._pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+        return pool
 
     # --- closing -----------------------------------------------------------------------
 
@@ -514,8 +517,8 @@ class Filler:
         """Wait for the writes in flight, then refuse new ones. The disk stays open
         (its owner closes it)."""
         self.closed = True
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
 
     async def drain(self) -> None:
         """Wait for the fills in flight to settle, their stores included."""
