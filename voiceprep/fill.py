@@ -58,9 +58,10 @@ from voiceprep.gate import judge
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
 from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
 from voiceprep.secrets import redact
-from voiceprep.sources import Attempt, Source
+from voiceprep.sources import Attempt, BackendSource, Source
 
 if TYPE_CHECKING:
+    from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache, Lease
     from voiceprep.remote import ReadThrough
 
@@ -530,6 +531,33 @@ class Filler:
         self.cancel()
         await self.drain()
         await asyncio.to_thread(self.close)
+
+
+def backend_filler(
+    backend: Backend,
+    cache: AudioCache,
+    *,
+    rate: int,
+    channels: int,
+    process: ProcessSettings,
+    gate: str,
+    retries: int,
+    timeout: float | None,
+) -> Filler:
+    """The fill path as warm and say use it over a voiceprep backend: a cache that
+    cannot store raises (warm stops on it), and every entry's loudness is measured."""
+    return Filler(
+        BackendSource(backend, rate=rate, channels=channels, timeout=timeout),
+        cache,
+        rate=rate,
+        channels=channels,
+        process=process,
+        gate=gate,
+        retries=retries,
+        timeout=timeout,
+        best_effort=False,
+        measure=True,
+    )
 
 
 def _gave_up(exc: TransientBackendError, failures: int) -> TransientBackendError:

@@ -40,13 +40,12 @@ from voiceprep.errors import (
     UsageError,
     VoiceprepError,
 )
-from voiceprep.fill import LEASE_POLL_SECONDS, Filler
-from voiceprep.keys import normalize_text
+from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
 from voiceprep.phrases import Phrase
 from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
 from voiceprep.process import NO_PROCESSING, ProcessSettings
-from voiceprep.remote import DEFAULT_JOBS, pull, push, scrub
-from voiceprep.sources import BackendSource
+from voiceprep.remote import pull, push, scrub
+from voiceprep.say import SayResult, say
 
 # The plan (voiceprep.plan) is part of this API: `from voiceprep.warm import plan_warm`.
 __all__ = [
@@ -228,8 +227,8 @@ async def run_warm(
     summary.phrases = len(plan.items)
     summary.already_cached = len(plan.cached)
     started = time.monotonic()
-    filler = Filler(
-        BackendSource(backend, rate=plan.rate, channels=plan.channels, timeout=timeout),
+    filler = backend_filler(
+        backend,
         cache,
         rate=plan.rate,
         channels=plan.channels,
@@ -237,8 +236,6 @@ async def run_warm(
         gate=gate,
         retries=retries,
         timeout=timeout,
-        best_effort=False,  # a cache that cannot store stops the run: see _Runner._store
-        measure=True,  # the summary reports every entry's loudness
     )
     runner = _Runner(plan, filler, jobs, summary)
     runner.on_progress, runner.on_retry = on_progress, on_retry
@@ -471,8 +468,6 @@ async def warm(
 
 # --- warm --remote: a shared remote before and after ------------------------------------
 
-Progress = Callable[[int, int], None]  # (entries done, bytes done)
-
 
 @dataclass(frozen=True)
 class RemotePull:
@@ -496,25 +491,16 @@ class RemotePush:
     failures: list[RemoteFailure]
 
 
-def pull_missing(
-    cache: AudioCache,
-    url: str,
-    *,
-    plan: WarmPlan,
-    jobs: int = DEFAULT_JOBS,
-    on_start: Callable[[int, int], None] | None = None,
-    on_progress: Progress | None = None,
-) -> RemotePull:
+def pull_missing(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePull:
     """Before a warm: pull the plan's missing entries from the remote; they are marked
     cached in `plan`. A remote that fails is reported, never raised: the warm goes on
-    locally (and does not push)."""
+    locally (and does not push). `transfer`: `jobs`, `on_start`, `on_progress` of
+    `voiceprep.remote.pull`."""
     wanted = {item.key for item in plan.missing}
     if not wanted:
         return RemotePull(url, frozenset(), [], None)
     try:
-        report = pull(
-            cache, url, keys=wanted, jobs=jobs, on_start=on_start, on_progress=on_progress
-        )
+        report = pull(cache, url, keys=wanted, **transfer)
     except RemoteError as exc:
         return RemotePull(url, frozenset(), [], RemoteFailure("pull", None, str(exc)))
     pulled = frozenset(report.moved)
@@ -527,20 +513,12 @@ def pull_missing(
     return RemotePull(url, pulled, refused, failure)
 
 
-def push_listed(
-    cache: AudioCache,
-    url: str,
-    *,
-    plan: WarmPlan,
-    jobs: int = DEFAULT_JOBS,
-    on_start: Callable[[int, int], None] | None = None,
-    on_progress: Progress | None = None,
-) -> RemotePush:
+def push_listed(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePush:
     """After a warm: push what the remote lacks of the plan's entries. A failure is
-    reported, never raised: the warm itself succeeded."""
+    reported, never raised: the warm itself succeeded. `transfer`: as `pull_missing`."""
     keys = {item.key for item in plan.items}
     try:
-        report = push(cache, url, keys=keys, jobs=jobs, on_start=on_start, on_progress=on_progress)
+        report = push(cache, url, keys=keys, **transfer)
     except RemoteError as exc:
         return RemotePush(url, 0, [RemoteFailure("push", None, str(exc))])
     failures = [RemoteFailure("push", key, why) for key, why in report.failed]
@@ -587,59 +565,3 @@ def export_plan(cache: AudioCache, plan: WarmPlan, directory: str | Path) -> Exp
 
     items = [ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id) for i in plan.items]
     return export_entries(cache, items, directory)
-
-
-# --- say ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SayResult:
-    pcm: bytes
-    key: str
-    cached: bool  # True when served from the cache, False when synthesized now
-
-
-async def say(
-    text: str,
-    backend: Backend,
-    cache: AudioCache,
-    *,
-    voice: str | None = None,
-    rate: int = 24000,
-    channels: int = 1,
-    retries: int = 3,
-    timeout: float | None = 60.0,
-    process: ProcessSettings = NO_PROCESSING,
-    gate: str = "strict",
-) -> SayResult:
-    """One phrase through the cache (the fill path): served when cached, else
-    synthesized and stored.
-
-    A damaged entry is synthesized again and replaced rather than served. With `process`,
-    the processed audio is served; on a miss it is made from the cached raw synthesis
-    when there is one, else from a new synthesis (which must pass the `gate`), and both
-    are stored.
-    """
-    if not normalize_text(text):
-        raise UsageError("nothing to say: the text is empty")
-    filler = Filler(
-        BackendSource(backend, rate=rate, channels=channels, timeout=timeout),
-        cache,
-        rate=rate,
-        channels=channels,
-        process=process,
-        gate=gate,
-        retries=retries,
-        timeout=timeout,
-        best_effort=False,
-        measure=True,
-    )
-    prompt = filler.prompt(backend.identity(voice), text, voice)
-    pcm = filler.local(prompt)
-    if pcm is not None:
-        return SayResult(pcm, prompt.key, cached=True)
-    try:
-        pcm = await filler.fetch(prompt)
-    finally:
-        await asyncio.to_thread(filler.close)
-    return SayResult(pcm, prompt.key, cached=False)
