@@ -257,3 +257,35 @@ async def test_the_gate_stays_on_with_a_directory_or_when_asked(tmp_path: Path) 
     with pytest.raises(ImplausibleAudioError):
         await TTSAudioCache(SeedTTS(blip), gate="strict", retries=0).fetch("One moment.")
     assert await TTSAudioCache(SeedTTS(blip), directory=tmp_path, gate="off").fetch("Hm.")
+
+
+class WholeBackend:
+    """A backend without `stream`: a blip first (the gate refuses it), then real audio."""
+
+    name = "whole-test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        return BackendIdentity(self.name, None, voice)
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        self.calls += 1
+        seconds = 0.02 if self.calls == 1 else 1.0
+        return SynthesizedAudio(sine_pcm(440.0, seconds, 24000), rate=24000, channels=1)
+
+
+async def test_a_backend_without_stream_is_one_chunk_judged_before_anyone_hears_it(
+    tmp_path: Path,
+) -> None:
+    backend = WholeBackend()
+    cache = TTSAudioCache(backend, directory=tmp_path)
+    chunks = await collect(cache.stream("Thanks for waiting."))
+    assert chunks == [sine_pcm(440.0, 1.0, 24000)]  # the refused blip was never played
+    assert backend.calls == 2 and cache.contains("Thanks for waiting.")

@@ -394,18 +394,21 @@ class Filler:
         """The raw synthesis of `prompt`, past the gate, published to `flight` as it comes.
 
         Transient errors and refused syntheses are tried again (`retries` more times
-        each) until a chunk reached a live consumer; then the error is final.
+        each) until a chunk reached a live consumer; then the error is final. A source
+        that does not stream (`streams` False: one chunk at the end) is judged before its
+        audio is published, so its refusals are always tried again.
         """
         flight = flight if flight is not None else Flight()
+        staged = Flight() if not getattr(self.source, "streams", True) else flight
         failures = refusals = 0
         while True:
-            flight.begin()
+            staged.begin()
             try:
                 if self._slots is None:
-                    await self._attempt(prompt, flight)
+                    await self._attempt(prompt, staged)
                 else:
                     async with self._slots:
-                        await self._attempt(prompt, flight)
+                        await self._attempt(prompt, staged)
             except self.source.retried as exc:
                 assert isinstance(exc, TransientBackendError)
                 if failures >= self.retries or flight.live:
@@ -416,11 +419,14 @@ class Filler:
                     on_retry(failures, delay, exc)
                 await asyncio.sleep(delay)
                 continue
-            pcm = b"".join(flight.chunks)
+            pcm = b"".join(staged.chunks)
             if not pcm:
                 raise EmptyAudioError(f"{prompt.text!r}: the TTS returned no audio")
             reason = self._refusal(prompt, pcm)
             if reason is None:
+                if staged is not flight:
+                    flight.begin(staged.tag)
+                    flight.add(pcm)
                 return pcm
             if refusals >= self.retries or flight.live:
                 tries = "1 attempt" if refusals == 0 else f"{refusals + 1} attempts"

@@ -37,7 +37,8 @@ Chunk = bytes | Attempt
 class Source(Protocol):
     """What a `Filler` synthesizes with: one attempt at a time, as PCM chunks in the
     filler's format (or `Attempt` markers). `retried` are the errors worth another try;
-    anything else raises as it is."""
+    anything else raises as it is. A source may set `streams = False` when its audio
+    comes as one chunk at the end (then it is judged before anyone hears it)."""
 
     retried: tuple[type[BaseException], ...]
 
@@ -52,6 +53,7 @@ class BackendSource:
     def __init__(self, backend: Backend, *, rate: int, channels: int, timeout: float | None):
         self.backend, self.rate, self.channels, self.timeout = backend, rate, channels, timeout
         self.name = getattr(backend, "name", type(backend).__name__)
+        self.streams = callable(getattr(backend, "stream", None))
 
     async def attempt(self, text: str, voice: str | None) -> AsyncIterator[Chunk]:
         try:
