@@ -305,7 +305,7 @@ def test_truncated_or_foreign_files_are_damage(cache: AudioCache) -> None:
 
 
 def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: AudioCache) -> None:
-    from voiceprep.cache import _HOST_TAG
+    from voiceprep.cache import HOST_TAG
 
     gone = store(cache, "gone")
     kept = store(cache, "kept")
@@ -315,9 +315,9 @@ def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: Aud
     # Unreferenced WAVs: one of unknown origin, one of a crashed writer (pid 999999999
     # does not exist on this host), one of a live writer that may be about to commit.
     foreign = shard / ("ab" + "0" * 62 + ".deadbeef.wav")
-    crashed = shard / f"{'ab' + '2' * 62}.{_HOST_TAG}-999999999-00000000abcd.wav"
-    in_flight = shard / f"{'ab' + '3' * 62}.{_HOST_TAG}-{os.getpid()}-00000000abcd.wav"
-    temp = shard / f"{'ab' + '1' * 62}.{_HOST_TAG}-999999999-00000000abcd.tmp"
+    crashed = shard / f"{'ab' + '2' * 62}.{HOST_TAG}-999999999-00000000abcd.wav"
+    in_flight = shard / f"{'ab' + '3' * 62}.{HOST_TAG}-{os.getpid()}-00000000abcd.wav"
+    temp = shard / f"{'ab' + '1' * 62}.{HOST_TAG}-999999999-00000000abcd.tmp"
     for path in (foreign, crashed, in_flight, temp):
         path.write_bytes(b"RIFF partial")
 
@@ -339,11 +339,11 @@ def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: Aud
 
 
 def test_a_live_writers_temporary_is_not_stale(cache: AudioCache) -> None:
-    from voiceprep.cache import _HOST_TAG
+    from voiceprep.cache import HOST_TAG
 
     shard = cache.directory / "audio" / "cd"
     shard.mkdir(parents=True)
-    temp = shard / f"{'cd' * 32}.{_HOST_TAG}-{os.getpid()}-0000abcd.tmp"
+    temp = shard / f"{'cd' * 32}.{HOST_TAG}-{os.getpid()}-0000abcd.tmp"
     temp.write_bytes(b"RIFF in progress")
     store(cache, "Hello")
     assert cache.verify(repair=True).stale_temps == []

@@ -145,8 +145,6 @@ def _context() -> Any:
     # or unsafe off Linux: there, forkserver / spawn.
     if sys.platform.startswith("linux"):
         if threading.active_count() == 1:
-            import voiceprep.decoding  # noqa: F401  imported once here, shared by workers
-
             return multiprocessing.get_context("fork")
         return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context("spawn")

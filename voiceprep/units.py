@@ -33,6 +33,7 @@ CHANNEL_COUNTS = (1, 2)
 ACCEPTED_RATE = f"a sample rate in Hz, {RATE_MIN}–{RATE_MAX}"
 ACCEPTED_CHANNELS = "1 (mono) or 2 (stereo)"
 ACCEPTED_SIZE = "a size such as 500MB, 2GiB or 1048576"
+ACCEPTED_JOBS = "a whole number, 1 or more"
 ACCEPTED_AGE = "an age such as 30d, 12h, 90m or 45s"
 
 

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from voiceprep import defaults
 from voiceprep.cli._options import option_group
 
 Loudness = Annotated[
@@ -35,7 +36,7 @@ TruePeak = Annotated[
         "--true-peak",
         metavar="DBTP",
         help="With --loudness, a limiter keeps the true peak under DBTP.",
-        show_default="-1.5",
+        show_default=f"{defaults.TRUE_PEAK:g}",
     ),
 ]
 TrimSilence = Annotated[
@@ -52,7 +53,7 @@ SilenceThreshold = Annotated[
         "--silence-threshold",
         metavar="DBFS",
         help="With --trim-silence, samples under DBFS are silence.",
-        show_default="-50",
+        show_default=f"{defaults.SILENCE_THRESHOLD:g}",
     ),
 ]
 TrimPad = Annotated[
@@ -61,24 +62,62 @@ TrimPad = Annotated[
         "--trim-pad",
         metavar="MS",
         help="With --trim-silence, keep MS of silence at each end.",
-        show_default="50",
+        show_default=f"{defaults.TRIM_PAD:g}",
     ),
 ]
 FadeIn = Annotated[
     float | None,
-    typer.Option("--fade-in", metavar="MS", help="Fade in over the first MS.", show_default="0"),
+    typer.Option(
+        "--fade-in",
+        metavar="MS",
+        help="Fade in over the first MS.",
+        show_default=f"{defaults.FADE:g}",
+    ),
 ]
 FadeOut = Annotated[
     float | None,
-    typer.Option("--fade-out", metavar="MS", help="Fade out over the last MS.", show_default="0"),
+    typer.Option(
+        "--fade-out",
+        metavar="MS",
+        help="Fade out over the last MS.",
+        show_default=f"{defaults.FADE:g}",
+    ),
 ]
 PadStart = Annotated[
     float | None,
-    typer.Option("--pad-start", metavar="MS", help="Add MS of silence before.", show_default="0"),
+    typer.Option(
+        "--pad-start",
+        metavar="MS",
+        help="Add MS of silence before.",
+        show_default=f"{defaults.PAD:g}",
+    ),
 ]
 PadEnd = Annotated[
     float | None,
-    typer.Option("--pad-end", metavar="MS", help="Add MS of silence after.", show_default="0"),
+    typer.Option(
+        "--pad-end", metavar="MS", help="Add MS of silence after.", show_default=f"{defaults.PAD:g}"
+    ),
+]
+
+
+HighPass = Annotated[
+    float | None,
+    typer.Option(
+        "--highpass",
+        metavar="HZ",
+        help="Cut what is below HZ (a 2nd-order Butterworth high-pass).",
+        show_default="off",
+    ),
+]
+Telephony = Annotated[
+    bool | None,
+    typer.Option(
+        "--telephony",
+        help="Prompts for phone lines: high-pass at 100 Hz, loudness -20 LUFS under "
+        "-3 dBTP, and files written as 8 kHz μ-law unless OUT's name or --sample-format "
+        "says otherwise.",
+        show_default="off",
+    ),
 ]
 
 
@@ -93,13 +132,12 @@ processing_options = option_group(
     fade_out=FadeOut,
     pad_start=PadStart,
     pad_end=PadEnd,
+    highpass=HighPass,
+    telephony=Telephony,
 )
 
 
-class GateMode(StrEnum):
-    strict = "strict"
-    relaxed = "relaxed"
-    off = "off"
+GateMode = StrEnum("GateMode", {mode: mode for mode in defaults.GATE_MODES})  # type: ignore[misc]
 
 
 Gate = Annotated[
@@ -108,8 +146,8 @@ Gate = Annotated[
         "--gate",
         metavar="MODE",
         help="Plausibility check of each synthesis (silent, truncated, babbling), "
-        "MODE strict, relaxed or off.",
-        show_default="strict",
+        f"MODE {', '.join(defaults.GATE_MODES[:-1])} or {defaults.GATE_MODES[-1]}.",
+        show_default=defaults.GATE,
     ),
 ]
 
