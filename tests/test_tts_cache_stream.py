@@ -289,3 +289,22 @@ async def test_a_backend_without_stream_is_one_chunk_judged_before_anyone_hears_
     chunks = await collect(cache.stream("Thanks for waiting."))
     assert chunks == [sine_pcm(440.0, 1.0, 24000)]  # the refused blip was never played
     assert backend.calls == 2 and cache.contains("Thanks for waiting.")
+
+
+async def test_real_piper_streams_a_miss_sentence_by_sentence(tmp_path: Path) -> None:
+    """Piper's `stream` through the cache: the first sentence is handed out while the
+    others are synthesized, resampled seamlessly to 24 kHz; the entry is the whole."""
+    from voiceprep.backends import get_backend
+
+    text = "Thank you for calling. Your order has shipped. It arrives on Friday."
+    cache = TTSAudioCache(get_backend("piper"), directory=tmp_path)
+    stream = cache.stream(text)
+    first = await stream.__anext__()
+    assert not cache.contains(text)  # the rest is still being synthesized
+    rest = await collect(stream)
+    assert len(rest) >= 2  # one chunk a sentence (at least)
+    await cache.drain()
+    cache.close()
+    again = TTSAudioCache(get_backend("piper"), directory=tmp_path)
+    assert await again.fetch(text) == first + b"".join(rest)
+    again.close()

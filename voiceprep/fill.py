@@ -550,10 +550,11 @@ def backend_filler(
     retries: int,
     timeout: float | None,
 ) -> Filler:
-    """The fill path as warm and say use it over a voiceprep backend: a cache that
-    cannot store raises (warm stops on it), and every entry's loudness is measured."""
+    """The fill path as warm and say use it over a voiceprep backend: nobody listens
+    while it runs (the backend's whole-phrase `synthesize`), a cache that cannot store
+    raises (warm stops on it), and every entry's loudness is measured."""
     return Filler(
-        BackendSource(backend, rate=rate, channels=channels, timeout=timeout),
+        BackendSource(backend, rate=rate, channels=channels, timeout=timeout, live=False),
         cache,
         rate=rate,
         channels=channels,
