@@ -20,7 +20,19 @@ from voiceprep.process import ProcessSettings
 CHUNK_SECONDS = 0.1
 
 
-class StreamingBackend:
+class NamedBackend:
+    """What every voiceprep backend has besides its synthesis: a name and an identity."""
+
+    name = "test"
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        return BackendIdentity(self.name, None, voice)
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+
+class StreamingBackend(NamedBackend):
     """A voiceprep backend with `stream`: a 440 Hz tone, 0.1 s a chunk, at `rate`.
 
     `hold` pauses the stream after `hold_after` chunks until set; `fail_after` raises a
@@ -37,12 +49,6 @@ class StreamingBackend:
         self.fail_after: int | None = None
         self.fail_always = False
         self.produced: list[bytes] = []  # chunks yielded, as the provider produced them
-
-    def identity(self, voice: str | None = None) -> BackendIdentity:
-        return BackendIdentity(self.name, None, voice)
-
-    def unavailable_reason(self) -> str | None:
-        return None
 
     async def synthesize(
         self, text: str, *, voice: str | None = None, rate: int, channels: int
@@ -259,19 +265,13 @@ async def test_the_gate_stays_on_with_a_directory_or_when_asked(tmp_path: Path) 
     assert await TTSAudioCache(SeedTTS(blip), directory=tmp_path, gate="off").fetch("Hm.")
 
 
-class WholeBackend:
+class WholeBackend(NamedBackend):
     """A backend without `stream`: a blip first (the gate refuses it), then real audio."""
 
     name = "whole-test"
 
     def __init__(self) -> None:
         self.calls = 0
-
-    def identity(self, voice: str | None = None) -> BackendIdentity:
-        return BackendIdentity(self.name, None, voice)
-
-    def unavailable_reason(self) -> str | None:
-        return None
 
     async def synthesize(
         self, text: str, *, voice: str | None = None, rate: int, channels: int
