@@ -203,3 +203,31 @@ def test_aclose_while_cancelled_stores_are_writing_never_crashes(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+async def test_the_final_frame_of_a_miss_does_not_wait_for_the_disk_write(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    inner = FlakyTTS(seconds=0.5)
+    cached = CachedTTS(inner, cache_dir=tmp_path)
+    disk = cached.cache.disk
+    assert disk is not None
+    writing, release = threading.Event(), threading.Event()
+    real_put = disk.put
+
+    def slow_put(*args: Any, **kwargs: Any) -> Any:  # an fsync that takes its time
+        writing.set()
+        release.wait(10)
+        return real_put(*args, **kwargs)
+
+    disk.put = slow_put  # type: ignore[method-assign]
+    events = [ev async for ev in cached.synthesize("Played before it is written.")]
+    assert events[-1].is_final  # the whole phrase played…
+    key = cached.key("Played before it is written.")
+    assert not disk.contains(key)  # …before its entry was written
+    release.set()
+    await cached.cache.drain()
+    assert writing.is_set() and disk.contains(key)
+    await cached.aclose()
