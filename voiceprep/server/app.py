@@ -1,14 +1,26 @@
-"""The Starlette app: OpenAI's speech routes over a SpeechService.
+"""The ASGI app: OpenAI's speech routes over a SpeechService.
 
 Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`. Every
 error, 404 and 405 included, is OpenAI's `{"error": {...}}` shape; nothing a client sends
-yields a traceback. A thin ASGI layer in front of the routes checks the bearer token,
-counts and logs each request (one line: method, path, status, hit/miss, ms).
+yields a traceback. A thin ASGI layer in front checks the bearer token, counts and logs
+each request (one line: method, path, status, hit/miss, ms) and answers the speech route
+itself (the hot path: no routing, no Request object); Starlette has the others.
+
+The speech route:
+- reads the body within BODY_TIMEOUT seconds (else 408) and at most MAX_BODY_BYTES (413);
+  a client hanging up mid-body is logged as 499 (nginx's "client closed request"), never
+  a traceback; a body still arriving when the server begins to stop is answered 503;
+- answers a hit with the whole body (Content-Length), a miss as it is produced (chunked),
+  and `stream_format: "sse"` as OpenAI's events;
+- when the synthesis fails mid-stream, ends the response without its terminating chunk
+  (uvicorn closes the connection): no client can take the cut audio for a whole phrase.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -26,10 +38,15 @@ from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
 from voiceprep.server.request import parse_speech_request
 from voiceprep.server.service import SpeechService
+from voiceprep.server.streams import as_sse
 from voiceprep.server.voices import VoiceMap
 
 MAX_BODY_BYTES = 64 * 1024  # 4096 characters of UTF-8 and the JSON around them fit easily
+BODY_TIMEOUT = 10.0  # seconds to receive a whole body (64 KiB at most) once headers are in
+SSE_EVENT_BYTES = 32 * 1024  # audio per `speech.audio.delta` event of a hit
 MODELS = ("gpt-4o-mini-tts", "tts-1", "tts-1-hd")
+SPEECH = "/v1/audio/speech"
+CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
 
 access_log = logging.getLogger("voiceprep.server.access")
 log = logging.getLogger("voiceprep.server")
@@ -41,6 +58,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class _ClientGone(Exception):
+    pass
+
+
 def create_app(
     service: SpeechService,
     voices: VoiceMap,
@@ -50,14 +71,6 @@ def create_app(
 ) -> ASGIApp:
     """The ASGI app. `metrics` should be the one the service counts into."""
     metrics = metrics or Metrics()
-
-    async def speech(request: Request) -> Response:
-        body = await _read_body(request)
-        speech_request = parse_speech_request(body, voices)
-        result = await service.speak(speech_request)
-        request.scope["voiceprep.cache"] = "hit" if result.cached else "miss"
-        headers = {"x-request-id": secrets.token_hex(8)}  # OpenAI's clients report it
-        return Response(result.body, media_type=result.content_type, headers=headers)
 
     async def models(request: Request) -> Response:
         data = [
@@ -109,7 +122,6 @@ def create_app(
 
     starlette = Starlette(
         routes=[
-            Route("/v1/audio/speech", api_errors(speech), methods=["POST"]),
             Route("/v1/models", api_errors(models), methods=["GET"]),
             Route("/healthz", api_errors(healthz), methods=["GET"]),
             Route("/metrics", api_errors(metrics_route), methods=["GET"]),
@@ -117,19 +129,7 @@ def create_app(
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
-    return _Gate(starlette, token=token, metrics=metrics)
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
-    return bytes(body)
+    return App(starlette, service, voices, token=token, metrics=metrics)
 
 
 def _too_large() -> ApiError:
@@ -140,14 +140,46 @@ def _error_response(exc: ApiError) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
-class _Gate:
-    """Bearer token, request counting and the access log, around the routes."""
+async def _send_error(exc: ApiError, send: Send) -> None:
+    body = json.dumps(exc.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: ASGIApp, *, token: str | None, metrics: Metrics) -> None:
+
+async def _pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+class App:
+    """Bearer token, request counting and the access log around the routes; the speech
+    route itself. `begin_shutdown()` answers the bodies still arriving with 503."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: SpeechService,
+        voices: VoiceMap,
+        *,
+        token: str | None,
+        metrics: Metrics,
+    ) -> None:
         self.app = app
+        self.service = service
+        self.voices = voices
         self._token = token.encode() if token else None
         self.metrics = metrics
         self._counters: dict[tuple[str, int], Any] = {}  # the labelled children, bound once
+        self._reading: set[asyncio.Task[Any]] = set()  # requests still receiving a body
+        self._stopping = False
+
+    def begin_shutdown(self) -> None:
+        """Called on the event loop when the server starts to stop."""
+        self._stopping = True
+        for task in self._reading:
+            task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,11 +200,94 @@ class _Gate:
                     "missing or wrong bearer token (Authorization: Bearer ...)",
                     code="invalid_api_key",
                 )
-                await _error_response(error)(scope, receive, send_status)
+                await _send_error(error, send_status)
+            elif scope["path"] == SPEECH and scope["method"] == "POST":
+                await self._speech(scope, receive, send_status)
+            elif scope["path"] == SPEECH:
+                error = ApiError(405, f"method not allowed: {scope['method']} {SPEECH}")
+                await _send_error(error, send_status)
             else:
                 await self.app(scope, receive, send_status)
         finally:
-            self._record(scope, status["code"], time.perf_counter() - started)
+            self._record(scope, scope.get("voiceprep.status", status["code"]), started)
+
+    async def _speech(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._body(scope, receive)
+            request = parse_speech_request(body, self.voices)
+            speech = await self.service.speak(request)
+        except _ClientGone:
+            scope["voiceprep.status"] = CLIENT_GONE
+            return
+        except ApiError as exc:
+            await _send_error(exc, send)
+            return
+        except Exception as exc:  # one line, never the request's text
+            log.error("internal error answering POST %s: %s", SPEECH, type(exc).__name__)
+            error = ApiError(500, "internal server error", type=SERVER_ERROR, code="internal")
+            await _send_error(error, send)
+            return
+        scope["voiceprep.cache"] = "hit" if speech.cached else "miss"
+        headers = [(b"x-request-id", secrets.token_hex(8).encode())]  # OpenAI's clients show it
+        chunks = speech.chunks
+        if request.stream_format == "sse":
+            headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+            if chunks is None:
+                assert speech.body is not None
+                chunks = _pieces(speech.body, SSE_EVENT_BYTES)
+            chunks = as_sse(chunks)
+        else:
+            headers.append((b"content-type", speech.content_type.encode()))
+            if chunks is None:
+                assert speech.body is not None
+                headers.append((b"content-length", b"%d" % len(speech.body)))
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": speech.body})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ApiError as exc:
+            # Returning without the last message: uvicorn closes the connection, and the
+            # chunked body lacks its terminating chunk (what no client takes as complete).
+            log.warning("POST %s: the stream was cut short: %s", SPEECH, exc.message)
+            scope["voiceprep.cache"] = "cut"
+            return
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                raise _too_large()
+        task = asyncio.current_task()
+        assert task is not None
+        if self._stopping:
+            raise _shutting_down()
+        self._reading.add(task)
+        body = b""
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    body += message.get("body", b"")
+                    if len(body) > MAX_BODY_BYTES:
+                        raise _too_large()
+                    if not message.get("more_body"):
+                        return body
+        except TimeoutError:
+            raise ApiError(
+                408, f"the body did not arrive within {BODY_TIMEOUT:g} s", code="body_timeout"
+            ) from None
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            task.uncancel()
+            raise _shutting_down() from None
+        finally:
+            self._reading.discard(task)
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
@@ -184,7 +299,8 @@ class _Gate:
                 )
         return False
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, status: int, started: float) -> None:
+        seconds = time.perf_counter() - started
         path = scope["path"]
         route = path if path in _ROUTES else "other"
         if route == "other":  # what a client typed: printable and short in the log
@@ -216,4 +332,8 @@ class _Gate:
         )
 
 
-_ROUTES = frozenset({"/v1/audio/speech", "/v1/models", "/healthz", "/metrics"})
+def _shutting_down() -> ApiError:
+    return ApiError(503, "the server is shutting down", type=SERVER_ERROR, code="shutting_down")
+
+
+_ROUTES = frozenset({SPEECH, "/v1/models", "/healthz", "/metrics"})

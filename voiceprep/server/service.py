@@ -4,8 +4,12 @@
   (backend identity, voice, rate, channels, normalized text).
 - A hit never waits behind a miss: hits are answered on the event loop from memory or one
   small disk read; syntheses and encodings run as tasks and off the loop (threads).
-- Concurrent requests for one uncached phrase share one synthesis (one task per key for
-  every connection of this process); a client that hangs up does not cancel it.
+- A miss streams: its PCM chunks are handed on as the backend produces them
+  (`TTSAudioCache.stream`), encoded incrementally for mp3/opus/aac/flac (one encoder per
+  phrase and format). Concurrent requests for one uncached phrase share one synthesis
+  (one producer task per key for every connection of this process) and each reads it from
+  its first byte; a client that hangs up does not cancel it. A failure before the first
+  chunk is an error status; after it, the readers' streams raise where it happened.
 - At most `jobs` backend calls run at once (the cache's `syntheses` bound: storing one
   phrase overlaps the next one's call); up to `queue` more distinct misses wait; beyond
   that a miss is refused at once with 429 and Retry-After.
@@ -22,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +36,18 @@ from voiceprep.errors import (
     AuthenticationError,
     BackendError,
     BackendUnavailableError,
+    CacheError,
+    CacheIndexError,
     EmptyAudioError,
     PermanentBackendError,
     TransientBackendError,
     VoiceprepError,
 )
 from voiceprep.server.errors import SERVER_ERROR, ApiError
-from voiceprep.server.formats import FORMATS, encode
+from voiceprep.server.formats import FORMATS, PCM_RATE, StreamEncoder, encode
+from voiceprep.server.logs import Redactor
 from voiceprep.server.request import SpeechRequest
+from voiceprep.server.streams import Broadcast
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
@@ -57,9 +66,10 @@ QUEUE_RETRY_AFTER = 1.0  # seconds a client refused for a full queue is asked to
 
 @dataclass(frozen=True)
 class Speech:
-    body: bytes
     content_type: str
     cached: bool  # True: no synthesis was needed for this request
+    body: bytes | None = None  # the whole answer (a hit)
+    chunks: AsyncIterator[bytes] | None = None  # the answer as it is produced (a miss)
 
 
 class NotCachedError(VoiceprepError):
@@ -130,8 +140,11 @@ class SpeechService:
         self._metrics = metrics
         self._variants = _Variants(variant_bytes)
         self._keys: dict[tuple[str, str | None], str] = {}  # (text, voice) → key
-        self._misses: dict[str, asyncio.Task[bytes]] = {}
-        self._encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
+        self._misses: dict[str, Broadcast] = {}  # key → its producer's PCM
+        self._encodings: dict[tuple[str, str], Broadcast] = {}  # a miss in a codec
+        self._hit_encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # producers and encoders: drained
+        self.redactor = Redactor()
 
     @classmethod
     def open(
@@ -177,19 +190,28 @@ class SpeechService:
 
     async def speak(self, request: SpeechRequest) -> Speech:
         fmt = request.response_format
+        content_type = FORMATS[fmt].content_type
         voice = request.backend_voice
         key = self._key(request.text, voice)
         body = self._variants.get((key, fmt))
         if body is not None:
             self._count("hit")
-            return Speech(body, FORMATS[fmt].content_type, cached=True)
-        cached = key not in self._misses and self.cache.contains(request.text, voice_id=voice)
-        self._count("hit" if cached else "miss")
-        if not cached and self.read_only and not self.cache.has_remote:
-            raise _not_cached()
-        pcm = await self._pcm(key, request.text, voice, cached)
-        body = await self._encoded(key, pcm, fmt)
-        return Speech(body, FORMATS[fmt].content_type, cached=cached)
+            return Speech(content_type, cached=True, body=body)
+        pcm = self._misses.get(key)
+        if pcm is None and self._contains(request.text, voice):
+            self._count("hit")
+            # A memory or disk hit: fetch returns without awaiting anything. If the entry
+            # vanished meanwhile (evicted, pruned) it synthesizes, as a miss would.
+            whole = await self._fetch(request.text, voice)
+            return Speech(content_type, cached=True, body=await self._encoded(key, whole, fmt))
+        self._count("miss")
+        if pcm is None:
+            if self.read_only and not self.cache.has_remote:
+                raise _not_cached()
+            pcm = self._start(key, request.text, voice)
+        out = self._formatted(key, fmt, pcm)
+        await out.started()  # a failure before any audio is still an error status
+        return Speech(content_type, cached=False, chunks=out.read())
 
     def unavailable_reason(self) -> str | None:
         """Why the server cannot answer misses (None: it can). Read-only needs no backend."""
@@ -203,9 +225,8 @@ class SpeechService:
     async def drain(self) -> None:
         """Wait for the syntheses and encodings still running (their clients may have hung
         up): what was paid for is stored before the server exits."""
-        pending = [*self._misses.values(), *self._encodings.values()]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close(self) -> None:
         self.cache.close()
@@ -227,65 +248,127 @@ class SpeechService:
             key = self._keys[(text, voice)] = self.cache.key(text, voice_id=voice)
         return key
 
-    async def _pcm(self, key: str, text: str, voice: str | None, cached: bool) -> bytes:
-        if cached:
-            # A memory or disk hit: fetch returns without awaiting anything. If the entry
-            # vanished meanwhile (evicted, pruned) it synthesizes, as a miss would.
-            return await self._fetch(text, voice)
-        task = self._misses.get(key)
-        if task is None:
-            if len(self._misses) >= self._admit:
-                if self._metrics is not None:
-                    self._metrics.rejected.inc()
-                raise ApiError(
-                    429,
-                    "the synthesis queue is full; retry later",
-                    type="rate_limit_error",
-                    code="queue_full",
-                    retry_after=QUEUE_RETRY_AFTER,
-                )
-            # Read-only: the miss can only be answered from the remote; no synthesis.
-            fill = self._fetch if self.read_only else self._synthesize
-            task = asyncio.ensure_future(fill(text, voice))
-            self._misses[key] = task
-            task.add_done_callback(functools.partial(_forget, self._misses, key))
-        # shield: a client hanging up must not cancel what the others (and the cache) wait for.
-        return await asyncio.shield(task)
+    def _contains(self, text: str, voice: str | None) -> bool:
+        try:
+            return self.cache.contains(text, voice_id=voice)
+        except CacheError as exc:
+            raise _cache_failure(self.cache, exc) from None
 
-    async def _synthesize(self, text: str, voice: str | None) -> bytes:
-        metrics = self._metrics
-        if metrics is None:
-            return await self._fetch(text, voice)
-        with metrics.synthesis_seconds.time():
-            try:
-                pcm = await self._fetch(text, voice)
-            except ApiError:
-                metrics.failures.inc()
-                raise
-        metrics.syntheses.inc()
+    def _start(self, key: str, text: str, voice: str | None) -> Broadcast:
+        """The producer of a new miss: a task of its own, so no client can cancel it."""
+        if len(self._misses) >= self._admit:
+            if self._metrics is not None:
+                self._metrics.rejected.inc()
+            raise ApiError(
+                429,
+                "the synthesis queue is full; retry later",
+                type="rate_limit_error",
+                code="queue_full",
+                retry_after=QUEUE_RETRY_AFTER,
+            )
+        pcm = self._misses[key] = Broadcast()
+        self._spawn(self._produce(key, text, voice, pcm))
         return pcm
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _produce(self, key: str, text: str, voice: str | None, out: Broadcast) -> None:
+        metrics = None if self.read_only else self._metrics
+        started = time.perf_counter()
+        self.redactor.hide(text)
+        try:
+            async for chunk in self._chunks(text, voice):
+                out.append(chunk)
+        except BaseException as exc:
+            out.finish(self._failure(exc, text))
+            if metrics is not None and not isinstance(exc, NotCachedError):
+                metrics.failures.inc()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            out.finish()
+            if metrics is not None:
+                metrics.syntheses.inc()
+                metrics.synthesis_seconds.observe(time.perf_counter() - started)
+        finally:
+            self.redactor.show(text)
+            del self._misses[key]
+
+    def _chunks(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
+        stream = getattr(self.cache, "stream", None)
+        if stream is None or self.read_only:  # the remote's entry, or a 404: one chunk
+            return _one(self.cache.fetch(text, voice_id=voice))
+        chunks: AsyncIterator[bytes] = stream(text, voice_id=voice)
+        return chunks
+
+    def _failure(self, exc: BaseException, text: str) -> ApiError:
+        """What the readers of a failed miss see (and the log, without the text)."""
+        if isinstance(exc, NotCachedError):
+            return _not_cached()
+        if isinstance(exc, BackendError):
+            log.warning("synthesis failed: %s", self.redactor.scrub(str(exc), text))
+            return _backend_failure(exc)
+        if isinstance(exc, CacheError):
+            return _cache_failure(self.cache, exc)
+        log.error("synthesis failed: unexpected %s", type(exc).__name__)
+        return ApiError(500, "internal server error", type=SERVER_ERROR, code="internal")
 
     async def _fetch(self, text: str, voice: str | None) -> bytes:
         try:
             return await self.cache.fetch(text, voice_id=voice)
-        except NotCachedError:
-            raise _not_cached() from None
-        except BackendError as exc:
-            log.warning("synthesis failed: %s", exc)
-            raise _backend_failure(exc) from None
+        except (NotCachedError, BackendError, CacheError) as exc:
+            raise self._failure(exc, text) from None
+
+    def _formatted(self, key: str, fmt: str, pcm: Broadcast) -> Broadcast:
+        """The miss' bytes in `fmt`: one encoder per phrase and format, read by every
+        request for them (byte-identical bodies, one encoding's CPU)."""
+        if fmt == "pcm" and (self.rate, self.channels) == (PCM_RATE, 1):
+            return pcm
+        out = self._encodings.get((key, fmt))
+        if out is None:
+            out = self._encodings[(key, fmt)] = Broadcast()
+            encoder = StreamEncoder(fmt, rate=self.rate, channels=self.channels)
+            self._spawn(self._encode(key, fmt, encoder, pcm, out))
+        return out
+
+    async def _encode(
+        self, key: str, fmt: str, encoder: StreamEncoder, pcm: Broadcast, out: Broadcast
+    ) -> None:
+        def run(step: Callable[..., bytes], *args: bytes) -> Awaitable[bytes] | bytes:
+            return asyncio.to_thread(step, *args) if encoder.needs_cpu else step(*args)
+
+        try:
+            async for chunk in pcm.read():
+                data = run(encoder.feed, chunk)
+                out.append(data if isinstance(data, bytes) else await data)
+            data = run(encoder.finish)
+            out.append(data if isinstance(data, bytes) else await data)
+        except ApiError as exc:
+            out.finish(exc)
+        except Exception as exc:
+            log.error("encoding %s failed: unexpected %s", fmt, type(exc).__name__)
+            out.finish(ApiError(500, "internal server error", type=SERVER_ERROR, code="internal"))
+        else:
+            out.finish()
+        finally:
+            del self._encodings[(key, fmt)]
 
     async def _encoded(self, key: str, pcm: bytes, fmt: str) -> bytes:
+        """A hit in `fmt`: encoded once (the whole file), then kept in the LRU."""
         if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (24000, 1)):
             body = encode(pcm, rate=self.rate, channels=self.channels, fmt=fmt)  # no CPU work
             self._variants.put((key, fmt), body)
             return body
-        task = self._encodings.get((key, fmt))
+        task = self._hit_encodings.get((key, fmt))
         if task is None:
             task = asyncio.ensure_future(
                 asyncio.to_thread(encode, pcm, rate=self.rate, channels=self.channels, fmt=fmt)
             )
-            self._encodings[(key, fmt)] = task
-            task.add_done_callback(functools.partial(_forget, self._encodings, (key, fmt)))
+            self._hit_encodings[(key, fmt)] = task
+            task.add_done_callback(functools.partial(_forget, self._hit_encodings, (key, fmt)))
         body = await asyncio.shield(task)
         self._variants.put((key, fmt), body)
         return body
@@ -295,12 +378,30 @@ class SpeechService:
             (self._metrics.hits if result == "hit" else self._metrics.misses).inc()
 
 
+async def _one(fetched: Awaitable[bytes]) -> AsyncIterator[bytes]:
+    yield await fetched
+
+
 def _forget(tasks: dict[Any, Any], key: Any, _task: object) -> None:
     tasks.pop(key, None)
 
 
 def _not_cached() -> ApiError:
     return ApiError(404, "not cached, and this server is read-only", code="not_cached")
+
+
+def _cache_failure(cache: TTSAudioCache, exc: CacheError) -> ApiError:
+    """503 naming the cure: a damaged index is what `cache verify --repair` rebuilds."""
+    where = cache.disk.directory if cache.disk is not None else "the cache"
+    log.error("cache %s: %s", where, exc)
+    if isinstance(exc, CacheIndexError):
+        message = (
+            f"the cache index in {where} is damaged; `voiceprep cache verify --repair` "
+            "rebuilds it (then restart the server)"
+        )
+    else:
+        message = f"the cache in {where} cannot be used: {type(exc).__name__}"
+    return ApiError(503, message, type=SERVER_ERROR, code="cache_unavailable")
 
 
 def _backend_failure(exc: BackendError) -> ApiError:

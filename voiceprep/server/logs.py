@@ -1,0 +1,72 @@
+"""The server's log promises: a request's text never appears, and a cut stream is one line.
+
+- `Redactor` is a logging filter for the handlers `serve` writes to. The library names
+  the phrase in its messages (`could not store '<phrase>'`: right for `warm`, whose user
+  typed it); prompts sent to a server can be personal, so while a phrase is being
+  synthesized, any record mentioning it has it replaced by `<input>`.
+- `quiet_uvicorn` drops uvicorn's own line for a response we end on purpose without its
+  terminating chunk (an upstream that died mid-stream) and for a request h11 refused:
+  the server logs its own line for each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+HIDDEN = "<input>"
+# uvicorn's lines for what the server logs itself, better: a stream cut on purpose, and a
+# request h11 refused (voiceprep.server.protocol names the status and the peer).
+_OURS = frozenset(
+    {"ASGI callable returned without completing response.", "Invalid HTTP request received."}
+)
+
+
+class Redactor(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._texts: Counter[str] = Counter()
+
+    def hide(self, text: str) -> None:
+        self._texts[text] += 1
+
+    def show(self, text: str) -> None:
+        self._texts[text] -= 1
+        if self._texts[text] <= 0:
+            del self._texts[text]
+
+    def scrub(self, message: str, *texts: str) -> str:
+        for text in (*texts, *self._texts):
+            if text and (text in message or repr(text) in message):
+                message = message.replace(repr(text), HIDDEN).replace(text, HIDDEN)
+        return message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._texts and record.levelno >= logging.WARNING:
+            message = record.getMessage()
+            scrubbed = self.scrub(message)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, ()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.scrub(record.exc_text)
+        return True
+
+
+def _not_ours(record: logging.LogRecord) -> bool:
+    return record.msg not in _OURS
+
+
+def quiet_uvicorn() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if _not_ours not in logger.filters:
+        logger.addFilter(_not_ours)
+
+
+def install(redactor: Redactor) -> None:
+    """Put `redactor` on every handler the server's records can reach."""
+    for name in ("voiceprep", "uvicorn", ""):
+        for handler in logging.getLogger(name).handlers:
+            if redactor not in handler.filters:
+                handler.addFilter(redactor)
