@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
+from voiceprep.server.protocol import MAX_HEAD_BYTES
 from voiceprep.server.request import parse_speech_request
 from voiceprep.server.service import SpeechService
 from voiceprep.server.streams import as_sse
@@ -148,6 +149,12 @@ async def _send_error(exc: ApiError, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _head_bytes(scope: Scope) -> int:
+    """The request's headers, counted as h11 counts an incomplete head (which it refuses
+    past MAX_HEAD_BYTES; a head that arrived in one read is only counted here)."""
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
 async def _pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
     for start in range(0, len(body), size):
         yield body[start : start + size]
@@ -194,7 +201,12 @@ class App:
             await send(message)
 
         try:
-            if self._token is not None and not self._authorized(scope):
+            if _head_bytes(scope) > MAX_HEAD_BYTES:
+                error = ApiError(
+                    431, "the request's headers are too large", code="header_fields_too_large"
+                )
+                await _send_error(error, send_status)
+            elif self._token is not None and not self._authorized(scope):
                 error = ApiError(
                     401,
                     "missing or wrong bearer token (Authorization: Bearer ...)",

@@ -53,7 +53,7 @@ class Protocol(H11Protocol):
                     "message": message,
                     "type": "invalid_request_error",
                     "param": None,
-                    "code": "request_header_fields_too_large" if status == 431 else "bad_request",
+                    "code": "header_fields_too_large" if status == 431 else "bad_request",
                 }
             }
         ).encode()
