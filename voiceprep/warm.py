@@ -27,7 +27,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,17 +34,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import (
     AuthenticationError,
-    CacheCorruptError,
     CacheError,
-    CacheFormatMismatchError,
     CacheReadOnlyError,
     ImplausibleAudioError,
     UsageError,
     VoiceprepError,
 )
-from voiceprep.keys import BackendIdentity, cache_key, normalize_text
+from voiceprep.fill import LEASE_POLL_SECONDS, Filler, Prompt, prompt_for
+from voiceprep.keys import BackendIdentity, normalize_text
 from voiceprep.phrases import Phrase
-from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
+from voiceprep.process import NO_PROCESSING, ProcessSettings
+from voiceprep.sources import BackendSource
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
     from voiceprep.export import ExportReport
 
 Shard = tuple[int, int]
-_LEASE_POLL_SECONDS = 0.05
 # "shared": another process stored the phrase while this run waited for its lease.
 Outcome = Literal["synthesized", "failed", "shared"]
 
@@ -88,6 +86,11 @@ class PlanItem:
     @property
     def processed(self) -> bool:
         return bool(self.raw_key) and self.raw_key != self.key
+
+    @property
+    def prompt(self) -> Prompt:
+        """What the fill path (voiceprep.fill) is asked for."""
+        return Prompt(self.text, self.voice, self.identity, self.key, self.raw_key or self.key)
 
 
 @dataclass(frozen=True)
@@ -157,20 +160,22 @@ def plan_warm(
     a phrase whose raw synthesis is cached is marked `raw_cached`: it needs no request.
     """
     identities: dict[str | None, BackendIdentity] = {}
-    keyed: dict[str, tuple[Phrase, str | None, BackendIdentity]] = {}
+    keyed: dict[str, tuple[Phrase, Prompt]] = {}
     for phrase in phrases:
         phrase_voice = phrase.voice or voice
         identity = identities.get(phrase_voice)
         if identity is None:
             identity = identities[phrase_voice] = backend.identity(phrase_voice)
-        key = cache_key(process.identity(identity), phrase.text, rate=rate, channels=channels)
+        prompt = prompt_for(
+            identity, phrase.text, voice=phrase_voice, rate=rate, channels=channels, process=process
+        )
         # Two spellings of one phrase (or a voice given explicitly that is the default)
         # share a key: synthesize it once.
-        keyed.setdefault(key, (phrase, phrase_voice, identity))
+        keyed.setdefault(prompt.key, (phrase, prompt))
     items = []
     raw_keys = set()
-    for key, (phrase, phrase_voice, identity) in keyed.items():
-        raw_key = cache_key(identity, phrase.text, rate=rate, channels=channels)
+    for key, (phrase, prompt) in keyed.items():
+        phrase_voice, identity, raw_key = prompt.voice, prompt.identity, prompt.raw_key
         raw_keys.add(raw_key)
         if shard is not None and shard_of(key, shard[1]) != shard[0]:
             continue
@@ -315,38 +320,6 @@ def audio_seconds(pcm: bytes, *, rate: int, channels: int) -> float:
     return AudioFormat(rate, channels).seconds(len(pcm))
 
 
-def put_entry(
-    cache: AudioCache,
-    key: str,
-    pcm: bytes,
-    *,
-    rate: int,
-    channels: int,
-    text: str,
-    identity: BackendIdentity,
-    loudness: float | None,
-) -> None:
-    """`cache.put` with the entry's measured loudness (LUFS), where the cache records it."""
-    if _records_loudness(cache):
-        cache.put(
-            key,
-            pcm,
-            rate=rate,
-            channels=channels,
-            text=text,
-            identity=identity,
-            loudness=loudness,
-        )  # type: ignore[call-arg,unused-ignore]
-    else:
-        cache.put(key, pcm, rate=rate, channels=channels, text=text, identity=identity)
-
-
-def _records_loudness(cache: AudioCache) -> bool:
-    import inspect
-
-    return "loudness" in inspect.signature(cache.put).parameters
-
-
 async def run_warm(
     plan: WarmPlan,
     backend: Backend,
@@ -378,52 +351,51 @@ async def run_warm(
     summary.phrases = len(plan.items)
     summary.already_cached = len(plan.cached)
     started = time.monotonic()
-    runner = _Runner(plan, backend, cache, jobs, retries, timeout, summary)
+    filler = Filler(
+        BackendSource(backend, rate=plan.rate, channels=plan.channels, timeout=timeout),
+        cache,
+        rate=plan.rate,
+        channels=plan.channels,
+        process=process,
+        gate=gate,
+        retries=retries,
+        timeout=timeout,
+        best_effort=False,  # a cache that cannot store stops the run: see _Runner._store
+        measure=True,  # the summary reports every entry's loudness
+    )
+    runner = _Runner(plan, filler, jobs, summary)
     runner.on_progress, runner.on_retry = on_progress, on_retry
-    runner.process, runner.gate = process, gate
     try:
         await runner.run()
     finally:
         summary.elapsed += time.monotonic() - started
+        await asyncio.to_thread(filler.close)  # the writes in flight complete
     return summary
 
 
 class _Runner:
-    """A pool of `jobs` workers draining one queue of missing phrases.
+    """A pool of `jobs` workers draining one queue of missing phrases through the fill
+    path's steps (voiceprep.fill): claim, synthesize, then process and store.
 
     A worker only waits for the backend: as soon as audio arrives it hands it to a store
-    task (normalize, then put) and takes the next phrase, so decoding and disk writes never
-    hold a request slot. At most `jobs` stores are pending, so memory stays bounded.
+    task (process, then put) and takes the next phrase, so processing and disk writes
+    never hold a request slot. At most `jobs` stores are pending, so memory stays bounded.
+    A phrase another process holds the lease of is set aside and taken up again once it
+    is stored (then it is "shared") or let go.
     """
 
-    def __init__(
-        self,
-        plan: WarmPlan,
-        backend: Backend,
-        cache: AudioCache,
-        jobs: int,
-        retries: int,
-        timeout: float | None,
-        summary: WarmSummary,
-    ) -> None:
-        self.plan, self.backend, self.cache = plan, backend, cache
-        self.jobs, self.retries, self.timeout = jobs, retries, timeout
-        self.summary = summary
+    def __init__(self, plan: WarmPlan, filler: Filler, jobs: int, summary: WarmSummary) -> None:
+        self.plan, self.filler, self.jobs, self.summary = plan, filler, jobs, summary
         self.queue: deque[PlanItem] = deque(plan.missing)
         self.total = len(self.queue)
         self.done = 0
         self.on_progress: ProgressCallback | None = None
         self.on_retry: RetryCallback | None = None
-        self.process: ProcessSettings = NO_PROCESSING
-        self.gate = "strict"
         self.stop_error: VoiceprepError | None = None
         self.in_flight: set[str] = set()
         # Phrases whose lease another process holds: retried once it lets go.
         self.waiting: list[PlanItem] = []
         self.leases: dict[str, Lease] = {}
-        # A claim outlives every attempt a synthesis may make, then lapses by itself.
-        attempt = timeout if timeout is not None else 60.0
-        self.lease_ttl = attempt * (retries + 1) + 30.0
         self.workers: list[asyncio.Task[None]] = []
         self.stores: set[asyncio.Task[None]] = set()
 
@@ -431,23 +403,19 @@ class _Runner:
         if not self.queue:
             return
         self.store_slots = asyncio.Semaphore(self.jobs)
-        # Cache writes go through one thread: SQLite serializes writers anyway, and the
-        # event loop stays free to keep `jobs` requests in flight.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprep-put") as writer:
-            self.writer = writer
-            self.workers = [
-                asyncio.create_task(self._worker()) for _ in range(min(self.jobs, self.total))
-            ]
-            try:
-                results = await asyncio.gather(*self.workers, return_exceptions=True)
-                # Audio already paid for is stored even when the run stopped.
-                results += await asyncio.gather(*self.stores, return_exceptions=True)
-            except BaseException:  # cancelled from outside (Ctrl-C): stop everything
-                pending = [*self.workers, *self.stores]
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                raise
+        self.workers = [
+            asyncio.create_task(self._worker()) for _ in range(min(self.jobs, self.total))
+        ]
+        try:
+            results = await asyncio.gather(*self.workers, return_exceptions=True)
+            # Audio already paid for is stored even when the run stopped.
+            results += await asyncio.gather(*self.stores, return_exceptions=True)
+        except BaseException:  # cancelled from outside (Ctrl-C): stop everything
+            pending = [*self.workers, *self.stores]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            raise
         # Failures in list order, not in the order the requests happened to finish.
         order = {item.key: index for index, item in enumerate(self.plan.items)}
         self.summary.failed.sort(key=lambda failure: order.get(failure.key, len(order)))
@@ -469,7 +437,7 @@ class _Runner:
                 continue
             self.in_flight.add(item.key)
             try:
-                pcm = await self._raw(item)
+                raw = await self._raw(item)
             except AuthenticationError as exc:
                 self.in_flight.discard(item.key)
                 self._release(item)
@@ -482,69 +450,49 @@ class _Runner:
                 continue
             self.in_flight.discard(item.key)
             await self.store_slots.acquire()
-            task = asyncio.create_task(self._store(item, pcm))
+            task = asyncio.create_task(self._store(item, raw))
             self.stores.add(task)
 
     async def _claim(self, item: PlanItem) -> bool:
         """Take the phrase's lease: False when another process has it (then it waits) or
-        stored it meanwhile (then it is done). A cache that cannot lease does not stop us."""
-        loop = asyncio.get_running_loop()
-        try:
-            lease = await loop.run_in_executor(
-                self.writer, lambda: self.cache.claim(item.key, ttl=self.lease_ttl)
-            )
-        except CacheError:
-            return True  # best effort: a lease only ever saves duplicate work
-        if lease is None:
+        stored it meanwhile (then it is done)."""
+        claim = await self.filler.claim(item.prompt, wait=False)
+        if claim.held:
             self.waiting.append(item)
             return False
-        self.leases[item.key] = lease
-        if self.cache.is_intact(item.key):  # stored by another process just before our claim
-            self._release(item)
+        if claim.pcm is not None:
             self._finish(item, "shared", None)
             return False
+        if claim.lease is not None:
+            self.leases[item.key] = claim.lease
         return True
 
     def _release(self, item: PlanItem) -> None:
-        lease = self.leases.pop(item.key, None)
-        if lease is not None:
-            self.writer.submit(lease.release)
+        self.filler.release(self.leases.pop(item.key, None))
 
     async def _next_released(self) -> PlanItem | None:
         """Wait until a phrase another process holds is stored (done) or let go (ours)."""
         while self.waiting and self.stop_error is None:
             for item in list(self.waiting):
-                if self.cache.is_intact(item.key):
+                if self.filler.read(item.key) is not None:
                     self.waiting.remove(item)
                     self._finish(item, "shared", None)
-                elif self.cache.lease_holder(item.key) is None:
+                elif not self.filler.held_elsewhere(item.key):
                     self.waiting.remove(item)
                     return item
             if self.waiting:
-                await asyncio.sleep(_LEASE_POLL_SECONDS)
+                await asyncio.sleep(LEASE_POLL_SECONDS)
         return None
 
     async def _raw(self, item: PlanItem) -> bytes:
         """The raw synthesis of `item`: the cached one when processing settings changed,
         else a new one that passed the plausibility gate."""
-        from voiceprep.gate import synthesize_checked
-
         if item.raw_cached:
-            try:
-                pcm = self.cache.get(item.raw_key, rate=self.plan.rate, channels=self.plan.channels)
-            except (CacheCorruptError, CacheFormatMismatchError):
-                pcm = None
+            pcm = self.filler.read(item.raw_key)
             if pcm is not None:
                 return pcm
-        return await synthesize_checked(
-            self.backend,
-            item.text,
-            voice=item.voice,
-            rate=self.plan.rate,
-            channels=self.plan.channels,
-            retries=self.retries,
-            timeout=self.timeout,
-            gate=self.gate,
+        return await self.filler.synthesize(
+            item.prompt,
             on_retry=lambda attempt, delay, exc: self._retrying(item, attempt, delay, exc),
             on_refused=lambda attempt, reason: self._retrying(
                 item, attempt, 0.0, ImplausibleAudioError(reason)
@@ -554,10 +502,9 @@ class _Runner:
     async def _store(self, item: PlanItem, raw: bytes) -> None:
         rate, channels = self.plan.rate, self.plan.channels
         try:
-            produced = await asyncio.to_thread(produce, raw, rate, channels, self.process)
-            loop = asyncio.get_running_loop()
+            produced = await self.filler.produce(raw)
             try:
-                await loop.run_in_executor(self.writer, self._put, item, raw, produced)
+                await self.filler.put(item.prompt, raw, produced, had_raw=item.raw_cached)
             except CacheError as exc:
                 # Read-only, disk full, index broken: every further synthesis would be
                 # paid for and thrown away.
@@ -578,30 +525,6 @@ class _Runner:
         finally:
             self._release(item)
             self.store_slots.release()
-
-    def _put(self, item: PlanItem, raw: bytes, produced: Processed) -> None:
-        rate, channels = self.plan.rate, self.plan.channels
-        if item.processed and not item.raw_cached:
-            put_entry(
-                self.cache,
-                item.raw_key,
-                raw,
-                rate=rate,
-                channels=channels,
-                text=item.text,
-                identity=item.identity,
-                loudness=produced.source_loudness,
-            )
-        put_entry(
-            self.cache,
-            item.key,
-            produced.pcm,
-            rate=rate,
-            channels=channels,
-            text=item.text,
-            identity=self.process.identity(item.identity),
-            loudness=produced.loudness,
-        )
 
     def _retrying(self, item: PlanItem, attempt: int, delay: float, exc: Exception) -> None:
         if self.on_retry is not None:
@@ -718,58 +641,34 @@ async def say(
     process: ProcessSettings = NO_PROCESSING,
     gate: str = "strict",
 ) -> SayResult:
-    """One phrase through the cache: served when cached, else synthesized and stored.
+    """One phrase through the cache (the fill path): served when cached, else
+    synthesized and stored.
 
     A damaged entry is synthesized again and replaced rather than served. With `process`,
     the processed audio is served; on a miss it is made from the cached raw synthesis
     when there is one, else from a new synthesis (which must pass the `gate`), and both
     are stored.
     """
-    import asyncio
-
-    from voiceprep.gate import synthesize_checked
-
-    normalized = normalize_text(text)
-    if not normalized:
+    if not normalize_text(text):
         raise UsageError("nothing to say: the text is empty")
-    identity = backend.identity(voice)
-    key = cache_key(process.identity(identity), normalized, rate=rate, channels=channels)
-    raw_key = cache_key(identity, normalized, rate=rate, channels=channels)
-    pcm = _get_intact(cache, key, rate, channels)
-    if pcm is not None:
-        return SayResult(pcm, key, cached=True)
-    raw = _get_intact(cache, raw_key, rate, channels) if raw_key != key else None
-    had_raw = raw is not None
-    if raw is None:
-        raw = await synthesize_checked(
-            backend,
-            normalized,
-            voice=voice,
-            rate=rate,
-            channels=channels,
-            retries=retries,
-            timeout=timeout,
-            gate=gate,
-        )
-    produced = await asyncio.to_thread(produce, raw, rate, channels, process)
-    common: dict[str, Any] = {"rate": rate, "channels": channels, "text": normalized}
-    if raw_key != key and not had_raw:
-        put_entry(
-            cache, raw_key, raw, identity=identity, loudness=produced.source_loudness, **common
-        )
-    put_entry(
+    filler = Filler(
+        BackendSource(backend, rate=rate, channels=channels, timeout=timeout),
         cache,
-        key,
-        produced.pcm,
-        identity=process.identity(identity),
-        loudness=produced.loudness,
-        **common,
+        rate=rate,
+        channels=channels,
+        process=process,
+        gate=gate,
+        retries=retries,
+        timeout=timeout,
+        best_effort=False,
+        measure=True,
     )
-    return SayResult(produced.pcm, key, cached=False)
-
-
-def _get_intact(cache: AudioCache, key: str, rate: int, channels: int) -> bytes | None:
+    prompt = filler.prompt(backend.identity(voice), text, voice)
+    pcm = filler.local(prompt)
+    if pcm is not None:
+        return SayResult(pcm, prompt.key, cached=True)
     try:
-        return cache.get(key, rate=rate, channels=channels)
-    except (CacheCorruptError, CacheFormatMismatchError):
-        return None
+        pcm = await filler.fetch(prompt)
+    finally:
+        await asyncio.to_thread(filler.close)
+    return SayResult(pcm, prompt.key, cached=False)
