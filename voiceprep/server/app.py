@@ -39,7 +39,7 @@ from voiceprep.server.metrics import Metrics
 from voiceprep.server.protocol import MAX_HEAD_BYTES
 from voiceprep.server.request import parse_speech_request
 from voiceprep.server.service import SpeechService
-from voiceprep.server.streams import as_sse
+from voiceprep.server.sse import as_sse
 from voiceprep.server.voices import VoiceMap
 
 MAX_BODY_BYTES = 64 * 1024  # 4096 characters of UTF-8 and the JSON around them fit easily

@@ -43,11 +43,11 @@ from voiceprep.errors import (
     TransientBackendError,
     VoiceprepError,
 )
+from voiceprep.fill import Flight
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.formats import FORMATS, PCM_RATE, StreamEncoder, encode
 from voiceprep.server.logs import Redactor
 from voiceprep.server.request import SpeechRequest
-from voiceprep.server.streams import Broadcast
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
@@ -140,8 +140,8 @@ class SpeechService:
         self._metrics = metrics
         self._variants = _Variants(variant_bytes)
         self._keys: dict[tuple[str, str | None], str] = {}  # (text, voice) → key
-        self._misses: dict[str, Broadcast] = {}  # key → its producer's PCM
-        self._encodings: dict[tuple[str, str], Broadcast] = {}  # a miss in a codec
+        self._misses: dict[str, Flight] = {}  # key → its producer's PCM
+        self._encodings: dict[tuple[str, str], Flight] = {}  # a miss in a codec
         self._hit_encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # producers and encoders: drained
         self.redactor = Redactor()
@@ -209,9 +209,12 @@ class SpeechService:
             if self.read_only and not self.cache.has_remote:
                 raise _not_cached()
             pcm = self._start(key, request.text, voice)
-        out = self._formatted(key, fmt, pcm)
-        await out.started()  # a failure before any audio is still an error status
-        return Speech(content_type, cached=False, chunks=out.read())
+        chunks = _chunks(self._formatted(key, fmt, pcm))
+        try:  # a failure before any audio is still an error status
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            first = b""
+        return Speech(content_type, cached=False, chunks=_then(first, chunks))
 
     def unavailable_reason(self) -> str | None:
         """Why the server cannot answer misses (None: it can). Read-only needs no backend."""
@@ -254,7 +257,7 @@ class SpeechService:
         except CacheError as exc:
             raise _cache_failure(self.cache, exc) from None
 
-    def _start(self, key: str, text: str, voice: str | None) -> Broadcast:
+    def _start(self, key: str, text: str, voice: str | None) -> Flight:
         """The producer of a new miss: a task of its own, so no client can cancel it."""
         if len(self._misses) >= self._admit:
             if self._metrics is not None:
@@ -266,7 +269,7 @@ class SpeechService:
                 code="queue_full",
                 retry_after=QUEUE_RETRY_AFTER,
             )
-        pcm = self._misses[key] = Broadcast()
+        pcm = self._misses[key] = Flight()
         self._spawn(self._produce(key, text, voice, pcm))
         return pcm
 
@@ -275,21 +278,23 @@ class SpeechService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _produce(self, key: str, text: str, voice: str | None, out: Broadcast) -> None:
+    async def _produce(self, key: str, text: str, voice: str | None, out: Flight) -> None:
+        """Feed `out` with the miss' PCM as the cache yields it (fill.Flight: every
+        request follows it from its first chunk)."""
         metrics = None if self.read_only else self._metrics
         started = time.perf_counter()
         self.redactor.hide(text)
         try:
-            async for chunk in self._chunks(text, voice):
-                out.append(chunk)
+            async for chunk in self._source(text, voice):
+                out.add(chunk)
         except BaseException as exc:
-            out.finish(self._failure(exc, text))
+            out.fail(self._failure(exc, text))
             if metrics is not None and not isinstance(exc, NotCachedError):
                 metrics.failures.inc()
             if not isinstance(exc, Exception):
                 raise
         else:
-            out.finish()
+            out.finish(b"".join(out.chunks))
             if metrics is not None:
                 metrics.syntheses.inc()
                 metrics.synthesis_seconds.observe(time.perf_counter() - started)
@@ -297,12 +302,8 @@ class SpeechService:
             self.redactor.show(text)
             del self._misses[key]
 
-    def _chunks(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
-        stream = getattr(self.cache, "stream", None)
-        if stream is None or self.read_only:  # the remote's entry, or a 404: one chunk
-            return _one(self.cache.fetch(text, voice_id=voice))
-        chunks: AsyncIterator[bytes] = stream(text, voice_id=voice)
-        return chunks
+    def _source(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
+        return self.cache.stream(text, voice_id=voice)
 
     def _failure(self, exc: BaseException, text: str) -> ApiError:
         """What the readers of a failed miss see (and the log, without the text)."""
@@ -322,37 +323,37 @@ class SpeechService:
         except (NotCachedError, BackendError, CacheError) as exc:
             raise self._failure(exc, text) from None
 
-    def _formatted(self, key: str, fmt: str, pcm: Broadcast) -> Broadcast:
+    def _formatted(self, key: str, fmt: str, pcm: Flight) -> Flight:
         """The miss' bytes in `fmt`: one encoder per phrase and format, read by every
         request for them (byte-identical bodies, one encoding's CPU)."""
         if fmt == "pcm" and (self.rate, self.channels) == (PCM_RATE, 1):
             return pcm
         out = self._encodings.get((key, fmt))
         if out is None:
-            out = self._encodings[(key, fmt)] = Broadcast()
+            out = self._encodings[(key, fmt)] = Flight()
             encoder = StreamEncoder(fmt, rate=self.rate, channels=self.channels)
             self._spawn(self._encode(key, fmt, encoder, pcm, out))
         return out
 
     async def _encode(
-        self, key: str, fmt: str, encoder: StreamEncoder, pcm: Broadcast, out: Broadcast
+        self, key: str, fmt: str, encoder: StreamEncoder, pcm: Flight, out: Flight
     ) -> None:
-        def run(step: Callable[..., bytes], *args: bytes) -> Awaitable[bytes] | bytes:
-            return asyncio.to_thread(step, *args) if encoder.needs_cpu else step(*args)
+        async def run(step: Callable[..., bytes], *args: bytes) -> None:
+            data = await asyncio.to_thread(step, *args) if encoder.needs_cpu else step(*args)
+            if data:
+                out.add(data)
 
         try:
-            async for chunk in pcm.read():
-                data = run(encoder.feed, chunk)
-                out.append(data if isinstance(data, bytes) else await data)
-            data = run(encoder.finish)
-            out.append(data if isinstance(data, bytes) else await data)
+            async for chunk in _chunks(pcm):
+                await run(encoder.feed, chunk)
+            await run(encoder.finish)
         except ApiError as exc:
-            out.finish(exc)
+            out.fail(exc)
         except Exception as exc:
             log.error("encoding %s failed: unexpected %s", fmt, type(exc).__name__)
-            out.finish(ApiError(500, "internal server error", type=SERVER_ERROR, code="internal"))
+            out.fail(ApiError(500, "internal server error", type=SERVER_ERROR, code="internal"))
         else:
-            out.finish()
+            out.finish(b"".join(out.chunks))
         finally:
             del self._encodings[(key, fmt)]
 
@@ -378,8 +379,15 @@ class SpeechService:
             (self._metrics.hits if result == "hit" else self._metrics.misses).inc()
 
 
-async def _one(fetched: Awaitable[bytes]) -> AsyncIterator[bytes]:
-    yield await fetched
+async def _chunks(flight: Flight) -> AsyncIterator[bytes]:
+    async for _, chunk in flight.follow():
+        yield chunk
+
+
+async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _forget(tasks: dict[Any, Any], key: Any, _task: object) -> None:
