@@ -12,13 +12,14 @@ worker thread (`asyncio.to_thread`) so the event loop keeps serving other reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voiceprep.backends._options import as_float, as_int, check_known
 from voiceprep.backends.base import SynthesizedAudio
@@ -34,6 +35,7 @@ OPTIONS = {
     "speaker": "speaker number, for multi-speaker voices",
 }
 
+T = TypeVar("T")
 _load_lock = threading.Lock()
 _loaded: dict[tuple[str, str], Any] = {}  # (model, config) → piper.PiperVoice
 
@@ -181,8 +183,32 @@ class PiperBackend:
         files = resolve_voice(voice or self.default_voice)
         return await asyncio.to_thread(self.synthesize_sync, text, files)
 
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """Sentence by sentence, as piper yields them: the first sentence plays while the
+        next ones are synthesized (in a worker thread, which stops at the next sentence
+        when the consumer stops reading)."""
+        files = resolve_voice(voice or self.default_voice)
+        chunks = iterate_in_thread(lambda: self._chunks(text, files))
+        sent = False
+        async for chunk in chunks:
+            if chunk.data:
+                sent = True
+                yield chunk
+        if not sent:
+            raise EmptyAudioError(f"piper: no audio for {text!r}")
+
     def synthesize_sync(self, text: str, files: VoiceFiles) -> SynthesizedAudio:
         """The blocking synthesis (for a worker thread): s16le mono at the voice's rate."""
+        chunks = list(self._chunks(text, files))
+        pcm = b"".join(chunk.data for chunk in chunks)
+        if not pcm:
+            raise EmptyAudioError(f"piper: no audio for {text!r}")
+        return SynthesizedAudio(pcm, rate=chunks[0].rate, channels=1)
+
+    def _chunks(self, text: str, files: VoiceFiles) -> Iterator[SynthesizedAudio]:
+        """Piper's chunks (one per sentence), blocking: s16le mono at the voice's rate."""
         from piper import SynthesisConfig
 
         piper_voice = load_voice(files)
@@ -192,11 +218,47 @@ class PiperBackend:
             noise_scale=_opt_float(self.options.get("noise_scale")),
             noise_w_scale=_opt_float(self.options.get("noise_w_scale")),
         )
-        chunks = [chunk.audio_int16_bytes for chunk in piper_voice.synthesize(text, config)]
-        pcm = b"".join(chunks)
-        if not pcm:
-            raise EmptyAudioError(f"piper: no audio for {text!r}")
-        return SynthesizedAudio(pcm, rate=int(piper_voice.config.sample_rate), channels=1)
+        rate = int(piper_voice.config.sample_rate)
+        for chunk in piper_voice.synthesize(text, config):
+            yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1)
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """The items of a blocking iterator, produced in a worker thread, as they come.
+
+    When the consumer stops (break, cancellation, an error), the thread is told to stop
+    and does so after the item it is computing."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is reading
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    def produce() -> None:
+        try:
+            for item in make():
+                if stop.is_set():
+                    return
+                put("item", item)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put("error", exc)
+        else:
+            put("end", None)
+
+    # The default executor, as asyncio.to_thread: the same bound on threads as synthesize.
+    loop.run_in_executor(None, produce)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()  # the worker ends after the item it is computing
 
 
 def _opt_float(value: float | int | None) -> float | None:
