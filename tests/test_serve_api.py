@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +32,16 @@ def body(text: str = "Hello from the cache.", **more: object) -> dict[str, objec
 
 
 def entry_seconds(cache: Path, text: str) -> float:
-    with AudioCache(cache) as store:
-        (entry,) = [e for e in store.entries() if e.text == text]
-        return entry.duration
+    """The stored entry's duration; a miss is written just after its last byte was sent,
+    so wait for it (bounded)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with AudioCache(cache) as store:
+            entries = [e for e in store.entries() if e.text == text]
+        if entries or time.monotonic() > deadline:
+            (entry,) = entries
+            return entry.duration
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

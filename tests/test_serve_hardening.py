@@ -234,8 +234,10 @@ def test_a_miss_on_a_full_disk_is_served_never_logs_its_text_and_is_stored_once_
         srv.wait_for_line("could not store", start=before)
         assert text not in srv.stderr
         filler.unlink()  # space returns
+        time.sleep(1.1)  # WRITE_GRACE: the first write may have been under way
         again = httpx.post(srv.url(SPEECH), json=body(text), timeout=60)
         assert again.content == first.content
+        srv.wait_for_line("stored a phrase the disk had refused")
         assert srv.stop() == 0
     with AudioCache(cache) as store:
         assert text in [e.text for e in store.entries()]

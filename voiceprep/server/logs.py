@@ -2,8 +2,10 @@
 
 - `Redactor` is a logging filter for the handlers `serve` writes to. The library names
   the phrase in its messages (`could not store '<phrase>'`: right for `warm`, whose user
-  typed it); prompts sent to a server can be personal, so while a phrase is being
-  synthesized, any record mentioning it has it replaced by `<input>`.
+  typed it); prompts sent to a server can be personal, so any warning mentioning one of
+  the last REMEMBERED phrases the server synthesized (or tried to) has it replaced by
+  `<input>` (the cache writes after the audio was sent: the phrase is no longer in
+  flight when its write fails).
 - `quiet_uvicorn` drops uvicorn's own line for a response we end on purpose without its
   terminating chunk (an upstream that died mid-stream) and for a request h11 refused:
   the server logs its own line for each.
@@ -12,9 +14,10 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import OrderedDict
 
 HIDDEN = "<input>"
+REMEMBERED = 4096
 # uvicorn's lines for what the server logs itself, better: a stream cut on purpose, and a
 # request h11 refused (voiceprep.server.protocol names the status and the peer).
 _OURS = frozenset(
@@ -25,18 +28,16 @@ _OURS = frozenset(
 class Redactor(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
-        self._texts: Counter[str] = Counter()
+        self._texts: OrderedDict[str, None] = OrderedDict()
 
     def hide(self, text: str) -> None:
-        self._texts[text] += 1
-
-    def show(self, text: str) -> None:
-        self._texts[text] -= 1
-        if self._texts[text] <= 0:
-            del self._texts[text]
+        self._texts[text] = None
+        self._texts.move_to_end(text)
+        if len(self._texts) > REMEMBERED:
+            self._texts.popitem(last=False)
 
     def scrub(self, message: str, *texts: str) -> str:
-        for text in (*texts, *self._texts):
+        for text in (*texts, *reversed(self._texts)):
             if text and (text in message or repr(text) in message):
                 message = message.replace(repr(text), HIDDEN).replace(text, HIDDEN)
         return message

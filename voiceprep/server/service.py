@@ -15,6 +15,9 @@
   that a miss is refused at once with 429 and Retry-After.
 - Encoded variants (mp3, opus…) are kept in a small LRU bounded in bytes, so a hit in
   mp3 is encoded once, not per request.
+- A miss the disk refused (full) is served from memory; when the phrase is asked for
+  again (WRITE_GRACE after it was synthesized), it is written if the disk takes it now
+  (without a processing chain: memory holds the processed audio only).
 - Read-only: nothing is ever synthesized or pushed. Without a remote a miss is a 404 at
   once; with one (`TTSAudioCache(remote=...)`) a miss is looked up there, as one task per
   key like a synthesis: found and checked, it is served (and kept in the cache directory
@@ -62,6 +65,7 @@ DEFAULT_VARIANT_BYTES = 64 * 1024 * 1024
 DEFAULT_MEMORY_ENTRIES = 256
 MAX_REMEMBERED_KEYS = 65536
 QUEUE_RETRY_AFTER = 1.0  # seconds a client refused for a full queue is asked to wait
+WRITE_GRACE = 1.0  # seconds after a miss before a request checks its write happened
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class SpeechService:
         read_only: bool,
         metrics: Metrics | None = None,
         variant_bytes: int = DEFAULT_VARIANT_BYTES,
+        rewritable: bool = True,
     ) -> None:
         self.cache = tts_cache
         self.backend = backend
@@ -145,6 +150,9 @@ class SpeechService:
         self._hit_encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # producers and encoders: drained
         self.redactor = Redactor()
+        # Misses just handed out: (text, voice, when to check their write) by key.
+        self._unwritten: dict[str, tuple[str, str | None, float]] = {}
+        self._rewritable = rewritable
 
     @classmethod
     def open(
@@ -177,6 +185,7 @@ class SpeechService:
             syntheses=jobs,
             **dict(cache_options or {}),
         )
+        process = (cache_options or {}).get("process")
         return cls(
             tts_cache,
             backend,
@@ -184,6 +193,7 @@ class SpeechService:
             queue=queue,
             read_only=read_only,
             metrics=metrics,
+            rewritable=process is None or process.is_empty,
         )
 
     # --- requests -------------------------------------------------------------------
@@ -193,6 +203,8 @@ class SpeechService:
         content_type = FORMATS[fmt].content_type
         voice = request.backend_voice
         key = self._key(request.text, voice)
+        if key in self._unwritten:
+            await self._rewrite(key)
         body = self._variants.get((key, fmt))
         if body is not None:
             self._count("hit")
@@ -295,12 +307,42 @@ class SpeechService:
                 raise
         else:
             out.finish(b"".join(out.chunks))
+            self._written_soon(key, text, voice)
             if metrics is not None:
                 metrics.syntheses.inc()
                 metrics.synthesis_seconds.observe(time.perf_counter() - started)
         finally:
-            self.redactor.show(text)
             del self._misses[key]
+
+    def _written_soon(self, key: str, text: str, voice: str | None) -> None:
+        """The cache writes a miss just after handing it out; remember to check it was."""
+        if self.read_only or not self._rewritable or self.cache.disk is None:
+            return
+        if len(self._unwritten) >= MAX_REMEMBERED_KEYS:
+            self._unwritten.pop(next(iter(self._unwritten)))
+        self._unwritten[key] = (text, voice, time.monotonic() + WRITE_GRACE)
+
+    async def _rewrite(self, key: str) -> None:
+        """A miss the disk refused (full) is still in memory: write it now that the phrase
+        is asked for again. Unprocessed audio only: memory holds what was handed out,
+        which for a processing chain is not the raw synthesis the cache keeps too."""
+        text, voice, after = self._unwritten[key]
+        disk = self.cache.disk
+        assert disk is not None
+        if time.monotonic() < after:
+            return  # its first write may still be under way
+        del self._unwritten[key]
+        try:
+            if disk.contains(key) or not self.cache.contains(text, voice_id=voice):
+                return  # written, or gone from memory too (the next request is a miss)
+            pcm = await self.cache.fetch(text, voice_id=voice)  # from memory
+            await self.cache.store(text, pcm, voice_id=voice)
+            if disk.contains(key):
+                log.info("stored a phrase the disk had refused (%s…)", key[:12])
+            else:
+                self._written_soon(key, text, voice)  # still refused: try again later
+        except CacheError as exc:
+            raise _cache_failure(self.cache, exc) from None
 
     def _source(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
         return self.cache.stream(text, voice_id=voice)
