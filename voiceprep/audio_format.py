@@ -2,8 +2,9 @@
 checked when the value is made, with the frame size and the bytes ↔ seconds arithmetic.
 
 Also the one definition of the sample formats (s16: 16-bit integer, f32: 32-bit float,
-both little-endian and interleaved) and of `-`, which names stdin as an input and stdout
-as an output.
+both little-endian and interleaved; ulaw and alaw: G.711 μ-law and A-law, one byte per
+sample, encoded from 16-bit audio, see voiceprep.phonecodec) and of `-`, which names
+stdin as an input and stdout as an output.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from voiceprep import defaults
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import check_channels, check_rate
 
-SAMPLE_BYTES: dict[str, int] = {"s16": 2, "f32": 4}
+SAMPLE_BYTES: dict[str, int] = {"s16": 2, "f32": 4, "ulaw": 1, "alaw": 1}
 SAMPLE_FORMATS: tuple[str, ...] = tuple(SAMPLE_BYTES)
 STDIO = "-"  # as an input: stdin; as an output: stdout
 
 
 def check_sample_format(sample_format: str) -> str:
     if sample_format not in SAMPLE_BYTES:
-        raise InvalidValueError("sample format", sample_format, " or ".join(SAMPLE_FORMATS))
+        raise InvalidValueError("sample format", sample_format, ", ".join(SAMPLE_FORMATS))
     return sample_format
 
 

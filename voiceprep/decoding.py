@@ -35,6 +35,8 @@ from typing import IO, Any
 
 from voiceprep.audio_format import STDIO, AudioFormat
 from voiceprep.errors import DecodeError, InputError, NoAudioStreamError, UsageError
+from voiceprep.phonecodec import G711, g711_chunks
+from voiceprep.telephony import phone_file, raw_input_options
 
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 WarningHandler = Callable[[str], None]
@@ -115,6 +117,16 @@ def decode(
     iteration: InputError (unreadable), DecodeError (not audio, nothing decodable),
     NoAudioStreamError (also a ValueError). Nothing from PyAV escapes untyped.
     """
+    if sample_format in G711:  # encoded from the 16-bit decode (voiceprep.phonecodec)
+        pcm = decode(
+            source,
+            rate=rate,
+            channels=channels,
+            start=start,
+            duration=duration,
+            on_warning=on_warning,
+        )
+        return g711_chunks(pcm, sample_format)
     target = _target(rate, channels, sample_format)
     skip = _samples(start, rate, "start")
     limit = _samples(duration, rate, "duration")
@@ -233,7 +245,8 @@ def _open(source: Source) -> Any:
     else:
         target = source
     try:
-        return av.open(target, mode="r")
+        # a raw phone file (clip.ulaw, clip.sln16) is read as its name says
+        return av.open(target, mode="r", **raw_input_options(source))
     except PermissionError:
         raise InputError("permission denied", path=name) from None
     except (FileNotFoundError, IsADirectoryError):
@@ -392,7 +405,10 @@ def _file_warnings(path: Path, name: str, before: _FileState) -> list[str]:
 
 
 def _worth_a_graph(path: Path) -> bool:
-    """Small files set up faster on the robust path (no second probe of the file)."""
+    """Small files set up faster on the robust path (no second probe of the file); a raw
+    phone file needs its format named, which amovie cannot pass on."""
+    if phone_file(path) is not None:
+        return False
     try:
         return path.stat().st_size >= _FAST_PATH_MIN_BYTES
     except OSError:

@@ -4,9 +4,10 @@ Formats, chosen by the file's suffix:
 
 - `.txt` (and any other suffix): one phrase a line; blank lines and lines starting with
   `#` are skipped; surrounding whitespace is trimmed.
-- `.csv` / `.tsv`: a header row naming the columns; `text` is required, `voice` and `id`
-  are optional, other columns are ignored.
-- `.json`: a list of strings, or of objects with `text` (and optionally `voice`, `id`).
+- `.csv` / `.tsv`: a header row naming the columns; `text` is required, `voice`, `id`
+  and `lang` are optional, other columns are ignored.
+- `.json`: a list of strings, or of objects with `text` (and optionally `voice`, `id`,
+  `lang`).
 - `.jsonl`: one JSON string or object per line.
 - `-`: standard input. It is read as `.txt` unless its first character says otherwise:
   `[` means JSON, `{` means JSON Lines, and a first line that is a header of known column
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,7 +35,9 @@ from voiceprep.keys import check_unicode, normalize_text
 
 FORMATS = ("txt", "csv", "tsv", "json", "jsonl")
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
-_COLUMNS = ("text", "voice", "id")
+_COLUMNS = ("text", "voice", "id", "lang")
+# A language tag as sound folders name it: en, en_GB, pt-BR (no path can hide in it).
+LANG_TAG = re.compile(r"[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8}){0,2}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Phrase:
     voice: str | None = None
     id: str | None = None
     source: str = ""  # "file:line"
+    lang: str | None = None  # the sound folder it is exported into (None: --lang)
 
     @property
     def normalized(self) -> str:
@@ -59,7 +64,7 @@ def read_phrase_lists(
     files would overwrite each other).
     """
     seen: set[tuple[str, str | None]] = set()
-    ids: dict[str, Phrase] = {}
+    ids: dict[tuple[str | None, str], Phrase] = {}
     result: list[Phrase] = []
     for path in paths:
         for phrase in read_phrase_list(path, stdin=stdin):
@@ -68,7 +73,8 @@ def read_phrase_lists(
                 continue
             seen.add(identity)
             if phrase.id is not None:
-                other = ids.setdefault(phrase.id, phrase)
+                # the same id in two languages: two sound folders, no clash
+                other = ids.setdefault((phrase.lang, phrase.id), phrase)
                 if other is not phrase:
                     raise PhraseListError(
                         f"{phrase.source}: id {phrase.id!r} is already used at {other.source}"
@@ -198,7 +204,7 @@ def _phrase_from_fields(fields: dict[str, Any], source: str) -> Phrase:
     text = fields.get("text")
     if not isinstance(text, str):
         raise PhraseListError(f"{source}: 'text' must be a string")
-    for field in ("text", "voice", "id"):
+    for field in ("text", "voice", "id", "lang"):
         value = fields.get(field)
         if isinstance(value, str):
             try:
@@ -212,7 +218,15 @@ def _phrase_from_fields(fields: dict[str, Any], source: str) -> Phrase:
         voice=_optional_str(fields.get("voice"), "voice", source),
         id=_optional_str(fields.get("id"), "id", source),
         source=source,
+        lang=_lang(fields.get("lang"), source),
     )
+
+
+def _lang(value: Any, source: str) -> str | None:
+    lang = _optional_str(value, "lang", source)
+    if lang is not None and not LANG_TAG.fullmatch(lang):
+        raise PhraseListError(f"{source}: 'lang' {lang!r} is not a language tag (en, en_GB)")
+    return lang
 
 
 def _optional_str(value: Any, field: str, source: str) -> str | None:

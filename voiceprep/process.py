@@ -3,6 +3,9 @@ fades, pads — applied after decoding or synthesis, before output or caching.
 
 Each step is optional (`ProcessSettings`, all off by default) and they run in this order:
 
+0. **high-pass** (`highpass` Hz): a second-order Butterworth high-pass (libavfilter's
+   `highpass`), to band-limit for a phone line. `telephony` turns it on at 100 Hz with
+   the loudness target of phone prompts (voiceprep.telephony).
 1. **trim** (`trim_silence`): drop what lies before the first and after the last sample
    reaching `silence_threshold` (dBFS, any channel), keeping `trim_pad` ms of it at each
    end. Only the ends are cut, so nothing inside speech (a pause, a soft consonant
@@ -29,13 +32,14 @@ docs/processing.md). Trailing silence is held back until more sound or the end a
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import UsageError
+from voiceprep.filters import HighPass, Limiter
 from voiceprep.keys import BackendIdentity
+from voiceprep.telephony import TELEPHONY_PROCESS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,6 +55,7 @@ _MAX_ROUNDS = 8
 _MAX_GAIN = 40.0  # dB: a near-silent clip is not blown up into noise
 
 _RANGES: dict[str, tuple[float, float]] = {
+    "highpass": (20.0, 1000.0),
     "loudness": (-60.0, -5.0),
     "true_peak": (-20.0, 0.0),
     "silence_threshold": (-100.0, -10.0),
@@ -60,7 +65,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "pad_start": (0.0, 60000.0),
     "pad_end": (0.0, 60000.0),
 }
-_UNITS = {"loudness": "LUFS", "true_peak": "dBTP", "silence_threshold": "dBFS"}
+_UNITS = {"loudness": "LUFS", "true_peak": "dBTP", "silence_threshold": "dBFS", "highpass": "Hz"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,15 @@ class ProcessSettings:
     fade_out: float = 0.0
     pad_start: float = 0.0
     pad_end: float = 0.0
+    highpass: float | None = None
+    telephony: bool = False  # the preset: set, its values fill what is not given
 
     def __post_init__(self) -> None:
+        if self.telephony:  # the preset replaces what is left at its default
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in TELEPHONY_PROCESS.items():
+                if getattr(self, name) == defaults[name]:
+                    object.__setattr__(self, name, value)
         for name, (low, high) in _RANGES.items():
             value = getattr(self, name)
             if value is None:
@@ -102,6 +114,8 @@ class ProcessSettings:
         """The settings that change the sound (the active steps only): what the cache key
         holds under `BackendIdentity.options["process"]`. Empty when nothing is active."""
         steps: dict[str, Any] = {}
+        if self.highpass is not None:
+            steps["highpass"] = self.highpass
         if self.trim_silence:
             steps["trim"] = {"threshold": self.silence_threshold, "pad": self.trim_pad}
         if self.loudness is not None:
@@ -130,7 +144,10 @@ class ProcessSettings:
         for name, value in self.as_dict().items():
             if value == getattr(NO_PROCESSING, name):
                 continue
-            words += ["--trim-silence"] if name == "trim_silence" else [_flag(name), f"{value:g}"]
+            if isinstance(value, bool):
+                words.append(_flag(name))
+            else:
+                words += [_flag(name), f"{value:g}"]
         return words
 
 
@@ -148,6 +165,8 @@ def settings_of(steps: Mapping[str, Any]) -> ProcessSettings:
     trim, level = steps.get("trim"), steps.get("loudness")
     lengths = ("fade_in", "fade_out", "pad_start", "pad_end")
     values: dict[str, Any] = {name: steps[name] for name in lengths if name in steps}
+    if "highpass" in steps:
+        values["highpass"] = steps["highpass"]
     if trim is not None:
         values.update(trim_silence=True, silence_threshold=trim["threshold"], trim_pad=trim["pad"])
     if level is not None:
@@ -167,8 +186,9 @@ def settings_from(values: Mapping[str, Any], *, origin: str = "") -> ProcessSett
             raise UsageError(f"{where}unknown processing setting {raw!r}")
         if value is not None:
             chosen[name] = value
-    if "trim_silence" in chosen and not isinstance(chosen["trim_silence"], bool):
-        raise UsageError(f"{origin + ': ' if origin else ''}trim_silence must be true or false")
+    for flag in ("trim_silence", "telephony"):
+        if flag in chosen and not isinstance(chosen[flag], bool):
+            raise UsageError(f"{origin + ': ' if origin else ''}{flag} must be true or false")
     try:
         return ProcessSettings(**chosen)
     except UsageError as exc:
@@ -234,6 +254,8 @@ def process_samples(
 def _chain(
     samples: np.ndarray, rate: int, settings: ProcessSettings
 ) -> tuple[np.ndarray, float | None, float | None]:
+    if settings.highpass is not None:
+        samples = HighPass(rate, samples.shape[1], settings.highpass).whole(samples)
     if settings.trim_silence:
         samples = trim(samples, rate, settings.silence_threshold, settings.trim_pad)
     loudness = source = None
@@ -335,70 +357,9 @@ def _frames(milliseconds: float, rate: int) -> int:
 # --- the limiter (libavfilter's alimiter) ---------------------------------------------
 
 
-class Limiter:
-    """A streaming look-ahead peak limiter: libavfilter's `alimiter` with its delay
-    compensated, so output frame k is input frame k."""
-
-    def __init__(self, rate: int, channels: int, limit_db: float) -> None:
-        import av.filter
-
-        from voiceprep.loudness import linear
-
-        self.rate = rate
-        self._graph = av.filter.Graph()
-        layout = "mono" if channels == 1 else "stereo"
-        source = self._graph.add_abuffer(format="flt", sample_rate=rate, layout=layout)
-        level = max(0.0625, min(1.0, linear(limit_db)))
-        limiter = self._graph.add(
-            "alimiter", f"limit={level:.6f}:attack=5:release=50:level=0:latency=1"
-        )
-        convert = self._graph.add("aformat", f"sample_fmts=flt:channel_layouts={layout}")
-        self._sink = self._graph.add("abuffersink")
-        source.link_to(limiter)
-        limiter.link_to(convert)
-        convert.link_to(self._sink)
-        self._graph.configure()
-        self._channels = channels
-        self._pts = 0
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        from voiceprep.loudness import _frame
-
-        if len(samples):
-            self._graph.push(_frame(samples, self.rate, self._pts))
-            self._pts += len(samples)
-        return self._drain()
-
-    def flush(self) -> np.ndarray:
-        import av
-
-        with contextlib.suppress(av.error.EOFError):
-            self._graph.push(None)
-        return self._drain()
-
-    def _drain(self) -> np.ndarray:
-        import av
-        import numpy as np
-
-        out = []
-        while True:
-            try:
-                frame: Any = self._sink.pull()
-            except (av.error.BlockingIOError, av.error.EOFError):
-                break
-            out.append(frame.to_ndarray().reshape(-1, self._channels))
-        if not out:
-            return np.zeros((0, self._channels), dtype=np.float32)
-        return np.concatenate(out)
-
-
 def limit_peaks(samples: np.ndarray, rate: int, limit_db: float) -> np.ndarray:
     """The whole clip through a `Limiter` (same length out)."""
-    import numpy as np
-
-    limiter = Limiter(rate, samples.shape[1], limit_db)
-    head = limiter.push(samples)
-    return np.concatenate([head, limiter.flush()])[: len(samples)]
+    return Limiter(rate, samples.shape[1], limit_db).whole(samples)
 
 
 # --- streaming (decode) -----------------------------------------------------------------
@@ -425,6 +386,12 @@ def process_stream(
     if settings.is_empty:
         yield from open_chunks()
         return
+    if settings.highpass is not None:  # filtered as it streams, in every pass
+        open_chunks = _high_passed(open_chunks, rate, channels, settings.highpass, sample_format)
+        settings = replace(settings, highpass=None)
+        if settings.is_empty:
+            yield from open_chunks()
+            return
     limit = int(MEMORY_SECONDS * rate)
     head: list[np.ndarray] = []
     held = 0
@@ -460,6 +427,25 @@ def process_stream(
             yield to_pcm(out, sample_format)
     for out in stream.finish():
         yield to_pcm(out, sample_format)
+
+
+def _high_passed(
+    open_chunks: Callable[[], Iterator[bytes]],
+    rate: int,
+    channels: int,
+    hz: float,
+    sample_format: str,
+) -> Callable[[], Iterator[bytes]]:
+    """`open_chunks` whose chunks go through a `HighPass` (a new one for each opening)."""
+    from voiceprep.loudness import to_float, to_pcm
+
+    def opened() -> Iterator[bytes]:
+        stream = HighPass(rate, channels, hz)
+        for chunk in open_chunks():
+            yield to_pcm(stream.push(to_float(chunk, channels, sample_format)), sample_format)
+        yield to_pcm(stream.flush(), sample_format)
+
+    return opened
 
 
 def _chain_iter(head: list[np.ndarray], rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

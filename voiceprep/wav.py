@@ -1,7 +1,7 @@
 """RIFF/WAVE headers for raw PCM: written by `decode --format wav`, the cache and exports.
 
-Only the two sample formats voiceprep produces are supported: s16 (PCM) and f32 (IEEE
-float), little-endian, interleaved.
+The sample formats voiceprep produces: s16 (PCM), f32 (IEEE float), little-endian,
+interleaved, and G.711 ulaw/alaw (format tags 7 and 6, 8 bits, as ffprobe reads them).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import BinaryIO
 
 from voiceprep.audio_format import SAMPLE_BYTES
 
-_FORMAT_TAG = {"s16": 1, "f32": 3}
-_TAG_FORMAT = {1: "s16", 3: "f32"}
+_FORMAT_TAG = {"s16": 1, "f32": 3, "ulaw": 7, "alaw": 6}
+_TAG_FORMAT = {tag: name for name, tag in _FORMAT_TAG.items()}
 # A WAV whose length is unknown (streamed to a pipe) carries these sizes, as ffmpeg does.
 UNKNOWN_SIZE = 0xFFFFFFFF
 HEADER_BYTES = 44

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from voiceprep import defaults
+from voiceprep.audio_format import check_sample_format
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import RATE_MAX, RATE_MIN
 
@@ -180,6 +181,19 @@ def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
             raise typer.BadParameter(str(exc)) from exc
 
     return callback
+
+
+SampleFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--sample-format",
+        metavar="FMT",
+        help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian; "
+        "ulaw or alaw (G.711, 8000 Hz unless -r says otherwise).",
+        show_default="s16, or what OUT's suffix needs (.ulaw, .alaw, .sln16, ...)",
+        callback=checked(check_sample_format),
+    ),
+]
 
 
 def option_name(opts: list[str] | tuple[str, ...]) -> str:

@@ -82,6 +82,27 @@ PadEnd = Annotated[
 ]
 
 
+HighPass = Annotated[
+    float | None,
+    typer.Option(
+        "--highpass",
+        metavar="HZ",
+        help="Cut what is below HZ (a 2nd-order Butterworth high-pass).",
+        show_default="off",
+    ),
+]
+Telephony = Annotated[
+    bool | None,
+    typer.Option(
+        "--telephony",
+        help="Prompts for phone lines: high-pass at 100 Hz, loudness -20 LUFS under "
+        "-3 dBTP, and files written as 8 kHz μ-law unless OUT's name or --sample-format "
+        "says otherwise.",
+        show_default="off",
+    ),
+]
+
+
 processing_options = option_group(
     "process",
     loudness=Loudness,
@@ -93,6 +114,8 @@ processing_options = option_group(
     fade_out=FadeOut,
     pad_start=PadStart,
     pad_end=PadEnd,
+    highpass=HighPass,
+    telephony=Telephony,
 )
 
 

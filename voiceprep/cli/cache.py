@@ -16,6 +16,7 @@ import typer
 
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
+from voiceprep.cli._export import export_options, export_settings
 from voiceprep.cli._options import (
     CacheDir,
     Flags,
@@ -23,12 +24,13 @@ from voiceprep.cli._options import (
     MaxEntries,
     MaxSize,
     OutputFormat,
+    SampleFormat,
     selection_options,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import check_output, report_written, write_audio
+from voiceprep.cli._write import audio_spec, check_output, report_written, write_audio
 from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -328,10 +330,12 @@ def get_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to the file OUT (.wav: WAV, else raw PCM), or - for stdout.",
+            help="Write to the file OUT (.wav: WAV, .ulaw/.alaw/.sln16/.g722...: "
+            "as Asterisk names them, else raw PCM), or - for stdout.",
         ),
     ],
     output_format: OutputFormat = None,
+    sample_format: SampleFormat = None,
     *,
     selection: Flags,
     process: Flags,
@@ -347,8 +351,16 @@ def get_command(
       voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
       voiceprep cache get "Welcome." --loudness -16 -o welcome.wav   # as warmed
     """
-    check_output(output, force=force)
     settings = resolve(**selection, process=process)
+    spec = audio_spec(
+        output,
+        rate=settings.rate,
+        channels=settings.channels,
+        container=output_format.value if output_format else None,
+        sample_format=sample_format,
+        telephony=settings.process.telephony,
+    )
+    check_output(output, force=force)
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     held: list[CacheEntry] = []
@@ -360,18 +372,13 @@ def get_command(
         fill = _say_command(text, output, selection, settings.process)
         _output.error(_not_cached(text, settings, held, fill))
         raise typer.Exit(ExitStatus.FAILURE)
-    container = output_format.value if output_format else None
-    write_audio(
-        pcm,
-        output,
-        rate=settings.rate,
-        channels=settings.channels,
-        container=container,
-        force=force,
+    seconds = write_audio(
+        pcm, output, spec, rate=settings.rate, channels=settings.channels, force=force
     )
-    report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
+    report_written(output, seconds, "from the cache")
 
 
+@export_options
 def export_command(
     directory: Annotated[
         Path,
@@ -380,26 +387,31 @@ def export_command(
         ),
     ],
     cache_dir: CacheDir = None,
+    *,
+    layout: Flags,
 ) -> None:
     """Write every entry as a WAV named after its text, plus manifest.json.
 
     Examples:
       voiceprep cache export prompts/
+      voiceprep cache export --layout asterisk --codecs ulaw,g722 /var/lib/asterisk/sounds
+      voiceprep cache export --layout freeswitch --lang en_US /usr/share/freeswitch/sounds
     """
     from voiceprep.export import ExportItem, export_entries
 
+    options = export_settings(layout)
     source = _cache_dir(cache_dir)
     if not _exists(source):
         raise UsageError(f"{source}: no cache here")
     with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
-        report = export_entries(cache, items, directory)
+        report = export_entries(cache, items, directory, options)
     for item in report.missing:
         _output.error(f"{item.text}: vanished from the cache during export")
     for item, reason in report.failed:
         _output.error(f"{item.text}: {reason}")
-    _output.info(f"exported {len(report.written)} entries to {directory}")
+    _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
     if not report.ok:
         raise typer.Exit(ExitStatus.FAILURE)
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from voiceprep.audio_format import SAMPLE_FORMATS, STDIO, check_sample_format
+from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, checked
+from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, SampleFormat
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._stdin import interruptible
@@ -61,15 +61,7 @@ def decode_command(
     rate: Rate = None,
     channels: Channels = None,
     container: OutputFormat = None,
-    sample_format: Annotated[
-        str,
-        typer.Option(
-            "--sample-format",
-            metavar="FMT",
-            help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian.",
-            callback=checked(check_sample_format),
-        ),
-    ] = SAMPLE_FORMATS[0],
+    sample_format: SampleFormat = None,
     start: Annotated[
         float | None, typer.Option("--start", metavar="SEC", help="Skip the first SEC seconds.")
     ] = None,
@@ -103,7 +95,7 @@ def decode_command(
       voiceprep decode -o - -r 48000 -c 2 call.ogg | my-agent --pcm-stdin
       voiceprep decode --loudness -16 --trim-silence -o hold.wav hold.mp3
     """
-    from voiceprep.output import OutputSpec, container_for
+    from voiceprep.output import output_spec
 
     _check_decode_usage(inputs, output, out_dir, jobs)
     # Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
@@ -112,11 +104,17 @@ def decode_command(
     chosen = container.value if container else None
     to_stdout = output == STDIO or (inputs == [STDIO] and output is None and out_dir is None)
     target = STDIO if to_stdout else output
-    spec = OutputSpec(
-        rate=settings.rate,
-        channels=settings.channels,
+    # A phone suffix (-o clip.ulaw, .sln16, .g722) fixes the shape; -r/-c as given
+    # must agree with it (voiceprep.output.output_spec).
+    spec = output_spec(
+        None if target == STDIO else target,
+        rate=rate,
+        channels=channels,
         sample_format=sample_format,
-        container=container_for(target or "", chosen),
+        container=chosen,
+        default_rate=settings.rate,
+        default_channels=settings.channels,
+        telephony=settings.process.telephony,
         start=start,
         duration=duration,
         process=None if settings.process.is_empty else settings.process,

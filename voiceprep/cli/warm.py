@@ -22,20 +22,29 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from voiceprep import defaults
-from voiceprep.audio_format import STDIO, AudioFormat
+from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._export import export_options, export_settings
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    OutputFormat,
+    SampleFormat,
+    selection_options,
+)
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import check_output, write_audio
+from voiceprep.cli._write import audio_spec, check_output, write_audio
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
+    from voiceprep.export import ExportOptions
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
@@ -83,6 +92,7 @@ Timeout = Annotated[
 
 @selection_options
 @processing_options
+@export_options
 def warm_command(
     phrases: Annotated[
         list[str],
@@ -94,6 +104,7 @@ def warm_command(
     ],
     *,
     selection: Flags,
+    layout: Flags,
     jobs: Jobs = None,
     retries: Retries = None,
     timeout: Timeout = None,
@@ -155,6 +166,9 @@ def warm_command(
     from voiceprep.warm import parse_shard, plan_warm
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
+    if export is None and any(value is not None for value in layout.values()):
+        raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
+    export_layout = export_settings(layout)  # checked before any work
     settings = resolve(
         **selection,
         jobs=jobs,
@@ -193,7 +207,9 @@ def warm_command(
         failures: list[RemoteFailure] = []
         if remote is not None:
             plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
-        summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
+        summary, exported_ok = _warm(
+            plan, tts, cache, settings, prune=prune, export=export, layout=export_layout
+        )
         if remote is not None:
             from voiceprep.cli.remote import warm_push
             from voiceprep.remote import scrub
@@ -226,6 +242,7 @@ def _warm(
     *,
     prune: bool,
     export: Path | None,
+    layout: ExportOptions,
 ) -> tuple[WarmSummary, bool]:
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
@@ -240,7 +257,7 @@ def _warm(
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
-    exported_ok = _export(cache, plan, export) if export is not None else True
+    exported_ok = _export(cache, plan, export, layout) if export is not None else True
     return summary, exported_ok
 
 
@@ -426,10 +443,10 @@ class _Reporter:
         )
 
 
-def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
+def _export(cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions) -> bool:
     from voiceprep.warm import export_plan
 
-    report = export_plan(cache, plan, directory)
+    report = export_plan(cache, plan, directory, layout)
     for item in report.missing:
         _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
@@ -484,10 +501,13 @@ def say_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to the file OUT (.wav: WAV, else raw s16le PCM), or - for stdout.",
+            help="Write to the file OUT (.wav: WAV, .ulaw/.alaw/.sln16/.g722...: "
+            "as Asterisk names them, else raw PCM), or - for stdout.",
             show_default="stdout, when it is not a terminal",
         ),
     ] = None,
+    output_format: OutputFormat = None,
+    sample_format: SampleFormat = None,
     *,
     selection: Flags,
     retries: Retries = None,
@@ -509,7 +529,6 @@ def say_command(
     from voiceprep.warm import say
 
     destination = output or STDIO
-    check_output(destination, force=force)  # before any synthesis is paid for
     settings = resolve(
         **selection,
         retries=retries,
@@ -517,6 +536,15 @@ def say_command(
         gate=gate_flag(gate),
         process=process,
     )
+    spec = audio_spec(
+        destination,
+        rate=settings.rate,
+        channels=settings.channels,
+        container=output_format.value if output_format else None,
+        sample_format=sample_format,
+        telephony=settings.process.telephony,
+    )
+    check_output(destination, force=force)  # before any synthesis is paid for
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:
@@ -540,10 +568,14 @@ def say_command(
             )
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
-    seconds = AudioFormat(settings.rate, settings.channels).seconds(len(result.pcm))
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
-    write_audio(
-        result.pcm, destination, rate=settings.rate, channels=settings.channels, force=force
+    seconds = write_audio(
+        result.pcm,
+        destination,
+        spec,
+        rate=settings.rate,
+        channels=settings.channels,
+        force=force,
     )
     # say reports where its audio came from even when piped: that is its result.
     if destination == STDIO:

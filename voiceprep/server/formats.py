@@ -5,6 +5,9 @@
 - `wav`: the cached PCM as is, in a WAV header that states its rate and channels.
 - `mp3` (MPEG audio), `opus` (Ogg Opus, as OpenAI's), `aac` (ADTS), `flac`: encoded with
   PyAV at the cache's rate when the codec takes it, else at the codec's nearest rate.
+- `ulaw`, `alaw` (an extension for phone lines): raw G.711 at 8 kHz, as `audio/basic`
+  and `audio/x-alaw-basic`.
+- `sample_rate` (as speaches takes it, 8000–48000): `pcm` and `wav` at that rate instead.
 
 `encode` (a whole body) and `StreamEncoder.feed` (a chunk) are CPU work for the codecs:
 async callers run them in a worker thread (SpeechService does).
@@ -16,9 +19,10 @@ import io
 from dataclasses import dataclass
 from typing import Any, cast
 
-from voiceprep.wav import wav_bytes, wav_header
+from voiceprep.wav import HEADER_BYTES, wav_bytes, wav_header
 
 PCM_RATE = 24000
+_LAYOUTS = {1: "mono", 2: "stereo"}
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,14 @@ FORMATS: dict[str, Format] = {
             (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000),
         ),
         Format("flac", "audio/flac", "flac", "flac", "s16"),
+        Format("ulaw", "audio/basic", "pcm_mulaw", "mulaw", "s16", (8000,)),
+        Format("alaw", "audio/x-alaw-basic", "pcm_alaw", "alaw", "s16", (8000,)),
         Format("wav", "audio/wav"),
         Format("pcm", "audio/pcm"),
     )
 }
 DEFAULT_FORMAT = "mp3"  # OpenAI's default
+RESAMPLED_FORMATS = ("pcm", "wav")  # the formats `sample_rate` applies to
 
 
 def output_rate(fmt: Format, rate: int) -> int:
@@ -69,12 +76,18 @@ def output_rate(fmt: Format, rate: int) -> int:
     return min(higher) if higher else max(fmt.rates)
 
 
-def encode(pcm: bytes, *, rate: int, channels: int, fmt: str) -> bytes:
-    """`pcm` (s16le at `rate`/`channels`) as the complete bytes of response format `fmt`."""
-    if fmt == "wav":
-        return wav_bytes(pcm, rate=rate, channels=channels)
-    encoder = StreamEncoder(fmt, rate=rate, channels=channels, seekable=True)
-    return encoder.feed(pcm) + encoder.finish()
+def encode(
+    pcm: bytes, *, rate: int, channels: int, fmt: str, sample_rate: int | None = None
+) -> bytes:
+    """`pcm` (s16le at `rate`/`channels`) as the complete bytes of response format `fmt`
+    (`sample_rate`: `pcm` and `wav` at that rate)."""
+    encoder = StreamEncoder(
+        fmt, rate=rate, channels=channels, sample_rate=sample_rate, seekable=True
+    )
+    body = encoder.feed(pcm) + encoder.finish()
+    if fmt == "wav":  # the whole file: its header states the length
+        return wav_bytes(body[HEADER_BYTES:], rate=sample_rate or rate, channels=channels)
+    return body
 
 
 class StreamEncoder:
@@ -87,7 +100,15 @@ class StreamEncoder:
     STREAMINFO, mp3's Xing frame) instead.
     """
 
-    def __init__(self, fmt: str, *, rate: int, channels: int, seekable: bool = False) -> None:
+    def __init__(
+        self,
+        fmt: str,
+        *,
+        rate: int,
+        channels: int,
+        sample_rate: int | None = None,
+        seekable: bool = False,
+    ) -> None:
         self.spec = FORMATS[fmt]
         self._frame = 2 * channels
         self._rest = b""
@@ -95,10 +116,14 @@ class StreamEncoder:
         self._codec: _AvEncoder | None = None
         self._resampler: _Resampler | None = None
         if self.spec.name == "wav":
-            self._header = wav_header(rate=rate, channels=channels, data_bytes=None)
+            to_rate = sample_rate or rate
+            self._header = wav_header(rate=to_rate, channels=channels, data_bytes=None)
+            if to_rate != rate:
+                self._resampler = _Resampler(rate, channels, to_rate, channels, "s16")
         elif self.spec.name == "pcm":
-            if (rate, channels) != (PCM_RATE, 1):
-                self._resampler = _Resampler(rate, channels, PCM_RATE, "s16")
+            to_rate = sample_rate or PCM_RATE
+            if (rate, channels) != (to_rate, 1):
+                self._resampler = _Resampler(rate, channels, to_rate, 1, "s16")
         else:
             self._codec = _AvEncoder(self.spec, rate, channels, seekable=seekable)
 
@@ -145,21 +170,26 @@ class _Sink:
 
 
 class _Resampler:
-    """s16le PCM at `rate`/`channels` → frames of `fmt` at `to_rate`, mono or stereo alike."""
+    """s16le PCM at `rate`/`channels` → frames of `fmt` at `to_rate`/`to_channels`."""
 
     def __init__(
-        self, rate: int, channels: int, to_rate: int, fmt: str, frame_size: int | None = None
+        self,
+        rate: int,
+        channels: int,
+        to_rate: int,
+        to_channels: int,
+        fmt: str,
+        frame_size: int | None = None,
     ) -> None:
         import av
 
         self._av = av
         self.rate = rate
-        self.layout = "mono" if channels == 1 else "stereo"
+        self.layout = _LAYOUTS[channels]
         self._pts = 0
         self._channels = channels
-        to_layout = "mono" if (fmt == "s16" and to_rate == PCM_RATE) else self.layout
         self._resampler = av.AudioResampler(
-            format=fmt, layout=to_layout, rate=to_rate, frame_size=frame_size
+            format=fmt, layout=_LAYOUTS[to_channels], rate=to_rate, frame_size=frame_size
         )
 
     def feed(self, pcm: bytes) -> list[Any]:
@@ -183,7 +213,7 @@ class _AvEncoder:
         import av
 
         assert spec.codec is not None and spec.container is not None
-        layout = "mono" if channels == 1 else "stereo"
+        layout = _LAYOUTS[channels]
         out_rate = output_rate(spec, rate)
         self._file: Any = io.BytesIO() if seekable else _Sink()
         # Ogg holds pages up to a second by default: hand them on every 20 ms instead.
@@ -193,7 +223,9 @@ class _AvEncoder:
         self._stream.format = spec.sample_format
         self._stream.codec_context.open()
         frame_size = self._stream.codec_context.frame_size or 4096
-        self._resampler = _Resampler(rate, channels, out_rate, spec.sample_format, frame_size)
+        self._resampler = _Resampler(
+            rate, channels, out_rate, channels, spec.sample_format, frame_size
+        )
 
     def feed(self, pcm: bytes) -> bytes:
         self._encode(self._resampler.feed(pcm))

@@ -205,7 +205,8 @@ class SpeechService:
         key = self._key(request.text, voice)
         if key in self._unwritten:
             await self._rewrite(key)
-        body = self._variants.get((key, fmt))
+        variant = _variant(fmt, request.sample_rate)  # pcm/wav at another rate: another one
+        body = self._variants.get((key, variant))
         if body is not None:
             self._count("hit")
             return Speech(content_type, cached=True, body=body)
@@ -215,13 +216,14 @@ class SpeechService:
             # A memory or disk hit: fetch returns without awaiting anything. If the entry
             # vanished meanwhile (evicted, pruned) it synthesizes, as a miss would.
             whole = await self._fetch(request.text, voice)
-            return Speech(content_type, cached=True, body=await self._encoded(key, whole, fmt))
+            body = await self._encoded(key, whole, fmt, request.sample_rate)
+            return Speech(content_type, cached=True, body=body)
         self._count("miss")
         if pcm is None:
             if self.read_only and not self.cache.has_remote:
                 raise _not_cached()
             pcm = self._start(key, request.text, voice)
-        chunks = _chunks(self._formatted(key, fmt, pcm))
+        chunks = _chunks(self._formatted(key, fmt, request.sample_rate, pcm))
         try:  # a failure before any audio is still an error status
             first = await anext(chunks)
         except StopAsyncIteration:
@@ -365,20 +367,23 @@ class SpeechService:
         except (NotCachedError, BackendError, CacheError) as exc:
             raise self._failure(exc, text) from None
 
-    def _formatted(self, key: str, fmt: str, pcm: Flight) -> Flight:
-        """The miss' bytes in `fmt`: one encoder per phrase and format, read by every
+    def _formatted(self, key: str, fmt: str, sample_rate: int | None, pcm: Flight) -> Flight:
+        """The miss' bytes in `fmt`: one encoder per phrase and variant, read by every
         request for them (byte-identical bodies, one encoding's CPU)."""
-        if fmt == "pcm" and (self.rate, self.channels) == (PCM_RATE, 1):
+        if fmt == "pcm" and (self.rate, self.channels) == (sample_rate or PCM_RATE, 1):
             return pcm
-        out = self._encodings.get((key, fmt))
+        variant = (key, _variant(fmt, sample_rate))
+        out = self._encodings.get(variant)
         if out is None:
-            out = self._encodings[(key, fmt)] = Flight()
-            encoder = StreamEncoder(fmt, rate=self.rate, channels=self.channels)
-            self._spawn(self._encode(key, fmt, encoder, pcm, out))
+            out = self._encodings[variant] = Flight()
+            encoder = StreamEncoder(
+                fmt, rate=self.rate, channels=self.channels, sample_rate=sample_rate
+            )
+            self._spawn(self._encode(variant, encoder, pcm, out))
         return out
 
     async def _encode(
-        self, key: str, fmt: str, encoder: StreamEncoder, pcm: Flight, out: Flight
+        self, variant: tuple[str, str], encoder: StreamEncoder, pcm: Flight, out: Flight
     ) -> None:
         async def run(step: Callable[..., bytes], *args: bytes) -> None:
             data = await asyncio.to_thread(step, *args) if encoder.needs_cpu else step(*args)
@@ -392,28 +397,35 @@ class SpeechService:
         except ApiError as exc:
             out.fail(exc)
         except Exception as exc:
-            log.error("encoding %s failed: unexpected %s", fmt, type(exc).__name__)
+            log.error("encoding %s failed: unexpected %s", variant[1], type(exc).__name__)
             out.fail(ApiError(500, "internal server error", type=SERVER_ERROR, code="internal"))
         else:
             out.finish(b"".join(out.chunks))
         finally:
-            del self._encodings[(key, fmt)]
+            del self._encodings[variant]
 
-    async def _encoded(self, key: str, pcm: bytes, fmt: str) -> bytes:
+    async def _encoded(
+        self, key: str, pcm: bytes, fmt: str, sample_rate: int | None = None
+    ) -> bytes:
         """A hit in `fmt`: encoded once (the whole file), then kept in the LRU."""
-        if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (24000, 1)):
-            body = encode(pcm, rate=self.rate, channels=self.channels, fmt=fmt)  # no CPU work
-            self._variants.put((key, fmt), body)
+        variant = (key, _variant(fmt, sample_rate))
+        shaped = functools.partial(
+            encode, rate=self.rate, channels=self.channels, fmt=fmt, sample_rate=sample_rate
+        )
+        pcm_rate = sample_rate or PCM_RATE
+        if sample_rate in (None, self.rate) and (
+            fmt == "wav" or (fmt == "pcm" and (self.rate, self.channels) == (pcm_rate, 1))
+        ):
+            body = shaped(pcm)  # no CPU work
+            self._variants.put(variant, body)
             return body
-        task = self._hit_encodings.get((key, fmt))
+        task = self._hit_encodings.get(variant)
         if task is None:
-            task = asyncio.ensure_future(
-                asyncio.to_thread(encode, pcm, rate=self.rate, channels=self.channels, fmt=fmt)
-            )
-            self._hit_encodings[(key, fmt)] = task
-            task.add_done_callback(functools.partial(_forget, self._hit_encodings, (key, fmt)))
+            task = asyncio.ensure_future(asyncio.to_thread(shaped, pcm))
+            self._hit_encodings[variant] = task
+            task.add_done_callback(functools.partial(_forget, self._hit_encodings, variant))
         body = await asyncio.shield(task)
-        self._variants.put((key, fmt), body)
+        self._variants.put(variant, body)
         return body
 
     def _count(self, result: str) -> None:
@@ -430,6 +442,11 @@ async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes
     yield first
     async for chunk in rest:
         yield chunk
+
+
+def _variant(fmt: str, sample_rate: int | None) -> str:
+    """The name an encoded variant is kept under: `pcm`, or `pcm@16000` for a sample_rate."""
+    return fmt if sample_rate is None else f"{fmt}@{sample_rate}"
 
 
 def _forget(tasks: dict[Any, Any], key: Any, _task: object) -> None:
