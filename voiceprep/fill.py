@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from voiceprep.errors import (
     ImplausibleAudioError,
     TransientBackendError,
 )
+from voiceprep.flight import Flight, Memory
 from voiceprep.gate import judge
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
 from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
@@ -111,124 +111,6 @@ def prompt_for(
     key = cache_key(process.identity(identity), normalized, rate=rate, channels=channels)
     raw_key = cache_key(identity, normalized, rate=rate, channels=channels)
     return Prompt(normalized, voice, identity, key, raw_key)
-
-
-# --- one synthesis, followed by any number of consumers -------------------------------------
-
-
-class Flight:
-    """One fill of one key in this process: its chunks as they arrive, then its audio.
-
-    Consumers `follow()` it (each from the first chunk of the current attempt) or await
-    `audio()`. Whoever starts the flight finishes or fails it; consumers leaving never
-    cancel it.
-    """
-
-    def __init__(self) -> None:
-        self.tag: str | None = None
-        self.attempt = 0
-        self.chunks: list[bytes] = []
-        self.pcm: bytes | None = None  # the audio handed out, once complete
-        self.error: BaseException | None = None
-        self.live = False  # a chunk reached a streaming consumer: no retry after that
-        self.task: asyncio.Task[bytes] | None = None
-        self._wake = asyncio.Event()
-
-    @property
-    def settled(self) -> bool:
-        return self.pcm is not None or self.error is not None
-
-    def begin(self, tag: str | None = None) -> None:
-        """A new attempt: what was published before is stale."""
-        self.attempt += 1
-        self.tag = tag
-        self.chunks = []
-        self._notify()
-
-    def add(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-        self._notify()
-
-    def finish(self, pcm: bytes) -> None:
-        if not self.chunks:  # audio from elsewhere (disk, remote, another process)
-            self.chunks.append(pcm)
-        self.pcm = pcm
-        self._notify()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self._notify()
-
-    def _notify(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
-
-    async def audio(self) -> bytes:
-        """The whole audio once complete (raises the flight's error)."""
-        while True:
-            if self.error is not None:
-                raise self.error
-            if self.pcm is not None:
-                return self.pcm
-            await self._wake.wait()
-
-    async def follow(self, *, restarts: bool = False) -> AsyncIterator[tuple[str | None, bytes]]:
-        """(attempt tag, chunk) from the current attempt's first chunk, live until the end.
-
-        With `restarts`, a new attempt is followed from its start (the consumer tells the
-        attempts apart by tag); without, a new attempt after some chunks raises.
-        """
-        attempt, index, handed = self.attempt, 0, False
-        while True:
-            if self.attempt != attempt:
-                if handed and not restarts:
-                    raise BackendError("the synthesis restarted after audio was handed out")
-                attempt, index = self.attempt, 0
-            if index < len(self.chunks):
-                chunk = self.chunks[index]
-                index += 1
-                handed = self.live = True
-                yield self.tag, chunk
-                continue
-            if self.error is not None:
-                raise self.error
-            if self.pcm is not None:
-                return
-            await self._wake.wait()
-
-
-# --- the memory tier -------------------------------------------------------------------------
-
-
-class Memory:
-    """An LRU of handed-out audio by key (the seed's in-memory cache)."""
-
-    def __init__(self, max_entries: int) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self.max_entries = max_entries
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, key: str) -> bytes | None:
-        pcm = self._items.get(key)
-        if pcm is not None:
-            self._items.move_to_end(key)
-        return pcm
-
-    def put(self, key: str, pcm: bytes) -> None:
-        self._items[key] = pcm
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 # --- the filler ------------------------------------------------------------------------------
@@ -324,7 +206,8 @@ class Filler:
         if pcm is not None:
             return pcm
         flight = self.flight(prompt)
-        assert flight.task is not None
+        if flight.task is None:  # produced by a caller (see `produce_flight`)
+            return await flight.audio()
         # shield: one caller giving up must not cancel the fill the others wait for.
         return await asyncio.shield(flight.task)
 
@@ -344,12 +227,47 @@ class Filler:
 
     def flight(self, prompt: Prompt) -> Flight:
         """The fill of `prompt` in flight in this process, started when there is none."""
-        flight = self.flights.get(prompt.key)
-        if flight is None or flight.settled:
+        flight = self.in_flight(prompt)
+        if flight is None:
             flight = self.flights[prompt.key] = Flight()
             flight.task = asyncio.ensure_future(self._fill(prompt, flight))
             flight.task.add_done_callback(lambda task: self._forget(prompt.key, flight, task))
         return flight
+
+    def in_flight(self, prompt: Prompt) -> Flight | None:
+        """The unsettled fill of `prompt` this event loop can follow, if any."""
+        flight = self.flights.get(prompt.key)
+        if flight is None or flight.settled or flight.loop is not asyncio.get_running_loop():
+            return None
+        return flight
+
+    def produce_flight(self, prompt: Prompt) -> Flight | None:
+        """A flight the caller produces itself (a framework that synthesizes in its own
+        generator): it `add`s the chunks, then `settle_flight`s. None when `prompt` is
+        in flight already: follow that one."""
+        if self.in_flight(prompt) is not None:
+            return None
+        flight = self.flights[prompt.key] = Flight()
+        return flight
+
+    async def settle_flight(
+        self, prompt: Prompt, flight: Flight, error: BaseException | None = None
+    ) -> None:
+        """End a caller-produced flight: the error raises in its followers and nothing is
+        stored; else its chunks (the synthesis, as produced) are handed out, then kept
+        like `keep` does."""
+        try:
+            raw = b"".join(flight.chunks)
+            if error is None and not raw:
+                error = EmptyAudioError(f"{prompt.text!r}: the TTS returned no audio")
+            if error is not None:
+                flight.fail(error)
+                return
+            flight.finish(raw)
+            await self.keep(prompt, raw)
+        finally:
+            if self.flights.get(prompt.key) is flight:
+                del self.flights[prompt.key]
 
     def _forget(self, key: str, flight: Flight, task: asyncio.Task[bytes]) -> None:
         if self.flights.get(key) is flight:
@@ -599,11 +517,15 @@ class Filler:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
 
+    async def drain(self) -> None:
+        """Wait for the fills in flight to settle, their stores included."""
+        pending = [f.task for f in self.flights.values() if f.task is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def aclose(self) -> None:
         """`cancel()`, then `close()` off the event loop."""
         self.cancel()
-        pending = [f.task for f in self.flights.values() if f.task is not None]
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.drain()
         await asyncio.to_thread(self.close)
 
 

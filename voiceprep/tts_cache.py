@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import CacheError
-from voiceprep.fill import Filler, Memory, Prompt
+from voiceprep.fill import Filler, Prompt
+from voiceprep.flight import Memory
 from voiceprep.gate import check_mode
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.process import NO_PROCESSING, ProcessSettings
@@ -121,7 +122,9 @@ class TTSAudioCache:
         memory = Memory(max_entries)
         self._tts = tts
         self._is_backend = _is_voiceprep_backend(tts)
-        if not self._is_backend and not hasattr(tts, "stream_synthesize"):
+        # An integration hands in a voiceprep.sources.Source (its framework's TTS) itself.
+        is_source = not self._is_backend and callable(getattr(tts, "attempt", None))
+        if not (self._is_backend or is_source or hasattr(tts, "stream_synthesize")):
             raise TypeError(
                 "tts must be a voiceprep backend or have stream_synthesize(text_iter, voice_id=)"
             )
@@ -141,7 +144,9 @@ class TTSAudioCache:
             seed_drop_in = not self._is_backend and directory is None
             gate = "off" if seed_drop_in else "strict"
         kind = BackendSource if self._is_backend else StreamSynthesizeSource
-        source: Source = kind(tts, rate=self.rate, channels=self.channels, timeout=timeout)
+        source: Source = (
+            tts if is_source else kind(tts, rate=self.rate, channels=self.channels, timeout=timeout)
+        )
         self._filler = Filler(
             source,
             self._disk,
@@ -304,6 +309,11 @@ class TTSAudioCache:
         self._filler.close()
         if self._disk is not None and self._owns_disk:
             self._disk.close()
+
+    async def drain(self) -> None:
+        """Wait until the fills in flight have settled and stored what they will store (a
+        stream ends as soon as its audio is complete; its entry is written just after)."""
+        await self._filler.drain()
 
     async def aclose(self) -> None:
         """Cancel the syntheses in flight (nothing of them is stored), wait for the writes

@@ -7,15 +7,14 @@ A warm is three steps the CLI drives one by one, so it can stop after any of the
    each marked cached or missing. Planning never synthesizes and never needs an API key,
    which is what makes `--dry-run` and `--check` cheap CI gates.
 2. `run_warm`: the missing phrases synthesized concurrently (at most `jobs` requests in
-   flight), each through `synthesize_with_retries`. Each result is then normalized to the
-   target rate and channels (the decoder runs in a worker thread: it is CPU work) and
-   stored with the cache's atomic put, in a task of its own so the request slot is free
-   for the next phrase at once. An entry is committed as soon as it is ready, so an
-   interrupted run keeps everything it finished and a re-run resumes. An authentication
-   failure stops the run: the requests in flight are cancelled and nothing more is sent
-   (audio already received is still stored). Before synthesizing a phrase, the run claims
-   its key in the cache (a lease, see `voiceprep.cache.leases`): a phrase another warm
-   (or a `serve` replica) is synthesizing right now is waited for, not paid for twice.
+   flight) through the fill path's steps (voiceprep.fill: claim, synthesize with retries
+   and the gate, process, store raw and processed). Each result is processed and stored
+   in a task of its own, so the request slot is free for the next phrase at once. An
+   entry is committed as soon as it is ready, so an interrupted run keeps everything it
+   finished and a re-run resumes. An authentication failure stops the run: the requests
+   in flight are cancelled and nothing more is sent (audio already received is still
+   stored). A phrase another warm (or a `serve` replica) holds the lease of is set aside
+   and waited for, not paid for twice.
 3. `prune_unlisted` / `export_plan`: optional afterwards.
 
 Nothing here prints: progress goes to the callback the caller passes.
