@@ -46,7 +46,7 @@ from voiceprep.errors import (
     TransientBackendError,
     VoiceprepError,
 )
-from voiceprep.fill import Flight
+from voiceprep.flight import Flight
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.formats import FORMATS, PCM_RATE, StreamEncoder, encode
 from voiceprep.server.logs import Redactor
