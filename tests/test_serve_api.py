@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx
 import openai
 import pytest
 from helpers import CLI
-from servehelpers import ServerProcess, clean_env
+from servehelpers import ServerProcess, clean_env, stored_entry
 
 from voiceprep.cache import AudioCache
 from voiceprep.decoding import decode
@@ -32,16 +31,9 @@ def body(text: str = "Hello from the cache.", **more: object) -> dict[str, objec
 
 
 def entry_seconds(cache: Path, text: str) -> float:
-    """The stored entry's duration; a miss is written just after its last byte was sent,
-    so wait for it (bounded)."""
-    deadline = time.monotonic() + 30
-    while True:
-        with AudioCache(cache) as store:
-            entries = [e for e in store.entries() if e.text == text]
-        if entries or time.monotonic() > deadline:
-            (entry,) = entries
-            return entry.duration
-        time.sleep(0.02)
+    entry = stored_entry(cache, text)
+    assert entry is not None
+    return entry.duration
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,13 @@ server is never called) and a miss (called once)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakeproviders import FakeProvider
 from helpers import CLI
-from servehelpers import ServerProcess
-
-from voiceprep.cache import AudioCache
+from servehelpers import ServerProcess, stored_entry
 
 WARMED = "Welcome to the clinic."
 MISS = "Your appointment is confirmed."
@@ -47,16 +44,9 @@ def server(
 
 
 def seconds_cached(server: ServerProcess, text: str) -> float:
-    """The entry's duration; a miss is written just after its last byte left: wait for it."""
-    cache = Path(server.args[server.args.index("--cache-dir") + 1])
-    deadline = time.monotonic() + 30
-    while True:
-        with AudioCache(cache) as store:
-            entries = [e for e in store.entries() if e.text == text]
-        if entries or time.monotonic() > deadline:
-            (entry,) = entries
-            return entry.duration
-        time.sleep(0.02)
+    entry = stored_entry(Path(server.args[server.args.index("--cache-dir") + 1]), text)
+    assert entry is not None
+    return entry.duration
 
 
 async def test_livekit_openai_tts_plays_a_warmed_phrase_and_a_miss(

@@ -18,9 +18,8 @@ import httpx
 import openai
 import pytest
 from fakeproviders import FakeProvider, Fault, seconds_for
-from servehelpers import ServerProcess
+from servehelpers import ServerProcess, stored_entry
 
-from voiceprep.cache import AudioCache
 from voiceprep.decoding import decode
 
 SPEECH = "/v1/audio/speech"
@@ -31,16 +30,7 @@ def body(text: str, fmt: str = "pcm") -> dict[str, object]:
 
 
 def stored(cache: Path, text: str, *, wait: float = 30) -> bool:
-    """Whether `text` is in the cache, waiting up to `wait` s (a miss is written just
-    after its last byte left)."""
-    deadline = time.monotonic() + wait
-    while True:
-        with AudioCache(cache) as store:
-            if any(e.text == text for e in store.entries()):
-                return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    return stored_entry(cache, text, wait=wait) is not None
 
 
 @pytest.fixture

@@ -41,8 +41,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/: fakeproviders
 sys.path.insert(0, str(HERE))
 
-from bench_serve import PROMPT, clean_env, fill_cache, prompt_pcm, start, stop  # noqa: E402
-from fakeproviders import OPENAI_KEY, fake_openai, seconds_for  # noqa: E402
+from bench_serve import (  # noqa: E402
+    PROMPT,
+    clean_env,
+    cpu_seconds,
+    fill_cache,
+    prompt_pcm,
+    start,
+    stop,
+)
+from fakeproviders import OPENAI_KEY, FakeProvider, fake_openai, seconds_for  # noqa: E402
 
 LATENCY = 0.25  # the upstream's first audio
 CHUNK_INTERVAL = 0.025  # then 100 ms of audio every 25 ms
@@ -53,6 +61,13 @@ SHARED = 32
 def body(text: str, fmt: str, **more: str) -> dict[str, str]:
     base = {"model": "gpt-4o-mini-tts", "voice": "alloy", "input": text, "response_format": fmt}
     return base | more
+
+
+def serve_over(fake: FakeProvider, cache: Path) -> tuple[subprocess.Popen[str], str]:
+    """`voiceprep serve -b openai` in front of `fake`: the process and its URL."""
+    command = [sys.executable, "-m", "voiceprep", "serve", "-b", "openai"]
+    command += ["-O", f"base_url={fake.base_url}", "--port", "0", "--cache-dir", str(cache)]
+    return start(command, {**clean_env(), "OPENAI_API_KEY": OPENAI_KEY})
 
 
 # --- 1. miss: time to first byte ----------------------------------------------------------
@@ -76,13 +91,7 @@ async def first_byte(url: str, payload: dict[str, str], headers: dict[str, str])
 
 def serve_miss_ttfb(work: Path, runs: int) -> None:
     with fake_openai(latency=LATENCY, chunk_interval=CHUNK_INTERVAL) as fake:
-        env = {**clean_env(), "OPENAI_API_KEY": OPENAI_KEY}
-        server, url = start(
-            [sys.executable, "-m", "voiceprep", "serve", "-b", "openai"]
-            + ["-O", f"base_url={fake.base_url}", "--port", "0"]
-            + ["--cache-dir", str(work / "miss-cache")],
-            env,
-        )
+        server, url = serve_over(fake, work / "miss-cache")
         upstream = fake.base_url + "/audio/speech"
         direct = {"Authorization": f"Bearer {OPENAI_KEY}"}
         try:
@@ -122,8 +131,12 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk(url: str, payload: dict[str, str], seconds: int, connections: int, script: Path) -> float:
-    """Requests per second `wrk` sustains (2 threads, `connections` keep-alive)."""
+def wrk(
+    url: str, payload: dict[str, str], seconds: int, connections: int, script: Path, pid: int
+) -> tuple[float, float]:
+    """Requests per second `wrk` sustains (2 threads, `connections` keep-alive), and the
+    server's CPU microseconds per request (steadier than wall time on a loaded machine)."""
+    before = cpu_seconds(pid)
     script.write_text(_WRK_SCRIPT.format(body=json.dumps(payload)))
     out = subprocess.run(
         [
@@ -139,11 +152,13 @@ def wrk(url: str, payload: dict[str, str], seconds: int, connections: int, scrip
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(pid) - before
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match is not None, out
+    total = re.search(r"(\d+) requests in", out)
+    assert match is not None and total is not None, out
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     assert errors is None, out
-    return float(match.group(1))
+    return float(match.group(1)), cpu * 1e6 / int(total.group(1))
 
 
 async def hit_p50(url: str, n: int) -> float:
@@ -186,18 +201,20 @@ def serve_hits(work: Path, runs: int, seconds: int) -> None:
         p50s = [asyncio.run(hit_p50(server_url, 500)) for _ in range(runs)]
         print(f"hit, pcm, one client: p50 {statistics.median(p50s):.2f} ms (runs "
               f"{', '.join(f'{p:.2f}' for p in p50s)})")  # fmt: skip
-        wrk(floor_url, payload, 1, CONNECTIONS, script)  # warm-up
-        wrk(server_url, payload, 1, CONNECTIONS, script)
+        wrk(floor_url, payload, 1, CONNECTIONS, script, floor.pid)  # warm-up
+        wrk(server_url, payload, 1, CONNECTIONS, script, server.pid)
         floors, serves = [], []
         for _ in range(runs):  # interleaved: the machine's load hits both alike
-            floors.append(wrk(floor_url, payload, seconds, CONNECTIONS, script))
-            serves.append(wrk(server_url, payload, seconds, CONNECTIONS, script))
-        ratios = [s / f for s, f in zip(serves, floors, strict=True)]
+            floors.append(wrk(floor_url, payload, seconds, CONNECTIONS, script, floor.pid))
+            serves.append(wrk(server_url, payload, seconds, CONNECTIONS, script, server.pid))
+        f_rps, s_rps = (statistics.median(r[0] for r in runs_) for runs_ in (floors, serves))
+        f_cpu, s_cpu = (statistics.median(r[1] for r in runs_) for runs_ in (floors, serves))
+        ratios = [s[0] / f[0] for s, f in zip(serves, floors, strict=True)]
         print(
             f"hit throughput, {CONNECTIONS} connections, wrk {seconds} s x {runs}: floor "
-            f"{statistics.median(floors):.0f} req/s, serve {statistics.median(serves):.0f} "
-            f"req/s, ratio {statistics.median(serves) / statistics.median(floors):.2f} "
-            f"(per run {', '.join(f'{r:.2f}' for r in ratios)})"
+            f"{f_rps:.0f} req/s, serve {s_rps:.0f} req/s, ratio {s_rps / f_rps:.2f} (per run "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}); server CPU per request: floor "
+            f"{f_cpu:.0f} µs, serve {s_cpu:.0f} µs, floor/serve {f_cpu / s_cpu:.2f}"
         )
     finally:
         stop(server)
@@ -211,13 +228,7 @@ def serve_shared_miss(work: Path, runs: int) -> None:
     import httpx
 
     with fake_openai(latency=LATENCY, chunk_interval=CHUNK_INTERVAL) as fake:
-        env = {**clean_env(), "OPENAI_API_KEY": OPENAI_KEY}
-        server, url = start(
-            [sys.executable, "-m", "voiceprep", "serve", "-b", "openai"]
-            + ["-O", f"base_url={fake.base_url}", "--port", "0"]
-            + ["--cache-dir", str(work / "shared-cache")],
-            env,
-        )
+        server, url = serve_over(fake, work / "shared-cache")
         try:
             for run in range(runs):
                 text = f"Thirty-two callers, run {run}, ask for this sentence at once."

@@ -37,7 +37,7 @@ from starlette.routing import Route
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
 from voiceprep.server.protocol import MAX_HEAD_BYTES
-from voiceprep.server.request import parse_speech_request
+from voiceprep.server.request import SpeechRequest, parse_speech_request
 from voiceprep.server.service import SpeechService
 from voiceprep.server.sse import as_sse
 from voiceprep.server.voices import VoiceMap
@@ -48,6 +48,8 @@ SSE_EVENT_BYTES = 32 * 1024  # audio per `speech.audio.delta` event of a hit
 MODELS = ("gpt-4o-mini-tts", "tts-1", "tts-1-hd")
 SPEECH = "/v1/audio/speech"
 CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
+REMEMBERED_BODIES = 4096  # parsed request bodies kept (cleared when full)
+REMEMBERED_BODY_BYTES = 2048
 
 access_log = logging.getLogger("voiceprep.server.access")
 log = logging.getLogger("voiceprep.server")
@@ -179,8 +181,28 @@ class App:
         self._token = token.encode() if token else None
         self.metrics = metrics
         self._counters: dict[tuple[str, int], Any] = {}  # the labelled children, bound once
+        self._latencies: dict[str, Any] = {}
         self._reading: set[asyncio.Task[Any]] = set()  # requests still receiving a body
+        self._requests: dict[bytes, SpeechRequest] = {}  # recent bodies, parsed
+        self._id_prefix = secrets.token_hex(6).encode()  # per process; then a counter
+        self._served = 0
         self._stopping = False
+
+    def _parsed(self, body: bytes) -> SpeechRequest:
+        """The request a body means. An agent sends the same bodies again and again (its
+        prompts): the ones seen recently are not parsed and validated again."""
+        request = self._requests.get(body)
+        if request is None:
+            request = parse_speech_request(body, self.voices)  # ApiError: never remembered
+            if len(body) <= REMEMBERED_BODY_BYTES:
+                if len(self._requests) >= REMEMBERED_BODIES:
+                    self._requests.clear()
+                self._requests[body] = request
+        return request
+
+    def _request_id(self) -> bytes:
+        self._served += 1
+        return b"%s%x" % (self._id_prefix, self._served)
 
     def begin_shutdown(self) -> None:
         """Called on the event loop when the server starts to stop."""
@@ -226,7 +248,7 @@ class App:
     async def _speech(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await self._body(scope, receive)
-            request = parse_speech_request(body, self.voices)
+            request = self._parsed(body)
             speech = await self.service.speak(request)
         except _ClientGone:
             scope["voiceprep.status"] = CLIENT_GONE
@@ -240,7 +262,7 @@ class App:
             await _send_error(error, send)
             return
         scope["voiceprep.cache"] = "hit" if speech.cached else "miss"
-        headers = [(b"x-request-id", secrets.token_hex(8).encode())]  # OpenAI's clients show it
+        headers = [(b"x-request-id", self._request_id())]  # OpenAI's clients show it
         chunks = speech.chunks
         if request.stream_format == "sse":
             headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -324,8 +346,11 @@ class App:
                 route, str(status)
             )
         counter.inc()
-        if route == "/v1/audio/speech" and status == 200:
-            self.metrics.latency.labels(cache).observe(seconds)
+        if route == SPEECH and status == 200:
+            latency = self._latencies.get(cache)
+            if latency is None:
+                latency = self._latencies[cache] = self.metrics.latency.labels(cache)
+            latency.observe(seconds)
         entry = {
             "method": scope["method"],
             "path": path,

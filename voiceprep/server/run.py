@@ -94,6 +94,7 @@ def serve(
     server = _Server(config)
     server.on_shutdown = getattr(app, "begin_shutdown", None)
     logs.quiet_uvicorn()
+    logs.lighten()
     host, port = sock.getsockname()[:2]
     if on_listening is not None:
         on_listening(host, port)
