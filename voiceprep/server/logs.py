@@ -6,6 +6,7 @@
   the last REMEMBERED phrases the server synthesized (or tried to) has it replaced by
   `<input>` (the cache writes after the audio was sent: the phrase is no longer in
   flight when its write fails).
+- `batch` makes the lines written during one turn of the event loop one write.
 - `quiet_uvicorn` drops uvicorn's own line for a response we end on purpose without its
   terminating chunk (an upstream that died mid-stream) and for a request h11 refused:
   the server logs its own line for each.
@@ -13,8 +14,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
+from typing import TextIO
 
 HIDDEN = "<input>"
 REMEMBERED = 4096
@@ -82,3 +85,48 @@ def lighten() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+class BatchedStream:
+    """A text stream whose writes made during one turn of the event loop leave in one
+    write: under load, many access lines per system call instead of one each. Outside a
+    running loop (start-up, shutdown) it writes through."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush_now()
+            self.stream.write(text)
+            self.stream.flush()
+            return len(text)
+        if not self._lines:
+            loop.call_soon(self.flush_now)
+        self._lines.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Called by the handler after every record: the batch leaves at the loop's turn."""
+
+    def flush_now(self) -> None:
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines.clear()
+            self.stream.write(text)
+            self.stream.flush()
+
+
+def batch(streams: tuple[object, ...]) -> list[BatchedStream]:
+    """Put a BatchedStream between the server's log handlers and `streams` (stderr)."""
+    batched = []
+    for name in ("voiceprep", "uvicorn", ""):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in streams:
+                wrapper = BatchedStream(handler.stream)
+                handler.setStream(wrapper)
+                batched.append(wrapper)
+    return batched

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -95,10 +96,15 @@ def serve(
     server.on_shutdown = getattr(app, "begin_shutdown", None)
     logs.quiet_uvicorn()
     logs.lighten()
+    batched = logs.batch((sys.stderr, sys.__stderr__))
     host, port = sock.getsockname()[:2]
     if on_listening is not None:
         on_listening(host, port)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for stream in batched:
+            stream.flush_now()
     return server.stopped_by
 
 
