@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,17 @@ def body(text: str, fmt: str = "pcm") -> dict[str, object]:
 
 def stored(cache: Path, text: str, *, wait: float = 30) -> bool:
     return stored_entry(cache, text, wait=wait) is not None
+
+
+def wait_for_misses(server: ServerProcess, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    pattern = re.compile(r"^voiceprep_cache_misses_total (\S+)$", re.M)
+    while True:
+        match = pattern.search(httpx.get(server.url("/metrics")).text)
+        if match and float(match.group(1)) >= count:
+            return
+        assert time.monotonic() < deadline, f"fewer than {count} misses counted"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -179,7 +191,9 @@ def test_32_requests_for_one_new_phrase_half_of_them_mid_stream_share_one_synthe
         first_half = [pool.submit(early) for _ in range(16)]
         started.wait(timeout=30)
         second_half = [pool.submit(late) for _ in range(16)]
-        time.sleep(0.3)  # let them join mid-stream
+        # all 32 were counted as misses by the server while the synthesis is still held:
+        # the late ones joined it mid-stream (a request after its end would be a hit)
+        wait_for_misses(server, 1 + 32)  # the fixture's warm-up, then these
         assert openai_server.in_flight == 1
         held.set()
         bodies = [f.result() for f in first_half + second_half]
