@@ -93,6 +93,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service.prepare()
         try:
             yield
         finally:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 import time
 from collections import OrderedDict
@@ -229,6 +230,15 @@ class SpeechService:
         except StopAsyncIteration:
             first = b""
         return Speech(content_type, cached=False, chunks=_then(first, chunks))
+
+    def prepare(self) -> None:
+        """Import now what the first miss would import (the encoders, an HTTP backend's
+        client): seconds without bytecode caches, otherwise counted in that miss' time
+        to first byte and in its backend's --timeout."""
+        importlib.import_module("av")
+        importlib.import_module("numpy")
+        if not self.read_only:
+            importlib.import_module("httpx")
 
     def unavailable_reason(self) -> str | None:
         """Why the server cannot answer misses (None: it can). Read-only needs no backend."""
