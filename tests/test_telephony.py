@@ -208,6 +208,13 @@ def warmed(cli: CLI) -> Path:
     return cli.cwd / "cache"
 
 
+def warm_export(cli: CLI, directory: str, *options: str) -> None:
+    result = cli(
+        "warm", "menu.csv", "-b", "espeak", "--cache-dir", "cache", "--export", directory, *options
+    )
+    assert result.code == 0, result.err
+
+
 def cached_pcm(cli: CLI, text: str) -> bytes:
     result = cli("cache", "get", text, "-b", "espeak", "--cache-dir", "cache", "-o", "-")
     assert result.code == 0, result.err
@@ -237,19 +244,7 @@ def test_cache_get_and_say_write_phone_files(cli: CLI, warmed: Path) -> None:
 
 
 def test_asterisk_layout_writes_every_sibling_and_lists_it(cli: CLI, warmed: Path) -> None:
-    result = cli(
-        "warm",
-        "menu.csv",
-        "-b",
-        "espeak",
-        "--cache-dir",
-        "cache",
-        "--export",
-        "sounds",
-        "--layout",
-        "asterisk",
-    )
-    assert result.code == 0, result.err
+    warm_export(cli, "sounds", "--layout", "asterisk")
     sounds = cli.cwd / "sounds"
     files = sorted(str(p.relative_to(sounds)) for p in sounds.rglob("*") if p.is_file())
     expected = [
@@ -299,21 +294,7 @@ def test_asterisk_codecs_choose_the_files(cli: CLI, warmed: Path) -> None:
 
 
 def test_freeswitch_layout_has_a_folder_per_rate(cli: CLI, warmed: Path) -> None:
-    result = cli(
-        "warm",
-        "menu.csv",
-        "-b",
-        "espeak",
-        "--cache-dir",
-        "cache",
-        "--export",
-        "fs",
-        "--layout",
-        "freeswitch",
-        "--lang",
-        "en_US",
-    )
-    assert result.code == 0, result.err
+    warm_export(cli, "fs", "--layout", "freeswitch", "--lang", "en_US")
     manifest = json.loads((cli.cwd / "fs/manifest.json").read_text())
     for rate in (8000, 16000, 32000, 48000):
         path = cli.cwd / f"fs/en/us/en/{rate}/thanks.wav"

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import CacheError, UsageError, VoiceprepError
 from voiceprep.output import OutputSpec, convert_pcm, output_spec
-from voiceprep.phonecodec import G711
 from voiceprep.phrases import LANG_TAG
+from voiceprep.telephony import G711
 from voiceprep.wav import wav_bytes
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.audio_format import layout_of
 from voiceprep.loudness import _frame, linear
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class AudioFilter:
 
         self.rate = rate
         self._graph = av.filter.Graph()
-        layout = "mono" if channels == 1 else "stereo"
+        layout = layout_of(channels)
         source = self._graph.add_abuffer(format="flt", sample_rate=rate, layout=layout)
         step = self._graph.add(name, args)
         convert = self._graph.add("aformat", f"sample_fmts=flt:channel_layouts={layout}")

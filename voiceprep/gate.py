@@ -35,9 +35,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from voiceprep import defaults
 from voiceprep.errors import UsageError
+from voiceprep.keys import normalize_text
+from voiceprep.loudness import to_float
 
-GATE_MODES = ("strict", "relaxed", "off")
+GATE_MODES = defaults.GATE_MODES
 _WINDOW_SECONDS = 0.02
 _SILENCE_DB = -55.0
 _DYNAMIC_DB = 35.0
@@ -90,9 +93,6 @@ def _dense_script(text: str) -> bool:
 def judge(pcm: bytes, *, rate: int, channels: int, text: str, mode: str = "strict") -> Verdict:
     """The gate's verdict on s16le PCM synthesized for `text`."""
     import numpy as np
-
-    from voiceprep.keys import normalize_text
-    from voiceprep.loudness import to_float
 
     check_mode(mode)
     samples = to_float(pcm, channels)

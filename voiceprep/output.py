@@ -26,9 +26,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
-from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
-from voiceprep.phonecodec import G711, G722_RATE, g711_chunks, g722_chunks
-from voiceprep.telephony import G711_RATE, G711_SUFFIX, TELEPHONY_SAMPLE_FORMAT, phone_file
+from voiceprep.errors import (
+    OutputError,
+    OutputExistsError,
+    UsageError,
+    WriteError,
+)
+from voiceprep.phonecodec import g711_chunks, g722_chunks
+from voiceprep.telephony import (
+    G711,
+    G711_RATE,
+    G711_SUFFIX,
+    G722_RATE,
+    TELEPHONY_SAMPLE_FORMAT,
+    phone_file,
+)
+from voiceprep.units import check_seconds
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
 
 if TYPE_CHECKING:
@@ -63,10 +76,10 @@ class OutputSpec(AudioFormat):
             != (G722_RATE, 1, "s16", "raw")
         ):
             raise UsageError("G.722 output is raw, 16000 Hz mono, from s16 audio")
-        if self.start is not None and not self.start >= 0:
-            raise UsageError(f"invalid start {self.start}: must be 0 or more seconds")
-        if self.duration is not None and not self.duration > 0:
-            raise UsageError(f"invalid duration {self.duration}: must be more than 0 seconds")
+        if self.start is not None:
+            check_seconds(self.start, "start")
+        if self.duration is not None:
+            check_seconds(self.duration, "duration", zero=False)
 
     @property
     def suffix(self) -> str:
@@ -193,7 +206,7 @@ def _pcm_chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process import process_stream
+    from voiceprep.process_stream import process_stream
 
     yield from process_stream(
         open_chunks,
@@ -333,11 +346,6 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
-
-
-class WriteError(VoiceprepError):
-    """Writing an output failed midway (a full disk, an I/O error, a closed pipe): exit 1.
-    Nothing half-written is left behind where the output is a regular file."""
 
 
 # Paths that name an open descriptor rather than a file: written in place, always.

@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-G711 = ("ulaw", "alaw")
+from voiceprep.telephony import G711_RATE, G722_RATE
+
 _AV_CODEC = {"ulaw": "pcm_mulaw", "alaw": "pcm_alaw", "g722": "g722"}
-# The byte of digital silence: what pads a G.711 frame (μ-law 0xFF, A-law 0xD5).
-SILENCE = {"ulaw": 0xFF, "alaw": 0xD5}
-G722_RATE = 16000
-_G711_RATE = 8000  # what the G.711 coders are told: the bytes do not depend on it
 
 
 def encode_g711(pcm: bytes, law: str) -> bytes:
@@ -28,7 +25,7 @@ def encode_g711(pcm: bytes, law: str) -> bytes:
 
 def g711_chunks(chunks: Iterable[bytes], law: str) -> Iterator[bytes]:
     """A stream of s16le chunks as G.711 chunks (an odd byte is carried to the next)."""
-    return _encoded(chunks, law, _G711_RATE)
+    return _encoded(chunks, law, G711_RATE)
 
 
 def g722_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -43,7 +40,7 @@ def decode_g711(data: bytes, law: str) -> bytes:
     if not data:
         return b""
     context: Any = av.CodecContext.create(_AV_CODEC[law], "r")
-    context.sample_rate = _G711_RATE
+    context.sample_rate = G711_RATE
     context.layout = "mono"
     context.open()
     frames = [*context.decode(av.Packet(data)), *context.decode(None)]

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voiceprep.phonecodec import G711, G722_RATE
+G711 = ("ulaw", "alaw")  # the G.711 sample formats (voiceprep.audio_format's table)
+G711_RATE = 8000
+G722_RATE = 16000  # G.722 codes 16 kHz audio
+# The byte of digital silence: what pads a G.711 frame (μ-law 0xFF, A-law 0xD5).
+SILENCE = {"ulaw": 0xFF, "alaw": 0xD5}
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,6 @@ PHONE_FILES: dict[str, PhoneFile] = {
 }
 # The names voiceprep gives G.711 raw files of its own choosing (decode without -o).
 G711_SUFFIX = {"ulaw": ".ulaw", "alaw": ".alaw"}
-G711_RATE = 8000
 
 
 def phone_file(path: str | os.PathLike[str] | None) -> PhoneFile | None:
@@ -69,10 +72,6 @@ def raw_input_options(source: Any) -> dict[str, Any]:
     return {"format": phone.av_format, "options": options}
 
 
-def is_g711(sample_format: str) -> bool:
-    return sample_format in G711
-
-
 # --- the telephony preset ---------------------------------------------------------------
 # Band-limited for the line as Asterisk's own prompts are made (a high-pass near 100 Hz
 # before companding), at the level docs/processing.md recommends for telephony: RFC 7874
@@ -81,5 +80,4 @@ def is_g711(sample_format: str) -> bool:
 # -20 LUFS, under a -3 dBTP ceiling that leaves G.711 and transcoding headroom. Files
 # written by decode, say and cache get are 8 kHz μ-law.
 TELEPHONY_PROCESS = {"highpass": 100.0, "loudness": -20.0, "true_peak": -3.0}
-TELEPHONY_RATE = G711_RATE
 TELEPHONY_SAMPLE_FORMAT = "ulaw"

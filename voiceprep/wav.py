@@ -139,3 +139,22 @@ def find_chunk(blob: bytes, chunk_id: bytes, *, start: int = 12) -> bytes | None
             return blob[body : body + size] if body + size <= len(blob) else None
         pos = body + size + (size & 1)
     return None
+
+
+# Enough for the chunks before `data` in any WAV seen in practice (fmt, LIST, fact…).
+WAV_HEAD_BYTES = 64 * 1024
+
+
+def wav_promise(head: bytes, size: int) -> tuple[int, int] | None:
+    """(declared, held) data bytes of a WAV whose header declares more than it holds."""
+    if head[:4] != b"RIFF":
+        return None
+    try:
+        fmt = parse_wav_header(head)
+    except (ValueError, struct.error):
+        return None  # not a PCM WAV: libav judges it
+    (declared,) = struct.unpack_from("<I", head, fmt.data_offset - 4)  # the chunk's size
+    if declared in (0, UNKNOWN_SIZE):  # "length unknown" (a stream written to a file)
+        return None
+    held = size - fmt.data_offset
+    return (declared, held) if declared > held else None

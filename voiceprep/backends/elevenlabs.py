@@ -13,18 +13,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from voiceprep.backends._http import (
-    ClientPool,
-    clean_base_url,
-    post_for_audio,
-    stream_audio,
-    whole_samples,
-)
+from voiceprep.backends._cloud import HostedBackend, offered_rate
+from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_bool, as_float, check_known
 from voiceprep.backends._stream import pcm_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
@@ -60,10 +54,7 @@ _VOICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def output_format_for(rate: int) -> str:
     """`pcm_<rate>` when offered, else the nearest higher offered rate (or the highest)."""
-    for offered in PCM_RATES:
-        if offered >= rate:
-            return f"pcm_{offered}"
-    return f"pcm_{PCM_RATES[-1]}"
+    return f"pcm_{offered_rate(rate, PCM_RATES)}"
 
 
 def _pcm_rate(output_format: str) -> int | None:
@@ -71,7 +62,7 @@ def _pcm_rate(output_format: str) -> int | None:
     return int(output_format.split("_")[1]) if output_format.startswith("pcm_") else None
 
 
-class ElevenLabsBackend:
+class ElevenLabsBackend(HostedBackend):
     """ElevenLabs text-to-speech."""
 
     name = "elevenlabs"
@@ -99,13 +90,7 @@ class ElevenLabsBackend:
                 f"elevenlabs: option output_format={self.output_format!r}: "
                 "expected e.g. pcm_24000 or mp3_44100_128"
             )
-        source = "option base_url" if "base_url" in options else BASE_URL_ENV
-        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
-        self.base_url = clean_base_url(raw_base, source=source)
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"ElevenLabsBackend(model={self.model!r}, voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = dict(self.voice_settings)
@@ -177,7 +162,3 @@ class ElevenLabsBackend:
             )
         async for chunk in chunks:
             yield chunk
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ OPTIONS = {
 }
 
 T = TypeVar("T")
-_load_lock = threading.Lock()
-_loaded: dict[tuple[str, str], Any] = {}  # (model, config) → piper.PiperVoice
+_pools_lock = threading.Lock()
+_pools: dict[tuple[str, str], VoicePool] = {}  # (model, config) → its sessions
 
 
 @dataclass(frozen=True)
@@ -87,21 +88,80 @@ def _piper_missing() -> bool:
     return importlib.util.find_spec("piper") is None
 
 
-def load_voice(files: VoiceFiles) -> Any:
-    """The loaded PiperVoice for these files: loaded once per process, thread-safely."""
-    key = (str(files.model), str(files.config))
-    voice = _loaded.get(key)
-    if voice is not None:
-        return voice
-    with _load_lock:
-        voice = _loaded.get(key)
+MAX_SESSIONS = 8  # each session holds its own copy of the model: ~120 MiB for a medium voice
+
+
+def session_plan(cores: int) -> tuple[int, int]:
+    """(k sessions, m onnxruntime threads each) for `cores` usable cores.
+
+    One thread per session up to 4 cores: with short phrases a session's intra-op threads
+    mostly wait for each other (measured: two sessions of one thread do the same work as
+    one of two threads with 16 % less CPU), so independent phrases on independent sessions
+    use the cores best. From 5 cores on, two threads each: a lone request (serve, say) still
+    gets some parallelism, and the model copies (~120 MiB each) stay at most MAX_SESSIONS.
+    Figures and the reasoning for 8 and 16 cores: docs/performance.md, "Piper".
+    """
+    cores = max(1, cores)
+    if cores <= 4:
+        return cores, 1
+    return min(MAX_SESSIONS, cores // 2), 2
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (taskset and cgroup cpusets respected)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class VoicePool:
+    """Up to k loaded sessions of one voice, each used by one synthesis at a time.
+
+    Sessions are loaded on demand: a second one only when two syntheses overlap, so a
+    process that synthesizes one phrase at a time (say, a lone serve request) loads one."""
+
+    def __init__(self, files: VoiceFiles, sessions: int, threads: int) -> None:
+        self.files, self.sessions, self.threads = files, sessions, threads
+        self.loaded = 0
+        self._free: list[Any] = []
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """A PiperVoice for this thread's use (blocks while all k are busy)."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._free) or self.loaded < self.sessions)
+            voice = self._free.pop() if self._free else None
+            if voice is None:
+                self.loaded += 1
         if voice is None:
-            voice = _load(files)
-            _loaded[key] = voice
-    return voice
+            try:
+                voice = _load(self.files, self.threads)
+            except BaseException:
+                with self._changed:
+                    self.loaded -= 1
+                    self._changed.notify()
+                raise
+        try:
+            yield voice
+        finally:
+            with self._changed:
+                self._free.append(voice)
+                self._changed.notify()
 
 
-def _load(files: VoiceFiles) -> Any:
+def voice_pool(files: VoiceFiles) -> VoicePool:
+    """The pool of sessions of these voice files: one per process, sized from its cores."""
+    key = (str(files.model), str(files.config))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = VoicePool(files, *session_plan(usable_cores()))
+    return pool
+
+
+def _load(files: VoiceFiles, threads: int | None = None) -> Any:
     if _piper_missing():
         raise BackendUnavailableError(
             'piper: piper-tts is not installed (pip install "voiceprep[piper]")'
@@ -110,15 +170,16 @@ def _load(files: VoiceFiles) -> Any:
         if not path.is_file():
             raise BackendUnavailableError(f"piper: {path}: no such voice file")
     try:
-        return _new_voice(files)
+        return _new_voice(files, threads)
     except Exception as exc:  # onnxruntime and json raise many types for a bad file
         raise PermanentBackendError(
             f"piper: {files.model}: cannot load voice ({type(exc).__name__}: {exc})"
         ) from exc
 
 
-def _new_voice(files: VoiceFiles) -> Any:
-    """PiperVoice.load's work, with onnxruntime's thread spinning turned off.
+def _new_voice(files: VoiceFiles, threads: int | None) -> Any:
+    """PiperVoice.load's work, with `threads` intra-op threads (None: onnxruntime's default,
+    one per core) and onnxruntime's thread spinning turned off.
 
     By default onnxruntime's worker threads busy-wait between operators. With several
     syntheses in flight (warm -j) or anything else running, they burn the cores the other
@@ -133,6 +194,9 @@ def _new_voice(files: VoiceFiles) -> Any:
         config = PiperConfig.from_dict(json.load(fh))
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(
         str(files.model), sess_options=options, providers=["CPUExecutionProvider"]
     )
@@ -211,16 +275,16 @@ class PiperBackend:
         """Piper's chunks (one per sentence), blocking: s16le mono at the voice's rate."""
         from piper import SynthesisConfig
 
-        piper_voice = load_voice(files)
         config = SynthesisConfig(
             speaker_id=_opt_int(self.options.get("speaker")),
             length_scale=_opt_float(self.options.get("length_scale")),
             noise_scale=_opt_float(self.options.get("noise_scale")),
             noise_w_scale=_opt_float(self.options.get("noise_w_scale")),
         )
-        rate = int(piper_voice.config.sample_rate)
-        for chunk in piper_voice.synthesize(text, config):
-            yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1)
+        with voice_pool(files).session() as piper_voice:
+            rate = int(piper_voice.config.sample_rate)
+            for chunk in piper_voice.synthesize(text, config):
+                yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1)
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
@@ -238,10 +302,16 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]
 
     def produce() -> None:
         try:
-            for item in make():
-                if stop.is_set():
-                    return
-                put("item", item)
+            items = make()
+            try:
+                for item in items:
+                    if stop.is_set():
+                        return
+                    put("item", item)
+            finally:
+                close = getattr(items, "close", None)  # a generator: release what it holds
+                if close is not None:
+                    close()
         except BaseException as exc:  # handed to the consumer, raised there
             put("error", exc)
         else:

@@ -21,6 +21,8 @@ from voiceprep.cli import _output
 from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
+    from voiceprep.cli._options import Container
+    from voiceprep.config import Settings
     from voiceprep.output import OutputSpec
 
 
@@ -46,38 +48,40 @@ def check_output(output: str, *, force: bool) -> None:
         output_target(Path(output), force=force)
 
 
-def audio_spec(
+def checked_output(
     output: str,
+    settings: Settings,
     *,
-    rate: int,
-    channels: int,
-    container: str | None = None,
-    sample_format: str | None = None,
-    telephony: bool = False,
+    container: Container | None,
+    sample_format: str | None,
+    force: bool,
 ) -> OutputSpec:
-    """What `say` and `cache get` write for a phrase held at `rate`/`channels`: that,
-    unless OUT's suffix (.ulaw, .sln16, .g722, ...) or `sample_format` asks for another
-    shape (G.711: 8000 Hz). A contradiction (`--format wav` for a .ulaw) is a UsageError,
-    raised before any work."""
+    """What `say` and `cache get` write for a phrase selected by `settings` (held at their
+    rate and channels): that, unless OUT's suffix (.ulaw, .sln16, .g722, ...),
+    `sample_format` or the telephony preset asks for another shape (G.711: 8000 Hz). A
+    contradiction (`--format wav` for a .ulaw) is a UsageError, and so is what writing
+    OUT would refuse (see `check_output`): both before any work."""
     from voiceprep.output import output_spec
 
-    return output_spec(
+    spec = output_spec(
         None if output == STDIO else output,
         rate=None,
         channels=None,
         sample_format=sample_format,
-        container=container,
-        default_rate=rate,
-        default_channels=channels,
-        telephony=telephony,
+        container=container.value if container else None,
+        default_rate=settings.rate,
+        default_channels=settings.channels,
+        telephony=settings.process.telephony,
     )
+    check_output(output, force=force)
+    return spec
 
 
 def write_audio(
     pcm: bytes, output: str, spec: OutputSpec, *, rate: int, channels: int, force: bool = False
 ) -> float:
     """s16 PCM at `rate`/`channels` to `output` (a file, or - for stdout), converted to
-    `spec` (see `audio_spec`); returns the seconds written."""
+    `spec` (see `checked_output`); returns the seconds written."""
     from voiceprep.output import convert_pcm, write_pcm
 
     data = convert_pcm(pcm, rate=rate, channels=channels, spec=spec)

@@ -31,13 +31,17 @@ from voiceprep.cli._options import (
     MaxEntries,
     MaxSize,
     OutputFormat,
+    Retries,
     SampleFormat,
+    Timeout,
+    jobs_option,
     selection_options,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import audio_spec, check_output, write_audio
+from voiceprep.cli._write import checked_output, write_audio
+from voiceprep.cli.remote import warm_pull, warm_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -55,36 +59,8 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
-_PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
-Jobs = Annotated[
-    int | None,
-    typer.Option(
-        "-j",
-        "--jobs",
-        metavar="N",
-        help="Keep N requests in flight at once.",
-        show_default=str(defaults.JOBS),
-    ),
-]
-Retries = Annotated[
-    int | None,
-    typer.Option(
-        "--retries",
-        metavar="N",
-        help="Retry a transient failure N times per phrase.",
-        show_default=str(defaults.RETRIES),
-    ),
-]
-Timeout = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        metavar="SEC",
-        help="Give each attempt SEC seconds.",
-        show_default=f"{defaults.TIMEOUT:g}",
-    ),
-]
+Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
 
 
 # --- warm -----------------------------------------------------------------------------
@@ -162,8 +138,8 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import parse_shard, plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import parse_shard, plan_warm  # deferred: start-up
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
@@ -211,8 +187,7 @@ def warm_command(
             plan, tts, cache, settings, prune=prune, export=export, layout=export_layout
         )
         if remote is not None:
-            from voiceprep.cli.remote import warm_push
-            from voiceprep.remote import scrub
+            from voiceprep.remote import scrub  # deferred: start-up
 
             summary.remote = scrub(remote)
             summary.pulled = pulled
@@ -253,7 +228,7 @@ def _warm(
     summary = _run_with_progress(plan, tts, cache, settings)
     summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
-        from voiceprep.warm import prune_unlisted
+        from voiceprep.warm import prune_unlisted  # deferred: start-up
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
@@ -267,8 +242,6 @@ def _pull_first(
     """warm --remote: pull the missing entries; they then count as cached. (plan, whether
     the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
     from dataclasses import replace
-
-    from voiceprep.cli.remote import warm_pull
 
     wanted = {item.key for item in plan.missing}
     ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
@@ -375,7 +348,7 @@ def _run_with_progress(
     """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
     import asyncio
 
-    from voiceprep.warm import WarmSummary, run_warm
+    from voiceprep.warm import WarmSummary, run_warm  # deferred: start-up
 
     summary = WarmSummary()
     missing = len(plan.missing)
@@ -444,7 +417,7 @@ class _Reporter:
 
 
 def _export(cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions) -> bool:
-    from voiceprep.warm import export_plan
+    from voiceprep.warm import export_plan  # deferred: start-up
 
     report = export_plan(cache, plan, directory, layout)
     for item in report.missing:
@@ -526,7 +499,7 @@ def say_command(
     """
     import asyncio
 
-    from voiceprep.warm import say
+    from voiceprep.warm import say  # deferred: start-up
 
     destination = output or STDIO
     settings = resolve(
@@ -536,15 +509,9 @@ def say_command(
         gate=gate_flag(gate),
         process=process,
     )
-    spec = audio_spec(
-        destination,
-        rate=settings.rate,
-        channels=settings.channels,
-        container=output_format.value if output_format else None,
-        sample_format=sample_format,
-        telephony=settings.process.telephony,
+    spec = checked_output(
+        destination, settings, container=output_format, sample_format=sample_format, force=force
     )
-    check_output(destination, force=force)  # before any synthesis is paid for
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
     with open_cache(settings.cache_dir, limits=settings) as cache:

@@ -23,7 +23,8 @@ from typing import Any
 
 from voiceprep.errors import UsageError
 from voiceprep.output import OutputSpec, convert_pcm
-from voiceprep.phonecodec import SILENCE, decode_g711
+from voiceprep.phonecodec import decode_g711
+from voiceprep.telephony import SILENCE
 
 __all__ = ["FRAME_BYTES", "RATE", "clear_message", "inbound_pcm", "media_messages"]
 

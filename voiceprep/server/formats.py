@@ -19,10 +19,10 @@ import io
 from dataclasses import dataclass
 from typing import Any, cast
 
+from voiceprep.audio_format import layout_of
 from voiceprep.wav import HEADER_BYTES, wav_bytes, wav_header
 
-PCM_RATE = 24000
-_LAYOUTS = {1: "mono", 2: "stereo"}
+PCM_RATE = 24000  # OpenAI's `pcm` response format: s16le mono at 24 kHz, fixed
 
 
 @dataclass(frozen=True)
@@ -185,11 +185,11 @@ class _Resampler:
 
         self._av = av
         self.rate = rate
-        self.layout = _LAYOUTS[channels]
+        self.layout = layout_of(channels)
         self._pts = 0
         self._channels = channels
         self._resampler = av.AudioResampler(
-            format=fmt, layout=_LAYOUTS[to_channels], rate=to_rate, frame_size=frame_size
+            format=fmt, layout=layout_of(to_channels), rate=to_rate, frame_size=frame_size
         )
 
     def feed(self, pcm: bytes) -> list[Any]:
@@ -213,7 +213,7 @@ class _AvEncoder:
         import av
 
         assert spec.codec is not None and spec.container is not None
-        layout = _LAYOUTS[channels]
+        layout = layout_of(channels)
         out_rate = output_rate(spec, rate)
         self._file: Any = io.BytesIO() if seekable else _Sink()
         # Ogg holds pages up to a second by default: hand them on every 20 ms instead.

@@ -43,9 +43,9 @@ from voiceprep.errors import (
     CacheError,
     CacheIndexError,
     EmptyAudioError,
+    NotCachedError,
     PermanentBackendError,
     TransientBackendError,
-    VoiceprepError,
 )
 from voiceprep.flight import Flight
 from voiceprep.server.errors import SERVER_ERROR, ApiError
@@ -75,10 +75,6 @@ class Speech:
     cached: bool  # True: no synthesis was needed for this request
     body: bytes | None = None  # the whole answer (a hit)
     chunks: AsyncIterator[bytes] | None = None  # the answer as it is produced (a miss)
-
-
-class NotCachedError(VoiceprepError):
-    """Read-only server: the phrase is not in the cache."""
 
 
 class ReadOnlyBackend:
