@@ -20,7 +20,19 @@ from voiceprep.process import ProcessSettings
 CHUNK_SECONDS = 0.1
 
 
-class StreamingBackend:
+class NamedBackend:
+    """What every voiceprep backend has besides its synthesis: a name and an identity."""
+
+    name = "test"
+
+    def identity(self, voice: str | None = None) -> BackendIdentity:
+        return BackendIdentity(self.name, None, voice)
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+
+class StreamingBackend(NamedBackend):
     """A voiceprep backend with `stream`: a 440 Hz tone, 0.1 s a chunk, at `rate`.
 
     `hold` pauses the stream after `hold_after` chunks until set; `fail_after` raises a
@@ -37,12 +49,6 @@ class StreamingBackend:
         self.fail_after: int | None = None
         self.fail_always = False
         self.produced: list[bytes] = []  # chunks yielded, as the provider produced them
-
-    def identity(self, voice: str | None = None) -> BackendIdentity:
-        return BackendIdentity(self.name, None, voice)
-
-    def unavailable_reason(self) -> str | None:
-        return None
 
     async def synthesize(
         self, text: str, *, voice: str | None = None, rate: int, channels: int
@@ -257,3 +263,48 @@ async def test_the_gate_stays_on_with_a_directory_or_when_asked(tmp_path: Path) 
     with pytest.raises(ImplausibleAudioError):
         await TTSAudioCache(SeedTTS(blip), gate="strict", retries=0).fetch("One moment.")
     assert await TTSAudioCache(SeedTTS(blip), directory=tmp_path, gate="off").fetch("Hm.")
+
+
+class WholeBackend(NamedBackend):
+    """A backend without `stream`: a blip first (the gate refuses it), then real audio."""
+
+    name = "whole-test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        self.calls += 1
+        seconds = 0.02 if self.calls == 1 else 1.0
+        return SynthesizedAudio(sine_pcm(440.0, seconds, 24000), rate=24000, channels=1)
+
+
+async def test_a_backend_without_stream_is_one_chunk_judged_before_anyone_hears_it(
+    tmp_path: Path,
+) -> None:
+    backend = WholeBackend()
+    cache = TTSAudioCache(backend, directory=tmp_path)
+    chunks = await collect(cache.stream("Thanks for waiting."))
+    assert chunks == [sine_pcm(440.0, 1.0, 24000)]  # the refused blip was never played
+    assert backend.calls == 2 and cache.contains("Thanks for waiting.")
+
+
+async def test_real_piper_streams_a_miss_sentence_by_sentence(tmp_path: Path) -> None:
+    """Piper's `stream` through the cache: the first sentence is handed out while the
+    others are synthesized, resampled seamlessly to 24 kHz; the entry is the whole."""
+    from voiceprep.backends import get_backend
+
+    text = "Thank you for calling. Your order has shipped. It arrives on Friday."
+    cache = TTSAudioCache(get_backend("piper"), directory=tmp_path)
+    stream = cache.stream(text)
+    first = await stream.__anext__()
+    assert not cache.contains(text)  # the rest is still being synthesized
+    rest = await collect(stream)
+    assert len(rest) >= 2  # one chunk a sentence (at least)
+    await cache.drain()
+    cache.close()
+    again = TTSAudioCache(get_backend("piper"), directory=tmp_path)
+    assert await again.fetch(text) == first + b"".join(rest)
+    again.close()

@@ -58,9 +58,10 @@ from voiceprep.gate import judge
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
 from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
 from voiceprep.secrets import redact
-from voiceprep.sources import Attempt, Source
+from voiceprep.sources import Attempt, BackendSource, Source
 
 if TYPE_CHECKING:
+    from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache, Lease
     from voiceprep.remote import ReadThrough
 
@@ -171,9 +172,10 @@ class Filler:
         self.lease_ttl = lease_ttl(timeout, retries)
         self._slots = asyncio.Semaphore(syntheses) if syntheses is not None else None
         self.flights: dict[str, Flight] = {}
-        # Index writes (claims, releases, puts) go through one thread: SQLite serializes
-        # writers anyway, the event loop stays free, and close() can wait for them.
-        self._writer: ThreadPoolExecutor | None = None
+        # Index writes go through two threads, off the event loop, that close() waits for:
+        # one for puts (file, fsync, commit), one for leases, so a claim on a miss never
+        # queues behind the fsync of the previous phrase's put.
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self.closed = False
 
     def prompt(self, identity: BackendIdentity, text: str, voice: str | None) -> Prompt:
@@ -350,7 +352,7 @@ class Filler:
             if disk.read_only:
                 return Claim()
             while True:
-                lease = await self._write(disk.claim, prompt.key, ttl=self.lease_ttl)
+                lease = await self._in("lease", disk.claim, prompt.key, ttl=self.lease_ttl)
                 if lease is not None:
                     pcm = self.read(prompt.key)  # stored just before our claim?
                     if pcm is None:
@@ -374,7 +376,7 @@ class Filler:
 
     def release(self, lease: Lease | None) -> None:
         if lease is not None and not self.closed:
-            self._writer_pool().submit(self._release, lease)
+            self._pool("lease").submit(self._release, lease)
 
     def _release(self, lease: Lease) -> None:
         # A method, not `lease.release`: the queued job keeps the filler, so its disk,
@@ -392,18 +394,21 @@ class Filler:
         """The raw synthesis of `prompt`, past the gate, published to `flight` as it comes.
 
         Transient errors and refused syntheses are tried again (`retries` more times
-        each) until a chunk reached a live consumer; then the error is final.
+        each) until a chunk reached a live consumer; then the error is final. A source
+        that does not stream (`streams` False: one chunk at the end) is judged before its
+        audio is published, so its refusals are always tried again.
         """
         flight = flight if flight is not None else Flight()
+        staged = Flight() if not getattr(self.source, "streams", True) else flight
         failures = refusals = 0
         while True:
-            flight.begin()
+            staged.begin()
             try:
                 if self._slots is None:
-                    await self._attempt(prompt, flight)
+                    await self._attempt(prompt, staged)
                 else:
                     async with self._slots:
-                        await self._attempt(prompt, flight)
+                        await self._attempt(prompt, staged)
             except self.source.retried as exc:
                 assert isinstance(exc, TransientBackendError)
                 if failures >= self.retries or flight.live:
@@ -414,11 +419,14 @@ class Filler:
                     on_retry(failures, delay, exc)
                 await asyncio.sleep(delay)
                 continue
-            pcm = b"".join(flight.chunks)
+            pcm = b"".join(staged.chunks)
             if not pcm:
                 raise EmptyAudioError(f"{prompt.text!r}: the TTS returned no audio")
             reason = self._refusal(prompt, pcm)
             if reason is None:
+                if staged is not flight:
+                    flight.begin(staged.tag)
+                    flight.add(pcm)
                 return pcm
             if refusals >= self.retries or flight.live:
                 tries = "1 attempt" if refusals == 0 else f"{refusals + 1} attempts"
@@ -470,7 +478,7 @@ class Filler:
         and `close()` waits for it."""
         if self.disk is None or self.closed:
             return
-        future = self._writer_pool().submit(self._put, prompt, raw, produced, had_raw)
+        future = self._pool("put").submit(self._put, prompt, raw, produced, had_raw)
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except (CacheError, OSError) as exc:
@@ -490,16 +498,18 @@ class Filler:
         disk.put(prompt.key, produced.pcm, rate=rate, channels=channels, text=text,
                  identity=identity, loudness=produced.loudness)  # fmt: skip
 
-    async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        future = self._writer_pool().submit(fn, *args, **kwargs)
+    async def _in(self, pool: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        future = self._pool(pool).submit(fn, *args, **kwargs)
         return await asyncio.shield(asyncio.wrap_future(future))
 
-    def _writer_pool(self) -> ThreadPoolExecutor:
+    def _pool(self, name: str) -> ThreadPoolExecutor:
         if self.closed:
             raise CacheError("the cache was closed")
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprep-put")
-        return self._writer
+        pool = self._pools.get(name)
+        if pool is None:
+            prefix = f"voiceprep-{name}"
+            pool = self._pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+        return pool
 
     # --- closing -----------------------------------------------------------------------
 
@@ -514,8 +524,8 @@ class Filler:
         """Wait for the writes in flight, then refuse new ones. The disk stays open
         (its owner closes it)."""
         self.closed = True
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
 
     async def drain(self) -> None:
         """Wait for the fills in flight to settle, their stores included."""
@@ -527,6 +537,34 @@ class Filler:
         self.cancel()
         await self.drain()
         await asyncio.to_thread(self.close)
+
+
+def backend_filler(
+    backend: Backend,
+    cache: AudioCache,
+    *,
+    rate: int,
+    channels: int,
+    process: ProcessSettings,
+    gate: str,
+    retries: int,
+    timeout: float | None,
+) -> Filler:
+    """The fill path as warm and say use it over a voiceprep backend: nobody listens
+    while it runs (the backend's whole-phrase `synthesize`), a cache that cannot store
+    raises (warm stops on it), and every entry's loudness is measured."""
+    return Filler(
+        BackendSource(backend, rate=rate, channels=channels, timeout=timeout, live=False),
+        cache,
+        rate=rate,
+        channels=channels,
+        process=process,
+        gate=gate,
+        retries=retries,
+        timeout=timeout,
+        best_effort=False,
+        measure=True,
+    )
 
 
 def _gave_up(exc: TransientBackendError, failures: int) -> TransientBackendError:

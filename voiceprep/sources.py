@@ -37,7 +37,8 @@ Chunk = bytes | Attempt
 class Source(Protocol):
     """What a `Filler` synthesizes with: one attempt at a time, as PCM chunks in the
     filler's format (or `Attempt` markers). `retried` are the errors worth another try;
-    anything else raises as it is."""
+    anything else raises as it is. A source may set `streams = False` when its audio
+    comes as one chunk at the end (then it is judged before anyone hears it)."""
 
     retried: tuple[type[BaseException], ...]
 
@@ -45,13 +46,24 @@ class Source(Protocol):
 
 
 class BackendSource:
-    """A voiceprep backend: `stream` when it has one, else `synthesize` as one chunk."""
+    """A voiceprep backend: `stream` when it has one (and `live`), else `synthesize` as
+    one chunk. `live=False` is for fills nobody listens to while they run (warm, say):
+    the backend's whole-phrase path, with no per-chunk work."""
 
     retried: tuple[type[BaseException], ...] = (TransientBackendError,)
 
-    def __init__(self, backend: Backend, *, rate: int, channels: int, timeout: float | None):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        rate: int,
+        channels: int,
+        timeout: float | None,
+        live: bool = True,
+    ) -> None:
         self.backend, self.rate, self.channels, self.timeout = backend, rate, channels, timeout
         self.name = getattr(backend, "name", type(backend).__name__)
+        self.streams = live and callable(getattr(backend, "stream", None))
 
     async def attempt(self, text: str, voice: str | None) -> AsyncIterator[Chunk]:
         try:
@@ -68,7 +80,7 @@ class BackendSource:
 
     async def _chunks(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
         shape = {"rate": self.rate, "channels": self.channels}
-        stream = getattr(self.backend, "stream", None)
+        stream = getattr(self.backend, "stream", None) if self.streams else None
         if stream is None:
             audio = await self.backend.synthesize(text, voice=voice, **shape)
             if not audio.data:

@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,173 +36,50 @@ from voiceprep.errors import (
     CacheError,
     CacheReadOnlyError,
     ImplausibleAudioError,
+    RemoteError,
     UsageError,
     VoiceprepError,
 )
-from voiceprep.fill import LEASE_POLL_SECONDS, Filler, Prompt, prompt_for
-from voiceprep.keys import BackendIdentity, normalize_text
+from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
 from voiceprep.phrases import Phrase
+from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
 from voiceprep.process import NO_PROCESSING, ProcessSettings
-from voiceprep.sources import BackendSource
+from voiceprep.remote import pull, push, scrub
+from voiceprep.say import SayResult, say
+
+# The plan (voiceprep.plan) is part of this API: `from voiceprep.warm import plan_warm`.
+__all__ = [
+    "Failure",
+    "PlanItem",
+    "ProgressEvent",
+    "RemoteFailure",
+    "RemotePull",
+    "RemotePush",
+    "RetryEvent",
+    "SayResult",
+    "Shard",
+    "WarmPlan",
+    "WarmSummary",
+    "export_plan",
+    "parse_shard",
+    "plan_warm",
+    "prune_unlisted",
+    "pull_missing",
+    "push_listed",
+    "record_remote",
+    "run_warm",
+    "say",
+    "shard_of",
+    "warm",
+]
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache, CacheEntry, Lease
     from voiceprep.export import ExportOptions, ExportReport
 
-Shard = tuple[int, int]
 # "shared": another process stored the phrase while this run waited for its lease.
 Outcome = Literal["synthesized", "failed", "shared"]
-
-
-# --- planning -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlanItem:
-    """One distinct phrase to have in the cache, and whether it already is."""
-
-    phrase: Phrase
-    voice: str | None  # what the backend is asked for: the phrase's voice or the default
-    identity: BackendIdentity
-    key: str
-    cached: bool
-    damaged: bool = False  # an entry exists but its audio failed the check: redo it
-    # With processing, `key` names the processed audio and `raw_key` the synthesis it was
-    # made from (kept too, so new processing settings never pay for a synthesis again).
-    raw_key: str = ""
-    raw_cached: bool = False
-
-    @property
-    def text(self) -> str:
-        """The text sent to the backend: normalized, exactly what the key covers."""
-        return normalize_text(self.phrase.text)
-
-    @property
-    def characters(self) -> int:
-        return len(self.text)
-
-    @property
-    def processed(self) -> bool:
-        return bool(self.raw_key) and self.raw_key != self.key
-
-    @property
-    def prompt(self) -> Prompt:
-        """What the fill path (voiceprep.fill) is asked for."""
-        return Prompt(self.text, self.voice, self.identity, self.key, self.raw_key or self.key)
-
-
-@dataclass(frozen=True)
-class WarmPlan:
-    items: list[PlanItem]  # this shard's distinct phrases, in list order
-    all_keys: frozenset[str]  # the keys of every shard (what --prune keeps)
-    identities: frozenset[tuple[str, str | None]]  # (backend, voice) pairs of the lists
-    total: int  # distinct phrases in the lists, all shards
-    rate: int
-    channels: int
-
-    @property
-    def cached(self) -> list[PlanItem]:
-        return [item for item in self.items if item.cached]
-
-    @property
-    def missing(self) -> list[PlanItem]:
-        return [item for item in self.items if not item.cached]
-
-    @property
-    def damaged(self) -> list[PlanItem]:
-        return [item for item in self.items if item.damaged]
-
-    @property
-    def billable_characters(self) -> int:
-        """What the missing phrases cost: those whose raw synthesis is cached cost nothing
-        (they are only processed again)."""
-        return sum(item.characters for item in self.missing if not item.raw_cached)
-
-
-def parse_shard(text: str) -> Shard:
-    """`"2/4"` → (2, 4); shards are 1-based."""
-    k_text, sep, n_text = text.partition("/")
-    try:
-        k, n = int(k_text), int(n_text)
-    except ValueError:
-        k = n = 0
-    if not sep or n < 1 or not 1 <= k <= n:
-        raise UsageError(f"invalid shard {text!r}: expected K/N with 1 <= K <= N (e.g. 1/4)")
-    return k, n
-
-
-def shard_of(key: str, count: int) -> int:
-    """The 1-based shard a key falls in: keys are uniform hashes, so shards are even."""
-    return int(key[:16], 16) % count + 1
-
-
-def plan_warm(
-    phrases: Iterable[Phrase],
-    backend: Backend,
-    cache: AudioCache,
-    *,
-    voice: str | None = None,
-    rate: int,
-    channels: int,
-    shard: Shard | None = None,
-    verify: bool = False,
-    process: ProcessSettings = NO_PROCESSING,
-) -> WarmPlan:
-    """Key every phrase and look it up. `voice` is the default for phrases without one.
-
-    With `verify`, a cached entry also has to pass its sha256 check to count as cached
-    (a damaged one is planned again, and its put replaces it). Without, presence is enough:
-    what `--check` and `--dry-run` use, so they stay fast over large caches.
-
-    With `process`, keys name the processed audio (the settings are part of the identity);
-    a phrase whose raw synthesis is cached is marked `raw_cached`: it needs no request.
-    """
-    identities: dict[str | None, BackendIdentity] = {}
-    keyed: dict[str, tuple[Phrase, Prompt]] = {}
-    for phrase in phrases:
-        phrase_voice = phrase.voice or voice
-        identity = identities.get(phrase_voice)
-        if identity is None:
-            identity = identities[phrase_voice] = backend.identity(phrase_voice)
-        prompt = prompt_for(
-            identity, phrase.text, voice=phrase_voice, rate=rate, channels=channels, process=process
-        )
-        # Two spellings of one phrase (or a voice given explicitly that is the default)
-        # share a key: synthesize it once.
-        keyed.setdefault(prompt.key, (phrase, prompt))
-    items = []
-    raw_keys = set()
-    for key, (phrase, prompt) in keyed.items():
-        phrase_voice, identity, raw_key = prompt.voice, prompt.identity, prompt.raw_key
-        raw_keys.add(raw_key)
-        if shard is not None and shard_of(key, shard[1]) != shard[0]:
-            continue
-        present = cache.contains(key)
-        damaged = present and verify and not cache.is_intact(key)
-        raw_cached = raw_key != key and cache.contains(raw_key)
-        if raw_cached and verify:
-            raw_cached = cache.is_intact(raw_key)
-        items.append(
-            PlanItem(
-                phrase,
-                phrase_voice,
-                identity,
-                key,
-                present and not damaged,
-                damaged,
-                raw_key=raw_key,
-                raw_cached=raw_cached,
-            )
-        )
-    return WarmPlan(
-        items=items,
-        all_keys=frozenset(keyed) | frozenset(raw_keys),
-        identities=frozenset((i.name, i.voice) for i in identities.values()),
-        total=len(keyed),
-        rate=rate,
-        channels=channels,
-    )
 
 
 # --- running --------------------------------------------------------------------------
@@ -350,8 +227,8 @@ async def run_warm(
     summary.phrases = len(plan.items)
     summary.already_cached = len(plan.cached)
     started = time.monotonic()
-    filler = Filler(
-        BackendSource(backend, rate=plan.rate, channels=plan.channels, timeout=timeout),
+    filler = backend_filler(
+        backend,
         cache,
         rate=plan.rate,
         channels=plan.channels,
@@ -359,8 +236,6 @@ async def run_warm(
         gate=gate,
         retries=retries,
         timeout=timeout,
-        best_effort=False,  # a cache that cannot store stops the run: see _Runner._store
-        measure=True,  # the summary reports every entry's loudness
     )
     runner = _Runner(plan, filler, jobs, summary)
     runner.on_progress, runner.on_retry = on_progress, on_retry
@@ -591,6 +466,81 @@ async def warm(
     )
 
 
+# --- warm --remote: a shared remote before and after ------------------------------------
+
+
+@dataclass(frozen=True)
+class RemotePull:
+    """What `pull_missing` did: entries pulled (now cached in the plan), entries refused
+    (synthesized instead), and whether the remote is usable, so worth pushing to."""
+
+    url: str
+    pulled: frozenset[str]
+    refused: list[RemoteFailure]
+    failure: RemoteFailure | None  # the remote as a whole (unreachable, stopped mid-way)
+
+    @property
+    def usable(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class RemotePush:
+    url: str
+    pushed: int
+    failures: list[RemoteFailure]
+
+
+def pull_missing(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePull:
+    """Before a warm: pull the plan's missing entries from the remote; they are marked
+    cached in `plan`. A remote that fails is reported, never raised: the warm goes on
+    locally (and does not push). `transfer`: `jobs`, `on_start`, `on_progress` of
+    `voiceprep.remote.pull`."""
+    wanted = {item.key for item in plan.missing}
+    if not wanted:
+        return RemotePull(url, frozenset(), [], None)
+    try:
+        report = pull(cache, url, keys=wanted, **transfer)
+    except RemoteError as exc:
+        return RemotePull(url, frozenset(), [], RemoteFailure("pull", None, str(exc)))
+    pulled = frozenset(report.moved)
+    plan.items[:] = [
+        replace(item, cached=True, damaged=False) if item.key in pulled else item
+        for item in plan.items
+    ]
+    refused = [RemoteFailure("pull", key, why) for key, why in report.failed]
+    failure = RemoteFailure("pull", None, report.stopped) if report.stopped else None
+    return RemotePull(url, pulled, refused, failure)
+
+
+def push_listed(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePush:
+    """After a warm: push what the remote lacks of the plan's entries. A failure is
+    reported, never raised: the warm itself succeeded. `transfer`: as `pull_missing`."""
+    keys = {item.key for item in plan.items}
+    try:
+        report = push(cache, url, keys=keys, **transfer)
+    except RemoteError as exc:
+        return RemotePush(url, 0, [RemoteFailure("push", None, str(exc))])
+    failures = [RemoteFailure("push", key, why) for key, why in report.failed]
+    if report.stopped is not None:
+        failures.append(RemoteFailure("push", None, report.stopped))
+    return RemotePush(url, len(report.moved), failures)
+
+
+def record_remote(summary: WarmSummary, pulled: RemotePull, pushed: RemotePush | None) -> None:
+    """Put what `warm --remote` moved into the summary (pulled entries count as pulled,
+    not as already cached)."""
+    summary.remote = scrub(pulled.url)
+    summary.pulled = len(pulled.pulled)
+    summary.already_cached -= len(pulled.pulled)
+    summary.remote_failures = [*pulled.refused]
+    if pulled.failure is not None:
+        summary.remote_failures.append(pulled.failure)
+    if pushed is not None:
+        summary.pushed = pushed.pushed
+        summary.remote_failures += pushed.failures
+
+
 # --- afterwards -----------------------------------------------------------------------
 
 
@@ -614,69 +564,15 @@ def export_plan(
     plan: WarmPlan,
     directory: str | Path,
     options: ExportOptions | None = None,
+    *,
+    review: bool = True,
 ) -> ExportReport:
     """Each phrase of the plan as `<id or slug>.wav` (or as `options` lay it out) plus
-    manifest.json in `directory`."""
+    manifest.json in `directory`, and with `review` the review page, index.html."""
     from voiceprep.export import ExportItem, export_entries
 
     items = [
         ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id, lang=i.phrase.lang)
         for i in plan.items
     ]
-    return export_entries(cache, items, directory, options)
-
-
-# --- say ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SayResult:
-    pcm: bytes
-    key: str
-    cached: bool  # True when served from the cache, False when synthesized now
-
-
-async def say(
-    text: str,
-    backend: Backend,
-    cache: AudioCache,
-    *,
-    voice: str | None = None,
-    rate: int = 24000,
-    channels: int = 1,
-    retries: int = 3,
-    timeout: float | None = 60.0,
-    process: ProcessSettings = NO_PROCESSING,
-    gate: str = "strict",
-) -> SayResult:
-    """One phrase through the cache (the fill path): served when cached, else
-    synthesized and stored.
-
-    A damaged entry is synthesized again and replaced rather than served. With `process`,
-    the processed audio is served; on a miss it is made from the cached raw synthesis
-    when there is one, else from a new synthesis (which must pass the `gate`), and both
-    are stored.
-    """
-    if not normalize_text(text):
-        raise UsageError("nothing to say: the text is empty")
-    filler = Filler(
-        BackendSource(backend, rate=rate, channels=channels, timeout=timeout),
-        cache,
-        rate=rate,
-        channels=channels,
-        process=process,
-        gate=gate,
-        retries=retries,
-        timeout=timeout,
-        best_effort=False,
-        measure=True,
-    )
-    prompt = filler.prompt(backend.identity(voice), text, voice)
-    pcm = filler.local(prompt)
-    if pcm is not None:
-        return SayResult(pcm, prompt.key, cached=True)
-    try:
-        pcm = await filler.fetch(prompt)
-    finally:
-        await asyncio.to_thread(filler.close)
-    return SayResult(pcm, prompt.key, cached=False)
+    return export_entries(cache, items, directory, options, review=review)

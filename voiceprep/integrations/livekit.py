@@ -195,7 +195,7 @@ class _CachedChunkedStream(lktts.ChunkedStream):
         # A miss: the fill of this sentence in flight in this process (another session's,
         # or a new one through the wrapped TTS), followed from its first frame.
         prompt = cache.prompt(self._input_text, voice_id=owner.identity.voice)
-        self._hit = prompt.key in cache.filler.flights  # joined: billed to its starter
+        self._hit = cache.filler.in_flight(prompt) is not None  # joined: billed to its starter
         token = _CONN_OPTIONS.set(self._wrapped_conn_options)
         try:
             flight = cache.filler.flight(prompt)

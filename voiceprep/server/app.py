@@ -1,10 +1,13 @@
 """The ASGI app: OpenAI's speech routes over a SpeechService.
 
-Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`. Every
-error, 404 and 405 included, is OpenAI's `{"error": {...}}` shape; nothing a client sends
-yields a traceback. A thin ASGI layer in front checks the bearer token, counts and logs
-each request (one line: method, path, status, hit/miss, ms) and answers the speech route
-itself (the hot path: no routing, no Request object); Starlette has the others.
+Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`, and
+the review page of the cache, `GET /review` (review.py) with its players' audio,
+`GET /review/audio/<key>.wav`. Every error, 404 and 405 included, is OpenAI's
+`{"error": {...}}` shape; nothing a client sends yields a traceback. A thin ASGI layer in
+front checks the token (`Authorization: Bearer <token>`, or HTTP Basic with the token as
+the password, which a browser can send), counts and logs each request (one line: method,
+path, status, hit/miss, ms) and answers the speech route itself (the hot path: no routing,
+no Request object); Starlette has the others.
 
 The speech route:
 - reads the body within BODY_TIMEOUT seconds (else 408) and at most MAX_BODY_BYTES (413);
@@ -19,6 +22,8 @@ The speech route:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -31,9 +36,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from voiceprep.cache.entries import is_key
+from voiceprep.review import CachePage
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
 from voiceprep.server.protocol import MAX_HEAD_BYTES
@@ -46,6 +53,7 @@ MAX_BODY_BYTES = 64 * 1024  # 4096 characters of UTF-8 and the JSON around them 
 BODY_TIMEOUT = 10.0  # seconds to receive a whole body (64 KiB at most) once headers are in
 SSE_EVENT_BYTES = 32 * 1024  # audio per `speech.audio.delta` event of a hit
 MODELS = ("gpt-4o-mini-tts", "tts-1", "tts-1-hd")
+_BASIC_CHALLENGE = 'Basic realm="voiceprep", charset="UTF-8"'
 SPEECH = "/v1/audio/speech"
 CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
 REMEMBERED_BODIES = 4096  # parsed request bodies kept (cleared when full)
@@ -91,6 +99,24 @@ def create_app(
     async def metrics_route(request: Request) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    disk = service.cache.disk
+    review = CachePage(disk) if disk is not None else None
+
+    async def review_page(request: Request) -> Response:
+        if review is None:
+            raise ApiError(404, "this server has no cache directory to review", code="not_found")
+        html = await asyncio.to_thread(review.html)  # measuring new entries takes a while
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def review_audio(request: Request) -> Response:
+        key = request.path_params["key"]
+        blob = None
+        if review is not None and is_key(key):
+            blob = await asyncio.to_thread(review.audio, key)
+        if blob is None:
+            raise ApiError(404, f"not cached: {key[:64]}", code="not_cached")
+        return Response(blob, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.prepare()
@@ -129,6 +155,8 @@ def create_app(
             Route("/v1/models", api_errors(models), methods=["GET"]),
             Route("/healthz", api_errors(healthz), methods=["GET"]),
             Route("/metrics", api_errors(metrics_route), methods=["GET"]),
+            Route("/review", api_errors(review_page), methods=["GET"]),
+            Route("/review/audio/{key}.wav", api_errors(review_audio), methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
@@ -235,7 +263,12 @@ class App:
                     "missing or wrong bearer token (Authorization: Bearer ...)",
                     code="invalid_api_key",
                 )
-                await _send_error(error, send_status)
+                if scope["path"].startswith("/review"):  # a browser asks for the token
+                    response = _error_response(error)
+                    response.headers["WWW-Authenticate"] = _BASIC_CHALLENGE
+                    await response(scope, receive, send_status)
+                else:
+                    await _send_error(error, send_status)
             elif scope["path"] == SPEECH and scope["method"] == "POST":
                 await self._speech(scope, receive, send_status)
             elif scope["path"] == SPEECH:
@@ -325,13 +358,20 @@ class App:
             self._reading.discard(task)
 
     def _authorized(self, scope: Scope) -> bool:
+        """Bearer <token>, or Basic with the token as the password (any user name)."""
+        assert self._token is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, given = value.partition(b" ")
-                assert self._token is not None
-                return scheme.lower() == b"bearer" and hmac.compare_digest(
-                    given.strip(), self._token
-                )
+                scheme, given = scheme.lower(), given.strip()
+                if scheme == b"basic":
+                    try:
+                        given = base64.b64decode(given, validate=True).partition(b":")[2]
+                    except (binascii.Error, ValueError):
+                        return False
+                elif scheme != b"bearer":
+                    return False
+                return hmac.compare_digest(given, self._token)
         return False
 
     def _record(self, scope: Scope, status: int, started: float) -> None:
@@ -374,4 +414,4 @@ def _shutting_down() -> ApiError:
     return ApiError(503, "the server is shutting down", type=SERVER_ERROR, code="shutting_down")
 
 
-_ROUTES = frozenset({SPEECH, "/v1/models", "/healthz", "/metrics"})
+_ROUTES = frozenset({SPEECH, "/v1/models", "/healthz", "/metrics", "/review"})

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from voiceprep.audio_format import layout_of
+from voiceprep.backends.openai import PCM_RATE as PCM_RATE  # OpenAI's `pcm`: 24 kHz mono
 from voiceprep.wav import HEADER_BYTES, wav_bytes, wav_header
-
-PCM_RATE = 24000  # OpenAI's `pcm` response format: s16le mono at 24 kHz, fixed
 
 
 @dataclass(frozen=True)
