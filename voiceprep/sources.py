@@ -16,11 +16,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from voiceprep import defaults
 from voiceprep.backends.base import Backend, PcmConverter, SynthesizedAudio
 from voiceprep.errors import BackendError, EmptyAudioError, TransientBackendError, VoiceprepError
 from voiceprep.secrets import redact
 
-DEFAULT_STREAM_RATE = 24000
+DEFAULT_STREAM_RATE = defaults.RATE
 
 
 class Attempt:

@@ -48,6 +48,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from voiceprep import defaults
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import CacheError
 from voiceprep.fill import Filler, Prompt
@@ -66,7 +67,7 @@ __all__ = ["TTSAudioCache"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STREAM_RATE = 24000
+DEFAULT_STREAM_RATE = defaults.RATE
 DEFAULT_PRELOAD_CONCURRENCY = 8
 # Where `lookup` looks for the same prompt stored at another format (the rates TTS
 # providers and agent tracks use), before calling it a miss.

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from voiceprep import defaults
 from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import (
     AuthenticationError,
@@ -431,7 +432,7 @@ async def warm(
     cache: AudioCache,
     *,
     voice: str | None = None,
-    rate: int = 24000,
+    rate: int = defaults.RATE,
     channels: int = 1,
     jobs: int = 4,
     retries: int = 3,
