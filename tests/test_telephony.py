@@ -255,7 +255,7 @@ def test_asterisk_layout_writes_every_sibling_and_lists_it(cli: CLI, warmed: Pat
         f"en/{n}.{c}" for n in ("sales", "thanks") for c in ("alaw", "g722", "sln16", "ulaw", "wav")
     ]
     expected += [f"fr/merci.{c}" for c in ("alaw", "g722", "sln16", "ulaw", "wav")]
-    assert files == sorted([*expected, "manifest.json"])
+    assert files == sorted([*expected, "index.html", "manifest.json"])
     manifest = json.loads((sounds / "manifest.json").read_text())
     assert manifest["layout"] == "asterisk"
     assert sorted(e["file"] for e in manifest["entries"]) == sorted(expected)

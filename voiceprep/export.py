@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from voiceprep.errors import CacheError, UsageError, VoiceprepError
 from voiceprep.output import OutputSpec, convert_pcm, phone_spec
 from voiceprep.phrases import LANG_TAG
+from voiceprep.review import PAGE_NAME, export_page
 from voiceprep.telephony import G711, G711_RATE, PHONE_FILES
 from voiceprep.wav import wav_bytes
 
@@ -209,9 +210,12 @@ def export_entries(
     items: Iterable[ExportItem],
     directory: str | os.PathLike[str],
     options: ExportOptions | None = None,
+    *,
+    review: bool = True,
 ) -> ExportReport:
     """Write each item's cached audio, laid out as `options` say (default: flat WAVs),
-    and a manifest.json listing every file into `directory`.
+    and a manifest.json listing every file into `directory`; with `review`, the review
+    page of what was written, index.html (see review.py).
 
     Items not in the cache land in `report.missing`, unreadable ones (corrupt, vanished) in
     `report.failed`; the others are written. Raises VoiceprepError when the directory
@@ -272,6 +276,8 @@ def export_entries(
     }
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     _write_atomically(report.manifest_path, text.encode("utf-8"))
+    if review:
+        _write_atomically(target / PAGE_NAME, export_page(cache, report))
     return report
 
 
