@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceprep.backends import _piper_words
 from voiceprep.backends._options import as_float, as_int, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, EmptyAudioError, PermanentBackendError
@@ -132,7 +133,9 @@ def _new_voice(files: VoiceFiles) -> Any:
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(
-        str(files.model), sess_options=options, providers=["CPUExecutionProvider"]
+        _piper_words.model_source(files.model),
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
     )
     return PiperVoice(session=session, config=config)
 
@@ -192,11 +195,16 @@ class PiperBackend:
             noise_scale=_opt_float(self.options.get("noise_scale")),
             noise_w_scale=_opt_float(self.options.get("noise_w_scale")),
         )
-        chunks = [chunk.audio_int16_bytes for chunk in piper_voice.synthesize(text, config)]
-        pcm = b"".join(chunks)
+        chunks = list(piper_voice.synthesize(text, config, include_alignments=True))
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
         if not pcm:
             raise EmptyAudioError(f"piper: no audio for {text!r}")
-        return SynthesizedAudio(pcm, rate=int(piper_voice.config.sample_rate), channels=1)
+        return SynthesizedAudio(
+            pcm,
+            rate=int(piper_voice.config.sample_rate),
+            channels=1,
+            words=_piper_words.words(piper_voice, text, chunks),
+        )
 
 
 def _opt_float(value: float | int | None) -> float | None:

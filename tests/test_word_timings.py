@@ -1,0 +1,148 @@
+"""Word timings: Piper's, checked against the audio with ffmpeg's silencedetect, and the
+conversions every provider's shape goes through."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audiogen import pcm_to_array
+
+from voiceprep.backends.piper import PiperBackend
+from voiceprep.timings import (
+    Word,
+    from_characters,
+    from_phonemes,
+    from_word_lists,
+    shifted,
+    words_from_json,
+    words_to_json,
+)
+
+
+def _silences(pcm: bytes, rate: int, tmp_path: Path) -> list[tuple[float, float]]:
+    """(start, end) of each pause ffmpeg's silencedetect finds (-40 dB, at least 100 ms:
+    longer than the closure of a stop consonant inside a word)."""
+    path = tmp_path / "speech.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    log = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-i", str(path), "-af", "silencedetect=n=-40dB:d=0.1"]
+        + ["-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    starts = [float(v) for v in re.findall(r"silence_start: ([\d.]+)", log)]
+    ends = [float(v) for v in re.findall(r"silence_end: ([\d.]+)", log)]
+    return list(zip(starts, ends, strict=False))
+
+
+@pytest.fixture(scope="module")
+def piper() -> PiperBackend:
+    return PiperBackend()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Your call is important to us. Please hold.",
+        "Press 1 for sales, or 25 for billing.",  # "25" is spoken as two words
+    ],
+)
+async def test_piper_words_lie_on_the_audio_in_order(
+    piper: PiperBackend, text: str, tmp_path: Path
+) -> None:
+    audio = await piper.synthesize(text, rate=24000, channels=1)
+    assert audio.words is not None
+    assert audio.rate is not None
+    duration = len(audio.data) / 2 / audio.rate
+    assert [w.text for w in audio.words] == text.split()
+    for before, after in zip(audio.words, audio.words[1:], strict=False):
+        assert before.start < before.end <= after.start
+    assert audio.words[0].start > 0 and audio.words[-1].end <= duration
+    # Where the audio rises out of a pause that ffmpeg hears, a word starts there, and no
+    # word is said inside a pause.
+    pauses = _silences(audio.data, audio.rate, tmp_path)
+    inner = [(start, end) for start, end in pauses if start > 0 and end < duration - 0.05]
+    assert inner, "the voice made no pause between words"
+    for start, end in inner:
+        assert min(abs(w.start - end) for w in audio.words) < 0.06, (end, audio.words)
+        assert not any(start + 0.03 < w.start < end - 0.06 for w in audio.words)
+    # The first word starts where the audio first reaches -40 dBFS.
+    samples = pcm_to_array(audio.data, 1)[0]
+    first = int(np.argmax(np.abs(samples) >= 0.01)) / audio.rate
+    assert abs(audio.words[0].start - first) < 0.03
+
+
+async def test_piper_gives_no_timings_rather_than_wrong_ones(piper: PiperBackend) -> None:
+    # espeak reads "Hello ... world" as one phoneme group: the words cannot be paired.
+    audio = await piper.synthesize("Hello ... world", rate=24000, channels=1)
+    assert audio.data
+    assert audio.words is None
+
+
+def test_phoneme_groups_pair_with_words_across_sentences() -> None:
+    sentences = [
+        ([("^", 10), ("h", 5), ("i", 5), (".", 20), ("$", 10)], 60),
+        ([("^", 10), ("a", 10), (" ", 5), ("b", 10), ("!", 5), ("$", 5)], 50),
+    ]
+    words = from_phonemes("Hi. A b!", sentences, 10, lambda w: 1)
+    assert words == (Word("Hi.", 1.0, 2.0), Word("A", 7.0, 8.0), Word("b!", 8.5, 9.5))
+
+
+def test_phoneme_groups_that_do_not_pair_give_none() -> None:
+    sentences = [([("a", 10), (" ", 1), ("b", 10)], 21)]
+    assert from_phonemes("one two three", sentences, 10, lambda w: 1) is None
+
+
+def test_character_and_word_alignments() -> None:
+    chars = list("Hi there")
+    starts = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    ends = [s + 0.1 for s in starts]
+    assert from_characters(chars, starts, ends) == (
+        Word("Hi", 0.0, 0.2),
+        Word("there", 0.3, pytest.approx(0.8)),
+    )
+    assert from_word_lists(["Hi", "there"], [0.0, 0.3], [0.2, 0.8]) == (
+        Word("Hi", 0.0, 0.2),
+        Word("there", 0.3, 0.8),
+    )
+    with pytest.raises(ValueError):
+        from_word_lists(["Hi"], [0.0, 1.0], [0.2])
+
+
+def test_timings_move_with_the_audio() -> None:
+    words = (Word("a", 0.1, 0.3), Word("b", 0.5, 0.9))
+    assert shifted(words, 0.25, 2.0) == (Word("a", 0.35, 0.55), Word("b", 0.75, 1.15))
+    # A trim of 0.4 s cuts "a" wholly and clamps nothing else.
+    assert shifted(words, -0.4, 0.6) == (Word("b", pytest.approx(0.1), pytest.approx(0.5)),)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "words",
+        [{"text": "a", "start": 0.0}],
+        [{"text": "", "start": 0.0, "end": 0.1}],
+        [{"text": "a", "start": float("nan"), "end": 0.1}],
+        [{"text": "a", "start": 0.0, "end": 99.0}],  # past the audio
+        [{"text": "a", "start": 0.5, "end": 0.6}, {"text": "b", "start": 0.1, "end": 0.2}],
+        [{"text": "a", "start": True, "end": 0.2}],
+    ],
+)
+def test_timings_read_from_an_entry_are_checked(value: object) -> None:
+    with pytest.raises(ValueError):
+        words_from_json(value, duration=1.0)
+
+
+def test_timings_round_trip_through_json() -> None:
+    words = (Word("Hello,", 0.0581, 0.2213), Word("world.", 0.26, 0.9))
+    assert words_from_json(words_to_json(words), duration=1.0) == words
