@@ -46,7 +46,13 @@ def words_to_json(words: Iterable[Word]) -> list[dict[str, Any]]:
     return [{"text": w.text, "start": round(w.start, 6), "end": round(w.end, 6)} for w in words]
 
 
-def words_from_json(value: object, *, duration: float) -> Words:
+def check_duration(words: Words, duration: float) -> None:
+    """ValueError when a word ends past the audio's end (by more than rounding)."""
+    if words and max(w.end for w in words) > duration + _SLACK:
+        raise ValueError("word timings run past the end of the audio")
+
+
+def words_from_json(value: object, *, duration: float = math.inf) -> Words:
     """`Word`s from an entry's metadata. Raises ValueError for anything but a list of
     {"text", "start", "end"} with 0 <= start <= end <= duration, starts in order."""
     if not isinstance(value, list):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Words
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class EntryMeta:
     sha256: str  # of the PCM payload
     created: float
     loudness: float | None = None
+    words: Words | None = None  # when the backend said when each word is spoken
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ from voiceprep.cache.records import (
 )
 from voiceprep.errors import CacheCorruptError, CacheError, CacheFormatMismatchError
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Words
 
 _PUBLISH_ATTEMPTS = 3
 
@@ -333,8 +334,10 @@ class AudioCache:
         text: str,
         identity: BackendIdentity,
         loudness: float | None = None,
+        words: Words | None = None,
     ) -> CacheEntry:
-        """Store PCM (s16le, interleaved) under `key`, replacing any previous entry.
+        """Store PCM (s16le, interleaved) under `key`, replacing any previous entry, with
+        its word timings when the backend gave them.
 
         Returns the new entry. With limits set, least recently used entries are evicted in
         the same transaction; an entry larger than `max_bytes` on its own is not kept.
@@ -359,6 +362,7 @@ class AudioCache:
             sha256=hashlib.sha256(pcm).hexdigest(),
             created=now,
             loudness=loudness,
+            words=words,
         )
         return self._store(meta, pcm, last_used=now)[0]
 
