@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiogen import pcm_to_array
+from audiogen import pcm_to_array, sine
 
 from voiceprep.backends.piper import PiperBackend
+from voiceprep.loudness import to_pcm
+from voiceprep.process import ProcessSettings, process_pcm
 from voiceprep.timings import (
     Word,
     from_characters,
@@ -146,3 +148,16 @@ def test_timings_read_from_an_entry_are_checked(value: object) -> None:
 def test_timings_round_trip_through_json() -> None:
     words = (Word("Hello,", 0.0581, 0.2213), Word("world.", 0.26, 0.9))
     assert words_from_json(words_to_json(words), duration=1.0) == words
+
+
+def test_processing_says_how_far_the_audio_moved() -> None:
+    # 0.5 s of silence, then a 1 s tone: a word said over the tone starts at 0.5 s.
+    rate = 24000
+    tone = sine(440, 1.0, rate).reshape(-1, 1)
+    samples = np.concatenate([np.zeros((rate // 2, 1), np.float32), tone])
+    settings = ProcessSettings(trim_silence=True, trim_pad=50, pad_start=100)
+    out = process_pcm(to_pcm(samples), rate=rate, channels=1, settings=settings)
+    assert out.offset == pytest.approx(0.1 - 0.45, abs=1e-3)
+    word = shifted((Word("tone", 0.5, 1.5),), out.offset, len(out.pcm) / 2 / rate)[0]
+    onset = int(np.argmax(np.abs(pcm_to_array(out.pcm, 1)[0]) > 0.01)) / rate
+    assert word.start == pytest.approx(onset, abs=0.002)
