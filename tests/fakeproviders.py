@@ -10,9 +10,21 @@ grows with the text), and can be told to be slow or to fail:
         fake.push(500, 500)                                  # next two requests: HTTP 500
         fake.push(Fault(429, retry_after="3"))               # then a 429 with Retry-After
         fake.push(Fault(200, delay=5))                       # then one that hangs 5 s
+        fake.push(Fault(200, cut_after=0.3))                 # then 0.3 s of audio, then the
+                                                             # connection drops mid-body
         backend = OpenAIBackend(options={"base_url": fake.base_url})
         ...
         fake.request_count, fake.chars_received, fake.peak_in_flight, fake.requests[-1].json
+
+Streaming, as the real services do: OpenAI (`/v1/audio/speech`, every format), ElevenLabs
+(`/v1/text-to-speech/{voice}/stream`), Cartesia (`/tts/bytes`) and Deepgram (`/v1/speak`)
+send their audio with chunked transfer: the first chunk after `latency`, then one chunk of
+`chunk_seconds` of audio every `chunk_interval` seconds (0, the default: all chunks at
+once, so the whole answer still takes `latency`). Chunks are cut at odd byte counts, as a
+network may cut them, so a client has to re-align samples itself. The live path of a voice
+agent is `fake_openai(latency=0.25, chunk_interval=0.025)`: first audio after 250 ms, then
+100 ms of audio every 25 ms. ElevenLabs' plain endpoint, Azure and Google answer whole,
+with a Content-Length.
 
 Use them from a test or a script (benchmarks): `fake_openai()`, `fake_elevenlabs()`,
 `fake_cartesia()`, `fake_deepgram()`, `fake_azure()`, `fake_google()` are context managers;
@@ -24,9 +36,11 @@ Set the API key environment variable to `fake.api_key` (or pass `require_key=Fal
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
+import socket
 import struct
 import threading
 from collections import deque
@@ -53,7 +67,9 @@ class Fault:
     `status` 200 with `delay` makes a slow success (a client timeout); `empty` a 200 with
     no audio; `retry_after` sets that header; `body` replaces the JSON error body (with
     status 200: the audio answer itself, e.g. a WAV header with no samples, sent with
-    `content_type` when given: a 200 that is not audio).
+    `content_type` when given: a 200 that is not audio). `cut_after` (seconds of audio, a
+    streamed answer) drops the connection after that much audio, mid-body: the chunked body
+    never ends, as when a provider dies mid-synthesis.
     """
 
     status: int = 500
@@ -62,6 +78,7 @@ class Fault:
     empty: bool = False
     body: bytes | None = None
     content_type: str | None = None
+    cut_after: float | None = None
 
 
 @dataclass
@@ -99,6 +116,27 @@ def _tone(freq: float, count: int, rate: int) -> bytes:
 
     samples = 16383 * np.sin(2 * np.pi * freq * np.arange(count) / rate)
     return samples.astype("<i2").tobytes()
+
+
+class AudioBody(bytes):
+    """An audio answer and how many seconds of audio it holds (to pace a stream)."""
+
+    seconds: float
+
+    def __new__(cls, data: bytes, seconds: float) -> AudioBody:
+        body = super().__new__(cls, data)
+        body.seconds = seconds
+        return body
+
+
+def pcm_seconds(pcm: bytes, rate: int) -> float:
+    return len(pcm) / (2 * rate)
+
+
+def stream_pieces(body: AudioBody, chunk_seconds: float) -> list[bytes]:
+    """`body` cut into pieces of about `chunk_seconds` of audio each, at odd byte counts."""
+    size = max(1, int(len(body) * chunk_seconds / max(body.seconds, 1e-9))) | 1
+    return [bytes(body[i : i + size]) for i in range(0, len(body), size)]
 
 
 def wav_file(pcm: bytes, rate: int, *, streamed: bool = False) -> bytes:
@@ -146,12 +184,17 @@ class FakeProvider:
 
     kind: str  # "openai" or "elevenlabs"
     api_key: str
-    latency: float = 0.0
+    latency: float = 0.0  # until the first byte of the answer
+    chunk_seconds: float = 0.1  # audio per chunk of a streamed answer
+    chunk_interval: float = 0.0  # between chunks of a streamed answer (0: no pause)
     require_key: bool = True
     echo_key_in_errors: bool = True  # as OpenAI does (masked there; whole here, to test)
     # Hold each request until this many are in flight at once (at most 10 s): proves a
     # client really overlaps its requests, without measuring any time.
     hold_until_in_flight: int = 0
+    # Set: a streamed answer waits after its first chunk until the test sets it (at most
+    # 10 s): proves a client passes audio on before the answer ends, without timing it.
+    after_first_chunk: threading.Event | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     chars_received: int = 0
     chars_synthesized: int = 0
@@ -191,6 +234,8 @@ class FakeProvider:
             self.chars_received = self.chars_synthesized = self.peak_in_flight = 0
 
     def start(self) -> FakeProvider:
+        import numpy  # noqa: F401 - imported now, not during the first answer's latency
+
         provider = self
 
         class Handler(_Handler):
@@ -204,6 +249,8 @@ class FakeProvider:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in a scripted delay
+        if self.after_first_chunk is not None:
+            self.after_first_chunk.set()
         with self._lock:
             self._lock.notify_all()
         if self._server is not None:
@@ -317,8 +364,38 @@ class _Handler(BaseHTTPRequestHandler):
             body = fault.body
         if fault is not None and fault.content_type:
             content_type = fault.content_type
+        if isinstance(body, AudioBody) and _streams(fake.kind, parts.path):
+            cut = fault.cut_after if fault is not None else None
+            return len(text) if self._send_streamed(body, content_type, cut) else 0
         self._send(200, body, content_type)
         return len(text)
+
+    def _send_streamed(self, body: AudioBody, content_type: str, cut: float | None) -> bool:
+        """Chunked transfer, paced; False when the body was cut (a fault) or abandoned."""
+        fake = self.fake
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        sent = 0.0
+        for index, piece in enumerate(stream_pieces(body, fake.chunk_seconds)):
+            if index and fake.chunk_interval > 0:
+                fake.wait(fake.chunk_interval)
+            if fake._stopping.is_set() or (cut is not None and sent >= cut):
+                self._drop()
+                return False
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += fake.chunk_seconds
+            if index == 0 and fake.after_first_chunk is not None:
+                fake.after_first_chunk.wait(10)
+        self.wfile.write(b"0\r\n\r\n")
+        return True
+
+    def _drop(self) -> None:
+        """End the connection without ending the chunked body: the client sees a cut."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send_error(self, status: int, body: bytes, *, retry_after: str | None = None) -> None:
         extra = {"Retry-After": retry_after} if retry_after is not None else {}
@@ -334,6 +411,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def _streams(kind: str, path: str) -> bool:
+    """Whether the real endpoint sends its audio as it is synthesized (chunked)."""
+    if kind == "elevenlabs":
+        return path.endswith("/stream")
+    return kind in ("openai", "cartesia", "deepgram")
 
 
 def _text_of(kind: str, payload: Any, raw: bytes = b"") -> str:
@@ -416,11 +500,12 @@ def _openai(
         return 400, _error_body("openai", 400, "speed must be 0.25-4.0"), ""
     rate = 24000
     pcm = tone_pcm(voice_frequency(payload["voice"]), seconds_for(text) / speed, rate)
+    seconds = pcm_seconds(pcm, rate)
     if fmt == "pcm":
-        return 200, pcm, "audio/pcm"
+        return 200, AudioBody(pcm, seconds), "audio/pcm"
     if fmt == "wav":
-        return 200, wav_file(pcm, rate, streamed=True), "audio/wav"
-    return 200, encoded(pcm, rate, fmt), f"audio/{fmt}"
+        return 200, AudioBody(wav_file(pcm, rate, streamed=True), seconds), "audio/wav"
+    return 200, AudioBody(encoded(pcm, rate, fmt), seconds), f"audio/{fmt}"
 
 
 def _elevenlabs(
@@ -428,6 +513,7 @@ def _elevenlabs(
 ) -> tuple[int, bytes, str]:
     prefix = "/v1/text-to-speech/"
     voice_id = path[len(prefix) :] if path.startswith(prefix) else ""
+    voice_id = voice_id.removesuffix("/stream")
     if not voice_id or "/" in voice_id:
         return 404, _error_body("elevenlabs", 404, "Not Found"), ""
     if fake.require_key:
@@ -451,33 +537,20 @@ def _elevenlabs(
     settings = payload.get("voice_settings") or {}
     speed = settings.get("speed", 1.0) if isinstance(settings, dict) else 1.0
     pcm = tone_pcm(voice_frequency(voice_id), seconds_for(payload["text"]) / speed, rate)
+    seconds = pcm_seconds(pcm, rate)
     if kind == "pcm":
-        return 200, pcm, "audio/pcm"
-    return 200, encoded(pcm, rate, "mp3"), "audio/mpeg"
+        return 200, AudioBody(pcm, seconds), "audio/pcm"
+    return 200, AudioBody(encoded(pcm, rate, "mp3"), seconds), "audio/mpeg"
 
 
-@contextmanager
-def fake_openai(
-    *, latency: float = 0.0, api_key: str = OPENAI_KEY, require_key: bool = True
-) -> Iterator[FakeProvider]:
+def fake_openai(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
     """A running fake OpenAI-compatible server; `base_url` ends with /v1."""
-    fake = FakeProvider("openai", api_key, latency=latency, require_key=require_key).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    return fake_provider("openai", **kwargs)
 
 
-@contextmanager
-def fake_elevenlabs(
-    *, latency: float = 0.0, api_key: str = ELEVENLABS_KEY, require_key: bool = True
-) -> Iterator[FakeProvider]:
+def fake_elevenlabs(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
     """A running fake ElevenLabs server; `base_url` is the root (paths start with /v1)."""
-    fake = FakeProvider("elevenlabs", api_key, latency=latency, require_key=require_key).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    return fake_provider("elevenlabs", **kwargs)
 
 
 # --- Cartesia, Deepgram, Azure, Google ----------------------------------------------------
@@ -543,9 +616,10 @@ def parse_ssml(raw: bytes) -> ParsedSSML | None:
 
 
 def _pcm_answer(pcm: bytes, rate: int, container: str) -> tuple[int, bytes, str]:
+    seconds = pcm_seconds(pcm, rate)
     if container == "wav":
-        return 200, wav_file(pcm, rate), "audio/wav"
-    return 200, pcm, "application/octet-stream"
+        return 200, AudioBody(wav_file(pcm, rate), seconds), "audio/wav"
+    return 200, AudioBody(pcm, seconds), "application/octet-stream"
 
 
 def _denied(fake: FakeProvider, kind: str, given: str, what: str) -> tuple[int, bytes, str]:
@@ -714,9 +788,17 @@ def _google(
 
 @contextmanager
 def fake_provider(
-    kind: str, *, latency: float = 0.0, api_key: str | None = None, require_key: bool = True
+    kind: str,
+    *,
+    latency: float = 0.0,
+    chunk_seconds: float = 0.1,
+    chunk_interval: float = 0.0,
+    api_key: str | None = None,
+    require_key: bool = True,
 ) -> Iterator[FakeProvider]:
-    """A running fake of `kind` (cartesia, deepgram, azure, google, openai, elevenlabs)."""
+    """A running fake of `kind` (cartesia, deepgram, azure, google, openai, elevenlabs):
+    first byte after `latency`; a streamed answer then sends `chunk_seconds` of audio
+    every `chunk_interval` seconds."""
     keys = {
         "cartesia": CARTESIA_KEY,
         "deepgram": DEEPGRAM_KEY,
@@ -726,7 +808,12 @@ def fake_provider(
         "elevenlabs": ELEVENLABS_KEY,
     }
     fake = FakeProvider(
-        kind, api_key or keys[kind], latency=latency, require_key=require_key
+        kind,
+        api_key or keys[kind],
+        latency=latency,
+        chunk_seconds=chunk_seconds,
+        chunk_interval=chunk_interval,
+        require_key=require_key,
     ).start()
     try:
         yield fake

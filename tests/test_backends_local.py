@@ -92,21 +92,37 @@ async def test_piper_runs_off_the_event_loop(piper: PiperBackend) -> None:
     assert ticks > 10
 
 
-async def test_piper_model_loads_once_under_concurrency(
+async def test_piper_loads_at_most_its_planned_sessions_under_concurrency(
     piper: PiperBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voiceprep.backends import piper as piper_module
 
-    monkeypatch.setattr(piper_module, "_loaded", {})  # as in a fresh process
+    monkeypatch.setattr(piper_module, "_pools", {})  # as in a fresh process
     files = piper_module.resolve_voice(None)
-    voices = await asyncio.gather(
-        *(asyncio.to_thread(piper_module.load_voice, files) for _ in range(4))
+    pools = await asyncio.gather(
+        *(asyncio.to_thread(piper_module.voice_pool, files) for _ in range(4))
     )
-    assert all(v is voices[0] for v in voices)  # one model object, whoever asked first
-    texts = ["First phrase.", "Second phrase.", "Third phrase."]
+    assert all(pool is pools[0] for pool in pools)  # one pool, whoever asked first
+    assert (pools[0].sessions, pools[0].threads) == piper_module.session_plan(
+        piper_module.usable_cores()
+    )
+    texts = [f"Phrase number {n}." for n in range(6)]
     results = await asyncio.gather(*(piper.synthesize(t, rate=24000, channels=1) for t in texts))
     assert all(_speech_stats(r.data, 22050)[0] > 0.3 for r in results)
-    assert list(piper_module._loaded.values()) == [voices[0]]
+    assert 1 <= pools[0].loaded <= pools[0].sessions  # never more models than planned
+
+
+def test_piper_session_plan_uses_the_cores_without_oversubscribing() -> None:
+    from voiceprep.backends.piper import MAX_SESSIONS, session_plan
+
+    assert session_plan(1) == (1, 1)
+    assert session_plan(2) == (2, 1)
+    for cores in range(1, 65):
+        sessions, threads = session_plan(cores)
+        assert sessions * threads <= cores
+        assert 1 <= sessions <= MAX_SESSIONS
+    assert session_plan(8) == (4, 2)
+    assert session_plan(16) == (8, 2)
 
 
 async def test_piper_voice_path_is_accepted_and_keyed_by_file_name(tmp_path: Path) -> None:

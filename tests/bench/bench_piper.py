@@ -24,10 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from voiceprep.backends import piper as piper_backend
 from voiceprep.backends.piper import PiperBackend, resolve_voice
@@ -42,6 +49,46 @@ PHRASES = [
     "Goodbye, and have a nice day!",
     "Please hold while I transfer your call.",
 ]
+
+
+# 30 prompt-like phrases for `warm` against the plain loop (the issue's workload).
+WARM_PHRASES = PHRASES + [
+    "Your balance is forty two dollars and seventeen cents.",
+    "We are closed for the holiday. Please call again tomorrow.",
+    "To repeat this menu, press star.",
+    "Your package was delivered this morning at the front desk.",
+    "The estimated wait time is less than five minutes.",
+    "Please enter your account number, followed by the pound key.",
+    "Sorry, that number is not valid. Please try again.",
+    "You have three new messages.",
+    "Your payment has been received. Thank you.",
+    "For hours and directions, press four.",
+    "Please say yes or no.",
+    "I can help you reset your password.",
+    "Your order number is seven, four, two, nine.",
+    "Please wait while I look that up.",
+    "An agent will call you back within one business day.",
+    "That appointment slot is no longer available.",
+    "Would you like to hear more options?",
+    "Your verification code is eight, one, five, three.",
+    "Thanks for your patience. We're almost there.",
+    "This call may be recorded for quality assurance.",
+    "Our offices are open Monday to Friday, nine to five.",
+    "Let me connect you with someone who can help.",
+]
+
+# The plain loop a user writes over piper's API: load the voice, synthesize each phrase,
+# write it as a WAV. Run as its own process, start-up included, like `voiceprep warm`.
+PLAIN_LOOP = """
+import sys, wave
+from pathlib import Path
+from piper import PiperVoice
+model, config, phrases, out = sys.argv[1:5]
+voice = PiperVoice.load(model, config_path=config)
+for index, text in enumerate(Path(phrases).read_text().splitlines()):
+    with wave.open(str(Path(out) / f"{index}.wav"), "wb") as wav:
+        voice.synthesize_wav(text, wav)
+"""
 
 
 def audio_seconds(pcm_bytes: int, rate: int) -> float:
@@ -88,12 +135,108 @@ def backend_run(backend: PiperBackend, jobs: int) -> tuple[float, Clock]:
     return seconds, clock
 
 
+# --- warm against the plain loop ---------------------------------------------------------
+
+
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def plain_loop(phrases: Path, out: Path, prefix: list[str]) -> float:
+    """Wall seconds of the plain loop over piper's API, as a process."""
+    files = resolve_voice(None)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    argv = [sys.executable, "-c", PLAIN_LOOP, str(files.model), str(files.config)]
+    return _timed([*prefix, *argv, str(phrases), str(out)])
+
+
+def warm(phrases: Path, cache: Path, prefix: list[str], *args: str) -> float:
+    """Wall seconds of `voiceprep warm` into `cache`, as a process."""
+    argv = [sys.executable, "-m", "voiceprep", "warm", str(phrases), "--cache-dir", str(cache)]
+    return _timed([*prefix, *argv, "--json", *args])
+
+
+@contextlib.contextmanager
+def cpu_load(busy: bool, prefix: list[str]) -> Iterator[None]:
+    """One process spinning on a core while the block runs (a concurrent CPU load)."""
+    if not busy:
+        yield
+        return
+    burner = subprocess.Popen([*prefix, sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def bench_warm_vs_plain(
+    runs: int, *, busy: bool, cpus: str | None, extra: list[str]
+) -> dict[str, object]:
+    """`voiceprep warm` (fresh cache) against the plain loop, paired, the order alternating
+    run by run; the ratio is the median of the per-pair ratios."""
+    prefix = ["taskset", "-c", cpus] if cpus else []
+    with tempfile.TemporaryDirectory(prefix="bench-piper-") as tmp:
+        work = Path(tmp)
+        phrases = work / "phrases.txt"
+        phrases.write_text("".join(f"{text}\n" for text in WARM_PHRASES))
+        plain_loop(phrases, work / "out", prefix)  # warm-up: page cache, imports
+        plains, warms, ratios = [], [], []
+        for run in range(runs):
+            with cpu_load(busy, prefix):
+                pair = []
+                for kind in ("plain", "warm") if run % 2 == 0 else ("warm", "plain"):
+                    if kind == "plain":
+                        pair.append(("plain", plain_loop(phrases, work / "out", prefix)))
+                    else:
+                        cache = work / f"cache-{run}"
+                        pair.append(("warm", warm(phrases, cache, prefix, *extra)))
+                        shutil.rmtree(cache)
+            times = dict(pair)
+            plains.append(times["plain"])
+            warms.append(times["warm"])
+            ratios.append(times["warm"] / times["plain"])
+    return {
+        "phrases": len(WARM_PHRASES),
+        "cpus": cpus or f"all ({os.cpu_count()})",
+        "concurrent_load": busy,
+        "warm_args": extra,
+        "plain_s": round(statistics.median(plains), 3),
+        "warm_s": round(statistics.median(warms), 3),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--section",
+        choices=("backend", "warm"),
+        default="backend",
+        help="backend: the backend against piper-tts in-process; warm: `voiceprep warm` "
+        "against the plain loop, as processes",
+    )
+    parser.add_argument("--busy", action="store_true", help="warm: with a concurrent CPU load")
+    parser.add_argument("--cpus", help="warm: run both under `taskset -c CPUS`")
+    parser.add_argument(
+        "--warm-arg", action="append", default=[], help="warm: an extra argument for warm"
+    )
     args = parser.parse_args()
+    if args.section == "warm":
+        figures = bench_warm_vs_plain(
+            args.runs, busy=args.busy, cpus=args.cpus, extra=args.warm_arg
+        )
+        print(json.dumps(figures, indent=None if not args.json else 2))
+        return
 
     from piper import PiperVoice
 
@@ -102,12 +245,11 @@ def main() -> None:
     loads, stock_loads = [], []
     for _ in range(args.loads):
         with Clock() as clock:
-            voice = piper_backend._load(files)  # bypasses the per-process cache on purpose
+            voice = piper_backend._load(files)  # bypasses the per-process pool on purpose
         loads.append(clock.wall)
         with Clock() as clock:
             stock = PiperVoice.load(files.model, config_path=files.config)
         stock_loads.append(clock.wall)
-    piper_backend._loaded[(str(files.model), str(files.config))] = voice
 
     backend = PiperBackend()
     reference_run(stock)  # warm-up (first inference allocates)

@@ -15,13 +15,14 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from voiceprep import secrets as _secrets
 from voiceprep.errors import (
     AuthenticationError,
+    BackendError,
     BackendUnavailableError,
     EmptyAudioError,
     PermanentBackendError,
@@ -150,50 +151,109 @@ async def post_for_audio(
 
     check_headers(backend, headers)
     client = pool.get()
-    where = display_url(url)
     payload: dict[str, Any] = (
         {"content": content} if content is not None else {"json": dict(body or {})}
     )
     try:
         response = await client.post(url, headers=dict(headers), params=params, **payload)
-    except httpx.TimeoutException:
-        raise TransientBackendError(f"{backend}: {where}: timed out") from None
-    except httpx.LocalProtocolError:
+    except httpx.HTTPError as exc:
+        raise request_error(exc, backend=backend, url=url, secret=secret) from None
+    if not 200 <= response.status_code < 300:
+        raise status_error(response, backend=backend, secret=secret)
+    if not response.content:
+        raise EmptyAudioError(f"{backend}: the provider returned no audio")
+    if not json_answer:
+        _check_is_audio(backend, response, response.content, secret)
+    return response.content
+
+
+async def stream_audio(
+    pool: ClientPool,
+    *,
+    backend: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    params: Mapping[str, str] | None = None,
+    secret: str | None = None,
+) -> AsyncIterator[bytes]:
+    """POST JSON `body` and yield the answer's bytes as they arrive (chunked transfer), with
+    the errors of `post_for_audio`. A body that breaks off (the connection drops before a
+    chunked body's end) raises TransientBackendError after the bytes that came."""
+    import httpx
+
+    check_headers(backend, headers)
+    client = pool.get()
+    received = 0
+    try:
+        async with client.stream(
+            "POST", url, headers=dict(headers), params=params, json=dict(body)
+        ) as response:
+            if not 200 <= response.status_code < 300:
+                await response.aread()
+                raise status_error(response, backend=backend, secret=secret)
+            pieces = response.aiter_bytes()
+            async for piece in pieces:
+                if not received:
+                    _check_is_audio(backend, response, piece, secret)
+                received += len(piece)
+                yield piece
+    except httpx.HTTPError as exc:
+        if received:
+            reason = redact(str(exc) or type(exc).__name__, secret)
+            raise TransientBackendError(
+                f"{backend}: {display_url(url)}: the audio broke off after {received} bytes "
+                f"({reason})"
+            ) from None
+        raise request_error(exc, backend=backend, url=url, secret=secret) from None
+    if not received:
+        raise EmptyAudioError(f"{backend}: the provider returned no audio")
+
+
+def request_error(
+    exc: httpx.HTTPError, *, backend: str, url: str, secret: str | None
+) -> BackendError:
+    """The voiceprep error for a request that got no answer (timeout, connection…)."""
+    import httpx
+
+    where = display_url(url)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientBackendError(f"{backend}: {where}: timed out")
+    if isinstance(exc, httpx.LocalProtocolError):
         # h11's message quotes the offending header value (a key): never show it.
-        raise PermanentBackendError(
+        return PermanentBackendError(
             f"{backend}: {where}: the request could not be sent (invalid header or body)"
-        ) from None
-    except httpx.TransportError as exc:
-        reason = redact(str(exc) or type(exc).__name__, secret)
-        raise TransientBackendError(f"{backend}: {where}: connection failed ({reason})") from None
-    except httpx.RequestError as exc:  # e.g. a body that fails to decode: not worth retrying
-        reason = redact(str(exc) or type(exc).__name__, secret)
-        raise PermanentBackendError(f"{backend}: {where}: {reason}") from None
+        )
+    reason = redact(str(exc) or type(exc).__name__, secret)
+    if isinstance(exc, httpx.TransportError):
+        return TransientBackendError(f"{backend}: {where}: connection failed ({reason})")
+    # e.g. a body that fails to decode: not worth retrying
+    return PermanentBackendError(f"{backend}: {where}: {reason}")
+
+
+def status_error(response: httpx.Response, *, backend: str, secret: str | None) -> BackendError:
+    """The voiceprep error for an answer whose status is not 2xx (its body read)."""
     status = response.status_code
-    if 200 <= status < 300:
-        if not response.content:
-            raise EmptyAudioError(f"{backend}: the provider returned no audio")
-        if not json_answer:
-            _check_is_audio(backend, response, secret)
-        return response.content
     detail = redact(provider_message(response), secret)
     message = f"{backend}: HTTP {status} {response.reason_phrase}".rstrip()
     if detail:
         message += f": {detail}"
     if status in AUTH_STATUSES:
-        raise AuthenticationError(message)
+        return AuthenticationError(message)
     if status in TRANSIENT_STATUSES or status >= 500:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        raise TransientBackendError(message, retry_after=retry_after)
-    raise PermanentBackendError(message)
+        return TransientBackendError(message, retry_after=retry_after)
+    return PermanentBackendError(message)
 
 
-def _check_is_audio(backend: str, response: httpx.Response, secret: str | None) -> None:
-    """A 200 whose body is an error document (JSON, HTML, text) is not audio."""
+def _check_is_audio(
+    backend: str, response: httpx.Response, head: bytes, secret: str | None
+) -> None:
+    """A 200 whose body (starting with `head`) is an error document is not audio."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if not content_type.startswith(_NOT_AUDIO_TYPES):
         return
-    body = redact(response.content[:_MAX_DETAIL].decode("utf-8", "replace"), secret)
+    body = redact(head[:_MAX_DETAIL].decode("utf-8", "replace"), secret)
     raise PermanentBackendError(
         f"{backend}: the server answered {content_type}, not audio: {body}".rstrip(": ")
     )

@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from voiceprep.backends._cloud import HostedBackend, env_secret, language_option, offered_rate
-from voiceprep.backends._http import post_for_audio, whole_samples
+from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._stream import pcm_chunks
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, UsageError
 from voiceprep.keys import BackendIdentity
@@ -92,19 +94,35 @@ class CartesiaBackend(HostedBackend):
             body["generation_config"] = dict(self.generation)
         return body
 
-    async def synthesize(
-        self, text: str, *, voice: str | None = None, rate: int, channels: int
-    ) -> SynthesizedAudio:
+    def _post(self, text: str, voice: str | None, sample_rate: int) -> dict[str, Any]:
+        """The keyword arguments of one POST /tts/bytes (post_for_audio / stream_audio)."""
         key = env_secret(KEY_ENV)
         if key is None:
             raise BackendUnavailableError(f"cartesia: {KEY_ENV} is not set")
+        return {
+            "backend": self.name,
+            "url": f"{self.base_url}/tts/bytes",
+            "headers": {"Authorization": f"Bearer {key}", "Cartesia-Version": API_VERSION},
+            "body": self.request_body(text, voice=voice, sample_rate=sample_rate),
+            "secret": key,
+        }
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
         sample_rate = offered_rate(rate, RATES)
-        data = await post_for_audio(
-            self._pool,
-            backend=self.name,
-            url=f"{self.base_url}/tts/bytes",
-            headers={"Authorization": f"Bearer {key}", "Cartesia-Version": API_VERSION},
-            body=self.request_body(text, voice=voice, sample_rate=sample_rate),
-            secret=key,
-        )
+        data = await post_for_audio(self._pool, **self._post(text, voice, sample_rate))
         return SynthesizedAudio(whole_samples(data), rate=sample_rate, channels=1)
+
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """/tts/bytes sends the raw PCM as it is generated: passed on chunk by chunk."""
+        sample_rate = offered_rate(rate, RATES)
+        async for chunk in pcm_chunks(
+            stream_audio(self._pool, **self._post(text, voice, sample_rate)),
+            rate=sample_rate,
+            channels=1,
+            empty="cartesia: the provider returned no audio",
+        ):
+            yield chunk

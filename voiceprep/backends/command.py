@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from voiceprep.backends._http import whole_samples
 from voiceprep.backends._options import as_int, check_known
-from voiceprep.backends._process import run_program
+from voiceprep.backends._process import ProgramResult, run_program, stream_program
+from voiceprep.backends._stream import pcm_chunks, wav_chunks
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import (
     BackendUnavailableError,
@@ -122,21 +123,52 @@ class CommandBackend:
         self, text: str, *, voice: str | None = None, rate: int, channels: int
     ) -> SynthesizedAudio:
         argv = self.command_line(voice=voice, rate=rate, channels=channels)
-        program = argv[0]
         try:
             result = await run_program(argv, text.encode("utf-8"))
         except BackendUnavailableError as exc:
             raise BackendUnavailableError(f"command: {exc}") from None
-        if result.returncode != 0:
-            last = result.stderr_last_line()
-            status = f"exit status {result.returncode}"
-            raise PermanentBackendError(
-                f"command: {program}: {status}" + (f": {last}" if last else "")
-            )
-        if not result.stdout:
-            raise EmptyAudioError(f"command: {program}: wrote no audio on stdout")
+        _check(argv[0], result)
         if self.raw_rate is not None:
             channels_out = self.raw_channels or 1
             pcm = whole_samples(result.stdout, channels_out)
             return SynthesizedAudio(pcm, rate=self.raw_rate, channels=channels_out)
         return SynthesizedAudio(result.stdout)
+
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """Raw PCM output (`-O rate=`) is passed on as the program writes it, and so is a
+        WAV with a header the program writes first (sizes 0xFFFFFFFF allowed); any other
+        format is decoded whole when the program exits."""
+        argv = self.command_line(voice=voice, rate=rate, channels=channels)
+        empty = f"command: {argv[0]}: wrote no audio on stdout"
+        output = stream_program(
+            argv, text.encode("utf-8"), check=lambda result: _check(argv[0], result)
+        )
+        if self.raw_rate is not None:
+            chunks = pcm_chunks(
+                _renamed(output), rate=self.raw_rate, channels=self.raw_channels or 1, empty=empty
+            )
+        else:
+            chunks = wav_chunks(_renamed(output), rate=rate, channels=channels, empty=empty)
+        async for chunk in chunks:
+            yield chunk
+
+
+async def _renamed(output: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`output`, with a program that cannot start reported as the command backend's."""
+    try:
+        async for piece in output:
+            yield piece
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(f"command: {exc}") from None
+
+
+def _check(program: str, result: ProgramResult) -> None:
+    """Raise what a finished run deserves: a non-zero exit, or nothing on stdout."""
+    if result.returncode != 0:
+        last = result.stderr_last_line()
+        status = f"exit status {result.returncode}"
+        raise PermanentBackendError(f"command: {program}: {status}" + (f": {last}" if last else ""))
+    if not result.stdout:
+        raise EmptyAudioError(f"command: {program}: wrote no audio on stdout")

@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from voiceprep.backends._cloud import HostedBackend, env_secret, offered_rate
-from voiceprep.backends._http import post_for_audio
+from voiceprep.backends._http import post_for_audio, stream_audio
 from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._stream import pcm_chunks
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
@@ -61,23 +63,22 @@ class DeepgramBackend(HostedBackend):
     def unavailable_reason(self) -> str | None:
         return None if env_secret(KEY_ENV) else f"{KEY_ENV} is not set"
 
-    def query(self, *, voice: str | None, rate: int) -> dict[str, str]:
+    def query(self, *, voice: str | None, rate: int, container: str = "wav") -> dict[str, str]:
         model = (voice or self.default_voice).strip()
         if not _MODEL.match(model):
             raise UsageError(f"deepgram: invalid voice {model!r} (expected e.g. {DEFAULT_VOICE})")
         query = {
             "model": model,
             "encoding": "linear16",
-            "container": "wav",
+            "container": container,
             "sample_rate": str(offered_rate(rate, RATES)),
         }
         if self.speed is not None:
             query["speed"] = f"{self.speed:g}"
         return query
 
-    async def synthesize(
-        self, text: str, *, voice: str | None = None, rate: int, channels: int
-    ) -> SynthesizedAudio:
+    def _post(self, text: str, query: dict[str, str]) -> dict[str, Any]:
+        """The keyword arguments of one POST /v1/speak (post_for_audio / stream_audio)."""
         if len(text) > MAX_INPUT_CHARS:
             raise PermanentBackendError(
                 f"deepgram: text of {len(text)} characters is over the API's limit of "
@@ -86,13 +87,31 @@ class DeepgramBackend(HostedBackend):
         key = env_secret(KEY_ENV)
         if key is None:
             raise BackendUnavailableError(f"deepgram: {KEY_ENV} is not set")
-        data = await post_for_audio(
-            self._pool,
-            backend=self.name,
-            url=f"{self.base_url}/v1/speak",
-            headers={"Authorization": f"Token {key}", "Accept": "audio/wav"},
-            body={"text": text},
-            params=self.query(voice=voice, rate=rate),
-            secret=key,
-        )
-        return SynthesizedAudio(data)
+        return {
+            "backend": self.name,
+            "url": f"{self.base_url}/v1/speak",
+            "headers": {"Authorization": f"Token {key}", "Accept": "audio/*"},
+            "body": {"text": text},
+            "params": query,
+            "secret": key,
+        }
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        query = self.query(voice=voice, rate=rate)
+        return SynthesizedAudio(await post_for_audio(self._pool, **self._post(text, query)))
+
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """`/v1/speak` streams its answer: asked with `container=none` (raw linear16, as
+        Deepgram advises for streaming: no header to skip), passed on chunk by chunk."""
+        query = self.query(voice=voice, rate=rate, container="none")
+        async for chunk in pcm_chunks(
+            stream_audio(self._pool, **self._post(text, query)),
+            rate=int(query["sample_rate"]),
+            channels=1,
+            empty="deepgram: the provider returned no audio",
+        ):
+            yield chunk

@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-from voiceprep.backends._http import ClientPool, clean_base_url, post_for_audio, whole_samples
+from voiceprep.backends._cloud import HostedBackend, offered_rate
+from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_bool, as_float, check_known
+from voiceprep.backends._stream import pcm_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, UsageError
 from voiceprep.keys import BackendIdentity
@@ -52,13 +54,15 @@ _VOICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def output_format_for(rate: int) -> str:
     """`pcm_<rate>` when offered, else the nearest higher offered rate (or the highest)."""
-    for offered in PCM_RATES:
-        if offered >= rate:
-            return f"pcm_{offered}"
-    return f"pcm_{PCM_RATES[-1]}"
+    return f"pcm_{offered_rate(rate, PCM_RATES)}"
 
 
-class ElevenLabsBackend:
+def _pcm_rate(output_format: str) -> int | None:
+    """The sample rate of a `pcm_<rate>` output format (None for mp3_…, opus_…)."""
+    return int(output_format.split("_")[1]) if output_format.startswith("pcm_") else None
+
+
+class ElevenLabsBackend(HostedBackend):
     """ElevenLabs text-to-speech."""
 
     name = "elevenlabs"
@@ -86,13 +90,7 @@ class ElevenLabsBackend:
                 f"elevenlabs: option output_format={self.output_format!r}: "
                 "expected e.g. pcm_24000 or mp3_44100_128"
             )
-        source = "option base_url" if "base_url" in options else BASE_URL_ENV
-        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
-        self.base_url = clean_base_url(raw_base, source=source)
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"ElevenLabsBackend(model={self.model!r}, voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = dict(self.voice_settings)
@@ -119,27 +117,48 @@ class ElevenLabsBackend:
         query = {"output_format": self.output_format or output_format_for(rate)}
         return f"{self.base_url}/v1/text-to-speech/{voice_id}", query, body
 
-    async def synthesize(
-        self, text: str, *, voice: str | None = None, rate: int, channels: int
-    ) -> SynthesizedAudio:
+    def _post(self, text: str, voice: str | None, rate: int, *, stream: bool) -> dict[str, Any]:
+        """The keyword arguments of one POST (post_for_audio / stream_audio): the streaming
+        endpoint is the same URL + `/stream`."""
         key = env_secret(KEY_ENV)
         if not key:
             raise BackendUnavailableError(f"elevenlabs: {KEY_ENV} is not set")
         url, query, body = self.request(text, voice=voice, rate=rate)
-        data = await post_for_audio(
-            self._pool,
-            backend=self.name,
-            url=url,
-            headers={"xi-api-key": key, "Accept": "audio/*"},
-            body=body,
-            params=query,
-            secret=key,
-        )
-        fmt = query["output_format"]
-        if fmt.startswith("pcm_"):
-            return SynthesizedAudio(whole_samples(data), rate=int(fmt.split("_")[1]), channels=1)
+        return {
+            "backend": self.name,
+            "url": f"{url}/stream" if stream else url,
+            "headers": {"xi-api-key": key, "Accept": "audio/*"},
+            "body": body,
+            "params": query,
+            "secret": key,
+        }
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        post = self._post(text, voice, rate, stream=False)
+        data = await post_for_audio(self._pool, **post)
+        pcm_rate = _pcm_rate(post["params"]["output_format"])
+        if pcm_rate is not None:
+            return SynthesizedAudio(whole_samples(data), rate=pcm_rate, channels=1)
         return SynthesizedAudio(data)
 
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """`POST …/stream`: PCM at the target rate (or the next offered one) chunk by chunk;
+        an explicit non-PCM output_format (mp3_…) arrives whole, decoded in one chunk."""
+        post = self._post(text, voice, rate, stream=True)
+        pcm_rate = _pcm_rate(post["params"]["output_format"])
+        if pcm_rate is None:
+            audio = SynthesizedAudio(await post_for_audio(self._pool, **post))
+            chunks = whole(audio, rate=rate, channels=channels)
+        else:
+            chunks = pcm_chunks(
+                stream_audio(self._pool, **post),
+                rate=pcm_rate,
+                channels=1,
+                empty="elevenlabs: the provider returned no audio",
+            )
+        async for chunk in chunks:
+            yield chunk

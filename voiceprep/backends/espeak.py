@@ -8,10 +8,11 @@ appears on the command line, so it can start with `-` and cannot be read as an o
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from voiceprep.backends._options import as_int, check_known
-from voiceprep.backends._process import run_program
+from voiceprep.backends._process import ProgramResult, run_program, stream_program
+from voiceprep.backends._stream import wav_chunks
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import EmptyAudioError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
@@ -71,16 +72,32 @@ class EspeakBackend:
         self, text: str, *, voice: str | None = None, rate: int, channels: int
     ) -> SynthesizedAudio:
         result = await run_program(self.argv(voice), text.encode("utf-8"))
-        problem = result.stderr_last_line()
-        if result.returncode != 0:
-            reason = problem or f"exit status {result.returncode}"
-            raise PermanentBackendError(f"{PROGRAM}: {reason}")
-        if not _has_samples(result.stdout):
-            # espeak-ng exits 0 on an unknown voice, writing only an error on stderr.
-            if problem:
-                raise PermanentBackendError(f"{PROGRAM}: {problem}")
-            raise EmptyAudioError(f"{PROGRAM}: produced no audio")
+        _check(result)
         return SynthesizedAudio(result.stdout)
+
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """espeak-ng writes its WAV to stdout as it speaks (a header with placeholder sizes,
+        then the samples): passed on as it arrives."""
+        output = stream_program(self.argv(voice), text.encode("utf-8"), check=_check)
+        async for chunk in wav_chunks(
+            output, rate=rate, channels=channels, empty=f"{PROGRAM}: produced no audio"
+        ):
+            yield chunk
+
+
+def _check(result: ProgramResult) -> None:
+    """Raise what a finished espeak-ng run deserves: a failure, or no audio."""
+    problem = result.stderr_last_line()
+    if result.returncode != 0:
+        reason = problem or f"exit status {result.returncode}"
+        raise PermanentBackendError(f"{PROGRAM}: {reason}")
+    if not _has_samples(result.stdout):
+        # espeak-ng exits 0 on an unknown voice, writing only an error on stderr.
+        if problem:
+            raise PermanentBackendError(f"{PROGRAM}: {problem}")
+        raise EmptyAudioError(f"{PROGRAM}: produced no audio")
 
 
 def _has_samples(wav: bytes) -> bool:

@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from voiceprep.backends._http import ClientPool, clean_base_url, post_for_audio, whole_samples
+from voiceprep.backends._cloud import HostedBackend
+from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._stream import pcm_chunks, wav_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
@@ -43,7 +45,7 @@ KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 
 
-class OpenAIBackend:
+class OpenAIBackend(HostedBackend):
     """OpenAI text-to-speech (and compatible servers)."""
 
     name = "openai"
@@ -67,14 +69,9 @@ class OpenAIBackend:
             else None
         )
         self.instructions = options.get("instructions") or None
-        source = "option base_url" if "base_url" in options else BASE_URL_ENV
-        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
-        self.base_url = clean_base_url(raw_base, source=source)
-        self._pool = ClientPool()
+        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
-    def __repr__(self) -> str:
-        # Never the key: only what identifies the voice and where requests go.
-        return f"OpenAIBackend(model={self.model!r}, voice={self.default_voice!r})"
+    base_url: str
 
     @property
     def is_official(self) -> bool:
@@ -108,9 +105,8 @@ class OpenAIBackend:
             body["instructions"] = self.instructions
         return body
 
-    async def synthesize(
-        self, text: str, *, voice: str | None = None, rate: int, channels: int
-    ) -> SynthesizedAudio:
+    def _request(self, text: str, voice: str | None) -> dict[str, Any]:
+        """The keyword arguments of one POST (post_for_audio / stream_audio)."""
         if len(text) > MAX_INPUT_CHARS:
             raise PermanentBackendError(
                 f"openai: text of {len(text)} characters is over the API's limit of "
@@ -119,19 +115,39 @@ class OpenAIBackend:
         key = env_secret(KEY_ENV)
         if key is None and self.is_official:
             raise BackendUnavailableError(f"openai: {KEY_ENV} is not set")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        data = await post_for_audio(
-            self._pool,
-            backend=self.name,
-            url=f"{self.base_url}/audio/speech",
-            headers=headers,
-            body=self.request_body(text, voice),
-            secret=key,
-        )
+        return {
+            "backend": self.name,
+            "url": f"{self.base_url}/audio/speech",
+            "headers": {"Authorization": f"Bearer {key}"} if key else {},
+            "body": self.request_body(text, voice),
+            "secret": key,
+        }
+
+    async def synthesize(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> SynthesizedAudio:
+        data = await post_for_audio(self._pool, **self._request(text, voice))
         if self.response_format == "pcm":
             return SynthesizedAudio(whole_samples(data), rate=PCM_RATE, channels=1)
         return SynthesizedAudio(data)
 
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()
+    async def stream(
+        self, text: str, *, voice: str | None = None, rate: int, channels: int
+    ) -> AsyncIterator[SynthesizedAudio]:
+        """The audio as OpenAI sends it: `pcm` (24 kHz mono) and `wav` (a header whose sizes
+        are 0xFFFFFFFF, then the samples) chunk by chunk; other formats in one chunk."""
+        request = self._request(text, voice)
+        empty = "openai: the provider returned no audio"
+        if self.response_format == "pcm":
+            chunks = pcm_chunks(
+                stream_audio(self._pool, **request), rate=PCM_RATE, channels=1, empty=empty
+            )
+        elif self.response_format == "wav":
+            chunks = wav_chunks(
+                stream_audio(self._pool, **request), rate=rate, channels=channels, empty=empty
+            )
+        else:
+            audio = SynthesizedAudio(await post_for_audio(self._pool, **request))
+            chunks = whole(audio, rate=rate, channels=channels)
+        async for chunk in chunks:
+            yield chunk

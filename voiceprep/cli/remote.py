@@ -9,15 +9,17 @@ entry and the summary. Exit codes: 0 done, 1 an entry failed or the remote faile
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
-from voiceprep.cli._options import CacheDir, Flags, Json, selection_options
+from voiceprep.cli._options import CacheDir, Flags, Json, jobs_option, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
     from voiceprep.remote import TransferReport
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.warm import RemotePull, RemotePush, WarmPlan
 
 RemoteArg = Annotated[
     str | None,
@@ -38,10 +40,7 @@ RemoteArg = Annotated[
         show_default="remote in voiceprep.toml, or VOICEPREP_REMOTE",
     ),
 ]
-Jobs = Annotated[
-    int | None,
-    typer.Option("-j", "--jobs", metavar="N", min=1, help="N transfers at once.", show_default="8"),
-]
+Jobs = Annotated[int | None, jobs_option("N transfers at once.", str(defaults.REMOTE_JOBS))]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Transfer nothing: list what would.")]
 
 
@@ -72,7 +71,7 @@ def push_command(
       voiceprep cache push /mnt/shared/prompts --dry-run
       VOICEPREP_REMOTE=gs://prompts/cache voiceprep cache push -j 16 --json
     """
-    from voiceprep.remote import push
+    from voiceprep.remote import push  # deferred: start-up
 
     started = time.monotonic()
     settings = resolve(cache_dir=cache_dir)
@@ -114,7 +113,7 @@ def pull_command(
       voiceprep cache pull s3://team-prompts/voiceprep prompts.txt -r 16000
       voiceprep cache pull /mnt/shared/prompts --dry-run --json
     """
-    from voiceprep.remote import pull
+    from voiceprep.remote import pull  # deferred: start-up
 
     started = time.monotonic()
     settings = resolve(**selection, process=process)
@@ -136,8 +135,8 @@ def pull_command(
 
 def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dict[str, str]:
     """key → text of every phrase in the lists, keyed exactly as warm keys them."""
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import plan_warm  # deferred: start-up
 
     plan = plan_warm(
         read_phrase_lists(lists),
@@ -163,64 +162,30 @@ def _describe_key(key: str, texts: dict[str, str]) -> str:
     return f"{key[:12]} {json.dumps(text, ensure_ascii=False)}" if text else key
 
 
-def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> TransferReport:
-    from voiceprep.remote import DEFAULT_JOBS
+def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> Any:
+    """`action(cache, url, ...)` (push, pull, or warm's remote steps) under the progress
+    bar; Ctrl-C is one line and exit 130."""
+    jobs = kwargs.pop("jobs") or defaults.REMOTE_JOBS
+    verb = kwargs.pop("verb", None) or ("pushing" if action.__name__ == "push" else "pulling")
+    with contextlib.ExitStack() as stack:
+        bars: list[_output.Progress] = []
 
-    jobs = kwargs.pop("jobs") or DEFAULT_JOBS
-    bar = _Bar("pushing" if action.__name__ == "push" else "pulling")
-    try:
-        with bar:
-            report: TransferReport = action(
-                cache, url, jobs=jobs, on_start=bar.start, on_progress=bar.progress, **kwargs
+        def start(entries: int, size: int) -> None:  # the total is known once listed
+            bars.append(stack.enter_context(_output.progress(entries, verb, elapsed=True)))
+
+        def progress(done: int, size: int) -> None:
+            if bars:
+                bars[0].done(done)
+
+        try:
+            report = action(cache, url, jobs=jobs, on_start=start, on_progress=progress, **kwargs)
+        except KeyboardInterrupt:
+            stack.close()
+            _output.error(
+                "interrupted: what was transferred stays; run the command again to resume"
             )
-    except KeyboardInterrupt:
-        _output.error("interrupted: what was transferred stays; run the command again to resume")
-        raise typer.Exit(ExitStatus.INTERRUPTED) from None
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return report
-
-
-class _Bar:
-    """A Rich progress bar on stderr when it is a terminal; nothing otherwise."""
-
-    def __init__(self, verb: str) -> None:
-        self.verb = verb
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def start(self, entries: int, size: int) -> None:
-        if not entries or not _output.stderr_is_terminal():
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn(self.verb),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            console=_output.err_console(),
-            transient=True,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task(self.verb, total=entries)
-
-    def progress(self, done: int, size: int) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done)
 
 
 _LABELS = {
@@ -250,7 +215,7 @@ def _finish(
         ]
         if report.direction == "pull" and report.missing:
             rows.insert(3, ("not on remote", str(len(report.missing))))
-        _print_rows(rows)
+        _output.fields(rows)
     for key, reason in report.failed:
         _output.error(f"{report.direction} {key[:12]}: {reason}")
     if report.stopped is not None:
@@ -259,74 +224,44 @@ def _finish(
         raise typer.Exit(ExitStatus.FAILURE)
 
 
-def _print_rows(rows: list[tuple[str, str]]) -> None:
-    if _output.stdout_is_terminal():
-        from rich.table import Table
-
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for label, value in rows:
-            table.add_row(label, value)
-        _output.out_console().print(table)
-        return
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"{label + ':':<{width + 1}} {value}")
-
-
 # --- warm --remote ------------------------------------------------------------------------
 
 
-def warm_pull(
-    cache: AudioCache, url: str, keys: set[str], *, jobs: int
-) -> tuple[bool, set[str], list[RemoteFailure]]:
-    """Before a warm: pull what the phrases need: (remote usable, keys pulled, failures).
-    When it is unusable (one warning), the warm goes on locally and skips the push."""
-    from voiceprep.errors import RemoteError
-    from voiceprep.remote import pull, scrub
-    from voiceprep.warm import RemoteFailure
+def remote_pull(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> RemotePull:
+    """warm --remote, before: the library's pull of the missing entries, with the progress
+    bar and its one-line reports. An unusable remote: the warm goes on locally."""
+    from voiceprep.remote import scrub  # deferred: start-up
+    from voiceprep.warm import pull_missing  # deferred: start-up
 
-    if not keys:
-        return True, set(), []
-    try:
-        report = _transfer(pull, cache, url, jobs=jobs, keys=keys)
-    except RemoteError as exc:
-        _output.warning(f"remote unusable, warming locally: {exc}")
-        return False, set(), [RemoteFailure("pull", None, str(exc))]
-    failures = [RemoteFailure("pull", key, why) for key, why in report.failed]
-    for key, why in report.failed:
-        _output.warning(f"remote entry {key[:12]} refused, synthesizing it: {why}")
-    if report.moved:
-        count = len(report.moved)
+    pulled: RemotePull = _transfer(pull_missing, cache, url, jobs=jobs, plan=plan, verb="pulling")
+    for failure in pulled.refused:
+        _output.warning(
+            f"remote entry {(failure.key or '')[:12]} refused, synthesizing it: {failure.reason}"
+        )
+    if pulled.pulled:
+        count = len(pulled.pulled)
         _output.info(f"pulled {count} {plural(count, 'entry', 'entries')} from {scrub(url)}")
-    if report.stopped is not None:
-        _output.warning(f"remote unusable, warming locally: {report.stopped}")
-        failures.append(RemoteFailure("pull", None, report.stopped))
-        return False, set(report.moved), failures
-    return True, set(report.moved), failures
+    if pulled.failure is not None:
+        _output.warning(f"remote unusable, warming locally: {pulled.failure.reason}")
+    return pulled
 
 
-def warm_push(
-    cache: AudioCache, url: str, keys: set[str], *, jobs: int
-) -> tuple[int, list[RemoteFailure]]:
-    """After a warm: push what the remote lacks of the phrases' entries: (entries pushed,
-    failures). A failure is a warning: the warm itself succeeded."""
-    from voiceprep.errors import RemoteError
-    from voiceprep.remote import push, scrub
-    from voiceprep.warm import RemoteFailure
+def remote_push(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> RemotePush:
+    """warm --remote, after: the library's push of what the remote lacks, reported. A
+    failure is a warning: the warm itself succeeded."""
+    from voiceprep.remote import scrub  # deferred: start-up
+    from voiceprep.warm import push_listed  # deferred: start-up
 
-    try:
-        report = _transfer(push, cache, url, jobs=jobs, keys=keys)
-    except RemoteError as exc:
-        _output.warning(f"could not push to the remote: {exc}")
-        return 0, [RemoteFailure("push", None, str(exc))]
-    if report.moved:
-        count = len(report.moved)
+    pushed: RemotePush = _transfer(push_listed, cache, url, jobs=jobs, plan=plan, verb="pushing")
+    if pushed.pushed:
+        count = pushed.pushed
         _output.info(f"pushed {count} {plural(count, 'entry', 'entries')} to {scrub(url)}")
-    failures = [RemoteFailure("push", key, why) for key, why in report.failed]
-    if report.stopped is not None:
-        failures.append(RemoteFailure("push", None, report.stopped))
-    if failures:
-        _output.warning(f"could not push every entry to the remote: {failures[-1].reason}")
-    return len(report.moved), failures
+    if pushed.failures:
+        whole = pushed.failures[-1]
+        prefix = (
+            "could not push to the remote"
+            if whole.key is None and len(pushed.failures) == 1
+            else "could not push every entry to the remote"
+        )
+        _output.warning(f"{prefix}: {whole.reason}")
+    return pushed
