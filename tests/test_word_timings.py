@@ -3,16 +3,21 @@ conversions every provider's shape goes through."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from audiogen import pcm_to_array, sine
+from helpers import CLI
 
+from voiceprep import TTSAudioCache
 from voiceprep.backends.piper import PiperBackend
+from voiceprep.cache import AudioCache
 from voiceprep.loudness import to_pcm
 from voiceprep.process import ProcessSettings, process_pcm
 from voiceprep.timings import (
@@ -161,3 +166,88 @@ def test_processing_says_how_far_the_audio_moved() -> None:
     word = shifted((Word("tone", 0.5, 1.5),), out.offset, len(out.pcm) / 2 / rate)[0]
     onset = int(np.argmax(np.abs(pcm_to_array(out.pcm, 1)[0]) > 0.01)) / rate
     assert word.start == pytest.approx(onset, abs=0.002)
+
+
+# --- timings travel with the entry -------------------------------------------------------
+
+
+def _ls_words(cli: CLI, cache_dir: Path) -> dict[str, list[dict[str, object]] | None]:
+    return {entry["text"]: entry["words"] for entry in _ls(cli, cache_dir)}
+
+
+def _ls(cli: CLI, cache_dir: Path) -> list[dict[str, Any]]:
+    code, out, _ = cli("cache", "ls", "--json", "--cache-dir", cache_dir)
+    assert code == 0
+    entries: list[dict[str, Any]] = json.loads(out)
+    return entries
+
+
+def test_timings_survive_rebuild_merge_pull_and_export(cli: CLI, tmp_path: Path) -> None:
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("Your call is important to us.\nHello ... world\n", encoding="utf-8")
+    cache_dir = tmp_path / "cache"
+    assert cli("warm", phrases, "--cache-dir", cache_dir).code == 0
+    words = _ls_words(cli, cache_dir)
+    said = words["Your call is important to us."]
+    assert said is not None
+    assert [w["text"] for w in said] == ["Your", "call", "is", "important", "to", "us."]
+    assert words["Hello ... world"] is None  # no timings rather than wrong ones
+
+    with AudioCache(cache_dir) as cache:  # a new index, made from the files alone
+        cache.rebuild()
+    assert _ls_words(cli, cache_dir) == words
+
+    merged = tmp_path / "merged"
+    assert cli("cache", "merge", cache_dir, "--cache-dir", merged).code == 0
+    assert _ls_words(cli, merged) == words
+
+    remote = f"file://{tmp_path / 'remote'}"
+    pulled = tmp_path / "pulled"
+    assert cli("cache", "push", remote, "--cache-dir", cache_dir).code == 0
+    assert cli("cache", "pull", remote, "--cache-dir", pulled).code == 0
+    assert _ls_words(cli, pulled) == words
+
+    export = tmp_path / "export"
+    assert cli("cache", "export", export, "--cache-dir", cache_dir, "--no-review").code == 0
+    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
+    assert {e["text"]: e["words"] for e in manifest["entries"]} == words
+
+
+def test_processing_moves_the_timings_with_the_audio(cli: CLI, tmp_path: Path) -> None:
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("Please hold.\n", encoding="utf-8")
+    plain, padded = tmp_path / "plain", tmp_path / "padded"
+    assert cli("warm", phrases, "--cache-dir", plain).code == 0
+    # The raw synthesis is reprocessed: the same words, 250 ms later.
+    assert cli("cache", "merge", plain, "--cache-dir", padded).code == 0
+    assert cli("warm", phrases, "--cache-dir", padded, "--pad-start", "250").code == 0
+    before = _ls_words(cli, plain)["Please hold."]
+    raw = _ls(cli, plain)[0]
+    after = [e for e in _ls(cli, padded) if e["key"] != raw["key"]]
+    assert before is not None and len(after) == 1
+    assert after[0]["duration"] == pytest.approx(raw["duration"] + 0.25, abs=1e-3)
+    moved = after[0]["words"]
+    assert [w["text"] for w in moved] == [w["text"] for w in before]
+    for old, new in zip(before, moved, strict=True):
+        assert new["start"] == pytest.approx(old["start"] + 0.25, abs=1e-3)
+
+
+async def test_tts_audio_cache_offers_the_timings_of_a_hit(tmp_path: Path) -> None:
+    # A miss is streamed sentence by sentence: the timings of the second sentence are
+    # placed after the first one's audio.
+    text = "Goodbye. Thank you for calling."
+    cache = TTSAudioCache(PiperBackend(), directory=tmp_path / "cache")
+    try:
+        assert cache.words(text) is None
+        pcm = await cache.fetch(text)
+        words = cache.words(text)
+        assert words is not None
+        assert [w.text for w in words] == text.split()
+        for before, after in zip(words, words[1:], strict=False):
+            assert before.start < before.end <= after.start
+        assert words[-1].end <= len(pcm) / 2 / cache.rate
+        alone = await PiperBackend().synthesize("Goodbye.", rate=cache.rate, channels=1)
+        assert alone.rate is not None
+        assert words[1].start > 0.8 * len(alone.data) / 2 / alone.rate
+    finally:
+        await cache.aclose()

@@ -147,7 +147,7 @@ def from_phonemes(
     asked only when the text's words and the groups do not already pair one for one.
     None when they cannot be paired.
     """
-    spans = list(_group_spans(sentences))
+    spans = list(group_spans(sentences))
     tokens = [t for t in text.split() if any(c.isalnum() for c in t)]
     if not tokens or not spans:
         return None
@@ -165,7 +165,7 @@ def from_phonemes(
     return tuple(words)
 
 
-def _group_spans(sentences: Sequence[AlignedSentence]) -> Iterable[tuple[int, int]]:
+def group_spans(sentences: Sequence[AlignedSentence]) -> Iterable[tuple[int, int]]:
     """(first sample, end sample) of each phoneme group, across the sentences."""
     offset = 0
     for phonemes, length in sentences:

@@ -21,7 +21,7 @@ from typing import Any
 
 import platformdirs
 
-from voiceprep.timings import Words, from_phonemes
+from voiceprep.timings import AlignedSentence, Words, from_phonemes, group_spans
 
 _log = logging.getLogger(__name__)
 
@@ -54,19 +54,55 @@ def model_source(model: Path) -> str | bytes:
 def words(voice: Any, text: str, chunks: Sequence[Any]) -> Words | None:
     """The word times of `text` from Piper's audio chunks (one a sentence), or None when
     the chunks carry no alignments or the words cannot be paired with them."""
-    sentences = []
-    for chunk in chunks:
-        if not chunk.phoneme_alignments:
-            return None
-        phonemes = [(a.phoneme, int(a.num_samples)) for a in chunk.phoneme_alignments]
-        sentences.append((phonemes, len(chunk.audio_int16_bytes) // 2))
+    sentences = [_aligned(chunk) for chunk in chunks]
+    if any(sentence is None for sentence in sentences):
+        return None
+    rate = int(voice.config.sample_rate)
+    return from_phonemes(text, sentences, rate, lambda word: _groups(voice, word))  # type: ignore[arg-type]
 
-    def groups_of(word: str) -> int:
-        return sum(
-            1 for sentence in voice.phonemize(word) for g in "".join(sentence).split(" ") if g
-        )
 
-    return from_phonemes(text, sentences, int(voice.config.sample_rate), groups_of)
+class SentenceWords:
+    """Word times sentence by sentence, as a stream yields Piper's chunks: each sentence's
+    words are the next words of the text whose phoneme groups fill it. Once a sentence
+    cannot be paired, no later one is (None)."""
+
+    def __init__(self, voice: Any, text: str) -> None:
+        self.voice, self.rate = voice, int(voice.config.sample_rate)
+        self.tokens = [t for t in text.split() if any(c.isalnum() for c in t)]
+        self.lost = False
+
+    def next(self, chunk: Any) -> Words | None:
+        sentence = None if self.lost else _aligned(chunk)
+        groups = 0 if sentence is None else len(_spans(sentence))
+        taken, count = [], 0
+        while groups and count < groups and self.tokens:
+            token = self.tokens.pop(0)
+            taken.append(token)
+            count += _groups(self.voice, token)
+        found = None
+        if sentence is not None and count == groups:
+            found = from_phonemes(" ".join(taken), [sentence], self.rate, self._groups)
+        self.lost = found is None
+        return found
+
+    def _groups(self, word: str) -> int:
+        return _groups(self.voice, word)
+
+
+def _aligned(chunk: Any) -> AlignedSentence | None:
+    if not chunk.phoneme_alignments:
+        return None
+    phonemes = [(a.phoneme, int(a.num_samples)) for a in chunk.phoneme_alignments]
+    return phonemes, len(chunk.audio_int16_bytes) // 2
+
+
+def _spans(sentence: AlignedSentence) -> list[tuple[int, int]]:
+    return list(group_spans([sentence]))
+
+
+def _groups(voice: Any, word: str) -> int:
+    """How many phoneme groups (spoken words) the voice makes of one written word."""
+    return sum(1 for sentence in voice.phonemize(word) for g in "".join(sentence).split(" ") if g)
 
 
 def _copies() -> Path:

@@ -285,8 +285,10 @@ class PiperBackend:
         """Piper's chunks (one per sentence), blocking: s16le mono at the voice's rate."""
         with voice_pool(files).session() as piper_voice:
             rate = int(piper_voice.config.sample_rate)
-            for chunk in piper_voice.synthesize(text, self._config()):
-                yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1)
+            sentences = _piper_words.SentenceWords(piper_voice, text)
+            for chunk in piper_voice.synthesize(text, self._config(), include_alignments=True):
+                words = sentences.next(chunk)
+                yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1, words=words)
 
     def _config(self) -> Any:
         from piper import SynthesisConfig
