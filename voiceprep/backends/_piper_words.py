@@ -3,7 +3,7 @@
 A Piper model computes how many samples each phoneme lasts but does not output it. piper-tts
 exposes it by adding that tensor to the model's outputs (`piper.patch_voice_with_alignment`,
 which needs the `onnx` package). Importing onnx and patching costs about a second and a half,
-so the patched model is written once to voiceprep's user cache folder, named by the source
+so the patched model is written once to the user cache folder `voiceprep-piper`, named by the source
 model's size and modification time, and later runs load it as they would the original. The
 audio is the same sample for sample; only the extra output differs. Without `onnx`, or when
 the model has no such tensor, Piper entries simply carry no timings.
@@ -106,7 +106,8 @@ def _groups(voice: Any, word: str) -> int:
 
 
 def _copies() -> Path:
-    return Path(platformdirs.user_cache_dir("voiceprep")) / "piper-aligned"
+    # Beside the prompt cache's default folder, not in it: that one is a cache directory.
+    return Path(platformdirs.user_cache_dir("voiceprep-piper"))
 
 
 def _patched(model: Path) -> bytes:
