@@ -17,7 +17,7 @@ Three layouts:
 `export_entries` returns an `ExportReport` whose `written` lists every file written,
 each with its metadata (the manifest's entries): a hook for what is made from an export.
 
-Each entry's name is the name is the item's `id` (made safe for a file
+Each entry's name is the item's `id` (made safe for a file
 name) or else a slug of its text. Names are compared case-insensitively (macOS and Windows
 filesystems are); when several different entries would share a name, every one of them
 gets the first 8 hex digits of its key appended (`yes-1a2b3c4d.wav`), so the result does
@@ -25,10 +25,11 @@ not depend on the order of the items. Files and the manifest are written to a te
 name and renamed into place, so a reader never sees half a file.
 
 manifest.json: `{"version": 1, "layout": ..., "entries": [{"text", "id", "file", "key",
-"duration", "sha256", "rate", "channels", "backend", "voice", "lang", "format"}, ...]}`,
-one entry per file, where `sha256` is the digest of the exported file itself (what
-`sha256sum` prints), `file` is relative to the manifest and `format` is the file's
-sample format or codec (s16, ulaw, alaw, g722).
+"duration", "sha256", "rate", "channels", "backend", "voice", "lang", "format", "words"},
+...]}`, one entry per file, where `sha256` is the digest of the exported file itself (what
+`sha256sum` prints), `file` is relative to the manifest, `format` is the file's sample
+format or codec (s16, ulaw, alaw, g722) and `words` the entry's word timings
+(`[{"text", "start", "end"}, ...]` in seconds, or null when its backend gave none).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from voiceprep.output import OutputSpec, convert_pcm, phone_spec
 from voiceprep.phrases import LANG_TAG
 from voiceprep.review import PAGE_NAME, export_page
 from voiceprep.telephony import G711, G711_RATE, PHONE_FILES
+from voiceprep.timings import Words, words_to_json
 from voiceprep.wav import wav_bytes
 
 if TYPE_CHECKING:
@@ -133,6 +135,7 @@ class ManifestEntry:
     voice: str | None
     lang: str = DEFAULT_LANG
     format: str = "s16"
+    words: Words | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +151,7 @@ class ManifestEntry:
             "voice": self.voice,
             "lang": self.lang,
             "format": self.format,
+            "words": None if self.words is None else words_to_json(self.words),
         }
 
 
@@ -238,6 +242,7 @@ def export_entries(
         if pcm is None:  # removed by another process since entry() was read
             report.missing.append(item)
             continue
+        words = _words(cache, item.key)
         lang = item.lang or options.lang
         if not LANG_TAG.fullmatch(lang):  # never a path: a folder name is made of it
             report.failed.append((item, f"invalid language {lang!r}"))
@@ -267,6 +272,7 @@ def export_entries(
                     voice=entry.voice,
                     lang=lang,
                     format=spec.codec or spec.sample_format,
+                    words=words,
                 )
             )
     manifest = {
@@ -332,3 +338,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _words(cache: AudioCache, key: str) -> Words | None:
+    """The entry's word timings (the same for every file made of it: a new rate or codec
+    does not move them)."""
+    try:
+        return cache.words(key)
+    except CacheError:
+        return None

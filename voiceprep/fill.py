@@ -58,7 +58,8 @@ from voiceprep.gate import judge
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
 from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
 from voiceprep.secrets import redact
-from voiceprep.sources import Attempt, BackendSource, Source
+from voiceprep.sources import Attempt, BackendSource, Source, Timings
+from voiceprep.timings import Words, shifted
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
@@ -266,7 +267,7 @@ class Filler:
                 flight.fail(error)
                 return
             flight.finish(raw)
-            await self.keep(prompt, raw)
+            await self.keep(prompt, raw, flight.words)
         finally:
             if self.flights.get(prompt.key) is flight:
                 del self.flights[prompt.key]
@@ -299,11 +300,13 @@ class Filler:
                     return self._handed(prompt, flight, pcm)
             raw = self.read(prompt.raw_key) if prompt.processed else None
             had_raw = raw is not None
+            words = self.words(prompt.raw_key) if had_raw else None
             if raw is None:
                 raw = await self.synthesize(prompt, flight)
+                words = flight.words
             produced = await self.produce(raw)
             self._handed(prompt, flight, produced.pcm)
-            await self.put(prompt, raw, produced, had_raw=had_raw)
+            await self.put(prompt, raw, produced, had_raw=had_raw, words=words)
             if self.remote is not None and self.disk is not None:
                 await self.remote.publish(prompt.key, self.disk)
             return produced.pcm
@@ -334,6 +337,15 @@ class Filler:
             if not self.best_effort:
                 raise
             log.warning("cache %s unreadable, synthesizing: %s", self.disk.directory, exc)
+            return None
+
+    def words(self, key: str) -> Words | None:
+        """The word timings stored with an entry (None: none, or not readable)."""
+        if self.disk is None:
+            return None
+        try:
+            return self.disk.words(key)
+        except CacheError:
             return None
 
     async def claim(self, prompt: Prompt, *, wait: bool) -> Claim:
@@ -427,6 +439,7 @@ class Filler:
                 if staged is not flight:
                     flight.begin(staged.tag)
                     flight.add(pcm)
+                    flight.words = staged.words
                 return pcm
             if refusals >= self.retries or flight.live:
                 tries = "1 attempt" if refusals == 0 else f"{refusals + 1} attempts"
@@ -443,6 +456,8 @@ class Filler:
         async for chunk in self.source.attempt(prompt.text, prompt.voice):
             if isinstance(chunk, Attempt):
                 flight.begin(chunk.tag)
+            elif isinstance(chunk, Timings):
+                flight.words = chunk.words
             elif chunk:
                 flight.add(chunk)
 
@@ -461,24 +476,34 @@ class Filler:
             return Processed(raw, None)
         return await asyncio.to_thread(produce, raw, self.rate, self.channels, self.process)
 
-    async def keep(self, prompt: Prompt, raw: bytes) -> bytes:
+    async def keep(self, prompt: Prompt, raw: bytes, words: Words | None = None) -> bytes:
         """Audio synthesized elsewhere (a framework's TTS): processed, kept in memory and
-        stored like a synthesis of ours. Returns what is handed out."""
+        stored like a synthesis of ours, with its word timings when it had them. Returns
+        what is handed out."""
         if not raw:
             raise EmptyAudioError(f"{prompt.text!r}: no audio to store")
         produced = await self.produce(raw)
         if self.memory is not None:
             self.memory.put(prompt.key, produced.pcm)
-        await self.put(prompt, raw, produced, had_raw=False)
+        await self.put(prompt, raw, produced, had_raw=False, words=words)
         return produced.pcm
 
-    async def put(self, prompt: Prompt, raw: bytes, produced: Processed, *, had_raw: bool) -> None:
-        """Store the raw synthesis (when processed and new) and the handed-out audio, in
-        the writer thread. Not cancelled with its caller: a write in flight completes,
-        and `close()` waits for it."""
+    async def put(
+        self,
+        prompt: Prompt,
+        raw: bytes,
+        produced: Processed,
+        *,
+        had_raw: bool,
+        words: Words | None = None,
+    ) -> None:
+        """Store the raw synthesis (when processed and new) and the handed-out audio, with
+        the raw synthesis's word timings (moved as processing moved the audio), in the
+        writer thread. Not cancelled with its caller: a write in flight completes, and
+        `close()` waits for it."""
         if self.disk is None or self.closed:
             return
-        future = self._pool("put").submit(self._put, prompt, raw, produced, had_raw)
+        future = self._pool("put").submit(self._put, prompt, raw, produced, had_raw, words)
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except (CacheError, OSError) as exc:
@@ -486,17 +511,22 @@ class Filler:
                 raise
             log.warning("could not store %r in %s: %s", prompt.text, self.disk.directory, exc)
 
-    def _put(self, prompt: Prompt, raw: bytes, produced: Processed, had_raw: bool) -> None:
+    def _put(
+        self, prompt: Prompt, raw: bytes, produced: Processed, had_raw: bool, words: Words | None
+    ) -> None:
         disk = self.disk
         assert disk is not None
         rate, channels, text = self.rate, self.channels, prompt.text
         if prompt.processed and not had_raw:
             loudness = produced.source_loudness
             disk.put(prompt.raw_key, raw, rate=rate, channels=channels, text=text,
-                     identity=prompt.identity, loudness=loudness)  # fmt: skip
+                     identity=prompt.identity, loudness=loudness, words=words)  # fmt: skip
+        if words is not None and produced.pcm is not raw:
+            seconds = len(produced.pcm) / (2 * channels * rate)
+            words = shifted(words, produced.offset, seconds) or None
         identity = self.process.identity(prompt.identity)
         disk.put(prompt.key, produced.pcm, rate=rate, channels=channels, text=text,
-                 identity=identity, loudness=produced.loudness)  # fmt: skip
+                 identity=identity, loudness=produced.loudness, words=words)  # fmt: skip
 
     async def _in(self, pool: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         future = self._pool(pool).submit(fn, *args, **kwargs)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from voiceprep.errors import BackendError
+from voiceprep.timings import Words
 
 
 class Flight:
@@ -29,6 +30,7 @@ class Flight:
         self.tag: str | None = None
         self.attempt = 0
         self.chunks: list[bytes] = []
+        self.words: Words | None = None  # the current attempt's word timings, if given
         self.pcm: bytes | None = None  # the audio handed out, once complete
         self.error: BaseException | None = None
         self.live = False  # a chunk reached a streaming consumer: no retry after that
@@ -45,6 +47,7 @@ class Flight:
         self.attempt += 1
         self.tag = tag
         self.chunks = []
+        self.words = None
         self._notify()
 
     def add(self, chunk: bytes) -> None:

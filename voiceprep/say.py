@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from voiceprep import defaults
 from voiceprep.errors import UsageError
 from voiceprep.fill import backend_filler
 from voiceprep.keys import normalize_text
@@ -29,7 +30,7 @@ async def say(
     cache: AudioCache,
     *,
     voice: str | None = None,
-    rate: int = 24000,
+    rate: int = defaults.RATE,
     channels: int = 1,
     retries: int = 3,
     timeout: float | None = 60.0,

@@ -3,7 +3,8 @@
 An attempt is an async iterator of s16le PCM chunks already in the filler's format (rate,
 channels), as they are produced, or `Attempt` markers from a source that retries by
 itself (a framework's TTS: the chunks after a marker are a new attempt, those before it
-are stale). Retrying, the gate and sharing are the filler's job, not the source's.
+are stale), or `Timings`: the attempt's word timings, when the backend gave them.
+Retrying, the gate and sharing are the filler's job, not the source's.
 
 - `BackendSource`: a voiceprep backend; its `stream` when it has one (converted chunk by
   chunk with one stateful resampler, `PcmConverter`), else `synthesize` as one chunk.
@@ -13,14 +14,18 @@ are stale). Retrying, the gate and sharing are the filler's job, not the source'
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from voiceprep import defaults
 from voiceprep.backends.base import Backend, PcmConverter, SynthesizedAudio
 from voiceprep.errors import BackendError, EmptyAudioError, TransientBackendError, VoiceprepError
 from voiceprep.secrets import redact
+from voiceprep.timings import Words, shifted
 
-DEFAULT_STREAM_RATE = 24000
+DEFAULT_STREAM_RATE = defaults.RATE
 
 
 class Attempt:
@@ -31,7 +36,14 @@ class Attempt:
         self.tag = tag
 
 
-Chunk = bytes | Attempt
+@dataclass(frozen=True)
+class Timings:
+    """The word timings of the attempt so far, in seconds from its first sample."""
+
+    words: Words
+
+
+Chunk = bytes | Attempt | Timings
 
 
 class Source(Protocol):
@@ -78,7 +90,7 @@ class BackendSource:
         except Exception as exc:  # a third-party plugin's bug: still one line
             raise BackendError(redact(f"{self.name}: {type(exc).__name__}: {exc}")) from exc
 
-    async def _chunks(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
+    async def _chunks(self, text: str, voice: str | None) -> AsyncIterator[bytes | Timings]:
         shape = {"rate": self.rate, "channels": self.channels}
         stream = getattr(self.backend, "stream", None) if self.streams else None
         if stream is None:
@@ -86,15 +98,25 @@ class BackendSource:
             if not audio.data:
                 raise EmptyAudioError(f"{self.name}: the backend returned no audio")
             yield await audio.to_pcm_async(**shape)
+            if audio.words:
+                yield Timings(audio.words)
             return
         converter = PcmConverter(**shape)
+        words: list[Any] = []
+        played = 0.0  # seconds of the stream before this piece (each piece's words start at 0)
         async for piece in stream(text, voice=voice, **shape):
+            if piece.words:
+                words += shifted(piece.words, played, math.inf)
+            if piece.rate:
+                played += len(piece.data) / (2 * (piece.channels or 1) * piece.rate)
             pcm = converter.push(piece)
             if pcm:
                 yield pcm
         tail = converter.flush()
         if tail:
             yield tail
+        if words:
+            yield Timings(tuple(words))
 
 
 class StreamSynthesizeSource:
@@ -113,10 +135,12 @@ class StreamSynthesizeSource:
             yield text
 
         converter = PcmConverter(rate=self.rate, channels=self.channels)
-        shape = {"rate": self.source_rate, "channels": self.source_channels}
         async with asyncio.timeout(self.timeout):
             async for data in self.tts.stream_synthesize(text_iter(), voice_id=voice):
-                pcm = converter.push(SynthesizedAudio(bytes(data), **shape))
+                audio = SynthesizedAudio(
+                    bytes(data), rate=self.source_rate, channels=self.source_channels
+                )
+                pcm = converter.push(audio)
                 if pcm:
                     yield pcm
         tail = converter.flush()

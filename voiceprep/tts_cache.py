@@ -48,6 +48,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from voiceprep import defaults
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import CacheError
 from voiceprep.fill import Filler, Prompt
@@ -56,6 +57,7 @@ from voiceprep.gate import check_mode
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.process import NO_PROCESSING, ProcessSettings
 from voiceprep.sources import BackendSource, Source, StreamSynthesizeSource, stream_format
+from voiceprep.timings import Words
 from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ __all__ = ["TTSAudioCache"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STREAM_RATE = 24000
+DEFAULT_STREAM_RATE = defaults.RATE
 DEFAULT_PRELOAD_CONCURRENCY = 8
 # Where `lookup` looks for the same prompt stored at another format (the rates TTS
 # providers and agent tracks use), before calling it a miss.
@@ -279,18 +281,26 @@ class TTSAudioCache:
         voice_id: str | None = None,
         rate: int | None = None,
         channels: int | None = None,
+        words: Words | None = None,
     ) -> bytes:
         """Keep PCM synthesized elsewhere under the key of `text`: memory and disk.
 
         `rate`/`channels` give the format of `pcm` (default: this cache's); other formats
-        are converted first. Returns the PCM as stored (processed when a chain is set).
-        Empty audio raises `EmptyAudioError` and is never stored.
+        are converted first. `words`: when each word is spoken, seconds from the start of
+        `pcm` (stored with it; see `words()`). Returns the PCM as stored (processed when a
+        chain is set). Empty audio raises `EmptyAudioError` and is never stored.
         """
         source = (rate or self.rate, channels or self.channels)
         if pcm and source != (self.rate, self.channels):
             raw = SynthesizedAudio(pcm, rate=source[0], channels=source[1])
             pcm = await raw.to_pcm_async(rate=self.rate, channels=self.channels)
-        return await self._filler.keep(self._prompt(text, voice_id), pcm)
+        return await self._filler.keep(self._prompt(text, voice_id), pcm, words)
+
+    def words(self, text: str, *, voice_id: str | None = None) -> Words | None:
+        """When each word of `text`'s cached audio is spoken (seconds from its start), as
+        the backend said when it was synthesized; None when it is not on disk or its
+        backend gave no timings (memory-only caches keep none)."""
+        return self._filler.words(self._prompt(text, voice_id).key)
 
     @property
     def has_remote(self) -> bool:

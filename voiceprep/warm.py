@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from voiceprep import defaults
 from voiceprep.audio_format import AudioFormat
 from voiceprep.errors import (
     AuthenticationError,
@@ -41,11 +42,13 @@ from voiceprep.errors import (
     VoiceprepError,
 )
 from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
+from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
 from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
 from voiceprep.process import NO_PROCESSING, ProcessSettings
 from voiceprep.remote import pull, push, scrub
 from voiceprep.say import SayResult, say
+from voiceprep.timings import Words
 
 # The plan (voiceprep.plan) is part of this API: `from voiceprep.warm import plan_warm`.
 __all__ = [
@@ -311,7 +314,7 @@ class _Runner:
                 continue
             self.in_flight.add(item.key)
             try:
-                raw = await self._raw(item)
+                raw, words = await self._raw(item)
             except AuthenticationError as exc:
                 self.in_flight.discard(item.key)
                 self._release(item)
@@ -324,7 +327,7 @@ class _Runner:
                 continue
             self.in_flight.discard(item.key)
             await self.store_slots.acquire()
-            task = asyncio.create_task(self._store(item, raw))
+            task = asyncio.create_task(self._store(item, raw, words))
             self.stores.add(task)
 
     async def _claim(self, item: PlanItem) -> bool:
@@ -358,27 +361,32 @@ class _Runner:
                 await asyncio.sleep(LEASE_POLL_SECONDS)
         return None
 
-    async def _raw(self, item: PlanItem) -> bytes:
-        """The raw synthesis of `item`: the cached one when processing settings changed,
-        else a new one that passed the plausibility gate."""
+    async def _raw(self, item: PlanItem) -> tuple[bytes, Words | None]:
+        """The raw synthesis of `item` and its word timings: the cached one when processing
+        settings changed, else a new one that passed the plausibility gate."""
         if item.raw_cached:
             pcm = self.filler.read(item.raw_key)
             if pcm is not None:
-                return pcm
-        return await self.filler.synthesize(
+                return pcm, self.filler.words(item.raw_key)
+        flight = Flight()
+        pcm = await self.filler.synthesize(
             item.prompt,
+            flight,
             on_retry=lambda attempt, delay, exc: self._retrying(item, attempt, delay, exc),
             on_refused=lambda attempt, reason: self._retrying(
                 item, attempt, 0.0, ImplausibleAudioError(reason)
             ),
         )
+        return pcm, flight.words
 
-    async def _store(self, item: PlanItem, raw: bytes) -> None:
+    async def _store(self, item: PlanItem, raw: bytes, words: Words | None) -> None:
         rate, channels = self.plan.rate, self.plan.channels
         try:
             produced = await self.filler.produce(raw)
             try:
-                await self.filler.put(item.prompt, raw, produced, had_raw=item.raw_cached)
+                await self.filler.put(
+                    item.prompt, raw, produced, had_raw=item.raw_cached, words=words
+                )
             except CacheError as exc:
                 # Read-only, disk full, index broken: every further synthesis would be
                 # paid for and thrown away.
@@ -431,7 +439,7 @@ async def warm(
     cache: AudioCache,
     *,
     voice: str | None = None,
-    rate: int = 24000,
+    rate: int = defaults.RATE,
     channels: int = 1,
     jobs: int = 4,
     retries: int = 3,

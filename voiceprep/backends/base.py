@@ -41,6 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from voiceprep.errors import EmptyAudioError
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Words
 from voiceprep.wav import parse_wav_header, wav_bytes
 
 
@@ -49,11 +50,14 @@ class SynthesizedAudio:
     """What a backend returns: a container libav decodes, or raw s16le PCM.
 
     `rate` and `channels` are None for containers (WAV, MP3, Opus…) and set for raw PCM.
+    `words`: when the provider said when each word is spoken (seconds from the start of
+    this audio); None when it did not.
     """
 
     data: bytes
     rate: int | None = None
     channels: int | None = None
+    words: Words | None = None
 
     @property
     def is_raw_pcm(self) -> bool:

@@ -51,6 +51,7 @@ from voiceprep.errors import (
     InvalidValueError,
 )
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Words
 
 if TYPE_CHECKING:  # what maintenance returns
     from voiceprep.cache.records import MergeReport, RebuildReport, VerifyReport
@@ -193,6 +194,15 @@ class AudioCache:
         """
         return self._index.entry_bytes(key)
 
+    def words(self, key: str) -> Words | None:
+        """The word timings stored with `key`'s entry (None: it has none, or `key` is not
+        cached). Raises CacheCorruptError for a damaged entry."""
+        try:
+            blob = self._index.entry_bytes(key)
+        except KeyError:
+            return None
+        return read_entry(blob, where=f"entry {key[:12]}", key=key)[0].words
+
     def stats(self) -> CacheStats:
         self._index.quiet_flush()
         rows = self._index.query(
@@ -227,8 +237,10 @@ class AudioCache:
         text: str,
         identity: BackendIdentity,
         loudness: float | None = None,
+        words: Words | None = None,
     ) -> CacheEntry:
-        """Store PCM (s16le, interleaved) under `key`, replacing any previous entry.
+        """Store PCM (s16le, interleaved) under `key`, replacing any previous entry, with
+        its word timings when the backend gave them.
 
         Returns the new entry. With limits set, least recently used entries are evicted in
         the same transaction; an entry larger than `max_bytes` on its own is not kept.
@@ -257,6 +269,7 @@ class AudioCache:
             sha256=hashlib.sha256(pcm).hexdigest(),
             created=now,
             loudness=loudness,
+            words=words,
         )
         return store_entry(self._index, meta, pcm, limits=self._limits, last_used=now)[0]
 

@@ -34,7 +34,8 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, report_written, write_audio
-from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
+from voiceprep.errors import CacheError, ExitStatus, InvalidValueError, UsageError
+from voiceprep.timings import Words, words_to_json
 from voiceprep.units import parse_age
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ def _local(value: Any) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
-def entry_json(entry: CacheEntry) -> dict[str, Any]:
+def entry_json(entry: CacheEntry, words: Words | None = None) -> dict[str, Any]:
     """One entry as the JSON object `cache ls --json` prints."""
     return {
         "key": entry.key,
@@ -200,6 +201,7 @@ def entry_json(entry: CacheEntry) -> dict[str, Any]:
         "last_used": _iso(entry.last_used),
         "hits": entry.hits,
         "path": str(entry.path),
+        "words": None if words is None else words_to_json(words),
     }
 
 
@@ -225,13 +227,23 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     """
     directory = cache_dir_of(cache_dir)
     entries: list[CacheEntry] = []
+    words: dict[str, Words | None] = {}
     if exists(directory):
         with open_cache(directory) as cache:
             entries = cache.entries()
+            if as_json:  # in each entry's file: read only for --json
+                words = {e.key: _words(cache, e.key) for e in entries}
     if as_json:
-        print_json([entry_json(e) for e in entries])
+        print_json([entry_json(e, words.get(e.key)) for e in entries])
     else:
         _output.table(_COLUMNS, [_row(entry) for entry in entries])
+
+
+def _words(cache: AudioCache, key: str) -> Words | None:
+    try:
+        return cache.words(key)
+    except CacheError:
+        return None  # a damaged entry: `cache verify` names it
 
 
 _COLUMNS = [

@@ -19,6 +19,10 @@ once per sentence (Pipecat's text aggregator splits the turn), so each sentence 
   them from the hit too.
 - miss: the service's frames pass through unchanged; the audio is stored once `run_tts`
   ended without an error frame and without being cancelled (an interruption cancels it).
+- word timestamps: what a word-timestamp service reports while it speaks a miss
+  (`add_word_timestamps`) is stored with the audio, and a hit reports the same words at
+  the same offsets from its first audio, so Pipecat emits one `TTSTextFrame` per word at
+  its presentation time, as on the miss (an interrupted hit records only what was heard).
   Services of one identity and sample rate in one process share their misses through
   voiceprep's fill path (voiceprep.fill): a second session asking for a sentence that is
   being synthesized follows that synthesis from its first chunk (Started, its audio,
@@ -64,6 +68,7 @@ from voiceprep.integrations._common import (
     plugin_identity,
 )
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Word, Words
 
 if TYPE_CHECKING:
     from voiceprep.tts_cache import TTSAudioCache
@@ -94,6 +99,9 @@ class CachedTTSMixin:
         # Websocket-style services: per open audio context, the sentences sent and the
         # audio received, so a context of one sentence can be stored when it completes.
         self._vp_live: dict[str, tuple[list[str], bytearray]] = {}
+        # The words a miss's service reports while run_tts runs, by context.
+        self._vp_words: dict[str | None, list[tuple[str, float]]] = {}
+        self._vp_speaking: str | None = None  # the context whose run_tts is running
 
     # --- the cache -------------------------------------------------------------------------
 
@@ -134,7 +142,8 @@ class CachedTTSMixin:
         if context_id not in self._vp_live:  # never play a hit ahead of live audio
             pcm = await cache.lookup(text, voice_id=voice)
         if pcm is not None:
-            async for frame in self._vp_play(_once(pcm), context_id):
+            words = cache.words(text, voice_id=voice)
+            async for frame in self._vp_play(_once(pcm), context_id, words):
                 yield frame
             return
         prompt = cache.prompt(text, voice_id=voice)
@@ -149,6 +158,8 @@ class CachedTTSMixin:
         flight.begin()
         error: BaseException | None = None
         went_async = False
+        heard = self._vp_words[context_id] = []
+        self._vp_speaking = context_id
         try:
             async for frame in super().run_tts(text, context_id, *args, **kwargs):  # type: ignore[misc]
                 if isinstance(frame, TTSAudioRawFrame):
@@ -168,15 +179,19 @@ class CachedTTSMixin:
             error = error or BackendError(f"{text!r}: interrupted ({type(exc).__name__})")
             raise
         finally:
+            self._vp_words.pop(context_id, None)
+            self._vp_speaking = None
+            flight.words = _timed(heard, len(b"".join(flight.chunks)) / 2 / cache.rate)
             await cache.filler.settle_flight(prompt, flight, error)
         if error is not None and not went_async:
             self._vp_live.pop(context_id, None)
 
     async def _vp_play(
-        self, pieces: AsyncIterator[bytes], context_id: str
+        self, pieces: AsyncIterator[bytes], context_id: str, words: Words | None = None
     ) -> AsyncGenerator[Frame, None]:
         """Audio played like the service's own: Started (when the service leaves it to
-        run_tts), frames of `chunk_size`, Stopped; a failure mid-way is an ErrorFrame."""
+        run_tts), the stored word timestamps, frames of `chunk_size`, Stopped; a failure
+        mid-way is an ErrorFrame."""
         service: Any = self
         rate = int(service.sample_rate)
         if not service._push_start_frame:
@@ -184,6 +199,8 @@ class CachedTTSMixin:
                 await service.create_audio_context(context_id)
             yield TTSStartedFrame(context_id=context_id)
         await service.stop_ttfb_metrics()
+        if words:  # queued ahead of the audio: timed from its first frame, as live words are
+            await service.add_word_timestamps([(w.text, w.start) for w in words], context_id)
         step = max(2, int(service.chunk_size) // 2 * 2)
         try:
             async for pcm in pieces:
@@ -197,6 +214,18 @@ class CachedTTSMixin:
             yield TTSStoppedFrame(context_id=context_id)
 
     # --- websocket-style services: audio appended to the context by a receive loop ----------
+
+    async def add_word_timestamps(
+        self,
+        word_times: list[tuple[str, float]],
+        context_id: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        heard = self._vp_words.get(context_id or self._vp_speaking)
+        if heard is not None:
+            heard += [(w, float(t)) for w, t in word_times if w not in _MARKERS]
+        await super().add_word_timestamps(word_times, context_id, *args, **kwargs)  # type: ignore[misc]
 
     async def append_to_audio_context(self, context_id: str | None, frame: Any) -> None:
         live = self._vp_live.get(context_id) if context_id else None
@@ -227,6 +256,20 @@ class CachedTTSMixin:
 class _NotShared(BackendError):
     """The first session's service delivers audio through its audio context (websocket
     style), not through run_tts: nothing to follow."""
+
+
+# What services report through add_word_timestamps that is not a word they spoke.
+_MARKERS = frozenset({"Reset", "TTSStoppedFrame", "LLMFullResponseEndFrame"})
+
+
+def _timed(heard: list[tuple[str, float]], seconds: float) -> Words | None:
+    """Words reported at their onsets, as stored: each ends where the next begins (the
+    last with the audio). None when there are none or they do not fit the audio."""
+    heard = [(w.strip(), t) for w, t in heard if w.strip() and 0 <= t <= seconds]
+    if not heard or any(b[1] < a[1] for a, b in zip(heard, heard[1:], strict=False)):
+        return None
+    ends = [t for _, t in heard[1:]] + [seconds]
+    return tuple(Word(w, t, end) for (w, t), end in zip(heard, ends, strict=True))
 
 
 async def _once(pcm: bytes) -> AsyncIterator[bytes]:
