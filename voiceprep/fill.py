@@ -23,14 +23,11 @@ LiveKit and Pipecat integrations) gets it here, in this order:
   phrase from its first sample. Once a chunk has been handed to a live consumer, nothing
   is retried: a failure raises in every consumer and stores nothing.
 - **Hand out, then store**: consumers get the audio as soon as it is complete and past
-  the gate; the raw and processed entries are written afterwards by one writer thread
-  (fsync included) that `close()` waits for, so closing never pulls the database from
-  under a write in flight.
+  the gate; the entries are written afterwards in a writer thread that `close()` waits
+  for, so closing never pulls the database from under a write in flight.
 
-Streams and processing: loudness and trim need the whole phrase, so with an active
-processing chain a stream's miss hands out the processed audio when the synthesis is
-complete (buffered: time to first audio is the whole synthesis plus the chain, measured in
-docs/performance.md); with no processing a miss plays as it is synthesized.
+Loudness and trim need the whole phrase: with an active processing chain a streamed miss
+hands out the processed audio once synthesized (buffered; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -544,8 +541,7 @@ class Filler:
     # --- closing -----------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Cancel the fills in flight (nothing of them is stored; writes already begun
-        complete)."""
+        """Cancel the fills in flight: nothing of them is stored (begun writes complete)."""
         for flight in list(self.flights.values()):
             if flight.task is not None:
                 flight.task.cancel()
