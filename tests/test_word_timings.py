@@ -3,6 +3,7 @@ conversions every provider's shape goes through."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -10,10 +11,12 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from audiogen import pcm_to_array, sine
 from helpers import CLI
+from servehelpers import ServerProcess
 
 from voiceprep import TTSAudioCache
 from voiceprep.backends.piper import PiperBackend
@@ -251,3 +254,46 @@ async def test_tts_audio_cache_offers_the_timings_of_a_hit(tmp_path: Path) -> No
         assert words[1].start > 0.8 * len(alone.data) / 2 / alone.rate
     finally:
         await cache.aclose()
+
+
+# --- serve: word timestamps in OpenAI's SSE stream ----------------------------------------
+
+
+def _events(response: httpx.Response) -> list[dict[str, Any]]:
+    return [
+        json.loads(line[len("data: ") :])
+        for line in response.text.splitlines()
+        if line.startswith("data: ")
+    ]
+
+
+def test_serve_sends_word_timestamps_for_a_miss_and_a_hit(tmp_path: Path) -> None:
+    speech = {
+        "model": "tts-1",
+        "voice": "alloy",
+        "input": "Your call is important to us.",
+        "response_format": "pcm",
+        "stream_format": "sse",
+        "timestamp_granularities": ["word"],
+    }
+    with ServerProcess(["-b", "piper", "--cache-dir", str(tmp_path / "cache")]) as server:
+        url = server.url("/v1/audio/speech")
+        answers = [httpx.post(url, json=speech, timeout=120) for _ in ("miss", "hit")]
+        refused = httpx.post(url, json={**speech, "stream_format": "audio"}, timeout=60)
+        plain = httpx.post(url, json={**speech, "timestamp_granularities": []}, timeout=60)
+    timed = []
+    for answer in answers:
+        assert answer.status_code == 200
+        events = _events(answer)
+        kinds = [e["type"] for e in events]
+        assert kinds[-2:] == ["speech.timestamps.delta", "speech.audio.done"]
+        assert set(kinds[:-2]) == {"speech.audio.delta"}
+        audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-2])
+        words = events[-2]["words"]
+        assert [w["word"] for w in words] == speech["input"].split()
+        assert words[-1]["end"] <= len(audio) / 2 / 24000
+        timed.append(words)
+    assert timed[0] == timed[1]  # the hit says what the miss said
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "timestamp_granularities"
+    assert "speech.timestamps.delta" not in plain.text

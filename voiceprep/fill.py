@@ -170,6 +170,8 @@ class Filler:
         self.lease_ttl = lease_ttl(timeout, retries)
         self._slots = asyncio.Semaphore(syntheses) if syntheses is not None else None
         self.flights: dict[str, Flight] = {}
+        # Word timings handed out but not yet on disk (the writer thread stores them).
+        self.unwritten_words: dict[str, Words] = {}
         # Index writes go through two threads, off the event loop, that close() waits for:
         # one for puts (file, fsync, commit), one for leases, so a claim on a miss never
         # queues behind the fsync of the previous phrase's put.
@@ -302,6 +304,9 @@ class Filler:
                 raw = await self.synthesize(prompt, flight)
                 words = flight.words
             produced = await self.produce(raw)
+            moved = _moved(words, produced, self.rate, self.channels)
+            if moved is not None and self.disk is not None and not self.closed:
+                self.unwritten_words[prompt.key] = moved  # until put has stored them
             self._handed(prompt, flight, produced.pcm)
             await self.put(prompt, raw, produced, had_raw=had_raw, words=words)
             if self.remote is not None and self.disk is not None:
@@ -337,7 +342,10 @@ class Filler:
             return None
 
     def words(self, key: str) -> Words | None:
-        """The word timings stored with an entry (None: none, or not readable)."""
+        """The word timings of an entry (None: none, or not readable), those of audio just
+        handed out included."""
+        if key in self.unwritten_words:
+            return self.unwritten_words[key]
         if self.disk is None:
             return None
         try:
@@ -501,6 +509,7 @@ class Filler:
         if self.disk is None or self.closed:
             return
         future = self._pool("put").submit(self._put, prompt, raw, produced, had_raw, words)
+        future.add_done_callback(lambda _: self.unwritten_words.pop(prompt.key, None))
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except (CacheError, OSError) as exc:
@@ -518,9 +527,7 @@ class Filler:
             loudness = produced.source_loudness
             disk.put(prompt.raw_key, raw, rate=rate, channels=channels, text=text,
                      identity=prompt.identity, loudness=loudness, words=words)  # fmt: skip
-        if words is not None and produced.pcm is not raw:
-            seconds = len(produced.pcm) / (2 * channels * rate)
-            words = shifted(words, produced.offset, seconds) or None
+        words = _moved(words, produced, rate, channels)
         identity = self.process.identity(prompt.identity)
         disk.put(prompt.key, produced.pcm, rate=rate, channels=channels, text=text,
                  identity=identity, loudness=produced.loudness, words=words)  # fmt: skip
@@ -591,6 +598,14 @@ def backend_filler(
         best_effort=False,
         measure=True,
     )
+
+
+def _moved(words: Words | None, produced: Processed, rate: int, channels: int) -> Words | None:
+    """A raw synthesis's word timings on its processed audio (moved as trim and pads moved
+    the audio; words cut away are dropped)."""
+    if words is None:
+        return None
+    return shifted(words, produced.offset, len(produced.pcm) / (2 * channels * rate)) or None
 
 
 def _gave_up(exc: TransientBackendError, failures: int) -> TransientBackendError:

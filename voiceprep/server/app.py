@@ -303,7 +303,7 @@ class App:
             if chunks is None:
                 assert speech.body is not None
                 chunks = _pieces(speech.body, SSE_EVENT_BYTES)
-            chunks = as_sse(chunks)
+            chunks = as_sse(chunks, self.service.words_of(request))
         else:
             headers.append((b"content-type", speech.content_type.encode()))
             if chunks is None:

@@ -16,6 +16,9 @@ maps onto the backend (documented in docs/serve.md):
 - `instructions`: absent or empty; anything else is a 400 for the same reason.
 - `stream_format`: `audio` (the default: the bytes) or `sse` (OpenAI's events), for every
   model.
+- `timestamp_granularities`: `["word"]` (as OpenRouter takes it) adds the words' timings
+  to an `sse` stream, when the audio has them; with `audio` it is a 400 (raw bytes have
+  nowhere to carry them); `[]` or absent: none.
 - Other fields are ignored.
 
 A body OpenAI would refuse is a 400 here too, whatever its shape: JSON nested past
@@ -48,6 +51,7 @@ class SpeechRequest:
     model: str
     stream_format: str = "audio"
     sample_rate: int | None = None  # pcm and wav only
+    word_timestamps: bool = False  # timestamp_granularities: ["word"]
 
 
 def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
@@ -100,7 +104,28 @@ def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
         model=model,
         stream_format=stream_format,
         sample_rate=_sample_rate(payload.get("sample_rate"), fmt),
+        word_timestamps=_word_timestamps(payload.get("timestamp_granularities"), stream_format),
     )
+
+
+def _word_timestamps(value: Any, stream_format: str) -> bool:
+    if value is None or value == []:
+        return False
+    if not isinstance(value, list) or any(g != "word" for g in value):
+        raise ApiError(
+            400,
+            f'unknown timestamp_granularities {_shown(value)}: expected ["word"]',
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    if stream_format != "sse":
+        raise ApiError(
+            400,
+            "timestamp_granularities needs stream_format sse",
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    return True
 
 
 def _sample_rate(value: Any, fmt: str) -> int | None:

@@ -52,6 +52,7 @@ from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.formats import FORMATS, PCM_RATE, StreamEncoder, encode
 from voiceprep.server.logs import Redactor
 from voiceprep.server.request import SpeechRequest
+from voiceprep.timings import Words
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
@@ -226,6 +227,13 @@ class SpeechService:
         except StopAsyncIteration:
             first = b""
         return Speech(content_type, cached=False, chunks=_then(first, chunks))
+
+    def words_of(self, request: SpeechRequest) -> Callable[[], Words | None] | None:
+        """When the request asks for word timestamps: how to read them once its audio is
+        complete (the entry's, or a miss's just handed out); else None."""
+        if not request.word_timestamps:
+            return None
+        return lambda: self.cache.words(request.text, voice_id=request.backend_voice)
 
     def prepare(self) -> None:
         """Import now what the first miss would import (the encoders, an HTTP backend's
