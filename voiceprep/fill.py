@@ -1,33 +1,19 @@
 """The fill path: the audio of one text, for one identity, format and processing.
 
 Every surface that hands out prompt audio (`warm`, `say`, `TTSAudioCache`, `serve`, the
-LiveKit and Pipecat integrations) gets it here, in this order:
+LiveKit and Pipecat integrations) gets it here (docs/architecture.md, "The fill path"):
 
     memory → disk → remote → claim (lease) → synthesize (retries, gate)
            → process → hand out → store raw and processed
 
-- **Keys** (`prompt_for`): a prompt has two keys, `key` for the audio handed out
-  (processed when a `ProcessSettings` chain is active) and `raw_key` for the synthesis
-  it is made from; with no processing they are the same. The raw synthesis is kept, so
-  new processing settings never pay for a synthesis again.
-- **Claim**: before synthesizing, a key is claimed in the cache (voiceprep.cache.leases)
-  for `lease_ttl(timeout, retries)` seconds, which outlives every attempt. A key another
-  process holds is waited for (polled every `LEASE_POLL_SECONDS`), never paid twice;
-  correctness never depends on a lease.
-- **Synthesize** (`Filler.synthesize`): attempts of the source, each under `timeout`; a
-  transient error is retried with the shared backoff (voiceprep.backends.retry), a
-  synthesis the plausibility gate refuses (voiceprep.gate) is synthesized again, up to
-  `retries` more times each. A backend with `stream` is streamed: its chunks are
-  converted to the target shape as they come (`PcmConverter`) and published to a
-  `Flight` that any number of consumers follow; a consumer that joins late gets the
-  phrase from its first sample. Once a chunk has been handed to a live consumer, nothing
-  is retried: a failure raises in every consumer and stores nothing.
-- **Hand out, then store**: consumers get the audio as soon as it is complete and past
-  the gate; the entries are written afterwards in a writer thread that `close()` waits
-  for, so closing never pulls the database from under a write in flight.
-
-Loudness and trim need the whole phrase: with an active processing chain a streamed miss
-hands out the processed audio once synthesized (buffered; docs/performance.md).
+The one home of the key pair (`prompt_for`: `key` of the audio handed out, `raw_key` of
+the synthesis it is made from), the lease TTL (`lease_ttl`), the poll interval
+(`LEASE_POLL_SECONDS`) and the retry/gate loop (`Filler.synthesize`). A miss is one
+`Flight` that any number of consumers follow from its first chunk; once a chunk reached
+a live consumer nothing is retried, and a failure raises in every consumer and stores
+nothing. Consumers get the audio as soon as it is complete and past the gate; entries are
+written afterwards in writer threads that `close()` waits for. With a processing chain
+(loudness and trim need the whole phrase) a streamed miss is handed out once processed.
 """
 
 from __future__ import annotations
@@ -202,8 +188,7 @@ class Filler:
         return pcm
 
     async def fetch(self, prompt: Prompt) -> bytes:
-        """The whole audio: local, else one fill shared with every concurrent caller.
-        Returns once the entry is stored (or storing failed, logged)."""
+        """The whole audio: local, else one shared fill (returns once the entry is stored)."""
         pcm = self.local(prompt)
         if pcm is not None:
             return pcm
