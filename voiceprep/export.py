@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import CacheError, UsageError, VoiceprepError
-from voiceprep.output import OutputSpec, convert_pcm, output_spec
+from voiceprep.output import OutputSpec, convert_pcm, phone_spec
 from voiceprep.phrases import LANG_TAG
-from voiceprep.telephony import G711
+from voiceprep.review import PAGE_NAME, export_page
+from voiceprep.telephony import G711, G711_RATE, PHONE_FILES
 from voiceprep.wav import wav_bytes
 
 if TYPE_CHECKING:
@@ -209,9 +210,12 @@ def export_entries(
     items: Iterable[ExportItem],
     directory: str | os.PathLike[str],
     options: ExportOptions | None = None,
+    *,
+    review: bool = True,
 ) -> ExportReport:
     """Write each item's cached audio, laid out as `options` say (default: flat WAVs),
-    and a manifest.json listing every file into `directory`.
+    and a manifest.json listing every file into `directory`; with `review`, the review
+    page of what was written, index.html (see review.py).
 
     Items not in the cache land in `report.missing`, unreadable ones (corrupt, vanished) in
     `report.failed`; the others are written. Raises VoiceprepError when the directory
@@ -272,6 +276,8 @@ def export_entries(
     }
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     _write_atomically(report.manifest_path, text.encode("utf-8"))
+    if review:
+        _write_atomically(target / PAGE_NAME, export_page(cache, report))
     return report
 
 
@@ -281,7 +287,7 @@ def _files(
     """(path relative to the export directory, the file's shape) of one entry's files."""
     if options.layout == "flat":
         if options.sample_format in G711:
-            spec = _spec(".wav", sample_format=options.sample_format)
+            spec = _wav(G711_RATE, options.sample_format)
         else:
             spec = OutputSpec(rate=entry.rate, channels=entry.channels, container="wav")
         return [(f"{name}.wav", spec)]
@@ -291,18 +297,17 @@ def _files(
     language, _, region = lang.replace("-", "_").partition("_")
     region = (region or ("us" if language.lower() == "en" else language)).lower()
     folder = f"{language.lower()}/{region}/{_safe_id(voice or 'voice')}"
-    return [(f"{folder}/{rate}/{name}.wav", _spec(".wav", rate=rate)) for rate in FREESWITCH_RATES]
+    return [(f"{folder}/{rate}/{name}.wav", _wav(rate)) for rate in FREESWITCH_RATES]
 
 
 def _codec_spec(codec: str) -> OutputSpec:
     if codec in ("wav", "wav16"):  # Asterisk's .wav is 8 kHz s16, .wav16 16 kHz
-        return _spec(".wav", rate=16000 if codec == "wav16" else 8000, container="wav")
-    return _spec(f".{codec}")
+        return _wav(16000 if codec == "wav16" else G711_RATE)
+    return phone_spec(PHONE_FILES[f".{codec}"])
 
 
-def _spec(name: str, **asked: Any) -> OutputSpec:
-    values: dict[str, Any] = {"rate": None, "sample_format": None, "container": None} | asked
-    return output_spec(f"x{name}", channels=None, default_rate=8000, default_channels=1, **values)
+def _wav(rate: int, sample_format: str = "s16") -> OutputSpec:
+    return OutputSpec(rate=rate, channels=1, sample_format=sample_format, container="wav")
 
 
 def _make_dir(path: Path) -> None:

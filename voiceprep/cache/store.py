@@ -28,6 +28,7 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voiceprep.audio_format import AudioFormat
 from voiceprep.cache import faults, maintenance
@@ -40,14 +41,7 @@ from voiceprep.cache.entries import (
 )
 from voiceprep.cache.index import POLICY, SCHEMA_VERSION, Index
 from voiceprep.cache.maintenance import remove_stale_temps
-from voiceprep.cache.records import (
-    CacheEntry,
-    CacheStats,
-    EntryMeta,
-    MergeReport,
-    RebuildReport,
-    VerifyReport,
-)
+from voiceprep.cache.records import CacheEntry, CacheStats, EntryMeta
 from voiceprep.cache.sqlite import select_rows
 from voiceprep.cache.writes import Limits, drop, evict, publish, store_entry
 from voiceprep.errors import (
@@ -57,6 +51,9 @@ from voiceprep.errors import (
     InvalidValueError,
 )
 from voiceprep.keys import BackendIdentity
+
+if TYPE_CHECKING:  # what maintenance returns
+    from voiceprep.cache.records import MergeReport, RebuildReport, VerifyReport
 
 
 class AudioCache:
@@ -139,10 +136,6 @@ class AudioCache:
         if pcm is not None:
             self._index.record_hit(key)
         return pcm
-
-    def restore_interrupted(self, key: str, file: str) -> bool:
-        """See `Index.restore_interrupted`: a killed writer's drop, rolled back."""
-        return self._index.restore_interrupted(key, file)
 
     def contains(self, key: str) -> bool:
         """Whether `key` has a committed entry whose file is present."""

@@ -24,6 +24,7 @@ from voiceprep.cli._options import (
     Json,
     MaxEntries,
     MaxSize,
+    NoReview,
     OutputFormat,
     SampleFormat,
     flag_for,
@@ -379,10 +380,12 @@ def export_command(
         ),
     ],
     cache_dir: CacheDir = None,
+    no_review: NoReview = False,
     *,
     layout: Flags,
 ) -> None:
-    """Write every entry as a WAV named after its text, plus manifest.json.
+    """Write every entry as a WAV named after its text, plus manifest.json and the review
+    page, index.html.
 
     Examples:
       voiceprep cache export prompts/
@@ -398,7 +401,7 @@ def export_command(
     with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
-        report = export_entries(cache, items, directory, options)
+        report = export_entries(cache, items, directory, options, review=not no_review)
     for item in report.missing:
         _output.error(f"{item.text}: vanished from the cache during export")
     for item, reason in report.failed:

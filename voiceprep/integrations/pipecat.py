@@ -19,6 +19,11 @@ once per sentence (Pipecat's text aggregator splits the turn), so each sentence 
   them from the hit too.
 - miss: the service's frames pass through unchanged; the audio is stored once `run_tts`
   ended without an error frame and without being cancelled (an interruption cancels it).
+  Services of one identity and sample rate in one process share their misses through
+  voiceprep's fill path (voiceprep.fill): a second session asking for a sentence that is
+  being synthesized follows that synthesis from its first chunk (Started, its audio,
+  Stopped, as for a hit) instead of paying for it again; if the first one fails or is
+  interrupted, the follower gets an `ErrorFrame`.
 
 Services that deliver audio from a websocket receive loop (`run_tts` yields None) are
 served hits when no earlier sentence of the same audio context is still arriving (a hit
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipecat.frames.frames import (
@@ -50,11 +55,17 @@ from pipecat.frames.frames import (
 )
 from pipecat.utils.types import is_given
 
-from voiceprep.integrations._common import fallback_identity, open_prompt_cache, plugin_identity
+from voiceprep.errors import BackendError
+from voiceprep.flight import Flight
+from voiceprep.integrations._common import (
+    close_prompt_cache,
+    fallback_identity,
+    open_prompt_cache,
+    plugin_identity,
+)
 from voiceprep.keys import BackendIdentity
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache
     from voiceprep.tts_cache import TTSAudioCache
 
 __all__ = ["CachedTTSMixin", "pcm_frames", "pipecat_identity"]
@@ -78,7 +89,6 @@ class CachedTTSMixin:
         self._vp_cache_dir = cache_dir
         self._vp_voice = voice
         self._vp_limits = (max_entries, max_bytes)
-        self._vp_disk: AudioCache | None = None
         # One cache per (identity, rate): settings and the sample rate can change at run time.
         self._vp_caches: dict[tuple[str, int], TTSAudioCache] = {}
         # Websocket-style services: per open audio context, the sentences sent and the
@@ -98,26 +108,15 @@ class CachedTTSMixin:
         slot = (json.dumps(identity.as_dict(), sort_keys=True, default=str), rate)
         cache = self._vp_caches.get(slot)
         if cache is None:
-            if self._vp_disk is None:
-                self._vp_disk = open_prompt_cache(
-                    None,
-                    identity=identity,
-                    rate=rate,
-                    channels=1,
-                    cache_dir=self._vp_cache_dir,
-                    max_entries=self._vp_limits[0],
-                    max_bytes=self._vp_limits[1],
-                ).disk
-            cache = open_prompt_cache(
+            cache = self._vp_caches[slot] = open_prompt_cache(
                 None,
                 identity=identity,
                 rate=rate,
                 channels=1,
-                cache_dir=self._vp_disk,
-                max_entries=None,
-                max_bytes=None,
+                cache_dir=self._vp_cache_dir,
+                max_entries=self._vp_limits[0],
+                max_bytes=self._vp_limits[1],
             )
-            self._vp_caches[slot] = cache
         return cache
 
     def voiceprep_key(self, text: str) -> str:
@@ -135,34 +134,49 @@ class CachedTTSMixin:
         if context_id not in self._vp_live:  # never play a hit ahead of live audio
             pcm = await cache.lookup(text, voice_id=voice)
         if pcm is not None:
-            async for frame in self._vp_play(pcm, context_id):
+            async for frame in self._vp_play(_once(pcm), context_id):
                 yield frame
             return
-        audio = bytearray()
-        fmt: tuple[int, int] | None = None
-        failed = False
+        prompt = cache.prompt(text, voice_id=voice)
+        flight = cache.filler.produce_flight(prompt)
+        if flight is None:  # another session is synthesizing it: follow that one
+            followed = cache.filler.in_flight(prompt)
+            if followed is not None and await _shared(followed):
+                async for frame in self._vp_play(_chunks(followed), context_id):
+                    yield frame
+                return
+            flight = Flight()  # nothing to follow: synthesize here, unshared
+        flight.begin()
+        error: BaseException | None = None
         went_async = False
-        async for frame in super().run_tts(text, context_id, *args, **kwargs):  # type: ignore[misc]
-            if isinstance(frame, TTSAudioRawFrame):
-                fmt = fmt or (frame.sample_rate, frame.num_channels)
-                if (frame.sample_rate, frame.num_channels) == fmt:
-                    audio += frame.audio
-                else:
-                    failed = True  # a format change mid-sentence: play it, never store it
-            elif isinstance(frame, ErrorFrame):
-                failed = True
-            elif frame is None and not went_async:
-                went_async = True
-                sent, _ = self._vp_live.setdefault(context_id, ([], bytearray()))
-                sent.append(text)
-            yield frame
-        # Reached only when run_tts ended normally: an interruption cancels it above.
-        if audio and fmt is not None and not failed:
-            await cache.store(text, bytes(audio), voice_id=voice, rate=fmt[0], channels=fmt[1])
-        elif failed:
+        try:
+            async for frame in super().run_tts(text, context_id, *args, **kwargs):  # type: ignore[misc]
+                if isinstance(frame, TTSAudioRawFrame):
+                    if (frame.sample_rate, frame.num_channels) == (cache.rate, 1):
+                        flight.add(frame.audio)
+                    else:  # a format change mid-sentence: play it, never store it
+                        error = error or BackendError(f"{text!r}: the audio changed format")
+                elif isinstance(frame, ErrorFrame):
+                    error = error or BackendError(f"{text!r}: {frame.error}")
+                elif frame is None and not went_async:
+                    went_async = True  # websocket-style: the audio comes to the context
+                    error = error or _NotShared(f"{text!r}: delivered to its audio context")
+                    sent, _ = self._vp_live.setdefault(context_id, ([], bytearray()))
+                    sent.append(text)
+                yield frame
+        except BaseException as exc:  # an interruption cancels run_tts: store nothing
+            error = error or BackendError(f"{text!r}: interrupted ({type(exc).__name__})")
+            raise
+        finally:
+            await cache.filler.settle_flight(prompt, flight, error)
+        if error is not None and not went_async:
             self._vp_live.pop(context_id, None)
 
-    async def _vp_play(self, pcm: bytes, context_id: str) -> AsyncGenerator[Frame, None]:
+    async def _vp_play(
+        self, pieces: AsyncIterator[bytes], context_id: str
+    ) -> AsyncGenerator[Frame, None]:
+        """Audio played like the service's own: Started (when the service leaves it to
+        run_tts), frames of `chunk_size`, Stopped; a failure mid-way is an ErrorFrame."""
         service: Any = self
         rate = int(service.sample_rate)
         if not service._push_start_frame:
@@ -171,8 +185,14 @@ class CachedTTSMixin:
             yield TTSStartedFrame(context_id=context_id)
         await service.stop_ttfb_metrics()
         step = max(2, int(service.chunk_size) // 2 * 2)
-        for start in range(0, len(pcm), step):
-            yield TTSAudioRawFrame(pcm[start : start + step], rate, 1, context_id=context_id)
+        try:
+            async for pcm in pieces:
+                for start in range(0, len(pcm), step):
+                    yield TTSAudioRawFrame(
+                        pcm[start : start + step], rate, 1, context_id=context_id
+                    )
+        except Exception as exc:
+            yield ErrorFrame(error=str(exc))
         if not service._push_stop_frames:
             yield TTSStoppedFrame(context_id=context_id)
 
@@ -196,9 +216,39 @@ class CachedTTSMixin:
         await super().on_audio_context_interrupted(context_id)  # type: ignore[misc]
 
     async def cleanup(self) -> None:
+        """The service's cleanup, then the caches given back: syntheses in flight are
+        cancelled, writes already begun complete, then the directory closes."""
         await super().cleanup()  # type: ignore[misc]
-        if self._vp_disk is not None:
-            self._vp_disk.close()
+        caches, self._vp_caches = list(self._vp_caches.values()), {}
+        for cache in caches:
+            await close_prompt_cache(cache)
+
+
+class _NotShared(BackendError):
+    """The first session's service delivers audio through its audio context (websocket
+    style), not through run_tts: nothing to follow."""
+
+
+async def _once(pcm: bytes) -> AsyncIterator[bytes]:
+    yield pcm
+
+
+async def _chunks(flight: Flight) -> AsyncIterator[bytes]:
+    async for _, chunk in flight.follow():
+        yield chunk
+
+
+async def _shared(flight: Flight) -> bool:
+    """Whether `flight` carries audio to follow (waits for its first chunk or its end);
+    False when its service delivers audio to its own context (then synthesize here)."""
+    try:
+        async for _ in flight.follow():
+            return True
+    except _NotShared:
+        return False
+    except Exception:
+        return True  # its failure is played as an ErrorFrame by the follower
+    return False
 
 
 def pcm_frames(
