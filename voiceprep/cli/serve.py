@@ -8,9 +8,11 @@ option, port in use, refusing to listen beyond loopback without a token), 1 othe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -167,7 +169,6 @@ def serve_command(
         },
         table=read_config_file().get("serve"),
     )
-    _setup_logging(json_lines=options.json_logs)
 
     def listening(bound_host: str, bound_port: int) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -191,12 +192,18 @@ def serve_command(
     cache_options: dict[str, Any] = {"process": settings.process, "gate": settings.gate}
     if remote:
         cache_options |= {"remote": remote, "push_remote": push_remote}
-    stopped_by = run_server(settings, options, on_listening=listening, cache_options=cache_options)
+    with _logging_to_stderr(json_lines=options.json_logs):
+        stopped_by = run_server(
+            settings, options, on_listening=listening, cache_options=cache_options
+        )
     if stopped_by is not None:
         _output.info(f"stopped ({signal.Signals(stopped_by).name}); requests in flight finished")
 
 
-def _setup_logging(*, json_lines: bool) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(*, json_lines: bool) -> Iterator[None]:
+    """The server's log lines on stderr while it runs; the loggers as they were after
+    (main() may run again in the same process: a test, a program embedding the CLI)."""
     import logging  # deferred: every command's start-up would pay for it
 
     class JsonLines(logging.Formatter):
@@ -208,8 +215,19 @@ def _setup_logging(*, json_lines: bool) -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines() if json_lines else logging.Formatter("%(message)s"))
-    for name, level in (("voiceprep", logging.INFO), ("uvicorn", logging.WARNING)):
-        logger = logging.getLogger(name)
+    loggers = [
+        (logging.getLogger(name), level)
+        for name, level in (("voiceprep", logging.INFO), ("uvicorn", logging.WARNING))
+    ]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg, _ in loggers]
+    for logger, level in loggers:
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
