@@ -138,9 +138,12 @@ def backend_run(backend: PiperBackend, jobs: int) -> tuple[float, Clock]:
 # --- warm against the plain loop ---------------------------------------------------------
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+def _timed(argv: list[str]) -> float:
+    # As an installed package runs: with bytecode (pip compiles it at install), even where
+    # PYTHONDONTWRITEBYTECODE is set; the warm-up run writes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -96,16 +97,21 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class ClientPool:
-    """One httpx.AsyncClient per running event loop (a client cannot cross loops)."""
+    """One httpx.AsyncClient per running event loop (a client cannot cross loops), and per
+    kind of URL: a plain-HTTP URL without a proxy configured (a self-hosted server, a local
+    gateway) gets a client without TLS settings, since building them (loading the CA
+    bundle) costs more of the start-up than the whole rest of httpx's set-up."""
 
     def __init__(self) -> None:
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._clients: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]
+        self._clients = {}
 
-    def get(self) -> httpx.AsyncClient:
+    def get(self, url: str = "https://") -> httpx.AsyncClient:
         import httpx  # deferred: the CLI's start-up must not pay for it
 
         loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
+        tls = not url.startswith("http://") or _proxies_configured()
+        entry = self._clients.get((id(loop), tls))
         if entry is not None and entry[0] is loop and not entry[1].is_closed:
             return entry[1]
         # Drop clients of loops that have gone away.
@@ -115,18 +121,29 @@ class ClientPool:
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            follow_redirects=False,
+            follow_redirects=False,  # an http:// URL never leads to a TLS connection
             trust_env=True,
+            verify=tls,
         )
-        self._clients[id(loop)] = (loop, client)
+        self._clients[(id(loop), tls)] = (loop, client)
         return client
 
     async def aclose(self) -> None:
-        """Close this loop's client (other loops' clients are dropped with their loop)."""
+        """Close this loop's clients (other loops' clients are dropped with their loop)."""
         loop = asyncio.get_running_loop()
-        entry = self._clients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
+        for tls in (False, True):
+            entry = self._clients.pop((id(loop), tls), None)
+            if entry is not None:
+                await entry[1].aclose()
+
+
+def _proxies_configured() -> bool:
+    """Whether the environment names a proxy (httpx reads these with trust_env): a proxy
+    may be reached over TLS, so the client keeps its TLS settings."""
+    return any(
+        os.environ.get(name) or os.environ.get(name.upper())
+        for name in ("http_proxy", "https_proxy", "all_proxy")
+    )
 
 
 async def post_for_audio(
@@ -150,7 +167,7 @@ async def post_for_audio(
     import httpx
 
     check_headers(backend, headers)
-    client = pool.get()
+    client = pool.get(url)
     payload: dict[str, Any] = (
         {"content": content} if content is not None else {"json": dict(body or {})}
     )
@@ -183,7 +200,7 @@ async def stream_audio(
     import httpx
 
     check_headers(backend, headers)
-    client = pool.get()
+    client = pool.get(url)
     received = 0
     try:
         async with client.stream(
