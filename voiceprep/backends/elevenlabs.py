@@ -13,14 +13,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from voiceprep.backends._cloud import HostedBackend
 from voiceprep.backends._http import (
-    ClientPool,
-    clean_base_url,
     post_for_audio,
     stream_audio,
     whole_samples,
@@ -71,7 +69,7 @@ def _pcm_rate(output_format: str) -> int | None:
     return int(output_format.split("_")[1]) if output_format.startswith("pcm_") else None
 
 
-class ElevenLabsBackend:
+class ElevenLabsBackend(HostedBackend):
     """ElevenLabs text-to-speech."""
 
     name = "elevenlabs"
@@ -99,13 +97,7 @@ class ElevenLabsBackend:
                 f"elevenlabs: option output_format={self.output_format!r}: "
                 "expected e.g. pcm_24000 or mp3_44100_128"
             )
-        source = "option base_url" if "base_url" in options else BASE_URL_ENV
-        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
-        self.base_url = clean_base_url(raw_base, source=source)
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        return f"ElevenLabsBackend(model={self.model!r}, voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = dict(self.voice_settings)
@@ -177,7 +169,3 @@ class ElevenLabsBackend:
             )
         async for chunk in chunks:
             yield chunk
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()

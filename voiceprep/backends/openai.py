@@ -14,14 +14,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from voiceprep.backends._cloud import HostedBackend
 from voiceprep.backends._http import (
-    ClientPool,
-    clean_base_url,
     post_for_audio,
     stream_audio,
     whole_samples,
@@ -51,7 +49,7 @@ KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 
 
-class OpenAIBackend:
+class OpenAIBackend(HostedBackend):
     """OpenAI text-to-speech (and compatible servers)."""
 
     name = "openai"
@@ -75,14 +73,7 @@ class OpenAIBackend:
             else None
         )
         self.instructions = options.get("instructions") or None
-        source = "option base_url" if "base_url" in options else BASE_URL_ENV
-        raw_base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or OFFICIAL_BASE_URL
-        self.base_url = clean_base_url(raw_base, source=source)
-        self._pool = ClientPool()
-
-    def __repr__(self) -> str:
-        # Never the key: only what identifies the voice and where requests go.
-        return f"OpenAIBackend(model={self.model!r}, voice={self.default_voice!r})"
+        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
     @property
     def is_official(self) -> bool:
@@ -162,7 +153,3 @@ class OpenAIBackend:
             chunks = whole(audio, rate=rate, channels=channels)
         async for chunk in chunks:
             yield chunk
-
-    async def aclose(self) -> None:
-        """Close the pooled HTTP connections of the current event loop."""
-        await self._pool.aclose()
