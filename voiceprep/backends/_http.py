@@ -15,6 +15,7 @@ import asyncio
 import email.utils
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,30 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# Optional imports httpx (and httpcore) make when the package is there, which voiceprep never
+# uses: httpx's own command line (click, pygments, rich) and trio support. Blocked while
+# httpx is first imported, they cost a warm that synthesizes about half of httpx's import
+# time (tests/bench/bench_warm.py, docs/performance.md); anything imported before is kept.
+_UNUSED_BY_HTTPX = ("httpx._main", "trio")
+
+
+def _import_httpx() -> None:
+    """Import httpx (deferred: the CLI's start-up must not pay for it) without the optional
+    modules above; then they import normally again for whoever wants them."""
+    if "httpx" in sys.modules:
+        return
+    blocked = [name for name in _UNUSED_BY_HTTPX if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
+    try:
+        import httpcore  # noqa: F401  # httpx imports it when its first client is built
+        import httpx  # noqa: F401
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 class ClientPool:
     """One httpx.AsyncClient per running event loop (a client cannot cross loops), and per
     kind of URL: a plain-HTTP URL without a proxy configured (a self-hosted server, a local
@@ -107,7 +132,8 @@ class ClientPool:
         self._clients = {}
 
     def get(self, url: str = "https://") -> httpx.AsyncClient:
-        import httpx  # deferred: the CLI's start-up must not pay for it
+        _import_httpx()
+        import httpx
 
         loop = asyncio.get_running_loop()
         tls = not url.startswith("http://") or _proxies_configured()
@@ -164,6 +190,7 @@ async def post_for_audio(
     A 200 whose body is JSON, text or HTML is an error page, not audio (PermanentBackendError
     naming the backend and the type), unless `json_answer` (the provider wraps its audio in
     JSON, as Google does)."""
+    _import_httpx()
     import httpx
 
     check_headers(backend, headers)
@@ -197,6 +224,7 @@ async def stream_audio(
     """POST JSON `body` and yield the answer's bytes as they arrive (chunked transfer), with
     the errors of `post_for_audio`. A body that breaks off (the connection drops before a
     chunked body's end) raises TransientBackendError after the bytes that came."""
+    _import_httpx()
     import httpx
 
     check_headers(backend, headers)
@@ -231,6 +259,7 @@ def request_error(
     exc: httpx.HTTPError, *, backend: str, url: str, secret: str | None
 ) -> BackendError:
     """The voiceprep error for a request that got no answer (timeout, connection…)."""
+    _import_httpx()
     import httpx
 
     where = display_url(url)
