@@ -191,6 +191,25 @@ def truncated(source: Path, dest: Path, *, fraction: float) -> Path:
     return dest
 
 
+def with_packet_replaced(source: Path, dest: Path, *, index: int, head: bytes) -> Path:
+    """A remux of `source`'s audio with the first bytes of packet `index` replaced by
+    `head` (a fuzzer's finding, made again)."""
+    with av.open(str(source)) as inp, av.open(str(dest), "w") as out:
+        stream = inp.streams.audio[0]
+        copy = out.add_stream_from_template(stream)
+        packets = (packet for packet in inp.demux(stream) if packet.size)
+        for number, packet in enumerate(packets):
+            if number == index:
+                data = head + bytes(packet)[len(head) :]
+                damaged = av.Packet(data)
+                damaged.pts, damaged.dts = packet.pts, packet.dts
+                damaged.duration, damaged.time_base = packet.duration, packet.time_base
+                packet = damaged
+            packet.stream = copy
+            out.mux(packet)
+    return dest
+
+
 def joined(dest: Path, *sources: Path) -> Path:
     """Files concatenated byte for byte (e.g. two MP3s of different rate and channels)."""
     dest.write_bytes(b"".join(source.read_bytes() for source in sources))

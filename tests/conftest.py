@@ -13,15 +13,23 @@ from fakeproviders import FakeProvider, fake_elevenlabs, fake_openai
 from helpers import CLI
 
 
+@pytest.fixture(autouse=True)
+def no_voiceprep_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the developer's VOICEPREP_* variables (their shell's
+    VOICEPREP_RATE must not decide what a test sees, nor what a process it starts sees);
+    a test that wants one sets it. tests/test_isolation.py checks that this holds."""
+    for name in list(os.environ):
+        if name.startswith("VOICEPREP_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def cli(
     capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> CLI:
     """The one way to run voiceprep in a test (see tests/helpers.py): no VOICEPREP_*
-    variable of the developer's, and an empty working directory (no voiceprep.toml)."""
-    for name in list(os.environ):
-        if name.startswith("VOICEPREP_"):
-            monkeypatch.delenv(name)
+    variable of the developer's (`no_voiceprep_settings`), and an empty working directory
+    (no voiceprep.toml)."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     monkeypatch.chdir(workdir)

@@ -74,15 +74,11 @@ class CLI:
         terminal: Terminal | None = None,
     ) -> Result:
         """`terminal`: behave as on that terminal (see `on_terminal`), output still captured."""
-        import voiceprep.cli
         from voiceprep.cli import _output, main
 
         with self.monkeypatch.context() as patch:
             for name, value in (env or {}).items():
                 patch.setenv(name, value)
-            debug = getattr(voiceprep.cli, "_debug", None)
-            if isinstance(debug, dict):  # --debug of an earlier call must not stick
-                patch.setitem(debug, "on", bool(os.environ.get("VOICEPREP_DEBUG")))
             patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
             self.capture.readouterr()  # drop what the test printed before
             code: int | str | None = 0

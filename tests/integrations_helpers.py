@@ -128,6 +128,7 @@ def pipecat_counting_service(sample_rate: int | None = 24000, **kwargs: object):
             self.latency = 0.0
             self.fail = False
             self.chunk_started = asyncio.Event()
+            self.run_ended = asyncio.Event()  # run_tts finished, whole or cancelled
 
         def can_generate_metrics(self) -> bool:
             return True
@@ -137,18 +138,21 @@ def pipecat_counting_service(sample_rate: int | None = 24000, **kwargs: object):
 
         async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
             self.calls.append(text)
-            await asyncio.sleep(self.latency)
-            pcm = self.pcm_for(text)
-            quarter = len(pcm) // 4 // 2 * 2
-            for i in range(4):
-                chunk = pcm[i * quarter : (i + 1) * quarter if i < 3 else len(pcm)]
-                await self.stop_ttfb_metrics()
-                yield TTSAudioRawFrame(chunk, self.sample_rate, 1, context_id=context_id)
-                self.chunk_started.set()
-                if self.fail and i == 1:
-                    yield ErrorFrame(error="connection dropped mid-synthesis")
-                    return
-                await asyncio.sleep(self.delay)
+            try:
+                await asyncio.sleep(self.latency)
+                pcm = self.pcm_for(text)
+                quarter = len(pcm) // 4 // 2 * 2
+                for i in range(4):
+                    chunk = pcm[i * quarter : (i + 1) * quarter if i < 3 else len(pcm)]
+                    await self.stop_ttfb_metrics()
+                    yield TTSAudioRawFrame(chunk, self.sample_rate, 1, context_id=context_id)
+                    self.chunk_started.set()
+                    if self.fail and i == 1:
+                        yield ErrorFrame(error="connection dropped mid-synthesis")
+                        return
+                    await asyncio.sleep(self.delay)
+            finally:
+                self.run_ended.set()
 
     return CountingTTSService(**kwargs)
 

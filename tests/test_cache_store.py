@@ -201,6 +201,17 @@ def test_empty_or_ragged_audio_is_refused(cache: AudioCache, pcm: bytes, message
     assert len(cache) == 0 and not list((cache.directory / "audio").rglob("*.*"))
 
 
+@pytest.mark.parametrize(("rate", "channels"), [(24000, 3), (4000, 1), (24000, 0)])
+def test_a_format_the_command_line_refuses_is_refused(
+    cache: AudioCache, rate: int, channels: int
+) -> None:
+    key = cache_key(PIPER, "Hello", rate=rate, channels=channels)
+    pcm = b"\x00\x00" * 6 * 100  # whole frames of 1, 2 or 3 channels
+    with pytest.raises(CacheError, match="invalid (rate|channels)"):
+        cache.put(key, pcm, rate=rate, channels=channels, text="Hello", identity=PIPER)
+    assert len(cache) == 0
+
+
 def test_a_key_that_is_not_a_sha256_is_refused(cache: AudioCache) -> None:
     with pytest.raises(CacheError, match="not a cache key"):
         cache.put("../../etc/x", tone(440), rate=24000, channels=1, text="x", identity=PIPER)
@@ -305,7 +316,7 @@ def test_truncated_or_foreign_files_are_damage(cache: AudioCache) -> None:
 
 
 def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: AudioCache) -> None:
-    from voiceprep.cache import _HOST_TAG
+    from voiceprep.cache import HOST_TAG
 
     gone = store(cache, "gone")
     kept = store(cache, "kept")
@@ -315,9 +326,9 @@ def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: Aud
     # Unreferenced WAVs: one of unknown origin, one of a crashed writer (pid 999999999
     # does not exist on this host), one of a live writer that may be about to commit.
     foreign = shard / ("ab" + "0" * 62 + ".deadbeef.wav")
-    crashed = shard / f"{'ab' + '2' * 62}.{_HOST_TAG}-999999999-00000000abcd.wav"
-    in_flight = shard / f"{'ab' + '3' * 62}.{_HOST_TAG}-{os.getpid()}-00000000abcd.wav"
-    temp = shard / f"{'ab' + '1' * 62}.{_HOST_TAG}-999999999-00000000abcd.tmp"
+    crashed = shard / f"{'ab' + '2' * 62}.{HOST_TAG}-999999999-00000000abcd.wav"
+    in_flight = shard / f"{'ab' + '3' * 62}.{HOST_TAG}-{os.getpid()}-00000000abcd.wav"
+    temp = shard / f"{'ab' + '1' * 62}.{HOST_TAG}-999999999-00000000abcd.tmp"
     for path in (foreign, crashed, in_flight, temp):
         path.write_bytes(b"RIFF partial")
 
@@ -339,11 +350,11 @@ def test_missing_files_orphans_and_stale_temps_are_found_and_repaired(cache: Aud
 
 
 def test_a_live_writers_temporary_is_not_stale(cache: AudioCache) -> None:
-    from voiceprep.cache import _HOST_TAG
+    from voiceprep.cache import HOST_TAG
 
     shard = cache.directory / "audio" / "cd"
     shard.mkdir(parents=True)
-    temp = shard / f"{'cd' * 32}.{_HOST_TAG}-{os.getpid()}-0000abcd.tmp"
+    temp = shard / f"{'cd' * 32}.{HOST_TAG}-{os.getpid()}-0000abcd.tmp"
     temp.write_bytes(b"RIFF in progress")
     store(cache, "Hello")
     assert cache.verify(repair=True).stale_temps == []

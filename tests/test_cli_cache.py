@@ -483,7 +483,7 @@ def test_export_writes_named_playable_wavs_and_a_manifest(
     put(cache_dir, "Thank you!", 660, rate=16000)
     out = tmp_path / "prompts"
     result = cli("cache", "export", str(out), "--cache-dir", str(cache_dir))
-    assert result.code == 0 and "exported 2 entries" in result.err
+    assert result.code == 0 and "exported 2 files" in result.err
     manifest = json.loads((out / "manifest.json").read_text())
     by_file = {row["file"]: row for row in manifest["entries"]}
     assert set(by_file) == {"one-moment.wav", "thank-you.wav"}

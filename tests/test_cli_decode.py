@@ -245,6 +245,11 @@ def test_start_past_the_end_writes_an_empty_output_and_warns(
         ("--start", "-1", "start"),
         ("--duration", "0", "duration"),
         ("--duration", "x", "--duration"),
+        # were "unexpected OverflowError", exit 1 (issue #26)
+        ("--start", "inf", "start"),
+        ("--start", "1e308", "start"),
+        ("--duration", "inf", "duration"),
+        ("--duration", "1e308", "duration"),
     ],
 )
 def test_bad_start_or_duration_is_a_usage_error(

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from audiogen import (
@@ -20,6 +21,7 @@ from audiogen import (
     spectrum_peaks,
     truncated,
     with_garbage,
+    with_packet_replaced,
     write_audio,
     write_sine,
     write_unmasked_wav,
@@ -31,6 +33,7 @@ from voiceprep import decoding
 from voiceprep.errors import (
     DecodeError,
     InputError,
+    InvalidValueError,
     NoAudioStreamError,
     UsageError,
 )
@@ -264,6 +267,101 @@ def test_garbage_inside_an_mp3_is_decoded_around(
     assert pcm(damaged.read_bytes()) == pcm(damaged)
 
 
+def test_a_packet_that_decodes_as_59_channels_is_skipped(
+    media: Callable[..., Path], workdir: Path
+) -> None:
+    # Found by mutating packets (issue #26): this packet's bogus in-band channel
+    # configuration makes libavcodec's AAC decoder output 59 channels, more than the
+    # resampler takes, and every packet after it too. It failed the whole file ("cannot
+    # convert the audio"); ffmpeg drops the packet and decodes the rest.
+    clean = media("fuzzed.m4a", seconds=4, rate=44100, channels=2, codec="aac")
+    damaged = with_packet_replaced(
+        clean, workdir / "59ch.m4a", index=29, head=bytes.fromhex("e11af9000000c501c2eed7d0")
+    )
+    with av.open(str(damaged)) as container:
+        shapes = {f.layout.nb_channels for p in container.demux() for f in _decoded(p)}
+    assert 59 in shapes  # the damage is what the test is about
+
+    warnings: list[str] = []
+    out = pcm(damaged, on_warning=warnings.append)
+    reference = subprocess.run(
+        ["ffmpeg", "-v", "quiet", "-i", damaged, "-ar", "24000", "-ac", "1", "-f", "s16le", "-"],
+        capture_output=True,
+        check=False,
+    ).stdout
+    assert len(out) == len(reference)  # the one packet lost, as by ffmpeg
+    assert 0 < len(pcm(clean)) - len(out) <= 2 * 1024 * RATE // 44100 * 2
+    assert any("skipped a corrupt packet" in w and "59 channels" in w for w in warnings)
+    assert pcm(damaged.read_bytes()) == out  # the robust path, from bytes, agrees
+
+
+def _decoded(packet: av.Packet) -> list[av.AudioFrame]:
+    try:
+        return packet.decode()  # type: ignore[return-value]
+    except av.error.FFmpegError:
+        return []
+
+
+def _ffmpeg_pcm(path: Path) -> bytes:
+    """The ffmpeg CLI's decode of `path` to 24 kHz mono s16 (the oracle)."""
+    argv = ["ffmpeg", "-v", "quiet", "-i", path, "-ar", "24000", "-ac", "1", "-f", "s16le", "-"]
+    return subprocess.run(argv, capture_output=True, check=True).stdout
+
+
+# Chained Ogg (issue #26): the links after the first were lost without a word (the demuxer
+# stops at a new link, amovie as if the file ended). PyAV's Vorbis encoder writes stereo
+# only: the Vorbis chain changes the rate, the Opus chain the channels.
+CHAINS = {
+    "vorbis": (
+        {"codec": "vorbis", "rate": 44100, "channels": 2, "freq": 440},
+        {"codec": "vorbis", "rate": 22050, "channels": 2, "freq": 300},
+    ),
+    "opus": (
+        {"codec": "opus", "rate": 48000, "channels": 1, "freq": 440},
+        {"codec": "opus", "rate": 48000, "channels": 2, "freq": 300},
+    ),
+}
+
+
+@pytest.mark.parametrize("codec", sorted(CHAINS))
+def test_every_link_of_a_chained_ogg_is_decoded(
+    media: Callable[..., Path], workdir: Path, codec: str
+) -> None:
+    first, second = (
+        media(f"link{n}.{codec}.ogg", seconds=3.0, **kwargs)
+        for n, kwargs in enumerate(CHAINS[codec])
+    )
+    chain = joined(workdir / f"chain.{codec}.ogg", first, second)
+    warnings: list[str] = []
+    out = pcm(chain, on_warning=warnings.append)
+    # Each link as the ffmpeg CLI decodes it alone. (On the chain itself, Debian's
+    # ffmpeg 5.1 agrees for Opus and keeps 1,098 samples of the second Vorbis link's
+    # priming that it drops when decoding that link alone.)
+    assert len(out) == len(_ffmpeg_pcm(first)) + len(_ffmpeg_pcm(second))
+    if codec == "opus":
+        assert len(out) == len(_ffmpeg_pcm(chain))
+    samples = pcm_to_array(out, 1)[0]
+    assert dominant_frequency(samples[RATE : 2 * RATE], RATE) == pytest.approx(440, abs=3)
+    assert dominant_frequency(samples[-2 * RATE : -RATE], RATE) == pytest.approx(300, abs=3)
+    assert any("format changed" in w for w in warnings)
+    # From bytes and from a seekable file object, the same.
+    assert pcm(chain.read_bytes()) == out
+    with chain.open("rb") as handle:
+        assert pcm(handle) == out
+
+
+def test_a_chained_ogg_from_a_pipe_fails_in_one_line(
+    media: Callable[..., Path], workdir: Path
+) -> None:
+    first, second = (
+        media(f"link{n}.opus.ogg", seconds=3.0, **kwargs) for n, kwargs in enumerate(CHAINS["opus"])
+    )
+    chain = joined(workdir / "piped-chain.ogg", first, second)
+    for reader in _pipe_reader(chain.read_bytes()):
+        with pytest.raises(DecodeError, match="chained Ogg .* give the file's path"):
+            pcm(reader)
+
+
 def test_format_change_mid_stream_rebuilds_the_resampler(media: Callable[..., Path]) -> None:
     first = media("join1.mp3", seconds=2.0, rate=44100, channels=2, codec="mp3", freq=440)
     second = media("join2.mp3", seconds=2.0, rate=22050, channels=1, codec="mp3", freq=300)
@@ -340,11 +438,25 @@ def test_window_past_the_end(media: Callable[..., Path]) -> None:
     assert pcm(path, duration=0) == b""
 
 
-@pytest.mark.parametrize("kwargs", [{"start": -1.0}, {"duration": -0.5}, {"start": float("nan")}])
-def test_negative_window_is_a_usage_error(media: Callable[..., Path], kwargs: dict) -> None:
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"start": -1.0},
+        {"duration": -0.5},
+        {"start": float("nan")},
+        # Overflowed the sample count ("unexpected OverflowError"), issue #26.
+        {"start": float("inf")},
+        {"duration": float("inf")},
+        {"start": 1e308},
+        {"duration": 1e308},
+    ],
+)
+def test_impossible_window_is_a_usage_error(media: Callable[..., Path], kwargs: dict) -> None:
     path = media("short.wav", seconds=1.0, rate=24000)
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidValueError) as caught:
         voiceprep.decode(path, **kwargs)
+    assert caught.value.exit_code == 2
+    assert caught.value.name in kwargs
 
 
 @pytest.mark.parametrize(

@@ -175,7 +175,8 @@ async def test_an_interruption_mid_synthesis_stores_nothing(tmp_path: Path) -> N
     async def barge_in(worker: PipelineWorker) -> None:
         await asyncio.wait_for(service.chunk_started.wait(), 10)
         await worker.queue_frame(InterruptionFrame())
-        await asyncio.sleep(0.6)  # longer than the rest of the synthesis would take
+        # The synthesis ends: cancelled by the interruption, or (the bug) run to the end.
+        await asyncio.wait_for(service.run_ended.wait(), 10)
 
     frames = await run_pipeline(
         service, [TTSSpeakFrame("A long answer nobody waits for.")], during=barge_in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,8 @@ def test_csv_with_voice_id_and_extra_columns(tmp_path: Path) -> None:
     path = write(tmp_path, "p.csv", content)
     phrases = read_phrase_list(path)
     assert phrases == [
-        Phrase("Hello, caller.", None, "greet", f"{path}:2"),
-        Phrase("Press 1\nor 2", "amy", "menu", f"{path}:4"),
+        Phrase("Hello, caller.", None, "greet", str(path), 2),
+        Phrase("Press 1\nor 2", "amy", "menu", str(path), 4),
     ]
 
 
@@ -68,16 +69,19 @@ def test_json_strings_and_objects_know_their_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "p.json", content)
     phrases = read_phrase_list(path)
     assert phrases == [
-        Phrase("One moment.", None, None, f"{path}:2"),
-        Phrase("Hold on", "v2", "7", f"{path}:3"),
-        Phrase("Bye", None, None, f"{path}:5"),
+        Phrase("One moment.", None, None, str(path), 2),
+        Phrase("Hold on", "v2", "7", str(path), 3),
+        Phrase("Bye", None, None, str(path), 5),
     ]
 
 
 def test_jsonl(tmp_path: Path) -> None:
     path = write(tmp_path, "p.jsonl", '"plain"\n\n{"text": "obj", "id": "o"}\n')
     phrases = read_phrase_list(path)
-    assert phrases == [Phrase("plain", source=f"{path}:1"), Phrase("obj", None, "o", f"{path}:3")]
+    assert phrases == [
+        Phrase("plain", origin=str(path), line=1),
+        Phrase("obj", None, "o", str(path), 3),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -180,3 +184,36 @@ def test_cli_missing_list_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
         main(["warm", str(tmp_path / "missing.txt"), "--cache-dir", str(tmp_path / "c")])
     assert exit_info.value.code == 2
     assert f"{tmp_path / 'missing.txt'}: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", ["txt", "json", "jsonl"])
+def test_a_long_list_takes_memory_in_proportion_to_its_phrases_only(
+    tmp_path: Path, suffix: str
+) -> None:
+    """100,000 phrases: what reading holds at its peak is the file's text and the phrases,
+    a few hundred bytes each (the whole JSON document decoded at once, or every line split
+    out beside them, took more than twice that)."""
+    count = 100_000
+    texts_ = [f"Your reference number is {i}; please hold." for i in range(count)]
+    if suffix == "txt":
+        content = "".join(f"{t}\n" for t in texts_)
+    elif suffix == "jsonl":
+        content = "".join(f"{json.dumps({'text': t})}\n" for t in texts_)
+    else:
+        content = "[\n" + ",\n".join(json.dumps(t) for t in texts_) + "\n]\n"
+    path = write(tmp_path, f"long.{suffix}", content)
+    tracemalloc.start()
+    try:
+        phrases = read_phrase_lists([path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(phrases) == count and phrases[-1].source == f"{path}:{count + (suffix == 'json')}"
+    assert peak < len(content) * 2 + count * 400, peak
+
+
+def test_a_bad_item_deep_in_a_long_json_list_names_its_line(tmp_path: Path) -> None:
+    content = "[\n" + ",\n".join(['"a phrase"'] * 150_000 + ["3"]) + "\n]\n"
+    path = write(tmp_path, "long.json", content)
+    with pytest.raises(PhraseListError, match=r"long\.json:150002: expected a string"):
+        read_phrase_list(path)

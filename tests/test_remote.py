@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from remote_fixtures import (
 )
 
 from voiceprep.cache import AudioCache
+from voiceprep.errors import CacheCorruptError
 from voiceprep.remote import LAYOUT, Remote
 
 __all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
@@ -294,6 +296,54 @@ def test_corrupt_and_wrong_key_objects_are_refused(
     verify_clean(tmp_path / "b")
 
 
+def test_padded_objects_are_refused_and_never_read_past_their_riff(
+    remote_url: str, tmp_path: Path, cli: CLI, request: pytest.FixtureRequest
+) -> None:
+    """An object with zeros after its entry (the audio is right, the file is not) is
+    refused by pull, as a large entry (past the first read) and a small one; the good ones
+    beside them are pulled; nothing padded lands in the cache."""
+    fill_cache(tmp_path / "a", [0, 1], seconds=40)  # 1.3 MB each: read in two ranges
+    fill_cache(tmp_path / "a", [2, 3])
+    push(remote_url, tmp_path / "a", cli)
+    endpoint = request.getfixturevalue("s3") if remote_url.startswith("s3://") else None
+    remote = Remote(remote_url)
+    for index in (0, 2):
+        data = remote.read(key_of(index))
+        assert data is not None
+        _put_object(remote_url, key_of(index), data + bytes(3 << 20), endpoint)
+    for index in (0, 2):
+        with pytest.raises(CacheCorruptError, match="RIFF"):
+            remote.read(key_of(index))
+
+    code, summary, err = pull(remote_url, tmp_path / "b", cli)
+    assert code == 1
+    assert (summary["pulled"], summary["failed"]) == (2, 2)
+    assert {f["key"] for f in summary["failures"]} == {key_of(0), key_of(2)}
+    assert "Traceback" not in err
+    assert cached_pcm(tmp_path / "b") == {
+        key: pcm for key, pcm in cached_pcm(tmp_path / "a").items() if key in (key_of(1), key_of(3))
+    }
+    verify_clean(tmp_path / "b")
+
+
+def test_a_huge_padded_object_is_refused_without_reading_it(tmp_path: Path, cli: CLI) -> None:
+    """512 MiB past the RIFF (a sparse file: no disk used): refused, reading a few bytes."""
+    fill_cache(tmp_path / "a", [0])
+    shared = tmp_path / "shared"
+    push(str(shared), tmp_path / "a", cli)
+    path = Path(Remote(str(shared)).object_path(key_of(0)))
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size + (512 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CacheCorruptError, match="RIFF"):
+            Remote(str(shared)).read(key_of(0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
 def test_odd_names_and_symlinks_on_a_shared_directory_are_ignored(tmp_path: Path, cli: CLI) -> None:
     shared = tmp_path / "shared"
     fill_cache(tmp_path / "a", range(2))
@@ -436,8 +486,15 @@ def test_wrong_credentials_fail_clearly_and_never_appear(
         assert wrong_secret[:12] not in out + err
 
 
+READ_ACTIONS = ["s3:GetObject", "s3:ListBucket", "s3:HeadObject", "s3:ListObjectsV2"]
+
+
 def _iam_users(s3: S3Endpoint) -> tuple[str, str, str, str]:
-    """A reader (Get + List on the bucket) and a writer (also Put), in moto's IAM."""
+    """A reader (Get + List on the bucket) and a writer (also Put), in moto's IAM.
+
+    Each is granted the IAM actions AWS checks (s3:GetObject covers HeadObject there,
+    s3:ListBucket covers ListObjectsV2) and the names moto 5.2.6 and later check instead:
+    the API operation's own (s3:HeadObject, s3:ListObjectsV2)."""
     import boto3
 
     iam = boto3.client(
@@ -449,8 +506,8 @@ def _iam_users(s3: S3Endpoint) -> tuple[str, str, str, str]:
     )
     credentials: list[str] = []
     for name, actions in (
-        ("reader", ["s3:GetObject", "s3:ListBucket"]),
-        ("writer", ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]),
+        ("reader", READ_ACTIONS),
+        ("writer", [*READ_ACTIONS, "s3:PutObject"]),
     ):
         user = f"{name}-{s3.bucket}"
         iam.create_user(UserName=user)

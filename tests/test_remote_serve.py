@@ -6,6 +6,7 @@ the remote, and only a phrase the remote lacks (or a remote that is down) is a 4
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
 import threading
@@ -257,3 +258,56 @@ def test_push_remote_needs_remote(cli: CLI) -> None:
 def test_push_remote_is_refused_on_a_read_only_server(cli: CLI, tmp_path: Path) -> None:
     result = cli("serve", "--read-only", "--remote", (tmp_path / "r").as_uri(), "--push-remote")
     assert result.code == 2 and "--read-only" in result.err and "\n" not in result.err.strip()
+
+
+def spoil(path: Path, how: str, valid_other: Path) -> None:
+    """Replace the object at `path` by something no writer of entries makes."""
+    data = path.read_bytes()
+    path.unlink()
+    if how == "symlink to another object":
+        path.symlink_to(valid_other)
+    elif how == "symlink to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif how == "directory":
+        path.mkdir()
+    elif how == "fifo":
+        os.mkfifo(path)
+    elif how == "padded":
+        path.write_bytes(data + bytes(1 << 20))  # a MiB of zeros past the RIFF
+    else:  # "wrong content": another entry's bytes
+        path.write_bytes(valid_other.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["symlink to another object", "symlink to /dev/zero", "directory", "fifo", "padded",
+     "wrong content"],
+)  # fmt: skip
+def test_a_bad_remote_object_is_a_miss_for_its_phrase_only(
+    how: str, cli: CLI, tmp_path: Path
+) -> None:
+    """One spoiled object in a file:// remote: a read-only server answers that phrase 404
+    (a miss), keeps nothing of it, and still serves every other phrase from the remote."""
+    remote = (tmp_path / "shared").as_uri()
+    texts = ["The spoiled one.", "A good one.", "Another good one."]
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("".join(f"{text}\n" for text in texts))
+    warmed = cli("warm", phrases, *ESPEAK_EN, "--cache-dir", tmp_path / "a", "--remote", remote)
+    assert warmed.code == 0, warmed.err
+    expected = cached_pcm(tmp_path / "a")
+    keys = {text: cached_key(tmp_path / "a", text) for text in texts}
+    store = Remote(remote)
+    spoiled = Path(store.object_path(keys[texts[0]]))
+    spoil(spoiled, how, Path(store.object_path(keys[texts[2]])))
+
+    cache_b = tmp_path / "b"
+    args = [*ESPEAK_EN, "--cache-dir", str(cache_b), "--read-only", "--remote", remote]
+    with ServerProcess(args, cwd=tmp_path) as server:
+        bad = httpx.post(server.url(SPEECH), json=speech(texts[0]), timeout=60)
+        good = [httpx.post(server.url(SPEECH), json=speech(t), timeout=60) for t in texts[1:]]
+        assert server.stop() == 0
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "not_cached"
+    assert [r.status_code for r in good] == [200, 200]
+    assert "disabled" not in server.stderr
+    # What it served came from the remote, byte for byte, and only the good objects were kept.
+    assert cached_pcm(cache_b) == {keys[t]: expected[keys[t]] for t in texts[1:]}

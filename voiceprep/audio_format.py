@@ -2,8 +2,9 @@
 checked when the value is made, with the frame size and the bytes ↔ seconds arithmetic.
 
 Also the one definition of the sample formats (s16: 16-bit integer, f32: 32-bit float,
-both little-endian and interleaved) and of `-`, which names stdin as an input and stdout
-as an output.
+both little-endian and interleaved; ulaw and alaw: G.711 μ-law and A-law, one byte per
+sample, encoded from 16-bit audio, see voiceprep.phonecodec) and of `-`, which names
+stdin as an input and stdout as an output.
 """
 
 from __future__ import annotations
@@ -14,15 +15,27 @@ from voiceprep import defaults
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import check_channels, check_rate
 
-SAMPLE_BYTES: dict[str, int] = {"s16": 2, "f32": 4}
+SAMPLE_BYTES: dict[str, int] = {"s16": 2, "f32": 4, "ulaw": 1, "alaw": 1}
 SAMPLE_FORMATS: tuple[str, ...] = tuple(SAMPLE_BYTES)
+ACCEPTED_SAMPLE_FORMATS = ", ".join(SAMPLE_FORMATS[:-1]) + f" or {SAMPLE_FORMATS[-1]}"
+LAYOUTS: dict[int, str] = {1: "mono", 2: "stereo"}  # channel count -> FFmpeg's layout name
 STDIO = "-"  # as an input: stdin; as an output: stdout
 
 
 def check_sample_format(sample_format: str) -> str:
     if sample_format not in SAMPLE_BYTES:
-        raise InvalidValueError("sample format", sample_format, " or ".join(SAMPLE_FORMATS))
+        raise InvalidValueError("sample format", sample_format, ACCEPTED_SAMPLE_FORMATS)
     return sample_format
+
+
+def layout_of(channels: int) -> str:
+    """FFmpeg's name of the layout of `channels` channels: "mono" or "stereo"."""
+    return LAYOUTS[channels]
+
+
+def pcm_seconds(pcm_bytes: int, *, rate: int, channels: int, sample_bytes: int = 2) -> float:
+    """How long `pcm_bytes` of interleaved PCM plays (s16 unless `sample_bytes` says)."""
+    return pcm_bytes / (sample_bytes * channels * rate)
 
 
 @dataclass(frozen=True)
@@ -43,13 +56,19 @@ class AudioFormat:
         return SAMPLE_BYTES[self.sample_format]
 
     @property
+    def layout(self) -> str:
+        return layout_of(self.channels)
+
+    @property
     def frame_bytes(self) -> int:
         """Bytes of one sample of every channel."""
         return self.channels * self.sample_bytes
 
     def seconds(self, pcm_bytes: int) -> float:
         """How long `pcm_bytes` of this audio plays."""
-        return pcm_bytes / (self.frame_bytes * self.rate)
+        return pcm_seconds(
+            pcm_bytes, rate=self.rate, channels=self.channels, sample_bytes=self.sample_bytes
+        )
 
     def bytes_for(self, seconds: float) -> int:
         """Whole frames of PCM for `seconds` of this audio."""

@@ -145,8 +145,6 @@ def _context() -> Any:
     # or unsafe off Linux: there, forkserver / spawn.
     if sys.platform.startswith("linux"):
         if threading.active_count() == 1:
-            import voiceprep.decoding  # noqa: F401  imported once here, shared by workers
-
             return multiprocessing.get_context("fork")
         return multiprocessing.get_context("forkserver")
     return multiprocessing.get_context("spawn")
@@ -167,15 +165,7 @@ class _Worker:
         process = context.Process(
             target=_worker_main, args=(child_end, spec, force, tag), daemon=True
         )
-        # Ctrl-C at a terminal reaches the whole process group. A worker forked with SIGINT
-        # handled would turn one arriving before it ignores SIGINT into a traceback and a
-        # failed file: SIGINT stays blocked across the fork (the worker unblocks it once
-        # ignored), and here a Ctrl-C that came meanwhile is delivered right after.
-        blocked = _block_sigint()
-        try:
-            process.start()
-        finally:
-            _restore_sigmask(blocked)
+        start_worker(process)  # (Ctrl-C at a terminal reaches the whole process group)
         child_end.close()  # so a dead worker shows as EOF here
         return cls(process, parent_end)
 
@@ -259,11 +249,16 @@ def _decode_item(
 # --- inside a worker process --------------------------------------------------------
 
 
+# Blocked across a fork: delivered after it, in the parent, where Python handles them.
+_STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 def _block_sigint() -> Any:
-    """Block SIGINT in this thread; the previous mask (None where there is no sigmask)."""
+    """Block SIGINT, SIGTERM and SIGHUP in this thread; the previous mask (None where
+    there is no sigmask)."""
     if not hasattr(signal, "pthread_sigmask"):
         return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
 
 
 def _restore_sigmask(previous: Any) -> None:
@@ -271,14 +266,31 @@ def _restore_sigmask(previous: Any) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides and stops the workers.
-    # (Forked, the worker starts with SIGINT blocked: ignore it, then unblock it.)
+def worker_signals() -> None:
+    """In a worker process: Ctrl-C (and a terminal's hang-up) reaches the whole process
+    group, and the parent decides and stops the workers; the parent's terminate() sends
+    SIGTERM: unwind (removing any temporary file). (Forked by `start_worker`, a worker
+    starts with SIGINT blocked: ignore it, then unblock it.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    # The parent's terminate() sends SIGTERM: unwind (removing the temporary file).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
     signal.signal(signal.SIGTERM, _exit_on_term)
+
+
+def start_worker(process: Any) -> None:
+    """Start `process` with SIGINT blocked across the fork: a worker forked with SIGINT
+    handled would turn a Ctrl-C arriving before it ignores SIGINT into a traceback; here
+    one that came meanwhile is delivered right after."""
+    blocked = _block_sigint()
+    try:
+        process.start()
+    finally:
+        _restore_sigmask(blocked)
+
+
+def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:
+    worker_signals()
     while True:
         try:
             task = conn.recv()

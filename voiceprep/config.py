@@ -23,10 +23,11 @@ from typing import Any
 
 from voiceprep import defaults
 from voiceprep.errors import ConfigError, InvalidValueError
-from voiceprep.gate import GATE_MODES
+from voiceprep.precedence import layered
 from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import (
     ACCEPTED_CHANNELS,
+    ACCEPTED_JOBS,
     ACCEPTED_RATE,
     ACCEPTED_SIZE,
     check_channels,
@@ -57,7 +58,7 @@ class Settings:
     max_entries: int | None = None
     max_size: int | None = None
     remote: str | None = None  # an fsspec URL or a directory (cache push/pull, --remote)
-    gate: str = "strict"
+    gate: str = defaults.GATE
     process: ProcessSettings = field(default_factory=ProcessSettings)
 
 
@@ -72,19 +73,19 @@ _CONVERTERS: dict[str, Any] = {
     "timeout": lambda v: _positive_float(v),
     "max_entries": lambda v: _at_least(_integer(v), 1),
     "max_size": lambda v: _at_least(_integer(v) if isinstance(v, int) else parse_size(str(v)), 1),
-    "gate": lambda v: _one_of(str(v), GATE_MODES),
+    "gate": lambda v: _one_of(str(v), defaults.GATE_MODES),
     "remote": lambda v: _nonempty_text(v),
 }
 # What each setting accepts, as its error message says it.
 ACCEPTED: dict[str, str] = {
     "rate": ACCEPTED_RATE,
     "channels": ACCEPTED_CHANNELS,
-    "jobs": "a whole number, 1 or more",
+    "jobs": ACCEPTED_JOBS,
     "retries": "a whole number, 0 or more",
     "timeout": "a number of seconds above 0",
     "max_entries": "a whole number, 1 or more",
     "max_size": ACCEPTED_SIZE,
-    "gate": " or ".join(GATE_MODES),
+    "gate": " or ".join(defaults.GATE_MODES),
 }
 _TABLES = ("options", "backends", "process", "serve")  # [serve]: voiceprep.server.options
 
@@ -251,29 +252,21 @@ def resolve_settings(
     `flags["options"]` holds the `-O` pairs already parsed; they are laid over the file's.
     """
     flags = flags or {}
-    environ = os.environ if environ is None else environ
     config_name = "config file"
     if config is None:
         path, config = find_config_file()
         config_name = str(path) if path else config_name
-    settings = Settings.__new__(Settings)
-    defaults = Settings.__dataclass_fields__
-    for f in fields(Settings):
-        if f.name in ("options", "process"):
-            continue
-        value: Any = flags.get(f.name)
-        origin: str | None = None  # the command line
-        if value is None and (env := environ.get(f"VOICEPREP_{f.name.upper()}")):
-            value, origin = env, f"VOICEPREP_{f.name.upper()}"
-        if value is None and config.get(f.name) is not None:
-            value, origin = config[f.name], f"{config_name}: key {f.name!r}"
-        if value is None:
-            default = defaults[f.name]
-            factory = default.default_factory
-            value = factory() if callable(factory) else default.default
-        else:
-            value = _convert(f.name, value, origin)
-        setattr(settings, f.name, value)
+    names = [f.name for f in fields(Settings) if f.name not in ("options", "process")]
+    given = layered(
+        names,
+        flags,
+        environ=os.environ if environ is None else environ,
+        env_prefix="VOICEPREP_",
+        table=config,
+        table_origin=lambda name: f"{config_name}: key {name!r}",
+    )
+    values = {name: _convert(name, value, origin) for name, value, origin in given}
+    settings = Settings(**values)
     settings.options = {**_file_options(config, settings.backend), **(flags.get("options") or {})}
     settings.process = _process_settings(config, flags.get("process"), config_name)
     return settings

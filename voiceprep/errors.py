@@ -106,6 +106,11 @@ class OutputError(UsageError):
     """The output cannot be created: no such directory, permission denied, a directory."""
 
 
+class WriteError(VoiceprepError):
+    """Writing an output failed midway (a full disk, an I/O error, a closed pipe): exit 1.
+    Nothing half-written is left behind where the output is a regular file."""
+
+
 # --- cache ----------------------------------------------------------------------------
 
 
@@ -127,6 +132,10 @@ class CacheCorruptError(CacheError):
 
 class CacheIndexError(CacheCorruptError):
     """The cache index itself is damaged (malformed, empty, not an index): repair rebuilds it."""
+
+
+class NotCachedError(VoiceprepError):
+    """A read-only server (`serve --read-only`): the phrase is not in the cache."""
 
 
 class CacheFormatMismatchError(CacheError):

@@ -1,16 +1,34 @@
-"""Cache entries as playable WAV files plus a manifest.json (`cache export`, `warm --export`).
+"""Cache entries as playable files plus a manifest.json (`cache export`, `warm --export`).
 
-Each entry becomes `<name>.wav`, where the name is the item's `id` (made safe for a file
+Three layouts:
+
+- `flat` (the default): `DIR/<name>.wav` at the entry's rate and channels (s16), or in
+  G.711 (`sample_format` ulaw/alaw: 8000 Hz mono, WAV format tag 7/6).
+- `asterisk`: `DIR/<lang>/<name>.<ext>` for each of `codecs` (default `ulaw`, `alaw`,
+  `sln16`, `g722`, `wav`), the siblings Asterisk chooses among for a call's codec; the
+  names are voiceprep.telephony's (`wav` is 8 kHz s16, `wav16` 16 kHz), `<lang>` as
+  Asterisk spells it (`en`, `en_GB`).
+- `freeswitch`: `DIR/<lang>/<region>/<voice>/<rate>/<name>.wav` at 8000, 16000, 32000
+  and 48000 Hz, the folders FreeSWITCH picks from by the call's rate. `<region>` comes
+  from the language tag (`en_US` → `en/us`); without one it is `us` for `en` (FreeSWITCH's
+  own `en/us/callie`) and the language itself otherwise (`de/de`). `<voice>` is the
+  entry's voice (or its backend's name), made safe for a folder name.
+
+`export_entries` returns an `ExportReport` whose `written` lists every file written,
+each with its metadata (the manifest's entries): a hook for what is made from an export.
+
+Each entry's name is the name is the item's `id` (made safe for a file
 name) or else a slug of its text. Names are compared case-insensitively (macOS and Windows
 filesystems are); when several different entries would share a name, every one of them
 gets the first 8 hex digits of its key appended (`yes-1a2b3c4d.wav`), so the result does
 not depend on the order of the items. Files and the manifest are written to a temporary
 name and renamed into place, so a reader never sees half a file.
 
-manifest.json: `{"version": 1, "entries": [{"text", "id", "file", "key", "duration",
-"sha256", "rate", "channels", "backend", "voice"}, ...]}` where `sha256` is the digest of
-the exported WAV file itself (what `sha256sum` prints) and `file` is relative to the
-manifest.
+manifest.json: `{"version": 1, "layout": ..., "entries": [{"text", "id", "file", "key",
+"duration", "sha256", "rate", "channels", "backend", "voice", "lang", "format"}, ...]}`,
+one entry per file, where `sha256` is the digest of the exported file itself (what
+`sha256sum` prints), `file` is relative to the manifest and `format` is the file's
+sample format or codec (s16, ulaw, alaw, g722).
 """
 
 from __future__ import annotations
@@ -26,20 +44,68 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voiceprep.audio_format import AudioFormat
-from voiceprep.errors import CacheError, VoiceprepError
+from voiceprep.errors import CacheError, UsageError, VoiceprepError
+from voiceprep.output import OutputSpec, convert_pcm, output_spec
+from voiceprep.phrases import LANG_TAG
+from voiceprep.telephony import G711
 from voiceprep.wav import wav_bytes
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
 
-__all__ = ["ExportItem", "ExportReport", "ManifestEntry", "export_entries", "slugify"]
+__all__ = [
+    "CODECS",
+    "LAYOUTS",
+    "ExportItem",
+    "ExportOptions",
+    "ExportReport",
+    "ManifestEntry",
+    "export_entries",
+    "slugify",
+]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 _MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+
+LAYOUTS = ("flat", "asterisk", "freeswitch")
+# Asterisk's sibling formats: the file suffix → (rate, sample format, WAV or raw).
+CODECS = ("ulaw", "alaw", "sln", "sln16", "sln24", "sln32", "sln48", "g722", "wav", "wav16")
+DEFAULT_CODECS = ("ulaw", "alaw", "sln16", "g722", "wav")
+FREESWITCH_RATES = (8000, 16000, 32000, 48000)
+DEFAULT_LANG = "en"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How an export is laid out (see the module's description); checked when made."""
+
+    layout: str = "flat"
+    codecs: tuple[str, ...] = DEFAULT_CODECS  # asterisk
+    sample_format: str = "s16"  # flat: s16, ulaw or alaw
+    lang: str = DEFAULT_LANG  # for items without their own
+
+    def __post_init__(self) -> None:
+        if not LANG_TAG.fullmatch(self.lang):
+            raise UsageError(f"invalid language {self.lang!r}: use a tag such as en or en_GB")
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"invalid layout {self.layout!r}: use {', '.join(LAYOUTS)}")
+        unknown = [c for c in self.codecs if c not in CODECS]
+        if unknown or not self.codecs:
+            raise UsageError(
+                f"invalid codecs {','.join(self.codecs)!r}: choose from {','.join(CODECS)}"
+            )
+        if self.sample_format not in ("s16", *G711):
+            raise UsageError(
+                f"invalid export sample format {self.sample_format!r}: use s16, ulaw or alaw"
+            )
+        if self.sample_format != "s16" and self.layout != "flat":
+            raise UsageError(
+                f"--sample-format is for the flat layout; the {self.layout} layout "
+                "writes its own formats (--codecs)"
+            )
 
 
 @dataclass(frozen=True)
@@ -49,6 +115,7 @@ class ExportItem:
     key: str
     text: str
     id: str | None = None
+    lang: str | None = None  # None: the export's
 
 
 @dataclass(frozen=True)
@@ -63,6 +130,8 @@ class ManifestEntry:
     channels: int
     backend: str | None
     voice: str | None
+    lang: str = DEFAULT_LANG
+    format: str = "s16"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +145,8 @@ class ManifestEntry:
             "channels": self.channels,
             "backend": self.backend,
             "voice": self.voice,
+            "lang": self.lang,
+            "format": self.format,
         }
 
 
@@ -113,38 +184,44 @@ def _base_name(item: ExportItem) -> str:
     return _safe_id(item.id) if item.id else slugify(item.text)
 
 
-def assign_file_names(items: Iterable[ExportItem]) -> list[tuple[ExportItem, str]]:
-    """Each distinct (key, name) once, with a file name unique in the directory."""
-    unique: dict[tuple[str, str], ExportItem] = {}
+def assign_file_names(
+    items: Iterable[ExportItem], default_lang: str = DEFAULT_LANG
+) -> list[tuple[ExportItem, str]]:
+    """Each distinct (key, language, name) once, with a name (no suffix) unique among the
+    files of its language."""
+    unique: dict[tuple[str, str, str], ExportItem] = {}
     for item in items:
-        unique.setdefault((item.key, _base_name(item).casefold()), item)
-    keys_by_name: dict[str, set[str]] = {}
-    for key, folded in unique:
-        keys_by_name.setdefault(folded, set()).add(key)
+        lang = item.lang or default_lang
+        unique.setdefault((item.key, lang, _base_name(item).casefold()), item)
+    keys_by_name: dict[tuple[str, str], set[str]] = {}
+    for key, lang, folded in unique:
+        keys_by_name.setdefault((lang, folded), set()).add(key)
     named: list[tuple[ExportItem, str]] = []
-    for (key, folded), item in unique.items():
+    for (key, lang, folded), item in unique.items():
         base = _base_name(item)
-        name = base if len(keys_by_name[folded]) == 1 else f"{base}-{key[:8]}"
-        named.append((item, f"{name}.wav"))
+        name = base if len(keys_by_name[(lang, folded)]) == 1 else f"{base}-{key[:8]}"
+        named.append((item, name))
     return named
 
 
 def export_entries(
-    cache: AudioCache, items: Iterable[ExportItem], directory: str | os.PathLike[str]
+    cache: AudioCache,
+    items: Iterable[ExportItem],
+    directory: str | os.PathLike[str],
+    options: ExportOptions | None = None,
 ) -> ExportReport:
-    """Write each item's cached audio as `<name>.wav` and a manifest.json into `directory`.
+    """Write each item's cached audio, laid out as `options` say (default: flat WAVs),
+    and a manifest.json listing every file into `directory`.
 
     Items not in the cache land in `report.missing`, unreadable ones (corrupt, vanished) in
-    `report.failed`; the others are written. The manifest lists what was written. Raises
-    VoiceprepError when the directory cannot be created or written.
+    `report.failed`; the others are written. Raises VoiceprepError when the directory
+    cannot be created or written.
     """
+    options = options or ExportOptions()
     target = Path(directory)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VoiceprepError(f"{target}: cannot create directory: {exc.strerror}") from None
+    _make_dir(target)
     report = ExportReport(directory=target)
-    for item, file_name in assign_file_names(items):
+    for item, name in assign_file_names(items, options.lang):
         entry = cache.entry(item.key)
         if entry is None:
             report.missing.append(item)
@@ -157,29 +234,82 @@ def export_entries(
         if pcm is None:  # removed by another process since entry() was read
             report.missing.append(item)
             continue
-        blob = wav_bytes(pcm, rate=entry.rate, channels=entry.channels)
-        _write_atomically(target / file_name, blob)
-        report.written.append(
-            ManifestEntry(
-                text=item.text,
-                id=item.id,
-                file=file_name,
-                key=item.key,
-                duration=round(AudioFormat(entry.rate, entry.channels).seconds(len(pcm)), 6),
-                sha256=hashlib.sha256(blob).hexdigest(),
-                rate=entry.rate,
-                channels=entry.channels,
-                backend=entry.backend,
-                voice=entry.voice,
+        lang = item.lang or options.lang
+        if not LANG_TAG.fullmatch(lang):  # never a path: a folder name is made of it
+            report.failed.append((item, f"invalid language {lang!r}"))
+            continue
+        for relative, spec in _files(options, lang, name, entry.voice or entry.backend, entry):
+            data = convert_pcm(pcm, rate=entry.rate, channels=entry.channels, spec=spec)
+            blob = (
+                wav_bytes(
+                    data, rate=spec.rate, channels=spec.channels, sample_format=spec.sample_format
+                )
+                if spec.container == "wav"
+                else data
             )
-        )
+            _make_dir((target / relative).parent)
+            _write_atomically(target / relative, blob)
+            report.written.append(
+                ManifestEntry(
+                    text=item.text,
+                    id=item.id,
+                    file=relative,
+                    key=item.key,
+                    duration=round(spec.seconds(len(data)), 6),
+                    sha256=hashlib.sha256(blob).hexdigest(),
+                    rate=spec.rate,
+                    channels=spec.channels,
+                    backend=entry.backend,
+                    voice=entry.voice,
+                    lang=lang,
+                    format=spec.codec or spec.sample_format,
+                )
+            )
     manifest = {
         "version": MANIFEST_VERSION,
+        "layout": options.layout,
         "entries": [m.as_dict() for m in report.written],
     }
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     _write_atomically(report.manifest_path, text.encode("utf-8"))
     return report
+
+
+def _files(
+    options: ExportOptions, lang: str, name: str, voice: str | None, entry: Any
+) -> list[tuple[str, OutputSpec]]:
+    """(path relative to the export directory, the file's shape) of one entry's files."""
+    if options.layout == "flat":
+        if options.sample_format in G711:
+            spec = _spec(".wav", sample_format=options.sample_format)
+        else:
+            spec = OutputSpec(rate=entry.rate, channels=entry.channels, container="wav")
+        return [(f"{name}.wav", spec)]
+    if options.layout == "asterisk":
+        folder = lang.replace("-", "_")
+        return [(f"{folder}/{name}.{codec}", _codec_spec(codec)) for codec in options.codecs]
+    language, _, region = lang.replace("-", "_").partition("_")
+    region = (region or ("us" if language.lower() == "en" else language)).lower()
+    folder = f"{language.lower()}/{region}/{_safe_id(voice or 'voice')}"
+    return [(f"{folder}/{rate}/{name}.wav", _spec(".wav", rate=rate)) for rate in FREESWITCH_RATES]
+
+
+def _codec_spec(codec: str) -> OutputSpec:
+    if codec in ("wav", "wav16"):  # Asterisk's .wav is 8 kHz s16, .wav16 16 kHz
+        return _spec(".wav", rate=16000 if codec == "wav16" else 8000, container="wav")
+    return _spec(f".{codec}")
+
+
+def _spec(name: str, **asked: Any) -> OutputSpec:
+    values: dict[str, Any] = {"rate": None, "sample_format": None, "container": None} | asked
+    return output_spec(f"x{name}", channels=None, default_rate=8000, default_channels=1, **values)
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VoiceprepError(f"{path}: cannot create directory: {exc.strerror}") from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -36,13 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from voiceprep import defaults
+from voiceprep.backends.retry import synthesize_with_retries
 from voiceprep.errors import ImplausibleAudioError, UsageError
 from voiceprep.keys import normalize_text
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
 
-GATE_MODES = ("strict", "relaxed", "off")
+GATE_MODES = defaults.GATE_MODES
 _WINDOW_SECONDS = 0.02
 _SILENCE_DB = -55.0
 _DYNAMIC_DB = 35.0
@@ -165,7 +167,6 @@ async def synthesize_checked(
     `rate`/`channels`, judged; a refused synthesis is tried again up to `retries` more
     times, then `ImplausibleAudioError` names the last reason. `on_refused(attempt,
     reason)` is called before each new try."""
-    from voiceprep.backends.retry import synthesize_with_retries
 
     name = getattr(backend, "name", type(backend).__name__)
     attempt = 0

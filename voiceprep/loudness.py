@@ -27,6 +27,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.audio_format import layout_of
+from voiceprep.decoding import decode, probe
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -98,8 +101,7 @@ class LoudnessMeter:
 
         self.rate, self.channels = rate, channels
         self._graph = av.filter.Graph()
-        layout = "mono" if channels == 1 else "stereo"
-        source = self._graph.add_abuffer(format="flt", sample_rate=rate, layout=layout)
+        source = self._graph.add_abuffer(format="flt", sample_rate=rate, layout=layout_of(channels))
         meter = self._graph.add("ebur128", "metadata=1")
         self._sink = self._graph.add("abuffersink")
         source.link_to(meter)
@@ -149,9 +151,7 @@ def _frame(samples: np.ndarray, rate: int, pts: int) -> Any:
 
     channels = samples.shape[1]
     packed = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
-    frame = av.AudioFrame.from_ndarray(
-        packed, format="flt", layout="mono" if channels == 1 else "stereo"
-    )
+    frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout_of(channels))
     frame.sample_rate = rate
     frame.pts = pts
     return frame
@@ -356,7 +356,6 @@ def measure_source(
 ) -> Loudness:
     """`measure` of a file (path or bytes), decoded at its own rate as it streams: constant
     memory. More than two channels are measured downmixed to stereo."""
-    from voiceprep.decoding import decode, probe
 
     info = probe(source)
     channels = 1 if info.channels == 1 else 2

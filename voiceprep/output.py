@@ -1,5 +1,7 @@
 """Writing audio: decoded from a source, or PCM already in memory (a cached or synthesized
-phrase), to a file atomically or to a stream (stdout), as raw PCM or WAV.
+phrase), to a file atomically or to a stream (stdout), as raw PCM or WAV, or in the
+shapes phones play: G.711 (raw, or WAV with its format tag) and the raw files Asterisk
+names by suffix (`.ulaw`, `.sln16`, `.g722`, ...: voiceprep.telephony; `output_spec`).
 
 A regular file is written to a temporary name in its own directory and renamed into place
 only when complete, so a failure, a full disk or Ctrl-C never leaves a half-written output
@@ -24,8 +26,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
-from voiceprep.errors import OutputError, OutputExistsError, UsageError, VoiceprepError
-from voiceprep.wav import patch_wav_sizes, wav_header
+from voiceprep.errors import (
+    OutputError,
+    OutputExistsError,
+    UsageError,
+    WriteError,
+)
+from voiceprep.phonecodec import g711_chunks, g722_chunks
+from voiceprep.telephony import (
+    G711,
+    G711_RATE,
+    G711_SUFFIX,
+    G722_RATE,
+    TELEPHONY_SAMPLE_FORMAT,
+    phone_file,
+)
+from voiceprep.units import check_seconds
+from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
 
 if TYPE_CHECKING:
     from voiceprep.process import ProcessSettings
@@ -47,19 +64,109 @@ class OutputSpec(AudioFormat):
     start: float | None = None
     duration: float | None = None
     process: ProcessSettings | None = None  # the processing chain (voiceprep.process)
+    codec: str | None = None  # "g722": the s16 audio coded as raw G.722
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.container not in CONTAINERS:
             raise UsageError(f"invalid format {self.container!r}: use raw or wav")
-        if self.start is not None and not self.start >= 0:
-            raise UsageError(f"invalid start {self.start}: must be 0 or more seconds")
-        if self.duration is not None and not self.duration > 0:
-            raise UsageError(f"invalid duration {self.duration}: must be more than 0 seconds")
+        if self.codec is not None and (
+            self.codec != "g722"
+            or (self.rate, self.channels, self.sample_format, self.container)
+            != (G722_RATE, 1, "s16", "raw")
+        ):
+            raise UsageError("G.722 output is raw, 16000 Hz mono, from s16 audio")
+        if self.start is not None:
+            check_seconds(self.start, "start")
+        if self.duration is not None:
+            check_seconds(self.duration, "duration", zero=False)
 
     @property
     def suffix(self) -> str:
-        return ".wav" if self.container == "wav" else ".pcm"
+        """The name an output of this shape gets when none is given."""
+        if self.container == "wav":
+            return ".wav"
+        if self.codec == "g722":
+            return ".g722"
+        if self.sample_format in G711 and (self.rate, self.channels) == (G711_RATE, 1):
+            return G711_SUFFIX[self.sample_format]
+        return ".pcm"
+
+    @property
+    def pcm_format(self) -> str:
+        """The sample format decoded and processed before any coding (G.711, G.722)."""
+        return "s16" if self.sample_format in G711 else self.sample_format
+
+    def seconds(self, pcm_bytes: int) -> float:
+        if self.codec == "g722":  # 64 kbit/s: one byte per two samples
+            return pcm_bytes * 2 / self.rate
+        return super().seconds(pcm_bytes)
+
+    def bytes_for(self, seconds: float) -> int:
+        if self.codec == "g722":
+            return int(seconds * self.rate) // 2
+        return super().bytes_for(seconds)
+
+    def encoded(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Chunks of `pcm_format` audio as this output holds them (coded, or as they are)."""
+        if self.codec == "g722":
+            return g722_chunks(chunks)
+        if self.sample_format in G711:
+            return g711_chunks(chunks, self.sample_format)
+        return iter(chunks)
+
+
+def output_spec(
+    path: str | os.PathLike[str] | None,
+    *,
+    rate: int | None,
+    channels: int | None,
+    sample_format: str | None,
+    container: str | None,
+    default_rate: int,
+    default_channels: int,
+    telephony: bool = False,
+    **more: Any,
+) -> OutputSpec:
+    """The OutputSpec for an output named `path` (None: stdout, or a name of voiceprep's
+    choosing), from what was asked for (None: not given) and the defaults.
+
+    A phone suffix (`.ulaw`, `.sln16`, `.g722`, ...) fixes the shape: what was not given
+    follows it, and a contradiction (`-r 16000` for a `.ulaw`, `-c 2`, another sample
+    format, `--format wav`) is a UsageError naming what the suffix needs. Otherwise G.711
+    defaults to 8000 Hz (the rate it is defined at), everything else to the defaults, and
+    the container to wav for a `.wav` name. `telephony` (the preset) makes the sample
+    format μ-law when nothing else names one. `more`: the other OutputSpec fields.
+    """
+    phone = phone_file(path)
+    if phone is not None:
+        suffix = Path(str(path)).suffix
+        asked = {
+            f"-r {rate}": rate not in (None, phone.rate),
+            f"-c {channels}": channels not in (None, 1),
+            f"--sample-format {sample_format}": sample_format not in (None, phone.sample_format),
+            f"--format {container}": container not in (None, "raw"),
+        }
+        for option, contradicts in asked.items():
+            if contradicts:
+                raise UsageError(f"{path}: {phone.describe(suffix)}; {option} contradicts it")
+        return OutputSpec(
+            rate=phone.rate,
+            channels=1,
+            sample_format=phone.sample_format,
+            container="raw",
+            codec=phone.codec,
+            **more,
+        )
+    chosen = sample_format or (TELEPHONY_SAMPLE_FORMAT if telephony else SAMPLE_FORMATS[0])
+    fallback_rate = G711_RATE if chosen in G711 else default_rate
+    return OutputSpec(
+        rate=rate or fallback_rate,
+        channels=channels or default_channels,
+        sample_format=chosen,
+        container=container_for(path or "", container),
+        **more,
+    )
 
 
 def container_for(path: str | os.PathLike[str], requested: str | None) -> str:
@@ -70,6 +177,13 @@ def container_for(path: str | os.PathLike[str], requested: str | None) -> str:
 
 
 def _chunks(
+    source: Any, spec: OutputSpec, on_warning: WarningHandler | None
+) -> Generator[bytes, None, None]:
+    # A generator of our own, so closing it also closes (and releases) the decoder.
+    yield from spec.encoded(_pcm_chunks(source, spec, on_warning))
+
+
+def _pcm_chunks(
     source: Any, spec: OutputSpec, on_warning: WarningHandler | None
 ) -> Generator[bytes, None, None]:
     from voiceprep.decoding import decode  # deferred: PyAV is heavy to import
@@ -83,24 +197,23 @@ def _chunks(
             source,
             rate=spec.rate,
             channels=spec.channels,
-            sample_format=spec.sample_format,
+            sample_format=spec.pcm_format,
             start=spec.start,
             duration=spec.duration,
             on_warning=handler,
         )
 
-    # A generator of our own, so closing it also closes (and releases) the decoder.
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process import process_stream
+    from voiceprep.process_stream import process_stream
 
     yield from process_stream(
         open_chunks,
         rate=spec.rate,
         channels=spec.channels,
         settings=spec.process,
-        sample_format=spec.sample_format,
+        sample_format=spec.pcm_format,
         replayable=_replayable(source),
     )
 
@@ -216,15 +329,23 @@ def write_pcm(
         _write_all([pcm], out, spec, None, data_bytes=len(pcm))
 
 
+def convert_pcm(pcm: bytes, *, rate: int, channels: int, spec: OutputSpec) -> bytes:
+    """s16le PCM at `rate`/`channels` (a cached or synthesized phrase) reshaped as `spec`
+    says: resampled (libswresample, as `decode` does) and coded when it asks for that."""
+    if (rate, channels, spec.pcm_format) != (spec.rate, spec.channels, "s16"):
+        from voiceprep.decoding import decode  # deferred: PyAV is heavy to import
+
+        source = wav_bytes(pcm, rate=rate, channels=channels)
+        pcm = b"".join(
+            decode(source, rate=spec.rate, channels=spec.channels, sample_format=spec.pcm_format)
+        )
+    return b"".join(spec.encoded([pcm]))
+
+
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
-
-
-class WriteError(VoiceprepError):
-    """Writing an output failed midway (a full disk, an I/O error, a closed pipe): exit 1.
-    Nothing half-written is left behind where the output is a regular file."""
 
 
 # Paths that name an open descriptor rather than a file: written in place, always.
@@ -411,9 +532,11 @@ __all__ = [
     "OutputTarget",
     "atomic_file",
     "container_for",
+    "convert_pcm",
     "decode_to_file",
     "decode_to_stream",
     "make_output_dir",
+    "output_spec",
     "output_target",
     "temp_path",
     "write_pcm",

@@ -4,9 +4,10 @@ Formats, chosen by the file's suffix:
 
 - `.txt` (and any other suffix): one phrase a line; blank lines and lines starting with
   `#` are skipped; surrounding whitespace is trimmed.
-- `.csv` / `.tsv`: a header row naming the columns; `text` is required, `voice` and `id`
-  are optional, other columns are ignored.
-- `.json`: a list of strings, or of objects with `text` (and optionally `voice`, `id`).
+- `.csv` / `.tsv`: a header row naming the columns; `text` is required, `voice`, `id`
+  and `lang` are optional, other columns are ignored.
+- `.json`: a list of strings, or of objects with `text` (and optionally `voice`, `id`,
+  `lang`).
 - `.jsonl`: one JSON string or object per line.
 - `-`: standard input. It is read as `.txt` unless its first character says otherwise:
   `[` means JSON, `{` means JSON Lines, and a first line that is a header of known column
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,17 +35,30 @@ from voiceprep.keys import check_unicode, normalize_text
 
 FORMATS = ("txt", "csv", "tsv", "json", "jsonl")
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
-_COLUMNS = ("text", "voice", "id")
+_COLUMNS = ("text", "voice", "id", "lang")
+# A language tag as sound folders name it: en, en_GB, pt-BR (no path can hide in it).
+LANG_TAG = re.compile(r"[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8}){0,2}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Phrase:
-    """One prompt to synthesize, with where it came from (for messages)."""
+    """One prompt to synthesize, with where it came from (for messages).
+
+    Small on purpose (slots, the list's name shared, the line a number): a list holds one
+    per phrase, and lists run to a million phrases.
+    """
 
     text: str
     voice: str | None = None
     id: str | None = None
-    source: str = ""  # "file:line"
+    origin: str = ""  # the list's name
+    line: int = 0
+    lang: str | None = None  # the sound folder it is exported into (None: --lang)
+
+    @property
+    def source(self) -> str:
+        """ "file:line", for messages."""
+        return f"{self.origin}:{self.line}" if self.line else self.origin
 
     @property
     def normalized(self) -> str:
@@ -58,17 +73,21 @@ def read_phrase_lists(
     Raises PhraseListError when two different phrases claim the same `id` (their exported
     files would overwrite each other).
     """
-    seen: set[tuple[str, str | None]] = set()
-    ids: dict[str, Phrase] = {}
+    seen: dict[str | None, set[str]] = {}  # voice → normalized texts
+    ids: dict[tuple[str | None, str], Phrase] = {}
     result: list[Phrase] = []
     for path in paths:
-        for phrase in read_phrase_list(path, stdin=stdin):
-            identity = (phrase.normalized, phrase.voice)
-            if identity in seen:
+        for phrase in iter_phrase_list(path, stdin=stdin):
+            normalized = phrase.normalized
+            if normalized == phrase.text:
+                normalized = phrase.text  # one string for both (most phrases)
+            texts = seen.setdefault(phrase.voice, set())
+            if normalized in texts:
                 continue
-            seen.add(identity)
+            texts.add(normalized)
             if phrase.id is not None:
-                other = ids.setdefault(phrase.id, phrase)
+                # the same id in two languages: two sound folders, no clash
+                other = ids.setdefault((phrase.lang, phrase.id), phrase)
                 if other is not phrase:
                     raise PhraseListError(
                         f"{phrase.source}: id {phrase.id!r} is already used at {other.source}"
@@ -79,17 +98,21 @@ def read_phrase_lists(
 
 def read_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> list[Phrase]:
     """The phrases of one list (duplicates kept); `-` reads standard input."""
+    return list(iter_phrase_list(path, stdin=stdin))
+
+
+def iter_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> Iterator[Phrase]:
+    """The phrases of one list one by one, as they are parsed (a problem raises when it is
+    reached); `-` reads standard input."""
     name = str(path)
     if name == STDIO:
         name = "<stdin>"
-        data = (stdin or sys.stdin.buffer).read()
-        text = _decode_utf8(data, name)
+        text = _decode_utf8((stdin or sys.stdin.buffer).read(), name)
         fmt = sniff_format(text)
     else:
-        data = _read_file(Path(path))
-        text = _decode_utf8(data, name)
+        text = _decode_utf8(_read_file(Path(path)), name)
         fmt = format_for(path)
-    return list(parse_phrases(text, fmt, name))
+    return parse_phrases(text, fmt, name)
 
 
 def format_for(path: str | Path) -> str:
@@ -157,11 +180,23 @@ def _decode_utf8(data: bytes, name: str) -> str:
 # --- formats --------------------------------------------------------------------------
 
 
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(number, line) of text with "\n" newlines, without a list of them all."""
+    start = number = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        number += 1
+        yield number, text[start:end]
+        start = end + 1
+
+
 def _parse_txt(text: str, name: str) -> Iterator[Phrase]:
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in _lines(text):
         phrase = line.strip()
         if phrase and not phrase.startswith("#"):
-            yield Phrase(phrase, source=f"{name}:{number}")
+            yield Phrase(phrase, origin=name, line=number)
 
 
 def _parse_table(text: str, name: str, delimiter: str) -> Iterator[Phrase]:
@@ -187,18 +222,19 @@ def _parse_table(text: str, name: str, delimiter: str) -> Iterator[Phrase]:
                 col: row[index].strip() if index < len(row) else ""
                 for col, index in columns.items()
             }
-            yield _phrase_from_fields(fields, f"{name}:{first_line}")
+            yield _phrase_from_fields(fields, name, first_line)
     except csv.Error as exc:
         raise PhraseListError(f"{name}:{reader.line_num}: malformed row: {exc}") from None
     if header is None:
         raise PhraseListError(f"{name}:1: no header row (expected a 'text' column)")
 
 
-def _phrase_from_fields(fields: dict[str, Any], source: str) -> Phrase:
+def _phrase_from_fields(fields: dict[str, Any], name: str, line: int) -> Phrase:
+    source = f"{name}:{line}"
     text = fields.get("text")
     if not isinstance(text, str):
         raise PhraseListError(f"{source}: 'text' must be a string")
-    for field in ("text", "voice", "id"):
+    for field in ("text", "voice", "id", "lang"):
         value = fields.get(field)
         if isinstance(value, str):
             try:
@@ -211,8 +247,17 @@ def _phrase_from_fields(fields: dict[str, Any], source: str) -> Phrase:
         text.strip(),
         voice=_optional_str(fields.get("voice"), "voice", source),
         id=_optional_str(fields.get("id"), "id", source),
-        source=source,
+        origin=name,
+        line=line,
+        lang=_lang(fields.get("lang"), source),
     )
+
+
+def _lang(value: Any, source: str) -> str | None:
+    lang = _optional_str(value, "lang", source)
+    if lang is not None and not LANG_TAG.fullmatch(lang):
+        raise PhraseListError(f"{source}: 'lang' {lang!r} is not a language tag (en, en_GB)")
+    return lang
 
 
 def _optional_str(value: Any, field: str, source: str) -> str | None:
@@ -223,57 +268,70 @@ def _optional_str(value: Any, field: str, source: str) -> str | None:
     return str(value).strip() or None
 
 
-def _phrase_from_json(item: Any, source: str) -> Phrase:
+def _phrase_from_json(item: Any, name: str, line: int) -> Phrase:
     if isinstance(item, str):
-        return _phrase_from_fields({"text": item}, source)
+        return _phrase_from_fields({"text": item}, name, line)
     if isinstance(item, dict):
         if "text" not in item:
-            raise PhraseListError(f"{source}: object has no 'text' key")
-        return _phrase_from_fields(item, source)
+            raise PhraseListError(f"{name}:{line}: object has no 'text' key")
+        return _phrase_from_fields(item, name, line)
     raise PhraseListError(
-        f"{source}: expected a string or an object with 'text', got {type(item).__name__}"
+        f"{name}:{line}: expected a string or an object with 'text', got {type(item).__name__}"
     )
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
 
 
 def _json_error(name: str, exc: json.JSONDecodeError) -> PhraseListError:
     return PhraseListError(f"{name}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})")
 
 
-def _parse_json(text: str, name: str) -> Iterator[Phrase]:
-    """A JSON list, walked item by item so each phrase knows its line."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _json_error(name, exc) from None
-    except RecursionError:  # `[[[[…` 100,000 deep: the parser recurses per level
-        raise PhraseListError(f"{name}:1: invalid JSON: nested too deeply") from None
-    if not isinstance(document, list):
-        raise PhraseListError(
-            f"{name}:1: expected a JSON list of strings or objects, got {type(document).__name__}"
-        )
-    # The document is valid: find where each item starts, for the source line.
-    decoder = json.JSONDecoder()
-    pos = _skip_space(text, text.index("[") + 1)
-    for _ in document:
-        item, end = decoder.raw_decode(text, pos)
-        yield _phrase_from_json(item, f"{name}:{_line_of(text, pos)}")
-        pos = _skip_space(text, end)
-        if text.startswith(",", pos):
-            pos = _skip_space(text, pos + 1)
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 
 
 def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\n\r":
-        pos += 1
-    return pos
+    match = _SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _parse_json(text: str, name: str) -> Iterator[Phrase]:
+    """A JSON list, decoded item by item (never the whole document at once), each phrase
+    with its line: counted on from the previous item's, so the walk is linear."""
+    pos = _skip_space(text, 0)
+    if not text.startswith("[", pos):
+        try:  # not a list: what it is, or where it is malformed
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _json_error(name, exc) from None
+        except RecursionError:
+            raise PhraseListError(f"{name}:1: invalid JSON: nested too deeply") from None
+        raise PhraseListError(
+            f"{name}:1: expected a JSON list of strings or objects, got {type(document).__name__}"
+        )
+    decoder = json.JSONDecoder()
+    line, counted = 1, 0
+    pos = _skip_space(text, pos + 1)
+    more = not text.startswith("]", pos)
+    if not more:  # []
+        pos = _skip_space(text, pos + 1)
+    while more:
+        line, counted = line + text.count("\n", counted, pos), pos
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise _json_error(name, exc) from None
+        except RecursionError:  # `[[[[…` 100,000 deep: the parser recurses per level
+            raise PhraseListError(f"{name}:{line}: invalid JSON: nested too deeply") from None
+        yield _phrase_from_json(item, name, line)
+        pos = _skip_space(text, end)
+        more = text.startswith(",", pos)
+        if not more and not text.startswith("]", pos):
+            raise _json_error(name, json.JSONDecodeError("Expecting ',' delimiter", text, pos))
+        pos = _skip_space(text, pos + 1)
+    if pos < len(text):
+        raise _json_error(name, json.JSONDecodeError("Extra data", text, pos))
 
 
 def _parse_jsonl(text: str, name: str) -> Iterator[Phrase]:
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in _lines(text):
         if not line.strip():
             continue
         try:
@@ -284,4 +342,4 @@ def _parse_jsonl(text: str, name: str) -> Iterator[Phrase]:
             ) from None
         except RecursionError:
             raise PhraseListError(f"{name}:{number}: invalid JSON: nested too deeply") from None
-        yield _phrase_from_json(item, f"{name}:{number}")
+        yield _phrase_from_json(item, name, number)

@@ -33,7 +33,13 @@ CHANNEL_COUNTS = (1, 2)
 ACCEPTED_RATE = f"a sample rate in Hz, {RATE_MIN}–{RATE_MAX}"
 ACCEPTED_CHANNELS = "1 (mono) or 2 (stereo)"
 ACCEPTED_SIZE = "a size such as 500MB, 2GiB or 1048576"
+ACCEPTED_JOBS = "a whole number, 1 or more"
 ACCEPTED_AGE = "an age such as 30d, 12h, 90m or 45s"
+# The longest --start/--duration taken (about 31 years): more is a typo, and inf or 1e308
+# would overflow the sample count.
+MAX_SECONDS = 1e9
+ACCEPTED_START = f"a number of seconds, 0 to {MAX_SECONDS:g}"
+ACCEPTED_DURATION = f"a number of seconds, more than 0 and at most {MAX_SECONDS:g}"
 
 
 def parse_size(text: str) -> int:
@@ -64,3 +70,12 @@ def check_channels(channels: int) -> int:
     if isinstance(channels, bool) or channels not in CHANNEL_COUNTS:
         raise InvalidValueError("channels", channels, ACCEPTED_CHANNELS)
     return channels
+
+
+def check_seconds(seconds: float, name: str, *, zero: bool = True) -> float:
+    """A `--start` (`zero`: 0 allowed) or `--duration`: finite, at most MAX_SECONDS (NaN,
+    inf and 1e308 are refused)."""
+    low = seconds >= 0 if zero else seconds > 0
+    if isinstance(seconds, bool) or not (low and seconds <= MAX_SECONDS):
+        raise InvalidValueError(name, seconds, ACCEPTED_START if zero else ACCEPTED_DURATION)
+    return seconds

@@ -50,7 +50,7 @@ from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings, produce
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache, CacheEntry, Lease
-    from voiceprep.export import ExportReport
+    from voiceprep.export import ExportOptions, ExportReport
 
 Shard = tuple[int, int]
 _LEASE_POLL_SECONDS = 0.05
@@ -687,12 +687,21 @@ def prune_unlisted(cache: AudioCache, plan: WarmPlan) -> list[CacheEntry]:
     return stale
 
 
-def export_plan(cache: AudioCache, plan: WarmPlan, directory: str | Path) -> ExportReport:
-    """Each phrase of the plan as `<id or slug>.wav` plus manifest.json in `directory`."""
+def export_plan(
+    cache: AudioCache,
+    plan: WarmPlan,
+    directory: str | Path,
+    options: ExportOptions | None = None,
+) -> ExportReport:
+    """Each phrase of the plan as `<id or slug>.wav` (or as `options` lay it out) plus
+    manifest.json in `directory`."""
     from voiceprep.export import ExportItem, export_entries
 
-    items = [ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id) for i in plan.items]
-    return export_entries(cache, items, directory)
+    items = [
+        ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id, lang=i.phrase.lang)
+        for i in plan.items
+    ]
+    return export_entries(cache, items, directory, options)
 
 
 # --- say ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """RIFF/WAVE headers for raw PCM: written by `decode --format wav`, the cache and exports.
 
-Only the two sample formats voiceprep produces are supported: s16 (PCM) and f32 (IEEE
-float), little-endian, interleaved.
+The sample formats voiceprep produces: s16 (PCM), f32 (IEEE float), little-endian,
+interleaved, and G.711 ulaw/alaw (format tags 7 and 6, 8 bits, as ffprobe reads them).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import BinaryIO
 
 from voiceprep.audio_format import SAMPLE_BYTES
 
-_FORMAT_TAG = {"s16": 1, "f32": 3}
-_TAG_FORMAT = {1: "s16", 3: "f32"}
+_FORMAT_TAG = {"s16": 1, "f32": 3, "ulaw": 7, "alaw": 6}
+_TAG_FORMAT = {tag: name for name, tag in _FORMAT_TAG.items()}
 # A WAV whose length is unknown (streamed to a pipe) carries these sizes, as ffmpeg does.
 UNKNOWN_SIZE = 0xFFFFFFFF
 HEADER_BYTES = 44
@@ -139,3 +139,22 @@ def find_chunk(blob: bytes, chunk_id: bytes, *, start: int = 12) -> bytes | None
             return blob[body : body + size] if body + size <= len(blob) else None
         pos = body + size + (size & 1)
     return None
+
+
+# Enough for the chunks before `data` in any WAV seen in practice (fmt, LIST, fact…).
+WAV_HEAD_BYTES = 64 * 1024
+
+
+def wav_promise(head: bytes, size: int) -> tuple[int, int] | None:
+    """(declared, held) data bytes of a WAV whose header declares more than it holds."""
+    if head[:4] != b"RIFF":
+        return None
+    try:
+        fmt = parse_wav_header(head)
+    except (ValueError, struct.error):
+        return None  # not a PCM WAV: libav judges it
+    (declared,) = struct.unpack_from("<I", head, fmt.data_offset - 4)  # the chunk's size
+    if declared in (0, UNKNOWN_SIZE):  # "length unknown" (a stream written to a file)
+        return None
+    held = size - fmt.data_offset
+    return (declared, held) if declared > held else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, entry_points
 
 from voiceprep.backends.base import Backend, BackendFactory, SynthesizedAudio
-from voiceprep.errors import BackendNotFoundError
+from voiceprep.errors import BackendNotFoundError, VoiceprepError
 
 GROUP = "voiceprep.backends"
 DEFAULT_BACKEND = "piper"
@@ -107,7 +107,6 @@ def _describe(ep: EntryPoint, configure: Configure | None) -> BackendStatus:
 
 
 def _explain(exc: Exception) -> str:
-    from voiceprep.errors import VoiceprepError
 
     if isinstance(exc, VoiceprepError):
         return str(exc)

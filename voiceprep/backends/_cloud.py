@@ -1,5 +1,6 @@
-"""What the hosted-provider backends (cartesia, deepgram, azure, google) share beyond HTTP:
-reading a key from the environment, choosing the base URL, and asking for the target rate.
+"""What the hosted-provider backends (openai, elevenlabs, cartesia, deepgram, azure, google)
+share beyond HTTP: reading a key from the environment, choosing the base URL, and asking for
+the target rate.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def env_setting(name: str) -> str | None:
 
 
 class HostedBackend:
-    """What the four hosted backends share: where requests go, one pooled HTTP client per
+    """What the hosted backends share: where requests go, one pooled HTTP client per
     event loop, and a repr that names the voice (never a key)."""
 
     name: str

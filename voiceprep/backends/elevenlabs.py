@@ -17,12 +17,8 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from voiceprep.backends._cloud import HostedBackend
-from voiceprep.backends._http import (
-    post_for_audio,
-    stream_audio,
-    whole_samples,
-)
+from voiceprep.backends._cloud import HostedBackend, offered_rate
+from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_bool, as_float, check_known
 from voiceprep.backends._stream import pcm_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
@@ -58,10 +54,7 @@ _VOICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def output_format_for(rate: int) -> str:
     """`pcm_<rate>` when offered, else the nearest higher offered rate (or the highest)."""
-    for offered in PCM_RATES:
-        if offered >= rate:
-            return f"pcm_{offered}"
-    return f"pcm_{PCM_RATES[-1]}"
+    return f"pcm_{offered_rate(rate, PCM_RATES)}"
 
 
 def _pcm_rate(output_format: str) -> int | None:

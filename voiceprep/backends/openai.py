@@ -19,11 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from voiceprep.backends._cloud import HostedBackend
-from voiceprep.backends._http import (
-    post_for_audio,
-    stream_audio,
-    whole_samples,
-)
+from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_float, check_known
 from voiceprep.backends._stream import pcm_chunks, wav_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
@@ -74,6 +70,8 @@ class OpenAIBackend(HostedBackend):
         )
         self.instructions = options.get("instructions") or None
         self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
+
+    base_url: str
 
     @property
     def is_official(self) -> bool:

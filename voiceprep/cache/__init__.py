@@ -8,16 +8,19 @@ Layout of a cache directory::
                                      <host>-<pid>-<random> names the writer, unique per write
     audio/ab/<key>.<id>.tmp          a write in progress (or the leftover of a crash)
 
-The package, one job per module:
+The package, by dependency (each module imports only those listed above it):
 
-- `records`     CacheEntry, EntryMeta, CacheStats, VerifyReport, MergeReport, RebuildReport
+- `records`     CacheEntry (`from_meta`, `.meta`), EntryMeta, CacheStats and the reports
 - `entries`     entry files: names, atomic writes, checked reads, the metadata chunk
                 (`read_entry`), scanning; never follows a path outside the cache
-- `index`       SQLite: connections, fork, read-only media, schema and migrations,
-                transactions that delete files after they commit, error classification
-- `store`       AudioCache: get, put, evict, remove, prune, import/export of entry files
+- `sqlite`      SQLite errors made clear, "locked" retried, transactions that delete
+                files after they commit, statements over many keys
+- `index`       the index: connections, fork, read-only media, schema and migrations,
+                the eviction policy (EVICTION_POLICY), rows <-> records and inserts
 - `leases`      cross-process claims of a key before synthesizing it
-- `maintenance` verify, repair, rebuild, merge
+- `writes`      write a file then commit its row, evicting to the limits
+- `maintenance` verify, repair, rebuild, merge: on an Index and its files
+- `store`       AudioCache, the public face: get, put, remove, prune, import/export
 """
 
 from __future__ import annotations
@@ -41,10 +44,9 @@ from voiceprep.cache.records import (
 )
 from voiceprep.cache.store import AudioCache
 
-_HOST_TAG = HOST_TAG  # the name tests and older callers used
-
 __all__ = [
     "AUDIO_DIR",
+    "HOST_TAG",
     "INDEX_NAME",
     "ORPHAN_GRACE_SECONDS",
     "SCHEMA_VERSION",

@@ -29,14 +29,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from voiceprep.audio_format import AudioFormat
 from voiceprep.cache import faults
 from voiceprep.cache.records import EntryMeta
-from voiceprep.errors import CacheCorruptError, CacheError, CacheReadOnlyError
+from voiceprep.errors import CacheCorruptError, CacheError, CacheReadOnlyError, InvalidValueError
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.wav import find_chunk, parse_wav_header, riff_chunk, wav_bytes
 
 AUDIO_DIR = "audio"
-SAMPLE_WIDTH = 2  # s16le
 ENTRY_CHUNK = b"vpmd"
 ENTRY_FORMAT = 1  # version of the metadata chunk
 # No entry is larger: an hour of 48 kHz stereo s16 is 691 MB. A bigger "entry" is not ours.
@@ -230,8 +230,14 @@ def check_entry(
             f"{where}: the file describes another entry than the index; "
             "run `voiceprep cache verify --repair`"
         )
-    if full:
-        read_entry(blob, where=where)
+    if full:  # what read_entry checks besides the audio, which is checked (hashed) once
+        try:
+            meta = _meta_from(document)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheCorruptError(f"{where}: unreadable metadata chunk ({exc})") from exc
+        if (meta.rate, meta.channels) != (rate, channels):
+            raise CacheCorruptError(f"{where}: the metadata describes another format")
+        _check_key_parts(meta, pcm, where)
     return pcm, True
 
 
@@ -252,8 +258,9 @@ def read_entry(
 
     Checks the WAV, the sha256 of its PCM against the metadata, that the key is the one
     `voiceprep.keys.cache_key` gives for the key parts, and, given `key`, that it is the
-    entry of that key (a file found under that key's name). Raises CacheCorruptError
-    otherwise (also for a file written before entries described themselves).
+    entry of that key (a file found under that key's name), and that nothing follows the
+    RIFF (a padded file). Raises CacheCorruptError otherwise (also for a file written
+    before entries described themselves).
     """
     try:
         fmt = parse_wav_header(data)
@@ -270,18 +277,31 @@ def read_entry(
         raise CacheCorruptError(f"{where}: unreadable metadata chunk ({exc})") from exc
     if not is_key(meta.key):
         raise CacheCorruptError(f"{where}: the metadata names no valid key")
+    if len(data) != 8 + struct.unpack_from("<I", data, 4)[0]:  # an entry is its RIFF, whole
+        raise CacheCorruptError(f"{where}: its size is not the one its RIFF header gives")
     pcm = check_pcm(data, rate=meta.rate, channels=meta.channels, sha256=meta.sha256, where=where)
+    _check_key_parts(meta, pcm, where)
+    if key is not None and meta.key != key:
+        raise CacheCorruptError(f"{where}: holds the entry of another key ({meta.key[:12]})")
+    return meta, pcm
+
+
+def _check_key_parts(meta: EntryMeta, pcm: bytes, where: str) -> None:
+    """The key is the one the text and key parts make; the audio is whole frames."""
+    if not is_key(meta.key):
+        raise CacheCorruptError(f"{where}: the metadata names no valid key")
     try:
         expected = cache_key(meta.identity, meta.text, rate=meta.rate, channels=meta.channels)
     except (TypeError, ValueError) as exc:
         raise CacheCorruptError(f"{where}: the key parts do not make a key ({exc})") from exc
     if expected != meta.key:
         raise CacheCorruptError(f"{where}: the key does not match the text and key parts")
-    if not pcm or len(pcm) % (SAMPLE_WIDTH * meta.channels):
+    try:
+        shape = AudioFormat(meta.rate, meta.channels)  # what the CLI and put accept
+    except InvalidValueError as exc:
+        raise CacheCorruptError(f"{where}: {exc}") from None
+    if not pcm or len(pcm) % shape.frame_bytes:
         raise CacheCorruptError(f"{where}: the audio is not whole s16 frames")
-    if key is not None and meta.key != key:
-        raise CacheCorruptError(f"{where}: holds the entry of another key ({meta.key[:12]})")
-    return meta, pcm
 
 
 # --- the files of one cache -------------------------------------------------------------
@@ -433,6 +453,9 @@ class EntryFiles:
         except OSError as exc:
             unlink_quietly(temp)
             raise write_error(self.directory, exc) from exc
+        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP (voiceprep.cli._signals)
+            unlink_quietly(temp)
+            raise
 
     def scan(self) -> tuple[list[Path], list[Path]]:
         """(entry files, temporaries) under audio/: real shard directories, our names only."""

@@ -1,5 +1,6 @@
-"""The index: SQLite connections, fork and read-only handling, schema and migrations,
-transactions that delete files only after they commit, and SQLite errors made clear.
+"""The index: SQLite connections, fork and read-only handling, schema and migrations, the
+eviction policy, and rows <-> records (a row's CacheEntry, the checked read of its file,
+the insert of a new row). Its SQLite errors and transactions are `voiceprep.cache.sqlite`.
 
 One SQLite file in WAL mode (`synchronous=NORMAL`); a connection per thread, opened
 again after fork(); rows read as `sqlite3.Row`; errors classified by `sqlite_errorcode`.
@@ -11,32 +12,54 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
-import random
 import shutil
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from voiceprep.cache import faults
-from voiceprep.cache.entries import AUDIO_DIR, EntryFiles, unlink_quietly, writer_tag
-from voiceprep.errors import CacheError, CacheIndexError, CacheReadOnlyError, CacheVersionError
+from voiceprep.cache.entries import (
+    AUDIO_DIR,
+    EntryFiles,
+    UnsafeEntry,
+    check_entry,
+    encode_entry,
+    unlink_quietly,
+    valid_name,
+    write_error,
+    writer_tag,
+)
+from voiceprep.cache.records import CacheEntry
+from voiceprep.cache.sqlite import (
+    INDEX_NAME,
+    Transaction,
+    damaged_index,
+    in_chunks,
+    index_error,
+    is_damage,
+    is_unwritable,
+    retry_locked,
+    unwritable_reason,
+)
+from voiceprep.errors import (
+    CacheCorruptError,
+    CacheError,
+    CacheIndexError,
+    CacheReadOnlyError,
+    CacheVersionError,
+)
 
 SCHEMA_VERSION = 2
-INDEX_NAME = "index.sqlite"
-REPAIR_HINT = "run `voiceprep cache verify --repair` to rebuild it from the audio files"
 
 # Hits are written to the index in batches: after this many, or this many seconds.
 HIT_FLUSH_COUNT = 256
 HIT_FLUSH_SECONDS = 10.0
 _BUSY_TIMEOUT_SECONDS = 10.0
-# "database is locked" past SQLite's own busy timeout is retried up to this long.
-_LOCKED_RETRY_SECONDS = 60.0
-SQL_CHUNK = 500  # host parameters per statement stay well under SQLite's limit
 
 _ENTRIES = """
     CREATE TABLE entries (
@@ -65,9 +88,22 @@ _LEASES = """
         expires REAL NOT NULL        -- unix time; a lapsed lease may be taken over
     )
 """
+# The eviction policy, defined here only (as diskcache's EVICTION_POLICY): the SQL index it
+# needs, what a hit writes (in batches), the order entries are evicted in, the order
+# `entries()` lists them in, and the rows not used since a time (`prune --older-than`).
+EVICTION_POLICY: dict[str, dict[str, str]] = {
+    "least-recently-used": {
+        "init": "CREATE INDEX entries_lru ON entries (last_used, created)",
+        "hit": "UPDATE entries SET hits = hits + ?, last_used = max(last_used, ?) WHERE key = ?",
+        "cull": "ORDER BY last_used, created",
+        "listing": "ORDER BY last_used DESC, key",
+        "unused_since": "WHERE last_used < ?",
+    },
+}
+POLICY = EVICTION_POLICY["least-recently-used"]
 _SCHEMA = (
     _ENTRIES,
-    "CREATE INDEX entries_lru ON entries (last_used, created)",
+    POLICY["init"],
     # Running totals, kept by triggers, so eviction never scans the table.
     """
     CREATE TABLE totals (
@@ -106,155 +142,6 @@ _BASE_COLUMNS = (
 COLUMNS = _BASE_COLUMNS + ", loudness"
 # Connections inherited through fork() belong to the parent: never closed by the child.
 _INHERITED: list[sqlite3.Connection] = []
-
-T = TypeVar("T")
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-def _code(exc: sqlite3.Error) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return None if code is None else code & 0xFF
-
-
-def is_locked(exc: sqlite3.Error) -> bool:
-    code = _code(exc)
-    if code is not None:
-        return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(exc).lower()  # raised by the sqlite3 module itself
-
-
-def is_damage(exc: sqlite3.Error) -> bool:
-    return _code(exc) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-
-
-def is_unwritable(exc: sqlite3.Error) -> bool:
-    """SQLite cannot write here: read-only, full, an I/O error (its -shm file), cannot open."""
-    return _code(exc) in (
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_CANTOPEN,
-    )
-
-
-def _unwritable_reason(exc: sqlite3.Error) -> str:
-    extended = getattr(exc, "sqlite_errorcode", None)
-    if extended in (
-        sqlite3.SQLITE_IOERR_SHMOPEN,
-        sqlite3.SQLITE_IOERR_SHMSIZE,
-        sqlite3.SQLITE_IOERR_SHMMAP,
-    ):
-        return f"SQLite cannot create {INDEX_NAME}-shm: the disk is full or not writable"
-    code = _code(exc)
-    if code == sqlite3.SQLITE_FULL:
-        return "no space left on device"
-    if code == sqlite3.SQLITE_READONLY:
-        return "read-only"
-    return str(exc)
-
-
-def damaged_index(directory: Path, reason: str) -> CacheIndexError:
-    return CacheIndexError(
-        f"{directory}: the cache index is damaged ({reason}); {REPAIR_HINT} "
-        "(the damaged index is kept beside it)"
-    )
-
-
-def index_error(directory: Path, exc: sqlite3.Error) -> CacheError:
-    """A clear CacheError for what SQLite reported."""
-    code = _code(exc)
-    if code == sqlite3.SQLITE_READONLY:
-        return CacheReadOnlyError(f"{directory}: cache is read-only; nothing was stored")
-    if code == sqlite3.SQLITE_FULL:
-        return CacheError(f"{directory}: no space left on device; nothing was stored")
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return damaged_index(directory, str(exc))
-    if code == sqlite3.SQLITE_IOERR:
-        return CacheError(f"{directory}: I/O error on the cache index; nothing was stored")
-    if code == sqlite3.SQLITE_CANTOPEN:
-        return CacheError(f"{directory}: cannot open the cache index ({exc})")
-    return CacheError(f"{directory}: cache index error ({exc})")
-
-
-def retry_locked(action: Callable[[], T]) -> T:
-    """Run `action`, retrying "database is locked" with jittered backoff for a while."""
-    deadline = time.monotonic() + _LOCKED_RETRY_SECONDS
-    delay = 0.002
-    while True:
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if not is_locked(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
-
-
-# --- transactions -------------------------------------------------------------------------
-
-
-class Transaction:
-    """BEGIN IMMEDIATE … COMMIT. Files handed to `delete_after_commit` are deleted only
-    once the commit happened; callbacks given to `on_rollback` run when it did not.
-
-    A doomed file is renamed to `<name>.del` at once, under the write lock, so a repair
-    (which indexes entry files no row refers to, under the same lock) never takes it for
-    an entry the index lost; it is unlinked after the commit, renamed back on rollback.
-    Readers holding an older snapshot then find it gone: a miss, as after a deletion.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, files: EntryFiles | None = None) -> None:
-        self.conn = conn
-        self.files = files
-        self.committed = False
-        self._doomed: list[tuple[Path, Path]] = []  # (doomed name, original name)
-        self._undo: list[Callable[[], object]] = []
-
-    def delete_after_commit(self, key: str, relative: str) -> None:
-        if self.files is None:
-            return
-        doomed = self.files.doom(key, relative)
-        if doomed is not None:
-            self._doomed.append((doomed, self.files.directory / relative))
-            faults.reached("doomed")
-
-    def on_rollback(self, action: Callable[[], object]) -> None:
-        self._undo.append(action)
-
-    def __enter__(self) -> Transaction:
-        retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                try:
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    # A failed COMMIT (disk full, I/O error) leaves the transaction open.
-                    with contextlib.suppress(sqlite3.Error):
-                        self.conn.execute("ROLLBACK")
-                    raise
-                self.committed = True
-            elif self.conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-        finally:
-            if self.committed:
-                # Only now, with the commit done, may the files it stopped referencing go.
-                if self._doomed:
-                    faults.reached("committed")
-                for doomed, _ in self._doomed:
-                    unlink_quietly(doomed)
-            else:
-                for doomed, original in self._doomed:
-                    with contextlib.suppress(OSError):
-                        os.rename(doomed, original)
-                for action in self._undo:
-                    with contextlib.suppress(OSError):
-                        action()
 
 
 # --- the index -------------------------------------------------------------------------
@@ -397,8 +284,6 @@ class Index:
         except sqlite3.DatabaseError as exc:
             raise index_error(self.directory, exc) from exc
         except OSError as exc:
-            from voiceprep.cache.entries import write_error
-
             raise write_error(self.directory, exc) from exc
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -417,7 +302,7 @@ class Index:
                     # reads still work through a read-only connection.
                     conn = self._open_read_only()
                     self.read_only_reason = (
-                        f"cannot write the cache index ({_unwritable_reason(exc)}); "
+                        f"cannot write the cache index ({unwritable_reason(exc)}); "
                         "reads work, writes do not"
                     )
                     writable = False
@@ -514,6 +399,108 @@ class Index:
             shutil.rmtree(self.copy_dir, ignore_errors=True)
             self.copy_dir = None
 
+    # rows <-> records ----------------------------------------------------------------
+
+    def entry_of(self, row: sqlite3.Row) -> CacheEntry:
+        """The record of a row read with `self.columns`."""
+        return CacheEntry(
+            key=row["key"],
+            text=row["text"],
+            backend=row["backend"],
+            model=row["model"],
+            voice=row["voice"],
+            options=json.loads(row["options"]),
+            rate=row["rate"],
+            channels=row["channels"],
+            duration=row["duration"],
+            size=row["size"],
+            sha256=row["sha256"],
+            created=row["created"],
+            last_used=row["last_used"],
+            hits=row["hits"],
+            path=self.directory / row["file"],
+            loudness=row["loudness"],
+        )
+
+    def row(self, key: str, columns: str = "") -> sqlite3.Row | None:
+        """The row of `key` (`columns`, default all), None when it has none."""
+        rows = self.query(f"SELECT {columns or self.columns} FROM entries WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
+    def contains(self, key: str) -> bool:
+        """Whether `key` has a committed row whose file is present."""
+        row = self.row(key, "file")
+        return row is not None and self.files.exists(key, row["file"])
+
+    def cached(self, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` have a row."""
+        found: set[str] = set()
+        for chunk, marks in in_chunks(keys):
+            rows = self.query(f"SELECT key FROM entries WHERE key IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
+
+    def read_file(self, key: str, file: str) -> bytes | None:
+        """A row's file bytes; None when gone; CacheCorruptError when it is not ours."""
+        try:
+            return self.files.read(key, file)
+        except UnsafeEntry as exc:
+            raise CacheCorruptError(
+                f"{key[:16]}: the index points at {exc} (refused); "
+                "run `voiceprep cache verify --repair`"
+            ) from exc
+
+    def read_pcm(self, key: str, file: str, rate: int, channels: int, sha256: str) -> bytes | None:
+        """The PCM of a row's file, checked; None when the file is gone (evicted meanwhile)."""
+        blob = self.read_file(key, file)
+        if blob is None:
+            return None
+        where = f"{self.directory}/{file}"
+        return check_entry(blob, key=key, rate=rate, channels=channels, sha256=sha256, where=where)[
+            0
+        ]
+
+    def check_row(self, row: sqlite3.Row, blob: bytes) -> tuple[bytes, bool]:
+        """Every check of a row's file, metadata included: (PCM, whether self-describing)."""
+        return check_entry(
+            blob,
+            key=row["key"],
+            rate=row["rate"],
+            channels=row["channels"],
+            sha256=row["sha256"],
+            where=str(self.directory / row["file"]),
+            full=True,
+        )
+
+    def entry_bytes(self, key: str) -> bytes:
+        """The whole self-describing entry file of `key`, checked (KeyError if not cached);
+        an old-format file comes back in the current format, built from its row."""
+        row = self.row(key)
+        blob = None if row is None else self.read_file(key, row["file"])
+        if row is None or blob is None:
+            raise KeyError(key)
+        pcm, described = self.check_row(row, blob)
+        return blob if described else encode_entry(pcm, self.entry_of(row).meta)
+
+    def restore_interrupted(self, key: str, file: str) -> bool:
+        """Finish the rollback of a writer killed inside its transaction, as SQLite rolls
+        back a hot journal: a dropped row's file is renamed `<name>.del` before the commit,
+        so a row that still names a missing file beside its `.del` is one whose drop never
+        committed. True when the file is back. Checked under the write lock (a drop still
+        in flight commits first, and then the row no longer names it)."""
+        if self.read_only or not valid_name(key, file):
+            return False  # (a row is input: never look outside the cache)
+        if not os.path.lexists((self.directory / file).with_suffix(".del")):
+            return False
+        try:
+            with self.write() as (conn, _):
+                sql = "SELECT 1 FROM entries WHERE key = ? AND file = ?"
+                if conn.execute(sql, (key, file)).fetchone() is None:
+                    return False
+                return self.files.undoom(key, file)
+        except CacheError:
+            return False
+
     # hits ---------------------------------------------------------------------------
 
     def record_hit(self, key: str) -> None:
@@ -538,10 +525,7 @@ class Index:
         return [(int(hits), last_used, key) for key, (hits, last_used) in pending.items()]
 
     def apply_hits(self, conn: sqlite3.Connection, rows: Sequence[tuple[int, float, str]]) -> None:
-        conn.executemany(
-            "UPDATE entries SET hits = hits + ?, last_used = max(last_used, ?) WHERE key = ?",
-            rows,
-        )
+        conn.executemany(POLICY["hit"], rows)
 
     def flush_hits(self) -> None:
         if not self.pending or os.getpid() != self.pid:
@@ -573,22 +557,26 @@ def create_index_file(path: Path) -> None:
         conn.close()
 
 
-def in_chunks(keys: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
-    """`keys` in chunks of SQL_CHUNK, each with its `?,?,…` for `key IN (…)`."""
-    for start in range(0, len(keys), SQL_CHUNK):
-        chunk = keys[start : start + SQL_CHUNK]
-        yield chunk, ",".join("?" * len(chunk))
-
-
-def select_rows(conn: sqlite3.Connection, columns: str, keys: Sequence[str]) -> list[sqlite3.Row]:
-    """`columns` of the rows of `keys`."""
-    rows: list[sqlite3.Row] = []
-    for chunk, marks in in_chunks(keys):
-        sql = f"SELECT {columns} FROM entries WHERE key IN ({marks})"
-        rows += conn.execute(sql, chunk).fetchall()
-    return rows
-
-
-def delete_rows(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
-    for chunk, marks in in_chunks(keys):
-        conn.execute(f"DELETE FROM entries WHERE key IN ({marks})", chunk)
+def insert_row(conn: sqlite3.Connection, entry: CacheEntry, relative: str) -> None:
+    """The row of `entry`, whose file is `relative` (records -> rows)."""
+    conn.execute(
+        f"INSERT INTO entries ({COLUMNS}) VALUES ({', '.join('?' * 16)})",
+        (
+            entry.key,
+            relative,
+            entry.text,
+            entry.backend,
+            entry.model,
+            entry.voice,
+            json.dumps(entry.options, sort_keys=True, ensure_ascii=False, default=str),
+            entry.rate,
+            entry.channels,
+            entry.duration,
+            entry.size,
+            entry.sha256,
+            entry.created,
+            entry.last_used,
+            entry.hits,
+            entry.loudness,
+        ),
+    )

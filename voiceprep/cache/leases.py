@@ -30,7 +30,6 @@ from voiceprep.errors import CacheError
 
 if TYPE_CHECKING:
     from voiceprep.cache.index import Index
-    from voiceprep.cache.store import AudioCache
 
 DEFAULT_TTL = 120.0
 
@@ -119,14 +118,14 @@ def holder(index: Index, key: str) -> LeaseInfo | None:
     return info if info.live() else None
 
 
-def wait_for(cache: AudioCache, key: str, *, timeout: float, poll: float = 0.05) -> bool:
+def wait_for(index: Index, key: str, *, timeout: float, poll: float = 0.05) -> bool:
     """Block until `key` is cached or no live lease holds it (bounded); whether cached."""
     deadline = time.monotonic() + timeout
     while True:
-        if cache.contains(key):
+        if index.contains(key):
             return True
-        if cache.lease_holder(key) is None:
-            return cache.contains(key)
+        if holder(index, key) is None:
+            return index.contains(key)
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)

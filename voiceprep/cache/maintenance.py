@@ -15,7 +15,6 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from voiceprep.cache import entries as _entries
 from voiceprep.cache.entries import (
@@ -31,7 +30,7 @@ from voiceprep.cache.entries import (
     writer_of,
     writer_tag,
 )
-from voiceprep.cache.index import INDEX_NAME, Transaction, create_index_file, index_error
+from voiceprep.cache.index import POLICY, Index, create_index_file, insert_row
 from voiceprep.cache.leases import expire_lapsed
 from voiceprep.cache.records import (
     CacheEntry,
@@ -40,10 +39,9 @@ from voiceprep.cache.records import (
     RebuildReport,
     VerifyReport,
 )
+from voiceprep.cache.sqlite import INDEX_NAME, Transaction, index_error
+from voiceprep.cache.writes import Limits, store_entry
 from voiceprep.errors import CacheCorruptError, CacheError, CacheIndexError, InputError
-
-if TYPE_CHECKING:
-    from voiceprep.cache.store import AudioCache
 
 
 def settled(path: Path) -> bool:
@@ -64,16 +62,16 @@ def temp_is_stale(path: Path) -> bool:
     return writer_gone(writer_of(path)) or _entries.older_than(path, _entries.STALE_TEMP_SECONDS)
 
 
-def remove_stale_temps(cache: AudioCache, temps: list[Path] | None = None) -> None:
+def remove_stale_temps(index: Index, temps: list[Path] | None = None) -> None:
     """Delete stale temporaries. A stale `.del` whose row still names its file is the
     drop of a writer killed before it committed: restored, never deleted."""
     if temps is None:
-        temps = [temp for temp in cache._files.scan()[1] if temp_is_stale(temp)]
+        temps = [temp for temp in index.files.scan()[1] if temp_is_stale(temp)]
     for temp in temps:
         if temp.suffix == ".del":
             key = temp.name.partition(".")[0]
-            relative = temp.with_suffix(".wav").relative_to(cache.directory).as_posix()
-            if cache.restore_interrupted(key, relative):
+            relative = temp.with_suffix(".wav").relative_to(index.directory).as_posix()
+            if index.restore_interrupted(key, relative):
                 continue
         unlink_quietly(temp)
 
@@ -87,20 +85,19 @@ class _Found:
     adopt: list[tuple[Path, EntryMeta, int]]  # (file, its metadata, PCM bytes)
 
 
-def verify(cache: AudioCache, *, repair: bool = False) -> VerifyReport:
-    index = cache._index
+def verify(index: Index, *, repair: bool = False) -> VerifyReport:
     index.quiet_flush()
     try:
-        return _verify(cache, repair=repair)
+        return _verify(index, repair=repair)
     except CacheIndexError:
         if not repair:
             raise
-    return _rebuilt_report(cache)
+    return _rebuilt_report(index)
 
 
-def _rebuilt_report(cache: AudioCache) -> VerifyReport:
-    result = rebuild(cache)
-    report = _verify(cache, repair=True)
+def _rebuilt_report(index: Index) -> VerifyReport:
+    result = rebuild(index)
+    report = _verify(index, repair=True)
     report.rebuilt = True
     report.moved_aside = result.moved_aside
     report.corrupt += [(str(path), reason) for path, reason in result.unreadable]
@@ -108,35 +105,34 @@ def _rebuilt_report(cache: AudioCache) -> VerifyReport:
     return report
 
 
-def _verify(cache: AudioCache, *, repair: bool) -> VerifyReport:
-    index = cache._index
-    files = cache._files
+def _verify(index: Index, *, repair: bool) -> VerifyReport:
+    files = index.files
     report = VerifyReport()
     if index.reader() is None:
         if repair and files.scan()[0]:
-            return _rebuilt_report(cache)  # a missing index, entry files still there
+            return _rebuilt_report(index)  # a missing index, entry files still there
         return report
     if repair:
         index.writable()
     rows = index.query("SELECT key, file, rate, channels, size, sha256 FROM entries")
-    report.index_errors = _index_problems(cache)
+    report.index_errors = _index_problems(index)
     if repair and any(not p.startswith("running totals") for p in report.index_errors):
-        raise CacheIndexError(f"{cache.directory}: {report.index_errors[0]}")
+        raise CacheIndexError(f"{index.directory}: {report.index_errors[0]}")
     referenced = {row["file"] for row in rows}
     found = _Found({row["key"]: row["file"] for row in rows}, [], [])
     bad_keys: set[str] = set()
     for row in rows:
         key, file = row["key"], row["file"]
         report.checked += 1
-        problem, old_format = _entry_problem(cache, row)
-        if problem == "missing" and cache.restore_interrupted(key, file):
-            problem, old_format = _entry_problem(cache, row)
+        problem, old_format = _entry_problem(index, row)
+        if problem == "missing" and index.restore_interrupted(key, file):
+            problem, old_format = _entry_problem(index, row)
         if problem is None:
             if old_format:
                 report.old_format += 1
                 found.upgrades.append(key)
             continue
-        if not _still_refers(cache, key, file):
+        if not _still_refers(index, key, file):
             continue
         bad_keys.add(key)
         if problem == "missing":
@@ -145,7 +141,7 @@ def _verify(cache: AudioCache, *, repair: bool) -> VerifyReport:
             report.corrupt.append((key, problem))
     wavs, temps = files.scan()
     for path in sorted(wavs):
-        relative = path.relative_to(cache.directory).as_posix()
+        relative = path.relative_to(index.directory).as_posix()
         if relative in referenced or not settled(path):
             continue
         adoptable = _adoptable(path)
@@ -158,7 +154,7 @@ def _verify(cache: AudioCache, *, repair: bool) -> VerifyReport:
             report.orphans.append(path)
     report.stale_temps = sorted(p for p in temps if temp_is_stale(p))
     if repair:
-        _repair(cache, report, found)
+        _repair(index, report, found)
     return report
 
 
@@ -174,8 +170,8 @@ def _adoptable(path: Path) -> tuple[EntryMeta, int] | None:
     return (meta, len(pcm)) if path.name.startswith(meta.key + ".") else None
 
 
-def _index_problems(cache: AudioCache) -> list[str]:
-    query = cache._index.query
+def _index_problems(index: Index) -> list[str]:
+    query = index.query
     problems = [row[0] for row in query("PRAGMA quick_check")]
     problems = [] if problems == ["ok"] else problems
     totals = query("SELECT count, size FROM totals WHERE id = 0")
@@ -191,11 +187,11 @@ def _index_problems(cache: AudioCache) -> list[str]:
     return problems
 
 
-def _entry_problem(cache: AudioCache, row: sqlite3.Row) -> tuple[str | None, bool]:
+def _entry_problem(index: Index, row: sqlite3.Row) -> tuple[str | None, bool]:
     """(what is wrong with a row's entry or None, whether its file is old-format)."""
     key, file = row["key"], row["file"]
     try:
-        actual = cache._files.size(key, file)
+        actual = index.files.size(key, file)
     except UnsafeEntry as exc:
         return f"refused: {exc}", False
     if actual is None:
@@ -203,10 +199,10 @@ def _entry_problem(cache: AudioCache, row: sqlite3.Row) -> tuple[str | None, boo
     if actual != row["size"]:
         return f"size {actual} bytes, recorded {row['size']}", False
     try:
-        blob = cache._files.read(key, file)
+        blob = index.files.read(key, file)
         if blob is None:
             return "missing", False
-        _, described = cache._check_row(row, blob)
+        _, described = index.check_row(row, blob)
     except UnsafeEntry as exc:
         return f"refused: {exc}", False
     except CacheCorruptError as exc:
@@ -214,33 +210,33 @@ def _entry_problem(cache: AudioCache, row: sqlite3.Row) -> tuple[str | None, boo
     return None, not described
 
 
-def _still_refers(cache: AudioCache, key: str, file: str) -> bool:
+def _still_refers(index: Index, key: str, file: str) -> bool:
     """Whether the row still names that file, asked after any write in progress committed.
 
     A writer dropping a row renames its file inside its transaction: a reader's older
     snapshot may still show the row. Under the write lock the answer is the committed one.
     """
     sql = "SELECT 1 FROM entries WHERE key = ? AND file = ?"
-    conn = cache._index.reader()
-    if conn is None or cache._index.read_only:
-        return bool(cache._index.query(sql, (key, file)))
+    conn = index.reader()
+    if conn is None or index.read_only:
+        return bool(index.query(sql, (key, file)))
     try:
         with Transaction(conn):  # takes the write lock, writes nothing (no migration)
             return conn.execute(sql, (key, file)).fetchone() is not None
     except sqlite3.DatabaseError as exc:
-        raise index_error(cache.directory, exc) from exc
+        raise index_error(index.directory, exc) from exc
 
 
-def _repair(cache: AudioCache, report: VerifyReport, found: _Found) -> None:
+def _repair(index: Index, report: VerifyReport, found: _Found) -> None:
     bad = report.missing + [key for key, _ in report.corrupt]
-    with cache._index.write() as (conn, tx):
+    with index.write() as (conn, tx):
         for key in bad:
             file = found.files_by_key[key]
             conn.execute("DELETE FROM entries WHERE key = ? AND file = ?", (key, file))
             if key in dict(report.corrupt) and not dict(report.corrupt)[key].startswith("refused"):
                 tx.delete_after_commit(key, file)  # `refused`: never touch what is not ours
         for path, meta, pcm_bytes in found.adopt:
-            _adopt(cache, conn, path, meta, pcm_bytes)
+            _adopt(index, conn, path, meta, pcm_bytes)
         conn.execute(
             "UPDATE totals SET count = (SELECT count(*) FROM entries), "
             "size = (SELECT coalesce(sum(size), 0) FROM entries) WHERE id = 0"
@@ -249,77 +245,51 @@ def _repair(cache: AudioCache, report: VerifyReport, found: _Found) -> None:
         # refers to them: a put that renamed its file but has not committed yet checks,
         # under the same lock, that its file still exists.
         for orphan in report.orphans:
-            relative = orphan.relative_to(cache.directory).as_posix()
+            relative = orphan.relative_to(index.directory).as_posix()
             if conn.execute("SELECT 1 FROM entries WHERE file = ?", (relative,)).fetchone():
                 continue
             unlink_quietly(orphan)
-    remove_stale_temps(cache, report.stale_temps)
+    remove_stale_temps(index, report.stale_temps)
     for key in found.upgrades:
         with contextlib.suppress(CacheError):
-            _upgrade(cache, key)
+            _upgrade(index, key)
     with contextlib.suppress(CacheError):
-        expire_lapsed(cache._index)
+        expire_lapsed(index)
     report.repaired = True
 
 
 def _adopt(
-    cache: AudioCache, conn: sqlite3.Connection, path: Path, meta: EntryMeta, pcm_bytes: int
+    index: Index, conn: sqlite3.Connection, path: Path, meta: EntryMeta, pcm_bytes: int
 ) -> None:
     """Index a self-describing file no row refers to (inside the repair's transaction)."""
-    from voiceprep.cache.store import insert_row
-
-    relative = path.relative_to(cache.directory).as_posix()
+    relative = path.relative_to(index.directory).as_posix()
     if not valid_name(meta.key, relative) or not path.exists():
         return
     old = conn.execute("SELECT file FROM entries WHERE key = ?", (meta.key,)).fetchone()
     if old is not None:
         return  # a writer stored the key meanwhile (the damaged row is already gone)
     info = path.stat()
-    entry = _entry_of(cache, meta, relative, info.st_size, pcm_bytes, info.st_mtime, 0)
+    entry = CacheEntry.from_meta(
+        meta,
+        path=path,
+        size=info.st_size,
+        pcm_bytes=pcm_bytes,
+        last_used=max(info.st_mtime, meta.created),
+    )
     insert_row(conn, entry, relative)
 
 
-def _entry_of(
-    cache: AudioCache,
-    meta: EntryMeta,
-    relative: str,
-    size: int,
-    pcm_bytes: int,
-    last_used: float,
-    hits: int,
-) -> CacheEntry:
-    duration = pcm_bytes / (2 * meta.channels * meta.rate)
-    return CacheEntry(
-        key=meta.key,
-        text=meta.text,
-        backend=meta.identity.name,
-        model=meta.identity.model,
-        voice=meta.identity.voice,
-        options=dict(meta.identity.options),
-        rate=meta.rate,
-        channels=meta.channels,
-        duration=duration,
-        size=size,
-        sha256=meta.sha256,
-        created=meta.created,
-        last_used=max(last_used, meta.created),
-        hits=hits,
-        path=cache.directory / relative,
-        loudness=meta.loudness,
-    )
-
-
-def _upgrade(cache: AudioCache, key: str) -> None:
+def _upgrade(index: Index, key: str) -> None:
     """Rewrite an old-format entry file with its metadata chunk (same audio, new name)."""
-    entry = cache.entry(key)
-    if entry is None:
+    row = index.row(key, "file")
+    if row is None:
         return
-    blob = cache.entry_bytes(key)  # built from the row for an old-format file
+    blob = index.entry_bytes(key)  # built from the row for an old-format file
     relative = entry_name(key)
-    cache._files.write(relative, key, blob)
-    old = entry.path.relative_to(cache.directory).as_posix()
-    with cache._index.write() as (conn, tx):
-        tx.on_rollback(lambda: unlink_quietly(cache.directory / relative))
+    index.files.write(relative, key, blob)
+    old = row["file"]
+    with index.write() as (conn, tx):
+        tx.on_rollback(lambda: unlink_quietly(index.directory / relative))
         cursor = conn.execute(
             "UPDATE entries SET file = ?, size = ? WHERE key = ? AND file = ?",
             (relative, len(blob), key, old),
@@ -333,25 +303,24 @@ def _upgrade(cache: AudioCache, key: str) -> None:
 # --- rebuild ----------------------------------------------------------------------------
 
 
-def _old_rows(cache: AudioCache) -> dict[str, sqlite3.Row]:
+def _old_rows(index: Index) -> dict[str, sqlite3.Row]:
     """The rows of the current index by file, when it can still be read (else empty)."""
     try:
-        rows = cache._index.query(f"SELECT {cache._index.columns} FROM entries")
+        rows = index.query(f"SELECT {index.columns} FROM entries")
     except CacheError:
         return {}
     return {row["file"]: row for row in rows}
 
 
-def rebuild(cache: AudioCache) -> RebuildReport:
-    index = cache._index
-    files = cache._files
+def rebuild(index: Index) -> RebuildReport:
+    files = index.files
     index.check_replaceable()
-    old_rows = _old_rows(cache)
+    old_rows = _old_rows(index)
     index.close()
     chosen: dict[str, tuple[EntryMeta, bytes, str, float, int, bool]] = {}
     unreadable: list[tuple[Path, str]] = []
     for path in sorted(files.scan()[0]):
-        relative = path.relative_to(cache.directory).as_posix()
+        relative = path.relative_to(index.directory).as_posix()
         key = path.name.split(".", 1)[0]
         try:
             blob = files.read(key, relative)
@@ -366,7 +335,7 @@ def rebuild(cache: AudioCache) -> RebuildReport:
         try:
             meta, _ = read_entry(blob, where=str(path))
         except CacheCorruptError as exc:
-            meta = _meta_from_row(blob, row) if file_meta(blob) is None else None
+            meta = _meta_from_row(index, blob, row) if file_meta(blob) is None else None
             if meta is None:
                 unreadable.append((path, str(exc).split(": ", 1)[-1]))
                 continue
@@ -380,14 +349,12 @@ def rebuild(cache: AudioCache) -> RebuildReport:
         previous = chosen.get(meta.key)
         if previous is None or meta.created > previous[0].created:
             chosen[meta.key] = (meta, blob, relative, last_used, hits, upgrade)
-    temp = cache.directory / f"{INDEX_NAME}.{writer_tag()}.tmp"
+    temp = index.directory / f"{INDEX_NAME}.{writer_tag()}.tmp"
     upgraded: list[tuple[str, str]] = []  # (key, old file) replaced by an upgraded one
     try:
         create_index_file(temp)
         conn = sqlite3.connect(temp, isolation_level=None)
         try:
-            from voiceprep.cache.store import insert_row
-
             conn.execute("BEGIN IMMEDIATE")
             for meta, blob, relative, last_used, hits, upgrade in chosen.values():
                 pcm = check_pcm(
@@ -399,7 +366,14 @@ def rebuild(cache: AudioCache) -> RebuildReport:
                     files.write(new_relative, meta.key, blob)
                     upgraded.append((meta.key, relative))
                     relative = new_relative
-                entry = _entry_of(cache, meta, relative, len(blob), len(pcm), last_used, hits)
+                entry = CacheEntry.from_meta(
+                    meta,
+                    path=index.directory / relative,
+                    size=len(blob),
+                    pcm_bytes=len(pcm),
+                    last_used=max(last_used, meta.created),
+                    hits=hits,
+                )
                 insert_row(conn, entry, relative)
             conn.execute("COMMIT")
         finally:
@@ -419,7 +393,7 @@ def rebuild(cache: AudioCache) -> RebuildReport:
     )
 
 
-def _meta_from_row(blob: bytes, row: sqlite3.Row | None) -> EntryMeta | None:
+def _meta_from_row(index: Index, blob: bytes, row: sqlite3.Row | None) -> EntryMeta | None:
     """An old-format file's metadata from the old index's row, if the file matches it."""
     if row is None:
         return None
@@ -427,22 +401,7 @@ def _meta_from_row(blob: bytes, row: sqlite3.Row | None) -> EntryMeta | None:
         check_pcm(blob, rate=row["rate"], channels=row["channels"], sha256=row["sha256"], where="")
     except CacheCorruptError:
         return None
-    import json
-
-    from voiceprep.keys import BackendIdentity
-
-    return EntryMeta(
-        key=row["key"],
-        text=row["text"],
-        identity=BackendIdentity(
-            row["backend"], row["model"], row["voice"], json.loads(row["options"])
-        ),
-        rate=row["rate"],
-        channels=row["channels"],
-        sha256=row["sha256"],
-        created=row["created"],
-        loudness=row["loudness"],
-    )
+    return index.entry_of(row).meta
 
 
 def _move_aside(path: Path) -> Path | None:
@@ -466,44 +425,44 @@ def _move_aside(path: Path) -> Path | None:
 # --- merge ------------------------------------------------------------------------------
 
 
-def merge(cache: AudioCache, source_dir: str | os.PathLike[str]) -> MergeReport:
-    from voiceprep.cache.store import AudioCache
-
+def merge(index: Index, source_dir: str | os.PathLike[str], *, limits: Limits) -> MergeReport:
+    """Import the entries of the cache at `source_dir` into `index`'s (see AudioCache.merge)."""
     source_path = Path(source_dir).expanduser().absolute()
     if not (source_path / INDEX_NAME).is_file():
         raise InputError(f"{source_path}: not a voiceprep cache (no {INDEX_NAME})")
-    if source_path.resolve() == cache.directory.resolve():
+    if source_path.resolve() == index.directory.resolve():
         raise InputError(f"{source_path}: cannot merge a cache into itself")
     report = MergeReport()
-    present = cache.keys()
-    with AudioCache(source_path) as source:
-        for item in source.entries():
+    present = {row[0] for row in index.query("SELECT key FROM entries")}
+    source = Index(source_path)
+    try:
+        rows = source.query(f"SELECT {source.columns} FROM entries {POLICY['listing']}")
+        for row in rows:
+            item = source.entry_of(row)
             if item.key in present:
                 report.skipped += 1
                 continue
-            rows = source._index.query(
-                "SELECT file, sha256 FROM entries WHERE key = ?", (item.key,)
-            )
             try:
-                pcm = (
-                    source._read_pcm(
-                        item.key, rows[0]["file"], item.rate, item.channels, rows[0]["sha256"]
-                    )
-                    if rows
-                    else None
-                )
+                pcm = source.read_pcm(item.key, row["file"], item.rate, item.channels, item.sha256)
             except CacheCorruptError as exc:
                 report.failed.append((item.key, str(exc)))
                 continue
             if pcm is None:
                 report.failed.append((item.key, f"{item.path}: file missing"))
                 continue
-            meta = cache._meta(item)
-            _, stored = cache._store(
-                meta, pcm, last_used=item.last_used, hits=item.hits, replace=False
+            _, stored = store_entry(
+                index,
+                item.meta,
+                pcm,
+                limits=limits,
+                last_used=item.last_used,
+                hits=item.hits,
+                replace=False,
             )
             if stored:
                 report.imported += 1
             else:
                 report.skipped += 1
+    finally:
+        source.close()
     return report

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voiceprep.audio_format import pcm_seconds
 from voiceprep.keys import BackendIdentity
 
 
@@ -30,9 +31,54 @@ class CacheEntry:
     path: Path
     loudness: float | None = None  # integrated LUFS; None when unknown
 
+    @classmethod
+    def from_meta(
+        cls,
+        meta: EntryMeta,
+        *,
+        path: Path,
+        size: int,
+        pcm_bytes: int,
+        last_used: float,
+        hits: int = 0,
+    ) -> CacheEntry:
+        """The entry of a file described by `meta` (`size` bytes, `pcm_bytes` of audio)."""
+        return cls(
+            key=meta.key,
+            text=meta.text,
+            backend=meta.identity.name,
+            model=meta.identity.model,
+            voice=meta.identity.voice,
+            options=dict(meta.identity.options),
+            rate=meta.rate,
+            channels=meta.channels,
+            duration=pcm_seconds(pcm_bytes, rate=meta.rate, channels=meta.channels),
+            size=size,
+            sha256=meta.sha256,
+            created=meta.created,
+            last_used=last_used,
+            hits=hits,
+            path=path,
+            loudness=meta.loudness,
+        )
+
     @property
     def identity(self) -> BackendIdentity:
         return BackendIdentity(self.backend, self.model, self.voice, dict(self.options))
+
+    @property
+    def meta(self) -> EntryMeta:
+        """What this entry's file says about itself."""
+        return EntryMeta(
+            key=self.key,
+            text=self.text,
+            identity=self.identity,
+            rate=self.rate,
+            channels=self.channels,
+            sha256=self.sha256,
+            created=self.created,
+            loudness=self.loudness,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: every field, the path as a string."""

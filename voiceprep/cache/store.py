@@ -20,8 +20,6 @@ directory; see docs/cache.md):
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -31,27 +29,17 @@ import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from voiceprep.cache import faults
+from voiceprep.audio_format import AudioFormat
+from voiceprep.cache import faults, maintenance
 from voiceprep.cache import leases as _leases
 from voiceprep.cache.entries import (
-    SAMPLE_WIDTH,
-    UnsafeEntry,
-    check_entry,
     check_key,
-    encode_entry,
     entry_name,
     read_entry,
     unlink_quietly,
-    valid_name,
 )
-from voiceprep.cache.index import (
-    SCHEMA_VERSION,
-    Index,
-    Transaction,
-    delete_rows,
-    in_chunks,
-    select_rows,
-)
+from voiceprep.cache.index import POLICY, SCHEMA_VERSION, Index
+from voiceprep.cache.maintenance import remove_stale_temps
 from voiceprep.cache.records import (
     CacheEntry,
     CacheStats,
@@ -60,10 +48,15 @@ from voiceprep.cache.records import (
     RebuildReport,
     VerifyReport,
 )
-from voiceprep.errors import CacheCorruptError, CacheError, CacheFormatMismatchError
+from voiceprep.cache.sqlite import select_rows
+from voiceprep.cache.writes import Limits, drop, evict, publish, store_entry
+from voiceprep.errors import (
+    CacheCorruptError,
+    CacheError,
+    CacheFormatMismatchError,
+    InvalidValueError,
+)
 from voiceprep.keys import BackendIdentity
-
-_PUBLISH_ATTEMPTS = 3
 
 
 class AudioCache:
@@ -108,6 +101,10 @@ class AudioCache:
         return f"AudioCache({str(self.directory)!r})"
 
     @property
+    def _limits(self) -> Limits:
+        return Limits(self.max_entries, self.max_bytes)
+
+    @property
     def read_only(self) -> bool:
         """True when the directory or index cannot be written (decided on first use)."""
         if self._index.read_only is None:
@@ -120,54 +117,6 @@ class AudioCache:
             existing = existing.parent
         return not os.access(existing, os.W_OK)
 
-    # internals -------------------------------------------------------------------------
-
-    def _entry(self, row: sqlite3.Row) -> CacheEntry:
-        return CacheEntry(
-            key=row["key"],
-            text=row["text"],
-            backend=row["backend"],
-            model=row["model"],
-            voice=row["voice"],
-            options=json.loads(row["options"]),
-            rate=row["rate"],
-            channels=row["channels"],
-            duration=row["duration"],
-            size=row["size"],
-            sha256=row["sha256"],
-            created=row["created"],
-            last_used=row["last_used"],
-            hits=row["hits"],
-            path=self.directory / row["file"],
-            loudness=row["loudness"],
-        )
-
-    def _read_file(self, key: str, file: str) -> bytes | None:
-        """A row's file bytes; None when gone; CacheCorruptError when it is not ours."""
-        try:
-            return self._files.read(key, file)
-        except UnsafeEntry as exc:
-            raise CacheCorruptError(
-                f"{key[:16]}: the index points at {exc} (refused); "
-                "run `voiceprep cache verify --repair`"
-            ) from exc
-
-    def _read_pcm(self, key: str, file: str, rate: int, channels: int, sha256: str) -> bytes | None:
-        """The PCM of a row's file, checked; None when the file is gone (evicted meanwhile)."""
-        blob = self._read_file(key, file)
-        if blob is None:
-            return None
-        where = f"{self.directory}/{file}"
-        return check_entry(blob, key=key, rate=rate, channels=channels, sha256=sha256, where=where)[
-            0
-        ]
-
-    def _row(self, key: str, columns: str = "") -> sqlite3.Row | None:
-        rows = self._index.query(
-            f"SELECT {columns or self._index.columns} FROM entries WHERE key = ?", (key,)
-        )
-        return rows[0] if rows else None
-
     # reads ----------------------------------------------------------------------------
 
     def get(self, key: str, *, rate: int, channels: int) -> bytes | None:
@@ -176,7 +125,7 @@ class AudioCache:
         Raises CacheFormatMismatchError when the entry holds another rate or channel count
         than asked for, CacheCorruptError when its audio fails the sha256 check.
         """
-        row = self._row(key, "file, rate, channels, sha256")
+        row = self._index.row(key, "file, rate, channels, sha256")
         if row is None:
             return None
         if (row["rate"], row["channels"]) != (rate, channels):
@@ -184,36 +133,20 @@ class AudioCache:
                 f"{key[:16]}: cached at {row['rate']} Hz / {row['channels']} ch, "
                 f"asked for {rate} Hz / {channels} ch"
             )
-        pcm = self._read_pcm(key, row["file"], rate, channels, row["sha256"])
-        if pcm is None and self.restore_interrupted(key, row["file"]):
-            pcm = self._read_pcm(key, row["file"], rate, channels, row["sha256"])
+        pcm = self._index.read_pcm(key, row["file"], rate, channels, row["sha256"])
+        if pcm is None and self._index.restore_interrupted(key, row["file"]):
+            pcm = self._index.read_pcm(key, row["file"], rate, channels, row["sha256"])
         if pcm is not None:
             self._index.record_hit(key)
         return pcm
 
     def restore_interrupted(self, key: str, file: str) -> bool:
-        """Finish the rollback of a writer killed inside its transaction, as SQLite rolls
-        back a hot journal: a dropped row's file is renamed `<name>.del` before the commit,
-        so a row that still names a missing file beside its `.del` is one whose drop never
-        committed. True when the file is back. Checked under the write lock (a drop still
-        in flight commits first, and then the row no longer names it)."""
-        if self._index.read_only or not valid_name(key, file):
-            return False  # (a row is input: never look outside the cache)
-        if not os.path.lexists((self.directory / file).with_suffix(".del")):
-            return False
-        try:
-            with self._index.write() as (conn, _):
-                sql = "SELECT 1 FROM entries WHERE key = ? AND file = ?"
-                if conn.execute(sql, (key, file)).fetchone() is None:
-                    return False
-                return self._files.undoom(key, file)
-        except CacheError:
-            return False
+        """See `Index.restore_interrupted`: a killed writer's drop, rolled back."""
+        return self._index.restore_interrupted(key, file)
 
     def contains(self, key: str) -> bool:
         """Whether `key` has a committed entry whose file is present."""
-        row = self._row(key, "file")
-        return row is not None and self._files.exists(key, row["file"])
+        return self._index.contains(key)
 
     __contains__ = contains
 
@@ -222,11 +155,13 @@ class AudioCache:
 
         Counts no hit: checking an entry is not a use of its audio.
         """
-        row = self._row(key, "file, rate, channels, sha256")
+        row = self._index.row(key, "file, rate, channels, sha256")
         if row is None:
             return False
         try:
-            pcm = self._read_pcm(key, row["file"], row["rate"], row["channels"], row["sha256"])
+            pcm = self._index.read_pcm(
+                key, row["file"], row["rate"], row["channels"], row["sha256"]
+            )
         except CacheError:
             return False
         return pcm is not None
@@ -241,20 +176,18 @@ class AudioCache:
 
     def entry(self, key: str) -> CacheEntry | None:
         self._index.quiet_flush()
-        row = self._row(key)
-        return self._entry(row) if row is not None else None
+        row = self._index.row(key)
+        return self._index.entry_of(row) if row is not None else None
 
     def entries(self) -> list[CacheEntry]:
         """Every entry, most recently used first."""
         self._index.quiet_flush()
-        rows = self._index.query(
-            f"SELECT {self._index.columns} FROM entries ORDER BY last_used DESC, key"
-        )
-        return [self._entry(row) for row in rows]
+        rows = self._index.query(f"SELECT {self._index.columns} FROM entries {POLICY['listing']}")
+        return [self._index.entry_of(row) for row in rows]
 
     def wav_path(self, key: str) -> Path:
         """The WAV file of a cached entry. Raises KeyError when `key` is not cached."""
-        row = self._row(key, "file")
+        row = self._index.row(key, "file")
         if row is None:
             raise KeyError(key)
         return self.directory / row["file"]
@@ -265,39 +198,7 @@ class AudioCache:
         An entry written before files described themselves is returned in the current
         format, built from its row.
         """
-        row = self._row(key)
-        if row is None:
-            raise KeyError(key)
-        blob = self._read_file(key, row["file"])
-        if blob is None:
-            raise KeyError(key)
-        pcm, described = self._check_row(row, blob)
-        return blob if described else encode_entry(pcm, self._meta(self._entry(row)))
-
-    def _check_row(self, row: sqlite3.Row, blob: bytes) -> tuple[bytes, bool]:
-        """Every check of a row's file, metadata included: (PCM, whether self-describing)."""
-        return check_entry(
-            blob,
-            key=row["key"],
-            rate=row["rate"],
-            channels=row["channels"],
-            sha256=row["sha256"],
-            where=str(self.directory / row["file"]),
-            full=True,
-        )
-
-    @staticmethod
-    def _meta(entry: CacheEntry) -> EntryMeta:
-        return EntryMeta(
-            key=entry.key,
-            text=entry.text,
-            identity=entry.identity,
-            rate=entry.rate,
-            channels=entry.channels,
-            sha256=entry.sha256,
-            created=entry.created,
-            loudness=entry.loudness,
-        )
+        return self._index.entry_bytes(key)
 
     def stats(self) -> CacheStats:
         self._index.quiet_flush()
@@ -342,7 +243,11 @@ class AudioCache:
         check_key(key)
         if not pcm:
             raise CacheError(f"{text!r}: empty audio is never cached")
-        if channels < 1 or rate < 1 or len(pcm) % (SAMPLE_WIDTH * channels):
+        try:
+            shape = AudioFormat(rate, channels)  # the cache keeps what the CLI accepts
+        except InvalidValueError as exc:
+            raise CacheError(f"{text!r}: {exc}") from None
+        if len(pcm) % shape.frame_bytes:
             raise CacheError(
                 f"{text!r}: {len(pcm)} bytes is not whole s16 frames of {channels} channel(s)"
             )
@@ -360,139 +265,7 @@ class AudioCache:
             created=now,
             loudness=loudness,
         )
-        return self._store(meta, pcm, last_used=now)[0]
-
-    def _new_entry(
-        self, meta: EntryMeta, pcm: bytes, blob: bytes, *, last_used: float, hits: int = 0
-    ) -> CacheEntry:
-        """The entry a write of `meta` makes (its path is set once the file is named)."""
-        identity = meta.identity
-        return CacheEntry(
-            key=meta.key,
-            text=meta.text,
-            backend=identity.name,
-            model=identity.model,
-            voice=identity.voice,
-            options=dict(identity.options),
-            rate=meta.rate,
-            channels=meta.channels,
-            duration=len(pcm) / (SAMPLE_WIDTH * meta.channels * meta.rate),
-            size=len(blob),
-            sha256=meta.sha256,
-            created=meta.created,
-            last_used=last_used,
-            hits=hits,
-            path=self.directory,
-            loudness=meta.loudness,
-        )
-
-    def _store(
-        self,
-        meta: EntryMeta,
-        pcm: bytes,
-        *,
-        last_used: float,
-        hits: int = 0,
-        blob: bytes | None = None,
-        replace: bool = True,
-    ) -> tuple[CacheEntry, bool]:
-        """Write the file, then commit its row: (the entry, whether it was stored).
-
-        With `replace` false, a key already present is left alone (False).
-        """
-        self._index.writable()  # fail before writing any file
-        blob = encode_entry(pcm, meta) if blob is None else blob
-        template = self._new_entry(meta, pcm, blob, last_used=last_used, hits=hits)
-        for _ in range(_PUBLISH_ATTEMPTS):
-            relative = entry_name(meta.key)
-            entry = dataclasses.replace(template, path=self.directory / relative)
-            self._files.write(relative, meta.key, blob)
-            faults.reached("renamed")
-            published = self._publish([entry], replace=replace)[0]
-            if published is not None:
-                return entry, published
-        raise CacheError(
-            f"{self.directory}: a concurrent `verify --repair` kept removing the new file; "
-            "nothing was stored"
-        )
-
-    def _publish(self, entries: list[CacheEntry], *, replace: bool) -> list[bool | None]:
-        """Commit the rows of files already in place, in one transaction.
-
-        Per entry: True when committed, False when `replace` is false and the key was
-        already there (the new file is removed), None when the file vanished before the
-        commit.
-        """
-        outcomes: list[bool | None] = []
-        with self._index.write() as (conn, tx):
-            for entry in entries:
-                tx.on_rollback(functools.partial(unlink_quietly, entry.path))
-            keys = [entry.key for entry in entries]
-            old = {row["key"]: row["file"] for row in select_rows(conn, "key, file", keys)}
-            for entry in entries:
-                relative = entry.path.relative_to(self.directory).as_posix()
-                if not entry.path.exists():
-                    # verify(repair=True) took it for an orphan before our row existed;
-                    # it deletes orphans under this same lock, so checking here is enough.
-                    outcomes.append(None)
-                    continue
-                previous = old.get(entry.key)
-                if previous is not None:
-                    if not replace:
-                        tx.delete_after_commit(entry.key, relative)
-                        outcomes.append(False)
-                        continue
-                    conn.execute("DELETE FROM entries WHERE key = ?", (entry.key,))
-                    if previous != relative:  # a repair may have indexed our file already
-                        tx.delete_after_commit(entry.key, previous)
-                insert_row(conn, entry, relative)
-                old[entry.key] = relative
-                outcomes.append(True)
-            self._evict(conn, tx, self.max_entries, self.max_bytes)
-        return outcomes
-
-    def _evict(
-        self,
-        conn: sqlite3.Connection,
-        tx: Transaction,
-        max_entries: int | None,
-        max_bytes: int | None,
-    ) -> list[sqlite3.Row]:
-        """Delete least recently used rows until both limits hold; returns their rows.
-
-        Walks the last_used index from the oldest end, so the cost is the number of
-        entries evicted, not the number cached. Files go after the commit.
-        """
-        if max_entries is None and max_bytes is None:
-            return []
-        count, size = conn.execute("SELECT count, size FROM totals WHERE id = 0").fetchone()
-
-        def over() -> bool:
-            return (max_entries is not None and count > max_entries) or (
-                max_bytes is not None and size > max_bytes
-            )
-
-        if not over():
-            return []
-        victims: list[sqlite3.Row] = []
-        cursor = conn.execute(
-            f"SELECT {self._index.columns} FROM entries ORDER BY last_used, created"
-        )
-        for row in cursor:
-            if not over():
-                break
-            victims.append(row)
-            count -= 1
-            size -= row["size"]
-        cursor.close()
-        self._drop(conn, tx, victims)
-        return victims
-
-    @staticmethod
-    def _drop(conn: sqlite3.Connection, tx: Transaction, rows: list[sqlite3.Row]) -> None:
-        delete_rows(conn, [row["key"] for row in rows])
-        for row in rows:
-            tx.delete_after_commit(row["key"], row["file"])
+        return store_entry(self._index, meta, pcm, limits=self._limits, last_used=now)[0]
 
     def import_entry(self, data: bytes) -> CacheEntry | None:
         """Store a self-describing entry file (from `entry_bytes`, another cache, a remote).
@@ -526,7 +299,7 @@ class AudioCache:
                 outcomes[i] = exc
                 continue
             new.setdefault(meta.key, (i, meta, pcm, data))
-        for key in self._cached(list(new)):
+        for key in self._index.cached(list(new)):
             del new[key]
         now = time.time()
         written: list[CacheEntry] = []
@@ -534,30 +307,34 @@ class AudioCache:
             for key, (_, meta, pcm, data) in new.items():
                 relative = entry_name(key)
                 self._files.write(relative, key, data)
-                entry = self._new_entry(meta, pcm, data, last_used=now)
-                written.append(dataclasses.replace(entry, path=self.directory / relative))
+                path = self.directory / relative
+                written.append(
+                    CacheEntry.from_meta(
+                        meta, path=path, size=len(data), pcm_bytes=len(pcm), last_used=now
+                    )
+                )
         except BaseException:
             for entry in written:  # no row names them yet
                 unlink_quietly(entry.path)
             raise
         faults.reached("renamed")
-        published = self._publish(written, replace=False)  # a rollback removes them
+        published = publish(self._index, written, limits=self._limits, replace=False)
         for entry, done in zip(written, published, strict=True):
             i, meta, pcm, data = new[entry.key]
             if done is None:
                 # A racing `verify --repair` took the file for an orphan: the one-entry
                 # path writes it again.
-                entry, done = self._store(meta, pcm, last_used=now, blob=data, replace=False)
+                entry, done = store_entry(
+                    self._index,
+                    meta,
+                    pcm,
+                    limits=self._limits,
+                    last_used=now,
+                    blob=data,
+                    replace=False,
+                )
             outcomes[i] = entry if done else None
         return outcomes
-
-    def _cached(self, keys: list[str]) -> set[str]:
-        """Which of `keys` have a row."""
-        found: set[str] = set()
-        for chunk, marks in in_chunks(keys):
-            rows = self._index.query(f"SELECT key FROM entries WHERE key IN ({marks})", chunk)
-            found.update(row[0] for row in rows)
-        return found
 
     def remove(self, keys: Iterable[str]) -> int:
         """Remove the entries of `keys` (unknown keys are ignored); returns how many went."""
@@ -566,7 +343,7 @@ class AudioCache:
             return 0
         with self._index.write() as (conn, tx):
             rows = select_rows(conn, "key, file", wanted)
-            self._drop(conn, tx, rows)
+            drop(conn, tx, rows)
         return len(rows)
 
     def prune(
@@ -590,16 +367,14 @@ class AudioCache:
             if older_than is not None:
                 cutoff = time.time() - older_than
                 removed = conn.execute(
-                    f"SELECT {self._index.columns} FROM entries WHERE last_used < ? "
-                    "ORDER BY last_used, created",
+                    f"SELECT {self._index.columns} FROM entries "
+                    f"{POLICY['unused_since']} {POLICY['cull']}",
                     (cutoff,),
                 ).fetchall()
-                self._drop(conn, tx, removed)
-            removed += self._evict(conn, tx, max_entries, max_bytes)
-        from voiceprep.cache.maintenance import remove_stale_temps
-
-        remove_stale_temps(self)
-        return [self._entry(row) for row in removed]
+                drop(conn, tx, removed)
+            removed += evict(self._index, conn, tx, Limits(max_entries, max_bytes))
+        remove_stale_temps(self._index)
+        return [self._index.entry_of(row) for row in removed]
 
     def clear(self) -> int:
         """Remove every entry (and stale temporaries); returns how many entries went."""
@@ -610,9 +385,7 @@ class AudioCache:
             conn.execute("DELETE FROM entries")
             for row in rows:
                 tx.delete_after_commit(row["key"], row["file"])
-        from voiceprep.cache.maintenance import remove_stale_temps
-
-        remove_stale_temps(self)
+        remove_stale_temps(self._index)
         return len(rows)
 
     # leases ---------------------------------------------------------------------------
@@ -634,7 +407,7 @@ class AudioCache:
 
         Returns whether it is cached. Bounded by `timeout` seconds.
         """
-        return _leases.wait_for(self, key, timeout=timeout, poll=poll)
+        return _leases.wait_for(self._index, key, timeout=timeout, poll=poll)
 
     # maintenance ----------------------------------------------------------------------
 
@@ -648,9 +421,7 @@ class AudioCache:
         files (the damaged one is moved aside). Safe while other processes use the
         cache, except the rebuild of a damaged index.
         """
-        from voiceprep.cache.maintenance import verify
-
-        return verify(self, repair=repair)
+        return maintenance.verify(self._index, repair=repair)
 
     def rebuild(self) -> RebuildReport:
         """Build a new index from the entry files alone; the old index is moved aside.
@@ -658,9 +429,7 @@ class AudioCache:
         Loses only hit counts and last-used times (taken from the files' times) of
         entries the old index cannot tell. Run it when no other process uses the cache.
         """
-        from voiceprep.cache.maintenance import rebuild
-
-        return rebuild(self)
+        return maintenance.rebuild(self._index)
 
     def merge(self, source_dir: str | os.PathLike[str]) -> MergeReport:
         """Import the entries of another cache directory; keys present here are skipped.
@@ -668,32 +437,4 @@ class AudioCache:
         Entries keep their metadata (text, identity, created, last used, hits). Source
         entries that are missing or fail their checks are reported, never imported.
         """
-        from voiceprep.cache.maintenance import merge
-
-        return merge(self, source_dir)
-
-
-def insert_row(conn: sqlite3.Connection, entry: CacheEntry, relative: str) -> None:
-    conn.execute(
-        "INSERT INTO entries (key, file, text, backend, model, voice, options, rate, "
-        "channels, duration, size, sha256, created, last_used, hits, loudness) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            entry.key,
-            relative,
-            entry.text,
-            entry.backend,
-            entry.model,
-            entry.voice,
-            json.dumps(entry.options, sort_keys=True, ensure_ascii=False, default=str),
-            entry.rate,
-            entry.channels,
-            entry.duration,
-            entry.size,
-            entry.sha256,
-            entry.created,
-            entry.last_used,
-            entry.hits,
-            entry.loudness,
-        ),
-    )
+        return maintenance.merge(self._index, source_dir, limits=self._limits)

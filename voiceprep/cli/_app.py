@@ -52,8 +52,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("cache rm", "voiceprep.cli.cache:rm_command"),
     Command("cache prune", "voiceprep.cli.cache:prune_command"),
     Command("cache clear", "voiceprep.cli.cache:clear_command"),
-    Command("cache verify", "voiceprep.cli.cache:verify_command"),
-    Command("cache merge", "voiceprep.cli.cache:merge_command"),
+    Command("cache verify", "voiceprep.cli.cache_repair:verify_command"),
+    Command("cache merge", "voiceprep.cli.cache_repair:merge_command"),
     Command("cache push", "voiceprep.cli.remote:push_command"),
     Command("cache pull", "voiceprep.cli.remote:pull_command"),
 )
@@ -228,7 +228,7 @@ _ACCEPTED_METAVARS = {"SEC": "a number of seconds", "N": "a whole number"}
 def _invalid_value(exc: Exception) -> InvalidValueError | None:
     """The parser refused a value: our error naming the option, the value and what is
     accepted, from the exception's fields (the option, and pydantic's record of the input)."""
-    from voiceprep.config import ACCEPTED
+    from voiceprep.config import ACCEPTED  # deferred: start-up
 
     param = getattr(exc, "param", None)
     if param is None or param.param_type_name != "option":

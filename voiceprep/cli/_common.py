@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.cli._options import flag_for, selection_flags
+from voiceprep.errors import InvalidValueError
+
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache
@@ -18,9 +21,7 @@ if TYPE_CHECKING:
 def resolve(**flags: Any) -> Settings:
     """Settings from the shared options' values (see `_options.selection_flags`): flags >
     VOICEPREP_* env > config file > defaults."""
-    from voiceprep.cli._options import flag_for, selection_flags
-    from voiceprep.config import resolve_settings
-    from voiceprep.errors import InvalidValueError
+    from voiceprep.config import resolve_settings  # deferred: start-up
 
     try:
         return resolve_settings(selection_flags(**flags))
@@ -32,7 +33,7 @@ def resolve(**flags: Any) -> Settings:
 
 def build_backend(settings: Settings) -> Backend:
     """The backend the settings select, with their voice and options."""
-    from voiceprep.backends import get_backend
+    from voiceprep.backends import get_backend  # deferred: start-up
 
     return get_backend(settings.backend, voice=settings.voice, options=settings.options)
 
@@ -40,7 +41,7 @@ def build_backend(settings: Settings) -> Backend:
 def open_cache(directory: Path, limits: Settings | None = None) -> AudioCache:
     """The cache in `directory` (use it with `with`); with `limits`, the configured
     --max-entries/--max-size apply to what is stored through it."""
-    from voiceprep.cache import AudioCache
+    from voiceprep.cache import AudioCache  # deferred: start-up
 
     if limits is None:
         return AudioCache(directory)

@@ -21,13 +21,14 @@ from typing import Annotated, Any
 import typer
 
 from voiceprep import defaults
+from voiceprep.audio_format import check_sample_format
 from voiceprep.errors import InvalidValueError
-from voiceprep.units import RATE_MAX, RATE_MIN
+from voiceprep.units import ACCEPTED_JOBS, RATE_MAX, RATE_MIN
 
 
 def complete_backend(incomplete: str) -> list[str]:
     """Shell completion of --backend: the installed backends' names (none is loaded)."""
-    from voiceprep.backends import backend_entry_points
+    from voiceprep.backends import backend_entry_points  # deferred: start-up
 
     return sorted(name for name in backend_entry_points() if name.startswith(incomplete))
 
@@ -182,6 +183,38 @@ def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return callback
 
 
+SampleFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--sample-format",
+        metavar="FMT",
+        help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian; "
+        "ulaw or alaw (G.711, 8000 Hz unless -r says otherwise).",
+        show_default="s16, or what OUT's suffix needs (.ulaw, .alaw, .sln16, ...)",
+        callback=checked(check_sample_format),
+    ),
+]
+# What the synthesizing commands (warm, say, serve) share.
+Retries = Annotated[
+    int | None,
+    typer.Option(
+        "--retries",
+        metavar="N",
+        help="Retry a transient failure N times per phrase.",
+        show_default=str(defaults.RETRIES),
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SEC",
+        help="Give each attempt SEC seconds.",
+        show_default=f"{defaults.TIMEOUT:g}",
+    ),
+]
+
+
 def option_name(opts: list[str] | tuple[str, ...]) -> str:
     """`-r/--rate`: an option's spellings as messages name it (short first)."""
     return "/".join(sorted(opts, key=lambda o: (o.startswith("--"), o)))
@@ -190,6 +223,21 @@ def option_name(opts: list[str] | tuple[str, ...]) -> str:
 # The command-line spelling of each setting whose option has a short form.
 _FLAGS = {"rate": "-r/--rate", "channels": "-c/--channels", "jobs": "-j/--jobs"}
 _FLAGS |= {"backend": "-b/--backend", "options": "-O/--option"}
+
+
+def _check_jobs(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise InvalidValueError(flag_for("jobs"), value, ACCEPTED_JOBS)
+    return value
+
+
+def jobs_option(help: str, default: str) -> Any:
+    """-j/--jobs N, declared once for every command that works in parallel (`help` says
+    what N counts; `default` is shown). N below 1 is a usage error naming -j/--jobs.
+    Use as `Annotated[int | None, jobs_option(...)]`."""
+    return typer.Option(
+        "-j", "--jobs", metavar="N", help=help, show_default=default, callback=_check_jobs
+    )
 
 
 def flag_for(setting: str) -> str:
@@ -208,7 +256,7 @@ def selection_flags(
     **more: Any,
 ) -> dict[str, Any]:
     """The flags dict `resolve_settings` takes, from the shared options' values."""
-    from voiceprep.config import parse_options
+    from voiceprep.config import parse_options  # deferred: start-up
 
     flags: dict[str, Any] = {
         "backend": backend,

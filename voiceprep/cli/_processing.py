@@ -14,30 +14,34 @@ Synthesizing commands also take `Gate` (the plausibility gate, voiceprep.gate).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from voiceprep import defaults
 from voiceprep.cli._options import option_group
 
-Loudness = Annotated[
-    float | None,
-    typer.Option(
-        "--loudness",
-        metavar="LUFS",
-        help="Normalize integrated loudness to LUFS (e.g. -16, -23) by a measured gain.",
-        show_default="off",
-    ),
-]
-TruePeak = Annotated[
-    float | None,
-    typer.Option(
-        "--true-peak",
-        metavar="DBTP",
-        help="With --loudness, a limiter keeps the true peak under DBTP.",
-        show_default="-1.5",
-    ),
-]
+
+def _number(flag: str, metavar: str, help: str, default: float | str) -> Any:
+    """A processing option taking a number, its default shown as the library has it."""
+    shown = default if isinstance(default, str) else f"{default:g}"
+    return Annotated[
+        float | None, typer.Option(flag, metavar=metavar, help=help, show_default=shown)
+    ]
+
+
+Loudness = _number(
+    "--loudness",
+    "LUFS",
+    "Normalize integrated loudness to LUFS (e.g. -16, -23) by a measured gain.",
+    "off",
+)
+TruePeak = _number(
+    "--true-peak",
+    "DBTP",
+    "With --loudness, a limiter keeps the true peak under DBTP.",
+    defaults.TRUE_PEAK,
+)
 TrimSilence = Annotated[
     bool | None,
     typer.Option(
@@ -46,39 +50,39 @@ TrimSilence = Annotated[
         show_default="no",
     ),
 ]
-SilenceThreshold = Annotated[
+SilenceThreshold = _number(
+    "--silence-threshold",
+    "DBFS",
+    "With --trim-silence, samples under DBFS are silence.",
+    defaults.SILENCE_THRESHOLD,
+)
+TrimPad = _number(
+    "--trim-pad", "MS", "With --trim-silence, keep MS of silence at each end.", defaults.TRIM_PAD
+)
+FadeIn = _number("--fade-in", "MS", "Fade in over the first MS.", defaults.FADE)
+FadeOut = _number("--fade-out", "MS", "Fade out over the last MS.", defaults.FADE)
+PadStart = _number("--pad-start", "MS", "Add MS of silence before.", defaults.PAD)
+PadEnd = _number("--pad-end", "MS", "Add MS of silence after.", defaults.PAD)
+
+
+HighPass = Annotated[
     float | None,
     typer.Option(
-        "--silence-threshold",
-        metavar="DBFS",
-        help="With --trim-silence, samples under DBFS are silence.",
-        show_default="-50",
+        "--highpass",
+        metavar="HZ",
+        help="Cut what is below HZ (a 2nd-order Butterworth high-pass).",
+        show_default="off",
     ),
 ]
-TrimPad = Annotated[
-    float | None,
+Telephony = Annotated[
+    bool | None,
     typer.Option(
-        "--trim-pad",
-        metavar="MS",
-        help="With --trim-silence, keep MS of silence at each end.",
-        show_default="50",
+        "--telephony",
+        help="Prompts for phone lines: high-pass at 100 Hz, loudness -20 LUFS under "
+        "-3 dBTP, and files written as 8 kHz μ-law unless OUT's name or --sample-format "
+        "says otherwise.",
+        show_default="off",
     ),
-]
-FadeIn = Annotated[
-    float | None,
-    typer.Option("--fade-in", metavar="MS", help="Fade in over the first MS.", show_default="0"),
-]
-FadeOut = Annotated[
-    float | None,
-    typer.Option("--fade-out", metavar="MS", help="Fade out over the last MS.", show_default="0"),
-]
-PadStart = Annotated[
-    float | None,
-    typer.Option("--pad-start", metavar="MS", help="Add MS of silence before.", show_default="0"),
-]
-PadEnd = Annotated[
-    float | None,
-    typer.Option("--pad-end", metavar="MS", help="Add MS of silence after.", show_default="0"),
 ]
 
 
@@ -93,13 +97,12 @@ processing_options = option_group(
     fade_out=FadeOut,
     pad_start=PadStart,
     pad_end=PadEnd,
+    highpass=HighPass,
+    telephony=Telephony,
 )
 
 
-class GateMode(StrEnum):
-    strict = "strict"
-    relaxed = "relaxed"
-    off = "off"
+GateMode = StrEnum("GateMode", {mode: mode for mode in defaults.GATE_MODES})  # type: ignore[misc]
 
 
 Gate = Annotated[
@@ -108,8 +111,8 @@ Gate = Annotated[
         "--gate",
         metavar="MODE",
         help="Plausibility check of each synthesis (silent, truncated, babbling), "
-        "MODE strict, relaxed or off.",
-        show_default="strict",
+        f"MODE {', '.join(defaults.GATE_MODES[:-1])} or {defaults.GATE_MODES[-1]}.",
+        show_default=defaults.GATE,
     ),
 ]
 

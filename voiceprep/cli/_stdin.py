@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from voiceprep.cli import _signals
+
 STDIO = "-"
 
 
@@ -100,6 +102,7 @@ def interruptible(source: str) -> Iterator[Any]:
         stdin = _InterruptibleStdin(wakeup)
 
         def on_interrupt(signum: int, frame: FrameType | None) -> None:
+            _signals.note(signum)
             stdin.interrupted = True
             # Inside one of PyAV's callbacks (even at its very first line, before `reading`
             # is set) only an Exception gets through; PyAV would print a KeyboardInterrupt.
@@ -108,7 +111,11 @@ def interruptible(source: str) -> Iterator[Any]:
                 raise StdinInterrupted("interrupted")
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGINT, on_interrupt)
+        # SIGTERM and SIGHUP stop a read as Ctrl-C does (voiceprep.cli._signals).
+        stopping = [signal.SIGINT] + [
+            sig for sig in _signals.TERMINATING if signal.getsignal(sig) is not signal.SIG_IGN
+        ]
+        previous = {sig: signal.signal(sig, on_interrupt) for sig in stopping}
         try:
             yield stdin
         except BaseException:
@@ -116,7 +123,8 @@ def interruptible(source: str) -> Iterator[Any]:
                 raise KeyboardInterrupt from None
             raise
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

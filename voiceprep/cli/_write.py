@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.errors import UsageError
+
+if TYPE_CHECKING:
+    from voiceprep.cli._options import Container
+    from voiceprep.config import Settings
+    from voiceprep.output import OutputSpec
 
 
 def audio_stdout() -> BinaryIO:
@@ -43,21 +48,45 @@ def check_output(output: str, *, force: bool) -> None:
         output_target(Path(output), force=force)
 
 
-def write_audio(
-    pcm: bytes,
+def checked_output(
     output: str,
+    settings: Settings,
     *,
-    rate: int,
-    channels: int,
-    container: str | None = None,
-    force: bool = False,
-) -> None:
-    """s16 PCM to `output` (a file, or - for stdout) as raw or WAV: `container`, else WAV
-    when the file name ends in .wav."""
-    from voiceprep.output import OutputSpec, container_for, write_pcm
+    container: Container | None,
+    sample_format: str | None,
+    force: bool,
+) -> OutputSpec:
+    """What `say` and `cache get` write for a phrase selected by `settings` (held at their
+    rate and channels): that, unless OUT's suffix (.ulaw, .sln16, .g722, ...),
+    `sample_format` or the telephony preset asks for another shape (G.711: 8000 Hz). A
+    contradiction (`--format wav` for a .ulaw) is a UsageError, and so is what writing
+    OUT would refuse (see `check_output`): both before any work."""
+    from voiceprep.output import output_spec
 
-    spec = OutputSpec(rate=rate, channels=channels, container=container_for(output, container))
-    write_pcm(pcm, audio_stdout() if output == STDIO else output, spec, force=force)
+    spec = output_spec(
+        None if output == STDIO else output,
+        rate=None,
+        channels=None,
+        sample_format=sample_format,
+        container=container.value if container else None,
+        default_rate=settings.rate,
+        default_channels=settings.channels,
+        telephony=settings.process.telephony,
+    )
+    check_output(output, force=force)
+    return spec
+
+
+def write_audio(
+    pcm: bytes, output: str, spec: OutputSpec, *, rate: int, channels: int, force: bool = False
+) -> float:
+    """s16 PCM at `rate`/`channels` to `output` (a file, or - for stdout), converted to
+    `spec` (see `checked_output`); returns the seconds written."""
+    from voiceprep.output import convert_pcm, write_pcm
+
+    data = convert_pcm(pcm, rate=rate, channels=channels, spec=spec)
+    write_pcm(data, audio_stdout() if output == STDIO else output, spec, force=force)
+    return spec.seconds(len(data))
 
 
 def report_written(output: str, seconds: float, detail: str = "") -> None:

@@ -29,8 +29,8 @@ def backends_command(
       voiceprep backends
       voiceprep backends --json
     """
-    from voiceprep.backends import describe_backends
-    from voiceprep.config import resolve_settings
+    from voiceprep.backends import describe_backends  # deferred: start-up
+    from voiceprep.config import resolve_settings  # deferred: start-up
 
     selected = resolve_settings({}).backend
 

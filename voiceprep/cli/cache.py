@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from voiceprep.audio_format import layout_of
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
+from voiceprep.cli._export import export_options, export_settings
 from voiceprep.cli._options import (
     CacheDir,
     Flags,
@@ -23,16 +25,19 @@ from voiceprep.cli._options import (
     MaxEntries,
     MaxSize,
     OutputFormat,
+    SampleFormat,
+    flag_for,
     selection_options,
 )
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import check_output, report_written, write_audio
-from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.cli._write import checked_output, report_written, write_audio
+from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
+from voiceprep.units import parse_age
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache, CacheEntry, VerifyReport
+    from voiceprep.cache import AudioCache, CacheEntry
     from voiceprep.config import Settings
     from voiceprep.keys import BackendIdentity
     from voiceprep.process import ProcessSettings
@@ -41,11 +46,12 @@ if TYPE_CHECKING:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _cache_dir(cache_dir: Path | None) -> Path:
+def cache_dir_of(cache_dir: Path | None) -> Path:
     return resolve(cache_dir=cache_dir).cache_dir
 
 
-def _exists(directory: Path) -> bool:
+def exists(directory: Path) -> bool:
+    """Whether the cache directory exists (UsageError when it is a file)."""
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: not a directory")
     return directory.exists()
@@ -57,7 +63,7 @@ def _selected_identity(settings: Settings) -> BackendIdentity:
 
 
 def _selected_key(text: str, settings: Settings) -> str:
-    from voiceprep.keys import cache_key
+    from voiceprep.keys import cache_key  # deferred: start-up
 
     identity = _selected_identity(settings)
     return cache_key(identity, text, rate=settings.rate, channels=settings.channels)
@@ -65,17 +71,13 @@ def _selected_key(text: str, settings: Settings) -> str:
 
 def _describe_selection(settings: Settings) -> str:
     voice = f", voice {settings.voice}" if settings.voice else ""
-    return f"{settings.backend}{voice}, {settings.rate} Hz, {_layout(settings.channels)}"
-
-
-def _layout(channels: int) -> str:
-    return "mono" if channels == 1 else "stereo"
+    return f"{settings.backend}{voice}, {settings.rate} Hz, {layout_of(settings.channels)}"
 
 
 def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
     """`not cached: "Hi" (piper, 24000 Hz, mono); cached at 16000 Hz, not 24000: add -r
     16000`, or, when no entry holds the text, the command that would fill it."""
-    from voiceprep.process import KEY_ENTRY
+    from voiceprep.process import KEY_ENTRY  # deferred: start-up
 
     line = f"not cached: {_output.phrase(text)} ({_describe_selection(settings)})"
     identity = _selected_identity(settings)
@@ -116,14 +118,14 @@ def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str
         found.append(f"at {entry.rate} Hz, not {settings.rate}")
         flags.append(f"-r {entry.rate}")
     if entry.channels != settings.channels:
-        found.append(f"in {_layout(entry.channels)}, not {_layout(settings.channels)}")
+        found.append(f"in {layout_of(entry.channels)}, not {layout_of(settings.channels)}")
         flags.append(f"-c {entry.channels}")
     return f"{line}; cached {', '.join(found)}: {verb} {' '.join(flags)}"
 
 
 def _processing_flags(entry: CacheEntry) -> str:
     """The processing flags an entry was made with ('' for none, or unreadable steps)."""
-    from voiceprep.process import KEY_ENTRY, settings_of
+    from voiceprep.process import KEY_ENTRY, settings_of  # deferred: start-up
 
     steps = (entry.options or {}).get(KEY_ENTRY)
     try:
@@ -133,7 +135,7 @@ def _processing_flags(entry: CacheEntry) -> str:
 
 
 def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
-    from voiceprep.keys import normalize_text
+    from voiceprep.keys import normalize_text  # deferred: start-up
 
     wanted = normalize_text(text)
     return [e for e in cache.entries() if normalize_text(e.text) == wanted]
@@ -142,11 +144,9 @@ def _entries_for(cache: AudioCache, text: str) -> list[CacheEntry]:
 def _say_command(text: str, output: str, flags: dict[str, Any], process: ProcessSettings) -> str:
     """The `voiceprep say` that stores the phrase (and writes OUT), with the flags given."""
     words = ["voiceprep", "say", text]
-    spellings = {"backend": "-b", "voice": "--voice", "rate": "-r", "channels": "-c"}
-    spellings["cache_dir"] = "--cache-dir"
-    for name, flag in spellings.items():
+    for name in ("backend", "voice", "rate", "channels", "cache_dir"):
         if flags.get(name) is not None:
-            words += [flag, str(flags[name])]
+            words += [flag_for(name).split("/")[0], str(flags[name])]  # the short spelling
     for pair in flags.get("option") or []:
         words += ["-O", pair]
     words += process.flags()
@@ -212,7 +212,7 @@ def path_command(cache_dir: CacheDir = None) -> None:
       voiceprep cache path
       du -sh "$(voiceprep cache path)"
     """
-    print(_cache_dir(cache_dir))
+    print(cache_dir_of(cache_dir))
 
 
 def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
@@ -222,9 +222,9 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
       voiceprep cache ls
       voiceprep cache ls --json | jq -r '.[].text'
     """
-    directory = _cache_dir(cache_dir)
+    directory = cache_dir_of(cache_dir)
     entries: list[CacheEntry] = []
-    if _exists(directory):
+    if exists(directory):
         with open_cache(directory) as cache:
             entries = cache.entries()
     if as_json:
@@ -275,8 +275,8 @@ def stats_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
       voiceprep cache stats
       voiceprep cache stats --json --cache-dir .voiceprep-cache
     """
-    directory = _cache_dir(cache_dir)
-    _exists(directory)
+    directory = cache_dir_of(cache_dir)
+    exists(directory)
     with open_cache(directory) as cache:
         stats = cache.stats()
         spread = _spread(cache.entries())
@@ -328,10 +328,12 @@ def get_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to the file OUT (.wav: WAV, else raw PCM), or - for stdout.",
+            help="Write to the file OUT (.wav: WAV, .ulaw/.alaw/.sln16/.g722...: "
+            "as Asterisk names them, else raw PCM), or - for stdout.",
         ),
     ],
     output_format: OutputFormat = None,
+    sample_format: SampleFormat = None,
     *,
     selection: Flags,
     process: Flags,
@@ -347,12 +349,14 @@ def get_command(
       voiceprep cache get "One moment please." -r 16000 -o - > moment.pcm
       voiceprep cache get "Welcome." --loudness -16 -o welcome.wav   # as warmed
     """
-    check_output(output, force=force)
     settings = resolve(**selection, process=process)
+    spec = checked_output(
+        output, settings, container=output_format, sample_format=sample_format, force=force
+    )
     key = _selected_key(text, settings)
     pcm: bytes | None = None
     held: list[CacheEntry] = []
-    if _exists(settings.cache_dir):
+    if exists(settings.cache_dir):
         with open_cache(settings.cache_dir) as cache:
             pcm = cache.get(key, rate=settings.rate, channels=settings.channels)
             held = _entries_for(cache, text) if pcm is None else []
@@ -360,18 +364,13 @@ def get_command(
         fill = _say_command(text, output, selection, settings.process)
         _output.error(_not_cached(text, settings, held, fill))
         raise typer.Exit(ExitStatus.FAILURE)
-    container = output_format.value if output_format else None
-    write_audio(
-        pcm,
-        output,
-        rate=settings.rate,
-        channels=settings.channels,
-        container=container,
-        force=force,
+    seconds = write_audio(
+        pcm, output, spec, rate=settings.rate, channels=settings.channels, force=force
     )
-    report_written(output, len(pcm) / (2 * settings.rate * settings.channels), "from the cache")
+    report_written(output, seconds, "from the cache")
 
 
+@export_options
 def export_command(
     directory: Annotated[
         Path,
@@ -380,26 +379,31 @@ def export_command(
         ),
     ],
     cache_dir: CacheDir = None,
+    *,
+    layout: Flags,
 ) -> None:
     """Write every entry as a WAV named after its text, plus manifest.json.
 
     Examples:
       voiceprep cache export prompts/
+      voiceprep cache export --layout asterisk --codecs ulaw,g722 /var/lib/asterisk/sounds
+      voiceprep cache export --layout freeswitch --lang en_US /usr/share/freeswitch/sounds
     """
-    from voiceprep.export import ExportItem, export_entries
+    from voiceprep.export import ExportItem, export_entries  # deferred: start-up
 
-    source = _cache_dir(cache_dir)
-    if not _exists(source):
+    options = export_settings(layout)
+    source = cache_dir_of(cache_dir)
+    if not exists(source):
         raise UsageError(f"{source}: no cache here")
     with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
-        report = export_entries(cache, items, directory)
+        report = export_entries(cache, items, directory, options)
     for item in report.missing:
         _output.error(f"{item.text}: vanished from the cache during export")
     for item, reason in report.failed:
         _output.error(f"{item.text}: {reason}")
-    _output.info(f"exported {len(report.written)} entries to {directory}")
+    _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
     if not report.ok:
         raise typer.Exit(ExitStatus.FAILURE)
 
@@ -432,7 +436,7 @@ def rm_command(
     keys = {_selected_key(text, settings): text for text in texts}
     missing = list(keys)
     removed = 0
-    if _exists(settings.cache_dir):
+    if exists(settings.cache_dir):
         with open_cache(settings.cache_dir) as cache:
             missing = [key for key in keys if not cache.contains(key)]
             removed = cache.remove([key for key in keys if key not in missing])
@@ -462,8 +466,6 @@ def prune_command(
       voiceprep cache prune --max-size 500MB
       voiceprep cache prune --older-than 30d --max-entries 10000
     """
-    from voiceprep.errors import InvalidValueError
-    from voiceprep.units import parse_age
 
     settings = resolve(cache_dir=cache_dir, max_entries=max_entries, max_size=max_size)
     try:
@@ -473,7 +475,7 @@ def prune_command(
     if settings.max_entries is None and settings.max_size is None and age is None:
         raise UsageError("nothing to prune by: give --max-entries, --max-size or --older-than")
     removed: list[CacheEntry] = []
-    if _exists(settings.cache_dir):
+    if exists(settings.cache_dir):
         with open_cache(settings.cache_dir) as cache:
             removed = cache.prune(
                 max_entries=settings.max_entries, max_bytes=settings.max_size, older_than=age
@@ -493,7 +495,7 @@ def clear_command(
       voiceprep cache clear
       voiceprep cache clear --yes --cache-dir /tmp/voiceprep-cache
     """
-    directory = _cache_dir(cache_dir)
+    directory = cache_dir_of(cache_dir)
     if not yes:
         if not (_output.stdin_is_terminal() and _output.stderr_is_terminal()):
             raise UsageError("refusing to clear the cache without --yes (not on a terminal)")
@@ -501,123 +503,7 @@ def clear_command(
             _output.info("nothing removed")
             return
     removed = 0
-    if _exists(directory):
+    if exists(directory):
         with open_cache(directory) as cache:
             removed = cache.clear()
     _output.info(f"removed {removed} {plural(removed, 'entry', 'entries')}")
-
-
-# --- verify, merge ---------------------------------------------------------------------
-
-
-def verify_command(
-    repair: Annotated[
-        bool, typer.Option("--repair", help="Drop damaged entries; remove orphans and temporaries.")
-    ] = False,
-    cache_dir: CacheDir = None,
-    as_json: Json = False,
-) -> None:
-    """Check every entry against its sha256; find orphans and stale temporaries.
-
-    Exit 1 when an entry is damaged (file missing, altered, index damaged) unless --repair
-    fixed it. Orphan files and stale temporaries are reported (and removed by --repair)
-    but are not damage: no reader ever sees them.
-
-    Examples:
-      voiceprep cache verify
-      voiceprep cache verify --repair --json
-    """
-    directory = _cache_dir(cache_dir)
-    if not _exists(directory):
-        if as_json:
-            print_json({"checked": 0, "damaged": False, "repaired": False})
-        _output.info(f"{directory}: no cache here (nothing to verify)")
-        return
-    from voiceprep.errors import CacheIndexError
-
-    with open_cache(directory) as cache:
-        try:
-            texts = {e.key: e.text for e in cache.entries()}
-        except CacheIndexError:
-            if not repair:
-                raise
-            texts = {}  # a damaged index: --repair rebuilds it from the entry files
-        report = cache.verify(repair=repair)
-    if as_json:
-        print_json(report.as_dict())
-    prefix = "repaired: " if repair else ""
-    for line in _damage_lines(report, texts):
-        (_output.info if repair else _output.error)(prefix + line)
-    for line in _leftover_lines(report):
-        (_output.info if repair else _output.warning)(prefix + line)
-    _output.info(_verify_summary(directory, report, repair))
-    if report.damaged and not report.repaired:
-        raise typer.Exit(ExitStatus.FAILURE)
-
-
-def _damage_lines(report: VerifyReport, texts: dict[str, str]) -> list[str]:
-    def name(key: str) -> str:
-        return texts.get(key, key[:16])
-
-    lines = [f"{name(key)}: audio file missing" for key in report.missing]
-    lines += [f"{name(key)}: {reason}" for key, reason in report.corrupt]
-    lines += [f"index: {problem}" for problem in report.index_errors]
-    return lines
-
-
-def _leftover_lines(report: VerifyReport) -> list[str]:
-    lines = [f"{p}: orphan file (no entry refers to it)" for p in report.orphans]
-    lines += [f"{p}: entry file the index lost (indexed again)" for p in report.adoptable]
-    lines += [f"{p}: stale temporary file of an interrupted write" for p in report.stale_temps]
-    return lines
-
-
-def _verify_summary(directory: Path, report: VerifyReport, repair: bool) -> str:
-    damage = len(report.missing) + len(report.corrupt) + len(report.index_errors)
-    leftovers = len(report.orphans) + len(report.stale_temps)
-    checked = f"{directory}: {report.checked} {plural(report.checked, 'entry', 'entries')} checked"
-    if report.rebuilt:
-        aside = f"; the old index is kept as {report.moved_aside}" if report.moved_aside else ""
-        checked = (
-            f"{directory}: index rebuilt from the entry files{aside}; " + checked.split(": ", 1)[1]
-        )
-    if damage == 0 and leftovers == 0:
-        return f"{checked}, no damage"
-    found = f"{damage} damaged, {leftovers} leftover {plural(leftovers, 'file', 'files')}"
-    if repair:
-        return f"{checked}; {found}: repaired"
-    hint = " (run `voiceprep cache verify --repair`)"
-    return f"{checked}; {found}{hint}"
-
-
-def merge_command(
-    sources: Annotated[
-        list[Path],
-        typer.Argument(metavar="DIR", help="Cache directories to import from.", show_default=False),
-    ],
-    cache_dir: CacheDir = None,
-) -> None:
-    """Import entries from other cache directories.
-
-    Entries already present are skipped.
-
-    Examples:
-      voiceprep cache merge shard-1/ shard-2/ --cache-dir .voiceprep-cache
-    """
-    directory = _cache_dir(cache_dir)
-    for source in sources:
-        if not source.is_dir():
-            raise UsageError(f"{source}: no such cache directory")
-    failed = 0
-    with open_cache(directory) as cache:
-        for source in sources:
-            report = cache.merge(source)
-            failed += len(report.failed)
-            for key, reason in report.failed:
-                _output.error(f"{source}: entry {key[:16]}: {reason}")
-            _output.info(
-                f"{source}: imported {report.imported}, skipped {report.skipped} already cached"
-                + (f", failed {len(report.failed)}" if report.failed else "")
-            )
-    if failed:
-        raise typer.Exit(ExitStatus.FAILURE)

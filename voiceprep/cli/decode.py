@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from voiceprep.audio_format import SAMPLE_FORMATS, STDIO, check_sample_format
+from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, checked
+from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, SampleFormat, jobs_option
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._stdin import interruptible
 from voiceprep.cli._write import audio_stdout, report_written
-from voiceprep.errors import InvalidValueError, UsageError
+from voiceprep.errors import UsageError
 
 if TYPE_CHECKING:
     from voiceprep.batch import BatchItem
@@ -61,15 +61,7 @@ def decode_command(
     rate: Rate = None,
     channels: Channels = None,
     container: OutputFormat = None,
-    sample_format: Annotated[
-        str,
-        typer.Option(
-            "--sample-format",
-            metavar="FMT",
-            help="Sample FMT: s16 (16-bit integer) or f32 (32-bit float), little-endian.",
-            callback=checked(check_sample_format),
-        ),
-    ] = SAMPLE_FORMATS[0],
+    sample_format: SampleFormat = None,
     start: Annotated[
         float | None, typer.Option("--start", metavar="SEC", help="Skip the first SEC seconds.")
     ] = None,
@@ -79,13 +71,7 @@ def decode_command(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option(
-            "-j",
-            "--jobs",
-            metavar="N",
-            help="Decode N files in parallel.",
-            show_default="the number of CPUs",
-        ),
+        jobs_option("Decode N files in parallel (a long file: in N pieces).", "the number of CPUs"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     *,
@@ -103,20 +89,26 @@ def decode_command(
       voiceprep decode -o - -r 48000 -c 2 call.ogg | my-agent --pcm-stdin
       voiceprep decode --loudness -16 --trim-silence -o hold.wav hold.mp3
     """
-    from voiceprep.output import OutputSpec, container_for
+    from voiceprep.output import output_spec
 
-    _check_decode_usage(inputs, output, out_dir, jobs)
+    _check_decode_usage(inputs, output, out_dir)
     # Flags, then VOICEPREP_RATE/VOICEPREP_CHANNELS, then the config file, then 24000/1;
     # the processing chain: flags over the config file's [process].
     settings = resolve(rate=rate, channels=channels, process=process)
     chosen = container.value if container else None
     to_stdout = output == STDIO or (inputs == [STDIO] and output is None and out_dir is None)
     target = STDIO if to_stdout else output
-    spec = OutputSpec(
-        rate=settings.rate,
-        channels=settings.channels,
+    # A phone suffix (-o clip.ulaw, .sln16, .g722) fixes the shape; -r/-c as given
+    # must agree with it (voiceprep.output.output_spec).
+    spec = output_spec(
+        None if target == STDIO else target,
+        rate=rate,
+        channels=channels,
         sample_format=sample_format,
-        container=container_for(target or "", chosen),
+        container=chosen,
+        default_rate=settings.rate,
+        default_channels=settings.channels,
+        telephony=settings.process.telephony,
         start=start,
         duration=duration,
         process=None if settings.process.is_empty else settings.process,
@@ -127,19 +119,13 @@ def decode_command(
         _decode_to_files(inputs, output, out_dir, spec, jobs=jobs, force=force)
 
 
-def _check_decode_usage(
-    inputs: list[str], output: str | None, out_dir: Path | None, jobs: int | None
-) -> None:
+def _check_decode_usage(inputs: list[str], output: str | None, out_dir: Path | None) -> None:
     if output is not None and len(inputs) > 1:
         raise UsageError("-o/--output takes one input; use --out-dir DIR for several")
     if output is not None and out_dir is not None:
         raise UsageError("use -o/--output or --out-dir, not both")
     if STDIO in inputs and len(inputs) > 1:
         raise UsageError("- (stdin) must be the only input")
-    if jobs is not None and jobs < 1:
-        from voiceprep.config import ACCEPTED
-
-        raise InvalidValueError("-j/--jobs", jobs, ACCEPTED["jobs"])
 
 
 def _decode_to_stdout(source: str, spec: OutputSpec) -> None:
@@ -173,7 +159,7 @@ def _decode_to_files(
         if out_dir is not None:
             make_output_dir(out_dir)
     if len(items) == 1:
-        _decode_one_file(items[0], spec, force=force)
+        _decode_one_file(items[0], spec, jobs=jobs or default_jobs(), force=force)
     else:
         _decode_many(items, spec, jobs=jobs or default_jobs(), force=force)
 
@@ -203,16 +189,18 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
         raise typer.Exit(max(failures))
 
 
-def _decode_one_file(item: BatchItem, spec: OutputSpec, *, force: bool) -> None:
-    """In this process (no pool to start); errors go up to main() as one line."""
-    from voiceprep.output import decode_to_file
+def _decode_one_file(item: BatchItem, spec: OutputSpec, *, jobs: int, force: bool) -> None:
+    """One file: a long one in `jobs` pieces across processes, else in this process;
+    errors go up to main() as one line."""
+    from voiceprep.segments import decode_file
 
     with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
-            written = decode_to_file(
+            written = decode_file(
                 readable,
                 item.dest,
                 spec,
+                jobs=jobs,
                 force=force,
                 progress=report.progress,
                 on_warning=report.warning,

@@ -9,19 +9,21 @@ entry and the summary. Exit codes: 0 done, 1 an entry failed or the remote faile
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
-from voiceprep.cli._options import CacheDir, Flags, Json, selection_options
+from voiceprep.cli._options import CacheDir, Flags, Json, jobs_option, selection_options
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
-from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.errors import ExitStatus, RemoteError, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
@@ -38,10 +40,7 @@ RemoteArg = Annotated[
         show_default="remote in voiceprep.toml, or VOICEPREP_REMOTE",
     ),
 ]
-Jobs = Annotated[
-    int | None,
-    typer.Option("-j", "--jobs", metavar="N", min=1, help="N transfers at once.", show_default="8"),
-]
+Jobs = Annotated[int | None, jobs_option("N transfers at once.", str(defaults.REMOTE_JOBS))]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Transfer nothing: list what would.")]
 
 
@@ -72,7 +71,7 @@ def push_command(
       voiceprep cache push /mnt/shared/prompts --dry-run
       VOICEPREP_REMOTE=gs://prompts/cache voiceprep cache push -j 16 --json
     """
-    from voiceprep.remote import push
+    from voiceprep.remote import push  # deferred: start-up
 
     started = time.monotonic()
     settings = resolve(cache_dir=cache_dir)
@@ -114,7 +113,7 @@ def pull_command(
       voiceprep cache pull s3://team-prompts/voiceprep prompts.txt -r 16000
       voiceprep cache pull /mnt/shared/prompts --dry-run --json
     """
-    from voiceprep.remote import pull
+    from voiceprep.remote import pull  # deferred: start-up
 
     started = time.monotonic()
     settings = resolve(**selection, process=process)
@@ -136,8 +135,8 @@ def pull_command(
 
 def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dict[str, str]:
     """key → text of every phrase in the lists, keyed exactly as warm keys them."""
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import plan_warm  # deferred: start-up
 
     plan = plan_warm(
         read_phrase_lists(lists),
@@ -164,63 +163,29 @@ def _describe_key(key: str, texts: dict[str, str]) -> str:
 
 
 def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> TransferReport:
-    from voiceprep.remote import DEFAULT_JOBS
+    jobs = kwargs.pop("jobs") or defaults.REMOTE_JOBS
+    verb = "pushing" if action.__name__ == "push" else "pulling"
+    with contextlib.ExitStack() as stack:
+        bars: list[_output.Progress] = []
 
-    jobs = kwargs.pop("jobs") or DEFAULT_JOBS
-    bar = _Bar("pushing" if action.__name__ == "push" else "pulling")
-    try:
-        with bar:
+        def start(entries: int, size: int) -> None:  # the total is known once listed
+            bars.append(stack.enter_context(_output.progress(entries, verb, elapsed=True)))
+
+        def progress(done: int, size: int) -> None:
+            if bars:
+                bars[0].done(done)
+
+        try:
             report: TransferReport = action(
-                cache, url, jobs=jobs, on_start=bar.start, on_progress=bar.progress, **kwargs
+                cache, url, jobs=jobs, on_start=start, on_progress=progress, **kwargs
             )
-    except KeyboardInterrupt:
-        _output.error("interrupted: what was transferred stays; run the command again to resume")
-        raise typer.Exit(ExitStatus.INTERRUPTED) from None
+        except KeyboardInterrupt:
+            stack.close()
+            _output.error(
+                "interrupted: what was transferred stays; run the command again to resume"
+            )
+            raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return report
-
-
-class _Bar:
-    """A Rich progress bar on stderr when it is a terminal; nothing otherwise."""
-
-    def __init__(self, verb: str) -> None:
-        self.verb = verb
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def start(self, entries: int, size: int) -> None:
-        if not entries or not _output.stderr_is_terminal():
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn(self.verb),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            console=_output.err_console(),
-            transient=True,
-        )
-        self.bar.start()
-        self.task = self.bar.add_task(self.verb, total=entries)
-
-    def progress(self, done: int, size: int) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done)
 
 
 _LABELS = {
@@ -250,29 +215,13 @@ def _finish(
         ]
         if report.direction == "pull" and report.missing:
             rows.insert(3, ("not on remote", str(len(report.missing))))
-        _print_rows(rows)
+        _output.fields(rows)
     for key, reason in report.failed:
         _output.error(f"{report.direction} {key[:12]}: {reason}")
     if report.stopped is not None:
         _output.error(f"{report.direction} stopped: {report.stopped}; run it again to resume")
     if not report.ok:
         raise typer.Exit(ExitStatus.FAILURE)
-
-
-def _print_rows(rows: list[tuple[str, str]]) -> None:
-    if _output.stdout_is_terminal():
-        from rich.table import Table
-
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for label, value in rows:
-            table.add_row(label, value)
-        _output.out_console().print(table)
-        return
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"{label + ':':<{width + 1}} {value}")
 
 
 # --- warm --remote ------------------------------------------------------------------------
@@ -283,9 +232,8 @@ def warm_pull(
 ) -> tuple[bool, set[str], list[RemoteFailure]]:
     """Before a warm: pull what the phrases need: (remote usable, keys pulled, failures).
     When it is unusable (one warning), the warm goes on locally and skips the push."""
-    from voiceprep.errors import RemoteError
-    from voiceprep.remote import pull, scrub
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.remote import pull, scrub  # deferred: start-up
+    from voiceprep.warm import RemoteFailure  # deferred: start-up
 
     if not keys:
         return True, set(), []
@@ -312,9 +260,8 @@ def warm_push(
 ) -> tuple[int, list[RemoteFailure]]:
     """After a warm: push what the remote lacks of the phrases' entries: (entries pushed,
     failures). A failure is a warning: the warm itself succeeded."""
-    from voiceprep.errors import RemoteError
-    from voiceprep.remote import push, scrub
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.remote import push, scrub  # deferred: start-up
+    from voiceprep.warm import RemoteFailure  # deferred: start-up
 
     try:
         report = _transfer(push, cache, url, jobs=jobs, keys=keys)

@@ -18,13 +18,20 @@ import typer
 from voiceprep import defaults
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    Retries,
+    Timeout,
+    jobs_option,
+    selection_options,
+)
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
-from voiceprep.cli.warm import Retries, Timeout
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
-from voiceprep.server.options import DEFAULT_TOKEN_ENV
+from voiceprep.server.options import DEFAULT_TOKEN_ENV, resolve_serve_options
 from voiceprep.server.options import ServeOptions as DEFAULTS
 
 _NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep[serve]'"
@@ -53,14 +60,7 @@ def serve_command(
     max_entries: MaxEntries = None,
     max_size: MaxSize = None,
     jobs: Annotated[
-        int | None,
-        typer.Option(
-            "-j",
-            "--jobs",
-            metavar="N",
-            help="Run at most N syntheses at once.",
-            show_default=str(defaults.JOBS),
-        ),
+        int | None, jobs_option("Run at most N syntheses at once.", str(defaults.JOBS))
     ] = None,
     retries: Retries = None,
     timeout: Timeout = None,
@@ -135,15 +135,14 @@ def serve_command(
       voiceprep serve --loudness -16 --trim-silence     # the same flags warm used
       voiceprep serve --read-only --remote s3://team-prompts/voiceprep
     """
-    from voiceprep.server.options import resolve_serve_options
 
     try:
-        from voiceprep.server.run import run_server
+        from voiceprep.server.run import run_server  # deferred: start-up
     except ImportError as exc:
         if exc.name in ("starlette", "uvicorn", "prometheus_client"):
             raise UsageError(_NOT_INSTALLED) from None
         raise
-    from voiceprep.config import read_config_file
+    from voiceprep.config import read_config_file  # deferred: start-up
 
     settings = resolve(
         **selection,
@@ -174,7 +173,7 @@ def serve_command(
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         mode = "read-only" if options.read_only else f"{settings.backend}, -j {settings.jobs}"
         if remote:
-            from voiceprep.remote import scrub
+            from voiceprep.remote import scrub  # deferred: start-up
 
             mode += f", remote {scrub(remote)}"
         auth = "token required" if options.token else "no token"

@@ -22,20 +22,33 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from voiceprep import defaults
-from voiceprep.audio_format import STDIO, AudioFormat
+from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._options import Flags, MaxEntries, MaxSize, selection_options
+from voiceprep.cli._export import export_options, export_settings
+from voiceprep.cli._options import (
+    Flags,
+    MaxEntries,
+    MaxSize,
+    OutputFormat,
+    Retries,
+    SampleFormat,
+    Timeout,
+    jobs_option,
+    selection_options,
+)
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
-from voiceprep.cli._write import check_output, write_audio
+from voiceprep.cli._write import checked_output, write_audio
+from voiceprep.cli.remote import warm_pull, warm_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
+    from voiceprep.export import ExportOptions
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
@@ -46,36 +59,8 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
-_PLAIN_PROGRESS_MIN = 20  # phrases: below this, no progress lines when not on a terminal
 
-Jobs = Annotated[
-    int | None,
-    typer.Option(
-        "-j",
-        "--jobs",
-        metavar="N",
-        help="Keep N requests in flight at once.",
-        show_default=str(defaults.JOBS),
-    ),
-]
-Retries = Annotated[
-    int | None,
-    typer.Option(
-        "--retries",
-        metavar="N",
-        help="Retry a transient failure N times per phrase.",
-        show_default=str(defaults.RETRIES),
-    ),
-]
-Timeout = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        metavar="SEC",
-        help="Give each attempt SEC seconds.",
-        show_default=f"{defaults.TIMEOUT:g}",
-    ),
-]
+Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", str(defaults.JOBS))]
 
 
 # --- warm -----------------------------------------------------------------------------
@@ -83,6 +68,7 @@ Timeout = Annotated[
 
 @selection_options
 @processing_options
+@export_options
 def warm_command(
     phrases: Annotated[
         list[str],
@@ -94,6 +80,7 @@ def warm_command(
     ],
     *,
     selection: Flags,
+    layout: Flags,
     jobs: Jobs = None,
     retries: Retries = None,
     timeout: Timeout = None,
@@ -151,10 +138,13 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
-    from voiceprep.phrases import read_phrase_lists
-    from voiceprep.warm import parse_shard, plan_warm
+    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
+    from voiceprep.warm import parse_shard, plan_warm  # deferred: start-up
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
+    if export is None and any(value is not None for value in layout.values()):
+        raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
+    export_layout = export_settings(layout)  # checked before any work
     settings = resolve(
         **selection,
         jobs=jobs,
@@ -193,10 +183,11 @@ def warm_command(
         failures: list[RemoteFailure] = []
         if remote is not None:
             plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
-        summary, exported_ok = _warm(plan, tts, cache, settings, prune=prune, export=export)
+        summary, exported_ok = _warm(
+            plan, tts, cache, settings, prune=prune, export=export, layout=export_layout
+        )
         if remote is not None:
-            from voiceprep.cli.remote import warm_push
-            from voiceprep.remote import scrub
+            from voiceprep.remote import scrub  # deferred: start-up
 
             summary.remote = scrub(remote)
             summary.pulled = pulled
@@ -226,6 +217,7 @@ def _warm(
     *,
     prune: bool,
     export: Path | None,
+    layout: ExportOptions,
 ) -> tuple[WarmSummary, bool]:
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
@@ -236,11 +228,11 @@ def _warm(
     summary = _run_with_progress(plan, tts, cache, settings)
     summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
-        from voiceprep.warm import prune_unlisted
+        from voiceprep.warm import prune_unlisted  # deferred: start-up
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
-    exported_ok = _export(cache, plan, export) if export is not None else True
+    exported_ok = _export(cache, plan, export, layout) if export is not None else True
     return summary, exported_ok
 
 
@@ -250,8 +242,6 @@ def _pull_first(
     """warm --remote: pull the missing entries; they then count as cached. (plan, whether
     the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
     from dataclasses import replace
-
-    from voiceprep.cli.remote import warm_pull
 
     wanted = {item.key for item in plan.missing}
     ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
@@ -358,7 +348,7 @@ def _run_with_progress(
     """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
     import asyncio
 
-    from voiceprep.warm import WarmSummary, run_warm
+    from voiceprep.warm import WarmSummary, run_warm  # deferred: start-up
 
     summary = WarmSummary()
     missing = len(plan.missing)
@@ -426,10 +416,10 @@ class _Reporter:
         )
 
 
-def _export(cache: AudioCache, plan: WarmPlan, directory: Path) -> bool:
-    from voiceprep.warm import export_plan
+def _export(cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions) -> bool:
+    from voiceprep.warm import export_plan  # deferred: start-up
 
-    report = export_plan(cache, plan, directory)
+    report = export_plan(cache, plan, directory, layout)
     for item in report.missing:
         _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
@@ -484,10 +474,13 @@ def say_command(
             "-o",
             "--output",
             metavar="OUT",
-            help="Write to the file OUT (.wav: WAV, else raw s16le PCM), or - for stdout.",
+            help="Write to the file OUT (.wav: WAV, .ulaw/.alaw/.sln16/.g722...: "
+            "as Asterisk names them, else raw PCM), or - for stdout.",
             show_default="stdout, when it is not a terminal",
         ),
     ] = None,
+    output_format: OutputFormat = None,
+    sample_format: SampleFormat = None,
     *,
     selection: Flags,
     retries: Retries = None,
@@ -506,16 +499,18 @@ def say_command(
     """
     import asyncio
 
-    from voiceprep.warm import say
+    from voiceprep.warm import say  # deferred: start-up
 
     destination = output or STDIO
-    check_output(destination, force=force)  # before any synthesis is paid for
     settings = resolve(
         **selection,
         retries=retries,
         timeout=timeout,
         gate=gate_flag(gate),
         process=process,
+    )
+    spec = checked_output(
+        destination, settings, container=output_format, sample_format=sample_format, force=force
     )
     _check_cache_dir(settings.cache_dir)  # before any request is paid for
     tts = build_backend(settings)
@@ -540,10 +535,14 @@ def say_command(
             )
         except KeyboardInterrupt:
             raise typer.Exit(ExitStatus.INTERRUPTED) from None
-    seconds = AudioFormat(settings.rate, settings.channels).seconds(len(result.pcm))
     origin = "from the cache" if result.cached else f"synthesized with {tts.name}"
-    write_audio(
-        result.pcm, destination, rate=settings.rate, channels=settings.channels, force=force
+    seconds = write_audio(
+        result.pcm,
+        destination,
+        spec,
+        rate=settings.rate,
+        channels=settings.channels,
+        force=force,
     )
     # say reports where its audio came from even when piped: that is its result.
     if destination == STDIO:

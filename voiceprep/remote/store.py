@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import stat
+import struct
 import threading
 import time
 import uuid
@@ -31,6 +32,10 @@ from voiceprep.errors import (
 
 LAYOUT = "voiceprep-v1"
 MAX_OBJECT_BYTES = 1 << 30  # as large as the cache accepts an entry file
+# The first request for an object: a typical entry (seconds of speech) whole. A larger one
+# is read up to the size its RIFF header gives, and not a byte past it (plus one, to tell a
+# padded object).
+_FIRST_READ = 1 << 20
 _NAME = re.compile(r"([0-9a-f]{2})/([0-9a-f]{64})\.wav")
 _KEY = re.compile(r"[0-9a-f]{64}")
 _EXTRAS = {
@@ -255,15 +260,21 @@ class Remote:
         path = self.object_path(key)
         try:
             if self._local:
-                return _read_regular_file(path)
-            data = self._fs.cat_file(path)
+                return _read_regular_file(key, path)
+            first = self._fs.cat_file(path, start=0, end=_FIRST_READ)
+            rest = _rest_of(key, first)
+            if rest is None:
+                return _whole(key, first)
+            start, end = rest
+            return _whole(key, first[:start] + self._fs.cat_file(path, start=start, end=end))
         except FileNotFoundError:
             return None
-        except RemoteError:
+        except (RemoteError, CacheCorruptError):
             raise
+        except (IsADirectoryError, NotADirectoryError) as exc:
+            raise _bad_object(key, exc) from None
         except Exception as exc:
             raise _transport_error(self, "read", exc) from None
-        return _sized(key, data)
 
     def read_many(self, keys: Sequence[str], *, jobs: int) -> Generator[list[Outcome], None, None]:
         """The objects of `keys`, `jobs` downloads at a time, in batches of what has arrived
@@ -284,12 +295,21 @@ class Remote:
         credit = asyncio.Semaphore(window)  # released as the caller takes batches
 
         async def fetch(key: str) -> bytes | None | Exception:
+            path = self.object_path(key)
             try:
-                return _sized(key, await self._fs._cat_file(self.object_path(key)))
+                first = await self._fs._cat_file(path, start=0, end=_FIRST_READ)
+                rest = _rest_of(key, first)
+                if rest is None:
+                    return _whole(key, first)
+                start, end = rest
+                rest_bytes = await self._fs._cat_file(path, start=start, end=end)
+                return _whole(key, first[:start] + rest_bytes)
             except FileNotFoundError:
                 return None
             except CacheCorruptError as exc:
                 return exc
+            except (IsADirectoryError, NotADirectoryError) as exc:
+                return _bad_object(key, exc)
             except Exception as exc:
                 return _transport_error(self, "read", exc)
 
@@ -384,10 +404,39 @@ def check_object(key: str, data: bytes) -> bytes:
     return read_entry(data, where=f"remote object {key[:12]}", key=key)[1]
 
 
-def _sized(key: str, data: bytes) -> bytes:
-    if len(data) > MAX_OBJECT_BYTES:
-        raise CacheCorruptError(f"{key[:12]}: object of {len(data)} bytes is too large")
+def _riff_size(key: str, head: bytes) -> int:
+    """The size an entry object says it has (its RIFF header: 8 + the RIFF size)."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise CacheCorruptError(f"{key[:12]}: the object is not a WAV entry")
+    size = 8 + struct.unpack_from("<I", head, 4)[0]
+    if size > MAX_OBJECT_BYTES:
+        raise CacheCorruptError(f"{key[:12]}: object of {size} bytes is too large")
+    return size
+
+
+def _rest_of(key: str, first: bytes) -> tuple[int, int] | None:
+    """After a first read of `_FIRST_READ` bytes: the byte range still to read (it starts
+    one byte back, inside the object: a store answers a range past the end with an error),
+    or None when the first read holds all there is to read."""
+    size = _riff_size(key, first)
+    if len(first) < _FIRST_READ or size < len(first):
+        return None
+    return len(first) - 1, size + 1
+
+
+def _whole(key: str, data: bytes) -> bytes:
+    """An object's bytes when they are exactly what its RIFF header says (nothing padded
+    after the entry, nothing cut off); CacheCorruptError otherwise."""
+    size = _riff_size(key, data)
+    if len(data) > size:
+        raise CacheCorruptError(f"{key[:12]}: data past the RIFF size (a padded object)")
+    if len(data) < size:
+        raise CacheCorruptError(f"{key[:12]}: the object is shorter than its RIFF size")
     return bytes(data)
+
+
+def _bad_object(key: str, exc: OSError) -> CacheCorruptError:
+    return CacheCorruptError(f"{key[:12]}: not an entry object ({exc.strerror or exc})")
 
 
 def concurrently(
@@ -430,20 +479,25 @@ def _key_of(relative: str | None) -> str | None:
     return match.group(2)
 
 
-def _read_regular_file(path: str) -> bytes | None:
+def _read_regular_file(key: str, path: str) -> bytes | None:
+    """A local object, only when it is a regular file (no symlink, directory, FIFO, device)
+    whose size is the one its RIFF header gives; nothing more than that is read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:  # ELOOP: a symlink where an object should be
         raise CacheCorruptError(f"{path}: not a regular file ({exc.strerror})") from None
-    with os.fdopen(fd, "rb", closefd=True) as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise CacheCorruptError(f"{path}: not a regular file")
-        if info.st_size > MAX_OBJECT_BYTES:
-            raise CacheCorruptError(f"{path}: object of {info.st_size} bytes is too large")
-        return fh.read(MAX_OBJECT_BYTES + 1)
+        size = _riff_size(key, os.pread(fd, 12, 0))
+        if os.fstat(fd).st_size != size:
+            raise CacheCorruptError(f"{path}: its size is not the one its RIFF header gives")
+        with os.fdopen(os.dup(fd), "rb", closefd=True) as fh:
+            return _whole(key, fh.read(size + 1))
+    finally:
+        os.close(fd)
 
 
 def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:

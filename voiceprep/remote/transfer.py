@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from voiceprep import defaults
 from voiceprep.errors import CacheCorruptError, CacheError, RemoteError
 from voiceprep.remote.store import Remote, concurrently, open_remote, reason, scrub
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
 
-DEFAULT_JOBS = 8
+DEFAULT_JOBS = defaults.REMOTE_JOBS
 
 
 @dataclass

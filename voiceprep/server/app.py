@@ -117,7 +117,7 @@ def create_app(
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
-    return _Gate(starlette, token=token, metrics=metrics)
+    return _AuthAndMetrics(starlette, token=token, metrics=metrics)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -140,7 +140,7 @@ def _error_response(exc: ApiError) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
-class _Gate:
+class _AuthAndMetrics:
     """Bearer token, request counting and the access log, around the routes."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, metrics: Metrics) -> None:

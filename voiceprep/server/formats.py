@@ -5,6 +5,9 @@
 - `wav`: the cached PCM as is, in a WAV header that states its rate and channels.
 - `mp3` (MPEG audio), `opus` (Ogg Opus, as OpenAI's), `aac` (ADTS), `flac`: encoded with
   PyAV at the cache's rate when the codec takes it, else at the codec's nearest rate.
+- `ulaw`, `alaw` (an extension for phone lines): raw G.711 at 8 kHz, as `audio/basic`
+  and `audio/x-alaw-basic`.
+- `sample_rate` (as speaches takes it, 8000–48000): `pcm` and `wav` at that rate instead.
 
 `encode` is CPU work: async callers run it in a worker thread (SpeechService does).
 """
@@ -15,9 +18,10 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from voiceprep.audio_format import layout_of
 from voiceprep.wav import wav_bytes
 
-PCM_RATE = 24000
+PCM_RATE = 24000  # OpenAI's `pcm` response format: s16le mono at 24 kHz, fixed
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,14 @@ FORMATS: dict[str, Format] = {
             (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000),
         ),
         Format("flac", "audio/flac", "flac", "flac", "s16"),
+        Format("ulaw", "audio/basic", "pcm_mulaw", "mulaw", "s16", (8000,)),
+        Format("alaw", "audio/x-alaw-basic", "pcm_alaw", "alaw", "s16", (8000,)),
         Format("wav", "audio/wav"),
         Format("pcm", "audio/pcm"),
     )
 }
 DEFAULT_FORMAT = "mp3"  # OpenAI's default
+RESAMPLED_FORMATS = ("pcm", "wav")  # the formats `sample_rate` applies to
 
 
 def output_rate(fmt: Format, rate: int) -> int:
@@ -68,15 +75,24 @@ def output_rate(fmt: Format, rate: int) -> int:
     return min(higher) if higher else max(fmt.rates)
 
 
-def encode(pcm: bytes, *, rate: int, channels: int, fmt: str) -> bytes:
-    """`pcm` (s16le at `rate`/`channels`) as the bytes of response format `fmt`."""
+def encode(
+    pcm: bytes, *, rate: int, channels: int, fmt: str, sample_rate: int | None = None
+) -> bytes:
+    """`pcm` (s16le at `rate`/`channels`) as the bytes of response format `fmt`
+    (`sample_rate`: `pcm` and `wav` at that rate)."""
     spec = FORMATS[fmt]
     if spec.name == "wav":
+        if sample_rate not in (None, rate):
+            pcm = resample(
+                pcm, rate=rate, channels=channels, to_rate=sample_rate, to_channels=channels
+            )
+            rate = sample_rate
         return wav_bytes(pcm, rate=rate, channels=channels)
     if spec.name == "pcm":
-        if (rate, channels) == (PCM_RATE, 1):
+        to_rate = sample_rate or PCM_RATE
+        if (rate, channels) == (to_rate, 1):
             return pcm
-        return resample(pcm, rate=rate, channels=channels, to_rate=PCM_RATE, to_channels=1)
+        return resample(pcm, rate=rate, channels=channels, to_rate=to_rate, to_channels=1)
     return _encode_av(pcm, rate, channels, spec)
 
 
@@ -92,7 +108,7 @@ def _encode_av(pcm: bytes, rate: int, channels: int, spec: Format) -> bytes:
     import av
     import numpy as np
 
-    layout = "mono" if channels == 1 else "stereo"
+    layout = layout_of(channels)
     out_rate = output_rate(spec, rate)
     assert spec.codec is not None and spec.container is not None
     buffer = io.BytesIO()

@@ -1,9 +1,9 @@
 """ServeOptions: every setting of `voiceprep serve` that `warm` does not share, in one place.
 
-Precedence as everywhere in voiceprep: flags > VOICEPREP_SERVE_* environment > the config
-file's `[serve]` table > defaults. The backend, voice, options, rate, channels, cache and
-its limits, -j, retries and timeout are the shared `voiceprep.config.Settings`, so the
-server keys exactly as `warm` does.
+Precedence as everywhere in voiceprep (`voiceprep.precedence.layered`): flags >
+VOICEPREP_SERVE_* environment > the config file's `[serve]` table > defaults. The backend,
+voice, options, rate, channels, cache and its limits, -j, retries and timeout are the shared
+`voiceprep.config.Settings`, so the server keys exactly as `warm` does.
 
 To add a serve setting: a field here, a converter in `_CONVERTERS`, and the flag in
 `voiceprep/cli/serve.py` (which passes every flag through `resolve_serve_options`).
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from voiceprep.errors import ConfigError, UsageError
+from voiceprep.precedence import layered
+from voiceprep.secrets import remember
 
 DEFAULT_TOKEN_ENV = "VOICEPREP_SERVE_TOKEN"
 DEFAULT_QUEUE = 64
@@ -123,19 +125,18 @@ def resolve_serve_options(
     environ = os.environ if environ is None else environ
     table = check_table(table or {})
     values: dict[str, Any] = {}
-    for f in fields(ServeOptions):
-        if f.name not in _CONVERTERS:
-            continue
-        value, origin = flags.get(f.name), f"--{f.name.replace('_', '-')}"
-        env_name = ENV_PREFIX + f.name.upper()
-        if value is None and environ.get(env_name):
-            value, origin = environ[env_name], env_name
-        if value is None and table.get(f.name) is not None:
-            value, origin = table[f.name], f"config [serve] {f.name}"
-        if value is None:
-            continue
+    given = layered(
+        [f.name for f in fields(ServeOptions) if f.name in _CONVERTERS],
+        flags,
+        environ=environ,
+        env_prefix=ENV_PREFIX,
+        table=table,
+        table_origin=lambda name: f"config [serve] {name}",
+    )
+    for name, value, origin in given:
+        origin = origin or f"--{name.replace('_', '-')}"
         try:
-            values[f.name] = _CONVERTERS[f.name](value)
+            values[name] = _CONVERTERS[name](value)
         except UsageError as exc:
             raise UsageError(f"{origin}: {exc}") from None
         except (TypeError, ValueError):
@@ -149,8 +150,6 @@ def resolve_serve_options(
 
 
 def _token(token_env: str | None, environ: Mapping[str, str]) -> str | None:
-    from voiceprep.secrets import remember
-
     remember(token_env or DEFAULT_TOKEN_ENV)  # never in a message, like the backends' keys
     if token_env:
         token = environ.get(token_env, "").strip()

@@ -7,7 +7,10 @@ maps onto the backend (documented in docs/serve.md):
 - `voice`: through the VoiceMap (an unknown voice is a 400).
 - `model`: any non-empty name is accepted and does not change the audio: the server's
   backend and its `-O` options make the sound, as they did for `warm`.
-- `response_format`: mp3 (OpenAI's default), opus, aac, flac, wav or pcm.
+- `response_format`: mp3 (OpenAI's default), opus, aac, flac, wav or pcm; and ulaw or
+  alaw (8 kHz G.711, an extension for phone lines).
+- `sample_rate`: as speaches takes it, 8000–48000 Hz, for `pcm` and `wav` (absent: pcm
+  at 24 kHz as OpenAI's, wav at the cache's rate); a 400 with any other format.
 - `speed`: 1.0 (or absent). Anything else is a 400: the backend's options fix the pace,
   and a cached prompt is not stretched.
 - `instructions`: absent or empty; anything else is a 400 for the same reason.
@@ -23,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from voiceprep.server.errors import ApiError
-from voiceprep.server.formats import DEFAULT_FORMAT, FORMATS
+from voiceprep.server.formats import DEFAULT_FORMAT, FORMATS, RESAMPLED_FORMATS
 from voiceprep.server.voices import VoiceMap
 
 MAX_INPUT_CHARS = 4096
+SAMPLE_RATES = (8000, 48000)  # speaches' bounds of `sample_rate`
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class SpeechRequest:
     backend_voice: str | None  # what the backend is asked for (None: its default)
     response_format: str
     model: str
+    sample_rate: int | None = None  # pcm and wav only
 
 
 def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
@@ -77,7 +82,33 @@ def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
         backend_voice=voices.backend_voice(voice),
         response_format=fmt,
         model=model,
+        sample_rate=_sample_rate(payload.get("sample_rate"), fmt),
     )
+
+
+def _sample_rate(value: Any, fmt: str) -> int | None:
+    if value is None:
+        return None
+    low, high = SAMPLE_RATES
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(
+            400, "'sample_rate' must be an integer", param="sample_rate", code="invalid_type"
+        )
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            f"sample_rate {value} is outside {low}–{high}",
+            param="sample_rate",
+            code="invalid_value",
+        )
+    if fmt not in RESAMPLED_FORMATS:
+        raise ApiError(
+            400,
+            f"sample_rate applies to pcm and wav, not {fmt}",
+            param="sample_rate",
+            code="unsupported_value",
+        )
+    return value
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -32,12 +32,12 @@ from voiceprep.errors import (
     BackendError,
     BackendUnavailableError,
     EmptyAudioError,
+    NotCachedError,
     PermanentBackendError,
     TransientBackendError,
-    VoiceprepError,
 )
 from voiceprep.server.errors import SERVER_ERROR, ApiError
-from voiceprep.server.formats import FORMATS, encode
+from voiceprep.server.formats import FORMATS, PCM_RATE, encode
 from voiceprep.server.request import SpeechRequest
 
 if TYPE_CHECKING:
@@ -60,10 +60,6 @@ class Speech:
     body: bytes
     content_type: str
     cached: bool  # True: no synthesis was needed for this request
-
-
-class NotCachedError(VoiceprepError):
-    """Read-only server: the phrase is not in the cache."""
 
 
 class ReadOnlyBackend:
@@ -179,7 +175,8 @@ class SpeechService:
         fmt = request.response_format
         voice = request.backend_voice
         key = self._key(request.text, voice)
-        body = self._variants.get((key, fmt))
+        rate = request.sample_rate  # pcm/wav at another rate: another variant
+        body = self._variants.get((key, _variant(fmt, rate)))
         if body is not None:
             self._count("hit")
             return Speech(body, FORMATS[fmt].content_type, cached=True)
@@ -188,7 +185,7 @@ class SpeechService:
         if not cached and self.read_only and not self.cache.has_remote:
             raise _not_cached()
         pcm = await self._pcm(key, request.text, voice, cached)
-        body = await self._encoded(key, pcm, fmt)
+        body = await self._encoded(key, pcm, fmt, rate)
         return Speech(body, FORMATS[fmt].content_type, cached=cached)
 
     def unavailable_reason(self) -> str | None:
@@ -274,25 +271,37 @@ class SpeechService:
             log.warning("synthesis failed: %s", exc)
             raise _backend_failure(exc) from None
 
-    async def _encoded(self, key: str, pcm: bytes, fmt: str) -> bytes:
-        if fmt in ("pcm", "wav") and (fmt == "wav" or (self.rate, self.channels) == (24000, 1)):
-            body = encode(pcm, rate=self.rate, channels=self.channels, fmt=fmt)  # no CPU work
-            self._variants.put((key, fmt), body)
+    async def _encoded(
+        self, key: str, pcm: bytes, fmt: str, sample_rate: int | None = None
+    ) -> bytes:
+        variant = (key, _variant(fmt, sample_rate))
+        shaped = functools.partial(
+            encode, rate=self.rate, channels=self.channels, fmt=fmt, sample_rate=sample_rate
+        )
+        pcm_rate = sample_rate or PCM_RATE
+        if sample_rate in (None, self.rate) and (
+            fmt == "wav" or (fmt == "pcm" and (self.rate, self.channels) == (pcm_rate, 1))
+        ):
+            body = shaped(pcm)  # no CPU work
+            self._variants.put(variant, body)
             return body
-        task = self._encodings.get((key, fmt))
+        task = self._encodings.get(variant)
         if task is None:
-            task = asyncio.ensure_future(
-                asyncio.to_thread(encode, pcm, rate=self.rate, channels=self.channels, fmt=fmt)
-            )
-            self._encodings[(key, fmt)] = task
-            task.add_done_callback(functools.partial(_forget, self._encodings, (key, fmt)))
+            task = asyncio.ensure_future(asyncio.to_thread(shaped, pcm))
+            self._encodings[variant] = task
+            task.add_done_callback(functools.partial(_forget, self._encodings, variant))
         body = await asyncio.shield(task)
-        self._variants.put((key, fmt), body)
+        self._variants.put(variant, body)
         return body
 
     def _count(self, result: str) -> None:
         if self._metrics is not None:
             (self._metrics.hits if result == "hit" else self._metrics.misses).inc()
+
+
+def _variant(fmt: str, sample_rate: int | None) -> str:
+    """The name an encoded variant is kept under: `pcm`, or `pcm@16000` for a sample_rate."""
+    return fmt if sample_rate is None else f"{fmt}@{sample_rate}"
 
 
 def _forget(tasks: dict[Any, Any], key: Any, _task: object) -> None:

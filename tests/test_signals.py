@@ -1,0 +1,150 @@
+"""SIGTERM and SIGHUP stop a command as Ctrl-C does: real signals sent to a real process.
+
+What `timeout`, systemd, `docker stop` and CI cancellation send (SIGTERM), and what a closed
+terminal sends (SIGHUP), must leave no temporary file behind: exit 128 + the signal's
+number (143, 129), no traceback, nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from audiogen import sine, write_sine
+from helpers import voiceprep_command
+
+from voiceprep.wav import wav_bytes
+
+SIGNALS = [signal.SIGTERM, signal.SIGHUP]
+
+
+def parts(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".part"))
+
+
+def wait_for(predicate: Callable[[], object], what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def long_flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three minutes of 8 kHz mono: at 192 kHz stereo f32, 276 MB to write (about 2 s)."""
+    return write_sine(
+        tmp_path_factory.mktemp("long") / "long.flac", seconds=180, rate=8000, codec="flac"
+    )
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"], ids=["serial", "in-pieces"])
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_a_signal_while_decoding_a_file_removes_the_temporary_output(
+    tmp_path: Path, long_flac: Path, sig: int, jobs: str
+) -> None:
+    # -j 2: the three minutes are decoded in two pieces, the second by a worker process.
+    proc = subprocess.Popen(
+        voiceprep_command(
+            "decode",
+            long_flac,
+            "-o",
+            tmp_path / "o.pcm",
+            "-r",
+            "192000",
+            "-c",
+            "2",
+            "--sample-format",
+            "f32",
+            "-j",
+            jobs,
+        ),
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    wait_for(lambda: parts(tmp_path), "the temporary output")
+    # Stopped while the .part is there, the signal is delivered on SIGCONT: mid-decode.
+    proc.send_signal(signal.SIGSTOP)
+    assert parts(tmp_path), "the decode finished before it could be signalled"
+    proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=60)
+
+    assert proc.returncode == 128 + sig
+    assert b"Traceback" not in proc.stderr.read()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_a_signal_while_reading_stdin_removes_the_temporary_output(
+    tmp_path: Path, sig: int
+) -> None:
+    data = wav_bytes(
+        (sine(440, 12.0, 48000)[0] * 32767).astype("<i2").tobytes(), rate=48000, channels=1
+    )
+    proc = subprocess.Popen(
+        voiceprep_command("decode", "-", "-o", "out.pcm"),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(data[: len(data) * 3 // 4])  # the decoder then waits for the rest
+    proc.stdin.flush()
+    wait_for(lambda: parts(tmp_path), "the temporary output")
+
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    proc.stdin.close()
+
+    assert proc.returncode == 128 + sig
+    assert b"Traceback" not in proc.stderr.read()
+    assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_during_a_parallel_batch_stops_the_workers_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    # Named pipes as inputs: each worker blocks reading one, mid-file.
+    fifos = [tmp_path / "one.wav", tmp_path / "two.wav"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    out_dir = tmp_path / "out"
+    proc = subprocess.Popen(
+        voiceprep_command("decode", *fifos, "--out-dir", out_dir, "-j", "2"),
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    data = wav_bytes(
+        (sine(440, 12.0, 48000)[0] * 32767).astype("<i2").tobytes(), rate=48000, channels=1
+    )
+    writers: list[object] = []
+
+    def feed(fifo: Path) -> None:
+        handle = fifo.open("wb")
+        writers.append(handle)
+        with contextlib.suppress(BrokenPipeError):
+            handle.write(data[: len(data) * 3 // 4])
+            handle.flush()
+
+    threads = [threading.Thread(target=feed, args=(f,), daemon=True) for f in fifos]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: out_dir.exists() and len(parts(out_dir)) == 2, "two temporary outputs")
+
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    for handle in writers:
+        with contextlib.suppress(BrokenPipeError):
+            handle.close()  # type: ignore[attr-defined]
+
+    assert proc.returncode == 143
+    assert b"Traceback" not in proc.stderr.read()
+    assert os.listdir(out_dir) == []

@@ -1,0 +1,68 @@
+"""The export options of `cache export` and `warm --export` (voiceprep.export), declared
+once. Kept out of _options.py: voiceprep.export is not needed by `--help` or `--version`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from voiceprep.cli._options import Flags, option_group
+from voiceprep.export import CODECS, DEFAULT_CODECS, DEFAULT_LANG, LAYOUTS, ExportOptions
+
+# How `cache export` and `warm --export` lay their files out (voiceprep.export).
+export_options = option_group(
+    "layout",
+    layout=Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            metavar="LAYOUT",
+            help="Export LAYOUT: flat (DIR/ID.wav), asterisk (DIR/LANG/ID.CODEC) or "
+            "freeswitch (DIR/LANG/REGION/VOICE/RATE/ID.wav).",
+            show_default=LAYOUTS[0],
+        ),
+    ],
+    codecs=Annotated[
+        str | None,
+        typer.Option(
+            "--codecs",
+            metavar="LIST",
+            help=f"With --layout asterisk, the files per phrase: a comma-separated LIST of "
+            f"{', '.join(CODECS)}.",
+            show_default=",".join(DEFAULT_CODECS),
+        ),
+    ],
+    export_format=Annotated[
+        str | None,
+        typer.Option(
+            "--sample-format",
+            metavar="FMT",
+            help="With the flat layout, the exported WAVs' sample FMT: s16 (at the cache's "
+            "rate), ulaw or alaw (8000 Hz mono, WAV tags 7/6).",
+            show_default="s16",
+        ),
+    ],
+    lang=Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            metavar="LANG",
+            help="LANG, the language folder (en, en_GB) of phrases whose list gives none.",
+            show_default=DEFAULT_LANG,
+        ),
+    ],
+)
+
+
+def export_settings(layout: Flags) -> ExportOptions:
+    """ExportOptions from the `export_options` flags (UsageError for a bad value)."""
+    codecs = layout["codecs"]
+    values: dict[str, Any] = {
+        "layout": layout["layout"],
+        "codecs": tuple(c.strip().lower() for c in codecs.split(",")) if codecs else None,
+        "sample_format": layout["export_format"],
+        "lang": layout["lang"],
+    }
+    return ExportOptions(**{name: value for name, value in values.items() if value is not None})

@@ -1,0 +1,254 @@
+"""One long file decoded across processes (`decode -j N` with a single input).
+
+The output is cut into N pieces at sample positions; this process decodes the first (the
+serial decode itself, stopped at the second piece's start) while forked workers decode
+the others, each writing its PCM straight into the output's temporary file at its own
+offset (`os.pwrite`): no PCM passes between processes and memory stays flat.
+
+A worker demuxes from a second before its piece (`amovie`'s seek point), lets the decoder
+settle there, and starts its resampler `RESAMPLER_PREROLL` before the piece on the serial
+decode's own sample grid: output sample j of the serial decode is input sample
+F + j × in/out (F the first decoded timestamp), so a piece starts at a multiple of
+out/gcd(in, out), where that input position is a whole sample (voiceprep.graph.segment).
+Its first output samples are then dropped. After the preroll the resampler's filter holds
+the same input as the serial one's and computes the same samples: measured on
+PyAV 18.1 (FFmpeg 8.1), the pieces are byte for byte the serial decode for FLAC, WAV, MP3,
+AAC and Opus (the tests compare them; lossy codecs are held to -90 dBFS at the seams should
+a codec ever settle less exactly).
+
+Short files, pipes, stdin, chained Ogg, a processing chain, and outputs that are not
+regular files stay serial. If a piece comes out shorter than planned (a duration in the
+header longer than the audio) or a worker fails (a corrupt packet, which the serial path
+decodes around), the whole file is decoded again serially: never a gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voiceprep import graph
+from voiceprep.batch import start_worker, worker_signals
+from voiceprep.decoding import decode, probe, window
+from voiceprep.errors import VoiceprepError
+from voiceprep.graph import Target
+from voiceprep.ogg import chain_offsets
+from voiceprep.output import OutputSpec, atomic_file, decode_to_file, output_target
+from voiceprep.wav import WAV_HEAD_BYTES, patch_wav_sizes, wav_header, wav_promise
+
+# Files shorter than this are decoded in one process: a piece costs a fork, a seek and
+# a preroll (~50 ms), which a short file does not win back.
+MIN_SECONDS = 120.0
+# Demuxed and decoded before a piece's resampler starts: the decoder's state (MP3's bit
+# reservoir, AAC's overlap, Opus's pre-roll of 80 ms) settles well within it.
+CODEC_PREROLL = 1.0
+# Resampled and dropped before a piece: libswresample's default filter is 32 taps long.
+RESAMPLER_PREROLL = 0.1
+
+Progress = Callable[[int], None]
+WarningHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Output samples `start` … `end` (None: to the end), as the serial decode counts them;
+    decoded from `seek` seconds with the resampler started at input sample `first_sample`,
+    `preroll` output samples before `start`."""
+
+    start: int
+    end: int | None
+    seek: float
+    first_sample: int
+    preroll: int
+
+
+class _Serially(Exception):
+    """The pieces did not join up: decode the file serially instead."""
+
+
+def decode_file(
+    source: Any,
+    dest: str | os.PathLike[str],
+    spec: OutputSpec,
+    *,
+    jobs: int,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_warning: WarningHandler | None = None,
+) -> int:
+    """`voiceprep.output.decode_to_file`, across up to `jobs` processes when `source` is a
+    long regular file; the same bytes either way. Returns the PCM byte count."""
+    pieces = plan(source, spec, jobs)
+    if pieces is not None:
+        target = output_target(Path(dest), force=force, source=source)
+        if not target.in_place:
+            with contextlib.suppress(_Serially):
+                return _decode_pieces(
+                    source, target.path, spec, pieces, force, progress, on_warning
+                )
+    return decode_to_file(source, dest, spec, force=force, progress=progress, on_warning=on_warning)
+
+
+def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
+    """The pieces of a decode worth splitting, else None (decode serially)."""
+    if jobs < 2 or (spec.process is not None and not spec.process.is_empty):
+        return None
+    if not isinstance(source, str | os.PathLike) or not Path(source).is_file():
+        return None  # stdin, pipes, file objects
+    if threading.active_count() > 1:
+        return None  # forking beside other threads (a library caller's) is not safe
+    path = Path(source)
+    try:
+        seconds = probe(path).duration
+        if seconds is None or chain_offsets(path) or _lying_wav(path):
+            return None
+        first, in_rate = graph.first_timestamp(path)
+    except (VoiceprepError, OSError, ValueError):
+        return None  # the serial decode reports what is wrong
+    except Exception as exc:  # an av.error.FFmpegError: likewise
+        if type(exc).__module__.startswith("av"):
+            return None
+        raise
+    rate = spec.rate
+    skip = round(spec.start * rate) if spec.start else 0
+    end = round(seconds * rate) if spec.duration is None else skip + round(spec.duration * rate)
+    end = min(end, round(seconds * rate))
+    if end - skip < MIN_SECONDS * rate:
+        return None
+    # Output sample j is input sample first + j * in_rate / rate: whole where j is a
+    # multiple of `step`.
+    step = rate // math.gcd(in_rate, rate)
+    preroll = math.ceil(RESAMPLER_PREROLL * rate / step) * step
+    starts = [skip] + [(skip + k * (end - skip) // jobs) // step * step for k in range(1, jobs)]
+    ends: list[int | None] = [*starts[1:], end if spec.duration is not None else None]
+    pieces = []
+    for start, stop in zip(starts, ends, strict=True):
+        first_sample = first + (start - preroll) // step * (in_rate * step // rate)
+        seek = max(0.0, first_sample / in_rate - CODEC_PREROLL)
+        pieces.append(Piece(start, stop, seek, first_sample, preroll))
+    return pieces
+
+
+def _lying_wav(path: Path) -> bool:
+    """A WAV whose header promises more than the file holds: decoded serially, which
+    says so."""
+    with open(path, "rb") as handle:
+        head = handle.read(WAV_HEAD_BYTES)
+    return wav_promise(head, path.stat().st_size) is not None
+
+
+def _decode_pieces(
+    source: Any,
+    dest: Path,
+    spec: OutputSpec,
+    pieces: list[Piece],
+    force: bool,
+    progress: Progress | None,
+    on_warning: WarningHandler | None,
+) -> int:
+    import multiprocessing
+
+    target = Target.of(spec)
+    frame = target.frame_bytes
+    header = b""
+    if spec.container == "wav":
+        header = wav_header(
+            rate=spec.rate,
+            channels=spec.channels,
+            sample_format=spec.sample_format,
+            data_bytes=None,
+        )
+    with atomic_file(dest, force=force) as out:
+        out.write(header)
+        out.flush()
+        base = pieces[0].start
+        context = multiprocessing.get_context("fork")
+        workers = []
+        try:
+            for piece in pieces[1:]:
+                receive, send = context.Pipe(duplex=False)
+                offset = len(header) + (piece.start - base) * frame
+                args = (send, Path(source), target, piece, out.fileno(), offset)
+                process = context.Process(target=_worker, args=args, daemon=True)
+                start_worker(process)
+                send.close()
+                workers.append((process, receive, piece))
+            first_bytes = (pieces[1].start - base) * frame
+            warnings: list[str] = []
+            written = _write_first(source, spec, out, first_bytes, progress, warnings.append)
+            if written != first_bytes:
+                raise _Serially
+            total = written
+            for process, receive, piece in workers:
+                try:
+                    outcome, count = receive.recv()
+                except EOFError:  # the worker died (a decoder crash): serially
+                    raise _Serially from None
+                process.join()
+                expected = None if piece.end is None else (piece.end - piece.start) * frame
+                if outcome != "ok" or (expected is not None and count != expected):
+                    raise _Serially
+                total += count
+                if progress is not None:
+                    progress(count)
+            if on_warning is not None:
+                for message in warnings:  # (said once: not if the file is decoded again)
+                    on_warning(message)
+        finally:
+            for process, _, _ in workers:
+                if process.is_alive():
+                    process.terminate()
+                process.join()
+        if spec.container == "wav":
+            patch_wav_sizes(out, total)
+    return total
+
+
+def _write_first(
+    source: Any,
+    spec: OutputSpec,
+    out: Any,
+    size: int,
+    progress: Progress | None,
+    on_warning: WarningHandler,
+) -> int:
+    """The first piece, in this process: the serial decode, stopped after `size` bytes."""
+    chunks = decode(
+        source,
+        rate=spec.rate,
+        channels=spec.channels,
+        sample_format=spec.sample_format,
+        start=spec.start,
+        on_warning=on_warning,
+    )
+    written = 0
+    for chunk in window(chunks, 0, size):  # (which closes `chunks`)
+        out.write(chunk)
+        written += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    out.flush()
+    return written
+
+
+def _worker(send: Any, path: Path, target: Target, piece: Piece, fd: int, offset: int) -> None:
+    """One piece in a forked worker: decoded from its seek point, written at its offset."""
+    worker_signals()
+    frame = target.frame_bytes
+    size = None if piece.end is None else (piece.end - piece.start) * frame
+    chunks = graph.segment(path, target, seek=piece.seek, first_sample=piece.first_sample)
+    written = 0
+    try:
+        for chunk in window(chunks, piece.preroll * frame, size):
+            os.pwrite(fd, chunk, offset + written)
+            written += len(chunk)
+    except Exception as exc:  # an FFmpegError (a corrupt packet), a write error
+        send.send(("failed", str(exc)))
+        return
+    send.send(("ok", written))
