@@ -77,8 +77,9 @@ def test_a_signal_while_decoding_a_file_removes_the_temporary_output(
     proc.send_signal(signal.SIGCONT)
     proc.wait(timeout=60)
 
-    assert proc.returncode == 128 + sig
-    assert b"Traceback" not in proc.stderr.read()
+    errors = proc.stderr.read()
+    assert proc.returncode == 128 + sig, errors
+    assert b"Traceback" not in errors
     assert os.listdir(tmp_path) == []
 
 

@@ -273,9 +273,9 @@ def worker_signals() -> None:
     starts with SIGINT blocked: ignore it, then unblock it.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
     signal.signal(signal.SIGTERM, _exit_on_term)
+    if hasattr(signal, "pthread_sigmask"):  # (the handlers first: one may be pending)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPPING)
 
 
 def start_worker(process: Any) -> None:

@@ -1,4 +1,5 @@
-"""Run a command; print its wall seconds and peak RSS (KiB) as one line: `SECONDS KIB`.
+"""Run a command; print its wall seconds, peak RSS (KiB) and CPU seconds (user + system,
+its children included) as one line: `SECONDS KIB CPU`.
 
 Why a separate small process: Linux carries a process's peak RSS across exec, so a child
 forked from the (large) benchmark process would report at least the benchmark's own
@@ -19,7 +20,8 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     if code != 0:
         sys.exit(code)
-    print(f"{elapsed:.6f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"{elapsed:.6f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.6f}")
 
 
 if __name__ == "__main__":
