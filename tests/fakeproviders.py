@@ -43,6 +43,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -91,6 +92,7 @@ class RecordedRequest:
     status: int = 0
     body: bytes = b""  # the raw request body (Azure's SSML)
     text: str = ""  # what the fake understood it was asked to say
+    received: float = field(default_factory=time.monotonic)  # system-wide clock (Linux)
 
 
 def voice_frequency(voice: str) -> float:

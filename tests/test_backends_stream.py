@@ -355,3 +355,57 @@ async def test_command_stopped_consumer_kills_the_program(tmp_path: Path) -> Non
         await asyncio.sleep(0.05)
     else:
         pytest.fail("the program kept running after the consumer stopped")
+
+
+# --- the pooled HTTP client ---------------------------------------------------------------
+
+
+async def test_a_plain_http_url_gets_a_client_without_tls_set_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ssl
+
+    from voiceprep.backends._http import ClientPool
+
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    loads: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    pool = ClientPool()
+    plain = pool.get("http://127.0.0.1:8000/v1")
+    assert loads == []  # no CA bundle read for a URL that never uses TLS
+    secure = pool.get("https://api.openai.com/v1")
+    assert loads and secure is not plain  # an https URL verifies certificates
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3128")
+    assert pool.get("http://127.0.0.1:8000/v1") is secure  # a proxy may need TLS
+    await pool.aclose()
+
+
+def test_httpx_is_imported_without_its_command_line_or_trio() -> None:
+    import subprocess
+
+    code = textwrap.dedent(
+        """
+        import asyncio, importlib.util, sys
+        from voiceprep.backends._http import ClientPool
+        async def main():
+            pool = ClientPool()
+            pool.get("http://127.0.0.1:9/v1")
+            await pool.aclose()
+        asyncio.run(main())
+        assert "httpx" in sys.modules
+        assert "httpx._main" not in sys.modules, "httpx's CLI was imported"
+        assert "trio" not in sys.modules, "trio was imported"
+        if importlib.util.find_spec("trio") is not None:
+            import trio  # still importable for whoever wants it
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

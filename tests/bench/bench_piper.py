@@ -18,6 +18,19 @@ configuration burns, and move less than wall-clock figures when the machine is s
     python tests/bench/bench_piper.py [--runs 5] [--loads 3]
 
 Every figure is the median of `--runs` runs (`--loads` for the model load).
+
+`--section warm`: `voiceprep warm` (a fresh cache, 30 phrases) against the plain loop a
+user writes over piper's API (load the voice, `synthesize_wav` each phrase), both as
+processes with their start-up, paired and interleaved (the order alternates run by run);
+the ratio is the median of the per-pair ratios. `--busy` runs a process spinning on a core
+during both (a concurrent CPU load); `--cpus 0` / `--cpus 0,1` runs both under `taskset`.
+
+`--section ci`: the case CI lives in — 1,000 phrases of which 10 changed since the cache
+was filled: `warm` against re-running the plain loop over the list (measured on a sample
+of 100 and scaled).
+
+    python tests/bench/bench_piper.py --section warm --runs 5 [--busy] [--cpus 0]
+    python tests/bench/bench_piper.py --section ci --runs 3
 """
 
 from __future__ import annotations
@@ -76,6 +89,9 @@ WARM_PHRASES = PHRASES + [
     "Our offices are open Monday to Friday, nine to five.",
     "Let me connect you with someone who can help.",
 ]
+
+CI_PHRASES = 1000
+CI_CHANGED = 10
 
 # The plain loop a user writes over piper's API: load the voice, synthesize each phrase,
 # write it as a WAV. Run as its own process, start-up included, like `voiceprep warm`.
@@ -138,9 +154,12 @@ def backend_run(backend: PiperBackend, jobs: int) -> tuple[float, Clock]:
 # --- warm against the plain loop ---------------------------------------------------------
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+def _timed(argv: list[str]) -> float:
+    # As an installed package runs: with bytecode (pip compiles it at install), even where
+    # PYTHONDONTWRITEBYTECODE is set; the warm-up run writes it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -213,6 +232,57 @@ def bench_warm_vs_plain(
     }
 
 
+def ci_phrases(changed: int) -> list[str]:
+    """1,000 phrases; the first `changed` of them reworded (a commit that edits ten)."""
+    texts = [f"Item {i}: {WARM_PHRASES[i % len(WARM_PHRASES)]}" for i in range(CI_PHRASES)]
+    return [f"{t} (updated)" if i < changed else t for i, t in enumerate(texts)]
+
+
+def bench_ci(runs: int, sample: int) -> dict[str, object]:
+    """The case CI lives in: 1,000 phrases of which 10 changed since the cache was filled.
+
+    `warm` (a cache holding the 990 unchanged entries) against re-running the plain loop
+    over the whole list. The plain loop over 1,000 phrases is measured on a `sample` of
+    them (the same mix) and scaled, so the benchmark does not hold the shared machine for
+    many minutes; warm runs over the real list. The cache is filled directly (silence
+    under each key warm computes): what is measured is warm's work, not the filling."""
+    from voiceprep.cache import AudioCache
+    from voiceprep.keys import cache_key
+
+    with tempfile.TemporaryDirectory(prefix="bench-piper-ci-") as tmp:
+        work = Path(tmp)
+        original, edited = ci_phrases(0), ci_phrases(CI_CHANGED)
+        phrases = work / "phrases.txt"
+        phrases.write_text("".join(f"{t}\n" for t in edited))
+        template = work / "template"
+        identity = PiperBackend().identity(None)
+        with AudioCache(template) as cache:
+            for text in original[CI_CHANGED:]:
+                key = cache_key(identity, text, rate=24000, channels=1)
+                pcm = bytes(2 * 24000)  # 1 s of silence
+                cache.put(key, pcm, rate=24000, channels=1, text=text, identity=identity)
+        sample_file = work / "sample.txt"
+        sample_file.write_text("".join(f"{t}\n" for t in edited[:: CI_PHRASES // sample]))
+        # One plain run of the sample (it is the long one), between the warm runs.
+        warms, plains = [], []
+        for run in range(runs):
+            cache = work / f"cache-{run}"
+            shutil.copytree(template, cache)
+            warms.append(warm(phrases, cache, []))
+            shutil.rmtree(cache)
+            if run == runs // 2:
+                plains.append(plain_loop(sample_file, work / "out", []) * CI_PHRASES / sample)
+    return {
+        "phrases": CI_PHRASES,
+        "changed": CI_CHANGED,
+        "warm_s": round(statistics.median(warms), 2),
+        "plain_loop_s (scaled from a sample)": round(statistics.median(plains), 1),
+        "plain_sample": sample,
+        "ratio": round(statistics.median(warms) / statistics.median(plains), 4),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -220,10 +290,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
         "--section",
-        choices=("backend", "warm"),
+        choices=("backend", "warm", "ci"),
         default="backend",
         help="backend: the backend against piper-tts in-process; warm: `voiceprep warm` "
-        "against the plain loop, as processes",
+        "against the plain loop, as processes; ci: 1,000 phrases of which 10 changed",
     )
     parser.add_argument("--busy", action="store_true", help="warm: with a concurrent CPU load")
     parser.add_argument("--cpus", help="warm: run both under `taskset -c CPUS`")
@@ -231,6 +301,9 @@ def main() -> None:
         "--warm-arg", action="append", default=[], help="warm: an extra argument for warm"
     )
     args = parser.parse_args()
+    if args.section == "ci":
+        print(json.dumps(bench_ci(args.runs, sample=100), indent=None if not args.json else 2))
+        return
     if args.section == "warm":
         figures = bench_warm_vs_plain(
             args.runs, busy=args.busy, cpus=args.cpus, extra=args.warm_arg

@@ -81,9 +81,10 @@ async def _bare_first(client: object, fake: object, backend: object) -> float:
     request = _request_of(backend)
     start = time.perf_counter()
     async with client.stream("POST", **request) as response:
-        async for _piece in response.aiter_raw():
+        pieces = response.aiter_raw()
+        async with contextlib.aclosing(pieces):
+            await anext(pieces)
             return time.perf_counter() - start
-    return time.perf_counter() - start
 
 
 def _request_of(backend: object) -> dict[str, object]:

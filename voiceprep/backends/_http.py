@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -95,17 +97,47 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# Optional imports httpx (and httpcore) make when the package is there, which voiceprep never
+# uses: httpx's own command line (click, pygments, rich) and trio support. Blocked while
+# httpx is first imported, they cost a warm that synthesizes about half of httpx's import
+# time (tests/bench/bench_warm.py, docs/performance.md); anything imported before is kept.
+_UNUSED_BY_HTTPX = ("httpx._main", "trio")
+
+
+def _import_httpx() -> None:
+    """Import httpx (deferred: the CLI's start-up must not pay for it) without the optional
+    modules above; then they import normally again for whoever wants them."""
+    if "httpx" in sys.modules:
+        return
+    blocked = [name for name in _UNUSED_BY_HTTPX if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
+    try:
+        import httpcore  # noqa: F401  # httpx imports it when its first client is built
+        import httpx  # noqa: F401
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 class ClientPool:
-    """One httpx.AsyncClient per running event loop (a client cannot cross loops)."""
+    """One httpx.AsyncClient per running event loop (a client cannot cross loops), and per
+    kind of URL: a plain-HTTP URL without a proxy configured (a self-hosted server, a local
+    gateway) gets a client without TLS settings, since building them (loading the CA
+    bundle) costs more of the start-up than the whole rest of httpx's set-up."""
 
     def __init__(self) -> None:
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._clients: dict[tuple[int, bool], tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]
+        self._clients = {}
 
-    def get(self) -> httpx.AsyncClient:
-        import httpx  # deferred: the CLI's start-up must not pay for it
+    def get(self, url: str = "https://") -> httpx.AsyncClient:
+        _import_httpx()
+        import httpx
 
         loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
+        tls = not url.startswith("http://") or _proxies_configured()
+        entry = self._clients.get((id(loop), tls))
         if entry is not None and entry[0] is loop and not entry[1].is_closed:
             return entry[1]
         # Drop clients of loops that have gone away.
@@ -115,18 +147,29 @@ class ClientPool:
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            follow_redirects=False,
+            follow_redirects=False,  # an http:// URL never leads to a TLS connection
             trust_env=True,
+            verify=tls,
         )
-        self._clients[id(loop)] = (loop, client)
+        self._clients[(id(loop), tls)] = (loop, client)
         return client
 
     async def aclose(self) -> None:
-        """Close this loop's client (other loops' clients are dropped with their loop)."""
+        """Close this loop's clients (other loops' clients are dropped with their loop)."""
         loop = asyncio.get_running_loop()
-        entry = self._clients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
+        for tls in (False, True):
+            entry = self._clients.pop((id(loop), tls), None)
+            if entry is not None:
+                await entry[1].aclose()
+
+
+def _proxies_configured() -> bool:
+    """Whether the environment names a proxy (httpx reads these with trust_env): a proxy
+    may be reached over TLS, so the client keeps its TLS settings."""
+    return any(
+        os.environ.get(name) or os.environ.get(name.upper())
+        for name in ("http_proxy", "https_proxy", "all_proxy")
+    )
 
 
 async def post_for_audio(
@@ -147,10 +190,11 @@ async def post_for_audio(
     A 200 whose body is JSON, text or HTML is an error page, not audio (PermanentBackendError
     naming the backend and the type), unless `json_answer` (the provider wraps its audio in
     JSON, as Google does)."""
+    _import_httpx()
     import httpx
 
     check_headers(backend, headers)
-    client = pool.get()
+    client = pool.get(url)
     payload: dict[str, Any] = (
         {"content": content} if content is not None else {"json": dict(body or {})}
     )
@@ -180,10 +224,11 @@ async def stream_audio(
     """POST JSON `body` and yield the answer's bytes as they arrive (chunked transfer), with
     the errors of `post_for_audio`. A body that breaks off (the connection drops before a
     chunked body's end) raises TransientBackendError after the bytes that came."""
+    _import_httpx()
     import httpx
 
     check_headers(backend, headers)
-    client = pool.get()
+    client = pool.get(url)
     received = 0
     try:
         async with client.stream(
@@ -214,6 +259,7 @@ def request_error(
     exc: httpx.HTTPError, *, backend: str, url: str, secret: str | None
 ) -> BackendError:
     """The voiceprep error for a request that got no answer (timeout, connection…)."""
+    _import_httpx()
     import httpx
 
     where = display_url(url)
