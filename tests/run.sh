@@ -28,6 +28,10 @@ programs() {
     chromedriver:chromium-driver wrk:wrk npm:npm; do
     command -v "${pair%%:*}" >/dev/null || missing="$missing ${pair#*:}"
   done
+  # Debian's own Python makes virtual environments only with python3-venv installed.
+  if [ -z "${VIRTUAL_ENV:-}" ] && ! "${PYTHON:-python3}" -c "import ensurepip" 2>/dev/null; then
+    missing="$missing python3-venv"
+  fi
   [ -z "$missing" ] && return
   if [ "$(id -u)" != 0 ]; then
     echo "tests/run.sh: missing programs; as root: apt-get install$missing" >&2

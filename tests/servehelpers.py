@@ -23,6 +23,8 @@ from typing import Any
 
 from helpers import isolated_environment
 
+from voiceprep.cache import AudioCache, CacheEntry
+
 _LISTENING = re.compile(r"serving http://(\S+):(\d+) ")
 START_TIMEOUT = 60.0
 
@@ -152,3 +154,15 @@ class ServerProcess:
 
     def url(self, path: str) -> str:
         return self.root + path
+
+
+def stored_entry(cache: Path, text: str, *, wait: float = 30) -> CacheEntry | None:
+    """The cache's entry of `text`, waiting up to `wait` s for it: a miss is written just
+    after its last byte was sent."""
+    deadline = time.monotonic() + wait
+    while True:
+        with AudioCache(cache) as store:
+            entries = [e for e in store.entries() if e.text == text]
+        if entries or time.monotonic() > deadline:
+            return entries[0] if entries else None
+        time.sleep(0.02)

@@ -156,7 +156,7 @@ PARSER_WORDS = ("Input should", "Value error", "valid integer", "is not one of",
         ),
         (
             ["decode", "x.mp3", "--sample-format", "s8"],
-            "decode: invalid --sample-format 's8': expected s16 or f32",
+            "decode: invalid --sample-format 's8': expected s16, f32, ulaw or alaw",
         ),
         (
             ["decode", "x.mp3", "-j", "2.5"],

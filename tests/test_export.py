@@ -57,7 +57,12 @@ def test_export_writes_playable_wavs_and_a_manifest_with_their_sha256(
         out,
     )
     assert report.ok and len(report.written) == 2
-    assert sorted(p.name for p in out.iterdir()) == ["goodbye.wav", "hold.wav", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "goodbye.wav",
+        "hold.wav",
+        "index.html",
+        "manifest.json",
+    ]
 
     info = probe(out / "goodbye.wav")
     assert (info.rate, info.channels, info.codec) == (16000, 2, "pcm_s16le")

@@ -104,6 +104,7 @@ async def test_stream_adapter_caches_each_sentence(tmp_path: Path) -> None:
         "Is there anything else I can do?"
     )
     assert audio == expected  # in order, nothing lost or doubled
+    await cached.cache.drain()
     assert entries(tmp_path) == 3
     # CachedTTS.stream() is the same path.
     stream = cached.stream(conn_options=NO_RETRY)
@@ -115,7 +116,9 @@ async def test_stream_adapter_caches_each_sentence(tmp_path: Path) -> None:
     await cached.aclose()
 
 
-async def test_an_interrupted_synthesis_is_never_stored(tmp_path: Path) -> None:
+async def test_an_interrupted_session_never_stores_a_truncated_phrase(tmp_path: Path) -> None:
+    """A barge-in stops the session's playback; the synthesis itself completes (other
+    sessions may be following it) and is stored whole, never cut where the session left."""
     inner = livekit_counting_tts()
     inner.delay = 0.05
     cached = CachedTTS(inner, cache_dir=tmp_path)
@@ -125,16 +128,28 @@ async def test_an_interrupted_synthesis_is_never_stored(tmp_path: Path) -> None:
         frames.append(ev.frame)
         break
     await stream.aclose()
-    assert frames and len(joined(frames)) < len(inner.pcm_for("This reply gets cut off."))
-    await asyncio.sleep(0.3)  # what the wrapped TTS would still have sent
-    assert entries(tmp_path) == 0
-    assert not cached.cache.contains("This reply gets cut off.", voice_id=cached.identity.voice)
-    # Next time it is synthesized again, whole, and then stored.
-    inner.delay = 0.0
-    whole = joined(await collect(cached.synthesize("This reply gets cut off.")))
-    assert whole == inner.pcm_for("This reply gets cut off.")
-    assert entries(tmp_path) == 1
+    whole = inner.pcm_for("This reply gets cut off.")
+    assert frames and len(joined(frames)) < len(whole)
+    await cached.cache.drain()
+    with AudioCache(tmp_path) as cache:
+        key = cached.key("This reply gets cut off.")
+        assert cache.get(key, rate=24000, channels=1) == whole
+    assert joined(await collect(cached.synthesize("This reply gets cut off."))) == whole
+    assert inner.calls == ["This reply gets cut off."]  # the replay was a hit
     await cached.aclose()
+
+
+async def test_closing_cancels_a_synthesis_in_flight_and_stores_nothing(tmp_path: Path) -> None:
+    inner = livekit_counting_tts()
+    inner.delay = 0.05
+    cached = CachedTTS(inner, cache_dir=tmp_path)
+    stream = cached.synthesize("Closing time.", conn_options=NO_RETRY)
+    async for _ in stream:
+        break
+    await stream.aclose()
+    await cached.aclose()  # the job ends: the wrapped synthesis is cancelled
+    await asyncio.sleep(0.3)
+    assert entries(tmp_path) == 0
 
 
 async def test_a_failed_synthesis_is_never_stored(tmp_path: Path) -> None:
@@ -219,6 +234,7 @@ async def test_warmed_entries_are_hits_for_the_openai_plugin(
     # A miss goes to the server through the plugin, and is stored under warm's key.
     await collect(cached.synthesize("Something new."))
     assert openai_server.request_count == 2
+    await cached.cache.drain()
     with AudioCache(tmp_path / "cache") as cache:
         assert cache.contains(cached.key("Something new."))
     await cached.aclose()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import tomllib
 from importlib.metadata import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 import voiceprep
 
@@ -78,3 +81,30 @@ def test_cli_reference_is_generated_for_every_command_and_option() -> None:
         seen += 1
     assert seen >= 15  # decode, info, warm, say, backends, cache and its subcommands
     assert "--install-completion" in rendered and "--show-completion" in rendered
+
+
+def test_constraints_pin_every_requirement_of_the_test_and_dev_environments() -> None:
+    """constraints.txt (what tests/run.sh installs with) was regenerated after the last
+    change of a requirement: every package pyproject.toml names for the core, `piper`,
+    `test` and `dev` (and the extras they pull in) is pinned there, and nothing is unpinned."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    wanted: set[str] = set()
+    todo = [*project["dependencies"], *extras["piper"], *extras["test"], *extras["dev"]]
+    while todo:
+        requirement = Requirement(todo.pop())
+        if requirement.name == "voiceprep":
+            todo += [r for extra in requirement.extras for r in extras[extra]]
+        else:
+            wanted.add(canonical(requirement.name))
+    lines = [
+        line.split(";")[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines()
+    ]
+    pins = [line for line in lines if line and not line.startswith("#")]
+    assert all("==" in pin for pin in pins), [pin for pin in pins if "==" not in pin]
+    pinned = {canonical(pin.split("==")[0].split("[")[0]) for pin in pins}
+    assert wanted <= pinned, sorted(wanted - pinned)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

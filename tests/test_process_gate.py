@@ -15,9 +15,11 @@ from voiceprep.backends import get_backend
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.cache import AudioCache
 from voiceprep.errors import ImplausibleAudioError
-from voiceprep.gate import judge, synthesize_checked
+from voiceprep.fill import Filler
+from voiceprep.gate import judge
 from voiceprep.keys import BackendIdentity
 from voiceprep.phrases import Phrase
+from voiceprep.sources import BackendSource
 from voiceprep.warm import warm
 
 RATE = 24000
@@ -115,12 +117,13 @@ def test_dense_scripts_get_their_own_band() -> None:
 
 
 def test_gave_up_error_names_the_reason() -> None:
+    tts = FakeTTS(SILENT)
+    source = BackendSource(tts, rate=RATE, channels=1, timeout=None)
+    filler = Filler(source, None, rate=RATE, channels=1, retries=1)
+    prompt = filler.prompt(tts.identity(), "Hello.", None)
     with pytest.raises(ImplausibleAudioError, match="silent.*gave up after 2 attempts"):
-        asyncio.run(
-            synthesize_checked(
-                FakeTTS(SILENT), "Hello.", voice=None, rate=RATE, channels=1, retries=1
-            )
-        )
+        asyncio.run(filler.synthesize(prompt))
+    assert tts.calls == 2
 
 
 @pytest.mark.parametrize(

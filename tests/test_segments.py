@@ -3,6 +3,7 @@ output as the serial decode, sample for sample, joined at exact positions."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,11 @@ SECONDS = 24.0  # long enough for three pieces once MIN_SECONDS is lowered for t
 
 @pytest.fixture(autouse=True)
 def short_files_count_as_long(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test files of seconds rather than minutes, split as a long file would be."""
+    """Test files of seconds rather than minutes, split as a long file would be; and the
+    test process taken for a one-thread program, as the command is (earlier tests leave
+    idle threads behind: pools of caches they did not close, servers' readers)."""
     monkeypatch.setattr(segments, "MIN_SECONDS", 5.0)
+    monkeypatch.setattr(segments, "alone", lambda: True)
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +177,19 @@ def test_the_command_decodes_a_long_file_in_pieces(
     two = cli("decode", source, "-o", tmp_path / "two.wav", "-j", "2")
     assert one.code == two.code == 0, (one.err, two.err)
     assert (tmp_path / "two.wav").read_bytes()[44:] == (tmp_path / "one.pcm").read_bytes()
+
+
+def test_a_process_with_other_threads_decodes_serially(
+    music: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()  # the real check
+    monkeypatch.setattr(segments, "MIN_SECONDS", 5.0)
+    spec = OutputSpec(rate=24000, channels=1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert segments.plan(music("flac"), spec, 2) is None
+    finally:
+        stop.set()
+        other.join()

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 from helpers import CLI
-from servehelpers import ServerProcess, clean_env
+from servehelpers import ServerProcess, clean_env, stored_entry
 
 from voiceprep.cache import AudioCache
 from voiceprep.decoding import decode
@@ -31,9 +31,9 @@ def body(text: str = "Hello from the cache.", **more: object) -> dict[str, objec
 
 
 def entry_seconds(cache: Path, text: str) -> float:
-    with AudioCache(cache) as store:
-        (entry,) = [e for e in store.entries() if e.text == text]
-        return entry.duration
+    entry = stored_entry(cache, text)
+    assert entry is not None
+    return entry.duration
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +57,23 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 def test_openai_sdk_create_and_streaming_get_the_same_cached_audio(server: ServerProcess) -> None:
     sdk = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
     text = "Thanks for calling, how can I help?"
+    # A miss streams: OpenAI's streamed WAV header, whose sizes say "unknown length".
     first = sdk.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="wav")
-    audio = first.read()
-    fmt = parse_wav_header(audio)
-    assert (fmt.rate, fmt.channels) == (24000, 1)
-    seconds = fmt.data_bytes / 48000
-    assert seconds == pytest.approx(entry_seconds(server.cache, text), abs=1e-3)  # type: ignore[attr-defined]
+    streamed = first.read()
+    assert streamed[4:8] == streamed[40:44] == b"\xff\xff\xff\xff"
+    server.wait_for_line(r"POST /v1/audio/speech 200 miss")
 
+    # A hit: the whole file, its header stating the length.
     with sdk.audio.speech.with_streaming_response.create(
         model="gpt-4o-mini-tts", voice="nova", input=text, response_format="wav"
     ) as response:
         assert response.headers["content-type"] == "audio/wav"
-        streamed = b"".join(response.iter_bytes(4096))
-    assert streamed == audio  # any OpenAI voice name means the server's voice: one entry
+        audio = b"".join(response.iter_bytes(4096))
+    fmt = parse_wav_header(audio)
+    assert (fmt.rate, fmt.channels) == (24000, 1)
+    seconds = fmt.data_bytes / 48000
+    assert seconds == pytest.approx(entry_seconds(server.cache, text), abs=1e-3)  # type: ignore[attr-defined]
+    assert streamed[44:] == audio[44:]  # any OpenAI voice name means the server's voice: one entry
     server.wait_for_line(r"POST /v1/audio/speech 200 hit")
 
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from fakeproviders import FakeProvider
 from helpers import CLI
-from servehelpers import ServerProcess
-
-from voiceprep.cache import AudioCache
+from servehelpers import ServerProcess, stored_entry
 
 WARMED = "Welcome to the clinic."
 MISS = "Your appointment is confirmed."
@@ -46,10 +44,9 @@ def server(
 
 
 def seconds_cached(server: ServerProcess, text: str) -> float:
-    cache = Path(server.args[server.args.index("--cache-dir") + 1])
-    with AudioCache(cache) as store:
-        (entry,) = [e for e in store.entries() if e.text == text]
-        return entry.duration
+    entry = stored_entry(Path(server.args[server.args.index("--cache-dir") + 1]), text)
+    assert entry is not None
+    return entry.duration
 
 
 async def test_livekit_openai_tts_plays_a_warmed_phrase_and_a_miss(

@@ -239,8 +239,12 @@ def test_cache_get_and_say_write_phone_files(cli: CLI, warmed: Path) -> None:
     heard = ffmpeg("-f", "alaw", "-ar", "8000", "-i", "say.pcma", "-f", "s16le", "-")
     assert snr_db(reference, heard) >= 30
     assert ffprobe_stream(cli.cwd / "get.wav")["codec_name"] == "pcm_alaw"
-    bad = cli.process("cache", "get", text, *common, "-o", "bad.ulaw", "--format", "wav")
-    assert bad.code == 2 and len(bad.err_lines) == 1 and not (cli.cwd / "bad.ulaw").exists()
+    for command in ("cache", "get"), ("say",):
+        bad = cli.process(*command, text, *common, "-o", "bad.ulaw", "--format", "wav")
+        assert bad.code == 2 and len(bad.err_lines) == 1 and not (cli.cwd / "bad.ulaw").exists()
+        bad = cli.process(*command, text, *common, "-o", "bad.sln16", "--sample-format", "alaw")
+        assert bad.code == 2 and "16000 Hz mono s16le" in bad.err
+        assert not (cli.cwd / "bad.sln16").exists()
 
 
 def test_asterisk_layout_writes_every_sibling_and_lists_it(cli: CLI, warmed: Path) -> None:
@@ -251,7 +255,7 @@ def test_asterisk_layout_writes_every_sibling_and_lists_it(cli: CLI, warmed: Pat
         f"en/{n}.{c}" for n in ("sales", "thanks") for c in ("alaw", "g722", "sln16", "ulaw", "wav")
     ]
     expected += [f"fr/merci.{c}" for c in ("alaw", "g722", "sln16", "ulaw", "wav")]
-    assert files == sorted([*expected, "manifest.json"])
+    assert files == sorted([*expected, "index.html", "manifest.json"])
     manifest = json.loads((sounds / "manifest.json").read_text())
     assert manifest["layout"] == "asterisk"
     assert sorted(e["file"] for e in manifest["entries"]) == sorted(expected)
@@ -379,3 +383,14 @@ def test_telephony_from_the_config_file_and_a_suffix_wins(cli: CLI, speechlike: 
     assert ffprobe_stream(cli.cwd / "tel.wav")["codec_name"] == "pcm_mulaw"
     assert cli("decode", speechlike, "-o", "tel.sln16").code == 0
     assert (cli.cwd / "tel.sln16").stat().st_size == 3 * 16000 * 2
+
+
+def test_warm_with_the_preset_exports_ulaw_prompts_at_the_phone_level(
+    cli: CLI, warmed: Path
+) -> None:
+    warm_export(cli, "tel", "--telephony")
+    stream = ffprobe_stream(cli.cwd / "tel/thanks.wav")
+    assert (stream["codec_name"], stream["sample_rate"]) == ("pcm_mulaw", "8000")
+    heard = ffmpeg("-i", str(cli.cwd / "tel/thanks.wav"), "-f", "s16le", "-")
+    integrated, peak = ffmpeg_loudness(np.frombuffer(heard, "<i2") / 32768.0, 8000)
+    assert abs(integrated - -20.0) <= 1.0 and peak <= -2.0

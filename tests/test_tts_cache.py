@@ -129,7 +129,7 @@ async def test_empty_result_raises_and_is_not_cached() -> None:
             await cache.fetch("...")
     assert len(tts.calls) == 2  # asked again: nothing was cached
     assert "..." not in cache and len(cache) == 0
-    assert cache._inflight == {}
+    assert cache.in_flight == 0
 
 
 async def test_failed_synthesis_is_not_cached_and_leaks_no_lock() -> None:
@@ -138,7 +138,7 @@ async def test_failed_synthesis_is_not_cached_and_leaks_no_lock() -> None:
     for _ in range(3):
         with pytest.raises(RuntimeError, match="provider refused"):
             await cache.fetch("bad")
-    assert cache._inflight == {}
+    assert cache.in_flight == 0
     assert len(tts.calls) == 3 and len(cache) == 0
     tts.fail.clear()
     assert await cache.fetch("bad")  # recovers once the provider does
@@ -154,7 +154,7 @@ async def test_concurrent_fetches_of_one_key_share_one_synthesis() -> None:
     tts.gate.set()
     results = await asyncio.gather(*waiting)
     assert len(set(results)) == 1 and results[0]
-    assert len(tts.calls) == 1 and cache._inflight == {}
+    assert len(tts.calls) == 1 and cache.in_flight == 0
 
 
 async def test_concurrent_waiters_share_a_failure_and_the_lock_is_released() -> None:
@@ -166,7 +166,7 @@ async def test_concurrent_waiters_share_a_failure_and_the_lock_is_released() -> 
     tts.gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
-    assert len(tts.calls) == 1 and cache._inflight == {}
+    assert len(tts.calls) == 1 and cache.in_flight == 0
 
 
 async def test_cancelling_one_waiter_does_not_cancel_the_shared_synthesis() -> None:
@@ -422,7 +422,7 @@ async def test_a_backend_returning_no_audio_is_an_error_never_an_entry(tmp_path:
     for _ in range(2):
         with pytest.raises(EmptyAudioError):
             await cache.fetch("silence")
-    assert backend.calls == 2 and cache._inflight == {}
+    assert backend.calls == 2 and cache.in_flight == 0
     assert not cache.contains("silence")
     assert cache.disk is not None and len(cache.disk) == 0
     cache.close()

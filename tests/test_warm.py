@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
 from voiceprep.keys import cache_key
 from voiceprep.phrases import Phrase
-from voiceprep.warm import parse_shard, plan_warm, shard_of
+from voiceprep.warm import parse_shard, plan_warm, shard_of, warm
 from voiceprep.wav import parse_wav_header
 
 PHRASES = ["One moment, please.", "Thank you for calling.", "Goodbye."]
@@ -372,3 +373,31 @@ def test_to_pcm_takes_matching_wav_as_is_and_decodes_the_rest(streamed: bool) ->
     assert np.allclose(left, right)
     raw = SynthesizedAudio(pcm, rate=24000, channels=1)
     assert asyncio.run(raw.to_pcm_async(rate=24000, channels=1)) == pcm
+
+
+# --- warm --remote as a library feature ----------------------------------------------------
+
+
+def test_the_remote_steps_pull_what_is_missing_and_push_what_the_remote_lacks(
+    tmp_path: Path,
+) -> None:
+    from voiceprep.warm import WarmSummary, pull_missing, push_listed, record_remote
+
+    remote = f"file://{tmp_path / 'remote'}"
+    phrases = [Phrase("Good morning."), Phrase("Good evening.")]
+    backend = get_backend("espeak")
+    with AudioCache(tmp_path / "first") as first:
+        asyncio.run(warm(phrases[:1], backend, first))
+        plan = plan_warm(phrases[:1], backend, first, rate=24000, channels=1)
+        pushed = push_listed(first, remote, plan=plan, jobs=2)
+        assert (pushed.pushed, pushed.failures) == (1, [])
+    with AudioCache(tmp_path / "second") as second:
+        plan = plan_warm(phrases, backend, second, rate=24000, channels=1)
+        pulled = pull_missing(second, remote, plan=plan, jobs=2)
+        assert pulled.usable and len(pulled.pulled) == 1 and not pulled.refused
+        assert [item.cached for item in plan.items] == [True, False]  # the plan knows
+        summary = WarmSummary(already_cached=len(plan.cached))
+        record_remote(summary, pulled, push_listed(second, remote, plan=plan, jobs=2))
+        assert (summary.pulled, summary.already_cached, summary.pushed) == (1, 0, 0)
+        unreachable = pull_missing(second, "s3://", plan=plan)  # reported, never raised
+        assert not unreachable.usable and unreachable.failure is not None

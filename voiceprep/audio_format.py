@@ -17,13 +17,14 @@ from voiceprep.units import check_channels, check_rate
 
 SAMPLE_BYTES: dict[str, int] = {"s16": 2, "f32": 4, "ulaw": 1, "alaw": 1}
 SAMPLE_FORMATS: tuple[str, ...] = tuple(SAMPLE_BYTES)
+ACCEPTED_SAMPLE_FORMATS = ", ".join(SAMPLE_FORMATS[:-1]) + f" or {SAMPLE_FORMATS[-1]}"
 LAYOUTS: dict[int, str] = {1: "mono", 2: "stereo"}  # channel count -> FFmpeg's layout name
 STDIO = "-"  # as an input: stdin; as an output: stdout
 
 
 def check_sample_format(sample_format: str) -> str:
     if sample_format not in SAMPLE_BYTES:
-        raise InvalidValueError("sample format", sample_format, ", ".join(SAMPLE_FORMATS))
+        raise InvalidValueError("sample format", sample_format, ACCEPTED_SAMPLE_FORMATS)
     return sample_format
 
 

@@ -17,7 +17,7 @@ Three layouts:
 `export_entries` returns an `ExportReport` whose `written` lists every file written,
 each with its metadata (the manifest's entries): a hook for what is made from an export.
 
-Each entry's name is the name is the item's `id` (made safe for a file
+Each entry's name is the item's `id` (made safe for a file
 name) or else a slug of its text. Names are compared case-insensitively (macOS and Windows
 filesystems are); when several different entries would share a name, every one of them
 gets the first 8 hex digits of its key appended (`yes-1a2b3c4d.wav`), so the result does
@@ -25,10 +25,11 @@ not depend on the order of the items. Files and the manifest are written to a te
 name and renamed into place, so a reader never sees half a file.
 
 manifest.json: `{"version": 1, "layout": ..., "entries": [{"text", "id", "file", "key",
-"duration", "sha256", "rate", "channels", "backend", "voice", "lang", "format"}, ...]}`,
-one entry per file, where `sha256` is the digest of the exported file itself (what
-`sha256sum` prints), `file` is relative to the manifest and `format` is the file's
-sample format or codec (s16, ulaw, alaw, g722).
+"duration", "sha256", "rate", "channels", "backend", "voice", "lang", "format", "words"},
+...]}`, one entry per file, where `sha256` is the digest of the exported file itself (what
+`sha256sum` prints), `file` is relative to the manifest, `format` is the file's sample
+format or codec (s16, ulaw, alaw, g722) and `words` the entry's word timings
+(`[{"text", "start", "end"}, ...]` in seconds, or null when its backend gave none).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import CacheError, UsageError, VoiceprepError
-from voiceprep.output import OutputSpec, convert_pcm, output_spec
+from voiceprep.output import OutputSpec, convert_pcm, phone_spec
 from voiceprep.phrases import LANG_TAG
-from voiceprep.telephony import G711
+from voiceprep.review import PAGE_NAME, export_page
+from voiceprep.telephony import G711, G711_RATE, PHONE_FILES
+from voiceprep.timings import Words, words_to_json
 from voiceprep.wav import wav_bytes
 
 if TYPE_CHECKING:
@@ -132,6 +135,7 @@ class ManifestEntry:
     voice: str | None
     lang: str = DEFAULT_LANG
     format: str = "s16"
+    words: Words | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +151,7 @@ class ManifestEntry:
             "voice": self.voice,
             "lang": self.lang,
             "format": self.format,
+            "words": None if self.words is None else words_to_json(self.words),
         }
 
 
@@ -209,9 +214,12 @@ def export_entries(
     items: Iterable[ExportItem],
     directory: str | os.PathLike[str],
     options: ExportOptions | None = None,
+    *,
+    review: bool = True,
 ) -> ExportReport:
     """Write each item's cached audio, laid out as `options` say (default: flat WAVs),
-    and a manifest.json listing every file into `directory`.
+    and a manifest.json listing every file into `directory`; with `review`, the review
+    page of what was written, index.html (see review.py).
 
     Items not in the cache land in `report.missing`, unreadable ones (corrupt, vanished) in
     `report.failed`; the others are written. Raises VoiceprepError when the directory
@@ -234,6 +242,7 @@ def export_entries(
         if pcm is None:  # removed by another process since entry() was read
             report.missing.append(item)
             continue
+        words = _words(cache, item.key)
         lang = item.lang or options.lang
         if not LANG_TAG.fullmatch(lang):  # never a path: a folder name is made of it
             report.failed.append((item, f"invalid language {lang!r}"))
@@ -263,6 +272,7 @@ def export_entries(
                     voice=entry.voice,
                     lang=lang,
                     format=spec.codec or spec.sample_format,
+                    words=words,
                 )
             )
     manifest = {
@@ -272,6 +282,8 @@ def export_entries(
     }
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     _write_atomically(report.manifest_path, text.encode("utf-8"))
+    if review:
+        _write_atomically(target / PAGE_NAME, export_page(cache, report))
     return report
 
 
@@ -281,7 +293,7 @@ def _files(
     """(path relative to the export directory, the file's shape) of one entry's files."""
     if options.layout == "flat":
         if options.sample_format in G711:
-            spec = _spec(".wav", sample_format=options.sample_format)
+            spec = _wav(G711_RATE, options.sample_format)
         else:
             spec = OutputSpec(rate=entry.rate, channels=entry.channels, container="wav")
         return [(f"{name}.wav", spec)]
@@ -291,18 +303,17 @@ def _files(
     language, _, region = lang.replace("-", "_").partition("_")
     region = (region or ("us" if language.lower() == "en" else language)).lower()
     folder = f"{language.lower()}/{region}/{_safe_id(voice or 'voice')}"
-    return [(f"{folder}/{rate}/{name}.wav", _spec(".wav", rate=rate)) for rate in FREESWITCH_RATES]
+    return [(f"{folder}/{rate}/{name}.wav", _wav(rate)) for rate in FREESWITCH_RATES]
 
 
 def _codec_spec(codec: str) -> OutputSpec:
     if codec in ("wav", "wav16"):  # Asterisk's .wav is 8 kHz s16, .wav16 16 kHz
-        return _spec(".wav", rate=16000 if codec == "wav16" else 8000, container="wav")
-    return _spec(f".{codec}")
+        return _wav(16000 if codec == "wav16" else G711_RATE)
+    return phone_spec(PHONE_FILES[f".{codec}"])
 
 
-def _spec(name: str, **asked: Any) -> OutputSpec:
-    values: dict[str, Any] = {"rate": None, "sample_format": None, "container": None} | asked
-    return output_spec(f"x{name}", channels=None, default_rate=8000, default_channels=1, **values)
+def _wav(rate: int, sample_format: str = "s16") -> OutputSpec:
+    return OutputSpec(rate=rate, channels=1, sample_format=sample_format, container="wav")
 
 
 def _make_dir(path: Path) -> None:
@@ -327,3 +338,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _words(cache: AudioCache, key: str) -> Words | None:
+    """The entry's word timings (the same for every file made of it: a new rate or codec
+    does not move them)."""
+    try:
+        return cache.words(key)
+    except CacheError:
+        return None

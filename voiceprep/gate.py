@@ -2,8 +2,9 @@
 
 Neural TTS sometimes returns silence, stops after a word or two, or babbles on long
 after the text is done. Cached, such audio would be played to every caller for as long
-as the cache lives. The gate refuses it; `synthesize_checked` then synthesizes again (up
-to `retries` more times) and finally raises `ImplausibleAudioError`, which nothing caches.
+as the cache lives. The gate refuses it; the fill path (`voiceprep.fill.Filler.synthesize`)
+then synthesizes again (up to `retries` more times) and finally raises
+`ImplausibleAudioError`, which nothing caches.
 
 A synthesis of `n` characters (normalized text) is refused when
 
@@ -32,18 +33,12 @@ leaves a factor of 3 either way. `mostly silence`: voiced under 25 % (strict) or
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from voiceprep import defaults
-from voiceprep.backends.retry import synthesize_with_retries
-from voiceprep.errors import ImplausibleAudioError, UsageError
+from voiceprep.errors import UsageError
 from voiceprep.keys import normalize_text
 from voiceprep.loudness import to_float
-
-if TYPE_CHECKING:
-    from voiceprep.backends.base import Backend
 
 GATE_MODES = defaults.GATE_MODES
 _WINDOW_SECONDS = 0.02
@@ -141,54 +136,3 @@ def judge(pcm: bytes, *, rate: int, channels: int, text: str, mode: str = "stric
             f"mostly silence ({voiced:.2f} s of speech in {duration:.2f} s)", duration, voiced
         )
     return Verdict(None, duration, voiced)
-
-
-GateRetryHook = Callable[[int, str], object]
-
-
-async def synthesize_checked(
-    backend: Backend,
-    text: str,
-    *,
-    voice: str | None,
-    rate: int,
-    channels: int,
-    retries: int = 3,
-    timeout: float | None = 60.0,
-    gate: str = "strict",
-    on_retry: Callable[[int, float, Exception], object] | None = None,
-    on_refused: GateRetryHook | None = None,
-) -> bytes:
-    """s16le PCM of `text` that passed the gate: `synthesize_with_retries`, normalized to
-    `rate`/`channels`, judged; a refused synthesis is tried again up to `retries` more
-    times, then `ImplausibleAudioError` names the last reason. `on_refused(attempt,
-    reason)` is called before each new try."""
-
-    name = getattr(backend, "name", type(backend).__name__)
-    attempt = 0
-    while True:
-        audio = await synthesize_with_retries(
-            backend,
-            text,
-            voice=voice,
-            rate=rate,
-            channels=channels,
-            retries=retries,
-            timeout=timeout,
-            on_retry=on_retry,
-        )
-        pcm = await audio.to_pcm_async(rate=rate, channels=channels)
-        if gate == "off":
-            return pcm
-        verdict = judge(pcm, rate=rate, channels=channels, text=text, mode=gate)
-        if verdict.reason is None:
-            return pcm
-        if attempt >= retries:
-            tries = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
-            raise ImplausibleAudioError(
-                f"{name}: implausible synthesis: {verdict.reason} (gave up after {tries}; "
-                "--gate relaxed widens the check)"
-            )
-        attempt += 1
-        if on_refused is not None:
-            on_refused(attempt, verdict.reason)

@@ -217,9 +217,12 @@ def true_peak(samples: np.ndarray, *, floor: float = 0.0) -> float:
         loud = np.abs(x) >= threshold
         if not loud.any():
             continue
-        # Interpolation points i + p/4 use x[i-7 … i+8]: every i near a loud sample.
-        reach = np.convolve(loud.view(np.uint8), np.ones(_TAPS_PER_PHASE, dtype=np.uint8))
-        centers = np.flatnonzero(reach[half : half + len(x)])
+        # Interpolation points i + p/4 use x[i-7 … i+8]: every i near a loud sample (the
+        # loud samples are few, so their neighbourhoods are gathered, not convolved).
+        near = (np.flatnonzero(loud)[:, None] + np.arange(-half, half)).ravel()
+        wanted = np.zeros(len(x), dtype=bool)
+        wanted[near[(near >= 0) & (near < len(x))]] = True
+        centers = np.flatnonzero(wanted)
         padded = np.concatenate([np.zeros(half), x, np.zeros(half)])
         if len(centers) > len(x) // 5:
             # Dense (music, noise, tones): one correlation per phase over every point is
@@ -228,7 +231,8 @@ def true_peak(samples: np.ndarray, *, floor: float = 0.0) -> float:
                 points = np.correlate(padded, taps, "valid")[1 : len(x) + 1]
                 best = max(best, float(np.abs(points).max()))
             continue
-        values = padded[centers[:, None] + np.arange(1, _TAPS_PER_PHASE + 1)] @ _H
+        windows = np.lib.stride_tricks.sliding_window_view(padded, _TAPS_PER_PHASE)
+        values = windows[centers + 1] @ _H
         if values.size:
             best = max(best, float(np.abs(values).max()))
     return best
@@ -251,13 +255,21 @@ def loud_span(samples: np.ndarray, threshold_db: float) -> tuple[int, int] | Non
 
 
 def measure(
-    samples: np.ndarray, rate: int, *, silence_threshold: float = DEFAULT_SILENCE_THRESHOLD
+    samples: np.ndarray,
+    rate: int,
+    *,
+    silence_threshold: float = DEFAULT_SILENCE_THRESHOLD,
+    integrated: float | None = None,
 ) -> Loudness:
-    """Everything `info --loudness` shows, for a clip in memory."""
+    """Everything `info --loudness` shows, for a clip in memory. `integrated`: its
+    integrated loudness when already known (e.g. from the cache index; the range is then
+    not measured and reads 0), else it is measured."""
     import numpy as np
 
     frames = len(samples)
-    integrated, lra = integrated_loudness(samples, rate) if frames else (None, 0.0)
+    lra = 0.0
+    if integrated is None and frames:
+        integrated, lra = integrated_loudness(samples, rate)
     span = loud_span(samples, silence_threshold)
     lead, trail = (span[0], frames - 1 - span[1]) if span else (frames, 0)
     return Loudness(

@@ -39,6 +39,7 @@ from voiceprep.telephony import (
     G711_SUFFIX,
     G722_RATE,
     TELEPHONY_SAMPLE_FORMAT,
+    PhoneFile,
     phone_file,
 )
 from voiceprep.units import check_seconds
@@ -116,6 +117,18 @@ class OutputSpec(AudioFormat):
         return iter(chunks)
 
 
+def phone_spec(phone: PhoneFile, **more: Any) -> OutputSpec:
+    """The OutputSpec of a phone file (`voiceprep.telephony.PHONE_FILES`): raw, mono."""
+    return OutputSpec(
+        rate=phone.rate,
+        channels=1,
+        sample_format=phone.sample_format,
+        container="raw",
+        codec=phone.codec,
+        **more,
+    )
+
+
 def output_spec(
     path: str | os.PathLike[str] | None,
     *,
@@ -150,14 +163,7 @@ def output_spec(
         for option, contradicts in asked.items():
             if contradicts:
                 raise UsageError(f"{path}: {phone.describe(suffix)}; {option} contradicts it")
-        return OutputSpec(
-            rate=phone.rate,
-            channels=1,
-            sample_format=phone.sample_format,
-            container="raw",
-            codec=phone.codec,
-            **more,
-        )
+        return phone_spec(phone, **more)
     chosen = sample_format or (TELEPHONY_SAMPLE_FORMAT if telephony else SAMPLE_FORMATS[0])
     fallback_rate = G711_RATE if chosen in G711 else default_rate
     return OutputSpec(
@@ -541,6 +547,7 @@ __all__ = [
     "decode_to_stream",
     "make_output_dir",
     "output_spec",
+    "phone_spec",
     "output_target",
     "temp_path",
     "write_pcm",

@@ -211,11 +211,14 @@ def settings_from(values: Mapping[str, Any], *, origin: str = "") -> ProcessSett
 @dataclass(frozen=True)
 class Processed:
     """The chain's output: PCM in the input's layout, its integrated loudness and the
-    input's (LUFS; None when silent, or when not measured: no loudness step)."""
+    input's (LUFS; None when silent, or when not measured: no loudness step), and how far
+    the input's audio moved (seconds: a pad at the start adds, a trim takes away), which
+    moves word timings with it."""
 
     pcm: bytes
     loudness: float | None
     source_loudness: float | None = None
+    offset: float = 0.0
 
 
 def produce(pcm: bytes, rate: int, channels: int, settings: ProcessSettings) -> Processed:
@@ -231,7 +234,7 @@ def produce(pcm: bytes, rate: int, channels: int, settings: ProcessSettings) -> 
         source = integrated_loudness(to_float(pcm, channels), rate)[0]
     if level is None or settings.fade_in or settings.fade_out:
         level = integrated_loudness(to_float(result.pcm, channels), rate)[0]
-    return Processed(result.pcm, level, source)
+    return Processed(result.pcm, level, source, result.offset)
 
 
 def process_pcm(
@@ -247,41 +250,49 @@ def process_pcm(
     if settings.is_empty or not pcm:
         return Processed(pcm, None)
     samples = to_float(pcm, channels, sample_format)
-    output, loudness, source = _chain(samples, rate, settings)
-    return Processed(to_pcm(output, sample_format), loudness, source)
+    output, loudness, source, moved = _chain(samples, rate, settings)
+    return Processed(to_pcm(output, sample_format), loudness, source, moved / rate)
 
 
 def process_samples(
     samples: np.ndarray, rate: int, settings: ProcessSettings
 ) -> tuple[np.ndarray, float | None]:
     """The chain over float32 (frames, channels): (output, its integrated LUFS or None)."""
-    output, loudness, _ = _chain(samples, rate, settings)
+    output, loudness, _, _ = _chain(samples, rate, settings)
     return output, loudness
 
 
 def _chain(
     samples: np.ndarray, rate: int, settings: ProcessSettings
-) -> tuple[np.ndarray, float | None, float | None]:
+) -> tuple[np.ndarray, float | None, float | None, int]:
+    """(output, its loudness, the input's, frames the audio moved by)."""
     if settings.highpass is not None:
         samples = HighPass(rate, samples.shape[1], settings.highpass).whole(samples)
+    moved = frames_in(settings.pad_start, rate)
     if settings.trim_silence:
-        samples = trim(samples, rate, settings.silence_threshold, settings.trim_pad)
+        start, end = trim_span(samples, rate, settings.silence_threshold, settings.trim_pad)
+        samples, moved = samples[start:end], moved - start
     loudness = source = None
     if settings.loudness is not None:
         samples, loudness, source = _normalize(samples, rate, settings.loudness, settings.true_peak)
     samples = fade(samples, rate, settings.fade_in, settings.fade_out)
-    return pad(samples, rate, settings.pad_start, settings.pad_end), loudness, source
+    return pad(samples, rate, settings.pad_start, settings.pad_end), loudness, source, moved
 
 
 def trim(samples: np.ndarray, rate: int, threshold: float, pad_ms: float) -> np.ndarray:
     """Cut the silence before the first and after the last sample reaching `threshold`,
     keeping `pad_ms` of it. Audio with no such sample is returned as is."""
+    start, end = trim_span(samples, rate, threshold, pad_ms)
+    return samples[start:end]
 
+
+def trim_span(samples: np.ndarray, rate: int, threshold: float, pad_ms: float) -> tuple[int, int]:
+    """The frames `trim` keeps: [start, end)."""
     span = loud_span(samples, threshold)
     if span is None:
-        return samples
+        return 0, len(samples)
     keep = frames_in(pad_ms, rate)
-    return samples[max(0, span[0] - keep) : span[1] + 1 + keep]
+    return max(0, span[0] - keep), span[1] + 1 + keep
 
 
 def normalize(

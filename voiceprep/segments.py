@@ -101,7 +101,7 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
         return None
     if not isinstance(source, str | os.PathLike) or not Path(source).is_file():
         return None  # stdin, pipes, file objects
-    if threading.active_count() > 1:
+    if not alone():
         return None  # forking beside other threads (a library caller's) is not safe
     path = Path(source)
     try:
@@ -133,6 +133,12 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
         seek = max(0.0, first_sample / in_rate - CODEC_PREROLL)
         pieces.append(Piece(start, stop, seek, first_sample, preroll))
     return pieces
+
+
+def alone() -> bool:
+    """Whether this process runs one thread: only then are workers forked (another thread,
+    a library caller's, may hold a lock the forked workers would wait on forever)."""
+    return threading.active_count() == 1
 
 
 def _lying_wav(path: Path) -> bool:

@@ -33,19 +33,19 @@ class PhoneFile:
     codec: str | None = None  # "g722": coded from s16
 
     def describe(self, suffix: str) -> str:
-        what = {"ulaw": "μ-law", "alaw": "A-law"}.get(self.sample_format, "s16le")
+        """What the error messages say a file of this name holds."""
         if self.codec == "g722":
-            what = "G.722 (16000 Hz mono audio)"
-            return f"a {suffix} file holds {what}"
+            return f"a {suffix} file holds G.722 ({self.rate} Hz mono audio)"
+        what = {"ulaw": "μ-law", "alaw": "A-law"}.get(self.sample_format, "s16le")
         return f"a {suffix} file holds {self.rate} Hz mono {what}, raw"
 
 
-_ULAW = PhoneFile("ulaw", 8000, "mulaw")
-_ALAW = PhoneFile("alaw", 8000, "alaw")
+_ULAW = PhoneFile("ulaw", G711_RATE, "mulaw")
+_ALAW = PhoneFile("alaw", G711_RATE, "alaw")
 PHONE_FILES: dict[str, PhoneFile] = {
     **dict.fromkeys((".ulaw", ".ul", ".mulaw", ".pcmu"), _ULAW),
     **dict.fromkeys((".alaw", ".al", ".pcma"), _ALAW),
-    ".sln": PhoneFile("s16", 8000, "s16le"),
+    ".sln": PhoneFile("s16", G711_RATE, "s16le"),
     **{f".sln{k}": PhoneFile("s16", k * 1000, "s16le") for k in (16, 24, 32, 48)},
     ".g722": PhoneFile("s16", G722_RATE, "g722", codec="g722"),
 }
@@ -74,10 +74,11 @@ def raw_input_options(source: Any) -> dict[str, Any]:
 
 # --- the telephony preset ---------------------------------------------------------------
 # Band-limited for the line as Asterisk's own prompts are made (a high-pass near 100 Hz
-# before companding), at the level docs/processing.md recommends for telephony: RFC 7874
-# §4 (after ITU-T G.169 and G.115) puts active speech at -19 dBm0, an RMS of 2600 in
-# 16-bit PCM (-22 dBFS), which speech's K-weighted loudness reads about 2 LU higher:
-# -20 LUFS, under a -3 dBTP ceiling that leaves G.711 and transcoding headroom. Files
-# written by decode, say and cache get are 8 kHz μ-law.
+# before companding), at the level docs/processing.md recommends for telephony, -20 LUFS:
+# about 2 dB over the nominal level of speech on a line (RFC 7874 §4, after ITU-T G.169
+# and G.115: -19 dBm0 active speech, an RMS of 2600 in 16-bit PCM, -22 dBFS; on an
+# espeak-ng prompt K-weighted loudness read within 1 LU of the active-speech RMS), under
+# a -3 dBTP ceiling that leaves G.711 and transcoding headroom. Files written by decode,
+# say and cache get are 8 kHz μ-law.
 TELEPHONY_PROCESS = {"highpass": 100.0, "loudness": -20.0, "true_peak": -3.0}
 TELEPHONY_SAMPLE_FORMAT = "ulaw"

@@ -6,8 +6,8 @@ an `AudioCache`, so a restart or another process finds what was synthesized befo
 
 `tts` is either
 
-- a voiceprep backend (the `Backend` protocol: `identity()`, `synthesize()`), keyed by
-  `backend.identity(voice_id)` and synthesized through `synthesize_with_retries`; or
+- a voiceprep backend (the `Backend` protocol: `identity()`, `synthesize()`, optionally
+  `stream()`), keyed by `backend.identity(voice_id)`; or
 - any object with the original `stream_synthesize(async_text_iter, voice_id=...)` (an async
   iterator of s16le PCM chunks). Its identity is `BackendIdentity(name="<module>.<qualname>"
   of its type, voice=voice_id)` unless `identity=` names one. Its PCM is taken to be at
@@ -20,9 +20,14 @@ so audio cached for a 16 kHz track is never served to a 24 kHz one.
 With `process=ProcessSettings(...)` (voiceprep.process) every prompt is processed
 (loudness, trim, fades, pads) before it is handed out or cached; the settings are part of
 the key, and the raw synthesis is kept on disk under the plain key, so new settings
-reprocess it rather than synthesize again. Every synthesis passes the plausibility gate
-(`gate="strict"`, `"relaxed"` or `"off"`, voiceprep.gate) or is retried, then raised as
-`ImplausibleAudioError`, never cached.
+reprocess it rather than synthesize again. With a directory, or with a voiceprep backend,
+every synthesis passes the plausibility gate (`gate="strict"` by default, `"relaxed"` or
+`"off"`, voiceprep.gate) or is retried, then raised as `ImplausibleAudioError`, never
+cached. A `stream_synthesize` object without a directory is the seed's drop-in: no gate
+unless one is asked for (what the TTS produced, if not empty, is returned and cached).
+
+Every miss goes through the fill path (voiceprep.fill), which `warm`, `say`, `serve` and
+the agent integrations share; `stream()` plays a miss while it is synthesized.
 
 Fixed relative to the original: `contains(text, voice_id=)` respects the voice (`text in
 cache` means the default voice); an empty result raises `EmptyAudioError` and is never
@@ -38,36 +43,32 @@ is down is dropped after one logged warning.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from voiceprep.errors import (
-    CacheCorruptError,
-    CacheError,
-    CacheFormatMismatchError,
-    CacheVersionError,
-    EmptyAudioError,
-    ImplausibleAudioError,
-)
-from voiceprep.gate import check_mode, judge
+from voiceprep import defaults
+from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.errors import CacheError
+from voiceprep.fill import Filler, Prompt
+from voiceprep.flight import Memory
+from voiceprep.gate import check_mode
 from voiceprep.keys import BackendIdentity, cache_key
-from voiceprep.process import NO_PROCESSING, Processed, ProcessSettings
+from voiceprep.process import NO_PROCESSING, ProcessSettings
+from voiceprep.sources import BackendSource, Source, StreamSynthesizeSource, stream_format
+from voiceprep.timings import Words
 from voiceprep.units import RATE_MAX, RATE_MIN
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache, Lease
+    from voiceprep.cache import AudioCache
     from voiceprep.remote import ReadThrough, Remote
 
 __all__ = ["TTSAudioCache"]
 
 log = logging.getLogger(__name__)
-_LEASE_POLL_SECONDS = 0.05
 
-DEFAULT_STREAM_RATE = 24000
+DEFAULT_STREAM_RATE = defaults.RATE
 DEFAULT_PRELOAD_CONCURRENCY = 8
 # Where `lookup` looks for the same prompt stored at another format (the rates TTS
 # providers and agent tracks use), before calling it a miss.
@@ -86,14 +87,16 @@ class TTSAudioCache:
             native format of a `stream_synthesize` object, 24000 Hz mono for a backend.
         identity: for `stream_synthesize` objects, the identity to key by (its `voice` is
             replaced by each call's voice_id). Default: the object's type.
-        retries, timeout: per synthesis (retries apply to backends only).
+        retries, timeout: per synthesis (transient errors are retried for backends only).
         concurrency: default bound of `preload`.
         syntheses: at most this many backend calls at once, across every fetch (None: no
             bound). Only the call is bounded: storing one phrase overlaps the next's call.
         remote, push_remote: a remote store consulted on a miss, and whether to push
             what is synthesized to it (needs `directory`).
         process: the processing chain applied to every prompt (None: none).
-        gate: the plausibility gate of each synthesis: strict, relaxed or off.
+        gate: the plausibility gate of each synthesis: strict, relaxed or off. Default:
+            off for a `stream_synthesize` object without a directory (the seed's drop-in:
+            what the TTS produced is what is cached), strict otherwise.
     """
 
     def __init__(
@@ -112,74 +115,75 @@ class TTSAudioCache:
         remote: str | Remote | ReadThrough | None = None,
         push_remote: bool = False,
         process: ProcessSettings | None = None,
-        gate: str = "strict",
+        gate: str | None = None,
     ) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if syntheses is not None and syntheses < 1:
             raise ValueError("syntheses must be at least 1")
+        memory = Memory(max_entries)
         self._tts = tts
-        self._max_entries = max_entries
         self._is_backend = _is_voiceprep_backend(tts)
-        if not self._is_backend and not hasattr(tts, "stream_synthesize"):
+        # An integration hands in a voiceprep.sources.Source (its framework's TTS) itself.
+        is_source = not self._is_backend and callable(getattr(tts, "attempt", None))
+        if not (self._is_backend or is_source or hasattr(tts, "stream_synthesize")):
             raise TypeError(
                 "tts must be a voiceprep backend or have stream_synthesize(text_iter, voice_id=)"
             )
-        # The format the TTS itself emits (only meaningful for stream_synthesize objects).
-        self._source_rate = int(getattr(tts, "sample_rate", None) or DEFAULT_STREAM_RATE)
-        self._source_channels = int(getattr(tts, "num_channels", None) or 1)
-        default_rate = DEFAULT_STREAM_RATE if self._is_backend else self._source_rate
-        default_channels = 1 if self._is_backend else self._source_channels
-        self.rate = rate if rate is not None else default_rate
-        self.channels = channels if channels is not None else default_channels
+        native = (DEFAULT_STREAM_RATE, 1) if self._is_backend else stream_format(tts)
+        self.rate = rate if rate is not None else native[0]
+        self.channels = channels if channels is not None else native[1]
         if self.channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, not {self.channels}")
         if not RATE_MIN <= self.rate <= RATE_MAX:
             raise ValueError(f"rate must be {RATE_MIN}–{RATE_MAX} Hz, not {self.rate}")
         self._identity_template = identity
-        self._retries = retries
-        self._timeout = timeout
-        # A claim outlives every attempt a synthesis may make; waiting for another
-        # process's claim is bounded by the same.
-        attempt = timeout if timeout is not None else 60.0
-        self._lease_ttl = attempt * (retries + 1) + 30.0
-        self._lease_wait = self._lease_ttl
         self._concurrency = concurrency
-        self._slots: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Semaphore(syntheses) if syntheses is not None else contextlib.nullcontext()
-        )
-        self._process = process or NO_PROCESSING
-        self._gate = check_mode(gate)
-        self._memory: OrderedDict[str, bytes] = OrderedDict()
-        # One in-flight synthesis per key; removed as soon as it settles (success or not).
-        self._inflight: dict[str, asyncio.Task[bytes]] = {}
         self._disk: AudioCache | None = _open_disk(directory)
         # An AudioCache handed in belongs to the caller: close() leaves it open.
         self._owns_disk = self._disk is not None and self._disk is not directory
-        self._remote = _read_through(remote, push_remote)
+        if gate is None:
+            seed_drop_in = not self._is_backend and directory is None
+            gate = "off" if seed_drop_in else "strict"
+        kind = BackendSource if self._is_backend else StreamSynthesizeSource
+        source: Source = (
+            tts if is_source else kind(tts, rate=self.rate, channels=self.channels, timeout=timeout)
+        )
+        self._filler = Filler(
+            source,
+            self._disk,
+            rate=self.rate,
+            channels=self.channels,
+            process=process or NO_PROCESSING,
+            gate=check_mode(gate),
+            retries=retries,
+            timeout=timeout,
+            remote=_read_through(remote, push_remote),
+            memory=memory,
+            syntheses=syntheses,
+        )
+        self._memory = memory
 
     # --- the original API ---------------------------------------------------------------
 
     async def fetch(self, text: str, *, voice_id: str | None = None) -> bytes:
         """s16le PCM for `text` in `voice_id`: memory, then disk, then one synthesis
         (processed when `process` was given)."""
-        key, identity = self._key(text, voice_id)
-        pcm = self._memory_get(key)
-        if pcm is not None:
-            return pcm
-        pcm = self._disk_get(key)
-        if pcm is not None:
-            self._memory_put(key, pcm)
-            return pcm
-        task = self._inflight.get(key)
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._fill(key, identity, text, voice_id))
-            self._inflight[key] = task
-            task.add_done_callback(self._forget)
-        # shield: one caller giving up must not cancel the synthesis the others wait for.
-        return await asyncio.shield(task)
+        return await self._filler.fetch(self._prompt(text, voice_id))
+
+    async def stream(self, text: str, *, voice_id: str | None = None) -> AsyncIterator[bytes]:
+        """s16le PCM chunks of `text` in this cache's format, as soon as there are any.
+
+        A hit yields at once. A miss yields each chunk as the backend produces it (a
+        backend with `stream`; others as one chunk) and is stored once complete and past
+        the gate. Concurrent callers of one phrase share one synthesis (across processes,
+        the lease); one that joins late gets the phrase from its first sample, then the
+        rest live. A failure mid-stream raises in every consumer and stores nothing. With
+        a processing chain, a miss yields the processed audio once the synthesis is
+        complete (loudness and trim need the whole phrase).
+        """
+        async for chunk in self._filler.stream(self._prompt(text, voice_id)):
+            yield chunk
 
     async def preload(
         self,
@@ -236,6 +240,21 @@ class TTSAudioCache:
         """The backend identity keys of `voice_id` are made from (no I/O)."""
         return self._identity(voice_id)
 
+    @property
+    def filler(self) -> Filler:
+        """The fill path behind this cache (voiceprep.fill): for integrations that follow
+        a synthesis in flight (`filler.flight(prompt)`)."""
+        return self._filler
+
+    def prompt(self, text: str, *, voice_id: str | None = None) -> Prompt:
+        """The prompt (keys, identity) `fetch(text, voice_id=)` fills (no I/O)."""
+        return self._prompt(text, voice_id)
+
+    @property
+    def in_flight(self) -> int:
+        """Fills running in this process right now (each shared by all its callers)."""
+        return len(self._filler.flights)
+
     async def lookup(self, text: str, *, voice_id: str | None = None) -> bytes | None:
         """PCM for `text` from memory or disk, never synthesizing; None on a miss.
 
@@ -246,16 +265,12 @@ class TTSAudioCache:
         mismatch is resampled, never played at the wrong speed. The closest rate at or
         above this one is preferred (nothing lost); a lower one is the last resort.
         """
-        key, identity = self._key(text, voice_id)
-        pcm = self._memory_get(key)
+        prompt = self._prompt(text, voice_id)
+        pcm = self._filler.local(prompt)
         if pcm is None:
-            pcm = self._disk_get(key)
-            if pcm is None:
-                pcm = await self._converted_from_other_format(text, identity)
-                if pcm is None:
-                    return None
-                await self._disk_put(key, pcm, text, identity)
-            self._memory_put(key, pcm)
+            pcm = await self._converted_from_other_format(prompt)
+            if pcm is not None:
+                pcm = await self._filler.keep(prompt, pcm)
         return pcm
 
     async def store(
@@ -266,42 +281,32 @@ class TTSAudioCache:
         voice_id: str | None = None,
         rate: int | None = None,
         channels: int | None = None,
+        words: Words | None = None,
     ) -> bytes:
         """Keep PCM synthesized elsewhere under the key of `text`: memory and disk.
 
         `rate`/`channels` give the format of `pcm` (default: this cache's); other formats
-        are converted first. Returns the PCM as stored. Empty audio raises
-        `EmptyAudioError` and is never stored.
+        are converted first. `words`: when each word is spoken, seconds from the start of
+        `pcm` (stored with it; see `words()`). Returns the PCM as stored (processed when a
+        chain is set). Empty audio raises `EmptyAudioError` and is never stored.
         """
-        if not pcm:
-            raise EmptyAudioError(f"{text!r}: no audio to store")
         source = (rate or self.rate, channels or self.channels)
-        if source != (self.rate, self.channels):
-            from voiceprep.backends.base import SynthesizedAudio
-
+        if pcm and source != (self.rate, self.channels):
             raw = SynthesizedAudio(pcm, rate=source[0], channels=source[1])
             pcm = await raw.to_pcm_async(rate=self.rate, channels=self.channels)
-        key, identity = self._key(text, voice_id)
-        if self._process.is_empty:
-            self._memory_put(key, pcm)
-            if self._disk is not None:
-                await self._disk_put(key, pcm, text, identity)
-            return pcm
-        from voiceprep.process import produce
+        return await self._filler.keep(self._prompt(text, voice_id), pcm, words)
 
-        produced = await asyncio.to_thread(produce, pcm, self.rate, self.channels, self._process)
-        self._memory_put(key, produced.pcm)
-        if self._disk is not None:
-            raw_key = cache_key(identity, text, rate=self.rate, channels=self.channels)
-            await self._disk_put(raw_key, pcm, text, identity, produced.source_loudness)
-            keyed = self._process.identity(identity)
-            await self._disk_put(key, produced.pcm, text, keyed, produced.loudness)
-        return produced.pcm
+    def words(self, text: str, *, voice_id: str | None = None) -> Words | None:
+        """When each word of `text`'s cached audio is spoken (seconds from its start), as
+        the backend said when it was synthesized; None when it is not on disk or its
+        backend gave no timings (memory-only caches keep none)."""
+        return self._filler.words(self._prompt(text, voice_id).key)
 
     @property
     def has_remote(self) -> bool:
         """True while a remote is consulted on a miss (False without one, or once it failed)."""
-        return self._remote is not None and self._remote.disabled is None
+        remote = self._filler.remote
+        return remote is not None and remote.disabled is None
 
     @property
     def disk(self) -> AudioCache | None:
@@ -309,9 +314,22 @@ class TTSAudioCache:
         return self._disk
 
     def close(self) -> None:
-        """Close the AudioCache this object opened (writing its batched hit counts)."""
+        """Wait for the writes in flight, then close the AudioCache this object opened
+        (writing its batched hit counts)."""
+        self._filler.close()
         if self._disk is not None and self._owns_disk:
             self._disk.close()
+
+    async def drain(self) -> None:
+        """Wait until the fills in flight have settled and stored what they will store (a
+        stream ends as soon as its audio is complete; its entry is written just after)."""
+        await self._filler.drain()
+
+    async def aclose(self) -> None:
+        """Cancel the syntheses in flight (nothing of them is stored), wait for the writes
+        already begun, then `close()`. Safe while stores are running."""
+        await self._filler.aclose()
+        self.close()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -325,50 +343,16 @@ class TTSAudioCache:
         cls = type(self._tts)
         return BackendIdentity(name=f"{cls.__module__}.{cls.__qualname__}", voice=voice_id)
 
+    def _prompt(self, text: str, voice_id: str | None) -> Prompt:
+        return self._filler.prompt(self._identity(voice_id), text, voice_id)
+
     def _key(self, text: str, voice_id: str | None) -> tuple[str, BackendIdentity]:
         """The key of what `fetch` hands out, and the raw synthesis' identity."""
-        identity = self._identity(voice_id)
-        keyed = self._process.identity(identity)
-        return cache_key(keyed, text, rate=self.rate, channels=self.channels), identity
+        prompt = self._prompt(text, voice_id)
+        return prompt.key, prompt.identity
 
-    def _forget(self, task: asyncio.Task[bytes]) -> None:
-        for key, running in list(self._inflight.items()):
-            if running is task:
-                del self._inflight[key]
-
-    def _memory_get(self, key: str) -> bytes | None:
-        pcm = self._memory.get(key)
-        if pcm is not None:
-            self._memory.move_to_end(key)
-        return pcm
-
-    def _memory_put(self, key: str, pcm: bytes) -> None:
-        self._memory[key] = pcm
-        self._memory.move_to_end(key)
-        while len(self._memory) > self._max_entries:
-            self._memory.popitem(last=False)
-
-    def _disk_get(self, key: str) -> bytes | None:
-        # Read inline: an index lookup plus one small file read takes well under a
-        # millisecond, less than a hop to a worker thread would cost.
-        if self._disk is None:
-            return None
-        try:
-            return self._disk.get(key, rate=self.rate, channels=self.channels)
-        except CacheVersionError:
-            raise  # a newer voiceprep's cache: say so rather than quietly bypass it
-        except (CacheCorruptError, CacheFormatMismatchError) as exc:
-            # A damaged entry is a miss: synthesize again and overwrite it.
-            log.warning("ignoring cached entry %s: %s", key[:12], exc)
-            return None
-        except CacheError as exc:
-            # The disk tier is best-effort: an unreadable index must not stop the agent.
-            log.warning("cache %s unreadable, synthesizing: %s", self._disk.directory, exc)
-            return None
-
-    async def _converted_from_other_format(
-        self, text: str, identity: BackendIdentity
-    ) -> bytes | None:
+    async def _converted_from_other_format(self, prompt: Prompt) -> bytes | None:
+        """The raw audio of `prompt` stored at another rate or channel count, converted."""
         if self._disk is None:
             return None
         # Closest rate at or above this one first (downsampling loses nothing this format
@@ -379,7 +363,7 @@ class TTSAudioCache:
             for channels in (1, 2) if self.channels == 1 else (2, 1):
                 if (rate, channels) == (self.rate, self.channels):
                     continue
-                other = cache_key(identity, text, rate=rate, channels=channels)
+                other = cache_key(prompt.identity, prompt.text, rate=rate, channels=channels)
                 if not self._disk.contains(other):
                     continue
                 try:
@@ -388,160 +372,9 @@ class TTSAudioCache:
                     log.warning("ignoring cached entry %s: %s", other[:12], exc)
                     continue
                 if pcm:
-                    from voiceprep.backends.base import SynthesizedAudio
-
                     raw = SynthesizedAudio(pcm, rate=rate, channels=channels)
                     return await raw.to_pcm_async(rate=self.rate, channels=self.channels)
         return None
-
-    async def _fill(
-        self, key: str, identity: BackendIdentity, text: str, voice_id: str | None
-    ) -> bytes:
-        # Another process (a `serve` replica, a warm) may be synthesizing this key: claim
-        # it first, and wait for theirs instead of paying for the same audio twice.
-        lease, pcm = await self._claim_or_wait(key)
-        if pcm is not None:
-            self._memory_put(key, pcm)
-            return pcm
-        try:
-            from voiceprep.process import produce
-
-            remote = self._remote
-            pcm = await remote.fetch(key, self._disk) if remote is not None else None
-            if pcm is not None:
-                self._memory_put(key, pcm)
-                return pcm
-
-            raw_key = cache_key(identity, text, rate=self.rate, channels=self.channels)
-            raw = self._disk_get(raw_key) if raw_key != key else None
-            had_raw = raw is not None
-            if raw is None:
-                async with self._slots:
-                    raw = await self._synthesize(text, voice_id)  # never empty: EmptyAudioError
-            if self._process.is_empty:
-                produced = Processed(raw, None)
-            else:
-                produced = await asyncio.to_thread(
-                    produce, raw, self.rate, self.channels, self._process
-                )
-            self._memory_put(key, produced.pcm)
-            if self._disk is not None:
-                if raw_key != key and not had_raw:
-                    await self._disk_put(raw_key, raw, text, identity, produced.source_loudness)
-                keyed = self._process.identity(identity)
-                await self._disk_put(key, produced.pcm, text, keyed, produced.loudness)
-                if remote is not None:
-                    await remote.publish(key, self._disk)
-            return produced.pcm
-        finally:
-            if lease is not None:
-                await asyncio.to_thread(lease.release)
-
-    async def _claim_or_wait(self, key: str) -> tuple[Lease | None, bytes | None]:
-        """(our lease, None) to synthesize, or (None, pcm) another process stored.
-
-        Bounded: a lease lapses after its ttl (at once when its writer died on this host),
-        and after `lease_wait` seconds we synthesize regardless. Best effort: a cache that
-        cannot lease (read-only, full) just means no sharing.
-        """
-        disk = self._disk
-        if disk is None:
-            return None, None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._lease_wait
-        try:
-            if disk.read_only:
-                return None, None
-            while True:
-                lease = await asyncio.to_thread(disk.claim, key, ttl=self._lease_ttl)
-                if lease is not None:
-                    pcm = self._disk_get(key)  # stored just before our claim?
-                    if pcm is not None:
-                        await asyncio.to_thread(lease.release)
-                    return (None, pcm) if pcm is not None else (lease, None)
-                while disk.lease_holder(key) is not None and loop.time() < deadline:
-                    await asyncio.sleep(_LEASE_POLL_SECONDS)
-                pcm = self._disk_get(key)
-                if pcm is not None or loop.time() >= deadline:
-                    return None, pcm
-        except CacheError as exc:
-            log.warning("cache %s cannot share work (%s); synthesizing", disk.directory, exc)
-            return None, None
-
-    async def _disk_put(
-        self,
-        key: str,
-        pcm: bytes,
-        text: str,
-        identity: BackendIdentity,
-        loudness: float | None = None,
-    ) -> None:
-        # fsync can take milliseconds: keep it off the event loop. The disk tier is
-        # best-effort (as pip's cache): a read-only or full disk never fails a fetch.
-        disk = self._disk
-        assert disk is not None
-        try:
-            from voiceprep.warm import put_entry
-
-            await asyncio.to_thread(
-                put_entry,
-                disk,
-                key,
-                pcm,
-                rate=self.rate,
-                channels=self.channels,
-                text=text,
-                identity=identity,
-                loudness=loudness,
-            )
-        except (CacheError, OSError) as exc:
-            log.warning("could not store %r in %s: %s", text, disk.directory, exc)
-
-    async def _synthesize(self, text: str, voice_id: str | None) -> bytes:
-        if self._is_backend:
-            from voiceprep.gate import synthesize_checked
-
-            return await synthesize_checked(
-                self._tts,
-                text,
-                voice=voice_id,
-                rate=self.rate,
-                channels=self.channels,
-                retries=self._retries,
-                timeout=self._timeout,
-                gate=self._gate,
-            )
-        for attempt in range(self._retries + 1):
-            pcm = await self._stream_pcm(text, voice_id)
-            verdict = judge(pcm, rate=self.rate, channels=self.channels, text=text, mode=self._gate)
-            if verdict.reason is None:
-                return pcm
-            log.warning("%r: implausible synthesis (try %d): %s", text, attempt + 1, verdict.reason)
-        raise ImplausibleAudioError(f"{text!r}: implausible synthesis: {verdict.reason}")
-
-    async def _stream_pcm(self, text: str, voice_id: str | None) -> bytes:
-        if self._timeout is None:
-            pcm = await self._stream(text, voice_id)
-        else:
-            async with asyncio.timeout(self._timeout):
-                pcm = await self._stream(text, voice_id)
-        if not pcm:
-            raise EmptyAudioError(f"{text!r}: the TTS returned no audio")
-        if (self.rate, self.channels) != (self._source_rate, self._source_channels):
-            from voiceprep.backends.base import SynthesizedAudio
-
-            raw = SynthesizedAudio(pcm, rate=self._source_rate, channels=self._source_channels)
-            pcm = await raw.to_pcm_async(rate=self.rate, channels=self.channels)
-        return pcm
-
-    async def _stream(self, text: str, voice_id: str | None) -> bytes:
-        async def text_iter() -> AsyncIterator[str]:
-            yield text
-
-        chunks = bytearray()
-        async for chunk in self._tts.stream_synthesize(text_iter(), voice_id=voice_id):
-            chunks += chunk
-        return bytes(chunks)
 
 
 def _is_voiceprep_backend(tts: Any) -> bool:

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 
 from voiceprep import TTSAudioCache
 from voiceprep.backends import get_backend
-from voiceprep.integrations.twilio import inbound_pcm, media_messages
+from voiceprep.integrations.twilio import CallerAudio, media_messages
 
 GREETING = "Thanks for calling. How can I help?"
 
@@ -38,11 +38,12 @@ cache = TTSAudioCache(
 
 
 def on_caller_audio(pcm: bytes) -> None:
-    """20 ms of the caller's voice, s16le mono 16 kHz: hand it to speech-to-text here."""
+    """About 20 ms of the caller's voice, s16le mono 16 kHz: hand it to speech-to-text."""
 
 
 async def media(websocket: WebSocket) -> None:
     await websocket.accept()
+    caller = CallerAudio(16000)  # the caller's voice as one 16 kHz signal
     while True:
         message = await websocket.receive_json()
         event = message.get("event")
@@ -55,7 +56,7 @@ async def media(websocket: WebSocket) -> None:
             ):
                 await websocket.send_json(outbound)
         elif event == "media":
-            on_caller_audio(inbound_pcm(message, sample_rate=16000))
+            on_caller_audio(caller.feed(message))
         elif event in ("mark", "stop"):  # the prompt has played, or the call ended
             break
     await websocket.close()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from voiceprep.backends import _piper_words
 from voiceprep.backends._options import as_float, as_int, check_known
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, EmptyAudioError, PermanentBackendError
@@ -198,7 +199,9 @@ def _new_voice(files: VoiceFiles, threads: int | None) -> Any:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(
-        str(files.model), sess_options=options, providers=["CPUExecutionProvider"]
+        _piper_words.model_source(files.model),
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
     )
     return PiperVoice(session=session, config=config)
 
@@ -264,27 +267,38 @@ class PiperBackend:
             raise EmptyAudioError(f"piper: no audio for {text!r}")
 
     def synthesize_sync(self, text: str, files: VoiceFiles) -> SynthesizedAudio:
-        """The blocking synthesis (for a worker thread): s16le mono at the voice's rate."""
-        chunks = list(self._chunks(text, files))
-        pcm = b"".join(chunk.data for chunk in chunks)
-        if not pcm:
-            raise EmptyAudioError(f"piper: no audio for {text!r}")
-        return SynthesizedAudio(pcm, rate=chunks[0].rate, channels=1)
+        """The blocking synthesis (for a worker thread): s16le mono at the voice's rate,
+        with its word timings when the voice's alignments pair with the text's words."""
+        with voice_pool(files).session() as piper_voice:
+            chunks = list(piper_voice.synthesize(text, self._config(), include_alignments=True))
+            pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+            if not pcm:
+                raise EmptyAudioError(f"piper: no audio for {text!r}")
+            return SynthesizedAudio(
+                pcm,
+                rate=int(piper_voice.config.sample_rate),
+                channels=1,
+                words=_piper_words.words(piper_voice, text, chunks),
+            )
 
     def _chunks(self, text: str, files: VoiceFiles) -> Iterator[SynthesizedAudio]:
         """Piper's chunks (one per sentence), blocking: s16le mono at the voice's rate."""
+        with voice_pool(files).session() as piper_voice:
+            rate = int(piper_voice.config.sample_rate)
+            sentences = _piper_words.SentenceWords(piper_voice, text)
+            for chunk in piper_voice.synthesize(text, self._config(), include_alignments=True):
+                words = sentences.next(chunk)
+                yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1, words=words)
+
+    def _config(self) -> Any:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(
+        return SynthesisConfig(
             speaker_id=_opt_int(self.options.get("speaker")),
             length_scale=_opt_float(self.options.get("length_scale")),
             noise_scale=_opt_float(self.options.get("noise_scale")),
             noise_w_scale=_opt_float(self.options.get("noise_w_scale")),
         )
-        with voice_pool(files).session() as piper_voice:
-            rate = int(piper_voice.config.sample_rate)
-            for chunk in piper_voice.synthesize(text, config):
-                yield SynthesizedAudio(chunk.audio_int16_bytes, rate=rate, channels=1)
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:

@@ -2,7 +2,8 @@
 
 An entry file is an ordinary WAV (s16le, 44-byte canonical header) followed by a `vpmd`
 RIFF chunk holding JSON: the key, the text, the key parts (backend, model, voice,
-options, rate, channels), the sha256 of the PCM, the creation time and the loudness.
+options, rate, channels), the sha256 of the PCM, the creation time, the loudness and,
+when the backend gave them, the word timings (`words`, seconds from the start of the audio).
 Players and ffprobe skip a chunk they do not know; `read_entry` needs nothing else to
 check the file and to rebuild its index row. Files written before schema 2 have no
 chunk: they are still read (the index holds their metadata) and `verify --repair`
@@ -34,6 +35,7 @@ from voiceprep.cache import faults
 from voiceprep.cache.records import EntryMeta
 from voiceprep.errors import CacheCorruptError, CacheError, CacheReadOnlyError, InvalidValueError
 from voiceprep.keys import BackendIdentity, cache_key
+from voiceprep.timings import check_duration, words_from_json, words_to_json
 from voiceprep.wav import find_chunk, parse_wav_header, riff_chunk, wav_bytes
 
 AUDIO_DIR = "audio"
@@ -139,6 +141,8 @@ def encode_entry(pcm: bytes, meta: EntryMeta) -> bytes:
         "created_us": round(meta.created * 1_000_000),
         "loudness": meta.loudness,
     }
+    if meta.words is not None:
+        document["words"] = words_to_json(meta.words)
     body = json.dumps(document, sort_keys=True, ensure_ascii=False, default=str).encode()
     return wav_bytes(
         pcm, rate=meta.rate, channels=meta.channels, trailer=riff_chunk(ENTRY_CHUNK, body)
@@ -153,6 +157,7 @@ def _meta_from(document: Any) -> EntryMeta:
     if not isinstance(options, dict):
         raise ValueError("options are not a mapping")
     loudness = document.get("loudness")
+    words = document.get("words")
     meta = EntryMeta(
         key=str(document["key"]),
         text=str(document["text"]),
@@ -167,6 +172,8 @@ def _meta_from(document: Any) -> EntryMeta:
         sha256=str(document["sha256"]),
         created=int(document["created_us"]) / 1_000_000,
         loudness=None if loudness is None else float(loudness),
+        # Checked against the audio's length by read_entry, which knows it.
+        words=None if words is None else words_from_json(words),
     )
     return meta
 
@@ -302,6 +309,11 @@ def _check_key_parts(meta: EntryMeta, pcm: bytes, where: str) -> None:
         raise CacheCorruptError(f"{where}: {exc}") from None
     if not pcm or len(pcm) % shape.frame_bytes:
         raise CacheCorruptError(f"{where}: the audio is not whole s16 frames")
+    if meta.words:
+        try:
+            check_duration(meta.words, shape.seconds(len(pcm)))
+        except ValueError as exc:
+            raise CacheCorruptError(f"{where}: {exc}") from exc
 
 
 # --- the files of one cache -------------------------------------------------------------

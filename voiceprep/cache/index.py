@@ -456,9 +456,10 @@ class Index:
         if blob is None:
             return None
         where = f"{self.directory}/{file}"
-        return check_entry(blob, key=key, rate=rate, channels=channels, sha256=sha256, where=where)[
-            0
-        ]
+        pcm, _ = check_entry(
+            blob, key=key, rate=rate, channels=channels, sha256=sha256, where=where
+        )
+        return pcm
 
     def check_row(self, row: sqlite3.Row, blob: bytes) -> tuple[bytes, bool]:
         """Every check of a row's file, metadata included: (PCM, whether self-describing)."""

@@ -442,17 +442,20 @@ def merge(index: Index, source_dir: str | os.PathLike[str], *, limits: Limits) -
             if item.key in present:
                 report.skipped += 1
                 continue
+            blob = source.read_file(item.key, row["file"])
+            if blob is None:
+                report.failed.append((item.key, f"{item.path}: file missing"))
+                continue
             try:
-                pcm = source.read_pcm(item.key, row["file"], item.rate, item.channels, item.sha256)
+                pcm, described = source.check_row(row, blob)
             except CacheCorruptError as exc:
                 report.failed.append((item.key, str(exc)))
                 continue
-            if pcm is None:
-                report.failed.append((item.key, f"{item.path}: file missing"))
-                continue
+            # What the file says of itself (its word timings too), else its row's account.
+            meta = (file_meta(blob) if described else None) or item.meta
             _, stored = store_entry(
                 index,
-                item.meta,
+                meta,
                 pcm,
                 limits=limits,
                 last_used=item.last_used,

@@ -8,6 +8,7 @@ from typing import Any
 
 from voiceprep.audio_format import pcm_seconds
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Words
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class EntryMeta:
     sha256: str  # of the PCM payload
     created: float
     loudness: float | None = None
+    words: Words | None = None  # when the backend said when each word is spoken
 
 
 @dataclass(frozen=True)

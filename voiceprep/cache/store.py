@@ -28,6 +28,7 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voiceprep.audio_format import AudioFormat
 from voiceprep.cache import faults, maintenance
@@ -40,14 +41,7 @@ from voiceprep.cache.entries import (
 )
 from voiceprep.cache.index import POLICY, SCHEMA_VERSION, Index
 from voiceprep.cache.maintenance import remove_stale_temps
-from voiceprep.cache.records import (
-    CacheEntry,
-    CacheStats,
-    EntryMeta,
-    MergeReport,
-    RebuildReport,
-    VerifyReport,
-)
+from voiceprep.cache.records import CacheEntry, CacheStats, EntryMeta
 from voiceprep.cache.sqlite import select_rows
 from voiceprep.cache.writes import Limits, drop, evict, publish, store_entry
 from voiceprep.errors import (
@@ -57,6 +51,10 @@ from voiceprep.errors import (
     InvalidValueError,
 )
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Words
+
+if TYPE_CHECKING:  # what maintenance returns
+    from voiceprep.cache.records import MergeReport, RebuildReport, VerifyReport
 
 
 class AudioCache:
@@ -140,10 +138,6 @@ class AudioCache:
             self._index.record_hit(key)
         return pcm
 
-    def restore_interrupted(self, key: str, file: str) -> bool:
-        """See `Index.restore_interrupted`: a killed writer's drop, rolled back."""
-        return self._index.restore_interrupted(key, file)
-
     def contains(self, key: str) -> bool:
         """Whether `key` has a committed entry whose file is present."""
         return self._index.contains(key)
@@ -200,6 +194,15 @@ class AudioCache:
         """
         return self._index.entry_bytes(key)
 
+    def words(self, key: str) -> Words | None:
+        """The word timings stored with `key`'s entry (None: it has none, or `key` is not
+        cached). Raises CacheCorruptError for a damaged entry."""
+        try:
+            blob = self._index.entry_bytes(key)
+        except KeyError:
+            return None
+        return read_entry(blob, where=f"entry {key[:12]}", key=key)[0].words
+
     def stats(self) -> CacheStats:
         self._index.quiet_flush()
         rows = self._index.query(
@@ -234,8 +237,10 @@ class AudioCache:
         text: str,
         identity: BackendIdentity,
         loudness: float | None = None,
+        words: Words | None = None,
     ) -> CacheEntry:
-        """Store PCM (s16le, interleaved) under `key`, replacing any previous entry.
+        """Store PCM (s16le, interleaved) under `key`, replacing any previous entry, with
+        its word timings when the backend gave them.
 
         Returns the new entry. With limits set, least recently used entries are evicted in
         the same transaction; an entry larger than `max_bytes` on its own is not kept.
@@ -264,6 +269,7 @@ class AudioCache:
             sha256=hashlib.sha256(pcm).hexdigest(),
             created=now,
             loudness=loudness,
+            words=words,
         )
         return store_entry(self._index, meta, pcm, limits=self._limits, last_used=now)[0]
 

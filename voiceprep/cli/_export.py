@@ -10,6 +10,7 @@ import typer
 
 from voiceprep.cli._options import Flags, option_group
 from voiceprep.export import CODECS, DEFAULT_CODECS, DEFAULT_LANG, LAYOUTS, ExportOptions
+from voiceprep.telephony import TELEPHONY_SAMPLE_FORMAT
 
 # How `cache export` and `warm --export` lay their files out (voiceprep.export).
 export_options = option_group(
@@ -56,13 +57,17 @@ export_options = option_group(
 )
 
 
-def export_settings(layout: Flags) -> ExportOptions:
-    """ExportOptions from the `export_options` flags (UsageError for a bad value)."""
+def export_settings(layout: Flags, *, telephony: bool = False) -> ExportOptions:
+    """ExportOptions from the `export_options` flags (UsageError for a bad value). With
+    the telephony preset, flat WAVs are 8 kHz μ-law unless --sample-format says otherwise."""
     codecs = layout["codecs"]
+    sample_format = layout["export_format"]
+    if telephony and sample_format is None and layout["layout"] in (None, LAYOUTS[0]):
+        sample_format = TELEPHONY_SAMPLE_FORMAT
     values: dict[str, Any] = {
         "layout": layout["layout"],
         "codecs": tuple(c.strip().lower() for c in codecs.split(",")) if codecs else None,
-        "sample_format": layout["export_format"],
+        "sample_format": sample_format,
         "lang": layout["lang"],
     }
     return ExportOptions(**{name: value for name, value in values.items() if value is not None})

@@ -96,6 +96,9 @@ MaxSize = Annotated[
     typer.Option("--max-size", metavar="SIZE", help="Keep at most SIZE (500MB, 2GiB)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+NoReview = Annotated[
+    bool, typer.Option("--no-review", help="With the export, no review page (index.html).")
+]
 
 
 class Container(StrEnum):

@@ -24,6 +24,7 @@ from voiceprep.cli._options import (
     Json,
     MaxEntries,
     MaxSize,
+    NoReview,
     OutputFormat,
     SampleFormat,
     flag_for,
@@ -33,7 +34,8 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, report_written, write_audio
-from voiceprep.errors import ExitStatus, InvalidValueError, UsageError
+from voiceprep.errors import CacheError, ExitStatus, InvalidValueError, UsageError
+from voiceprep.timings import Words, words_to_json
 from voiceprep.units import parse_age
 
 if TYPE_CHECKING:
@@ -180,7 +182,7 @@ def _local(value: Any) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
-def entry_json(entry: CacheEntry) -> dict[str, Any]:
+def entry_json(entry: CacheEntry, words: Words | None = None) -> dict[str, Any]:
     """One entry as the JSON object `cache ls --json` prints."""
     return {
         "key": entry.key,
@@ -199,6 +201,7 @@ def entry_json(entry: CacheEntry) -> dict[str, Any]:
         "last_used": _iso(entry.last_used),
         "hits": entry.hits,
         "path": str(entry.path),
+        "words": None if words is None else words_to_json(words),
     }
 
 
@@ -224,13 +227,23 @@ def ls_command(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     """
     directory = cache_dir_of(cache_dir)
     entries: list[CacheEntry] = []
+    words: dict[str, Words | None] = {}
     if exists(directory):
         with open_cache(directory) as cache:
             entries = cache.entries()
+            if as_json:  # in each entry's file: read only for --json
+                words = {e.key: _words(cache, e.key) for e in entries}
     if as_json:
-        print_json([entry_json(e) for e in entries])
+        print_json([entry_json(e, words.get(e.key)) for e in entries])
     else:
         _output.table(_COLUMNS, [_row(entry) for entry in entries])
+
+
+def _words(cache: AudioCache, key: str) -> Words | None:
+    try:
+        return cache.words(key)
+    except CacheError:
+        return None  # a damaged entry: `cache verify` names it
 
 
 _COLUMNS = [
@@ -379,10 +392,12 @@ def export_command(
         ),
     ],
     cache_dir: CacheDir = None,
+    no_review: NoReview = False,
     *,
     layout: Flags,
 ) -> None:
-    """Write every entry as a WAV named after its text, plus manifest.json.
+    """Write every entry as a WAV named after its text, plus manifest.json and the review
+    page, index.html.
 
     Examples:
       voiceprep cache export prompts/
@@ -398,7 +413,7 @@ def export_command(
     with open_cache(source) as cache:
         entries = sorted(cache.entries(), key=lambda e: (e.text, e.key))
         items = [ExportItem(key=e.key, text=e.text) for e in entries]
-        report = export_entries(cache, items, directory, options)
+        report = export_entries(cache, items, directory, options, review=not no_review)
     for item in report.missing:
         _output.error(f"{item.text}: vanished from the cache during export")
     for item, reason in report.failed:

@@ -23,13 +23,13 @@ from voiceprep.cli._options import CacheDir, Flags, Json, jobs_option, selection
 from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
-from voiceprep.errors import ExitStatus, RemoteError, UsageError
+from voiceprep.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
     from voiceprep.remote import TransferReport
-    from voiceprep.warm import RemoteFailure
+    from voiceprep.warm import RemotePull, RemotePush, WarmPlan
 
 RemoteArg = Annotated[
     str | None,
@@ -162,9 +162,11 @@ def _describe_key(key: str, texts: dict[str, str]) -> str:
     return f"{key[:12]} {json.dumps(text, ensure_ascii=False)}" if text else key
 
 
-def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> TransferReport:
+def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> Any:
+    """`action(cache, url, ...)` (push, pull, or warm's remote steps) under the progress
+    bar; Ctrl-C is one line and exit 130."""
     jobs = kwargs.pop("jobs") or defaults.REMOTE_JOBS
-    verb = "pushing" if action.__name__ == "push" else "pulling"
+    verb = kwargs.pop("verb", None) or ("pushing" if action.__name__ == "push" else "pulling")
     with contextlib.ExitStack() as stack:
         bars: list[_output.Progress] = []
 
@@ -176,9 +178,7 @@ def _transfer(action: Any, cache: AudioCache, url: str, **kwargs: Any) -> Transf
                 bars[0].done(done)
 
         try:
-            report: TransferReport = action(
-                cache, url, jobs=jobs, on_start=start, on_progress=progress, **kwargs
-            )
+            report = action(cache, url, jobs=jobs, on_start=start, on_progress=progress, **kwargs)
         except KeyboardInterrupt:
             stack.close()
             _output.error(
@@ -227,53 +227,41 @@ def _finish(
 # --- warm --remote ------------------------------------------------------------------------
 
 
-def warm_pull(
-    cache: AudioCache, url: str, keys: set[str], *, jobs: int
-) -> tuple[bool, set[str], list[RemoteFailure]]:
-    """Before a warm: pull what the phrases need: (remote usable, keys pulled, failures).
-    When it is unusable (one warning), the warm goes on locally and skips the push."""
-    from voiceprep.remote import pull, scrub  # deferred: start-up
-    from voiceprep.warm import RemoteFailure  # deferred: start-up
+def remote_pull(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> RemotePull:
+    """warm --remote, before: the library's pull of the missing entries, with the progress
+    bar and its one-line reports. An unusable remote: the warm goes on locally."""
+    from voiceprep.remote import scrub  # deferred: start-up
+    from voiceprep.warm import pull_missing  # deferred: start-up
 
-    if not keys:
-        return True, set(), []
-    try:
-        report = _transfer(pull, cache, url, jobs=jobs, keys=keys)
-    except RemoteError as exc:
-        _output.warning(f"remote unusable, warming locally: {exc}")
-        return False, set(), [RemoteFailure("pull", None, str(exc))]
-    failures = [RemoteFailure("pull", key, why) for key, why in report.failed]
-    for key, why in report.failed:
-        _output.warning(f"remote entry {key[:12]} refused, synthesizing it: {why}")
-    if report.moved:
-        count = len(report.moved)
+    pulled: RemotePull = _transfer(pull_missing, cache, url, jobs=jobs, plan=plan, verb="pulling")
+    for failure in pulled.refused:
+        _output.warning(
+            f"remote entry {(failure.key or '')[:12]} refused, synthesizing it: {failure.reason}"
+        )
+    if pulled.pulled:
+        count = len(pulled.pulled)
         _output.info(f"pulled {count} {plural(count, 'entry', 'entries')} from {scrub(url)}")
-    if report.stopped is not None:
-        _output.warning(f"remote unusable, warming locally: {report.stopped}")
-        failures.append(RemoteFailure("pull", None, report.stopped))
-        return False, set(report.moved), failures
-    return True, set(report.moved), failures
+    if pulled.failure is not None:
+        _output.warning(f"remote unusable, warming locally: {pulled.failure.reason}")
+    return pulled
 
 
-def warm_push(
-    cache: AudioCache, url: str, keys: set[str], *, jobs: int
-) -> tuple[int, list[RemoteFailure]]:
-    """After a warm: push what the remote lacks of the phrases' entries: (entries pushed,
-    failures). A failure is a warning: the warm itself succeeded."""
-    from voiceprep.remote import push, scrub  # deferred: start-up
-    from voiceprep.warm import RemoteFailure  # deferred: start-up
+def remote_push(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> RemotePush:
+    """warm --remote, after: the library's push of what the remote lacks, reported. A
+    failure is a warning: the warm itself succeeded."""
+    from voiceprep.remote import scrub  # deferred: start-up
+    from voiceprep.warm import push_listed  # deferred: start-up
 
-    try:
-        report = _transfer(push, cache, url, jobs=jobs, keys=keys)
-    except RemoteError as exc:
-        _output.warning(f"could not push to the remote: {exc}")
-        return 0, [RemoteFailure("push", None, str(exc))]
-    if report.moved:
-        count = len(report.moved)
+    pushed: RemotePush = _transfer(push_listed, cache, url, jobs=jobs, plan=plan, verb="pushing")
+    if pushed.pushed:
+        count = pushed.pushed
         _output.info(f"pushed {count} {plural(count, 'entry', 'entries')} to {scrub(url)}")
-    failures = [RemoteFailure("push", key, why) for key, why in report.failed]
-    if report.stopped is not None:
-        failures.append(RemoteFailure("push", None, report.stopped))
-    if failures:
-        _output.warning(f"could not push every entry to the remote: {failures[-1].reason}")
-    return len(report.moved), failures
+    if pushed.failures:
+        whole = pushed.failures[-1]
+        prefix = (
+            "could not push to the remote"
+            if whole.key is None and len(pushed.failures) == 1
+            else "could not push every entry to the remote"
+        )
+        _output.warning(f"{prefix}: {whole.reason}")
+    return pushed

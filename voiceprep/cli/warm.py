@@ -30,6 +30,7 @@ from voiceprep.cli._options import (
     Flags,
     MaxEntries,
     MaxSize,
+    NoReview,
     OutputFormat,
     Retries,
     SampleFormat,
@@ -41,7 +42,7 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, write_audio
-from voiceprep.cli.remote import warm_pull, warm_push
+from voiceprep.cli.remote import remote_pull, remote_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
-        RemoteFailure,
         RetryEvent,
         WarmPlan,
         WarmSummary,
@@ -106,6 +106,7 @@ def warm_command(
             "--export", metavar="DIR", help="Afterwards write WAVs and manifest.json into DIR."
         ),
     ] = None,
+    no_review: NoReview = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -139,12 +140,11 @@ def warm_command(
     """
     started = time.monotonic()
     from voiceprep.phrases import read_phrase_lists  # deferred: start-up
-    from voiceprep.warm import parse_shard, plan_warm  # deferred: start-up
+    from voiceprep.warm import parse_shard, plan_warm, record_remote  # deferred: start-up
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
         raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
-    export_layout = export_settings(layout)  # checked before any work
     settings = resolve(
         **selection,
         jobs=jobs,
@@ -155,6 +155,7 @@ def warm_command(
         gate=gate_flag(gate),
         process=process,
     )
+    export_layout = export_settings(layout, telephony=settings.process.telephony)  # before work
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
     if not phrase_list:
@@ -179,24 +180,24 @@ def warm_command(
         if check:
             _report_check(plan, as_json=as_json)
             return
-        remote_ok, pulled = False, 0
-        failures: list[RemoteFailure] = []
-        if remote is not None:
-            plan, remote_ok, pulled, failures = _pull_first(plan, remote, cache, settings)
+        pulled = None
+        if remote is not None:  # warm --remote: pull first, push afterwards
+            pulled = remote_pull(cache, remote, plan=plan, jobs=settings.jobs)
         summary, exported_ok = _warm(
-            plan, tts, cache, settings, prune=prune, export=export, layout=export_layout
+            plan,
+            tts,
+            cache,
+            settings,
+            prune=prune,
+            export=export,
+            layout=export_layout,
+            review=not no_review,
         )
-        if remote is not None:
-            from voiceprep.remote import scrub  # deferred: start-up
-
-            summary.remote = scrub(remote)
-            summary.pulled = pulled
-            summary.already_cached -= pulled  # counted as pulled, not as already there
-            summary.remote_failures = failures
-            if remote_ok and summary.stopped is None:
-                keys = {item.key for item in plan.items}
-                summary.pushed, failures = warm_push(cache, remote, keys, jobs=settings.jobs)
-                summary.remote_failures += failures
+        if remote is not None and pulled is not None:
+            pushed = None
+            if pulled.usable and summary.stopped is None:
+                pushed = remote_push(cache, remote, plan=plan, jobs=settings.jobs)
+            record_remote(summary, pulled, pushed)
     summary.elapsed = time.monotonic() - started  # the whole command, not just synthesis
     _print_summary(summary, as_json=as_json)
     for failure in summary.failed:
@@ -218,6 +219,7 @@ def _warm(
     prune: bool,
     export: Path | None,
     layout: ExportOptions,
+    review: bool,
 ) -> tuple[WarmSummary, bool]:
     """Synthesize what is missing, then prune and export: (summary, export went fine)."""
     _warn_limits(plan, settings)
@@ -232,25 +234,8 @@ def _warm(
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
-    exported_ok = _export(cache, plan, export, layout) if export is not None else True
+    exported_ok = _export(cache, plan, export, layout, review) if export is not None else True
     return summary, exported_ok
-
-
-def _pull_first(
-    plan: WarmPlan, url: str, cache: AudioCache, settings: Settings
-) -> tuple[WarmPlan, bool, int, list[RemoteFailure]]:
-    """warm --remote: pull the missing entries; they then count as cached. (plan, whether
-    the remote is usable, so worth pushing to afterwards, entries pulled, failures)."""
-    from dataclasses import replace
-
-    wanted = {item.key for item in plan.missing}
-    ok, pulled, failures = warm_pull(cache, url, wanted, jobs=settings.jobs)
-    if pulled:
-        plan.items[:] = [
-            replace(item, cached=True, damaged=False) if item.key in pulled else item
-            for item in plan.items
-        ]
-    return plan, ok, len(pulled), failures
 
 
 def _check_cache_dir(directory: Path) -> None:
@@ -416,15 +401,18 @@ class _Reporter:
         )
 
 
-def _export(cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions) -> bool:
+def _export(
+    cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions, review: bool
+) -> bool:
     from voiceprep.warm import export_plan  # deferred: start-up
 
-    report = export_plan(cache, plan, directory, layout)
+    report = export_plan(cache, plan, directory, layout, review=review)
     for item in report.missing:
         _output.error(f"not exported (not cached): {_output.phrase(item.text)}")
     for item, reason in report.failed:
         _output.error(f"not exported: {_output.phrase(item.text)}: {reason}")
-    _output.info(f"exported {len(report.written)} files and manifest.json to {directory}")
+    page = " and index.html" if review else ""
+    _output.info(f"exported {len(report.written)} files, manifest.json{page} to {directory}")
     return report.ok
 
 

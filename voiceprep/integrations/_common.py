@@ -11,13 +11,20 @@ class, provider, model and voice.
 
 Cache: `open_prompt_cache(...)` is the one place the adapters build their cache (a
 `TTSAudioCache` over an `AudioCache`), so options that change what is stored (processing)
-reach every integration from here.
+reach every integration from here. Adapters of one identity, format and directory in one
+process share one cache (reference-counted; `close_prompt_cache` releases it), so two
+sessions asking for one new sentence cause one synthesis and follow it together
+(voiceprep.fill). The gate is off: what the framework's TTS produced has been played
+already, and the framework judges its own TTS (as the seed's cache did).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voiceprep.keys import BackendIdentity
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
     from voiceprep.process import ProcessSettings
 
-__all__ = ["fallback_identity", "open_prompt_cache", "plugin_identity"]
+__all__ = ["close_prompt_cache", "fallback_identity", "open_prompt_cache", "plugin_identity"]
 
 
 def plugin_identity(
@@ -82,6 +89,18 @@ def fallback_identity(
     )
 
 
+@dataclass
+class _Shared:
+    cache: TTSAudioCache
+    slot: tuple[Any, ...]
+    owns_disk: bool
+    users: int = 1
+
+
+_SHARED: dict[tuple[Any, ...], _Shared] = {}
+_BY_CACHE: dict[int, _Shared] = {}
+
+
 def open_prompt_cache(
     source: Any | None,
     *,
@@ -95,28 +114,40 @@ def open_prompt_cache(
 ) -> TTSAudioCache:
     """The cache of one adapter: memory LRU over the shared on-disk cache.
 
-    `source` has `stream_synthesize` (what `fetch` synthesizes with on a miss); None for
-    an adapter that only uses `lookup`/`store`. `cache_dir` None is the directory
-    `voiceprep warm` uses ($VOICEPREP_CACHE_DIR, the config file, the default); an open
-    `AudioCache` is shared as it is (the limits then are its own). `process` None is the
-    config file's `[process]` (the house level, as `warm` applies it).
+    `source` has `stream_synthesize` (what `fetch` synthesizes with on a miss), or is a
+    `voiceprep.sources.Source`; None for an adapter that only uses `lookup`/`store`.
+    `cache_dir` None is the directory `voiceprep warm` uses ($VOICEPREP_CACHE_DIR, the
+    config file, the default); an open `AudioCache` is used as it is (the limits then are
+    its own). `process` None is the config file's `[process]` (the house level, as `warm`
+    applies it). Give it back with `close_prompt_cache`.
     """
     from voiceprep.cache import AudioCache
+    from voiceprep.config import resolve_settings
 
-    disk: AudioCache
-    if isinstance(cache_dir, AudioCache):
-        disk = cache_dir
-    else:
-        if cache_dir is None:
-            from voiceprep.config import resolve_settings
-
-            cache_dir = resolve_settings().cache_dir
-        disk = AudioCache(cache_dir, max_entries=max_entries, max_bytes=max_bytes)
+    if cache_dir is None:
+        cache_dir = resolve_settings().cache_dir
     if process is None:
-        from voiceprep.config import resolve_settings
-
         process = resolve_settings().process
-    return TTSAudioCache(
+    where = cache_dir if isinstance(cache_dir, AudioCache) else str(Path(cache_dir).resolve())
+    slot = (
+        where,
+        max_entries,
+        max_bytes,
+        json.dumps(identity.as_dict(), sort_keys=True, default=str),
+        rate,
+        channels,
+        json.dumps(process.key_options(), sort_keys=True),
+    )
+    shared = _SHARED.get(slot)
+    if shared is not None:
+        shared.users += 1
+        return shared.cache
+    disk = (
+        cache_dir
+        if isinstance(cache_dir, AudioCache)
+        else AudioCache(cache_dir, max_entries=max_entries, max_bytes=max_bytes)
+    )
+    cache = TTSAudioCache(
         source if source is not None else _StoreOnly(rate, channels),
         directory=disk,
         rate=rate,
@@ -124,7 +155,29 @@ def open_prompt_cache(
         identity=identity,
         timeout=None,
         process=process,
+        gate="off",
     )
+    shared = _SHARED[slot] = _BY_CACHE[id(cache)] = _Shared(
+        cache, slot, owns_disk=not isinstance(cache_dir, AudioCache)
+    )
+    return cache
+
+
+async def close_prompt_cache(cache: TTSAudioCache) -> None:
+    """Give back a cache from `open_prompt_cache`; the last user closes it: syntheses in
+    flight are cancelled (nothing of them is stored), writes already begun complete,
+    then the directory is closed (never under a write)."""
+    shared = _BY_CACHE.get(id(cache))
+    if shared is None or shared.cache is not cache:
+        await cache.aclose()
+        return
+    shared.users -= 1
+    if shared.users > 0:
+        return
+    del _SHARED[shared.slot], _BY_CACHE[id(cache)]
+    await cache.aclose()
+    if shared.owns_disk and cache.disk is not None:
+        cache.disk.close()
 
 
 class _StoreOnly:

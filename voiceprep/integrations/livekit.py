@@ -10,9 +10,14 @@
 `CachedTTS` is a non-streaming `tts.TTS`, so `AgentSession` (and `stream()`) put LiveKit's
 `StreamAdapter` in front of it and it is asked one sentence at a time: a sentence that
 recurs across turns is a hit even inside a longer reply. A hit is served from the voiceprep
-cache at the wrapped TTS's rate and channel count; a miss is delegated to the wrapped TTS,
-its audio passed through as it arrives and stored once the synthesis completed (an
-interrupted or failed synthesis stores nothing). Model, provider, metrics, `prewarm()` and
+cache at the wrapped TTS's rate and channel count. A miss goes through voiceprep's fill
+path (voiceprep.fill): the wrapped TTS synthesizes it once, however many sessions of this
+process ask for it at the same time, and each of them plays it from its first frame as it
+arrives; it is stored once the synthesis completed (a failed one stores nothing; a session
+that is interrupted stops listening, the synthesis still completes and is stored whole).
+When the wrapped TTS retries after partial audio, the frames keep the request ids it gave
+them (the failed attempt's, then the retry's) and only the complete attempt is stored.
+Model, provider, metrics, errors (`error` events, recoverable ones too), `prewarm()` and
 `aclose()` behave as in LiveKit's own `StreamAdapter`/`FallbackAdapter`.
 
 Keys: the LiveKit OpenAI, ElevenLabs, Cartesia and Deepgram plugins map onto voiceprep's
@@ -26,6 +31,7 @@ import dataclasses
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from livekit import rtc
@@ -34,14 +40,25 @@ from livekit.agents import utils
 from livekit.agents.metrics import TTSMetrics
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
-from voiceprep.integrations._common import fallback_identity, open_prompt_cache, plugin_identity
+from voiceprep.integrations._common import (
+    close_prompt_cache,
+    fallback_identity,
+    open_prompt_cache,
+    plugin_identity,
+)
 from voiceprep.keys import BackendIdentity
+from voiceprep.sources import Attempt, Chunk
 from voiceprep.tts_cache import TTSAudioCache
 
 __all__ = ["CachedTTS", "audio_frames", "cached_audio", "livekit_identity"]
 
 DEFAULT_FRAME_MS = 20
 HIT_FRAME_MS = 200  # what LiveKit's AudioEmitter cuts a ChunkedStream's audio into
+# The connection options of the synthesize() call that starts a fill (read by _Source in
+# the fill's task, which inherits the caller's context).
+_CONN_OPTIONS: ContextVar[APIConnectOptions] = ContextVar(
+    "voiceprep_livekit_conn_options", default=DEFAULT_API_CONNECT_OPTIONS
+)
 
 
 class CachedTTS(lktts.TTS):
@@ -82,6 +99,7 @@ class CachedTTS(lktts.TTS):
         )
         self._stream_adapter: lktts.StreamAdapter | None = None
         self._wrapped.on("metrics_collected", self._on_metrics_collected)
+        self._wrapped.on("error", self._on_error)
 
     @property
     def wrapped(self) -> lktts.TTS:
@@ -133,14 +151,19 @@ class CachedTTS(lktts.TTS):
     def _on_metrics_collected(self, *args: Any, **kwargs: Any) -> None:
         self.emit("metrics_collected", *args, **kwargs)
 
+    def _on_error(self, *args: Any, **kwargs: Any) -> None:
+        # FallbackAdapter and metrics see the wrapped TTS's errors, retries included.
+        self.emit("error", *args, **kwargs)
+
     async def aclose(self) -> None:
-        """Stop listening to the wrapped TTS and close the cache (the wrapped TTS stays open)."""
+        """Stop listening to the wrapped TTS and give the cache back (the wrapped TTS stays
+        open). The last user of a shared cache cancels its syntheses in flight, waits for
+        the writes already begun, then closes the directory: never under a write."""
         self._wrapped.off("metrics_collected", self._on_metrics_collected)
+        self._wrapped.off("error", self._on_error)
         if self._stream_adapter is not None:
             await self._stream_adapter.aclose()
-        disk = self._cache.disk
-        if disk is not None:
-            disk.close()
+        await close_prompt_cache(self._cache)
 
 
 class _CachedChunkedStream(lktts.ChunkedStream):
@@ -156,47 +179,45 @@ class _CachedChunkedStream(lktts.ChunkedStream):
         self._hit = False
 
     async def _main_task(self) -> None:
-        # A hit goes straight to the stream's channel, as ChunkedStream's own emitter would
-        # deliver it (frames of HIT_FRAME_MS, the last one final), without the emitter's
-        # task, decoder and retry loop: that hop is most of a hit's time to first frame.
+        # Straight to the stream's channel, as ChunkedStream's own emitter would deliver
+        # it (frames of at most HIT_FRAME_MS), without the emitter's task, decoder and
+        # retry loop: that hop is most of a hit's time to first frame.
         owner = self._cached_tts
-        pcm = await owner.cache.lookup(self._input_text, voice_id=owner.identity.voice)
-        if pcm is None:
-            await super()._main_task()  # the miss: _run() below, with LiveKit's machinery
+        cache = owner.cache
+        pcm = await cache.lookup(self._input_text, voice_id=owner.identity.voice)
+        if pcm is not None:
+            self._hit = True
+            frames = list(_cut(pcm, owner.sample_rate, owner.num_channels, HIT_FRAME_MS))
+            request_id = utils.shortuuid()
+            for i, frame in enumerate(frames):
+                self._send(frame, request_id, final=i == len(frames) - 1)
             return
-        self._hit = True
-        request_id = utils.shortuuid()
-        frames = list(_cut(pcm, owner.sample_rate, owner.num_channels, HIT_FRAME_MS))
-        for i, frame in enumerate(frames):
-            self._event_ch.send_nowait(
-                lktts.SynthesizedAudio(
-                    frame=frame, request_id=request_id, is_final=i == len(frames) - 1
-                )
-            )
+        # A miss: the fill of this sentence in flight in this process (another session's,
+        # or a new one through the wrapped TTS), followed from its first frame.
+        prompt = cache.prompt(self._input_text, voice_id=owner.identity.voice)
+        self._hit = cache.filler.in_flight(prompt) is not None  # joined: billed to its starter
+        token = _CONN_OPTIONS.set(self._wrapped_conn_options)
+        try:
+            flight = cache.filler.flight(prompt)
+        finally:
+            _CONN_OPTIONS.reset(token)
+        request_id = ""
+        async for tag, chunk in flight.follow(restarts=True):
+            request_id = tag or request_id or utils.shortuuid()
+            for frame in _cut(chunk, owner.sample_rate, owner.num_channels, HIT_FRAME_MS):
+                self._send(frame, request_id, final=False)
+        # As LiveKit's emitter ends a segment whose last audio went out: 10 ms of silence.
+        silence = b"\0\0" * (owner.sample_rate // 100 * owner.num_channels)
+        end = next(_cut(silence, owner.sample_rate, owner.num_channels, 10))
+        self._send(end, request_id or utils.shortuuid(), final=True)
+
+    def _send(self, frame: rtc.AudioFrame, request_id: str, *, final: bool) -> None:
+        self._event_ch.send_nowait(
+            lktts.SynthesizedAudio(frame=frame, request_id=request_id, is_final=final)
+        )
 
     async def _run(self, output_emitter: lktts.AudioEmitter) -> None:
-        owner = self._cached_tts
-        voice = owner.identity.voice
-        output_emitter.initialize(
-            request_id=utils.shortuuid(),
-            sample_rate=owner.sample_rate,
-            num_channels=owner.num_channels,
-            mime_type="audio/pcm",
-        )
-        audio = bytearray()
-        async with owner.wrapped.synthesize(
-            self._input_text, conn_options=self._wrapped_conn_options
-        ) as stream:
-            async for ev in stream:
-                if _is_end_marker(ev):
-                    continue  # LiveKit's 10 ms of silence closing a segment: ours adds one
-                frame = _in_format(ev.frame, owner.sample_rate, owner.num_channels)
-                output_emitter.push_frame(frame)
-                audio += frame.data.tobytes()
-        # Reached only when the wrapped synthesis ended normally: a cancellation
-        # (interruption, aclose) or an error left through the `async with` above.
-        if audio:
-            await owner.cache.store(self._input_text, bytes(audio), voice_id=voice)
+        raise NotImplementedError  # _main_task above does the work (never called)
 
     async def _metrics_monitor_task(
         self, event_aiter: AsyncIterable[lktts.SynthesizedAudio]
@@ -250,21 +271,28 @@ def _in_format(frame: rtc.AudioFrame, rate: int, channels: int) -> rtc.AudioFram
 
 
 class _Source:
-    """The wrapped TTS as `TTSAudioCache` synthesizes through it (fetch, preload)."""
+    """The wrapped TTS as the fill path synthesizes through it (a voiceprep.sources.Source):
+    its frames as chunks, an `Attempt` marker each time its request id changes (it retried
+    after partial audio: what came before is stale)."""
+
+    retried: tuple[type[BaseException], ...] = ()  # the wrapped TTS retries by itself
 
     def __init__(self, wrapped: lktts.TTS) -> None:
         self._tts = wrapped
+        self.name = wrapped.label
         self.sample_rate = wrapped.sample_rate
         self.num_channels = wrapped.num_channels
 
-    async def stream_synthesize(
-        self, text_iter: AsyncIterator[str], voice_id: str | None = None
-    ) -> AsyncIterator[bytes]:
-        text = "".join([t async for t in text_iter])
-        async with self._tts.synthesize(text) as stream:
+    async def attempt(self, text: str, voice: str | None) -> AsyncIterator[Chunk]:
+        request_id = None
+        async with self._tts.synthesize(text, conn_options=_CONN_OPTIONS.get()) as stream:
             async for ev in stream:
-                if not _is_end_marker(ev):
-                    yield _in_format(ev.frame, self.sample_rate, self.num_channels).data.tobytes()
+                if _is_end_marker(ev):
+                    continue  # LiveKit's 10 ms of silence closing a segment: ours adds one
+                if ev.request_id != request_id:
+                    request_id = ev.request_id
+                    yield Attempt(request_id)
+                yield _in_format(ev.frame, self.sample_rate, self.num_channels).data.tobytes()
 
 
 # --- playing cached audio with session.say(text, audio=...) -----------------------------

@@ -19,6 +19,15 @@ once per sentence (Pipecat's text aggregator splits the turn), so each sentence 
   them from the hit too.
 - miss: the service's frames pass through unchanged; the audio is stored once `run_tts`
   ended without an error frame and without being cancelled (an interruption cancels it).
+- word timestamps: what a word-timestamp service reports while it speaks a miss
+  (`add_word_timestamps`) is stored with the audio, and a hit reports the same words at
+  the same offsets from its first audio, so Pipecat emits one `TTSTextFrame` per word at
+  its presentation time, as on the miss (an interrupted hit records only what was heard).
+  Services of one identity and sample rate in one process share their misses through
+  voiceprep's fill path (voiceprep.fill): a second session asking for a sentence that is
+  being synthesized follows that synthesis from its first chunk (Started, its audio,
+  Stopped, as for a hit) instead of paying for it again; if the first one fails or is
+  interrupted, the follower gets an `ErrorFrame`.
 
 Services that deliver audio from a websocket receive loop (`run_tts` yields None) are
 served hits when no earlier sentence of the same audio context is still arriving (a hit
@@ -37,7 +46,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipecat.frames.frames import (
@@ -50,11 +59,18 @@ from pipecat.frames.frames import (
 )
 from pipecat.utils.types import is_given
 
-from voiceprep.integrations._common import fallback_identity, open_prompt_cache, plugin_identity
+from voiceprep.errors import BackendError
+from voiceprep.flight import Flight
+from voiceprep.integrations._common import (
+    close_prompt_cache,
+    fallback_identity,
+    open_prompt_cache,
+    plugin_identity,
+)
 from voiceprep.keys import BackendIdentity
+from voiceprep.timings import Word, Words
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache
     from voiceprep.tts_cache import TTSAudioCache
 
 __all__ = ["CachedTTSMixin", "pcm_frames", "pipecat_identity"]
@@ -78,12 +94,14 @@ class CachedTTSMixin:
         self._vp_cache_dir = cache_dir
         self._vp_voice = voice
         self._vp_limits = (max_entries, max_bytes)
-        self._vp_disk: AudioCache | None = None
         # One cache per (identity, rate): settings and the sample rate can change at run time.
         self._vp_caches: dict[tuple[str, int], TTSAudioCache] = {}
         # Websocket-style services: per open audio context, the sentences sent and the
         # audio received, so a context of one sentence can be stored when it completes.
         self._vp_live: dict[str, tuple[list[str], bytearray]] = {}
+        # The words a miss's service reports while run_tts runs, by context.
+        self._vp_words: dict[str | None, list[tuple[str, float]]] = {}
+        self._vp_speaking: str | None = None  # the context whose run_tts is running
 
     # --- the cache -------------------------------------------------------------------------
 
@@ -98,26 +116,15 @@ class CachedTTSMixin:
         slot = (json.dumps(identity.as_dict(), sort_keys=True, default=str), rate)
         cache = self._vp_caches.get(slot)
         if cache is None:
-            if self._vp_disk is None:
-                self._vp_disk = open_prompt_cache(
-                    None,
-                    identity=identity,
-                    rate=rate,
-                    channels=1,
-                    cache_dir=self._vp_cache_dir,
-                    max_entries=self._vp_limits[0],
-                    max_bytes=self._vp_limits[1],
-                ).disk
-            cache = open_prompt_cache(
+            cache = self._vp_caches[slot] = open_prompt_cache(
                 None,
                 identity=identity,
                 rate=rate,
                 channels=1,
-                cache_dir=self._vp_disk,
-                max_entries=None,
-                max_bytes=None,
+                cache_dir=self._vp_cache_dir,
+                max_entries=self._vp_limits[0],
+                max_bytes=self._vp_limits[1],
             )
-            self._vp_caches[slot] = cache
         return cache
 
     def voiceprep_key(self, text: str) -> str:
@@ -135,34 +142,56 @@ class CachedTTSMixin:
         if context_id not in self._vp_live:  # never play a hit ahead of live audio
             pcm = await cache.lookup(text, voice_id=voice)
         if pcm is not None:
-            async for frame in self._vp_play(pcm, context_id):
+            words = cache.words(text, voice_id=voice)
+            async for frame in self._vp_play(_once(pcm), context_id, words):
                 yield frame
             return
-        audio = bytearray()
-        fmt: tuple[int, int] | None = None
-        failed = False
+        prompt = cache.prompt(text, voice_id=voice)
+        flight = cache.filler.produce_flight(prompt)
+        if flight is None:  # another session is synthesizing it: follow that one
+            followed = cache.filler.in_flight(prompt)
+            if followed is not None and await _shared(followed):
+                async for frame in self._vp_play(_chunks(followed), context_id):
+                    yield frame
+                return
+            flight = Flight()  # nothing to follow: synthesize here, unshared
+        flight.begin()
+        error: BaseException | None = None
         went_async = False
-        async for frame in super().run_tts(text, context_id, *args, **kwargs):  # type: ignore[misc]
-            if isinstance(frame, TTSAudioRawFrame):
-                fmt = fmt or (frame.sample_rate, frame.num_channels)
-                if (frame.sample_rate, frame.num_channels) == fmt:
-                    audio += frame.audio
-                else:
-                    failed = True  # a format change mid-sentence: play it, never store it
-            elif isinstance(frame, ErrorFrame):
-                failed = True
-            elif frame is None and not went_async:
-                went_async = True
-                sent, _ = self._vp_live.setdefault(context_id, ([], bytearray()))
-                sent.append(text)
-            yield frame
-        # Reached only when run_tts ended normally: an interruption cancels it above.
-        if audio and fmt is not None and not failed:
-            await cache.store(text, bytes(audio), voice_id=voice, rate=fmt[0], channels=fmt[1])
-        elif failed:
+        heard = self._vp_words[context_id] = []
+        self._vp_speaking = context_id
+        try:
+            async for frame in super().run_tts(text, context_id, *args, **kwargs):  # type: ignore[misc]
+                if isinstance(frame, TTSAudioRawFrame):
+                    if (frame.sample_rate, frame.num_channels) == (cache.rate, 1):
+                        flight.add(frame.audio)
+                    else:  # a format change mid-sentence: play it, never store it
+                        error = error or BackendError(f"{text!r}: the audio changed format")
+                elif isinstance(frame, ErrorFrame):
+                    error = error or BackendError(f"{text!r}: {frame.error}")
+                elif frame is None and not went_async:
+                    went_async = True  # websocket-style: the audio comes to the context
+                    error = error or _NotShared(f"{text!r}: delivered to its audio context")
+                    sent, _ = self._vp_live.setdefault(context_id, ([], bytearray()))
+                    sent.append(text)
+                yield frame
+        except BaseException as exc:  # an interruption cancels run_tts: store nothing
+            error = error or BackendError(f"{text!r}: interrupted ({type(exc).__name__})")
+            raise
+        finally:
+            self._vp_words.pop(context_id, None)
+            self._vp_speaking = None
+            flight.words = _timed(heard, len(b"".join(flight.chunks)) / 2 / cache.rate)
+            await cache.filler.settle_flight(prompt, flight, error)
+        if error is not None and not went_async:
             self._vp_live.pop(context_id, None)
 
-    async def _vp_play(self, pcm: bytes, context_id: str) -> AsyncGenerator[Frame, None]:
+    async def _vp_play(
+        self, pieces: AsyncIterator[bytes], context_id: str, words: Words | None = None
+    ) -> AsyncGenerator[Frame, None]:
+        """Audio played like the service's own: Started (when the service leaves it to
+        run_tts), the stored word timestamps, frames of `chunk_size`, Stopped; a failure
+        mid-way is an ErrorFrame."""
         service: Any = self
         rate = int(service.sample_rate)
         if not service._push_start_frame:
@@ -170,13 +199,33 @@ class CachedTTSMixin:
                 await service.create_audio_context(context_id)
             yield TTSStartedFrame(context_id=context_id)
         await service.stop_ttfb_metrics()
+        if words:  # queued ahead of the audio: timed from its first frame, as live words are
+            await service.add_word_timestamps([(w.text, w.start) for w in words], context_id)
         step = max(2, int(service.chunk_size) // 2 * 2)
-        for start in range(0, len(pcm), step):
-            yield TTSAudioRawFrame(pcm[start : start + step], rate, 1, context_id=context_id)
+        try:
+            async for pcm in pieces:
+                for start in range(0, len(pcm), step):
+                    yield TTSAudioRawFrame(
+                        pcm[start : start + step], rate, 1, context_id=context_id
+                    )
+        except Exception as exc:
+            yield ErrorFrame(error=str(exc))
         if not service._push_stop_frames:
             yield TTSStoppedFrame(context_id=context_id)
 
     # --- websocket-style services: audio appended to the context by a receive loop ----------
+
+    async def add_word_timestamps(
+        self,
+        word_times: list[tuple[str, float]],
+        context_id: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        heard = self._vp_words.get(context_id or self._vp_speaking)
+        if heard is not None:
+            heard += [(w, float(t)) for w, t in word_times if w not in _MARKERS]
+        await super().add_word_timestamps(word_times, context_id, *args, **kwargs)  # type: ignore[misc]
 
     async def append_to_audio_context(self, context_id: str | None, frame: Any) -> None:
         live = self._vp_live.get(context_id) if context_id else None
@@ -196,9 +245,53 @@ class CachedTTSMixin:
         await super().on_audio_context_interrupted(context_id)  # type: ignore[misc]
 
     async def cleanup(self) -> None:
+        """The service's cleanup, then the caches given back: syntheses in flight are
+        cancelled, writes already begun complete, then the directory closes."""
         await super().cleanup()  # type: ignore[misc]
-        if self._vp_disk is not None:
-            self._vp_disk.close()
+        caches, self._vp_caches = list(self._vp_caches.values()), {}
+        for cache in caches:
+            await close_prompt_cache(cache)
+
+
+class _NotShared(BackendError):
+    """The first session's service delivers audio through its audio context (websocket
+    style), not through run_tts: nothing to follow."""
+
+
+# What services report through add_word_timestamps that is not a word they spoke.
+_MARKERS = frozenset({"Reset", "TTSStoppedFrame", "LLMFullResponseEndFrame"})
+
+
+def _timed(heard: list[tuple[str, float]], seconds: float) -> Words | None:
+    """Words reported at their onsets, as stored: each ends where the next begins (the
+    last with the audio). None when there are none or they do not fit the audio."""
+    heard = [(w.strip(), t) for w, t in heard if w.strip() and 0 <= t <= seconds]
+    if not heard or any(b[1] < a[1] for a, b in zip(heard, heard[1:], strict=False)):
+        return None
+    ends = [t for _, t in heard[1:]] + [seconds]
+    return tuple(Word(w, t, end) for (w, t), end in zip(heard, ends, strict=True))
+
+
+async def _once(pcm: bytes) -> AsyncIterator[bytes]:
+    yield pcm
+
+
+async def _chunks(flight: Flight) -> AsyncIterator[bytes]:
+    async for _, chunk in flight.follow():
+        yield chunk
+
+
+async def _shared(flight: Flight) -> bool:
+    """Whether `flight` carries audio to follow (waits for its first chunk or its end);
+    False when its service delivers audio to its own context (then synthesize here)."""
+    try:
+        async for _ in flight.follow():
+            return True
+    except _NotShared:
+        return False
+    except Exception:
+        return True  # its failure is played as an ErrorFrame by the follower
+    return False
 
 
 def pcm_frames(

@@ -26,7 +26,14 @@ from voiceprep.output import OutputSpec, convert_pcm
 from voiceprep.phonecodec import decode_g711
 from voiceprep.telephony import SILENCE
 
-__all__ = ["FRAME_BYTES", "RATE", "clear_message", "inbound_pcm", "media_messages"]
+__all__ = [
+    "FRAME_BYTES",
+    "RATE",
+    "CallerAudio",
+    "clear_message",
+    "inbound_pcm",
+    "media_messages",
+]
 
 RATE = 8000  # Twilio's audio/x-mulaw
 FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law: the frame Twilio itself sends
@@ -61,8 +68,9 @@ def clear_message(stream_sid: str) -> dict[str, Any]:
 
 def inbound_pcm(message: Mapping[str, Any] | str | bytes, *, sample_rate: int) -> bytes:
     """The caller's audio of one inbound `media` message (a dict, or its JSON text) as
-    s16le mono at `sample_rate`. UsageError for anything else; each message is resampled
-    on its own (at 8000 Hz it is exact)."""
+    s16le mono at `sample_rate`. UsageError for anything else. Each message is resampled
+    on its own (at 8000 Hz it is exact); for a call's stream of messages at another rate,
+    `CallerAudio` resamples them as one signal."""
     if isinstance(message, str | bytes):
         try:
             message = json.loads(message)
@@ -82,3 +90,37 @@ def inbound_pcm(message: Mapping[str, Any] | str | bytes, *, sample_rate: int) -
     if sample_rate == RATE or not pcm:
         return pcm
     return convert_pcm(pcm, rate=RATE, channels=1, spec=OutputSpec(rate=sample_rate, channels=1))
+
+
+class CallerAudio:
+    """The caller's audio across a call: each inbound `media` message in, s16le mono at
+    `sample_rate` out, resampled as one continuous signal (one libswresample state for
+    the call, so no seam every 20 ms)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._resampler: Any = None
+
+    def feed(self, message: Mapping[str, Any] | str | bytes) -> bytes:
+        """The audio of one inbound message (UsageError for anything else)."""
+        pcm = inbound_pcm(message, sample_rate=RATE)
+        if self.sample_rate == RATE or not pcm:
+            return pcm
+        import av
+
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.sample_rate)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+        frame.sample_rate = RATE
+        frame.planes[0].update(pcm)
+        return self._converted(self._resampler.resample(frame))
+
+    def flush(self) -> bytes:
+        """What the resampler still holds, at the end of the call."""
+        if self._resampler is None:
+            return b""
+        return self._converted(self._resampler.resample(None))
+
+    @staticmethod
+    def _converted(frames: Any) -> bytes:
+        return b"".join(bytes(f.planes[0])[: f.samples * 2] for f in frames)

@@ -13,7 +13,8 @@ key both succeed and one object remains: every object for a key holds that key's
 voice and format, so either is right.
 
 Everything read from a remote is input: a name that is not `<key>.wav` in its own shard is
-ignored, an object larger than `MAX_OBJECT_BYTES` is refused, and every object is checked
+ignored, an object larger than `MAX_OBJECT_BYTES` is refused, an object is read only up
+to the size its RIFF header gives (data past it: refused as padded), and every object is checked
 with `voiceprep.cache.read_entry` (sha256 of the audio, and the key recomputed from its
 text and key parts) and must carry the key its name says, before anything is imported.
 A shared directory's symlinks are never followed. Local paths are chosen by the cache.

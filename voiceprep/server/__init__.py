@@ -7,10 +7,15 @@ Imported only by `voiceprep serve` (and tests): it needs the `voiceprep[serve]` 
     voices.py    VoiceMap: the request's `voice` → the backend's voice (400 when unknown)
     request.py   SpeechRequest: OpenAI's JSON body, validated (ApiError on anything bad)
     errors.py    ApiError: an HTTP status plus OpenAI's error shape
-    formats.py   response formats: PCM → mp3/opus/aac/flac/wav/pcm bytes with PyAV
-    service.py   SpeechService: hits, single-flight misses, the bounded synthesis queue,
-                 encoded variants of hits
+    formats.py   response formats: PCM → mp3/opus/aac/flac/ulaw/alaw/wav/pcm with PyAV,
+                 whole (a hit) or chunk by chunk (StreamEncoder, a miss)
+    sse.py       OpenAI's stream_format "sse" events
+    service.py   SpeechService: hits, streamed single-flight misses (fill's Flight), the
+                 bounded synthesis queue, encoded variants of hits
     metrics.py   Prometheus counters and histograms on a registry of the app's own
-    app.py       the Starlette app: routes, auth, body limit, access log, error shapes
-    run.py       uvicorn on a socket we bind; SIGTERM/Ctrl-C drain, then return
+    logs.py      the log's promises: request text scrubbed, uvicorn's lines we replace
+    protocol.py  uvicorn's h11 protocol answering h11's refusals (431) readably
+    app.py       the ASGI app: the speech route, auth, body limit and timeout, access
+                 log, error shapes; Starlette for the other routes
+    run.py       uvicorn on a socket we bind; SIGTERM/Ctrl-C drain (bounded), then return
 """

@@ -1,14 +1,31 @@
-"""The Starlette app: OpenAI's speech routes over a SpeechService.
+"""The ASGI app: OpenAI's speech routes over a SpeechService.
 
-Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`. Every
-error, 404 and 405 included, is OpenAI's `{"error": {...}}` shape; nothing a client sends
-yields a traceback. A thin ASGI layer in front of the routes checks the bearer token,
-counts and logs each request (one line: method, path, status, hit/miss, ms).
+Routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /healthz`, `GET /metrics`, and
+the review page of the cache, `GET /review` (review.py) with its players' audio,
+`GET /review/audio/<key>.wav`. Every error, 404 and 405 included, is OpenAI's
+`{"error": {...}}` shape; nothing a client sends yields a traceback. A thin ASGI layer in
+front checks the token (`Authorization: Bearer <token>`, or HTTP Basic with the token as
+the password, which a browser can send), counts and logs each request (one line: method,
+path, status, hit/miss, ms) and answers the speech route itself (the hot path: no routing,
+no Request object); Starlette has the others.
+
+The speech route:
+- reads the body within BODY_TIMEOUT seconds (else 408) and at most MAX_BODY_BYTES (413);
+  a client hanging up mid-body is logged as 499 (nginx's "client closed request"), never
+  a traceback; a body still arriving when the server begins to stop is answered 503;
+- answers a hit with the whole body (Content-Length), a miss as it is produced (chunked),
+  and `stream_format: "sse"` as OpenAI's events;
+- when the synthesis fails mid-stream, ends the response without its terminating chunk
+  (uvicorn closes the connection): no client can take the cut audio for a whole phrase.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -19,17 +36,28 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from voiceprep.cache.entries import is_key
+from voiceprep.review import CachePage
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
-from voiceprep.server.request import parse_speech_request
+from voiceprep.server.protocol import MAX_HEAD_BYTES
+from voiceprep.server.request import SpeechRequest, parse_speech_request
 from voiceprep.server.service import SpeechService
+from voiceprep.server.sse import as_sse
 from voiceprep.server.voices import VoiceMap
 
 MAX_BODY_BYTES = 64 * 1024  # 4096 characters of UTF-8 and the JSON around them fit easily
+BODY_TIMEOUT = 10.0  # seconds to receive a whole body (64 KiB at most) once headers are in
+SSE_EVENT_BYTES = 32 * 1024  # audio per `speech.audio.delta` event of a hit
 MODELS = ("gpt-4o-mini-tts", "tts-1", "tts-1-hd")
+_BASIC_CHALLENGE = 'Basic realm="voiceprep", charset="UTF-8"'
+SPEECH = "/v1/audio/speech"
+CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
+REMEMBERED_BODIES = 4096  # parsed request bodies kept (cleared when full)
+REMEMBERED_BODY_BYTES = 2048
 
 access_log = logging.getLogger("voiceprep.server.access")
 log = logging.getLogger("voiceprep.server")
@@ -41,6 +69,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class _ClientGone(Exception):
+    pass
+
+
 def create_app(
     service: SpeechService,
     voices: VoiceMap,
@@ -50,14 +82,6 @@ def create_app(
 ) -> ASGIApp:
     """The ASGI app. `metrics` should be the one the service counts into."""
     metrics = metrics or Metrics()
-
-    async def speech(request: Request) -> Response:
-        body = await _read_body(request)
-        speech_request = parse_speech_request(body, voices)
-        result = await service.speak(speech_request)
-        request.scope["voiceprep.cache"] = "hit" if result.cached else "miss"
-        headers = {"x-request-id": secrets.token_hex(8)}  # OpenAI's clients report it
-        return Response(result.body, media_type=result.content_type, headers=headers)
 
     async def models(request: Request) -> Response:
         data = [
@@ -75,8 +99,27 @@ def create_app(
     async def metrics_route(request: Request) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    disk = service.cache.disk
+    review = CachePage(disk) if disk is not None else None
+
+    async def review_page(request: Request) -> Response:
+        if review is None:
+            raise ApiError(404, "this server has no cache directory to review", code="not_found")
+        html = await asyncio.to_thread(review.html)  # measuring new entries takes a while
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def review_audio(request: Request) -> Response:
+        key = request.path_params["key"]
+        blob = None
+        if review is not None and is_key(key):
+            blob = await asyncio.to_thread(review.audio, key)
+        if blob is None:
+            raise ApiError(404, f"not cached: {key[:64]}", code="not_cached")
+        return Response(blob, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service.prepare()
         try:
             yield
         finally:
@@ -109,27 +152,16 @@ def create_app(
 
     starlette = Starlette(
         routes=[
-            Route("/v1/audio/speech", api_errors(speech), methods=["POST"]),
             Route("/v1/models", api_errors(models), methods=["GET"]),
             Route("/healthz", api_errors(healthz), methods=["GET"]),
             Route("/metrics", api_errors(metrics_route), methods=["GET"]),
+            Route("/review", api_errors(review_page), methods=["GET"]),
+            Route("/review/audio/{key}.wav", api_errors(review_audio), methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
-    return _AuthAndMetrics(starlette, token=token, metrics=metrics)
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
-    return bytes(body)
+    return App(starlette, service, voices, token=token, metrics=metrics)
 
 
 def _too_large() -> ApiError:
@@ -140,14 +172,72 @@ def _error_response(exc: ApiError) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
-class _AuthAndMetrics:
-    """Bearer token, request counting and the access log, around the routes."""
+async def _send_error(exc: ApiError, send: Send) -> None:
+    body = json.dumps(exc.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: ASGIApp, *, token: str | None, metrics: Metrics) -> None:
+
+def _head_bytes(scope: Scope) -> int:
+    """The request's headers, counted as h11 counts an incomplete head (which it refuses
+    past MAX_HEAD_BYTES; a head that arrived in one read is only counted here)."""
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+async def _pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+class App:
+    """Bearer token, request counting and the access log around the routes; the speech
+    route itself. `begin_shutdown()` answers the bodies still arriving with 503."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: SpeechService,
+        voices: VoiceMap,
+        *,
+        token: str | None,
+        metrics: Metrics,
+    ) -> None:
         self.app = app
+        self.service = service
+        self.voices = voices
         self._token = token.encode() if token else None
         self.metrics = metrics
         self._counters: dict[tuple[str, int], Any] = {}  # the labelled children, bound once
+        self._latencies: dict[str, Any] = {}
+        self._reading: set[asyncio.Task[Any]] = set()  # requests still receiving a body
+        self._requests: dict[bytes, SpeechRequest] = {}  # recent bodies, parsed
+        self._id_prefix = secrets.token_hex(6).encode()  # per process; then a counter
+        self._served = 0
+        self._stopping = False
+
+    def _parsed(self, body: bytes) -> SpeechRequest:
+        """The request a body means. An agent sends the same bodies again and again (its
+        prompts): the ones seen recently are not parsed and validated again."""
+        request = self._requests.get(body)
+        if request is None:
+            request = parse_speech_request(body, self.voices)  # ApiError: never remembered
+            if len(body) <= REMEMBERED_BODY_BYTES:
+                if len(self._requests) >= REMEMBERED_BODIES:
+                    self._requests.clear()
+                self._requests[body] = request
+        return request
+
+    def _request_id(self) -> bytes:
+        self._served += 1
+        return b"%s%x" % (self._id_prefix, self._served)
+
+    def begin_shutdown(self) -> None:
+        """Called on the event loop when the server starts to stop."""
+        self._stopping = True
+        for task in self._reading:
+            task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,29 +252,130 @@ class _AuthAndMetrics:
             await send(message)
 
         try:
-            if self._token is not None and not self._authorized(scope):
+            if _head_bytes(scope) > MAX_HEAD_BYTES:
+                error = ApiError(
+                    431, "the request's headers are too large", code="header_fields_too_large"
+                )
+                await _send_error(error, send_status)
+            elif self._token is not None and not self._authorized(scope):
                 error = ApiError(
                     401,
                     "missing or wrong bearer token (Authorization: Bearer ...)",
                     code="invalid_api_key",
                 )
-                await _error_response(error)(scope, receive, send_status)
+                if scope["path"].startswith("/review"):  # a browser asks for the token
+                    response = _error_response(error)
+                    response.headers["WWW-Authenticate"] = _BASIC_CHALLENGE
+                    await response(scope, receive, send_status)
+                else:
+                    await _send_error(error, send_status)
+            elif scope["path"] == SPEECH and scope["method"] == "POST":
+                await self._speech(scope, receive, send_status)
+            elif scope["path"] == SPEECH:
+                error = ApiError(405, f"method not allowed: {scope['method']} {SPEECH}")
+                await _send_error(error, send_status)
             else:
                 await self.app(scope, receive, send_status)
         finally:
-            self._record(scope, status["code"], time.perf_counter() - started)
+            self._record(scope, scope.get("voiceprep.status", status["code"]), started)
+
+    async def _speech(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._body(scope, receive)
+            request = self._parsed(body)
+            speech = await self.service.speak(request)
+        except _ClientGone:
+            scope["voiceprep.status"] = CLIENT_GONE
+            return
+        except ApiError as exc:
+            await _send_error(exc, send)
+            return
+        except Exception as exc:  # one line, never the request's text
+            log.error("internal error answering POST %s: %s", SPEECH, type(exc).__name__)
+            error = ApiError(500, "internal server error", type=SERVER_ERROR, code="internal")
+            await _send_error(error, send)
+            return
+        scope["voiceprep.cache"] = "hit" if speech.cached else "miss"
+        headers = [(b"x-request-id", self._request_id())]  # OpenAI's clients show it
+        chunks = speech.chunks
+        if request.stream_format == "sse":
+            headers += [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+            if chunks is None:
+                assert speech.body is not None
+                chunks = _pieces(speech.body, SSE_EVENT_BYTES)
+            chunks = as_sse(chunks, self.service.words_of(request))
+        else:
+            headers.append((b"content-type", speech.content_type.encode()))
+            if chunks is None:
+                assert speech.body is not None
+                headers.append((b"content-length", b"%d" % len(speech.body)))
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": speech.body})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ApiError as exc:
+            # Returning without the last message: uvicorn closes the connection, and the
+            # chunked body lacks its terminating chunk (what no client takes as complete).
+            log.warning("POST %s: the stream was cut short: %s", SPEECH, exc.message)
+            scope["voiceprep.cache"] = "cut"
+            return
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                raise _too_large()
+        task = asyncio.current_task()
+        assert task is not None
+        if self._stopping:
+            raise _shutting_down()
+        self._reading.add(task)
+        body = b""
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    body += message.get("body", b"")
+                    if len(body) > MAX_BODY_BYTES:
+                        raise _too_large()
+                    if not message.get("more_body"):
+                        return body
+        except TimeoutError:
+            raise ApiError(
+                408, f"the body did not arrive within {BODY_TIMEOUT:g} s", code="body_timeout"
+            ) from None
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            task.uncancel()
+            raise _shutting_down() from None
+        finally:
+            self._reading.discard(task)
 
     def _authorized(self, scope: Scope) -> bool:
+        """Bearer <token>, or Basic with the token as the password (any user name)."""
+        assert self._token is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, given = value.partition(b" ")
-                assert self._token is not None
-                return scheme.lower() == b"bearer" and hmac.compare_digest(
-                    given.strip(), self._token
-                )
+                scheme, given = scheme.lower(), given.strip()
+                if scheme == b"basic":
+                    try:
+                        given = base64.b64decode(given, validate=True).partition(b":")[2]
+                    except (binascii.Error, ValueError):
+                        return False
+                elif scheme != b"bearer":
+                    return False
+                return hmac.compare_digest(given, self._token)
         return False
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, status: int, started: float) -> None:
+        seconds = time.perf_counter() - started
         path = scope["path"]
         route = path if path in _ROUTES else "other"
         if route == "other":  # what a client typed: printable and short in the log
@@ -196,8 +387,11 @@ class _AuthAndMetrics:
                 route, str(status)
             )
         counter.inc()
-        if route == "/v1/audio/speech" and status == 200:
-            self.metrics.latency.labels(cache).observe(seconds)
+        if route == SPEECH and status == 200:
+            latency = self._latencies.get(cache)
+            if latency is None:
+                latency = self._latencies[cache] = self.metrics.latency.labels(cache)
+            latency.observe(seconds)
         entry = {
             "method": scope["method"],
             "path": path,
@@ -216,4 +410,8 @@ class _AuthAndMetrics:
         )
 
 
-_ROUTES = frozenset({"/v1/audio/speech", "/v1/models", "/healthz", "/metrics"})
+def _shutting_down() -> ApiError:
+    return ApiError(503, "the server is shutting down", type=SERVER_ERROR, code="shutting_down")
+
+
+_ROUTES = frozenset({SPEECH, "/v1/models", "/healthz", "/metrics", "/review"})

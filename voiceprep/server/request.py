@@ -14,8 +14,16 @@ maps onto the backend (documented in docs/serve.md):
 - `speed`: 1.0 (or absent). Anything else is a 400: the backend's options fix the pace,
   and a cached prompt is not stretched.
 - `instructions`: absent or empty; anything else is a 400 for the same reason.
-- Other fields (`stream_format`, which LiveKit sends) are ignored: the answer is always the
-  audio bytes, which every OpenAI client reads by its Content-Type.
+- `stream_format`: `audio` (the default: the bytes) or `sse` (OpenAI's events), for every
+  model.
+- `timestamp_granularities`: `["word"]` (as OpenRouter takes it) adds the words' timings
+  to an `sse` stream, when the audio has them; with `audio` it is a 400 (raw bytes have
+  nowhere to carry them); `[]` or absent: none.
+- Other fields are ignored.
+
+A body OpenAI would refuse is a 400 here too, whatever its shape: JSON nested past
+Python's recursion limit, a lone surrogate in a string (it cannot be UTF-8: no key, no
+backend could take it).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from voiceprep.server.formats import DEFAULT_FORMAT, FORMATS, RESAMPLED_FORMATS
 from voiceprep.server.voices import VoiceMap
 
 MAX_INPUT_CHARS = 4096
+STREAM_FORMATS = ("audio", "sse")
 SAMPLE_RATES = (8000, 48000)  # speaches' bounds of `sample_rate`
 
 
@@ -40,7 +49,9 @@ class SpeechRequest:
     backend_voice: str | None  # what the backend is asked for (None: its default)
     response_format: str
     model: str
+    stream_format: str = "audio"
     sample_rate: int | None = None  # pcm and wav only
+    word_timestamps: bool = False  # timestamp_granularities: ["word"]
 
 
 def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
@@ -56,6 +67,7 @@ def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
         )
     if not text.strip():
         raise ApiError(400, "input is blank", param="input", code="invalid_value")
+    _check_encodable(text, "input")
     voice = _required_string(payload, "voice")
     fmt = payload.get("response_format", DEFAULT_FORMAT)
     if fmt is None:
@@ -76,14 +88,44 @@ def parse_speech_request(body: bytes, voices: VoiceMap) -> SpeechRequest:
             param="instructions",
             code="unsupported_parameter",
         )
+    stream_format = payload.get("stream_format") or "audio"
+    if stream_format not in STREAM_FORMATS:
+        raise ApiError(
+            400,
+            f"unknown stream_format {_shown(stream_format)}: expected audio or sse",
+            param="stream_format",
+            code="invalid_value",
+        )
     return SpeechRequest(
         text=text,
         voice=voice,
         backend_voice=voices.backend_voice(voice),
         response_format=fmt,
         model=model,
+        stream_format=stream_format,
         sample_rate=_sample_rate(payload.get("sample_rate"), fmt),
+        word_timestamps=_word_timestamps(payload.get("timestamp_granularities"), stream_format),
     )
+
+
+def _word_timestamps(value: Any, stream_format: str) -> bool:
+    if value is None or value == []:
+        return False
+    if not isinstance(value, list) or any(g != "word" for g in value):
+        raise ApiError(
+            400,
+            f'unknown timestamp_granularities {_shown(value)}: expected ["word"]',
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    if stream_format != "sse":
+        raise ApiError(
+            400,
+            "timestamp_granularities needs stream_format sse",
+            param="timestamp_granularities",
+            code="invalid_value",
+        )
+    return True
 
 
 def _sample_rate(value: Any, fmt: str) -> int | None:
@@ -120,6 +162,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise ApiError(
             400, f"the body is not valid JSON: {exc.args[0]}", code="invalid_json"
         ) from None
+    except RecursionError:
+        raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "the body must be a JSON object", code="invalid_json")
     return payload
@@ -134,6 +178,18 @@ def _required_string(payload: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise ApiError(400, f"{name!r} must be a string", param=name, code="invalid_type")
     return value
+
+
+def _check_encodable(value: str, name: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ApiError(
+            400,
+            f"{name!r} holds a lone surrogate (\\ud800–\\udfff): not valid Unicode text",
+            param=name,
+            code="invalid_value",
+        ) from None
 
 
 def _check_speed(speed: Any) -> None:

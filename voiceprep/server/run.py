@@ -3,10 +3,12 @@
 Binding first turns "address in use" into one clear error (uvicorn would log and exit),
 and `port=0` gives a free port whose number `on_listening` receives.
 
-SIGTERM and Ctrl-C (SIGINT) stop accepting connections, let the requests in flight finish
-and the syntheses still running be stored (the app's shutdown), then `serve` returns
-normally: the command exits 0. A second Ctrl-C forces the exit. (uvicorn re-raises the
-signal after a graceful stop, which would make the exit status the signal's; we don't.)
+SIGTERM and Ctrl-C (SIGINT) stop accepting connections, answer the bodies still arriving
+503 (a client stalled mid-body must not hold the shutdown), let the responses in flight
+finish for at most SHUTDOWN_SECONDS, store the syntheses still running (the app's
+shutdown), then `serve` returns normally: the command exits 0. A second Ctrl-C forces
+the exit. (uvicorn re-raises the signal after a graceful stop, which would make the exit
+status the signal's; we don't.)
 """
 
 from __future__ import annotations
@@ -14,22 +16,32 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from voiceprep.errors import UsageError
+from voiceprep.server import logs
+from voiceprep.server.protocol import MAX_HEAD_BYTES, Protocol
 
 if TYPE_CHECKING:
     from voiceprep.config import Settings
     from voiceprep.server.options import ServeOptions
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SHUTDOWN_SECONDS = 30  # responses in flight when a signal came: then they are cut
 
 
 class _Server(uvicorn.Server):
     stopped_by: int | None = None
+    on_shutdown: Callable[[], None] | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -73,14 +85,26 @@ def serve(
         log_config=None,
         access_log=False,
         lifespan="on",
+        proxy_headers=False,  # nothing reads the client's address
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         server_header=False,
+        http=Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
     server = _Server(config)
+    server.on_shutdown = getattr(app, "begin_shutdown", None)
+    logs.quiet_uvicorn()
+    logs.lighten()
+    batched = logs.batch((sys.stderr, sys.__stderr__))
     host, port = sock.getsockname()[:2]
     if on_listening is not None:
         on_listening(host, port)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for stream in batched:
+            stream.flush_now()
     return server.stopped_by
 
 
@@ -128,6 +152,7 @@ def run_server(
         try:
             voices = VoiceMap(options.voices, default_voice=settings.voice)
             app = create_app(service, voices, token=options.token, metrics=metrics)
+            logs.install(service.redactor)
             return serve(app, sock, on_listening=on_listening)
         finally:
             cache.close()  # the app's shutdown closed it already unless startup failed
