@@ -452,8 +452,9 @@ def atomic_file(
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
-    out = open(fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115  closed below, or discarded
-    try:
+    out = None
+    try:  # (from the file's creation on: a signal's KeyboardInterrupt may come anywhere)
+        out = open(fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115  closed below, or discarded
         try:
             yield out
             out.flush()
@@ -462,7 +463,10 @@ def atomic_file(
         _close(out, dest)
         _commit(temp, dest, force=force)
     except BaseException:
-        _discard(out)
+        if out is None:
+            os.close(fd)
+        else:
+            _discard(out)
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
