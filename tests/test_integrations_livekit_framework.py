@@ -20,7 +20,12 @@ import pytest
 from audiogen import sine_pcm
 from integrations_helpers import livekit_counting_tts
 from livekit.agents import APIConnectionError, APIError, tts, utils
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    USERDATA_TIMED_TRANSCRIPT,
+    APIConnectOptions,
+    TimedString,
+)
 
 from voiceprep.cache import AudioCache
 from voiceprep.integrations.livekit import CachedTTS
@@ -231,3 +236,66 @@ async def test_the_final_frame_of_a_miss_does_not_wait_for_the_disk_write(
     await cached.cache.drain()
     assert writing.is_set() and disk.contains(key)
     await cached.aclose()
+
+
+class WordsTTS(FlakyTTS):
+    """A TTS with aligned transcripts, as Cartesia's and ElevenLabs' plugins push them: a
+    TimedString per word, 0.3 s apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._capabilities = tts.TTSCapabilities(streaming=False, aligned_transcript=True)
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        return _WordsStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _WordsStream(_FlakyStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid("words_"),
+            sample_rate=RATE,
+            num_channels=1,
+            mime_type="audio/pcm",
+        )
+        for i, word in enumerate(self.input_text.split()):
+            output_emitter.push_timed_transcript(
+                TimedString(f"{word} ", start_time=0.3 * i, end_time=0.3 * i + 0.25)
+            )
+        output_emitter.push(sine_pcm(440.0, 1.0, RATE))
+        output_emitter.flush()
+        owner = self._tts
+        assert isinstance(owner, FlakyTTS)
+        owner.attempts += 1
+
+
+def aligned_words(events: list[Any]) -> list[tuple[str, float, float]]:
+    return [
+        (str(t).strip(), t.start_time, t.end_time)
+        for ev in events
+        for t in ev.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])
+    ]
+
+
+async def test_a_hit_sends_the_aligned_transcript_of_its_miss(tmp_path: Path) -> None:
+    cached = CachedTTS(WordsTTS(), cache_dir=tmp_path)
+    assert cached.capabilities.aligned_transcript
+    conn = APIConnectOptions(max_retry=0, timeout=5)
+    said = []
+    for _ in ("miss", "hit"):
+        said.append(
+            aligned_words(
+                [ev async for ev in cached.synthesize("Hello there you", conn_options=conn)]
+            )
+        )
+    assert said[0] == [("Hello", 0.0, 0.25), ("there", 0.3, 0.55), ("you", 0.6, 0.85)]
+    assert [(w, pytest.approx(s), pytest.approx(e)) for w, s, e in said[1]] == said[0]
+    assert cached.wrapped.attempts == 1  # type: ignore[attr-defined]
+    await cached.aclose()
+    # A TTS without aligned transcripts: the wrapper declares none, and sends none.
+    plain = CachedTTS(FlakyTTS(), cache_dir=tmp_path / "plain")
+    assert not plain.capabilities.aligned_transcript
+    assert aligned_words([ev async for ev in plain.synthesize("Hello", conn_options=conn)]) == []
+    await plain.aclose()

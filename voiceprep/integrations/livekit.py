@@ -38,7 +38,12 @@ from livekit import rtc
 from livekit.agents import tts as lktts
 from livekit.agents import utils
 from livekit.agents.metrics import TTSMetrics
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents.types import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    USERDATA_TIMED_TRANSCRIPT,
+    APIConnectOptions,
+    TimedString,
+)
 
 from voiceprep.integrations._common import (
     close_prompt_cache,
@@ -47,7 +52,8 @@ from voiceprep.integrations._common import (
     plugin_identity,
 )
 from voiceprep.keys import BackendIdentity
-from voiceprep.sources import Attempt, Chunk
+from voiceprep.sources import Attempt, Chunk, Timings
+from voiceprep.timings import Word, Words
 from voiceprep.tts_cache import TTSAudioCache
 
 __all__ = ["CachedTTS", "audio_frames", "cached_audio", "livekit_identity"]
@@ -82,7 +88,11 @@ class CachedTTS(lktts.TTS):
     ) -> None:
         super().__init__(
             # Not streaming: LiveKit then sends one sentence per synthesize(), each a key.
-            capabilities=lktts.TTSCapabilities(streaming=False),
+            # Aligned transcripts when the wrapped TTS has them: its words are stored with
+            # the audio, and a hit sends them as a miss does.
+            capabilities=lktts.TTSCapabilities(
+                streaming=False, aligned_transcript=tts.capabilities.aligned_transcript
+            ),
             sample_rate=tts.sample_rate,
             num_channels=tts.num_channels,
         )
@@ -188,6 +198,9 @@ class _CachedChunkedStream(lktts.ChunkedStream):
         if pcm is not None:
             self._hit = True
             frames = list(_cut(pcm, owner.sample_rate, owner.num_channels, HIT_FRAME_MS))
+            words = cache.words(self._input_text, voice_id=owner.identity.voice)
+            if words and frames:  # as LiveKit's emitter attaches them: to a frame
+                frames[0].userdata[USERDATA_TIMED_TRANSCRIPT] = _timed_strings(words)
             request_id = utils.shortuuid()
             for i, frame in enumerate(frames):
                 self._send(frame, request_id, final=i == len(frames) - 1)
@@ -201,10 +214,17 @@ class _CachedChunkedStream(lktts.ChunkedStream):
             flight = cache.filler.flight(prompt)
         finally:
             _CONN_OPTIONS.reset(token)
-        request_id = ""
+        request_id, told = "", 0  # words of the attempt sent so far
         async for tag, chunk in flight.follow(restarts=True):
+            if tag != request_id:
+                told = 0
             request_id = tag or request_id or utils.shortuuid()
-            for frame in _cut(chunk, owner.sample_rate, owner.num_channels, HIT_FRAME_MS):
+            frames = list(_cut(chunk, owner.sample_rate, owner.num_channels, HIT_FRAME_MS))
+            words = flight.words or ()
+            if len(words) > told and frames:  # the wrapped TTS's words, as they came
+                frames[0].userdata[USERDATA_TIMED_TRANSCRIPT] = _timed_strings(words[told:])
+                told = len(words)
+            for frame in frames:
                 self._send(frame, request_id, final=False)
         # As LiveKit's emitter ends a segment whose last audio went out: 10 ms of silence.
         silence = b"\0\0" * (owner.sample_rate // 100 * owner.num_channels)
@@ -285,14 +305,35 @@ class _Source:
 
     async def attempt(self, text: str, voice: str | None) -> AsyncIterator[Chunk]:
         request_id = None
+        words: list[Word] = []  # its aligned transcript, when it has one
         async with self._tts.synthesize(text, conn_options=_CONN_OPTIONS.get()) as stream:
             async for ev in stream:
+                if not _is_end_marker(ev) and ev.request_id != request_id:
+                    request_id = ev.request_id
+                    words = []
+                    yield Attempt(request_id)
+                timed = ev.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT)
+                if timed:  # (the closing marker may carry the last words)
+                    words += _words_of(timed)
+                    yield Timings(tuple(words))
                 if _is_end_marker(ev):
                     continue  # LiveKit's 10 ms of silence closing a segment: ours adds one
-                if ev.request_id != request_id:
-                    request_id = ev.request_id
-                    yield Attempt(request_id)
                 yield _in_format(ev.frame, self.sample_rate, self.num_channels).data.tobytes()
+
+
+def _words_of(timed: list[Any]) -> list[Word]:
+    """LiveKit's TimedStrings as stored words (those with both times; the others say
+    nothing of when they are spoken)."""
+    words = []
+    for piece in timed:
+        start, end = getattr(piece, "start_time", None), getattr(piece, "end_time", None)
+        if str(piece).strip() and isinstance(start, int | float) and isinstance(end, int | float):
+            words.append(Word(str(piece).strip(), float(start), max(float(start), float(end))))
+    return words
+
+
+def _timed_strings(words: Words) -> list[TimedString]:
+    return [TimedString(f"{w.text} ", start_time=w.start, end_time=w.end) for w in words]
 
 
 # --- playing cached audio with session.say(text, audio=...) -----------------------------
