@@ -515,7 +515,8 @@ def _elevenlabs(
 ) -> tuple[int, bytes, str]:
     prefix = "/v1/text-to-speech/"
     voice_id = path[len(prefix) :] if path.startswith(prefix) else ""
-    voice_id = voice_id.removesuffix("/stream")
+    timestamps = voice_id.endswith("/with-timestamps")
+    voice_id = voice_id.removesuffix("/stream").removesuffix("/with-timestamps")
     if not voice_id or "/" in voice_id:
         return 404, _error_body("elevenlabs", 404, "Not Found"), ""
     if fake.require_key:
@@ -540,9 +541,20 @@ def _elevenlabs(
     speed = settings.get("speed", 1.0) if isinstance(settings, dict) else 1.0
     pcm = tone_pcm(voice_frequency(voice_id), seconds_for(payload["text"]) / speed, rate)
     seconds = pcm_seconds(pcm, rate)
+    audio = pcm if kind == "pcm" else encoded(pcm, rate, "mp3")
+    if timestamps:  # the audio in JSON, with when each character is spoken (evenly here)
+        text = payload["text"]
+        step = seconds / max(1, len(text))
+        alignment = {
+            "characters": list(text),
+            "character_start_times_seconds": [round(i * step, 3) for i in range(len(text))],
+            "character_end_times_seconds": [round((i + 1) * step, 3) for i in range(len(text))],
+        }
+        answer = {"audio_base64": base64.b64encode(audio).decode(), "alignment": alignment}
+        return 200, json.dumps(answer).encode(), "application/json"
     if kind == "pcm":
         return 200, AudioBody(pcm, seconds), "audio/pcm"
-    return 200, AudioBody(encoded(pcm, rate, "mp3"), seconds), "audio/mpeg"
+    return 200, AudioBody(audio, seconds), "audio/mpeg"
 
 
 def fake_openai(**kwargs: Any) -> AbstractContextManager[FakeProvider]:

@@ -195,7 +195,8 @@ async def test_elevenlabs_request_shape_and_pcm_at_target_rate(
     text = "Your appointment is confirmed."
     audio = await backend.synthesize(text, voice="voice123", rate=22050, channels=1)
     request = eleven_server.requests[-1]
-    assert request.path == "/v1/text-to-speech/voice123"
+    # The endpoint that also says when each character is spoken (word timings).
+    assert request.path == "/v1/text-to-speech/voice123/with-timestamps"
     assert request.query == {"output_format": "pcm_22050"}
     assert request.headers["xi-api-key"] == ELEVENLABS_KEY
     assert request.json == {
@@ -210,6 +211,10 @@ async def test_elevenlabs_request_shape_and_pcm_at_target_rate(
     }
     assert (audio.rate, audio.channels) == (22050, 1)
     _check_tone(audio.data, 22050, voice="voice123", text=text, speed=1.1)
+    assert audio.words is not None
+    assert [w.text for w in audio.words] == text.split()
+    duration = len(audio.data) / 2 / 22050
+    assert 0 == audio.words[0].start < audio.words[-1].end <= duration + 0.01
 
 
 async def test_elevenlabs_unoffered_rate_is_resampled(eleven_server: FakeProvider) -> None:

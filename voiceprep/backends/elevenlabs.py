@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -22,9 +24,15 @@ from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_bool, as_float, check_known
 from voiceprep.backends._stream import pcm_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
-from voiceprep.errors import BackendUnavailableError, UsageError
+from voiceprep.errors import (
+    BackendUnavailableError,
+    EmptyAudioError,
+    PermanentBackendError,
+    UsageError,
+)
 from voiceprep.keys import BackendIdentity
 from voiceprep.secrets import env_secret
+from voiceprep.timings import Words, from_characters
 
 OFFICIAL_BASE_URL = "https://api.elevenlabs.io"
 DEFAULT_MODEL = "eleven_multilingual_v2"
@@ -118,16 +126,17 @@ class ElevenLabsBackend(HostedBackend):
         return f"{self.base_url}/v1/text-to-speech/{voice_id}", query, body
 
     def _post(self, text: str, voice: str | None, rate: int, *, stream: bool) -> dict[str, Any]:
-        """The keyword arguments of one POST (post_for_audio / stream_audio): the streaming
-        endpoint is the same URL + `/stream`."""
+        """The keyword arguments of one POST (post_for_audio / stream_audio): the whole
+        answer from `/with-timestamps` (the audio and when each character is spoken), the
+        streaming one from `/stream`."""
         key = env_secret(KEY_ENV)
         if not key:
             raise BackendUnavailableError(f"elevenlabs: {KEY_ENV} is not set")
         url, query, body = self.request(text, voice=voice, rate=rate)
         return {
             "backend": self.name,
-            "url": f"{url}/stream" if stream else url,
-            "headers": {"xi-api-key": key, "Accept": "audio/*"},
+            "url": f"{url}/stream" if stream else f"{url}/with-timestamps",
+            "headers": {"xi-api-key": key, "Accept": "audio/*" if stream else "application/json"},
             "body": body,
             "params": query,
             "secret": key,
@@ -137,11 +146,11 @@ class ElevenLabsBackend(HostedBackend):
         self, text: str, *, voice: str | None = None, rate: int, channels: int
     ) -> SynthesizedAudio:
         post = self._post(text, voice, rate, stream=False)
-        data = await post_for_audio(self._pool, **post)
+        data, words = _timestamped(await post_for_audio(self._pool, **post, json_answer=True))
         pcm_rate = _pcm_rate(post["params"]["output_format"])
         if pcm_rate is not None:
-            return SynthesizedAudio(whole_samples(data), rate=pcm_rate, channels=1)
-        return SynthesizedAudio(data)
+            return SynthesizedAudio(whole_samples(data), rate=pcm_rate, channels=1, words=words)
+        return SynthesizedAudio(data, words=words)
 
     async def stream(
         self, text: str, *, voice: str | None = None, rate: int, channels: int
@@ -162,3 +171,27 @@ class ElevenLabsBackend(HostedBackend):
             )
         async for chunk in chunks:
             yield chunk
+
+
+def _timestamped(answer: bytes) -> tuple[bytes, Words | None]:
+    """The audio of a `/with-timestamps` answer, and its words from the characters'
+    alignment (None when it has none or it is malformed: the audio still counts)."""
+    try:
+        document = json.loads(answer)
+        audio = base64.b64decode(document["audio_base64"], validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentBackendError(
+            f"elevenlabs: the answer is not audio with timestamps ({type(exc).__name__})"
+        ) from None
+    if not audio:
+        raise EmptyAudioError("elevenlabs: the provider returned no audio")
+    alignment = document.get("alignment")
+    try:
+        words = from_characters(
+            alignment["characters"],
+            alignment["character_start_times_seconds"],
+            alignment["character_end_times_seconds"],
+        )
+    except (ValueError, KeyError, TypeError):
+        words = ()
+    return audio, words or None
