@@ -67,7 +67,7 @@ def lease_ttl(timeout: float | None, retries: int) -> float:
 # --- what is wanted ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a warm plan holds one per phrase
 class Prompt:
     """One text in one voice, keyed for one format and processing chain."""
 
@@ -92,9 +92,10 @@ def prompt_for(
     process: ProcessSettings = NO_PROCESSING,
 ) -> Prompt:
     """The prompt of `text` in `identity`'s voice: its key pair (the one home of both)."""
-    normalized = normalize_text(text)
-    key = cache_key(process.identity(identity), normalized, rate=rate, channels=channels)
-    raw_key = cache_key(identity, normalized, rate=rate, channels=channels)
+    normalized, processed = normalize_text(text), process.identity(identity)
+    key = cache_key(processed, normalized, rate=rate, channels=channels)
+    same = processed == identity  # no processing: one key (one string) for both
+    raw_key = key if same else cache_key(identity, normalized, rate=rate, channels=channels)
     return Prompt(normalized, voice, identity, key, raw_key)
 
 
@@ -586,8 +587,7 @@ def backend_filler(
 
 
 def _moved(words: Words | None, produced: Processed, rate: int, channels: int) -> Words | None:
-    """A raw synthesis's word timings on its processed audio (moved as trim and pads moved
-    the audio; words cut away are dropped)."""
+    """A raw synthesis's word timings on its processed audio (trim and pads move them)."""
     if words is None:
         return None
     return shifted(words, produced.offset, len(produced.pcm) / (2 * channels * rate)) or None

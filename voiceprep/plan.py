@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Shard = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanItem:
     """One distinct phrase to have in the cache, and whether it already is."""
 
