@@ -75,7 +75,8 @@ def segment(path: Path, target: Target, *, seek: float, first_sample: int) -> It
 def first_timestamp(path: Path) -> tuple[int, int]:
     """(the first decoded sample's timestamp in input samples, the input's rate): where
     the serial decode's resampler starts (1105 for an MP3 whose encoder delay is dropped)."""
-    sink = _configured(path, None, {}, [("asettb", {"expr": "1/sr"})])
+    # One decoding thread: no libav thread may still hold a lock when the caller forks.
+    sink = _configured(path, None, {"dec_threads": "1"}, [("asettb", {"expr": "1/sr"})])
     frame = sink.pull()
     return int(frame.pts or 0), int(frame.sample_rate)
 
