@@ -3,9 +3,13 @@ output as the serial decode, sample for sample, joined at exact positions."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,11 +24,44 @@ SECONDS = 24.0  # long enough for three pieces once MIN_SECONDS is lowered for t
 
 @pytest.fixture(autouse=True)
 def short_files_count_as_long(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test files of seconds rather than minutes, split as a long file would be; and the
-    test process taken for a one-thread program, as the command is (earlier tests leave
-    idle threads behind: pools of caches they did not close, servers' readers)."""
+    """Test files of seconds rather than minutes, split as a long file would be; and, for
+    the plans made here, the test process taken for a one-thread program. Nothing is
+    forked from the test process (earlier tests leave threads behind, and a lock one of
+    them holds would hang a forked worker): every decode in pieces runs in a fresh
+    process, as the command does (`in_child`)."""
     monkeypatch.setattr(segments, "MIN_SECONDS", 5.0)
     monkeypatch.setattr(segments, "alone", lambda: True)
+
+
+_CHILD = """
+import pickle, sys
+from voiceprep import segments
+segments.MIN_SECONDS = 5.0
+if sys.argv[1] == "pieces":  # no serial fallback: the pieces must join
+    def serially(*args, **kwargs):
+        raise SystemExit("the pieces did not join: decoded serially")
+    segments.decode_to_file = serially
+source, dest, spec, jobs = pickle.loads(bytes.fromhex(sys.argv[2]))
+if spec is None:  # the command itself
+    from voiceprep.cli import main
+    main([str(a) for a in source])
+else:
+    print(segments.decode_file(source, dest, spec, jobs=jobs))
+"""
+
+
+def in_child(
+    source: Any, dest: Path | None, spec: OutputSpec | None, *, jobs: int = 3, pieces: bool
+) -> subprocess.CompletedProcess[str]:
+    """`segments.decode_file` (or, without `spec`, the command `source` lists) in a fresh
+    process; with `pieces`, one that fails rather than fall back to the serial decode."""
+    argument = pickle.dumps((source, dest, spec, jobs)).hex()
+    mode = "pieces" if pieces else "any"
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, argument], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +92,12 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
 
 def serial_and_parallel(
-    source: Path, tmp_path: Path, spec: OutputSpec, monkeypatch: pytest.MonkeyPatch, jobs: int = 3
+    source: Path, tmp_path: Path, spec: OutputSpec, jobs: int = 3
 ) -> tuple[bytes, bytes]:
     serial = tmp_path / "serial.out"
     decode_to_file(source, serial, spec)
     parallel = tmp_path / "parallel.out"
-
-    def no_fallback(*args: object, **kwargs: object) -> int:
-        raise AssertionError("the pieces did not join: decoded serially")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(segments, "decode_to_file", no_fallback)
-        segments.decode_file(source, parallel, spec, jobs=jobs)
+    in_child(source, parallel, spec, jobs=jobs, pieces=True)
     return serial.read_bytes(), parallel.read_bytes()
 
 
@@ -83,11 +114,10 @@ def serial_and_parallel(
 def test_lossless_pieces_join_byte_for_byte(
     music: Callable[[str], Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     codec: str,
     spec: OutputSpec,
 ) -> None:
-    serial, parallel = serial_and_parallel(music(codec), tmp_path, spec, monkeypatch)
+    serial, parallel = serial_and_parallel(music(codec), tmp_path, spec)
     assert len(serial) > 10 * spec.rate
     assert parallel == serial
 
@@ -102,10 +132,10 @@ TOLERANCE_LSB = 4
 
 @pytest.mark.parametrize("codec", ["mp3", "aac", "opus"])
 def test_lossy_pieces_join_within_the_tolerance(
-    music: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+    music: Callable[[str], Path], tmp_path: Path, codec: str
 ) -> None:
     spec = OutputSpec(rate=24000, channels=1)
-    serial, parallel = serial_and_parallel(music(codec), tmp_path, spec, monkeypatch)
+    serial, parallel = serial_and_parallel(music(codec), tmp_path, spec)
     assert len(parallel) == len(serial)
     difference = np.frombuffer(serial, "<i2").astype(np.int64) - np.frombuffer(
         parallel, "<i2"
@@ -149,7 +179,7 @@ def test_a_duration_that_overstates_the_audio_falls_back_to_serial(
     spec = OutputSpec(rate=24000, channels=1)
     pieces = segments.plan(cut, spec, 3)
     assert pieces is not None and pieces[2].start > 13 * spec.rate  # planned on 24 s
-    written = segments.decode_file(cut, tmp_path / "out.pcm", spec, jobs=3)
+    written = int(in_child(cut, tmp_path / "out.pcm", spec, jobs=3, pieces=False).stdout)
     decode_to_file(cut, tmp_path / "serial.pcm", spec)
     assert (tmp_path / "out.pcm").read_bytes() == (tmp_path / "serial.pcm").read_bytes()
     assert written == (tmp_path / "out.pcm").stat().st_size
@@ -169,13 +199,12 @@ def test_a_wav_that_promises_more_than_it_holds_is_decoded_serially_with_its_war
 
 
 def test_the_command_decodes_a_long_file_in_pieces(
-    cli: CLI, music: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: CLI, music: Callable[[str], Path], tmp_path: Path
 ) -> None:
     source = music("mp3")
     one = cli("decode", source, "-o", tmp_path / "one.pcm", "-j", "1")
-    monkeypatch.setattr(segments, "decode_to_file", None)  # no serial fallback: pieces
-    two = cli("decode", source, "-o", tmp_path / "two.wav", "-j", "2")
-    assert one.code == two.code == 0, (one.err, two.err)
+    assert one.code == 0, one.err
+    in_child(["decode", source, "-o", tmp_path / "two.wav", "-j", "2"], None, None, pieces=True)
     assert (tmp_path / "two.wav").read_bytes()[44:] == (tmp_path / "one.pcm").read_bytes()
 
 
@@ -193,3 +222,17 @@ def test_a_process_with_other_threads_decodes_serially(
     finally:
         stop.set()
         other.join()
+
+
+@pytest.mark.parametrize("suffix", [".ulaw", ".alaw", ".g722"])
+def test_phone_outputs_of_a_long_file_decode_serially(
+    cli: CLI, music: Callable[[str], Path], tmp_path: Path, suffix: str
+) -> None:
+    # The pieces are decoded to s16 or f32; a phone file's encoding is the serial path's.
+    source = music("mp3")
+    one = cli("decode", source, "-o", tmp_path / f"one{suffix}", "-j", "1")
+    assert one.code == 0, one.err
+    in_child(
+        ["decode", source, "-o", tmp_path / f"two{suffix}", "-j", "2"], None, None, pieces=False
+    )
+    assert (tmp_path / f"two{suffix}").read_bytes() == (tmp_path / f"one{suffix}").read_bytes()

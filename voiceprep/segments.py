@@ -99,6 +99,8 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
     """The pieces of a decode worth splitting, else None (decode serially)."""
     if jobs < 2 or (spec.process is not None and not spec.process.is_empty):
         return None
+    if spec.sample_format not in graph.AV_FORMATS or spec.codec is not None:
+        return None  # G.711 and G.722 are encoded from the serial decode
     if not isinstance(source, str | os.PathLike) or not Path(source).is_file():
         return None  # stdin, pipes, file objects
     if not alone():

@@ -56,7 +56,7 @@ def main() -> None:
     rss: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.runs):  # paired: each run times every command once, in turn
         for name, argv in runs.items():
-            seconds, peak = timed(argv)
+            seconds, peak, _ = timed(argv)
             times[name].append(seconds)
             rss[name].append(peak)
     reference = statistics.median(times["ffmpeg ulaw"])
