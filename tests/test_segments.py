@@ -224,15 +224,15 @@ def test_a_process_with_other_threads_decodes_serially(
         other.join()
 
 
-@pytest.mark.parametrize("suffix", [".ulaw", ".alaw", ".g722"])
-def test_phone_outputs_of_a_long_file_decode_serially(
-    cli: CLI, music: Callable[[str], Path], tmp_path: Path, suffix: str
+@pytest.mark.parametrize(("suffix", "pieces"), [(".ulaw", True), (".alaw", True), (".g722", False)])
+def test_phone_outputs_of_a_long_file_join_as_the_serial_decode(
+    cli: CLI, music: Callable[[str], Path], tmp_path: Path, suffix: str, pieces: bool
 ) -> None:
-    # The pieces are decoded to s16 or f32; a phone file's encoding is the serial path's.
+    # G.711 codes each sample alone: its pieces are encoded as they are written. G.722's
+    # codes depend on every sample before: decoded serially.
     source = music("mp3")
     one = cli("decode", source, "-o", tmp_path / f"one{suffix}", "-j", "1")
     assert one.code == 0, one.err
-    in_child(
-        ["decode", source, "-o", tmp_path / f"two{suffix}", "-j", "2"], None, None, pieces=False
-    )
+    command = ["decode", source, "-o", tmp_path / f"two{suffix}", "-j", "2"]
+    in_child(command, None, None, pieces=pieces)
     assert (tmp_path / f"two{suffix}").read_bytes() == (tmp_path / f"one{suffix}").read_bytes()

@@ -25,6 +25,7 @@ decodes around), the whole file is decoded again serially: never a gap.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import threading
@@ -40,6 +41,8 @@ from voiceprep.errors import VoiceprepError
 from voiceprep.graph import Target
 from voiceprep.ogg import chain_offsets
 from voiceprep.output import OutputSpec, atomic_file, decode_to_file, output_target
+from voiceprep.phonecodec import g711_chunks
+from voiceprep.telephony import G711
 from voiceprep.wav import WAV_HEAD_BYTES, patch_wav_sizes, wav_header, wav_promise
 
 # Files shorter than this are decoded in one process: a piece costs a fork, a seek and
@@ -99,8 +102,8 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
     """The pieces of a decode worth splitting, else None (decode serially)."""
     if jobs < 2 or (spec.process is not None and not spec.process.is_empty):
         return None
-    if spec.sample_format not in graph.AV_FORMATS or spec.codec is not None:
-        return None  # G.711 and G.722 are encoded from the serial decode
+    if spec.codec is not None:
+        return None  # G.722 is ADPCM: each sample's code depends on all before it
     if not isinstance(source, str | os.PathLike) or not Path(source).is_file():
         return None  # stdin, pipes, file objects
     if not alone():
@@ -162,8 +165,10 @@ def _decode_pieces(
 ) -> int:
     import multiprocessing
 
-    target = Target.of(spec)
-    frame = target.frame_bytes
+    # G.711 codes each sample alone: the pieces are decoded to s16 and encoded as written.
+    law = spec.sample_format if spec.sample_format in G711 else None
+    target = Target.of(dataclasses.replace(spec, sample_format="s16") if law else spec)
+    frame = spec.frame_bytes  # of the output
     header = b""
     if spec.container == "wav":
         header = wav_header(
@@ -182,7 +187,7 @@ def _decode_pieces(
             for piece in pieces[1:]:
                 receive, send = context.Pipe(duplex=False)
                 offset = len(header) + (piece.start - base) * frame
-                args = (send, Path(source), target, piece, out.fileno(), offset)
+                args = (send, Path(source), target, piece, out.fileno(), offset, law)
                 process = context.Process(target=_worker, args=args, daemon=True)
                 start_worker(process)
                 send.close()
@@ -245,15 +250,19 @@ def _write_first(
     return written
 
 
-def _worker(send: Any, path: Path, target: Target, piece: Piece, fd: int, offset: int) -> None:
-    """One piece in a forked worker: decoded from its seek point, written at its offset."""
+def _worker(
+    send: Any, path: Path, target: Target, piece: Piece, fd: int, offset: int, law: str | None
+) -> None:
+    """One piece in a forked worker: decoded from its seek point (G.711-encoded with
+    `law`), written at its offset."""
     worker_signals()
     frame = target.frame_bytes
     size = None if piece.end is None else (piece.end - piece.start) * frame
     chunks = graph.segment(path, target, seek=piece.seek, first_sample=piece.first_sample)
     written = 0
     try:
-        for chunk in window(chunks, piece.preroll * frame, size):
+        pcm = window(chunks, piece.preroll * frame, size)
+        for chunk in g711_chunks(pcm, law) if law else pcm:
             os.pwrite(fd, chunk, offset + written)
             written += len(chunk)
     except Exception as exc:  # an FFmpegError (a corrupt packet), a write error
