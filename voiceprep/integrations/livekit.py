@@ -198,7 +198,9 @@ class _CachedChunkedStream(lktts.ChunkedStream):
         if pcm is not None:
             self._hit = True
             frames = list(_cut(pcm, owner.sample_rate, owner.num_channels, HIT_FRAME_MS))
-            words = cache.words(self._input_text, voice_id=owner.identity.voice)
+            words = None  # (read from the entry only for a TTS that has them: a disk read)
+            if owner.capabilities.aligned_transcript:
+                words = cache.words(self._input_text, voice_id=owner.identity.voice)
             if words and frames:  # as LiveKit's emitter attaches them: to a frame
                 frames[0].userdata[USERDATA_TIMED_TRANSCRIPT] = _timed_strings(words)
             request_id = utils.shortuuid()

@@ -142,7 +142,10 @@ class CachedTTSMixin:
         if context_id not in self._vp_live:  # never play a hit ahead of live audio
             pcm = await cache.lookup(text, voice_id=voice)
         if pcm is not None:
-            words = cache.words(text, voice_id=voice)
+            # A service that reports its words (and so leaves text frames to them): the
+            # words stored with the audio (a disk read, only for those).
+            speaks_words = not getattr(self, "_push_text_frames", True)
+            words = cache.words(text, voice_id=voice) if speaks_words else None
             async for frame in self._vp_play(_once(pcm), context_id, words):
                 yield frame
             return
