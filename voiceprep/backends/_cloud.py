@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from voiceprep.backends._http import ClientPool, clean_base_url
+from voiceprep.backends._options import ConfiguredBackend
 from voiceprep.errors import UsageError
 from voiceprep.secrets import env_secret as env_secret  # re-exported: keys read here
 
@@ -23,28 +25,34 @@ def env_setting(name: str) -> str | None:
     return value or None
 
 
-class HostedBackend:
+class HostedBackend(ConfiguredBackend):
     """What the hosted backends share: where requests go, one pooled HTTP client per
-    event loop, and a repr that names the voice (never a key)."""
+    event loop, and a repr that names the voice (never a key). A backend declares
+    `official_base_url` (None: no default, e.g. Azure's regional endpoints) and the
+    environment variable `base_url_env` that may replace it."""
 
-    name: str
-    default_voice: str
+    official_base_url: ClassVar[str | None]
+    base_url_env: ClassVar[str | None] = None
     base_url: str | None
 
-    def _connect(
-        self, options: Mapping[str, str], *, default: str | None, env: str | None = None
+    def __init__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
     ) -> None:
-        """Base URL: `-O base_url=`, else the environment variable `env`, else `default`."""
-        if options.get("base_url"):
-            url: str | None = clean_base_url(
-                options["base_url"], source=f"{self.name}: option base_url"
-            )
-        elif env and env_setting(env):
-            url = clean_base_url(env_setting(env) or "", source=env)
-        else:
-            url = None if default is None else clean_base_url(default, source=self.name)
-        self.base_url = url
+        super().__init__(voice=voice, options=options)
+        self.base_url = self._base_url((options or {}).get("base_url"))
         self._pool = ClientPool()
+
+    def _base_url(self, option: str | None) -> str | None:
+        """`-O base_url=`, else the environment variable `base_url_env`, else the
+        official base URL."""
+        if option:
+            return clean_base_url(option, source=f"{self.name}: option base_url")
+        env = self.base_url_env
+        from_env = env_setting(env) if env else None
+        if env and from_env:
+            return clean_base_url(from_env, source=env)
+        url = self.official_base_url
+        return None if url is None else clean_base_url(url, source=self.name)
 
     def __repr__(self) -> str:
         model = getattr(self, "model", None)

@@ -7,7 +7,7 @@ would warm a whole cache with the wrong sound.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from voiceprep.errors import UsageError
 
@@ -21,6 +21,27 @@ def check_known(backend: str, options: Mapping[str, str], known: Mapping[str, st
     if unknown:
         names = ", ".join(sorted(known)) or "none"
         raise UsageError(f"{backend}: unknown option {unknown[0]!r} (options: {names})")
+
+
+class ConfiguredBackend:
+    """The constructor the built-in backends share: the `-O` options checked against
+    `known_options` (name → description), `default_voice` (else `fallback_voice`), then
+    `configure` reads the backend's own options into attributes."""
+
+    name: ClassVar[str]
+    known_options: ClassVar[Mapping[str, str]]
+    fallback_voice: ClassVar[str]
+
+    def __init__(
+        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
+    ) -> None:
+        options = dict(options or {})
+        check_known(self.name, options, self.known_options)
+        self.default_voice = voice or self.fallback_voice
+        self.configure(options)
+
+    def configure(self, options: Mapping[str, str]) -> None:
+        """Read the options given (every name known) into attributes."""
 
 
 def _convert(backend: str, name: str, value: str, kind: str, parse: Callable[[str], Any]) -> Any:

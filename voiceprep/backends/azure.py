@@ -28,7 +28,7 @@ from voiceprep.backends._cloud import (
     offered_rate,
 )
 from voiceprep.backends._http import post_for_audio
-from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._options import as_float
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
@@ -73,13 +73,12 @@ class AzureBackend(HostedBackend):
     """Azure AI Speech text-to-speech (neural voices)."""
 
     name = "azure"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
+    official_base_url = None
+    base_url_env = ENDPOINT_ENV
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.sound: dict[str, object] = {}
         if options.get("language"):
             self.sound["language"] = language_option(self.name, options["language"])
@@ -92,9 +91,11 @@ class AzureBackend(HostedBackend):
         for key in ("rate", "pitch"):
             if options.get(key):
                 self.sound[key] = _checked(options[key], _PROSODY, key, "e.g. +10%")
-        self._connect(options, default=None, env=ENDPOINT_ENV)
-        if self.base_url is not None and self.base_url.endswith(PATH):
-            self.base_url = self.base_url[: -len(PATH)]
+
+    def _base_url(self, option: str | None) -> str | None:
+        """An endpoint given with the request path is taken without it."""
+        url = super()._base_url(option)
+        return url[: -len(PATH)] if url is not None and url.endswith(PATH) else url
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         return BackendIdentity(

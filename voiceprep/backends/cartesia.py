@@ -18,7 +18,7 @@ from typing import Any
 
 from voiceprep.backends._cloud import HostedBackend, env_secret, language_option, offered_rate
 from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
-from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._options import as_float
 from voiceprep.backends._stream import pcm_chunks
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, UsageError
@@ -45,13 +45,11 @@ class CartesiaBackend(HostedBackend):
     """Cartesia text-to-speech (Sonic models)."""
 
     name = "cartesia"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
+    official_base_url = OFFICIAL_BASE_URL
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.model = options.get("model") or DEFAULT_MODEL
         language = options.get("language")
         self.language = language_option(self.name, language) if language else None
@@ -61,7 +59,6 @@ class CartesiaBackend(HostedBackend):
                 self.generation[key] = as_float(self.name, key, options[key], low=low, high=high)
         if options.get("emotion"):
             self.generation["emotion"] = options["emotion"].strip()
-        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = dict(self.generation)

@@ -18,7 +18,7 @@ from typing import Any
 
 from voiceprep.backends._cloud import HostedBackend, env_secret, offered_rate
 from voiceprep.backends._http import post_for_audio, stream_audio
-from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._options import as_float
 from voiceprep.backends._stream import pcm_chunks
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
@@ -40,19 +40,16 @@ class DeepgramBackend(HostedBackend):
     """Deepgram Aura text-to-speech."""
 
     name = "deepgram"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
+    official_base_url = OFFICIAL_BASE_URL
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.speed = (
             as_float(self.name, "speed", options["speed"], low=0.7, high=1.5)
             if "speed" in options
             else None
         )
-        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = {} if self.speed is None else {"speed": self.speed}

@@ -21,7 +21,7 @@ from typing import Any
 
 from voiceprep.backends._cloud import HostedBackend, offered_rate
 from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
-from voiceprep.backends._options import as_bool, as_float, check_known
+from voiceprep.backends._options import as_bool, as_float
 from voiceprep.backends._stream import pcm_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import (
@@ -74,13 +74,12 @@ class ElevenLabsBackend(HostedBackend):
     """ElevenLabs text-to-speech."""
 
     name = "elevenlabs"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
+    official_base_url = OFFICIAL_BASE_URL
+    base_url_env = BASE_URL_ENV
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.model = options.get("model") or DEFAULT_MODEL
         self.voice_settings: dict[str, float | bool] = {}
         for key, (low, high) in _FLOAT_SETTINGS.items():
@@ -98,7 +97,6 @@ class ElevenLabsBackend(HostedBackend):
                 f"elevenlabs: option output_format={self.output_format!r}: "
                 "expected e.g. pcm_24000 or mp3_44100_128"
             )
-        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         options: dict[str, object] = dict(self.voice_settings)

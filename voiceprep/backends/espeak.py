@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator, Mapping
 
-from voiceprep.backends._options import as_int, check_known
+from voiceprep.backends._options import ConfiguredBackend, as_int
 from voiceprep.backends._process import ProgramResult, run_program, stream_program
 from voiceprep.backends._stream import wav_chunks
 from voiceprep.backends.base import SynthesizedAudio
@@ -29,17 +29,14 @@ _FLAGS = {"speed": "-s", "pitch": "-p", "amplitude": "-a", "word_gap": "-g"}
 _RANGES = {"speed": (80, 450), "pitch": (0, 99), "amplitude": (0, 200), "word_gap": (0, 1000)}
 
 
-class EspeakBackend:
+class EspeakBackend(ConfiguredBackend):
     """espeak-ng through its command line; every option changes the sound."""
 
     name = "espeak"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.options: dict[str, int] = {}
         for key, value in options.items():
             low, high = _RANGES[key]

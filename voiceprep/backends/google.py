@@ -28,7 +28,7 @@ from voiceprep.backends._cloud import (
     language_option,
 )
 from voiceprep.backends._http import post_for_audio
-from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._options import as_float
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import (
     BackendUnavailableError,
@@ -62,13 +62,11 @@ class GoogleBackend(HostedBackend):
     """Google Cloud Text-to-Speech."""
 
     name = "google"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
+    official_base_url = OFFICIAL_BASE_URL
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.language = (
             language_option(self.name, options["language"]) if options.get("language") else None
         )
@@ -81,7 +79,6 @@ class GoogleBackend(HostedBackend):
                 self.sound[option] = value
         if self.language is not None:
             self.sound["language"] = self.language
-        self._connect(options, default=OFFICIAL_BASE_URL)
 
     def identity(self, voice: str | None = None) -> BackendIdentity:
         return BackendIdentity(

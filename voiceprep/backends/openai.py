@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from voiceprep.backends._cloud import HostedBackend
 from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
-from voiceprep.backends._options import as_float, check_known
+from voiceprep.backends._options import as_float
 from voiceprep.backends._stream import pcm_chunks, wav_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
@@ -49,13 +49,12 @@ class OpenAIBackend(HostedBackend):
     """OpenAI text-to-speech (and compatible servers)."""
 
     name = "openai"
+    known_options = OPTIONS
+    fallback_voice = DEFAULT_VOICE
+    official_base_url = OFFICIAL_BASE_URL
+    base_url_env = BASE_URL_ENV
 
-    def __init__(
-        self, *, voice: str | None = None, options: Mapping[str, str] | None = None
-    ) -> None:
-        options = dict(options or {})
-        check_known(self.name, options, OPTIONS)
-        self.default_voice = voice or DEFAULT_VOICE
+    def configure(self, options: Mapping[str, str]) -> None:
         self.model = options.get("model") or DEFAULT_MODEL
         self.response_format = (options.get("response_format") or DEFAULT_FORMAT).lower()
         if self.response_format not in FORMATS:
@@ -69,7 +68,6 @@ class OpenAIBackend(HostedBackend):
             else None
         )
         self.instructions = options.get("instructions") or None
-        self._connect(options, default=OFFICIAL_BASE_URL, env=BASE_URL_ENV)
 
     base_url: str
 
