@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from voiceprep.backends._http import ClientPool, clean_base_url
 from voiceprep.backends._options import ConfiguredBackend
-from voiceprep.errors import UsageError
+from voiceprep.errors import BackendUnavailableError, UsageError
 from voiceprep.secrets import env_secret as env_secret  # re-exported: keys read here
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
@@ -28,9 +28,11 @@ def env_setting(name: str) -> str | None:
 class HostedBackend(ConfiguredBackend):
     """What the hosted backends share: where requests go, one pooled HTTP client per
     event loop, and a repr that names the voice (never a key). A backend declares
-    `official_base_url` (None: no default, e.g. Azure's regional endpoints) and the
-    environment variable `base_url_env` that may replace it."""
+    `official_base_url` (None: no default, e.g. Azure's regional endpoints), the environment
+    variable `base_url_env` that may replace it and, when it needs exactly one key, the
+    variable `key_env` that holds it (`unavailable_reason` and `_key` read it)."""
 
+    key_env: ClassVar[str]
     official_base_url: ClassVar[str | None]
     base_url_env: ClassVar[str | None] = None
     base_url: str | None
@@ -53,6 +55,16 @@ class HostedBackend(ConfiguredBackend):
             return clean_base_url(from_env, source=env)
         url = self.official_base_url
         return None if url is None else clean_base_url(url, source=self.name)
+
+    def unavailable_reason(self) -> str | None:
+        return None if env_secret(self.key_env) else f"{self.key_env} is not set"
+
+    def _key(self) -> str:
+        """The API key; BackendUnavailableError when its variable is not set."""
+        key = env_secret(self.key_env)
+        if key is None:
+            raise BackendUnavailableError(f"{self.name}: {self.key_env} is not set")
+        return key
 
     def __repr__(self) -> str:
         model = getattr(self, "model", None)

@@ -21,7 +21,6 @@ from xml.sax.saxutils import escape, quoteattr
 from voiceprep import __version__
 from voiceprep.backends._cloud import (
     HostedBackend,
-    env_secret,
     env_setting,
     language_of_voice,
     language_option,
@@ -75,6 +74,7 @@ class AzureBackend(HostedBackend):
     name = "azure"
     known_options = OPTIONS
     fallback_voice = DEFAULT_VOICE
+    key_env = KEY_ENV
     official_base_url = None
     base_url_env = ENDPOINT_ENV
 
@@ -114,11 +114,10 @@ class AzureBackend(HostedBackend):
         return f"https://{region.lower()}.tts.speech.microsoft.com"
 
     def unavailable_reason(self) -> str | None:
-        if not env_secret(KEY_ENV):
-            return f"{KEY_ENV} is not set"
-        if self.endpoint() is None:
+        reason = super().unavailable_reason()  # the key
+        if reason is None and self.endpoint() is None:
             return f"neither {REGION_ENV} nor {ENDPOINT_ENV} is set"
-        return None
+        return reason
 
     def ssml(self, text: str, voice: str | None = None) -> str:
         """The SSML document for `text`: the text is character data, never markup."""
@@ -149,9 +148,7 @@ class AzureBackend(HostedBackend):
     async def synthesize(
         self, text: str, *, voice: str | None = None, rate: int, channels: int
     ) -> SynthesizedAudio:
-        key = env_secret(KEY_ENV)
-        if key is None:
-            raise BackendUnavailableError(f"azure: {KEY_ENV} is not set")
+        key = self._key()
         endpoint = self.endpoint()
         if endpoint is None:
             raise BackendUnavailableError(f"azure: neither {REGION_ENV} nor {ENDPOINT_ENV} is set")

@@ -16,12 +16,12 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from voiceprep.backends._cloud import HostedBackend, env_secret, offered_rate
+from voiceprep.backends._cloud import HostedBackend, offered_rate
 from voiceprep.backends._http import post_for_audio, stream_audio
 from voiceprep.backends._options import as_float
 from voiceprep.backends._stream import pcm_chunks
 from voiceprep.backends.base import SynthesizedAudio
-from voiceprep.errors import BackendUnavailableError, PermanentBackendError, UsageError
+from voiceprep.errors import PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
 
 OFFICIAL_BASE_URL = "https://api.deepgram.com"
@@ -42,6 +42,7 @@ class DeepgramBackend(HostedBackend):
     name = "deepgram"
     known_options = OPTIONS
     fallback_voice = DEFAULT_VOICE
+    key_env = KEY_ENV
     official_base_url = OFFICIAL_BASE_URL
 
     def configure(self, options: Mapping[str, str]) -> None:
@@ -56,9 +57,6 @@ class DeepgramBackend(HostedBackend):
         return BackendIdentity(
             name=self.name, model=None, voice=voice or self.default_voice, options=options
         )
-
-    def unavailable_reason(self) -> str | None:
-        return None if env_secret(KEY_ENV) else f"{KEY_ENV} is not set"
 
     def query(self, *, voice: str | None, rate: int, container: str = "wav") -> dict[str, str]:
         model = (voice or self.default_voice).strip()
@@ -81,9 +79,7 @@ class DeepgramBackend(HostedBackend):
                 f"deepgram: text of {len(text)} characters is over the API's limit of "
                 f"{MAX_INPUT_CHARS}"
             )
-        key = env_secret(KEY_ENV)
-        if key is None:
-            raise BackendUnavailableError(f"deepgram: {KEY_ENV} is not set")
+        key = self._key()
         return {
             "backend": self.name,
             "url": f"{self.base_url}/v1/speak",

@@ -24,14 +24,8 @@ from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_bool, as_float
 from voiceprep.backends._stream import pcm_chunks, whole
 from voiceprep.backends.base import SynthesizedAudio
-from voiceprep.errors import (
-    BackendUnavailableError,
-    EmptyAudioError,
-    PermanentBackendError,
-    UsageError,
-)
+from voiceprep.errors import EmptyAudioError, PermanentBackendError, UsageError
 from voiceprep.keys import BackendIdentity
-from voiceprep.secrets import env_secret
 from voiceprep.timings import Words, from_characters
 
 OFFICIAL_BASE_URL = "https://api.elevenlabs.io"
@@ -76,6 +70,7 @@ class ElevenLabsBackend(HostedBackend):
     name = "elevenlabs"
     known_options = OPTIONS
     fallback_voice = DEFAULT_VOICE
+    key_env = KEY_ENV
     official_base_url = OFFICIAL_BASE_URL
     base_url_env = BASE_URL_ENV
 
@@ -106,9 +101,6 @@ class ElevenLabsBackend(HostedBackend):
             name=self.name, model=self.model, voice=voice or self.default_voice, options=options
         )
 
-    def unavailable_reason(self) -> str | None:
-        return None if env_secret(KEY_ENV) else f"{KEY_ENV} is not set"
-
     def request(
         self, text: str, *, voice: str | None, rate: int
     ) -> tuple[str, dict[str, str], dict[str, object]]:
@@ -127,9 +119,7 @@ class ElevenLabsBackend(HostedBackend):
         """The keyword arguments of one POST (post_for_audio / stream_audio): the whole
         answer from `/with-timestamps` (the audio and when each character is spoken), the
         streaming one from `/stream`."""
-        key = env_secret(KEY_ENV)
-        if not key:
-            raise BackendUnavailableError(f"elevenlabs: {KEY_ENV} is not set")
+        key = self._key()
         url, query, body = self.request(text, voice=voice, rate=rate)
         return {
             "backend": self.name,

@@ -353,13 +353,10 @@ def _run_with_progress(
                         tts,
                         cache,
                         jobs=settings.jobs,
-                        retries=settings.retries,
-                        timeout=settings.timeout,
                         on_progress=reporter.progress,
                         on_retry=reporter.retry,
                         summary=summary,
-                        process=settings.process,
-                        gate=settings.gate,
+                        **_fill_options(settings),
                     ),
                 )
             )
@@ -370,6 +367,16 @@ def _run_with_progress(
         )
         raise typer.Exit(ExitStatus.INTERRUPTED) from None
     return summary
+
+
+def _fill_options(settings: Settings) -> dict[str, Any]:
+    """What each synthesis of warm and say takes from the settings."""
+    return {
+        "retries": settings.retries,
+        "timeout": settings.timeout,
+        "process": settings.process,
+        "gate": settings.gate,
+    }
 
 
 async def _closing(tts: BackendObject, work: Awaitable[T]) -> T:
@@ -514,10 +521,7 @@ def say_command(
                         voice=settings.voice,
                         rate=settings.rate,
                         channels=settings.channels,
-                        retries=settings.retries,
-                        timeout=settings.timeout,
-                        process=settings.process,
-                        gate=settings.gate,
+                        **_fill_options(settings),
                     ),
                 )
             )

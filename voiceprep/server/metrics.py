@@ -3,6 +3,8 @@ one process (tests) never clash, and /metrics shows only the server's figures.""
 
 from __future__ import annotations
 
+from functools import partial
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -14,42 +16,32 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
+        counter = partial(Counter, registry=self.registry)
+        histogram = partial(Histogram, buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.requests = counter(
             "voiceprep_requests",
             "HTTP requests answered, by route and status.",
             ["route", "status"],
-            registry=r,
         )
-        self.hits = Counter(
-            "voiceprep_cache_hits", "Speech requests served from the cache.", registry=r
+        self.hits = counter("voiceprep_cache_hits", "Speech requests served from the cache.")
+        self.misses = counter("voiceprep_cache_misses", "Speech requests not in the cache.")
+        self.syntheses = counter(
+            "voiceprep_syntheses", "Syntheses that produced audio (one per missing phrase)."
         )
-        self.misses = Counter(
-            "voiceprep_cache_misses", "Speech requests not in the cache.", registry=r
+        self.failures = counter(
+            "voiceprep_synthesis_failures", "Syntheses that failed (after retries)."
         )
-        self.syntheses = Counter(
-            "voiceprep_syntheses",
-            "Syntheses that produced audio (one per missing phrase).",
-            registry=r,
+        self.rejected = counter(
+            "voiceprep_queue_rejections", "Misses refused because the queue was full."
         )
-        self.failures = Counter(
-            "voiceprep_synthesis_failures", "Syntheses that failed (after retries).", registry=r
-        )
-        self.rejected = Counter(
-            "voiceprep_queue_rejections", "Misses refused because the queue was full.", registry=r
-        )
-        self.latency = Histogram(
+        self.latency = histogram(
             "voiceprep_request_duration_seconds",
             "Time to answer a speech request, by cache result.",
             ["cache"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.synthesis_seconds = Histogram(
+        self.synthesis_seconds = histogram(
             "voiceprep_synthesis_duration_seconds",
             "Time to fill one missing phrase: a synthesis slot, the call, processing, storing.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
 
     def render(self) -> bytes:
