@@ -41,7 +41,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,21 +138,8 @@ class ManifestEntry:
     words: Words | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "id": self.id,
-            "file": self.file,
-            "key": self.key,
-            "duration": self.duration,
-            "sha256": self.sha256,
-            "rate": self.rate,
-            "channels": self.channels,
-            "backend": self.backend,
-            "voice": self.voice,
-            "lang": self.lang,
-            "format": self.format,
-            "words": None if self.words is None else words_to_json(self.words),
-        }
+        words = None if self.words is None else words_to_json(self.words)
+        return asdict(self) | {"words": words}
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,25 +82,10 @@ class CacheEntry:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: every field, the path as a string."""
-        return {
-            "key": self.key,
-            "text": self.text,
-            "backend": self.backend,
-            "model": self.model,
-            "voice": self.voice,
-            "options": self.options,
-            "rate": self.rate,
-            "channels": self.channels,
-            "duration": self.duration,
-            "size": self.size,
-            "sha256": self.sha256,
-            "created": self.created,
-            "last_used": self.last_used,
-            "hits": self.hits,
-            "loudness": self.loudness,
-            "path": str(self.path),
-        }
+        """JSON-ready: every field, the path (last) as a string."""
+        fields = asdict(self)
+        fields["path"] = str(fields.pop("path"))
+        return fields
 
 
 @dataclass(frozen=True)
