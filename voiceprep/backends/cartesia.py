@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from voiceprep.backends._cloud import HostedBackend, language_option, offered_rate
+from voiceprep.backends._cloud import HostedBackend, env_secret, language_option, offered_rate
 from voiceprep.backends._http import post_for_audio, stream_audio, whole_samples
 from voiceprep.backends._options import as_float
 from voiceprep.backends._stream import pcm_chunks
 from voiceprep.backends.base import SynthesizedAudio
-from voiceprep.errors import UsageError
+from voiceprep.errors import BackendUnavailableError, UsageError
 from voiceprep.keys import BackendIdentity
 
 OFFICIAL_BASE_URL = "https://api.cartesia.ai"
@@ -91,7 +91,9 @@ class CartesiaBackend(HostedBackend):
 
     def _post(self, text: str, voice: str | None, sample_rate: int) -> dict[str, Any]:
         """The keyword arguments of one POST /tts/bytes (post_for_audio / stream_audio)."""
-        key = self._key()
+        key = env_secret(KEY_ENV)
+        if key is None:
+            raise BackendUnavailableError(f"cartesia: {KEY_ENV} is not set")
         return {
             "backend": self.name,
             "url": f"{self.base_url}/tts/bytes",
