@@ -109,11 +109,9 @@ class BackendSource:
                 words += shifted(piece.words, played, math.inf)
             if piece.rate:
                 played += len(piece.data) / (2 * (piece.channels or 1) * piece.rate)
-            pcm = converter.push(piece)
-            if pcm:
+            if pcm := converter.push(piece):
                 yield pcm
-        tail = converter.flush()
-        if tail:
+        if tail := converter.flush():
             yield tail
         if words:
             yield Timings(tuple(words))
@@ -140,11 +138,9 @@ class StreamSynthesizeSource:
                 audio = SynthesizedAudio(
                     bytes(data), rate=self.source_rate, channels=self.source_channels
                 )
-                pcm = converter.push(audio)
-                if pcm:
+                if pcm := converter.push(audio):
                     yield pcm
-        tail = converter.flush()
-        if tail:
+        if tail := converter.flush():
             yield tail
 
 
