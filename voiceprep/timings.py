@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,40 +93,45 @@ def from_word_lists(
     texts: Sequence[object], starts: Sequence[object], ends: Sequence[object]
 ) -> Words:
     """Parallel lists of words, starts and ends (seconds), as Cartesia sends them."""
-    if not len(texts) == len(starts) == len(ends):
-        raise ValueError("word, start and end lists differ in length")
-    words = []
-    for text, start, end in zip(texts, starts, ends, strict=True):
-        if not isinstance(text, str) or not _is_number(start) or not _is_number(end):
-            raise ValueError("malformed word timestamp")
-        if text.strip():
-            words.append(Word(text.strip(), float(start), max(float(start), float(end))))  # type: ignore[arg-type]
-    return tuple(words)
+    timed = _parallel(texts, starts, ends, "word", "word timestamp")
+    return tuple(
+        Word(text.strip(), start, max(start, end)) for text, start, end in timed if text.strip()
+    )
 
 
 def from_characters(
     characters: Sequence[object], starts: Sequence[object], ends: Sequence[object]
 ) -> Words:
     """Per-character times (ElevenLabs' `alignment`) grouped into words at white space."""
-    if not len(characters) == len(starts) == len(ends):
-        raise ValueError("character, start and end lists differ in length")
     words: list[Word] = []
     text, start, end = "", 0.0, 0.0
-    for char, char_start, char_end in zip(characters, starts, ends, strict=True):
-        if not isinstance(char, str) or not _is_number(char_start) or not _is_number(char_end):
-            raise ValueError("malformed character alignment")
+    timed = _parallel(characters, starts, ends, "character", "character alignment")
+    for char, char_start, char_end in timed:
         if char.isspace():
             if text:
                 words.append(Word(text, start, end))
             text = ""
             continue
         if not text:
-            start = float(char_start)  # type: ignore[arg-type]
+            start = char_start
         text += char
-        end = max(start, float(char_end))  # type: ignore[arg-type]
+        end = max(start, char_end)
     if text:
         words.append(Word(text, start, end))
     return tuple(words)
+
+
+def _parallel(
+    texts: Sequence[object], starts: Sequence[object], ends: Sequence[object], kind: str, item: str
+) -> Iterator[tuple[str, float, float]]:
+    """(text, start, end) from parallel lists of texts and times in seconds; ValueError when
+    the lists differ in length or an item is not a text and two numbers."""
+    if not len(texts) == len(starts) == len(ends):
+        raise ValueError(f"{kind}, start and end lists differ in length")
+    for text, start, end in zip(texts, starts, ends, strict=True):
+        if not isinstance(text, str) or not _is_number(start) or not _is_number(end):
+            raise ValueError(f"malformed {item}")
+        yield text, float(start), float(end)  # type: ignore[arg-type]  # _is_number: real
 
 
 #: A sentence as Piper aligns it: its phonemes with the samples each lasts, and the
