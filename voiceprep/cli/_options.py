@@ -169,6 +169,8 @@ selection_options = option_group(
     channels=Channels,
     cache_dir=CacheDir,
 )
+# The cache's size limits (warm, serve, cache prune).
+limit_options = option_group("limits", max_entries=MaxEntries, max_size=MaxSize)
 
 
 def checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -216,6 +218,7 @@ Timeout = Annotated[
         show_default=f"{defaults.TIMEOUT:g}",
     ),
 ]
+retry_options = option_group("retrying", retries=Retries, timeout=Timeout)
 
 
 def option_name(opts: list[str] | tuple[str, ...]) -> str:

@@ -115,7 +115,3 @@ Gate = Annotated[
         show_default=defaults.GATE,
     ),
 ]
-
-
-def gate_flag(gate: GateMode | None) -> str | None:
-    return gate.value if gate is not None else None

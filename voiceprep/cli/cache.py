@@ -22,12 +22,11 @@ from voiceprep.cli._options import (
     CacheDir,
     Flags,
     Json,
-    MaxEntries,
-    MaxSize,
     NoReview,
     OutputFormat,
     SampleFormat,
     flag_for,
+    limit_options,
     selection_options,
 )
 from voiceprep.cli._output import print_json
@@ -462,9 +461,10 @@ def rm_command(
         raise typer.Exit(ExitStatus.FAILURE)
 
 
+@limit_options
 def prune_command(
-    max_entries: MaxEntries = None,
-    max_size: MaxSize = None,
+    *,
+    limits: Flags,
     older_than: Annotated[
         str | None,
         typer.Option(
@@ -482,7 +482,7 @@ def prune_command(
       voiceprep cache prune --older-than 30d --max-entries 10000
     """
 
-    settings = resolve(cache_dir=cache_dir, max_entries=max_entries, max_size=max_size)
+    settings = resolve(cache_dir=cache_dir, **limits)
     try:
         age = parse_age(older_than) if older_than is not None else None
     except InvalidValueError as exc:

@@ -22,14 +22,12 @@ from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import (
     Flags,
-    MaxEntries,
-    MaxSize,
-    Retries,
-    Timeout,
     jobs_option,
+    limit_options,
+    retry_options,
     selection_options,
 )
-from voiceprep.cli._processing import Gate, gate_flag, processing_options
+from voiceprep.cli._processing import Gate, processing_options
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
@@ -40,6 +38,8 @@ _NOT_INSTALLED = "voiceprep serve needs the server stack: pip install 'voiceprep
 
 
 @selection_options
+@limit_options
+@retry_options
 @processing_options
 def serve_command(
     host: Annotated[
@@ -59,13 +59,11 @@ def serve_command(
     ] = None,
     *,
     selection: Flags,
-    max_entries: MaxEntries = None,
-    max_size: MaxSize = None,
+    limits: Flags,
     jobs: Annotated[
         int | None, jobs_option("Run at most N syntheses at once.", str(defaults.JOBS))
     ] = None,
-    retries: Retries = None,
-    timeout: Timeout = None,
+    retrying: Flags,
     read_only: Annotated[
         bool | None,
         typer.Option(
@@ -146,16 +144,7 @@ def serve_command(
         raise
     from voiceprep.config import read_config_file  # deferred: start-up
 
-    settings = resolve(
-        **selection,
-        jobs=jobs,
-        retries=retries,
-        timeout=timeout,
-        max_entries=max_entries,
-        max_size=max_size,
-        gate=gate_flag(gate),
-        process=process,
-    )
+    settings = resolve(**selection, **limits, **retrying, jobs=jobs, gate=gate, process=process)
     options = resolve_serve_options(
         {
             "host": host,

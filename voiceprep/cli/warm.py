@@ -28,18 +28,16 @@ from voiceprep.cli._common import build_backend, open_cache, resolve
 from voiceprep.cli._export import export_options, export_settings
 from voiceprep.cli._options import (
     Flags,
-    MaxEntries,
-    MaxSize,
     NoReview,
     OutputFormat,
-    Retries,
     SampleFormat,
-    Timeout,
     jobs_option,
+    limit_options,
+    retry_options,
     selection_options,
 )
 from voiceprep.cli._output import print_json
-from voiceprep.cli._processing import Gate, gate_flag, processing_options
+from voiceprep.cli._processing import Gate, processing_options
 from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, write_audio
 from voiceprep.cli.remote import remote_pull, remote_push
@@ -67,6 +65,8 @@ Jobs = Annotated[int | None, jobs_option("Keep N requests in flight at once.", s
 
 
 @selection_options
+@retry_options
+@limit_options
 @processing_options
 @export_options
 def warm_command(
@@ -82,10 +82,8 @@ def warm_command(
     selection: Flags,
     layout: Flags,
     jobs: Jobs = None,
-    retries: Retries = None,
-    timeout: Timeout = None,
-    max_entries: MaxEntries = None,
-    max_size: MaxSize = None,
+    retrying: Flags,
+    limits: Flags,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Synthesize nothing: list what would be, and its cost."),
@@ -145,16 +143,7 @@ def warm_command(
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
         raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
-    settings = resolve(
-        **selection,
-        jobs=jobs,
-        retries=retries,
-        timeout=timeout,
-        max_entries=max_entries,
-        max_size=max_size,
-        gate=gate_flag(gate),
-        process=process,
-    )
+    settings = resolve(**selection, **retrying, **limits, jobs=jobs, gate=gate, process=process)
     export_layout = export_settings(layout, telephony=settings.process.telephony)  # before work
     shard_spec = parse_shard(shard) if shard else None
     phrase_list = read_phrase_lists(phrases)
@@ -458,6 +447,7 @@ def _print_summary(summary: WarmSummary, *, as_json: bool) -> None:
 
 
 @selection_options
+@retry_options
 @processing_options
 def say_command(
     text: Annotated[
@@ -478,8 +468,7 @@ def say_command(
     sample_format: SampleFormat = None,
     *,
     selection: Flags,
-    retries: Retries = None,
-    timeout: Timeout = None,
+    retrying: Flags,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing OUT.")] = False,
     process: Flags,
     gate: Gate = None,
@@ -497,13 +486,7 @@ def say_command(
     from voiceprep.warm import say  # deferred: start-up
 
     destination = output or STDIO
-    settings = resolve(
-        **selection,
-        retries=retries,
-        timeout=timeout,
-        gate=gate_flag(gate),
-        process=process,
-    )
+    settings = resolve(**selection, **retrying, gate=gate, process=process)
     spec = checked_output(
         destination, settings, container=output_format, sample_format=sample_format, force=force
     )
