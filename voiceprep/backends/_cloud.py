@@ -49,12 +49,11 @@ class HostedBackend(ConfiguredBackend):
         official base URL."""
         if option:
             return clean_base_url(option, source=f"{self.name}: option base_url")
-        env = self.base_url_env
-        from_env = env_setting(env) if env else None
-        if env and from_env:
-            return clean_base_url(from_env, source=env)
-        url = self.official_base_url
-        return None if url is None else clean_base_url(url, source=self.name)
+        if self.base_url_env and (url := env_setting(self.base_url_env)):
+            return clean_base_url(url, source=self.base_url_env)
+        if self.official_base_url is None:
+            return None
+        return clean_base_url(self.official_base_url, source=self.name)
 
     def unavailable_reason(self) -> str | None:
         return None if env_secret(self.key_env) else f"{self.key_env} is not set"

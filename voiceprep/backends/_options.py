@@ -1,4 +1,5 @@
-"""Checking the `-O key=value` options a backend receives (all strings) without any I/O.
+"""Checking the `-O key=value` options a backend receives (all strings) without any I/O,
+and the constructor the built-in backends share (`ConfiguredBackend`).
 
 Unknown option names are refused: a typo such as `-O lenght_scale=1.2` silently ignored
 would warm a whole cache with the wrong sound.
@@ -25,8 +26,8 @@ def check_known(backend: str, options: Mapping[str, str], known: Mapping[str, st
 
 class ConfiguredBackend:
     """The constructor the built-in backends share: the `-O` options checked against
-    `known_options` (name → description), `default_voice` (else `fallback_voice`), then
-    `configure` reads the backend's own options into attributes."""
+    `known_options` (name → description), `default_voice` set (the voice given, else
+    `fallback_voice`), then `configure` reads the backend's own options into attributes."""
 
     name: ClassVar[str]
     known_options: ClassVar[Mapping[str, str]]
