@@ -53,6 +53,7 @@ class OpenAIBackend(HostedBackend):
     fallback_voice = DEFAULT_VOICE
     official_base_url = OFFICIAL_BASE_URL
     base_url_env = BASE_URL_ENV
+    base_url: str  # never None: there is an official one
 
     def configure(self, options: Mapping[str, str]) -> None:
         self.model = options.get("model") or DEFAULT_MODEL
@@ -68,8 +69,6 @@ class OpenAIBackend(HostedBackend):
             else None
         )
         self.instructions = options.get("instructions") or None
-
-    base_url: str
 
     @property
     def is_official(self) -> bool:
