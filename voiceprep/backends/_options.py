@@ -53,12 +53,7 @@ def _convert(backend: str, name: str, value: str, kind: str, parse: Callable[[st
 
 
 def as_float(
-    backend: str,
-    name: str,
-    value: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
+    backend: str, name: str, value: str, *, low: float | None = None, high: float | None = None
 ) -> float:
     number = float(_convert(backend, name, value, "a number", float))
     too_low = low is not None and number < low
