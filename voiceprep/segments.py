@@ -1,20 +1,22 @@
 """One long file decoded across processes (`decode -j N` with a single input).
 
-The output is cut into N pieces at sample positions; this process decodes the first (the
-serial decode itself, stopped at the second piece's start) while forked workers decode
-the others, each writing its PCM straight into the output's temporary file at its own
-offset (`os.pwrite`): no PCM passes between processes and memory stays flat.
+The output is cut into N pieces at sample positions; this process decodes the first while
+forked workers decode the others, each writing its PCM straight into the output's
+temporary file at its own offset (`os.pwrite`): no PCM passes between processes and
+memory stays flat. Every piece, the first too, is decoded the same way, by one decoding
+thread (voiceprep.graph.segment).
 
 A worker demuxes from a second before its piece (`amovie`'s seek point), lets the decoder
 settle there, and starts its resampler `RESAMPLER_PREROLL` before the piece on the serial
 decode's own sample grid: output sample j of the serial decode is input sample
 F + j × in/out (F the first decoded timestamp), so a piece starts at a multiple of
 out/gcd(in, out), where that input position is a whole sample (voiceprep.graph.segment).
-Its first output samples are then dropped. After the preroll the resampler's filter holds
-the same input as the serial one's and computes the same samples: measured on
-PyAV 18.1 (FFmpeg 8.1), the pieces are byte for byte the serial decode for FLAC, WAV, MP3,
-AAC and Opus (the tests compare them; lossy codecs are held to -90 dBFS at the seams should
-a codec ever settle less exactly).
+Its first output samples are then dropped (the first piece's resampler starts where the
+serial decode's does, or at most `RESAMPLER_PREROLL` before `--start`). After the preroll
+the resampler's filter holds the same input as the serial one's and computes the same
+samples: measured on PyAV 18.1 (FFmpeg 8.1), the pieces are byte for byte the serial
+decode for FLAC, WAV, MP3, AAC and Opus (the tests compare them; lossy codecs are held to
+-90 dBFS at the seams should a codec ever settle less exactly).
 
 Short files, pipes, stdin, chained Ogg, a processing chain, and outputs that are not
 regular files stay serial. If a piece comes out shorter than planned (a duration in the
@@ -36,7 +38,7 @@ from typing import Any
 
 from voiceprep import graph
 from voiceprep.batch import start_worker, worker_signals
-from voiceprep.decoding import decode, probe, window
+from voiceprep.decoding import probe, window
 from voiceprep.errors import VoiceprepError
 from voiceprep.graph import Target
 from voiceprep.ogg import chain_offsets
@@ -62,7 +64,7 @@ WarningHandler = Callable[[str], None]
 class Piece:
     """Output samples `start` … `end` (None: to the end), as the serial decode counts them;
     decoded from `seek` seconds with the resampler started at input sample `first_sample`,
-    `preroll` output samples before `start`."""
+    `preroll` output samples before `start` (dropped)."""
 
     start: int
     end: int | None
@@ -92,9 +94,7 @@ def decode_file(
         target = output_target(Path(dest), force=force, source=source)
         if not target.in_place:
             with contextlib.suppress(_Serially):
-                return _decode_pieces(
-                    source, target.path, spec, pieces, force, progress, on_warning
-                )
+                return _decode_pieces(Path(source), target.path, spec, pieces, force, progress)
     return decode_to_file(source, dest, spec, force=force, progress=progress, on_warning=on_warning)
 
 
@@ -134,9 +134,10 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
     ends: list[int | None] = [*starts[1:], end if spec.duration is not None else None]
     pieces = []
     for start, stop in zip(starts, ends, strict=True):
-        first_sample = first + (start - preroll) // step * (in_rate * step // rate)
+        grid = max(0, start - preroll) // step * step  # where the resampler starts
+        first_sample = first + grid // step * (in_rate * step // rate)
         seek = max(0.0, first_sample / in_rate - CODEC_PREROLL)
-        pieces.append(Piece(start, stop, seek, first_sample, preroll))
+        pieces.append(Piece(start, stop, seek, first_sample, start - grid))
     return pieces
 
 
@@ -155,13 +156,12 @@ def _lying_wav(path: Path) -> bool:
 
 
 def _decode_pieces(
-    source: Any,
+    source: Path,
     dest: Path,
     spec: OutputSpec,
     pieces: list[Piece],
     force: bool,
     progress: Progress | None,
-    on_warning: WarningHandler | None,
 ) -> int:
     import multiprocessing
 
@@ -187,17 +187,19 @@ def _decode_pieces(
             for piece in pieces[1:]:
                 receive, send = context.Pipe(duplex=False)
                 offset = len(header) + (piece.start - base) * frame
-                args = (send, Path(source), target, piece, out.fileno(), offset, law)
+                args = (send, source, target, piece, out.fileno(), offset, law)
                 process = context.Process(target=_worker, args=args, daemon=True)
                 start_worker(process)
                 send.close()
                 workers.append((process, receive, piece))
-            first_bytes = (pieces[1].start - base) * frame
-            warnings: list[str] = []
-            written = _write_first(source, spec, out, first_bytes, progress, warnings.append)
-            if written != first_bytes:
+            try:
+                total = _write_piece(
+                    source, target, pieces[0], out.fileno(), len(header), law, progress
+                )
+            except Exception:  # an FFmpegError (a corrupt packet), a write error
+                raise _Serially from None
+            if total != (pieces[1].start - base) * frame:
                 raise _Serially
-            total = written
             for process, receive, piece in workers:
                 try:
                     outcome, count = receive.recv()
@@ -210,9 +212,6 @@ def _decode_pieces(
                 total += count
                 if progress is not None:
                     progress(count)
-            if on_warning is not None:
-                for message in warnings:  # (said once: not if the file is decoded again)
-                    on_warning(message)
         finally:
             for process, _, _ in workers:
                 if process.is_alive():
@@ -223,48 +222,37 @@ def _decode_pieces(
     return total
 
 
-def _write_first(
-    source: Any,
-    spec: OutputSpec,
-    out: Any,
-    size: int,
-    progress: Progress | None,
-    on_warning: WarningHandler,
+def _write_piece(
+    path: Path,
+    target: Target,
+    piece: Piece,
+    fd: int,
+    offset: int,
+    law: str | None,
+    progress: Progress | None = None,
 ) -> int:
-    """The first piece, in this process: the serial decode, stopped after `size` bytes."""
-    chunks = decode(
-        source,
-        rate=spec.rate,
-        channels=spec.channels,
-        sample_format=spec.sample_format,
-        start=spec.start,
-        on_warning=on_warning,
-    )
+    """One piece decoded from its seek point (G.711-encoded with `law`), written at
+    `offset` of `fd`; the bytes written."""
+    frame = target.frame_bytes
+    size = None if piece.end is None else (piece.end - piece.start) * frame
+    chunks = graph.segment(path, target, seek=piece.seek, first_sample=piece.first_sample)
     written = 0
-    for chunk in window(chunks, 0, size):  # (which closes `chunks`)
-        out.write(chunk)
+    pcm = window(chunks, piece.preroll * frame, size)
+    for chunk in g711_chunks(pcm, law) if law else pcm:
+        os.pwrite(fd, chunk, offset + written)
         written += len(chunk)
         if progress is not None:
             progress(len(chunk))
-    out.flush()
     return written
 
 
 def _worker(
     send: Any, path: Path, target: Target, piece: Piece, fd: int, offset: int, law: str | None
 ) -> None:
-    """One piece in a forked worker: decoded from its seek point (G.711-encoded with
-    `law`), written at its offset."""
+    """One piece in a forked worker; says how it went through `send`."""
     worker_signals()
-    frame = target.frame_bytes
-    size = None if piece.end is None else (piece.end - piece.start) * frame
-    chunks = graph.segment(path, target, seek=piece.seek, first_sample=piece.first_sample)
-    written = 0
     try:
-        pcm = window(chunks, piece.preroll * frame, size)
-        for chunk in g711_chunks(pcm, law) if law else pcm:
-            os.pwrite(fd, chunk, offset + written)
-            written += len(chunk)
+        written = _write_piece(path, target, piece, fd, offset, law)
     except Exception as exc:  # an FFmpegError (a corrupt packet), a write error
         send.send(("failed", str(exc)))
         return
