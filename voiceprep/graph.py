@@ -73,15 +73,6 @@ def segment(path: Path, target: Target, *, seek: float, first_sample: int) -> It
     yield from _pull_all(sink, target.frame_bytes)
 
 
-def first_timestamp(path: Path) -> tuple[int, int]:
-    """(the first decoded sample's timestamp in input samples, the input's rate): where
-    the serial decode's resampler starts (1105 for an MP3 whose encoder delay is dropped)."""
-    # One decoding thread: no libav thread may still hold a lock when the caller forks.
-    sink = _configured(path, None, {"dec_threads": "1"}, [("asettb", {"expr": "1/sr"})])
-    frame = sink.pull()
-    return int(frame.pts or 0), int(frame.sample_rate)
-
-
 def _configured(
     path: Path,
     target: Target | None,

@@ -38,7 +38,7 @@ from typing import Any
 
 from voiceprep import graph
 from voiceprep.batch import start_worker, worker_signals
-from voiceprep.decoding import probe, window
+from voiceprep.decoding import probe_start, window
 from voiceprep.errors import VoiceprepError
 from voiceprep.graph import Target
 from voiceprep.ogg import chain_offsets
@@ -110,10 +110,12 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
         return None  # forking beside other threads (a library caller's) is not safe
     path = Path(source)
     try:
-        seconds = probe(path).duration
-        if seconds is None or chain_offsets(path) or _lying_wav(path):
+        if chain_offsets(path) or _lying_wav(path):
             return None
-        first, in_rate = graph.first_timestamp(path)
+        info, first, in_rate = probe_start(path)
+        seconds = info.duration
+        if seconds is None:
+            return None
     except (VoiceprepError, OSError, ValueError):
         return None  # the serial decode reports what is wrong
     except Exception as exc:  # an av.error.FFmpegError: likewise
