@@ -26,7 +26,7 @@ from typer._coercion import RuntimeParam
 from typer._param_types import coerce_cli_choice, coerce_cli_path
 
 # pydantic's lax integer: digits (with `_`), an optional sign, a zero fraction ("5.0").
-_INTEGER = re.compile(r"\s*([+-]?[0-9](?:_?[0-9])*)(?:\.0*)?\s*", re.ASCII)
+_INTEGER = re.compile(r"\s*([+-]?[0-9](?:_?[0-9])*)(?:\.0+)?\s*", re.ASCII)
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
 
@@ -64,7 +64,7 @@ def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
+    if text in _TRUE or text in _FALSE or not text:  # (Typer reads an empty word as False)
         return text in _TRUE
     raise Unparsed(value, "bool_parsing", "Input should be a valid boolean")
 
