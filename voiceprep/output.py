@@ -23,9 +23,10 @@ import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
+from voiceprep.decoding import decode
 from voiceprep.errors import (
     OutputError,
     OutputExistsError,
@@ -33,6 +34,8 @@ from voiceprep.errors import (
     WriteError,
 )
 from voiceprep.phonecodec import g711_chunks, g722_chunks
+from voiceprep.process import ProcessSettings
+from voiceprep.process_stream import process_stream
 from voiceprep.telephony import (
     G711,
     G711_RATE,
@@ -44,9 +47,6 @@ from voiceprep.telephony import (
 )
 from voiceprep.units import check_seconds
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
-
-if TYPE_CHECKING:
-    from voiceprep.process import ProcessSettings
 
 CONTAINERS = ("raw", "wav")
 # Large enough that a 4-second clip is one write, small enough to stay flat in memory.
@@ -192,8 +192,6 @@ def _chunks(
 def _pcm_chunks(
     source: Any, spec: OutputSpec, on_warning: WarningHandler | None
 ) -> Generator[bytes, None, None]:
-    from voiceprep.decoding import decode  # deferred: PyAV is heavy to import
-
     warn = [on_warning]
 
     def open_chunks() -> Iterator[bytes]:
@@ -212,7 +210,6 @@ def _pcm_chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process_stream import process_stream
 
     yield from process_stream(
         open_chunks,
@@ -339,8 +336,6 @@ def convert_pcm(pcm: bytes, *, rate: int, channels: int, spec: OutputSpec) -> by
     """s16le PCM at `rate`/`channels` (a cached or synthesized phrase) reshaped as `spec`
     says: resampled (libswresample, as `decode` does) and coded when it asks for that."""
     if (rate, channels, spec.pcm_format) != (spec.rate, spec.channels, "s16"):
-        from voiceprep.decoding import decode  # deferred: PyAV is heavy to import
-
         source = wav_bytes(pcm, rate=rate, channels=channels)
         pcm = b"".join(
             decode(source, rate=spec.rate, channels=spec.channels, sample_format=spec.pcm_format)

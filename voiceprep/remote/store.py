@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
+from voiceprep.cache import read_entry
 from voiceprep.errors import (
     CacheCorruptError,
     CacheError,
@@ -29,6 +30,7 @@ from voiceprep.errors import (
     RemoteUnavailableError,
     UsageError,
 )
+from voiceprep.secrets import redact
 
 LAYOUT = "voiceprep-v1"
 MAX_OBJECT_BYTES = 1 << 30  # as large as the cache accepts an entry file
@@ -103,13 +105,7 @@ def scrub(message: str) -> str:
     """`message` without any credential set in the environment (nor a URL's userinfo)."""
     # A value this short is no real credential, and removing it would mangle the message.
     secrets = [value for value in _credentials() if len(value) >= _MIN_SECRET]
-    try:
-        from voiceprep.secrets import redact  # the project-wide redaction, when present
-    except ImportError:
-        for secret in sorted(filter(None, secrets), key=len, reverse=True):
-            message = message.replace(secret, "[redacted]")
-    else:
-        message = redact(message, *secrets)
+    message = redact(message, *secrets)
     return re.sub(r"(://)[^/@\s]*@", r"\1[redacted]@", message)
 
 
@@ -399,8 +395,6 @@ class Remote:
 
 def check_object(key: str, data: bytes) -> bytes:
     """The PCM of a downloaded entry object after every check; CacheCorruptError otherwise."""
-    from voiceprep.cache import read_entry
-
     return read_entry(data, where=f"remote object {key[:12]}", key=key)[1]
 
 
