@@ -9,20 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.backends import Backend, get_backend
 from voiceprep.cli._options import flag_for, selection_flags
+from voiceprep.config import Settings, resolve_settings
 from voiceprep.errors import InvalidValueError
 
 if TYPE_CHECKING:
-    from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache
-    from voiceprep.config import Settings
 
 
 def resolve(**flags: Any) -> Settings:
     """Settings from the shared options' values (see `_options.selection_flags`): flags >
     VOICEPREP_* env > config file > defaults."""
-    from voiceprep.config import resolve_settings  # deferred: start-up
-
     try:
         return resolve_settings(selection_flags(**flags))
     except InvalidValueError as exc:
@@ -33,8 +31,6 @@ def resolve(**flags: Any) -> Settings:
 
 def build_backend(settings: Settings) -> Backend:
     """The backend the settings select, with their voice and options."""
-    from voiceprep.backends import get_backend  # deferred: start-up
-
     return get_backend(settings.backend, voice=settings.voice, options=settings.options)
 
 

@@ -22,14 +22,14 @@ import typer
 
 from voiceprep import defaults
 from voiceprep.audio_format import check_sample_format
+from voiceprep.backends import backend_entry_points
+from voiceprep.config import parse_options
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import ACCEPTED_JOBS, RATE_MAX, RATE_MIN
 
 
 def complete_backend(incomplete: str) -> list[str]:
     """Shell completion of --backend: the installed backends' names (none is loaded)."""
-    from voiceprep.backends import backend_entry_points  # deferred: start-up
-
     return sorted(name for name in backend_entry_points() if name.startswith(incomplete))
 
 
@@ -259,8 +259,6 @@ def selection_flags(
     **more: Any,
 ) -> dict[str, Any]:
     """The flags dict `resolve_settings` takes, from the shared options' values."""
-    from voiceprep.config import parse_options  # deferred: start-up
-
     flags: dict[str, Any] = {
         "backend": backend,
         "voice": voice,

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from voiceprep.backends import BackendStatus, describe_backends
 from voiceprep.cli import _output
 from voiceprep.cli._output import print_json
-
-if TYPE_CHECKING:
-    from voiceprep.backends import BackendStatus
+from voiceprep.config import resolve_settings
 
 
 def backends_command(
@@ -29,9 +28,6 @@ def backends_command(
       voiceprep backends
       voiceprep backends --json
     """
-    from voiceprep.backends import describe_backends  # deferred: start-up
-    from voiceprep.config import resolve_settings  # deferred: start-up
-
     selected = resolve_settings({}).backend
 
     def configure(name: str) -> tuple[str | None, Mapping[str, str]]:

@@ -24,6 +24,7 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
 from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.phrases import read_phrase_lists
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
@@ -135,7 +136,6 @@ def pull_command(
 
 def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dict[str, str]:
     """key → text of every phrase in the lists, keyed exactly as warm keys them."""
-    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
     from voiceprep.warm import plan_warm  # deferred: start-up
 
     plan = plan_warm(

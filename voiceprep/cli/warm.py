@@ -44,12 +44,13 @@ from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, write_audio
 from voiceprep.cli.remote import remote_pull, remote_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
+from voiceprep.export import ExportOptions
+from voiceprep.phrases import read_phrase_lists
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
-    from voiceprep.export import ExportOptions
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
@@ -139,7 +140,6 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
-    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
     from voiceprep.warm import parse_shard, plan_warm, record_remote  # deferred: start-up
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
