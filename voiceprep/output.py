@@ -23,7 +23,7 @@ import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from voiceprep.audio_format import SAMPLE_FORMATS, AudioFormat
 from voiceprep.decoding import decode
@@ -34,8 +34,6 @@ from voiceprep.errors import (
     WriteError,
 )
 from voiceprep.phonecodec import g711_chunks, g722_chunks
-from voiceprep.process import ProcessSettings
-from voiceprep.process_stream import process_stream
 from voiceprep.telephony import (
     G711,
     G711_RATE,
@@ -47,6 +45,9 @@ from voiceprep.telephony import (
 )
 from voiceprep.units import check_seconds
 from voiceprep.wav import patch_wav_sizes, wav_bytes, wav_header
+
+if TYPE_CHECKING:
+    from voiceprep.process import ProcessSettings
 
 CONTAINERS = ("raw", "wav")
 # Large enough that a 4-second clip is one write, small enough to stay flat in memory.
@@ -210,6 +211,9 @@ def _pcm_chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
+    from voiceprep.process_stream import (
+        process_stream,  # deferred: start-up, see docs/architecture.md
+    )
 
     yield from process_stream(
         open_chunks,

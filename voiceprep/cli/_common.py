@@ -11,16 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep.backends import Backend, get_backend
 from voiceprep.cli._options import flag_for, selection_flags
-from voiceprep.config import Settings, resolve_settings
 from voiceprep.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
+    from voiceprep.config import Settings
 
 
 def resolve(**flags: Any) -> Settings:
     """Settings from the shared options' values (see `_options.selection_flags`): flags >
     VOICEPREP_* env > config file > defaults."""
+    from voiceprep.config import resolve_settings  # deferred: start-up, see docs/architecture.md
+
     try:
         return resolve_settings(selection_flags(**flags))
     except InvalidValueError as exc:

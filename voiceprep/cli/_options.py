@@ -23,7 +23,6 @@ import typer
 from voiceprep import defaults
 from voiceprep.audio_format import check_sample_format
 from voiceprep.backends import backend_entry_points
-from voiceprep.config import parse_options
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import ACCEPTED_JOBS, RATE_MAX, RATE_MIN
 
@@ -259,6 +258,8 @@ def selection_flags(
     **more: Any,
 ) -> dict[str, Any]:
     """The flags dict `resolve_settings` takes, from the shared options' values."""
+    from voiceprep.config import parse_options  # deferred: start-up, see docs/architecture.md
+
     flags: dict[str, Any] = {
         "backend": backend,
         "voice": voice,

@@ -16,7 +16,6 @@ import typer
 from voiceprep.backends import BackendStatus, describe_backends
 from voiceprep.cli import _output
 from voiceprep.cli._output import print_json
-from voiceprep.config import resolve_settings
 
 
 def backends_command(
@@ -28,6 +27,8 @@ def backends_command(
       voiceprep backends
       voiceprep backends --json
     """
+    from voiceprep.config import resolve_settings  # deferred: start-up, see docs/architecture.md
+
     selected = resolve_settings({}).backend
 
     def configure(name: str) -> tuple[str | None, Mapping[str, str]]:

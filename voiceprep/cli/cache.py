@@ -37,13 +37,13 @@ from voiceprep.cli._write import checked_output, report_written, write_audio
 from voiceprep.errors import CacheError, ExitStatus, InvalidValueError, UsageError
 from voiceprep.export import ExportItem, export_entries
 from voiceprep.keys import BackendIdentity, cache_key, normalize_text
-from voiceprep.process import KEY_ENTRY, ProcessSettings, settings_of
 from voiceprep.timings import Words, words_to_json
 from voiceprep.units import parse_age
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache, CacheEntry
     from voiceprep.config import Settings
+    from voiceprep.process import ProcessSettings
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -78,6 +78,8 @@ def _describe_selection(settings: Settings) -> str:
 def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
     """`not cached: "Hi" (piper, 24000 Hz, mono); cached at 16000 Hz, not 24000: add -r
     16000`, or, when no entry holds the text, the command that would fill it."""
+    from voiceprep.process import KEY_ENTRY  # deferred: start-up, see docs/architecture.md
+
     line = f"not cached: {_output.phrase(text)} ({_describe_selection(settings)})"
     identity = _selected_identity(settings)
     wanted_options = dict(identity.options)
@@ -124,6 +126,11 @@ def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str
 
 def _processing_flags(entry: CacheEntry) -> str:
     """The processing flags an entry was made with ('' for none, or unreadable steps)."""
+    from voiceprep.process import (  # deferred: start-up, see docs/architecture.md
+        KEY_ENTRY,
+        settings_of,
+    )
+
     steps = (entry.options or {}).get(KEY_ENTRY)
     try:
         return shlex.join(settings_of(steps).flags()) if isinstance(steps, dict) else ""

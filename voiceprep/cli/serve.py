@@ -30,7 +30,6 @@ from voiceprep.cli._options import (
     selection_options,
 )
 from voiceprep.cli._processing import Gate, gate_flag, processing_options
-from voiceprep.config import read_config_file
 from voiceprep.errors import UsageError
 
 # The defaults' one home is ServeOptions; it imports nothing heavy (no server stack).
@@ -145,6 +144,7 @@ def serve_command(
         if exc.name in ("starlette", "uvicorn", "prometheus_client"):
             raise UsageError(_NOT_INSTALLED) from None
         raise
+    from voiceprep.config import read_config_file  # deferred: start-up, see docs/architecture.md
 
     settings = resolve(
         **selection,
