@@ -15,6 +15,7 @@ come from the environment only.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -158,8 +159,6 @@ def read_config_file(directory: Path | None = None) -> dict[str, Any]:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    import tomllib  # deferred: 3.7 ms of the CLI's start-up, needed only with a config file
-
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

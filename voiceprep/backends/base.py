@@ -88,7 +88,7 @@ class SynthesizedAudio:
         """`to_pcm` off the event loop when it has to decode."""
         if self._payload_if_shaped(rate, channels) is not None:
             return self.to_pcm(rate=rate, channels=channels)
-        import asyncio  # deferred: 20 ms of the CLI's start-up, which imports this module
+        import asyncio  # deferred: +18 % on --help
 
         return await asyncio.to_thread(self.to_pcm, rate=rate, channels=channels)
 

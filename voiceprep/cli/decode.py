@@ -28,6 +28,7 @@ from voiceprep.decoding import AudioInfo, probe
 from voiceprep.errors import UsageError, VoiceprepError
 from voiceprep.loudness import measure_source
 from voiceprep.output import OutputSpec, decode_to_stream, make_output_dir, output_spec
+from voiceprep.segments import decode_file
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
@@ -182,8 +183,6 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
 def _decode_one_file(item: BatchItem, spec: OutputSpec, *, jobs: int, force: bool) -> None:
     """One file: a long one in `jobs` pieces across processes, else in this process;
     errors go up to main() as one line."""
-    from voiceprep.segments import decode_file  # deferred: start-up, see docs/architecture.md
-
     with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
             written = decode_file(
