@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from importlib.metadata import EntryPoint, entry_points
 
 from voiceprep.backends.base import Backend, BackendFactory, SynthesizedAudio
 from voiceprep.errors import BackendNotFoundError, VoiceprepError
-
-if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
 
 GROUP = "voiceprep.backends"
 DEFAULT_BACKEND = "piper"
@@ -33,8 +30,6 @@ __all__ = [
 
 def backend_entry_points() -> dict[str, EntryPoint]:
     """Every installed backend entry point by name (the first one wins on a clash)."""
-    from importlib.metadata import entry_points  # deferred: +12 % on --help
-
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=GROUP):
         found.setdefault(ep.name, ep)

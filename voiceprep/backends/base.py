@@ -33,6 +33,7 @@ nothing; it retries only while no audio has been handed out).
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -88,8 +89,6 @@ class SynthesizedAudio:
         """`to_pcm` off the event loop when it has to decode."""
         if self._payload_if_shaped(rate, channels) is not None:
             return self.to_pcm(rate=rate, channels=channels)
-        import asyncio  # deferred: +18 % on --help
-
         return await asyncio.to_thread(self.to_pcm, rate=rate, channels=channels)
 
     def _payload_if_shaped(self, rate: int, channels: int) -> bytes | None:

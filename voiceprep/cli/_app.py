@@ -228,7 +228,7 @@ _ACCEPTED_METAVARS = {"SEC": "a number of seconds", "N": "a whole number"}
 def _invalid_value(exc: Exception) -> InvalidValueError | None:
     """The parser refused a value: our error naming the option, the value and what is
     accepted, from the exception's fields (the option, and pydantic's record of the input)."""
-    from voiceprep.config import ACCEPTED  # deferred: +2.5 % on --help
+    from voiceprep.config import ACCEPTED  # deferred: +5 % on --help
 
     param = getattr(exc, "param", None)
     if param is None or param.param_type_name != "option":
