@@ -211,7 +211,7 @@ def _pcm_chunks(
     if spec.process is None or spec.process.is_empty:
         yield from open_chunks()
         return
-    from voiceprep.process_stream import process_stream  # deferred: +3 % on --help
+    from voiceprep.process_stream import process_stream  # deferred: +3.6 % on --help
 
     yield from process_stream(
         open_chunks,

@@ -1,6 +1,6 @@
 """What each deferred import of a voiceprep module saves `voiceprep --help` (issue #24).
 
-    python tests/bench/bench_imports.py [--runs 9]
+    python tests/bench/bench_imports.py [--runs 9] [--instructions]
 
 For every module that some voiceprep function imports (the `# deferred: +N % on --help`
 imports that tests/bench/code_figures.py lists), runs
@@ -8,6 +8,9 @@ imports that tests/bench/code_figures.py lists), runs
 cumulative import time as a share of importing the CLI in the same process: what that
 import would add to every start if it were at its module's top. Medians of `--runs`
 runs; ratios rather than times, so a loaded machine still gives comparable figures.
+`--instructions` counts instructions instead (valgrind's callgrind, PYTHONHASHSEED=0:
+the same figure on every run, however loaded the machine; ~10 s a run): MODULE's share
+is then (instructions of both imports - instructions of the CLI's) / the CLI's.
 Compiles voiceprep's bytecode first, as `pip install` does.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import compileall
+import os
 import re
 import statistics
 import subprocess
@@ -57,14 +61,34 @@ def share(module: str) -> float:
     return times.get(module, 0) / times["voiceprep.cli"]
 
 
+def instructions(code: str) -> int:
+    """Instructions `python -c code` executes (valgrind's callgrind)."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        + [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    assert found, result.stderr
+    return int(found.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--instructions", action="store_true", help="count with valgrind")
     args = parser.parse_args()
     compileall.compile_dir(code_figures.ROOT, quiet=1)
     rows = []
+    cli = instructions("import voiceprep.cli") if args.instructions else 0
     for module, places in deferred_modules().items():
-        median = statistics.median(share(module) for _ in range(args.runs))
+        if args.instructions:
+            median = instructions(f"import voiceprep.cli; import {module}") / cli - 1
+        else:
+            median = statistics.median(share(module) for _ in range(args.runs))
         rows.append((median, module, places))
     for median, module, places in sorted(rows, reverse=True):
         print(f"+{median * 100:5.1f} %  {module:28s} {', '.join(places)}")

@@ -78,7 +78,7 @@ def _describe_selection(settings: Settings) -> str:
 def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str) -> str:
     """`not cached: "Hi" (piper, 24000 Hz, mono); cached at 16000 Hz, not 24000: add -r
     16000`, or, when no entry holds the text, the command that would fill it."""
-    from voiceprep.process import KEY_ENTRY  # deferred: +1.4 % on --help
+    from voiceprep.process import KEY_ENTRY  # deferred: +2.6 % on --help
 
     line = f"not cached: {_output.phrase(text)} ({_describe_selection(settings)})"
     identity = _selected_identity(settings)
@@ -126,7 +126,7 @@ def _not_cached(text: str, settings: Settings, held: list[CacheEntry], fill: str
 
 def _processing_flags(entry: CacheEntry) -> str:
     """The processing flags an entry was made with ('' for none, or unreadable steps)."""
-    from voiceprep.process import KEY_ENTRY, settings_of  # deferred: +1.4 % on --help
+    from voiceprep.process import KEY_ENTRY, settings_of  # deferred: +2.6 % on --help
 
     steps = (entry.options or {}).get(KEY_ENTRY)
     try:

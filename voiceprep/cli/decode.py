@@ -11,12 +11,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from voiceprep.audio_format import STDIO
-from voiceprep.batch import BatchItem, decode_batch, default_jobs, plan_outputs
 from voiceprep.cli import _output
 from voiceprep.cli._common import resolve
 from voiceprep.cli._options import Channels, Flags, OutputFormat, Rate, SampleFormat, jobs_option
@@ -28,7 +27,9 @@ from voiceprep.decoding import AudioInfo, probe
 from voiceprep.errors import UsageError, VoiceprepError
 from voiceprep.loudness import measure_source
 from voiceprep.output import OutputSpec, decode_to_stream, make_output_dir, output_spec
-from voiceprep.segments import decode_file
+
+if TYPE_CHECKING:
+    from voiceprep.batch import BatchItem
 
 # A single file gets a progress bar (on a terminal) only when it takes a while to decode.
 _LONG_FILE_SECONDS = 120.0
@@ -145,6 +146,8 @@ def _decode_to_files(
     jobs: int | None,
     force: bool,
 ) -> None:
+    from voiceprep.batch import BatchItem, default_jobs, plan_outputs  # deferred: +2.3 % on --help
+
     if output is not None:
         items = [BatchItem(inputs[0], Path(output))]
     else:
@@ -159,6 +162,8 @@ def _decode_to_files(
 
 def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: bool) -> None:
     """A batch in worker processes: one line per failure, the others still decoded."""
+    from voiceprep.batch import decode_batch  # deferred: +2.3 % on --help
+
     failures = []
     with _file_progress(len(items)) as report:
         for result in decode_batch(items, spec, jobs=jobs, force=force):
@@ -183,6 +188,8 @@ def _decode_many(items: list[BatchItem], spec: OutputSpec, *, jobs: int, force: 
 def _decode_one_file(item: BatchItem, spec: OutputSpec, *, jobs: int, force: bool) -> None:
     """One file: a long one in `jobs` pieces across processes, else in this process;
     errors go up to main() as one line."""
+    from voiceprep.segments import decode_file  # deferred: +3.3 % on --help
+
     with _byte_progress(item.source, spec) as report, interruptible(item.source) as readable:
         try:
             written = decode_file(

@@ -140,12 +140,12 @@ def serve_command(
     """
 
     try:
-        from voiceprep.server.run import run_server  # deferred: +150 % on --help
+        from voiceprep.server.run import run_server  # deferred: +115 % on --help
     except ImportError as exc:
         if exc.name in ("starlette", "uvicorn", "prometheus_client"):
             raise UsageError(_NOT_INSTALLED) from None
         raise
-    from voiceprep.config import read_config_file  # deferred: +5 % on --help
+    from voiceprep.config import read_config_file  # deferred: +6.4 % on --help
 
     settings = resolve(
         **selection,
