@@ -164,8 +164,9 @@ class PageMeasurer:
     just written, while the export waits for its next files to reach the disk: an export
     is mostly `fsync`, so the page then adds little to its time. (A thread would compete
     for the GIL with the export's own Python code, handing it over a thousand times.) The
-    worker is sent one JSON line per prompt and answers once, at the end of its input.
-    Whatever it does not answer, `export_page` measures from the files.
+    worker is sent a JSON line per prompt and answers at the end of its input, a JSON line
+    per prompt, into a pipe that holds them all. What it does not answer (it failed, it
+    could not be started), `export_page` measures from the files.
     """
 
     def __init__(self, directory: Path, prompts: int) -> None:

@@ -150,6 +150,8 @@ def main() -> None:
         paired = statistics.median(r / p for r, p in zip(reviewed, plain, strict=True))
         print(f"export with the page:    {full:.3f} s, ratio {full / base:.3f}")
         print(f"ratio within each round: {paired:.3f} (median of {args.runs})")
+        rounds = ", ".join(f"{p:.2f}/{r:.2f}" for p, r in zip(plain, reviewed, strict=True))
+        print(f"rounds (without/with, s): {rounds}")
         print(f"export_page alone:       {statistics.median(pages):.3f} s, {len(html)} bytes")
         if not args.no_browser:
             ready, interactive, search = browser_times(page, args.runs)
