@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 
 LEASE_POLL_SECONDS = 0.05  # how often a key another process holds is looked at again
 DEFAULT_ATTEMPT_SECONDS = 60.0  # what one attempt is allowed when no timeout is given
+
+# Writer threads per pool: two for puts, whose fsyncs overlap (a put is mostly the entry
+# file's fsync: two threads store about twice as many entries a second); one for leases.
+_THREADS = {"put": 2}
 
 RetryHook = Callable[[int, float, Exception], object]  # (attempt, delay, error)
 RefusedHook = Callable[[int, str], object]  # (attempt, the gate's reason)
@@ -159,10 +164,11 @@ class Filler:
         self.flights: dict[str, Flight] = {}
         # Word timings handed out but not yet on disk (the writer thread stores them).
         self.unwritten_words: dict[str, Words] = {}
-        # Index writes go through two threads, off the event loop, that close() waits for:
-        # one for puts (file, fsync, commit), one for leases, so a claim on a miss never
-        # queues behind the fsync of the previous phrase's put.
+        # Index writes go through writer threads, off the event loop, that close() waits
+        # for: puts (file, fsync, commit) in their own, leases in one, so a claim on a miss
+        # never queues behind the fsync of the previous phrase's put.
         self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._unreleased: deque[Lease] = deque()  # taken by the lease thread, in batches
         self.closed = False
 
     def prompt(self, identity: BackendIdentity, text: str, voice: str | None) -> Prompt:
@@ -347,44 +353,74 @@ class Filler:
         (read-only, full) just means no sharing.
         """
         disk = self.disk
-        if disk is None:
-            return Claim()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lease_ttl
-        try:
-            if disk.read_only:
-                return Claim()
-            while True:
-                lease = await self._in("lease", disk.claim, prompt.key, ttl=self.lease_ttl)
-                if lease is not None:
-                    pcm = self.read(prompt.key)  # stored just before our claim?
-                    if pcm is None:
-                        return Claim(lease=lease)
-                    self.release(lease)
-                    return Claim(pcm=pcm)
-                if not wait:
-                    return Claim(held=True)
-                while disk.lease_holder(prompt.key) is not None and loop.time() < deadline:
+        deadline = asyncio.get_running_loop().time() + self.lease_ttl
+        while True:
+            (claim,) = await self.claim_many([prompt])
+            if not claim.held or not wait:
+                return claim
+            assert disk is not None
+            try:
+                while disk.lease_holder(prompt.key) is not None and not _past(deadline):
                     await asyncio.sleep(LEASE_POLL_SECONDS)
                 pcm = self.read(prompt.key)
-                if pcm is not None or loop.time() >= deadline:
-                    return Claim(pcm=pcm)
+            except CacheError as exc:
+                return self._unshared(exc)[0]
+            if pcm is not None or _past(deadline):
+                return Claim(pcm=pcm)
+
+    async def claim_many(self, prompts: Sequence[Prompt]) -> list[Claim]:
+        """`claim` of each prompt without waiting, in one write transaction off the event
+        loop (warm claims the next phrases while its requests run)."""
+        disk = self.disk
+        if disk is None:
+            return [Claim() for _ in prompts]
+        try:
+            if disk.read_only:
+                return [Claim() for _ in prompts]
+            return await self._in("lease", self._claim_many, disk, prompts)
         except CacheError as exc:
-            log.warning("cache %s cannot share work (%s); synthesizing", disk.directory, exc)
-            return Claim()
+            return self._unshared(exc, len(prompts))
+
+    def _claim_many(self, disk: AudioCache, prompts: Sequence[Prompt]) -> list[Claim]:
+        leases = disk.claim_many([prompt.key for prompt in prompts], ttl=self.lease_ttl)
+        claims = []
+        try:
+            for prompt, lease in zip(prompts, leases, strict=True):
+                if lease is None:
+                    claims.append(Claim(held=True))
+                    continue
+                pcm = self.read(prompt.key)  # stored just before our claim?
+                if pcm is not None:
+                    disk.release_all([lease])
+                claims.append(Claim(pcm=pcm) if pcm is not None else Claim(lease=lease))
+        except BaseException:
+            disk.release_all(lease for lease in leases if lease is not None)
+            raise
+        return claims
+
+    def _unshared(self, exc: CacheError, count: int = 1) -> list[Claim]:
+        assert self.disk is not None
+        log.warning("cache %s cannot share work (%s); synthesizing", self.disk.directory, exc)
+        return [Claim() for _ in range(count)]
 
     def held_elsewhere(self, key: str) -> bool:
         """True while another process holds a live lease on `key`."""
         return self.disk is not None and self.disk.lease_holder(key) is not None
 
     def release(self, lease: Lease | None) -> None:
+        """Give a lease up, off the event loop; releases queued meanwhile go together."""
         if lease is not None and not self.closed:
-            self._pool("lease").submit(self._release, lease)
+            self._unreleased.append(lease)
+            self._pool("lease").submit(self._release_queued)
 
-    def _release(self, lease: Lease) -> None:
+    def _release_queued(self) -> None:
         # A method, not `lease.release`: the queued job keeps the filler, so its disk,
         # alive; a cache collected meanwhile would close its index under this write.
-        lease.release()
+        leases = []
+        while self._unreleased:
+            leases.append(self._unreleased.popleft())
+        if leases and self.disk is not None:
+            self.disk.release_all(leases)
 
     async def synthesize(
         self,
@@ -527,8 +563,9 @@ class Filler:
             raise CacheError("the cache was closed")
         pool = self._pools.get(name)
         if pool is None:
-            prefix = f"voiceprep-{name}"
-            pool = self._pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+            prefix, workers = f"voiceprep-{name}", _THREADS.get(name, 1)
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
+            self._pools[name] = pool
         return pool
 
     # --- closing -----------------------------------------------------------------------
@@ -591,6 +628,10 @@ def _moved(words: Words | None, produced: Processed, rate: int, channels: int) -
     if words is None:
         return None
     return shifted(words, produced.offset, len(produced.pcm) / (2 * channels * rate)) or None
+
+
+def _past(deadline: float) -> bool:
+    return asyncio.get_running_loop().time() >= deadline
 
 
 def _gave_up(exc: TransientBackendError, failures: int) -> TransientBackendError:

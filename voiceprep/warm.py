@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,7 +41,7 @@ from voiceprep.errors import (
     UsageError,
     VoiceprepError,
 )
-from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
+from voiceprep.fill import LEASE_POLL_SECONDS, Claim, Filler, backend_filler
 from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
 from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
@@ -254,11 +254,13 @@ class _Runner:
     """A pool of `jobs` workers draining one queue of missing phrases through the fill
     path's steps (voiceprep.fill): claim, synthesize, then process and store.
 
-    A worker only waits for the backend: as soon as audio arrives it hands it to a store
-    task (process, then put) and takes the next phrase, so processing and disk writes
-    never hold a request slot. At most `jobs` stores are pending, so memory stays bounded.
-    A phrase another process holds the lease of is set aside and taken up again once it
-    is stored (then it is "shared") or let go.
+    A worker only waits for the backend: the next phrases' leases are claimed ahead, a
+    batch at a time in one transaction while the requests run, and as soon as audio
+    arrives a worker hands it to a store task (process, then put) and takes the next
+    claimed phrase, so claims, processing and disk writes never hold a request slot. At
+    most `jobs` stores are pending and `jobs` phrases claimed ahead, so memory and the
+    leases held stay bounded. A phrase another process holds the lease of is set aside
+    and taken up again once it is stored (then it is "shared") or let go.
     """
 
     def __init__(self, plan: WarmPlan, filler: Filler, jobs: int, summary: WarmSummary) -> None:
@@ -270,11 +272,13 @@ class _Runner:
         self.on_retry: RetryCallback | None = None
         self.stop_error: VoiceprepError | None = None
         self.in_flight: set[str] = set()
+        self.claimed: deque[PlanItem] = deque()  # leased, waiting for a worker
+        self.claiming: asyncio.Task[None] | None = None  # the batch being claimed
         # Phrases whose lease another process holds: retried once it lets go.
         self.waiting: list[PlanItem] = []
         self.leases: dict[str, Lease] = {}
         self.workers: list[asyncio.Task[None]] = []
-        self.stores: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # stores and claims
 
     async def run(self) -> None:
         if not self.queue:
@@ -286,13 +290,16 @@ class _Runner:
         try:
             results = await asyncio.gather(*self.workers, return_exceptions=True)
             # Audio already paid for is stored even when the run stopped.
-            results += await asyncio.gather(*self.stores, return_exceptions=True)
+            results += await asyncio.gather(*self.tasks, return_exceptions=True)
         except BaseException:  # cancelled from outside (Ctrl-C): stop everything
-            pending = [*self.workers, *self.stores]
+            pending = [*self.workers, *self.tasks]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             raise
+        finally:
+            for key in list(self.leases):  # claimed, never stored (stopped, cancelled)
+                self.filler.release(self.leases.pop(key))
         # Failures in list order, not in the order the requests happened to finish.
         order = {item.key: index for index, item in enumerate(self.plan.items)}
         self.summary.failed.sort(key=lambda failure: order.get(failure.key, len(order)))
@@ -302,16 +309,15 @@ class _Runner:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if self.stop_error is not None:
-            self.summary.skipped = len(self.queue) + len(self.in_flight) + len(self.waiting)
+            left = [self.queue, self.in_flight, self.waiting, self.claimed]
+            self.summary.skipped = sum(len(items) for items in left)
             self.summary.stopped = str(self.stop_error)
 
     async def _worker(self) -> None:
-        while (self.queue or self.waiting) and self.stop_error is None:
-            item = self.queue.popleft() if self.queue else await self._next_released()
+        while self.stop_error is None:
+            item = await self._next()
             if item is None:
-                continue
-            if not await self._claim(item):
-                continue
+                return
             self.in_flight.add(item.key)
             try:
                 raw, words = await self._raw(item)
@@ -327,13 +333,49 @@ class _Runner:
                 continue
             self.in_flight.discard(item.key)
             await self.store_slots.acquire()
-            task = asyncio.create_task(self._store(item, raw, words))
-            self.stores.add(task)
+            self._start(self._store(item, raw, words))
+
+    async def _next(self) -> PlanItem | None:
+        """The next phrase to synthesize, its lease taken; None when none is left."""
+        while self.stop_error is None:
+            if self.claimed:
+                item = self.claimed.popleft()
+                self._claim_ahead()
+                return item
+            claiming = self._claim_ahead()
+            if claiming is not None:
+                await asyncio.wait([claiming])  # cancelling a worker leaves the claim be
+                claiming.result()  # a claim that failed (not a CacheError) stops the worker
+            elif self.waiting:
+                released = await self._next_released()
+                if released is not None and await self._claim(released):
+                    return released
+            else:
+                return None
+        return None
+
+    def _claim_ahead(self) -> asyncio.Task[None] | None:
+        """The claim of the next phrases under way, started when few are claimed ahead."""
+        if self.claiming is None and self.queue and len(self.claimed) <= self.jobs // 2:
+            batch = [self.queue.popleft() for _ in range(min(self.jobs, len(self.queue)))]
+            self.claiming = self._start(self._claim_batch(batch))
+        return self.claiming
+
+    async def _claim_batch(self, batch: list[PlanItem]) -> None:
+        try:
+            claims = await self.filler.claim_many([item.prompt for item in batch])
+        finally:
+            self.claiming = None
+        for item, claim in zip(batch, claims, strict=True):
+            if self._claimed(item, claim):
+                self.claimed.append(item)
 
     async def _claim(self, item: PlanItem) -> bool:
-        """Take the phrase's lease: False when another process has it (then it waits) or
-        stored it meanwhile (then it is done)."""
-        claim = await self.filler.claim(item.prompt, wait=False)
+        return self._claimed(item, await self.filler.claim(item.prompt, wait=False))
+
+    def _claimed(self, item: PlanItem, claim: Claim) -> bool:
+        """Whether `item` is ours to synthesize: False when another process has its lease
+        (then it waits) or stored it meanwhile (then it is done)."""
         if claim.held:
             self.waiting.append(item)
             return False
@@ -343,6 +385,11 @@ class _Runner:
         if claim.lease is not None:
             self.leases[item.key] = claim.lease
         return True
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        return task
 
     def _release(self, item: PlanItem) -> None:
         self.filler.release(self.leases.pop(item.key, None))
