@@ -428,17 +428,15 @@ class _Runner:
 
     async def _store(self, item: PlanItem, raw: bytes, words: Words | None) -> None:
         rate, channels = self.plan.rate, self.plan.channels
+        lease = self.leases.pop(item.key, None)  # released by the store, once stored
         try:
-            produced = await self.filler.produce(raw)
-            try:
-                await self.filler.put(
-                    item.prompt, raw, produced, had_raw=item.raw_cached, words=words
-                )
-            except CacheError as exc:
-                # Read-only, disk full, index broken: every further synthesis would be
-                # paid for and thrown away.
-                self._stop(item, exc)
-                return
+            produced = await self.filler.store(
+                item.prompt, raw, had_raw=item.raw_cached, words=words, lease=lease
+            )
+        except CacheError as exc:
+            # Read-only, disk full, index broken: every further synthesis would be paid
+            # for and thrown away.
+            self._stop(item, exc)
         except VoiceprepError as exc:
             self._finish(item, "failed", str(exc))
         else:
@@ -452,7 +450,6 @@ class _Runner:
                 self.summary.loudness.append(produced.loudness)
             self._finish(item, "synthesized", None)
         finally:
-            self._release(item)
             self.store_slots.release()
 
     def _retrying(self, item: PlanItem, attempt: int, delay: float, exc: Exception) -> None:
