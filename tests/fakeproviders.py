@@ -346,8 +346,11 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(record, len(text))
         fault = fake._next_fault()
         fake._hold()
-        fake.wait(fake.latency + (fault.delay if fault else 0.0))
+        # The latency is fixed: the answer is made while it runs, so its first byte leaves
+        # `latency` after the request (not later by the time this thread took to make it).
+        due = time.monotonic() + fake.latency + (fault.delay if fault else 0.0)
         if fault is not None and fault.status != 200:
+            fake.wait(due - time.monotonic())
             record.status = fault.status
             self._send_error(
                 fault.status,
@@ -356,6 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return 0
         status, body, content_type = _answer(fake, parts.path, query, headers, payload, raw)
+        fake.wait(due - time.monotonic())
         record.status = status
         if status != 200:
             self._send_error(status, body)
