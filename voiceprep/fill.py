@@ -185,7 +185,8 @@ class Filler:
         """Import what judging and processing a synthesis need (numpy, PyAV) now, before
         requests are in flight: imported on first use, by the event loop (the gate) and a
         writer thread (the loudness), they held the GIL while the first answers arrived
-        and the loop waited for it at every read (docs/performance.md, "Warm")."""
+        and the loop waited for it at every read. Imported in a thread while the first
+        requests were at the provider, the same (docs/performance.md, "Warm")."""
         import numpy  # noqa: F401
 
         if self._processes:
