@@ -258,11 +258,12 @@ class _Runner:
 
     A worker only waits for the backend: the next phrases' leases are claimed ahead, a
     batch at a time in one transaction while the requests run, and as soon as audio
-    arrives a worker hands it to a store task (process, then put) and takes the next
-    claimed phrase, so claims, processing and disk writes never hold a request slot. At
-    most 2 × `jobs` stores are pending and 1.5 × `jobs` phrases claimed ahead, so memory
-    and the leases held stay bounded. A phrase another process holds the lease of is set aside
-    and taken up again once it is stored (then it is "shared") or let go.
+    arrives a worker hands it to a store task (process, put, release: one job of a writer
+    thread) and takes the next claimed phrase, so claims, processing and disk writes never
+    hold a request slot. At most 2 × `jobs` stores are pending and 1.5 × `jobs` phrases
+    claimed ahead, so memory and the leases held stay bounded. A phrase another process
+    holds the lease of is set aside and taken up again once it is stored (then it is
+    "shared") or let go.
     """
 
     def __init__(self, plan: WarmPlan, filler: Filler, jobs: int, summary: WarmSummary) -> None:
