@@ -181,17 +181,6 @@ class Filler:
             process=self.process,
         )
 
-    def prepare(self) -> None:
-        """Import what judging and processing a synthesis need (numpy, PyAV) now, before
-        requests are in flight: imported on first use, by the event loop (the gate) and a
-        writer thread (the loudness), they held the GIL while the first answers arrived
-        and the loop waited for it at every read. Imported in a thread while the first
-        requests were at the provider, the same (docs/performance.md, "Warm")."""
-        import numpy  # noqa: F401
-
-        if self._processes:
-            import av.filter  # noqa: F401
-
     # --- handing out ---------------------------------------------------------------------
 
     def local(self, prompt: Prompt) -> bytes | None:

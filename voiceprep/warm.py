@@ -240,8 +240,6 @@ async def run_warm(
         retries=retries,
         timeout=timeout,
     )
-    if plan.missing:
-        filler.prepare()
     runner = _Runner(plan, filler, jobs, summary)
     runner.on_progress, runner.on_retry = on_progress, on_retry
     try:
