@@ -7,8 +7,8 @@ LiveKit and Pipecat integrations) gets it here (docs/architecture.md, "The fill 
            → process → hand out → store raw and processed
 
 The one home of the key pair (`prompt_for`: `key` of the audio handed out, `raw_key` of
-the synthesis it is made from), the lease TTL (`lease_ttl`), the poll interval
-(`LEASE_POLL_SECONDS`) and the retry/gate loop (`Filler.synthesize`). A miss is one
+the synthesis it is made from) and the retry/gate loop (`Filler.synthesize`); the claim
+step and its lease TTL are voiceprep.claims (`Filler.claims`). A miss is one
 `Flight` that any number of consumers follow from its first chunk; once a chunk reached
 a live consumer nothing is retried, and a failure raises in every consumer and stores
 nothing. Consumers get the audio as soon as it is complete and past the gate; entries are
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from voiceprep.backends.retry import retry_delay
+from voiceprep.claims import Claims, lease_ttl
 from voiceprep.errors import (
     BackendError,
     CacheCorruptError,
@@ -52,21 +52,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEASE_POLL_SECONDS = 0.05  # how often a key another process holds is looked at again
-DEFAULT_ATTEMPT_SECONDS = 60.0  # what one attempt is allowed when no timeout is given
-
 # Writer threads per pool: two for puts, whose fsyncs overlap (a put is mostly the entry
 # file's fsync: two threads store about twice as many entries a second); one for leases.
 _THREADS = {"put": 2}
 
 RetryHook = Callable[[int, float, Exception], object]  # (attempt, delay, error)
 RefusedHook = Callable[[int, str], object]  # (attempt, the gate's reason)
-
-
-def lease_ttl(timeout: float | None, retries: int) -> float:
-    """How long a claim lasts: every attempt a synthesis may make, plus a margin."""
-    attempt = timeout if timeout is not None else DEFAULT_ATTEMPT_SECONDS
-    return attempt * (retries + 1) + 30.0
 
 
 # --- what is wanted ----------------------------------------------------------------------
@@ -105,17 +96,6 @@ def prompt_for(
 
 
 # --- the filler ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What claiming a key gave: our lease to synthesize under (None: no sharing, e.g. a
-    read-only cache), or the audio another process stored meanwhile, or `held`: another
-    process is synthesizing it right now (only when the caller would rather not wait)."""
-
-    lease: Lease | None = None
-    pcm: bytes | None = None
-    held: bool = False
 
 
 class Filler:
@@ -159,7 +139,6 @@ class Filler:
         self.gate, self.retries, self.timeout = gate, retries, timeout
         self.remote, self.memory = remote, memory
         self.best_effort, self.measure = best_effort, measure
-        self.lease_ttl = lease_ttl(timeout, retries)
         self._slots = asyncio.Semaphore(syntheses) if syntheses is not None else None
         self.flights: dict[str, Flight] = {}
         # Word timings handed out but not yet on disk (the writer thread stores them).
@@ -168,8 +147,9 @@ class Filler:
         # for: puts (file, fsync, commit) in their own, leases in one, so a claim on a miss
         # never queues behind the fsync of the previous phrase's put.
         self._pools: dict[str, ThreadPoolExecutor] = {}
-        self._unreleased: deque[Lease] = deque()  # taken by the lease thread, in batches
         self.closed = False
+        ttl = lease_ttl(timeout, retries)
+        self.claims = Claims(disk, ttl=ttl, read=self.read, pool=lambda: self._pool("lease"))
 
     def prompt(self, identity: BackendIdentity, text: str, voice: str | None) -> Prompt:
         return prompt_for(
@@ -281,7 +261,7 @@ class Filler:
         return pcm
 
     async def _fill_steps(self, prompt: Prompt, flight: Flight) -> bytes:
-        claim = await self.claim(prompt, wait=True)
+        claim = await self.claims.claim(prompt.key, wait=True)
         if claim.pcm is not None:
             return self._handed(prompt, flight, claim.pcm)
         try:
@@ -305,7 +285,7 @@ class Filler:
                 await self.remote.publish(prompt.key, self.disk)
             return produced.pcm
         finally:
-            self.release(claim.lease)
+            self.claims.release(claim.lease)
 
     def _handed(self, prompt: Prompt, flight: Flight, pcm: bytes) -> bytes:
         if self.memory is not None:
@@ -344,83 +324,6 @@ class Filler:
             return self.disk.words(key)
         except CacheError:
             return None
-
-    async def claim(self, prompt: Prompt, *, wait: bool) -> Claim:
-        """Claim the prompt's key before synthesizing it.
-
-        Another process holding it is waited for (`wait`; bounded by the lease's ttl, then
-        we synthesize regardless) or reported as `held`. A cache that cannot lease
-        (read-only, full) just means no sharing.
-        """
-        disk = self.disk
-        deadline = asyncio.get_running_loop().time() + self.lease_ttl
-        while True:
-            (claim,) = await self.claim_many([prompt])
-            if not claim.held or not wait:
-                return claim
-            assert disk is not None
-            try:
-                while disk.lease_holder(prompt.key) is not None and not _past(deadline):
-                    await asyncio.sleep(LEASE_POLL_SECONDS)
-                pcm = self.read(prompt.key)
-            except CacheError as exc:
-                return self._unshared(exc)[0]
-            if pcm is not None or _past(deadline):
-                return Claim(pcm=pcm)
-
-    async def claim_many(self, prompts: Sequence[Prompt]) -> list[Claim]:
-        """`claim` of each prompt without waiting, in one write transaction off the event
-        loop (warm claims the next phrases while its requests run)."""
-        disk = self.disk
-        if disk is None:
-            return [Claim() for _ in prompts]
-        try:
-            if disk.read_only:
-                return [Claim() for _ in prompts]
-            return await self._in("lease", self._claim_many, disk, prompts)
-        except CacheError as exc:
-            return self._unshared(exc, len(prompts))
-
-    def _claim_many(self, disk: AudioCache, prompts: Sequence[Prompt]) -> list[Claim]:
-        leases = disk.claim_many([prompt.key for prompt in prompts], ttl=self.lease_ttl)
-        claims = []
-        try:
-            for prompt, lease in zip(prompts, leases, strict=True):
-                if lease is None:
-                    claims.append(Claim(held=True))
-                    continue
-                pcm = self.read(prompt.key)  # stored just before our claim?
-                if pcm is not None:
-                    disk.release_all([lease])
-                claims.append(Claim(pcm=pcm) if pcm is not None else Claim(lease=lease))
-        except BaseException:
-            disk.release_all(lease for lease in leases if lease is not None)
-            raise
-        return claims
-
-    def _unshared(self, exc: CacheError, count: int = 1) -> list[Claim]:
-        assert self.disk is not None
-        log.warning("cache %s cannot share work (%s); synthesizing", self.disk.directory, exc)
-        return [Claim() for _ in range(count)]
-
-    def held_elsewhere(self, key: str) -> bool:
-        """True while another process holds a live lease on `key`."""
-        return self.disk is not None and self.disk.lease_holder(key) is not None
-
-    def release(self, lease: Lease | None) -> None:
-        """Give a lease up, off the event loop; releases queued meanwhile go together."""
-        if lease is not None and not self.closed:
-            self._unreleased.append(lease)
-            self._pool("lease").submit(self._release_queued)
-
-    def _release_queued(self) -> None:
-        # A method, not `lease.release`: the queued job keeps the filler, so its disk,
-        # alive; a cache collected meanwhile would close its index under this write.
-        leases = []
-        while self._unreleased:
-            leases.append(self._unreleased.popleft())
-        if leases and self.disk is not None:
-            self.disk.release_all(leases)
 
     async def synthesize(
         self,
@@ -559,7 +462,7 @@ class Filler:
         writer-thread job: one hand-off per phrase instead of three. Returns what was
         stored; not cancelled with its caller, like `put`."""
         if self.disk is None or self.closed:
-            self.release(lease)
+            self.claims.release(lease)
             return await self.produce(raw)
         job = self._pool("put").submit(self._store, prompt, raw, had_raw, words, lease)
         produced, error = await asyncio.shield(asyncio.wrap_future(job))
@@ -602,10 +505,6 @@ class Filler:
         identity = self.process.identity(prompt.identity)
         disk.put(prompt.key, produced.pcm, rate=rate, channels=channels, text=text,
                  identity=identity, loudness=produced.loudness, words=words)  # fmt: skip
-
-    async def _in(self, pool: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        future = self._pool(pool).submit(fn, *args, **kwargs)
-        return await asyncio.shield(asyncio.wrap_future(future))
 
     def _pool(self, name: str) -> ThreadPoolExecutor:
         if self.closed:
@@ -677,10 +576,6 @@ def _moved(words: Words | None, produced: Processed, rate: int, channels: int) -
     if words is None:
         return None
     return shifted(words, produced.offset, len(produced.pcm) / (2 * channels * rate)) or None
-
-
-def _past(deadline: float) -> bool:
-    return asyncio.get_running_loop().time() >= deadline
 
 
 def _gave_up(exc: TransientBackendError, failures: int) -> TransientBackendError:

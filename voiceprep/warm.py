@@ -26,30 +26,37 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from voiceprep import defaults
 from voiceprep.audio_format import AudioFormat
+from voiceprep.claims import LEASE_POLL_SECONDS, Claim
 from voiceprep.errors import (
     AuthenticationError,
     CacheError,
     CacheReadOnlyError,
     ImplausibleAudioError,
-    RemoteError,
     UsageError,
     VoiceprepError,
 )
 from voiceprep.export import ExportItem, ExportOptions, ExportReport, export_entries
-from voiceprep.fill import LEASE_POLL_SECONDS, Claim, Filler, backend_filler
+from voiceprep.fill import Filler, backend_filler
 from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
 from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
 from voiceprep.process import NO_PROCESSING, ProcessSettings
-from voiceprep.remote import pull, push, scrub
+from voiceprep.remote import scrub
 from voiceprep.say import SayResult, say
 from voiceprep.timings import Words
+from voiceprep.warm_remote import (
+    RemoteFailure,
+    RemotePull,
+    RemotePush,
+    pull_missing,
+    push_listed,
+)
 
 # The plan (voiceprep.plan) is part of this API: `from voiceprep.warm import plan_warm`.
 __all__ = [
@@ -93,15 +100,6 @@ class Failure:
     phrase: Phrase
     reason: str
     key: str = ""
-
-
-@dataclass(frozen=True)
-class RemoteFailure:
-    """What went wrong moving entries to or from a remote (`warm --remote`)."""
-
-    direction: str  # "pull" or "push"
-    key: str | None  # None: the remote as a whole (unreachable, stopped mid-way)
-    reason: str
 
 
 @dataclass
@@ -302,7 +300,7 @@ class _Runner:
             raise
         finally:
             for key in list(self.leases):  # claimed, never stored (stopped, cancelled)
-                self.filler.release(self.leases.pop(key))
+                self.filler.claims.release(self.leases.pop(key))
         # Failures in list order, not in the order the requests happened to finish.
         order = {item.key: index for index, item in enumerate(self.plan.items)}
         self.summary.failed.sort(key=lambda failure: order.get(failure.key, len(order)))
@@ -366,7 +364,7 @@ class _Runner:
 
     async def _claim_batch(self, batch: list[PlanItem]) -> None:
         try:
-            claims = await self.filler.claim_many([item.prompt for item in batch])
+            claims = await self.filler.claims.claim_many([item.key for item in batch])
         finally:
             self.claiming = None
         for item, claim in zip(batch, claims, strict=True):
@@ -374,7 +372,7 @@ class _Runner:
                 self.claimed.append(item)
 
     async def _claim(self, item: PlanItem) -> bool:
-        return self._claimed(item, await self.filler.claim(item.prompt, wait=False))
+        return self._claimed(item, await self.filler.claims.claim(item.key, wait=False))
 
     def _claimed(self, item: PlanItem, claim: Claim) -> bool:
         """Whether `item` is ours to synthesize: False when another process has its lease
@@ -395,7 +393,7 @@ class _Runner:
         return task
 
     def _release(self, item: PlanItem) -> None:
-        self.filler.release(self.leases.pop(item.key, None))
+        self.filler.claims.release(self.leases.pop(item.key, None))
 
     async def _next_released(self) -> PlanItem | None:
         """Wait until a phrase another process holds is stored (done) or let go (ours)."""
@@ -404,7 +402,7 @@ class _Runner:
                 if self.filler.read(item.key) is not None:
                     self.waiting.remove(item)
                     self._finish(item, "shared", None)
-                elif not self.filler.held_elsewhere(item.key):
+                elif not self.filler.claims.held_elsewhere(item.key):
                     self.waiting.remove(item)
                     return item
             if self.waiting:
@@ -521,65 +519,7 @@ async def warm(
     )
 
 
-# --- warm --remote: a shared remote before and after ------------------------------------
-
-
-@dataclass(frozen=True)
-class RemotePull:
-    """What `pull_missing` did: entries pulled (now cached in the plan), entries refused
-    (synthesized instead), and whether the remote is usable, so worth pushing to."""
-
-    url: str
-    pulled: frozenset[str]
-    refused: list[RemoteFailure]
-    failure: RemoteFailure | None  # the remote as a whole (unreachable, stopped mid-way)
-
-    @property
-    def usable(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True)
-class RemotePush:
-    url: str
-    pushed: int
-    failures: list[RemoteFailure]
-
-
-def pull_missing(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePull:
-    """Before a warm: pull the plan's missing entries from the remote; they are marked
-    cached in `plan`. A remote that fails is reported, never raised: the warm goes on
-    locally (and does not push). `transfer`: `jobs`, `on_start`, `on_progress` of
-    `voiceprep.remote.pull`."""
-    wanted = {item.key for item in plan.missing}
-    if not wanted:
-        return RemotePull(url, frozenset(), [], None)
-    try:
-        report = pull(cache, url, keys=wanted, **transfer)
-    except RemoteError as exc:
-        return RemotePull(url, frozenset(), [], RemoteFailure("pull", None, str(exc)))
-    pulled = frozenset(report.moved)
-    plan.items[:] = [
-        replace(item, cached=True, damaged=False) if item.key in pulled else item
-        for item in plan.items
-    ]
-    refused = [RemoteFailure("pull", key, why) for key, why in report.failed]
-    failure = RemoteFailure("pull", None, report.stopped) if report.stopped else None
-    return RemotePull(url, pulled, refused, failure)
-
-
-def push_listed(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePush:
-    """After a warm: push what the remote lacks of the plan's entries. A failure is
-    reported, never raised: the warm itself succeeded. `transfer`: as `pull_missing`."""
-    keys = {item.key for item in plan.items}
-    try:
-        report = push(cache, url, keys=keys, **transfer)
-    except RemoteError as exc:
-        return RemotePush(url, 0, [RemoteFailure("push", None, str(exc))])
-    failures = [RemoteFailure("push", key, why) for key, why in report.failed]
-    if report.stopped is not None:
-        failures.append(RemoteFailure("push", None, report.stopped))
-    return RemotePush(url, len(report.moved), failures)
+# --- warm --remote (voiceprep.warm_remote: pull before, push after) -------------------
 
 
 def record_remote(summary: WarmSummary, pulled: RemotePull, pushed: RemotePush | None) -> None:
