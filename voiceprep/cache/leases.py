@@ -52,7 +52,7 @@ class Lease:
     """A claim on one key; release it (or leave the `with` block) when the entry is stored."""
 
     def __init__(self, index: Index, key: str, owner: str, expires: float, ttl: float) -> None:
-        self._index = index
+        self.index = index  # the cache index it was taken on
         self.key = key
         self.owner = owner
         self.expires = expires
@@ -62,7 +62,7 @@ class Lease:
     def renew(self) -> bool:
         """Push the expiry `ttl` seconds ahead; False if the lease was lost meanwhile."""
         expires = time.time() + self.ttl
-        with self._index.write() as (conn, _):
+        with self.index.write() as (conn, _):
             cursor = conn.execute(
                 "UPDATE leases SET expires = ? WHERE key = ? AND owner = ?",
                 (expires, self.key, self.owner),
@@ -118,7 +118,7 @@ def release_all(leases: Iterable[Lease]) -> None:
     for lease in leases:
         if not lease.released:
             lease.released = True
-            by_index.setdefault(id(lease._index), (lease._index, []))[1].append(
+            by_index.setdefault(id(lease.index), (lease.index, []))[1].append(
                 (lease.key, lease.owner)
             )
     for index, rows in by_index.values():
