@@ -256,8 +256,9 @@ class _Runner:
     batch at a time in one transaction while the requests run, and as soon as audio
     arrives a worker hands it to a store task (process, put, release: one job of a writer
     thread) and takes the next claimed phrase, so claims, processing and disk writes never
-    hold a request slot. At most 2 × `jobs` stores are pending and 1.5 × `jobs` phrases
-    claimed ahead, so memory and the leases held stay bounded. A phrase another process
+    hold a request slot. At most `jobs` stores are pending (so a cache that cannot store
+    wastes at most that many syntheses) and 1.5 × `jobs` phrases claimed ahead, so memory
+    and the leases held stay bounded. A phrase another process
     holds the lease of is set aside and taken up again once it is stored (then it is
     "shared") or let go.
     """
@@ -282,9 +283,7 @@ class _Runner:
     async def run(self) -> None:
         if not self.queue:
             return
-        # Answers come in bursts of `jobs`: room for two bursts keeps a slow disk from
-        # holding a request slot while the memory held stays bounded.
-        self.store_slots = asyncio.Semaphore(2 * self.jobs)
+        self.store_slots = asyncio.Semaphore(self.jobs)
         self.workers = [
             asyncio.create_task(self._worker()) for _ in range(min(self.jobs, self.total))
         ]
