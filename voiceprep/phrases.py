@@ -19,15 +19,17 @@ file and line. Duplicates (same normalized text and voice) are kept once, the fi
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 from voiceprep.audio_format import STDIO
 from voiceprep.errors import InputError, PhraseListError, UsageError
@@ -65,17 +67,15 @@ class Phrase:
         return normalize_text(self.text)
 
 
-def read_phrase_lists(
-    paths: Iterable[str | Path], *, stdin: IO[bytes] | None = None
-) -> list[Phrase]:
+def read_phrase_lists(paths: Iterable[str | Path], *, stdin: IO[bytes] | None = None) -> PhraseList:
     """Every phrase of every list, in order, duplicates removed (the first one wins).
 
     Raises PhraseListError when two different phrases claim the same `id` (their exported
     files would overwrite each other).
     """
     seen: dict[str | None, set[str]] = {}  # voice → normalized texts
-    ids: dict[tuple[str | None, str], Phrase] = {}
-    result: list[Phrase] = []
+    ids: dict[str | tuple[str, str], int] = {}  # id, or (lang, id) → its phrase's row
+    result = PhraseList()
     for path in paths:
         for phrase in iter_phrase_list(path, stdin=stdin):
             normalized = phrase.normalized
@@ -87,13 +87,76 @@ def read_phrase_lists(
             texts.add(normalized)
             if phrase.id is not None:
                 # the same id in two languages: two sound folders, no clash
-                other = ids.setdefault((phrase.lang, phrase.id), phrase)
-                if other is not phrase:
+                claim = phrase.id if phrase.lang is None else (phrase.lang, phrase.id)
+                other = ids.setdefault(claim, len(result))
+                if other != len(result):
                     raise PhraseListError(
-                        f"{phrase.source}: id {phrase.id!r} is already used at {other.source}"
+                        f"{phrase.source}: id {phrase.id!r} is already used at "
+                        f"{result[other].source}"
                     )
             result.append(phrase)
     return result
+
+
+class PhraseList(Sequence[Phrase]):
+    """Phrases in order, held as columns: a list of texts, the line numbers in an array,
+    each list's name once per run of its phrases, voice/id/lang only where one is set
+    (and shared between phrases that have the same). A `Phrase` is made when one is read.
+
+    A list of a million phrases costs its texts and about 20 bytes a phrase, not an object
+    per phrase (issue #26: warm's plan keeps one of these, not the phrases).
+    """
+
+    __slots__ = ("_extras", "_lines", "_names", "_shared", "_starts", "_texts")
+
+    def __init__(self, phrases: Iterable[Phrase] = ()) -> None:
+        self._texts: list[str] = []
+        self._lines = array("Q")
+        self._extras: list[tuple[str | None, str | None, str | None] | None] = []
+        self._starts: list[int] = []  # the first row of each run of phrases of one list
+        self._names: list[str] = []  # and that list's name
+        self._shared: dict[Any, Any] = {}  # one object for equal voices, langs, extras
+        for phrase in phrases:
+            self.append(phrase)
+
+    def append(self, phrase: Phrase) -> None:
+        if not self._names or self._names[-1] != phrase.origin:
+            self._starts.append(len(self._texts))
+            self._names.append(phrase.origin)
+        self._texts.append(phrase.text)
+        self._lines.append(phrase.line)
+        extras = None
+        if phrase.voice is not None or phrase.id is not None or phrase.lang is not None:
+            extras = (self._share(phrase.voice), phrase.id, self._share(phrase.lang))
+            if phrase.id is None:
+                extras = self._share(extras)
+        self._extras.append(extras)
+
+    def _share(self, value: Any) -> Any:
+        return value if value is None else self._shared.setdefault(value, value)
+
+    def text(self, row: int) -> str:
+        """The text of row `row`, without making its `Phrase`."""
+        return self._texts[row]
+
+    def voice(self, row: int) -> str | None:
+        extras = self._extras[row]
+        return extras[0] if extras is not None else None
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> Phrase: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Phrase]: ...
+    def __getitem__(self, index: int | slice) -> Phrase | list[Phrase]:
+        if isinstance(index, slice):
+            return [self[row] for row in range(len(self))[index]]
+        row = range(len(self))[index]  # negative rows, IndexError
+        voice, id_, lang = self._extras[row] or (None, None, None)
+        origin = self._names[bisect.bisect_right(self._starts, row) - 1]
+        return Phrase(self._texts[row], voice, id_, origin, self._lines[row], lang)
 
 
 def read_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> list[Phrase]:
