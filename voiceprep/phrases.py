@@ -153,10 +153,14 @@ class PhraseList(Sequence[Phrase]):
     def __getitem__(self, index: int | slice) -> Phrase | list[Phrase]:
         if isinstance(index, slice):
             return [self[row] for row in range(len(self))[index]]
-        row = range(len(self))[index]  # negative rows, IndexError
-        voice, id_, lang = self._extras[row] or (None, None, None)
-        origin = self._names[bisect.bisect_right(self._starts, row) - 1]
-        return Phrase(self._texts[row], voice, id_, origin, self._lines[row], lang)
+        text, line, extras = self._texts[index], self._lines[index], self._extras[index]
+        run = (
+            0
+            if len(self._starts) == 1
+            else bisect.bisect_right(self._starts, index % len(self)) - 1
+        )
+        voice, id_, lang = extras or (None, None, None)
+        return Phrase(text, voice, id_, self._names[run], line, lang)
 
 
 def read_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> list[Phrase]:

@@ -81,12 +81,11 @@ class WarmPlan:
         *,
         voice: str | None,
         identities: dict[str | None, BackendIdentity],
-        total: int,
         rate: int,
         channels: int,
     ) -> None:
         self.phrases, self.voice, self._identities = phrases, voice, identities
-        self.total = total  # distinct phrases in the lists, all shards
+        self.total = 0  # distinct phrases in the lists, all shards
         self.rate, self.channels = rate, channels
         self._rows = array("Q")  # each plan row's row in `phrases`
         self._keys = bytearray()
@@ -253,18 +252,22 @@ def plan_warm(
     # Phrases of one identity (voices can share one) and one normalized text share a key:
     # the texts seen so far, per voice (the same set for voices of one identity).
     seen: dict[str | None, set[str]] = {}
-    plan = WarmPlan(
-        listing, voice=voice, identities=identities, total=0, rate=rate, channels=channels
-    )
+    plan = WarmPlan(listing, voice=voice, identities=identities, rate=rate, channels=channels)
     for row in range(len(listing)):
         text, phrase_voice = listing.text(row), listing.voice(row) or voice
         if phrase_voice not in identities:
             identity = identities[phrase_voice] = backend.identity(phrase_voice)
             same = (seen[v] for v, other in identities.items() if v in seen and other == identity)
             seen[phrase_voice] = next(same, set())
-        normalized = normalize_text(text)
-        if normalized == text:
-            normalized = text  # one string for both (most phrases)
+        prompt = prompt_for(
+            identities[phrase_voice],
+            text,
+            voice=phrase_voice,
+            rate=rate,
+            channels=channels,
+            process=process,
+        )
+        normalized = text if prompt.text == text else prompt.text  # most are one string
         texts = seen[phrase_voice]
         # Two spellings of one phrase (or a voice given explicitly that is the default)
         # share a key: synthesize it once.
@@ -272,14 +275,6 @@ def plan_warm(
             continue
         texts.add(normalized)
         plan.total += 1
-        prompt = prompt_for(
-            identities[phrase_voice],
-            normalized,
-            voice=phrase_voice,
-            rate=rate,
-            channels=channels,
-            process=process,
-        )
         key, raw_key = prompt.key, prompt.raw_key
         digest = bytes.fromhex(key)
         raw_digest = bytes.fromhex(raw_key) if prompt.processed else None
