@@ -209,6 +209,25 @@ class PlanItems(Sequence[PlanItem]):
         return map(self._plan.item, self._indices)
 
 
+class PlanQueue:
+    """Plan items taken from the front one at a time, each made when taken: what a warm's
+    workers drain, without an item per phrase held up front."""
+
+    __slots__ = ("_items", "_next")
+
+    def __init__(self, items: Sequence[PlanItem]) -> None:
+        self._items, self._next = items, 0
+
+    def popleft(self) -> PlanItem:
+        if not self:
+            raise IndexError("pop from an empty queue")
+        self._next += 1
+        return self._items[self._next - 1]
+
+    def __len__(self) -> int:
+        return len(self._items) - self._next
+
+
 def parse_shard(text: str) -> Shard:
     """`"2/4"` → (2, 4); shards are 1-based."""
     k_text, sep, n_text = text.partition("/")
