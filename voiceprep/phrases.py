@@ -15,6 +15,8 @@ Formats, chosen by the file's suffix:
 
 Files are UTF-8 (a BOM is tolerated). Every problem raises `PhraseListError` naming the
 file and line. Duplicates (same normalized text and voice) are kept once, the first wins.
+Line formats are read from the file a line at a time; `read_phrase_lists` returns a
+`PhraseList`, which holds a long list as columns rather than an object per phrase.
 """
 
 from __future__ import annotations
@@ -155,11 +157,7 @@ class PhraseList(Sequence[Phrase]):
         if isinstance(index, slice):
             return [self[row] for row in range(len(self))[index]]
         text, line, extras = self._texts[index], self._lines[index], self._extras[index]
-        run = (
-            0
-            if len(self._starts) == 1
-            else bisect.bisect_right(self._starts, index % len(self)) - 1
-        )
+        run = bisect.bisect_right(self._starts, index % len(self)) - 1  # the list it is from
         voice, lang = extras or (None, None)
         id_ = self._ids[index] if self._ids is not None else None
         return Phrase(text, voice, id_, self._names[run], line, lang)
