@@ -12,6 +12,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, overload
 
 from voiceprep.errors import UsageError
@@ -109,7 +110,7 @@ class WarmPlan:
         if raw_key is not None:
             self._others += raw_key
 
-    @property
+    @cached_property  # read per cache entry by prune_unlisted
     def identities(self) -> frozenset[tuple[str, str | None]]:
         """The (backend, voice) pairs of the lists."""
         return frozenset((i.name, i.voice) for i in self._identities.values())
