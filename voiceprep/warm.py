@@ -45,7 +45,15 @@ from voiceprep.export import ExportItem, ExportOptions, ExportReport, export_ent
 from voiceprep.fill import Filler, backend_filler
 from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
-from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
+from voiceprep.plan import (
+    PlanItem,
+    PlanQueue,
+    Shard,
+    WarmPlan,
+    parse_shard,
+    plan_warm,
+    shard_of,
+)
 from voiceprep.process import NO_PROCESSING, ProcessSettings
 from voiceprep.remote import scrub
 from voiceprep.say import SayResult, say
@@ -265,7 +273,7 @@ class _Runner:
 
     def __init__(self, plan: WarmPlan, filler: Filler, jobs: int, summary: WarmSummary) -> None:
         self.plan, self.filler, self.jobs, self.summary = plan, filler, jobs, summary
-        self.queue: deque[PlanItem] = deque(plan.missing)
+        self.queue = PlanQueue(plan.missing)  # items made as they are taken
         self.total = len(self.queue)
         self.done = 0
         self.on_progress: ProgressCallback | None = None
@@ -301,7 +309,10 @@ class _Runner:
             for key in list(self.leases):  # claimed, never stored (stopped, cancelled)
                 self.filler.claims.release(self.leases.pop(key))
         # Failures in list order, not in the order the requests happened to finish.
-        order = {item.key: index for index, item in enumerate(self.plan.items)}
+        failed = {failure.key for failure in self.summary.failed}
+        order = {
+            item.key: index for index, item in enumerate(self.plan.items) if item.key in failed
+        }
         self.summary.failed.sort(key=lambda failure: order.get(failure.key, len(order)))
         for result in results:
             # Workers cancelled by an authentication stop end with CancelledError; any
@@ -309,8 +320,8 @@ class _Runner:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if self.stop_error is not None:
-            left = [self.queue, self.in_flight, self.waiting, self.claimed]
-            self.summary.skipped = sum(len(items) for items in left)
+            left = len(self.queue) + len(self.in_flight) + len(self.waiting)
+            self.summary.skipped = left + len(self.claimed)
             self.summary.stopped = str(self.stop_error)
 
     async def _worker(self) -> None:

@@ -8,7 +8,7 @@ summary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import RemoteError
@@ -63,10 +63,7 @@ def pull_missing(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any
     except RemoteError as exc:
         return RemotePull(url, frozenset(), [], RemoteFailure("pull", None, str(exc)))
     pulled = frozenset(report.moved)
-    plan.items[:] = [
-        replace(item, cached=True, damaged=False) if item.key in pulled else item
-        for item in plan.items
-    ]
+    plan.mark_cached(pulled)
     refused = [RemoteFailure("pull", key, why) for key, why in report.failed]
     failure = RemoteFailure("pull", None, report.stopped) if report.stopped else None
     return RemotePull(url, pulled, refused, failure)
