@@ -4,6 +4,9 @@ the insert of a new row). Its SQLite errors and transactions are `voiceprep.cach
 
 One SQLite file in WAL mode (`synchronous=NORMAL`); a connection per thread, opened
 again after fork(); rows read as `sqlite3.Row`; errors classified by `sqlite_errorcode`.
+Every statement runs with its connection held (`_holding`): `close()` closes the idle
+connections at once and one another thread is using when its user lets go of it, so a
+close never breaks a query or a transaction in flight (as diskcache's per-thread close).
 A new index is built in a temporary file and linked into place, so an index file is
 never seen half-created: a 0-byte or foreign index is damage, never "an empty cache".
 """
@@ -19,7 +22,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +159,11 @@ class Index:
         self.files = EntryFiles(directory)
         self.lock = threading.Lock()
         self.local = threading.local()
-        self.connections: list[sqlite3.Connection] = []
+        # Open connections -> how many uses are in flight; a closed one still in use waits
+        # in `closing` for its last user (with the private copy it may read).
+        self.connections: dict[sqlite3.Connection, int] = {}
+        self.closing: dict[sqlite3.Connection, int] = {}
+        self.closing_copy: str | None = None
         self.pid = os.getpid()
         self.read_only: bool | None = None  # decided when the index is first opened
         self.read_only_reason = "cache is read-only"
@@ -190,10 +197,48 @@ class Index:
             if size == 0:
                 raise damaged_index(self.directory, f"{INDEX_NAME} is empty, 0 bytes")
         conn = self._open()
-        self.local.conn = conn
         with self.lock:
-            self.connections.append(conn)
+            self.local.conn = conn
+            self.connections[conn] = 0
         return conn
+
+    @contextlib.contextmanager
+    def _holding(
+        self, opener: Callable[[], sqlite3.Connection | None]
+    ) -> Iterator[sqlite3.Connection | None]:
+        """This thread's connection (from `opener`), which `close()` leaves open until the
+        block ends."""
+        while True:
+            conn = opener()
+            if conn is None:
+                yield None
+                return
+            with self.lock:
+                if conn in self.connections:
+                    self.connections[conn] += 1
+                    break
+            # close() ran since this thread opened it (and forgot it): open another
+        try:
+            yield conn
+        finally:
+            self._release(conn)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self.lock:
+            if conn in self.connections:
+                self.connections[conn] -= 1
+                return
+            self.closing[conn] -= 1
+            if self.closing[conn]:
+                return
+            del self.closing[conn]
+            copy_dir = None if self.closing else self.closing_copy
+            if copy_dir is not None:
+                self.closing_copy = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
 
     def reader(self) -> sqlite3.Connection | None:
         try:
@@ -209,27 +254,38 @@ class Index:
         with contextlib.suppress(CacheIndexError):
             self.reader()
 
-    def writable(self) -> sqlite3.Connection:
-        """A connection that may write: the index exists at the current schema version."""
-        try:
-            conn = self.connection(create=True)
-            assert conn is not None
-            if self.read_only:
-                raise CacheReadOnlyError(
-                    f"{self.directory}: {self.read_only_reason}; nothing was stored"
-                )
-            if self.version < SCHEMA_VERSION:
-                self._migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            raise index_error(self.directory, exc) from exc
+    def _writable(self) -> sqlite3.Connection:
+        conn = self.connection(create=True)
+        assert conn is not None
+        if self.read_only:
+            reason = self.read_only_reason
+            raise CacheReadOnlyError(f"{self.directory}: {reason}; nothing was stored")
         return conn
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        conn = self.reader()
-        if conn is None:
-            return []
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held, that may write: the index exists at the current
+        schema version."""
+        with self._holding(self._writable) as conn:
+            assert conn is not None
+            if self.version < SCHEMA_VERSION:
+                self._migrate(conn)
+            yield conn
+
+    def writable(self) -> None:
+        """Raise unless the index may be written (creating or migrating it)."""
         try:
-            return retry_locked(lambda: conn.execute(sql, params).fetchall())
+            with self._writing():
+                pass
+        except sqlite3.DatabaseError as exc:
+            raise index_error(self.directory, exc) from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            with self._holding(self.reader) as conn:
+                if conn is None:
+                    return []
+                return retry_locked(lambda: conn.execute(sql, params).fetchall())
         except sqlite3.DatabaseError as exc:
             raise index_error(self.directory, exc) from exc
 
@@ -237,9 +293,7 @@ class Index:
     def write(self) -> Iterator[tuple[sqlite3.Connection, Transaction]]:
         """A short write transaction; pending hits ride along for free."""
         try:
-            conn = self.writable()
-            transaction = Transaction(conn, self.files)
-            with transaction:
+            with self._writing() as conn, Transaction(conn, self.files) as transaction:
                 rows = self.take_pending()
                 if rows:
                     self.apply_hits(conn, rows)
@@ -249,8 +303,8 @@ class Index:
 
     def _after_fork(self) -> None:
         # SQLite connections must not cross fork(): keep the parent's alive, never use them.
-        _INHERITED.extend(self.connections)
-        self.connections = []
+        _INHERITED.extend([*self.connections, *self.closing])
+        self.connections, self.closing = {}, {}
         self.local = threading.local()
         self.lock = threading.Lock()
         self.pending = {}
@@ -390,14 +444,18 @@ class Index:
         with contextlib.suppress(CacheError, sqlite3.Error, OSError):
             self.flush_hits()
         with self.lock:
-            connections, self.connections = self.connections, []
-        for conn in connections:
+            connections, self.connections = self.connections, {}
+            self.local = threading.local()
+            idle = [conn for conn, users in connections.items() if not users]
+            self.closing.update((conn, users) for conn, users in connections.items() if users)
+            copy_dir, self.copy_dir = self.copy_dir, None
+            if copy_dir is not None and self.closing:  # removed by the last user
+                self.closing_copy, copy_dir = copy_dir, None
+        for conn in idle:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        self.local = threading.local()
-        if self.copy_dir is not None:
-            shutil.rmtree(self.copy_dir, ignore_errors=True)
-            self.copy_dir = None
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
 
     # rows <-> records ----------------------------------------------------------------
 
@@ -534,11 +592,11 @@ class Index:
         rows = self.take_pending()
         if self.read_only:
             return
-        conn = self.connection(create=False)
-        if conn is None or self.read_only:
-            return
-        with Transaction(conn):
-            self.apply_hits(conn, rows)
+        with self._holding(self.reader) as conn:
+            if conn is None or self.read_only:
+                return
+            with Transaction(conn):
+                self.apply_hits(conn, rows)
 
     def quiet_flush(self) -> None:
         with contextlib.suppress(CacheError, sqlite3.Error, OSError):
