@@ -317,6 +317,8 @@ class TTSAudioCache:
         """Wait for the writes in flight, then close the AudioCache this object opened
         (writing its batched hit counts)."""
         self._filler.close()
+        if self._filler.remote is not None:
+            self._filler.remote.close()  # its pushes read the disk
         if self._disk is not None and self._owns_disk:
             self._disk.close()
 

@@ -258,6 +258,7 @@ class SpeechService:
         up): what was paid for is stored before the server exits."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cache.drain()  # a streamed miss is stored (and pushed) after its last chunk
 
     def close(self) -> None:
         self.cache.close()
