@@ -7,6 +7,11 @@ again after fork(); rows read as `sqlite3.Row`; errors classified by `sqlite_err
 Every statement runs with its connection held (`_holding`): `close()` closes the idle
 connections at once and one another thread is using when its user lets go of it, so a
 close never breaks a query or a transaction in flight (as diskcache's per-thread close).
+Before each statement the index file's stat is compared with the last one seen, and a
+changed file is read by a fresh connection: SQLite answers from pages it cached, so a
+file damaged under open connections (overwritten) would otherwise go unnoticed until some
+later read, and whether a request saw it would depend on timing. (The file is never
+opened outside SQLite: closing any descriptor of it drops the process's SQLite locks.)
 A new index is built in a temporary file and linked into place, so an index file is
 never seen half-created: a 0-byte or foreign index is damage, never "an empty cache".
 """
@@ -38,10 +43,20 @@ from voiceprep.cache.entries import (
     writer_tag,
 )
 from voiceprep.cache.records import CacheEntry
+from voiceprep.cache.schema import (
+    BASE_COLUMNS,
+    COLUMNS,
+    MIGRATIONS,
+    POLICY,
+    SCHEMA_VERSION,
+    create_index_file,
+)
 from voiceprep.cache.sqlite import (
     INDEX_NAME,
     Transaction,
     damaged_index,
+    file_damage,
+    file_stat,
     in_chunks,
     index_error,
     is_damage,
@@ -57,92 +72,11 @@ from voiceprep.errors import (
     CacheVersionError,
 )
 
-SCHEMA_VERSION = 2
-
 # Hits are written to the index in batches: after this many, or this many seconds.
 HIT_FLUSH_COUNT = 256
 HIT_FLUSH_SECONDS = 10.0
 _BUSY_TIMEOUT_SECONDS = 10.0
 
-_ENTRIES = """
-    CREATE TABLE entries (
-        key TEXT PRIMARY KEY,
-        file TEXT NOT NULL,          -- path of the WAV, relative to the cache directory
-        text TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        model TEXT,
-        voice TEXT,
-        options TEXT NOT NULL,       -- canonical JSON of the backend options
-        rate INTEGER NOT NULL,
-        channels INTEGER NOT NULL,
-        duration REAL NOT NULL,      -- seconds
-        size INTEGER NOT NULL,       -- bytes of the WAV file
-        sha256 TEXT NOT NULL,        -- of the PCM payload (what get() returns)
-        created REAL NOT NULL,       -- unix time
-        last_used REAL NOT NULL,     -- unix time, updated in batches
-        hits INTEGER NOT NULL DEFAULT 0,
-        loudness REAL                -- integrated LUFS, NULL when unknown (schema 2)
-    )
-"""
-_LEASES = """
-    CREATE TABLE leases (
-        key TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,         -- <host>-<pid> of the writer synthesizing the key
-        expires REAL NOT NULL        -- unix time; a lapsed lease may be taken over
-    )
-"""
-# The eviction policy, defined here only (as diskcache's EVICTION_POLICY): the SQL index it
-# needs, what a hit writes (in batches), the order entries are evicted in, the order
-# `entries()` lists them in, and the rows not used since a time (`prune --older-than`).
-EVICTION_POLICY: dict[str, dict[str, str]] = {
-    "least-recently-used": {
-        "init": "CREATE INDEX entries_lru ON entries (last_used, created)",
-        "hit": "UPDATE entries SET hits = hits + ?, last_used = max(last_used, ?) WHERE key = ?",
-        "cull": "ORDER BY last_used, created",
-        "listing": "ORDER BY last_used DESC, key",
-        "unused_since": "WHERE last_used < ?",
-    },
-}
-POLICY = EVICTION_POLICY["least-recently-used"]
-_SCHEMA = (
-    _ENTRIES,
-    POLICY["init"],
-    # Running totals, kept by triggers, so eviction never scans the table.
-    """
-    CREATE TABLE totals (
-        id INTEGER PRIMARY KEY CHECK (id = 0),
-        count INTEGER NOT NULL,
-        size INTEGER NOT NULL
-    )
-    """,
-    "INSERT INTO totals (id, count, size) VALUES (0, 0, 0)",
-    """
-    CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
-        UPDATE totals SET count = count + 1, size = size + NEW.size WHERE id = 0;
-    END
-    """,
-    """
-    CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
-        UPDATE totals SET count = count - 1, size = size - OLD.size WHERE id = 0;
-    END
-    """,
-    """
-    CREATE TRIGGER entries_resize AFTER UPDATE OF size ON entries BEGIN
-        UPDATE totals SET size = size - OLD.size + NEW.size WHERE id = 0;
-    END
-    """,
-    _LEASES,
-)
-# MIGRATIONS[v]: the statements that take an index from version v to v + 1.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE entries ADD COLUMN loudness REAL", _LEASES),
-}
-
-_BASE_COLUMNS = (
-    "key, file, text, backend, model, voice, options, rate, channels, duration, size, "
-    "sha256, created, last_used, hits"
-)
-COLUMNS = _BASE_COLUMNS + ", loudness"
 # Connections inherited through fork() belong to the parent: never closed by the child.
 _INHERITED: list[sqlite3.Connection] = []
 
@@ -169,6 +103,7 @@ class Index:
         self.read_only_reason = "cache is read-only"
         self.version = SCHEMA_VERSION  # of the index as opened (lower until migrated)
         self.copy_dir: str | None = None  # private copy of an index we could not open in place
+        self.seen: tuple[int, int, int] | None = None  # the index file's stat, last checked
         self.pending: dict[str, list[float]] = {}  # key -> [hits, last_used]
         self.last_flush = time.monotonic()
 
@@ -176,7 +111,7 @@ class Index:
     def columns(self) -> str:
         """The entry columns to select, whatever the version of the index as opened."""
         self.reader()  # the version is known once the index is open
-        return COLUMNS if self.version >= 2 else _BASE_COLUMNS + ", NULL AS loudness"
+        return COLUMNS if self.version >= 2 else BASE_COLUMNS + ", NULL AS loudness"
 
     # connections ------------------------------------------------------------------------
 
@@ -213,6 +148,7 @@ class Index:
             if conn is None:
                 yield None
                 return
+            self._check_file()
             with self.lock:
                 if conn in self.connections:
                     self.connections[conn] += 1
@@ -222,6 +158,17 @@ class Index:
             yield conn
         finally:
             self._release(conn)
+
+    def _check_file(self) -> None:
+        """Raise CacheIndexError when the index file changed since last seen into something
+        SQLite cannot read (one stat; the file itself read only when it changed)."""
+        seen = file_stat(self.path)
+        if seen is None or seen == self.seen:
+            return  # unchanged, or gone (SQLite reports what it can still read)
+        damage = file_damage(self.path)
+        if damage is not None and file_stat(self.path) == seen:  # (not a checkpoint's write)
+            raise damaged_index(self.directory, damage)
+        self.seen = seen
 
     def _release(self, conn: sqlite3.Connection) -> None:
         with self.lock:
@@ -601,19 +548,6 @@ class Index:
     def quiet_flush(self) -> None:
         with contextlib.suppress(CacheError, sqlite3.Error, OSError):
             self.flush_hits()
-
-
-def create_index_file(path: Path) -> None:
-    """An empty index at the current schema version, in WAL mode, at `path` (closed)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        with Transaction(conn):
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    finally:
-        conn.close()
 
 
 def insert_row(conn: sqlite3.Connection, entry: CacheEntry, relative: str) -> None:

@@ -15,9 +15,10 @@
   that a miss is refused at once with 429 and Retry-After.
 - Encoded variants (mp3, opus…) are kept in a small LRU bounded in bytes, so a hit in
   mp3 is encoded once, not per request.
-- A miss the disk refused (full) is served from memory; when the phrase is asked for
-  again (WRITE_GRACE after it was synthesized), it is written if the disk takes it now
-  (without a processing chain: memory holds the processed audio only).
+- A miss the disk refused (full) is served from memory; once its write has ended (never
+  racing it), it is remembered and logged, and when the phrase is asked for again it is
+  written before that answer if the disk takes it now (without a processing chain:
+  memory holds the processed audio only).
 - Read-only: nothing is ever synthesized or pushed. Without a remote a miss is a 404 at
   once; with one (`TTSAudioCache(remote=...)`) a miss is looked up there, as one task per
   key like a synthesis: found and checked, it is served (and kept in the cache directory
@@ -27,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import logging
@@ -67,7 +69,6 @@ DEFAULT_VARIANT_BYTES = 64 * 1024 * 1024
 DEFAULT_MEMORY_ENTRIES = 256
 MAX_REMEMBERED_KEYS = 65536
 QUEUE_RETRY_AFTER = 1.0  # seconds a client refused for a full queue is asked to wait
-WRITE_GRACE = 1.0  # seconds after a miss before a request checks its write happened
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ class SpeechService:
         self._hit_encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # producers and encoders: drained
         self.redactor = Redactor()
-        # Misses just handed out: (text, voice, when to check their write) by key.
-        self._unwritten: dict[str, tuple[str, str | None, float]] = {}
+        # Misses the disk refused, by key: (text, voice), written when asked for again.
+        self._unwritten: dict[str, tuple[str, str | None]] = {}
         self._rewritable = rewritable
 
     @classmethod
@@ -324,31 +325,37 @@ class SpeechService:
                 raise
         else:
             out.finish(b"".join(out.chunks))
-            self._written_soon(key, text, voice)
+            if not self.read_only and self._rewritable and self.cache.disk is not None:
+                self._spawn(self._check_written(key, text, voice))
             if metrics is not None:
                 metrics.syntheses.inc()
                 metrics.synthesis_seconds.observe(time.perf_counter() - started)
         finally:
             del self._misses[key]
 
-    def _written_soon(self, key: str, text: str, voice: str | None) -> None:
-        """The cache writes a miss just after handing it out; remember to check it was."""
-        if self.read_only or not self._rewritable or self.cache.disk is None:
-            return
+    async def _check_written(self, key: str, text: str, voice: str | None) -> None:
+        """The cache writes a miss just after handing it out: once that write has ended,
+        remember a miss the disk refused."""
+        await self.cache.drain()  # the fills in flight, this one's write included
+        disk = self.cache.disk
+        assert disk is not None
+        with contextlib.suppress(CacheError):  # an unreadable index: nothing to rewrite
+            if not disk.contains(key):
+                self._unwritten_later(key, text, voice)
+
+    def _unwritten_later(self, key: str, text: str, voice: str | None) -> None:
         if len(self._unwritten) >= MAX_REMEMBERED_KEYS:
             self._unwritten.pop(next(iter(self._unwritten)))
-        self._unwritten[key] = (text, voice, time.monotonic() + WRITE_GRACE)
+        self._unwritten[key] = (text, voice)
+        log.info("the disk refused a phrase (%s…): written when asked for again", key[:12])
 
     async def _rewrite(self, key: str) -> None:
         """A miss the disk refused (full) is still in memory: write it now that the phrase
         is asked for again. Unprocessed audio only: memory holds what was handed out,
         which for a processing chain is not the raw synthesis the cache keeps too."""
-        text, voice, after = self._unwritten[key]
+        text, voice = self._unwritten.pop(key)
         disk = self.cache.disk
         assert disk is not None
-        if time.monotonic() < after:
-            return  # its first write may still be under way
-        del self._unwritten[key]
         try:
             if disk.contains(key) or not self.cache.contains(text, voice_id=voice):
                 return  # written, or gone from memory too (the next request is a miss)
@@ -357,7 +364,7 @@ class SpeechService:
             if disk.contains(key):
                 log.info("stored a phrase the disk had refused (%s…)", key[:12])
             else:
-                self._written_soon(key, text, voice)  # still refused: try again later
+                self._unwritten_later(key, text, voice)  # still refused: next time
         except CacheError as exc:
             raise _cache_failure(self.cache, exc) from None
 
