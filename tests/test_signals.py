@@ -20,6 +20,8 @@ import pytest
 from audiogen import sine, sine_pcm, write_sine
 from helpers import voiceprep_command
 
+from voiceprep.cache import AudioCache
+from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.wav import wav_bytes
 
 SIGNALS = [signal.SIGTERM, signal.SIGHUP]
@@ -158,9 +160,6 @@ def test_a_signal_mid_export_leaves_no_manifest_claiming_a_finished_export(
     """Exporting again into an export directory, stopped midway: its old manifest.json
     (and review page) must not remain beside files it no longer describes, nor a
     temporary file; a directory with a manifest holds a finished export."""
-    from voiceprep.cache import AudioCache
-    from voiceprep.keys import BackendIdentity, cache_key
-
     identity = BackendIdentity("espeak", voice="en")
     with AudioCache(tmp_path / "cache") as cache:
         for n in range(120):
