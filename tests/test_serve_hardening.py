@@ -267,7 +267,9 @@ def test_a_damaged_index_is_a_503_naming_the_repair_not_a_traceback(tmp_path: Pa
             httpx.post(srv.url(SPEECH), json=body(text), timeout=60)
             for text in ("A new phrase.", "Another one.")
         ]
+        review = httpx.get(srv.url("/review"), timeout=60)
         assert srv.stop() == 0
+    assert review.status_code == 503 and "cache verify --repair" in review.text, review.text
     # Its connections were opened before the damage (SQLite could answer from its page
     # cache): the changed file is checked before each statement, so every miss is refused.
     assert [r.status_code for r in answers] == [503, 503], [r.text for r in answers]

@@ -285,7 +285,7 @@ class SpeechService:
         try:
             return self.cache.contains(text, voice_id=voice)
         except CacheError as exc:
-            raise _cache_failure(self.cache, exc) from None
+            raise cache_failure(self.cache, exc) from None
 
     def _start(self, key: str, text: str, voice: str | None) -> Flight:
         """The producer of a new miss: a task of its own, so no client can cancel it."""
@@ -366,7 +366,7 @@ class SpeechService:
             else:
                 self._unwritten_later(key, text, voice)  # still refused: next time
         except CacheError as exc:
-            raise _cache_failure(self.cache, exc) from None
+            raise cache_failure(self.cache, exc) from None
 
     def _source(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
         return self.cache.stream(text, voice_id=voice)
@@ -379,7 +379,7 @@ class SpeechService:
             log.warning("synthesis failed: %s", self.redactor.scrub(str(exc), text))
             return _backend_failure(exc)
         if isinstance(exc, CacheError):
-            return _cache_failure(self.cache, exc)
+            return cache_failure(self.cache, exc)
         log.error("synthesis failed: unexpected %s", type(exc).__name__)
         return ApiError(500, "internal server error", type=SERVER_ERROR, code="internal")
 
@@ -479,7 +479,7 @@ def _not_cached() -> ApiError:
     return ApiError(404, "not cached, and this server is read-only", code="not_cached")
 
 
-def _cache_failure(cache: TTSAudioCache, exc: CacheError) -> ApiError:
+def cache_failure(cache: TTSAudioCache, exc: CacheError) -> ApiError:
     """503 naming the cure: a damaged index is what `cache verify --repair` rebuilds."""
     where = cache.disk.directory if cache.disk is not None else "the cache"
     log.error("cache %s: %s", where, exc)
