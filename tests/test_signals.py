@@ -39,6 +39,18 @@ def wait_for(predicate: Callable[[], object], what: str, limit: float = 60.0) ->
         time.sleep(0.005)
 
 
+def stopped_by(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send `sig` to `proc` (stopped by SIGSTOP: it is delivered on SIGCONT, where the
+    process stood); it exits as that signal says, without a traceback."""
+    assert proc.stderr is not None
+    proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=60)
+    errors = proc.stderr.read()
+    assert proc.returncode == 128 + sig, errors
+    assert b"Traceback" not in errors
+
+
 @pytest.fixture(scope="module")
 def long_flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three minutes of 8 kHz mono: at 192 kHz stereo f32, 276 MB to write (about 2 s)."""
@@ -75,13 +87,7 @@ def test_a_signal_while_decoding_a_file_removes_the_temporary_output(
     # Stopped while the .part is there, the signal is delivered on SIGCONT: mid-decode.
     proc.send_signal(signal.SIGSTOP)
     assert parts(tmp_path), "the decode finished before it could be signalled"
-    proc.send_signal(sig)
-    proc.send_signal(signal.SIGCONT)
-    proc.wait(timeout=60)
-
-    errors = proc.stderr.read()
-    assert proc.returncode == 128 + sig, errors
-    assert b"Traceback" not in errors
+    stopped_by(proc, sig)
     assert os.listdir(tmp_path) == []
 
 
@@ -178,11 +184,6 @@ def test_a_signal_mid_export_leaves_no_manifest_claiming_a_finished_export(
     assert proc.stderr is not None
     wait_for(lambda: any(p.stat().st_ino != ino for p, ino in before.items()), "a file rewritten")
     proc.send_signal(signal.SIGSTOP)
-    proc.send_signal(sig)
-    proc.send_signal(signal.SIGCONT)
-    proc.wait(timeout=60)
-    errors = proc.stderr.read()
-    assert proc.returncode == 128 + sig, errors
-    assert b"Traceback" not in errors
+    stopped_by(proc, sig)
     left = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.endswith(".wav"))
     assert left == [], left  # no manifest.json, index.html nor temporary file

@@ -120,8 +120,12 @@ class ReadThrough:
                 )
             job = self._pool.submit(fn, *args)
             self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
+        job.add_done_callback(self._forget)
         return asyncio.shield(asyncio.wrap_future(job))
+
+    def _forget(self, job: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._jobs.discard(job)
 
     def close(self, timeout: float = CLOSE_WAIT_SECONDS) -> None:
         """Wait up to `timeout` seconds for the pushes and imports in flight."""
