@@ -336,7 +336,9 @@ class SpeechService:
     async def _check_written(self, key: str, text: str, voice: str | None) -> None:
         """The cache writes a miss just after handing it out: once that write has ended,
         remember a miss the disk refused."""
-        await self.cache.drain()  # the fills in flight, this one's write included
+        # The fills in flight, this one's write included (shielded: cancelling this check
+        # must not cancel them, as cancelling a gather does).
+        await asyncio.shield(self.cache.drain())
         disk = self.cache.disk
         assert disk is not None
         with contextlib.suppress(CacheError):  # an unreadable index: nothing to rewrite
