@@ -164,3 +164,15 @@ def test_what_is_not_a_regular_file_is_never_replaced(cache: AudioCache, tmp_pat
         export_entries(cache, items[:0], out)
     assert victim.read_text() == "not yours" and (out / "manifest.json").is_symlink()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_without_the_review_page_an_index_html_is_left_alone(
+    cache: AudioCache, tmp_path: Path
+) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("<p>the user's own page</p>")
+    hold = put(cache, "Please hold.", 440)
+    assert export_entries(cache, [ExportItem(hold, "Please hold.")], out, review=False).ok
+    assert (out / "index.html").read_text() == "<p>the user's own page</p>"
+    assert (out / "manifest.json").exists()

@@ -234,7 +234,7 @@ def export_entries(
     _make_dir(target)
     # A directory with a manifest holds a finished export: the last one's goes first, so
     # one stopped midway (Ctrl-C, SIGTERM, a full disk) never looks finished.
-    for finished in (MANIFEST_NAME, PAGE_NAME):
+    for finished in (MANIFEST_NAME, PAGE_NAME) if review else (MANIFEST_NAME,):
         _remove(target / finished)
     report = ExportReport(directory=target)
     for item, name in assign_file_names(items, options.lang):
