@@ -17,8 +17,8 @@
   mp3 is encoded once, not per request.
 - A miss the disk refused (full) is served from memory; once its write has ended (never
   racing it), it is remembered and logged, and when the phrase is asked for again it is
-  written before that answer if the disk takes it now (without a processing chain:
-  memory holds the processed audio only).
+  written before that answer if the disk takes it now, and at shutdown otherwise
+  (without a processing chain: memory holds the processed audio only).
 - Read-only: nothing is ever synthesized or pushed. Without a remote a miss is a 404 at
   once; with one (`TTSAudioCache(remote=...)`) a miss is looked up there, as one task per
   key like a synthesis: found and checked, it is served (and kept in the cache directory
@@ -260,6 +260,11 @@ class SpeechService:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.cache.drain()  # a streamed miss is stored (and pushed) after its last chunk
+        for key in list(self._unwritten):  # refused by a full disk: there may be space now
+            with contextlib.suppress(ApiError):  # (logged)
+                await self._rewrite(key)
+            if key in self._unwritten:
+                break  # refused again: still full
 
     def close(self) -> None:
         self.cache.close()
