@@ -329,7 +329,8 @@ class TTSAudioCache:
 
     async def aclose(self) -> None:
         """Cancel the syntheses in flight (nothing of them is stored), wait for the writes
-        already begun, then `close()`. Safe while stores are running."""
+        already begun (a phrase handed out whole is still stored, and pushed), then
+        `close()`. Safe while stores are running."""
         await self._filler.aclose()
         self.close()
 
