@@ -9,6 +9,7 @@ import contextlib
 import os
 import random
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -86,6 +87,11 @@ def file_damage(path: Path) -> str | None:
     not the pages its WAL holds newer copies of); None when it can, or for any other error.
     Read through SQLite only: closing a descriptor of the file would drop this process's
     SQLite locks on it (POSIX), and SQLite defers its own close while they are held."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # (opening a FIFO would block)
+            return f"{INDEX_NAME} is not a regular file"
+    except OSError:
+        return None
     try:
         probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
         try:
