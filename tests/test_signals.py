@@ -8,20 +8,25 @@ number (143, 129), no traceback, nothing half-written.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audiogen import sine, sine_pcm, write_sine
 from helpers import voiceprep_command
 
+from voiceprep import segments
 from voiceprep.cache import AudioCache
 from voiceprep.keys import BackendIdentity, cache_key
+from voiceprep.output import OutputSpec
 from voiceprep.wav import wav_bytes
 
 SIGNALS = [signal.SIGTERM, signal.SIGHUP]
@@ -187,3 +192,81 @@ def test_a_signal_mid_export_leaves_no_manifest_claiming_a_finished_export(
     stopped_by(proc, sig)
     left = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.endswith(".wav"))
     assert left == [], left  # no manifest.json, index.html nor temporary file
+
+
+def _interrupt_at(event_number: int) -> Callable[[], int]:
+    """A profiler raising KeyboardInterrupt at the `event_number`-th point where a signal's
+    handler would raise it (as a function starts or resumes, as a call to a builtin
+    returns: where CPython checks for signals) in the decode's own steps (voiceprep's
+    segments, batch and output modules and the context managers they use; not the
+    decoding loop's), in this process, while the signals are not blocked. Returns the
+    count of such points so far."""
+    ours = ("segments.py", "batch.py", "output.py", "contextlib.py")
+    parent = os.getpid()
+    seen = 0
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        nonlocal seen
+        code = frame.f_code
+        if (
+            event not in ("call", "c_return")
+            or os.getpid() != parent
+            or not code.co_filename.endswith(ours)
+            or code.co_name == "_write_piece"
+            or signal.SIGHUP in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        ):
+            return
+        seen += 1
+        if seen == event_number:
+            raise KeyboardInterrupt  # (the profiler is then unset: one signal per run)
+
+    sys.setprofile(profile)
+    return lambda: seen
+
+
+def _pipes() -> list[str]:
+    """This process's open pipes."""
+    links = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # (the listing's own)
+            links[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    return sorted(fd for fd, link in links.items() if link.startswith("pipe:"))
+
+
+def test_a_signal_at_any_step_of_a_decode_in_pieces_leaves_no_file_and_no_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every step before, during and after the fork of the worker and while waiting on it:
+    # interrupted there, the decode stops its worker and removes its temporary output.
+    monkeypatch.setattr(segments, "MIN_SECONDS", 1.0)
+    source = write_sine(tmp_path / "in.flac", seconds=3, rate=8000, codec="flac")
+    spec = OutputSpec(rate=8000, channels=1, sample_format="s16")
+    assert segments.plan(source, spec, 2) is not None, "decoded in one piece"
+    segments.decode_file(source, tmp_path / "whole.pcm", spec, jobs=2)
+    whole = (tmp_path / "whole.pcm").read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    pipes = _pipes()
+    interrupted = 0
+    for step in itertools.count(1):
+        seen = _interrupt_at(step)
+        try:
+            segments.decode_file(source, out / "o.pcm", spec, jobs=2)
+        except KeyboardInterrupt:
+            interrupted += 1
+        else:
+            assert seen() < step  # every step done: nothing left to interrupt
+            break
+        finally:
+            sys.setprofile(None)
+        # Once the interrupt is handled (as the CLI does before it exits): nothing, or
+        # (interrupted after the final rename) the whole output.
+        if os.listdir(out) == ["o.pcm"]:
+            assert (out / "o.pcm").read_bytes() == whole, f"interrupted at step {step}"
+            (out / "o.pcm").unlink()
+        assert os.listdir(out) == [], f"interrupted at step {step}"
+        with pytest.raises(ChildProcessError):  # every worker stopped and waited for
+            os.waitpid(-1, os.WNOHANG)
+        assert _pipes() == pipes, f"a worker's pipe left open at step {step}"
+    assert interrupted > 20
+    assert (out / "o.pcm").read_bytes() == whole

@@ -282,24 +282,21 @@ def start_worker(process: Any) -> None:
     """Start `process` with SIGINT blocked across the fork: a worker forked with SIGINT
     handled would turn a Ctrl-C arriving before it ignores SIGINT into a traceback; here
     one that came meanwhile is delivered right after."""
+    with stopping_held():
+        process.start()
+
+
+@contextlib.contextmanager
+def stopping_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP blocked in this thread for the block (a fork and the
+    bookkeeping of its pid): one that comes meanwhile raises KeyboardInterrupt as the
+    block ends, when the parent knows its worker and can stop it. A worker forked inside
+    keeps them blocked until `worker_signals()`."""
     blocked = _block_sigint()
     try:
-        process.start()
+        yield
     finally:
         _restore_sigmask(blocked)
-
-
-def fork_worker() -> int:
-    """`os.fork()` with SIGINT blocked across the fork, as `start_worker` does: 0 in the
-    worker (which calls `worker_signals()` first), the worker's pid in the parent."""
-    blocked = _block_sigint()
-    pid = 1
-    try:
-        pid = os.fork()
-        return pid
-    finally:
-        if pid:  # (the worker keeps SIGINT blocked until worker_signals())
-            _restore_sigmask(blocked)
 
 
 def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:

@@ -20,8 +20,9 @@ import errno
 import os
 import secrets
 import stat
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -429,11 +430,10 @@ def _in_place(dest: Path) -> Iterator[BinaryIO]:
 TERMINAL_REFUSAL = "refusing to write binary audio to a terminal; redirect stdout or use -o FILE"
 
 
-@contextlib.contextmanager
 def atomic_file(
     dest: str | os.PathLike[str], *, force: bool = False, temp_tag: str | None = None
-) -> Iterator[BinaryIO]:
-    """A binary file that appears at `dest` only if the block completes.
+) -> AtomicFile:
+    """A binary file that appears at `dest` only if the `with` block completes.
 
     The data goes to a hidden temporary file beside `dest` (same filesystem, so the final
     rename is atomic), removed on any exception including KeyboardInterrupt. Without
@@ -443,30 +443,78 @@ def atomic_file(
     A write error (a full disk) is one `WriteError` naming `dest`, and nothing remains.
     """
     dest = Path(dest)
-    temp = temp_path(dest, temp_tag or secrets.token_hex(4))
-    try:
-        # 0o666 and the umask give the permissions a plain `open()` would.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise OutputError(f"{dest}: cannot write: {_reason(exc)}") from None
-    out = None
-    try:  # (from the file's creation on: a signal's KeyboardInterrupt may come anywhere)
-        out = open(fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115  closed below, or discarded
+    return AtomicFile(dest, temp_path(dest, temp_tag or secrets.token_hex(4)), force)
+
+
+@dataclass
+class AtomicFile:
+    """`atomic_file`'s context manager. A signal's KeyboardInterrupt may come as any
+    function starts or any builtin call returns: `__enter__` removes the file it made when
+    it does not return it; one raised as `__exit__` starts (so that it never runs) leaves
+    the removal to a finalizer, run once the interrupt's traceback is dropped."""
+
+    dest: Path
+    temp: Path
+    force: bool
+    out: BinaryIO | None = None
+    # Until committed or removed: (not `__del__`, which would run at every end, where a
+    # signal's KeyboardInterrupt would be lost as "Exception ignored")
+    _finalizer: weakref.finalize[[Path], AtomicFile] | None = field(default=None, init=False)
+
+    def __enter__(self) -> BinaryIO:
+        self._finalizer = weakref.finalize(self, _unlink, self.temp)
         try:
-            yield out
-            out.flush()
+            # "x": O_CREAT | O_EXCL, with the permissions a plain `open()` gives. One
+            # call: interrupted as it returns, its file object is closed as it is dropped
+            # (os.open then a file object on its fd left an fd to close twice: EBADF).
+            self.out = open(self.temp, "xb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+        except OSError as exc:  # (not made: nothing of ours to remove)
+            self._finalizer.detach()
+            raise OutputError(f"{self.dest}: cannot write: {_reason(exc)}") from None
+        except BaseException:  # interrupted: the file may be made (its name is ours)
+            self._remove()
+            raise
+        return self.out
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        if error is None:
+            try:
+                self._finish()
+            except BaseException:
+                self._remove()
+                raise
+            return
+        self._remove()
+        if isinstance(error, OSError):
+            raise WriteError(f"{self.dest}: write failed: {_reason(error)}") from None
+
+    def _finish(self) -> None:
+        assert self.out is not None
+        try:
+            self.out.flush()
         except OSError as exc:
-            raise WriteError(f"{dest}: write failed: {_reason(exc)}") from None
-        _close(out, dest)
-        _commit(temp, dest, force=force)
-    except BaseException:
-        if out is None:
-            os.close(fd)
-        else:
-            _discard(out)
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+            raise WriteError(f"{self.dest}: write failed: {_reason(exc)}") from None
+        _close(self.out, self.dest)
+        _commit(self.temp, self.dest, force=self.force)
+        self._settled()
+
+    def _remove(self) -> None:
+        """Close without flushing, then remove the temporary file (even if closing fails)."""
+        self._settled()
+        try:
+            if self.out is not None:
+                _discard(self.out)
+        finally:
+            _unlink(self.temp)
+
+    def _settled(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _close(out: BinaryIO, dest: Path) -> None:
