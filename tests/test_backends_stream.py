@@ -71,11 +71,13 @@ async def _collect(chunks: AsyncIterator[SynthesizedAudio]) -> list[SynthesizedA
 
 
 def _check_shape(chunks: list[SynthesizedAudio], rate: int, channels: int = 1) -> bytes:
-    """Every chunk raw s16le at one rate and channel count, frame-aligned; their PCM."""
+    """Every chunk raw s16le at one rate and channel count, frame-aligned, with audio (or,
+    without, the words a provider timed after their audio: Cartesia); their PCM."""
     assert chunks
     for chunk in chunks:
         assert (chunk.rate, chunk.channels) == (rate, channels)
-        assert chunk.data and len(chunk.data) % (2 * channels) == 0
+        assert chunk.data or chunk.words
+        assert len(chunk.data) % (2 * channels) == 0
     return b"".join(chunk.data for chunk in chunks)
 
 
