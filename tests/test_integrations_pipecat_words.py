@@ -268,6 +268,27 @@ async def test_punctuation_tokens_replay_as_on_the_miss(
 
 
 @pytest.mark.parametrize("kind", sorted(SERVICES))
+async def test_japanese_tokens_carry_their_own_spacing_on_a_hit(kind: str, tmp_path: Path) -> None:
+    # As Pipecat's Cartesia service reports Japanese: a token per character, punctuation
+    # merged, and frames that carry their own spacing.
+    tokens = [("こ", 0.0), ("ん", 0.1), ("に", 0.2), ("ち", 0.3), ("は", 0.4), ("。", 0.5)]
+    said = [TTSSpeakFrame(text="こんにちは。", append_to_context=False)]
+    heard, replayed = await miss_then_hit(
+        kind,
+        tmp_path,
+        said,
+        word_times=tokens,
+        pre_merge_tokens=True,
+        includes_inter_frame_spaces=True,
+    )
+    assert words_of(heard) == ["こ", "ん", "に", "ち", "は。"]
+    assert_same(heard, replayed)
+    for down in (heard, replayed):
+        frames = [f for f in down if isinstance(f, TTSTextFrame)]
+        assert all(f.includes_inter_frame_spaces for f in frames)
+
+
+@pytest.mark.parametrize("kind", sorted(SERVICES))
 async def test_sentence_after_sentence_keeps_its_words_in_its_group(
     kind: str, tmp_path: Path
 ) -> None:

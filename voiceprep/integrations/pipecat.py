@@ -22,7 +22,9 @@ once per sentence (Pipecat's text aggregator splits the turn), so each sentence 
 - word timestamps: what a word-timestamp service reports while it speaks a miss
   (`add_word_timestamps`) is stored with the audio, and a hit reports the same words at
   the same offsets from its first audio, so Pipecat emits one `TTSTextFrame` per word at
-  its presentation time, as on the miss (an interrupted hit records only what was heard).
+  its presentation time, as on the miss (an interrupted hit records only what was heard);
+  words of a script written without spaces (Chinese, Japanese) are replayed with
+  `includes_inter_frame_spaces`, as Pipecat's services declare them for those languages.
   Services of one identity and sample rate in one process share their misses through
   voiceprep's fill path (voiceprep.fill): a second session asking for a sentence that is
   being synthesized follows that synthesis from its first chunk (Started, its audio,
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -220,7 +223,11 @@ class CachedTTSMixin:
             yield TTSStartedFrame(context_id=context_id)
         await service.stop_ttfb_metrics()
         if words:  # queued ahead of the audio: timed from its first frame, as live words are
-            await service.add_word_timestamps([(w.text, w.start) for w in words], context_id)
+            await service.add_word_timestamps(
+                [(w.text, w.start) for w in words],
+                context_id,
+                includes_inter_frame_spaces=True if _unspaced(words) else None,
+            )
         step = max(2, int(service.chunk_size) // 2 * 2)
         try:
             async for pcm in pieces:
@@ -306,6 +313,13 @@ def _timed(heard: list[tuple[str, float]], seconds: float) -> Words | None:
         return None
     ends = [t for _, t in heard[1:]] + [seconds]
     return tuple(Word(w, t, end) for (w, t), end in zip(heard, ends, strict=True))
+
+
+def _unspaced(words: Words) -> bool:
+    """Whether the words are of a script written without spaces (Chinese, Japanese): then
+    each TTSTextFrame carries its own spacing, as Pipecat's Cartesia and ElevenLabs
+    services declare for those languages (`includes_inter_frame_spaces`)."""
+    return any(unicodedata.east_asian_width(c) in "WF" for w in words for c in w.text)
 
 
 async def _once(pcm: bytes) -> AsyncIterator[bytes]:
