@@ -174,38 +174,41 @@ async def test_elevenlabs_streams_from_its_stream_endpoint_at_the_target_rate(
     _check_shape(chunks, 16000)
 
 
+@pytest.fixture
+def cartesia(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeProvider, CartesiaBackend]]:
+    with fake_provider("cartesia") as fake:
+        monkeypatch.setenv("CARTESIA_API_KEY", fake.api_key)
+        yield fake, CartesiaBackend(options={"base_url": fake.base_url})
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(500, TransientBackendError), (400, PermanentBackendError), (401, AuthenticationError)],
 )
 async def test_cartesia_error_event_mid_stream_raises_its_typed_error(
-    monkeypatch: pytest.MonkeyPatch, status: int, error: type[Exception]
+    cartesia: tuple[FakeProvider, CartesiaBackend], status: int, error: type[Exception]
 ) -> None:
     # Once its events have begun (HTTP 200), Cartesia reports a failure as an error event.
-    with fake_provider("cartesia") as fake:
-        monkeypatch.setenv("CARTESIA_API_KEY", fake.api_key)
-        backend = CartesiaBackend(options={"base_url": fake.base_url})
-        fake.push(Fault(200, error_event_after=0.3, status_in_event=status))
-        received: list[SynthesizedAudio] = []
-        with pytest.raises(error, match=f"error {status} mid-stream: Generation failed"):
-            async for chunk in backend.stream(TEXT, rate=16000, channels=1):
-                received.append(chunk)
-        assert len(_check_shape(received, 16000)) == 2 * int(0.3 * 16000)  # what came first
-        assert all(chunk.words is None for chunk in received)
+    fake, backend = cartesia
+    fake.push(Fault(200, error_event_after=0.3, status_in_event=status))
+    received: list[SynthesizedAudio] = []
+    with pytest.raises(error, match=f"error {status} mid-stream: Generation failed"):
+        async for chunk in backend.stream(TEXT, rate=16000, channels=1):
+            received.append(chunk)
+    assert len(_check_shape(received, 16000)) == 2 * int(0.3 * 16000)  # what came first
+    assert all(chunk.words is None for chunk in received)
 
 
 async def test_a_cartesia_answer_cut_before_its_done_event_is_transient(
-    monkeypatch: pytest.MonkeyPatch,
+    cartesia: tuple[FakeProvider, CartesiaBackend],
 ) -> None:
-    with fake_provider("cartesia") as fake:
-        monkeypatch.setenv("CARTESIA_API_KEY", fake.api_key)
-        backend = CartesiaBackend(options={"base_url": fake.base_url})
-        events = CartesiaEvents.of(b"\0\1" * 1600, 16000, "hello", timestamps=True)
-        whole = b"".join(events.pieces(0.05, None))
-        cut = whole[: whole.index(b"event: done")]  # a proxy ended the body early
-        fake.push(Fault(200, body=cut, content_type="text/event-stream"))
-        with pytest.raises(TransientBackendError, match="ended before its done event"):
-            await backend.synthesize("hello", rate=16000, channels=1)
+    fake, backend = cartesia
+    events = CartesiaEvents.of(b"\0\1" * 1600, 16000, "hello", timestamps=True)
+    whole = b"".join(events.pieces(0.05, None))
+    cut = whole[: whole.index(b"event: done")]  # a proxy ended the body early
+    fake.push(Fault(200, body=cut, content_type="text/event-stream"))
+    with pytest.raises(TransientBackendError, match="ended before its done event"):
+        await backend.synthesize("hello", rate=16000, channels=1)
 
 
 async def test_openai_formats_that_cannot_stream_come_as_one_decoded_chunk(

@@ -26,15 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_integrations import CPU, timed  # noqa: E402
+from bench_integrations import CPU, cached_pipecat_service, first_frame, timed  # noqa: E402
 from fakeproviders import fake_cartesia  # noqa: E402
-from integrations_helpers import pipecat_counting_service  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from voiceprep import TTSAudioCache  # noqa: E402
 from voiceprep.backends.cartesia import CartesiaBackend  # noqa: E402
 from voiceprep.backends.piper import PiperBackend  # noqa: E402
-from voiceprep.integrations.pipecat import CachedTTSMixin  # noqa: E402
 from voiceprep.timings import Word, words_to_json  # noqa: E402
 
 logger.remove()
@@ -57,14 +55,8 @@ def even_words(text: str, seconds: float) -> tuple[Word, ...]:
 
 
 async def pipecat_round(directory: Path, runs: int) -> dict[str, float]:
-    base = type(pipecat_counting_service())
-
-    class Cached(CachedTTSMixin, base):  # type: ignore[misc, valid-type]
-        pass
-
     texts = [f"Pipecat prompt number {i}, spoken word by word." for i in range(runs)]
-    filler = Cached(cache_dir=directory)
-    filler._sample_rate = 24000  # what StartFrame sets
+    filler = cached_pipecat_service(directory)
     cache = filler.voiceprep_cache()
     voice = filler.voiceprep_identity().voice
     for text in texts:
@@ -72,17 +64,9 @@ async def pipecat_round(directory: Path, runs: int) -> dict[str, float]:
         words = even_words(text, len(pcm) / 2 / 24000)
         await cache.store(text, pcm, voice_id=voice, words=words)
 
-    async def first_frame(service: object, text: str) -> None:
-        gen = service.run_tts(text, "ctx")  # type: ignore[attr-defined]
-        async for frame in gen:
-            if frame is not None and type(frame).__name__ == "TTSAudioRawFrame":
-                break
-        await gen.aclose()
-
     figures: dict[str, float] = {}
     for name, speaks_words in (("no_words", False), ("words", True)):
-        service = Cached(cache_dir=directory)
-        service._sample_rate = 24000
+        service = cached_pipecat_service(directory)
         service._push_text_frames = not speaks_words  # a word-timestamp service reports words
         p50, _ = await timed(runs, lambda i, s=service: first_frame(s, texts[i]))
         assert service.calls == [], "a hit called the service"
