@@ -180,7 +180,8 @@ class CachedTTSMixin:
                     error = error or BackendError(f"{text!r}: {frame.error}")
                 elif frame is None and not went_async:
                     went_async = True  # websocket-style: the audio comes to the context
-                    error = error or self._vp_goes_live(text, context_id, heard)
+                    live = self._vp_goes_live(text, context_id, heard)
+                    error = error or live
                 yield frame
             if not (went_async or error or flight.chunks) and self.audio_context_available(  # type: ignore[attr-defined]
                 context_id
