@@ -273,6 +273,20 @@ def _events(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def test_serve_sends_word_timestamps_for_a_miss_and_a_hit(tmp_path: Path) -> None:
+    _serve_word_timestamps(["-b", "piper", "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_serve_sends_cartesias_word_timestamps(tmp_path: Path) -> None:
+    with fake_cartesia() as fake:
+        args = ["-b", "cartesia", "-O", f"base_url={fake.base_url}"]
+        env = {"CARTESIA_API_KEY": fake.api_key}
+        _serve_word_timestamps([*args, "--cache-dir", str(tmp_path / "cache")], env)
+        assert fake.request_count == 1  # the hit asked nobody
+
+
+def _serve_word_timestamps(args: list[str], env: dict[str, str] | None = None) -> None:
+    """A miss then a hit through serve's SSE: the words of the input, inside the audio,
+    the same twice; SSE required for them; none unless asked."""
     speech = {
         "model": "tts-1",
         "voice": "alloy",
@@ -281,7 +295,7 @@ def test_serve_sends_word_timestamps_for_a_miss_and_a_hit(tmp_path: Path) -> Non
         "stream_format": "sse",
         "timestamp_granularities": ["word"],
     }
-    with ServerProcess(["-b", "piper", "--cache-dir", str(tmp_path / "cache")]) as server:
+    with ServerProcess(args, env=env) as server:
         url = server.url("/v1/audio/speech")
         answers = [httpx.post(url, json=speech, timeout=120) for _ in ("miss", "hit")]
         refused = httpx.post(url, json={**speech, "stream_format": "audio"}, timeout=60)
