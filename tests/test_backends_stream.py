@@ -28,6 +28,7 @@ from fakeproviders import (
     voice_frequency,
 )
 
+from voiceprep.backends._stream import ServerEvent, server_events
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.backends.cartesia import CartesiaBackend
 from voiceprep.backends.command import CommandBackend
@@ -455,3 +456,31 @@ def test_httpx_is_imported_without_its_command_line_or_trio() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- server-sent events (Cartesia's /tts/sse) ---------------------------------------------
+
+
+async def _pieces(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def test_server_events_are_read_as_the_format_defines_them() -> None:
+    body = (
+        b": a comment, then an event in CRLF lines cut mid-line\r\n"
+        b'event: chunk\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+        b"data: unnamed\n\n"
+        b"event: done\ndata: {}\n"  # never ended by a blank line: dropped
+    )
+    expected = [ServerEvent("chunk", '{"a":\n1}'), ServerEvent("message", "unnamed")]
+    for size in (1, 7, len(body)):  # byte by byte: CR and LF of one line apart too
+        source = _pieces(*(body[i : i + size] for i in range(0, len(body), size)))
+        assert [e async for e in server_events(source, backend="test")] == expected
+
+
+async def test_an_endless_server_event_is_refused() -> None:
+    endless = _pieces(b"data: ", *([b"A" * (1 << 20)] * 17))
+    with pytest.raises(PermanentBackendError, match="over 16 MiB"):
+        async for _ in server_events(endless, backend="test"):
+            pass
