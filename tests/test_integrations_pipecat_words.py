@@ -323,29 +323,51 @@ async def test_an_llm_turn_of_two_sentences_replays_each_sentences_words(
     assert order[-1] is LLMFullResponseEndFrame  # after every word, as on the miss
 
 
-@pytest.mark.parametrize("kind", sorted(SERVICES))
-async def test_an_interrupted_miss_is_not_stored_and_the_next_sentence_is(
-    kind: str, tmp_path: Path
-) -> None:
-    # 1 s of audio delivered over 1 s (paced), interrupted 0.2 s in; then a new sentence.
-    said = [
-        TTSSpeakFrame(text="one two three four five six seven eight nine", append_to_context=False),
+LONG = "one two three four five six seven eight nine"
+
+
+def interrupted(kind: str) -> list[Frame]:
+    """LONG (1 s of audio, delivered over 1 s when paced), interrupted 0.2 s in; then a
+    new sentence."""
+    said: list[Frame] = [
+        TTSSpeakFrame(text=LONG, append_to_context=False),
         SleepFrame(sleep=0.2),
         InterruptionFrame(),
         SleepFrame(sleep=0.1),
         TTSSpeakFrame(text="after that", append_to_context=False),
         FooFrame(label="after"),
     ]
-    if kind == "ws":
+    if kind == "ws":  # no pause: let the last context drain
         said.append(SleepFrame(sleep=0.2))
+    return said
+
+
+@pytest.mark.parametrize("kind", sorted(SERVICES))
+async def test_an_interrupted_miss_is_not_stored_and_the_next_sentence_is(
+    kind: str, tmp_path: Path
+) -> None:
     service = SERVICES[kind](cache_dir=tmp_path, pace=CHUNK_SECONDS)
-    down, _ = await run_test(service, frames_to_send=said)
+    down, _ = await run_test(service, frames_to_send=interrupted(kind))
     assert any(isinstance(f, FooFrame) for f in down)
     cache = service.voiceprep_cache()
     voice = service.voiceprep_identity().voice
-    assert (
-        await cache.lookup("one two three four five six seven eight nine", voice_id=voice) is None
-    )
+    assert await cache.lookup(LONG, voice_id=voice) is None
     stored = cache.words("after that", voice_id=voice)
     assert stored is not None and [w.text for w in stored] == ["after", "that"]
     await service.cleanup()
+
+
+@pytest.mark.parametrize("kind", sorted(SERVICES))
+async def test_an_interrupted_hit_lets_the_next_sentence_play_its_words(
+    kind: str, tmp_path: Path
+) -> None:
+    warm = SERVICES[kind](cache_dir=tmp_path)
+    said = [TTSSpeakFrame(text=text, append_to_context=False) for text in (LONG, "after that")]
+    for frame in said:  # one at a time, as whole sentences: both stored
+        await run_test(warm, frames_to_send=[frame, SleepFrame(sleep=0.1)])
+    hit = SERVICES[kind](cache_dir=tmp_path, pace=CHUNK_SECONDS)
+    down, _ = await run_test(hit, frames_to_send=interrupted(kind))
+    assert hit.calls == []  # both sentences played from the cache
+    texts = words_of(down)
+    assert texts[-2:] == ["after", "that"]  # the sentence after the interruption, word by word
+    assert any(isinstance(f, FooFrame) for f in down)  # nothing stuck behind the interruption
