@@ -149,11 +149,14 @@ class CartesiaEvents(AudioBody):
     rate: int
     text: str
     timestamps: bool
+    version: str
 
     @classmethod
-    def of(cls, pcm: bytes, rate: int, text: str, *, timestamps: bool) -> CartesiaEvents:
+    def of(
+        cls, pcm: bytes, rate: int, text: str, *, timestamps: bool, version: str = "2025-04-16"
+    ) -> CartesiaEvents:
         body = cls.__new__(cls, pcm, pcm_seconds(pcm, rate))
-        body.rate, body.text, body.timestamps = rate, text, timestamps
+        body.rate, body.text, body.timestamps, body.version = rate, text, timestamps, version
         return body
 
     def words(self) -> list[tuple[str, float, float]]:
@@ -174,7 +177,7 @@ class CartesiaEvents(AudioBody):
         for start in range(0, len(self), frame):
             if fail_at is not None and sent >= fail_at:
                 assert fault is not None
-                groups.append(_cartesia_error_event(fault.status_in_event))
+                groups.append(_cartesia_error_event(fault.status_in_event, self.version))
                 return _cut_across(groups)
             data = base64.b64encode(self[start : start + frame]).decode()
             group = sse_event("chunk", {"data": data, "step_time": 12.5})
@@ -185,13 +188,14 @@ class CartesiaEvents(AudioBody):
                 group += _timestamps_event(said)
             groups.append(group)
         tail = _timestamps_event(pending) if pending else b""
-        groups.append(tail + sse_event("done", {"done": True, "status_code": 200}))
+        groups.append(tail + sse_event("done", {"done": True}))
         return _cut_across(groups)
 
 
 def sse_event(kind: str, fields: dict[str, Any]) -> bytes:
     """One server-sent event as Cartesia writes it (`event:` name, JSON `data:` with a type,
-    the request's context id and a status of 206 until the end)."""
+    the request's context id and status 206, `done` included, as Cartesia's reference
+    shows)."""
     document = {"type": kind, "done": False, "status_code": 206, "context_id": "fake-ctx"}
     document.update(fields)
     return f"event: {kind}\ndata: {json.dumps(document)}\n\n".encode()
@@ -203,10 +207,15 @@ def _timestamps_event(words: list[tuple[str, float, float]]) -> bytes:
     return sse_event("timestamps", {"word_timestamps": timestamps})
 
 
-def _cartesia_error_event(status: int) -> bytes:
-    fields = {"done": True, "status_code": status, "title": "Generation failed"}
-    fields |= {"message": "fake failure mid-stream", "request_id": "fake-request"}
-    return sse_event("error", fields)
+def _cartesia_error_event(status: int, version: str) -> bytes:
+    """An error event as the API version asked for writes it: from 2026-03-01 with a
+    title, a message and codes; before, one `error` string."""
+    if version >= "2026-03-01":
+        fields = {"title": "Generation failed", "message": "fake failure mid-stream"}
+        fields |= {"error_code": "generation_failed", "request_id": "fake-request"}
+    else:
+        fields = {"error": "Generation failed: fake failure mid-stream"}
+    return sse_event("error", {"done": True, "status_code": status, **fields})
 
 
 def _cut_across(groups: list[bytes]) -> list[bytes]:
@@ -542,7 +551,7 @@ def _error_body(kind: str, status: int, message: str | None = None) -> bytes:
 def _empty_answer(kind: str, path: str) -> bytes:
     """A 200 with no audio, in the provider's own shape."""
     if kind == "cartesia" and path == "/tts/sse":
-        return sse_event("done", {"done": True, "status_code": 200})
+        return sse_event("done", {"done": True})
     return json.dumps({"audioContent": ""}).encode() if kind == "google" else b""
 
 
@@ -664,7 +673,7 @@ CARTESIA_KEY = "fake-cartesia-key-a1b2c3d4e5f60718"
 DEEPGRAM_KEY = "fake-deepgram-key-0f1e2d3c4b5a6978"
 AZURE_KEY = "fakeazurekey0123456789abcdef0123"
 GOOGLE_KEY = "AIzaFakeGoogleKey_0123456789abcdefgh"
-CARTESIA_VERSIONS = ("2024-06-10", "2024-11-13", "2025-04-16")
+CARTESIA_VERSIONS = ("2024-06-10", "2024-11-13", "2025-04-16", "2026-03-01")
 CARTESIA_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEEPGRAM_RATES = (8000, 16000, 24000, 32000, 48000)
 AZURE_RATES = {
@@ -778,7 +787,8 @@ def _cartesia(
     if path == "/tts/sse":
         if container != "raw":
             return bad("the SSE endpoint sends raw audio only")
-        body = CartesiaEvents.of(pcm, rate, text, timestamps=timestamps)
+        version = headers["cartesia-version"]
+        body = CartesiaEvents.of(pcm, rate, text, timestamps=timestamps, version=version)
         return 200, body, "text/event-stream"
     return _pcm_answer(pcm, rate, container)
 

@@ -200,6 +200,21 @@ async def test_cartesia_error_event_mid_stream_raises_its_typed_error(
     assert all(chunk.words is None for chunk in received)
 
 
+async def test_cartesias_newer_error_events_are_read_too(
+    cartesia: tuple[FakeProvider, CartesiaBackend],
+) -> None:
+    # From API version 2026-03-01 an error event has a title and a message.
+    fake, backend = cartesia
+    events = CartesiaEvents.of(b"\0\1" * 3200, 16000, "hello", timestamps=True)
+    events.version = "2026-03-01"
+    fault = Fault(200, error_event_after=0.1, status_in_event=429)
+    fake.push(
+        Fault(200, body=b"".join(events.pieces(0.1, fault)), content_type="text/event-stream")
+    )
+    with pytest.raises(TransientBackendError, match="429 mid-stream: Generation failed: fake"):
+        await backend.synthesize("hello", rate=16000, channels=1)
+
+
 async def test_a_cartesia_answer_cut_before_its_done_event_is_transient(
     cartesia: tuple[FakeProvider, CartesiaBackend],
 ) -> None:
