@@ -9,7 +9,10 @@ yields nothing; a task delivers the words and the audio to the audio context aft
 with the same word tokens (verbatim, with spaces and punctuation tokens, merged or not) and
 the same 20 ms audio chunks. Unlike theirs, a service sends as many chunks as its words
 last (theirs sends one 20 ms chunk for words 0.1 s apart): a cache entry's words lie inside
-its audio, as a real provider's do.
+its audio, as a real provider's do. Interruptions: a miss interrupted mid-way is not stored;
+played through an output transport that takes audio in real time and interrupted 0.6 s in,
+a hit releases the words the miss released by then (Pipecat's clock emits each word's frame
+at its presentation time), not the whole sentence.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    OutputAudioRawFrame,
+    StartFrame,
     TextFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -36,8 +41,12 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
     TTSTextFrame,
 )
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.transports.base_transport import TransportParams
 
 from voiceprep.integrations.pipecat import CachedTTSMixin
 
@@ -75,7 +84,8 @@ class _WordService(TTSService):
         pace: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(push_text_frames=False, sample_rate=RATE, **kwargs)
+        settings = TTSSettings(model="words-1", voice="words", language=None)
+        super().__init__(push_text_frames=False, sample_rate=RATE, settings=settings, **kwargs)
         self.word_times = word_times
         self.spaces = includes_inter_frame_spaces
         self.merge = pre_merge_tokens
@@ -371,3 +381,50 @@ async def test_an_interrupted_hit_lets_the_next_sentence_play_its_words(
     texts = words_of(down)
     assert texts[-2:] == ["after", "that"]  # the sentence after the interruption, word by word
     assert any(isinstance(f, FooFrame) for f in down)  # nothing stuck behind the interruption
+
+
+class PacedOutput(BaseOutputTransport):
+    """An output transport that plays audio in real time (as a phone line or a WebRTC
+    track takes it): Pipecat's own clock then releases each word's TTSTextFrame at its
+    presentation time, and an interruption drops the words not yet due."""
+
+    def __init__(self) -> None:
+        super().__init__(TransportParams(audio_out_enabled=True, audio_out_sample_rate=RATE))
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)  # as a connected transport does
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        await asyncio.sleep(len(frame.audio) / 2 / frame.sample_rate)
+        return True
+
+
+SPREAD = "one two three four five six seven eight nine"  # 0.25 s apart: 2.25 s of words
+
+
+@pytest.mark.parametrize("kind", sorted(SERVICES))
+async def test_an_interrupted_hit_is_heard_as_far_as_the_miss_was(
+    kind: str, tmp_path: Path
+) -> None:
+    # The issue's case: played through a transport and interrupted 0.6 s in, a hit must
+    # say its first words, as the miss did — not the whole sentence.
+    pinned = [(word, 0.25 * i) for i, word in enumerate(SPREAD.split())]
+    said = [
+        TTSSpeakFrame(text=SPREAD, append_to_context=False),
+        SleepFrame(sleep=0.6),
+        InterruptionFrame(),
+        SleepFrame(sleep=0.3),
+    ]
+    heard = []
+    for round_ in ("miss", "hit"):
+        if round_ == "hit":  # the whole sentence stored first
+            filler = SERVICES[kind](cache_dir=tmp_path, word_times=pinned)
+            await run_test(filler, frames_to_send=[said[0], SleepFrame(sleep=0.2)])
+        service = SERVICES[kind](cache_dir=tmp_path, word_times=pinned)
+        down, _ = await run_test(Pipeline([service, PacedOutput()]), frames_to_send=said)
+        assert service.calls == ([SPREAD] if round_ == "miss" else [])
+        heard.append(words_of(down))
+    miss, hit = heard
+    assert 1 <= len(miss) < 9 and miss == SPREAD.split()[: len(miss)]
+    assert hit == SPREAD.split()[: len(hit)] and abs(len(hit) - len(miss)) <= 1
