@@ -9,7 +9,8 @@
   higher offered one, so nothing is resampled needlessly.
 - Answer: server-sent events, as Cartesia generates: `chunk` (base64 PCM), `timestamps`
   (`add_timestamps: true` in the body: `word_timestamps: {words, start, end}`, seconds from
-  the first sample), `done`, or `error` (`status_code`, `title`, `message`) mid-stream. The
+  the first sample), `done`, or `error` mid-stream (`status_code` and `error`; from API
+  version 2026-03-01 `title` and `message`). The
   audio is passed on chunk by chunk as the events arrive; the words travel with it
   (`SynthesizedAudio.words`), or not at all when any timestamps event is malformed or they
   do not fit the audio. (`/tts/bytes` streams the same audio without timestamps.)
@@ -136,9 +137,9 @@ class CartesiaBackend(HostedBackend):
         post = self._post(text, voice, sample_rate)
         done = False
         async for event in server_events(stream_audio(self._pool, **post), backend=self.name):
-            kind, fields = _parsed(event)
             if done:
                 continue  # read to the end: the connection is reused only then
+            kind, fields = _parsed(event)
             if kind == "chunk":
                 yield _chunk_audio(fields)
             elif kind == "timestamps":
