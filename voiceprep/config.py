@@ -26,10 +26,7 @@ from voiceprep.errors import ConfigError, InvalidValueError
 from voiceprep.precedence import layered
 from voiceprep.process import ProcessSettings, settings_from
 from voiceprep.units import (
-    ACCEPTED_CHANNELS,
-    ACCEPTED_JOBS,
-    ACCEPTED_RATE,
-    ACCEPTED_SIZE,
+    ACCEPTED,
     check_channels,
     check_rate,
     parse_size,
@@ -75,17 +72,6 @@ _CONVERTERS: dict[str, Any] = {
     "max_size": lambda v: _at_least(_integer(v) if isinstance(v, int) else parse_size(str(v)), 1),
     "gate": lambda v: _one_of(str(v), defaults.GATE_MODES),
     "remote": lambda v: _nonempty_text(v),
-}
-# What each setting accepts, as its error message says it.
-ACCEPTED: dict[str, str] = {
-    "rate": ACCEPTED_RATE,
-    "channels": ACCEPTED_CHANNELS,
-    "jobs": ACCEPTED_JOBS,
-    "retries": "a whole number, 0 or more",
-    "timeout": "a number of seconds above 0",
-    "max_entries": "a whole number, 1 or more",
-    "max_size": ACCEPTED_SIZE,
-    "gate": " or ".join(defaults.GATE_MODES),
 }
 _TABLES = ("options", "backends", "process", "serve")  # [serve]: voiceprep.server.options
 

@@ -9,7 +9,9 @@ is a plain lowercase word): a provider that echoes part of a key ("Incorrect API
 sk-ab***************xyz12345") leaks nothing either. Text shaped like a key (`sk-…`,
 `xi-…`, `key_…`) is removed too, whatever its value.
 
-The HTTP layer, the retry warnings and the CLI's error printer all go through `redact`.
+The HTTP layer, the retry warnings and the CLI's error printer all go through `redact`. A message
+about a remote store goes through `scrub`: `redact`, plus the stores' credentials
+(`CREDENTIAL_ENV_VARS`, fsspec's `FSSPEC_*` ones) and a URL's userinfo.
 """
 
 from __future__ import annotations
@@ -104,4 +106,93 @@ def _remove(message: str, secret: str) -> str:
     return "".join(out)
 
 
-__all__ = ["MIN_RUN", "REDACTED", "SECRET_ENV_VARS", "configured_secrets", "env_secret", "redact"]
+# --- the remote stores' credentials ----------------------------------------------------
+
+_MIN_SECRET = 6  # a shorter value is no real credential
+
+# Environment variables holding credentials for the remote stores fsspec reaches: `scrub`
+# removes their values from every message about a remote.
+CREDENTIAL_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET",  # adlfs's service principal
+    "AZURE_CLIENT_SECRET",  # azure-identity's
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+)
+# fsspec's own configuration (`FSSPEC_<PROTOCOL>_<ARGUMENT>`, e.g. FSSPEC_GCS_TOKEN: the one
+# way to hand gcsfs a token through the environment): an argument named like a credential.
+# Compiled when first used (re caches it), not when every command starts: 2 M instructions.
+_FSSPEC_CREDENTIAL = (
+    r"(?i)FSSPEC_[A-Z0-9]+_\w*(?:KEY|SECRET|TOKEN|PASSWORD|CONNECTION_STRING|CREDENTIALS?|SAS)"
+)
+# The parts of an Azure Storage connection string that are no credential (names and
+# endpoints): kept in messages, so that an error still says which host failed.
+_PLAIN_CONNECTION_PARTS = frozenset(
+    name.lower()
+    for name in (
+        "DefaultEndpointsProtocol",
+        "AccountName",
+        "EndpointSuffix",
+        "BlobEndpoint",
+        "BlobSecondaryEndpoint",
+        "DfsEndpoint",
+        "FileEndpoint",
+        "QueueEndpoint",
+        "TableEndpoint",
+        "UseDevelopmentStorage",
+        "DevelopmentStorageProxyUri",
+    )
+)
+
+
+def scrub(message: str) -> str:
+    """`message` without any credential set in the environment (nor a URL's userinfo)."""
+    # A value this short is no real credential, and removing it would mangle the message.
+    secrets = [value for value in _credentials() if len(value) >= _MIN_SECRET]
+    message = redact(message, *secrets)
+    return re.sub(r"(://)[^/@\s]*@", r"\1[redacted]@", message)
+
+
+def _credentials() -> list[str]:
+    fsspec = [name for name in os.environ if re.fullmatch(_FSSPEC_CREDENTIAL, name)]
+    names = [*CREDENTIAL_ENV_VARS, *fsspec]
+    values: list[str] = []
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if name.upper().endswith("CONNECTION_STRING"):
+            values += _connection_string_secrets(value)
+        else:
+            values.append(value)
+    return values
+
+
+def _connection_string_secrets(value: str) -> list[str]:
+    """The credentials of an Azure Storage connection string (AccountKey=…;
+    SharedAccessSignature=…: every part not known to be a name or a plain endpoint); the
+    whole string when it does not read as `Name=value;…`."""
+    parts = [part.partition("=") for part in value.split(";") if part.strip()]
+    if any(not equals or not name.strip() for name, equals, _ in parts):
+        return [value]
+    return [
+        part.strip()
+        for name, _, part in parts
+        if name.strip().lower() not in _PLAIN_CONNECTION_PARTS or "?" in part
+    ]
+
+
+__all__ = [
+    "CREDENTIAL_ENV_VARS",
+    "MIN_RUN",
+    "REDACTED",
+    "SECRET_ENV_VARS",
+    "configured_secrets",
+    "env_secret",
+    "redact",
+    "scrub",
+]

@@ -46,23 +46,21 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from voiceprep import defaults
 from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.cache import AudioCache
 from voiceprep.errors import CacheError
 from voiceprep.fill import Filler, Prompt
 from voiceprep.flight import Memory
 from voiceprep.gate import check_mode
 from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.process import NO_PROCESSING, ProcessSettings
+from voiceprep.remote import ReadThrough, Remote, read_through
 from voiceprep.sources import BackendSource, Source, StreamSynthesizeSource, stream_format
 from voiceprep.timings import Words
 from voiceprep.units import RATE_MAX, RATE_MIN
-
-if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache
-    from voiceprep.remote import ReadThrough, Remote
 
 __all__ = ["TTSAudioCache"]
 
@@ -384,16 +382,12 @@ def _is_voiceprep_backend(tts: Any) -> bool:
 def _read_through(remote: Any, push: bool) -> ReadThrough | None:
     if remote is None:
         return None
-    from voiceprep.remote import read_through
-
     return read_through(remote, push=push)
 
 
 def _open_disk(directory: str | os.PathLike[str] | AudioCache | None) -> AudioCache | None:
     if directory is None:
         return None
-    from voiceprep.cache import AudioCache
-
     if isinstance(directory, AudioCache):
         return directory
     return AudioCache(directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from voiceprep import defaults
 from voiceprep.errors import InvalidValueError
 
 _SIZE_UNITS = {
@@ -40,6 +41,17 @@ ACCEPTED_AGE = "an age such as 30d, 12h, 90m or 45s"
 MAX_SECONDS = 1e9
 ACCEPTED_START = f"a number of seconds, 0 to {MAX_SECONDS:g}"
 ACCEPTED_DURATION = f"a number of seconds, more than 0 and at most {MAX_SECONDS:g}"
+# What each setting accepts, as its error message says it.
+ACCEPTED: dict[str, str] = {
+    "rate": ACCEPTED_RATE,
+    "channels": ACCEPTED_CHANNELS,
+    "jobs": ACCEPTED_JOBS,
+    "retries": "a whole number, 0 or more",
+    "timeout": "a number of seconds above 0",
+    "max_entries": "a whole number, 1 or more",
+    "max_size": ACCEPTED_SIZE,
+    "gate": " or ".join(defaults.GATE_MODES),
+}
 
 
 def parse_size(text: str) -> int:

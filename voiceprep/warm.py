@@ -41,6 +41,7 @@ from voiceprep.errors import (
     UsageError,
     VoiceprepError,
 )
+from voiceprep.export import ExportItem, ExportOptions, ExportReport, export_entries
 from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
 from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
@@ -79,7 +80,6 @@ __all__ = [
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache, CacheEntry, Lease
-    from voiceprep.export import ExportOptions, ExportReport
 
 # "shared": another process stored the phrase while this run waited for its lease.
 Outcome = Literal["synthesized", "failed", "shared"]
@@ -577,8 +577,6 @@ def export_plan(
 ) -> ExportReport:
     """Each phrase of the plan as `<id or slug>.wav` (or as `options` lay it out) plus
     manifest.json in `directory`, and with `review` the review page, index.html."""
-    from voiceprep.export import ExportItem, export_entries
-
     items = [
         ExportItem(key=i.key, text=i.phrase.text, id=i.phrase.id, lang=i.phrase.lang)
         for i in plan.items

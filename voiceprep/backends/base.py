@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from voiceprep.decoding import decode
 from voiceprep.errors import EmptyAudioError
 from voiceprep.keys import BackendIdentity
 from voiceprep.timings import Words
@@ -78,7 +79,6 @@ class SynthesizedAudio:
         as_is = self._payload_if_shaped(rate, channels)
         if as_is is not None:
             return as_is
-        from voiceprep.decoding import decode  # deferred: PyAV is heavy
 
         blob = self.data
         if self.is_raw_pcm:

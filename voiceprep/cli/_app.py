@@ -25,6 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 from voiceprep.cli import _output
 from voiceprep.cli._options import option_name
 from voiceprep.errors import InvalidValueError
+from voiceprep.units import ACCEPTED
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,6 @@ _ACCEPTED_METAVARS = {"SEC": "a number of seconds", "N": "a whole number"}
 def _invalid_value(exc: Exception) -> InvalidValueError | None:
     """The parser refused a value: our error naming the option, the value and what is
     accepted, from the exception's fields (the option, and pydantic's record of the input)."""
-    from voiceprep.config import ACCEPTED  # deferred: start-up
-
     param = getattr(exc, "param", None)
     if param is None or param.param_type_name != "option":
         return None

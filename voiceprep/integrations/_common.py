@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.backends import get_backend
+from voiceprep.cache import AudioCache
+from voiceprep.config import resolve_settings
+from voiceprep.errors import BackendNotFoundError, UsageError
 from voiceprep.keys import BackendIdentity
 from voiceprep.tts_cache import TTSAudioCache
 
 if TYPE_CHECKING:
-    from voiceprep.cache import AudioCache
     from voiceprep.process import ProcessSettings
 
 __all__ = ["close_prompt_cache", "fallback_identity", "open_prompt_cache", "plugin_identity"]
@@ -51,9 +54,6 @@ def plugin_identity(
     text); `extra` holds settings the backend has no option for, added to the identity's
     options verbatim.
     """
-    from voiceprep.backends import get_backend
-    from voiceprep.errors import BackendNotFoundError, UsageError
-
     given = {k: str(v) for k, v in (options or {}).items() if v is not None}
     if model:
         given["model"] = model
@@ -121,9 +121,6 @@ def open_prompt_cache(
     its own). `process` None is the config file's `[process]` (the house level, as `warm`
     applies it). Give it back with `close_prompt_cache`.
     """
-    from voiceprep.cache import AudioCache
-    from voiceprep.config import resolve_settings
-
     if cache_dir is None:
         cache_dir = resolve_settings().cache_dir
     if process is None:

@@ -45,6 +45,8 @@ from livekit.agents.types import (
     TimedString,
 )
 
+from voiceprep.backends.base import SynthesizedAudio
+from voiceprep.backends.elevenlabs import output_format_for
 from voiceprep.integrations._common import (
     close_prompt_cache,
     fallback_identity,
@@ -393,8 +395,6 @@ async def cached_audio(
     rate = sample_rate or cached.sample_rate
     channels = num_channels or cached.num_channels
     if (rate, channels) != (cached.sample_rate, cached.num_channels):
-        from voiceprep.backends.base import SynthesizedAudio
-
         raw = SynthesizedAudio(pcm, rate=cached.sample_rate, channels=cached.num_channels)
         pcm = await raw.to_pcm_async(rate=rate, channels=channels)
     async for frame in audio_frames(
@@ -437,8 +437,6 @@ def _openai_identity(opts: Any, voice: str | None) -> BackendIdentity:
 
 
 def _elevenlabs_identity(opts: Any, rate: int, voice: str | None) -> BackendIdentity:
-    from voiceprep.backends.elevenlabs import output_format_for
-
     options: dict[str, Any] = {}
     settings = opts.voice_settings
     if utils.is_given(settings) and settings is not None:

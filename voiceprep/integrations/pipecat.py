@@ -65,6 +65,7 @@ from pipecat.frames.frames import (
 from pipecat.utils.text.word_timestamp_utils import merge_punct_tokens
 from pipecat.utils.types import is_given
 
+from voiceprep.backends.elevenlabs import output_format_for
 from voiceprep.errors import BackendError
 from voiceprep.flight import Flight
 from voiceprep.integrations._common import (
@@ -388,8 +389,6 @@ def pipecat_identity(service: Any, *, voice: str | None = None) -> BackendIdenti
         extra = {"language": str(language)} if language else None
         return plugin_identity("openai", model=model, voice=voice, options=options, extra=extra)
     if names & {"ElevenLabsTTSService", "ElevenLabsHttpTTSService"}:
-        from voiceprep.backends.elevenlabs import output_format_for
-
         options = {}
         for name in ("stability", "similarity_boost", "style", "use_speaker_boost", "speed"):
             value = _given(getattr(settings, name, None))

@@ -30,16 +30,15 @@ report through callbacks and `TransferReport`.
 
 from voiceprep.remote.readthrough import ReadThrough, read_through
 from voiceprep.remote.store import (
-    CREDENTIAL_ENV_VARS,
     LAYOUT,
     MAX_OBJECT_BYTES,
     Remote,
     check_object,
     check_url,
     open_remote,
-    scrub,
 )
 from voiceprep.remote.transfer import DEFAULT_JOBS, TransferReport, pull, push
+from voiceprep.secrets import CREDENTIAL_ENV_VARS, scrub
 
 __all__ = [
     "CREDENTIAL_ENV_VARS",

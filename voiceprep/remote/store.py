@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
+from voiceprep.cache import read_entry
 from voiceprep.errors import (
     CacheCorruptError,
     CacheError,
@@ -29,6 +30,7 @@ from voiceprep.errors import (
     RemoteUnavailableError,
     UsageError,
 )
+from voiceprep.secrets import scrub
 
 LAYOUT = "voiceprep-v1"
 MAX_OBJECT_BYTES = 1 << 30  # as large as the cache accepts an entry file
@@ -53,90 +55,9 @@ _LOCAL = ("file", "local")
 # s3fs If-None-Match: *, gcsfs ifGenerationMatch=0, adlfs If-None-Match: * (each raises
 # FileExistsError when the object exists).
 _CONDITIONAL_CREATE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
-_MIN_SECRET = 6
 
 _LINGER = 0.1  # s a batch of downloads waits to fill up (one import transaction each)
 Outcome = tuple[str, Any]  # (key, what its transfer gave: a result or the error it met)
-
-# Environment variables holding credentials for the stores fsspec reaches: their values
-# are removed from every message this module produces.
-CREDENTIAL_ENV_VARS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CLIENT_SECRET",  # adlfs's service principal
-    "AZURE_CLIENT_SECRET",  # azure-identity's
-    "GOOGLE_OAUTH_ACCESS_TOKEN",
-)
-# fsspec's own configuration (`FSSPEC_<PROTOCOL>_<ARGUMENT>`, e.g. FSSPEC_GCS_TOKEN: the one
-# way to hand gcsfs a token through the environment): an argument named like a credential.
-_FSSPEC_CREDENTIAL = re.compile(
-    r"FSSPEC_[A-Z0-9]+_\w*(?:KEY|SECRET|TOKEN|PASSWORD|CONNECTION_STRING|CREDENTIALS?|SAS)",
-    re.IGNORECASE,
-)
-# The parts of an Azure Storage connection string that are no credential (names and
-# endpoints): kept in messages, so that an error still says which host failed.
-_PLAIN_CONNECTION_PARTS = frozenset(
-    name.lower()
-    for name in (
-        "DefaultEndpointsProtocol",
-        "AccountName",
-        "EndpointSuffix",
-        "BlobEndpoint",
-        "BlobSecondaryEndpoint",
-        "DfsEndpoint",
-        "FileEndpoint",
-        "QueueEndpoint",
-        "TableEndpoint",
-        "UseDevelopmentStorage",
-        "DevelopmentStorageProxyUri",
-    )
-)
-
-
-def scrub(message: str) -> str:
-    """`message` without any credential set in the environment (nor a URL's userinfo)."""
-    # A value this short is no real credential, and removing it would mangle the message.
-    secrets = [value for value in _credentials() if len(value) >= _MIN_SECRET]
-    try:
-        from voiceprep.secrets import redact  # the project-wide redaction, when present
-    except ImportError:
-        for secret in sorted(filter(None, secrets), key=len, reverse=True):
-            message = message.replace(secret, "[redacted]")
-    else:
-        message = redact(message, *secrets)
-    return re.sub(r"(://)[^/@\s]*@", r"\1[redacted]@", message)
-
-
-def _credentials() -> list[str]:
-    names = [*CREDENTIAL_ENV_VARS, *filter(_FSSPEC_CREDENTIAL.fullmatch, os.environ)]
-    values: list[str] = []
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if name.upper().endswith("CONNECTION_STRING"):
-            values += _connection_string_secrets(value)
-        else:
-            values.append(value)
-    return values
-
-
-def _connection_string_secrets(value: str) -> list[str]:
-    """The credentials of an Azure Storage connection string (AccountKey=…;
-    SharedAccessSignature=…: every part not known to be a name or a plain endpoint); the
-    whole string when it does not read as `Name=value;…`."""
-    parts = [part.partition("=") for part in value.split(";") if part.strip()]
-    if any(not equals or not name.strip() for name, equals, _ in parts):
-        return [value]
-    return [
-        part.strip()
-        for name, _, part in parts
-        if name.strip().lower() not in _PLAIN_CONNECTION_PARTS or "?" in part
-    ]
 
 
 def reason(exc: BaseException) -> str:
@@ -399,8 +320,6 @@ class Remote:
 
 def check_object(key: str, data: bytes) -> bytes:
     """The PCM of a downloaded entry object after every check; CacheCorruptError otherwise."""
-    from voiceprep.cache import read_entry
-
     return read_entry(data, where=f"remote object {key[:12]}", key=key)[1]
 
 

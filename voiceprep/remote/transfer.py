@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from voiceprep import defaults
 from voiceprep.errors import CacheCorruptError, CacheError, RemoteError
-from voiceprep.remote.store import Remote, concurrently, open_remote, reason, scrub
+from voiceprep.remote.store import Remote, concurrently, open_remote, reason
+from voiceprep.secrets import scrub
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache

@@ -22,9 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from voiceprep.backends import get_backend
+from voiceprep.cache import AudioCache
 from voiceprep.errors import UsageError
 from voiceprep.server import logs
+from voiceprep.server.app import create_app
+from voiceprep.server.metrics import Metrics
+from voiceprep.server.options import check_exposure
 from voiceprep.server.protocol import MAX_HEAD_BYTES, Protocol
+from voiceprep.server.service import SpeechService
+from voiceprep.server.voices import VoiceMap
 
 if TYPE_CHECKING:
     from voiceprep.config import Settings
@@ -120,14 +127,6 @@ def run_server(
     `settings` is what `warm` resolves (backend, voice, options, rate, channels, cache and
     limits, jobs, retries, timeout); `cache_options` are extra TTSAudioCache arguments.
     """
-    from voiceprep.backends import get_backend
-    from voiceprep.cache import AudioCache
-    from voiceprep.server.app import create_app
-    from voiceprep.server.metrics import Metrics
-    from voiceprep.server.options import check_exposure
-    from voiceprep.server.service import SpeechService
-    from voiceprep.server.voices import VoiceMap
-
     check_exposure(options)
     backend = get_backend(settings.backend, voice=settings.voice, options=settings.options)
     sock = bind(options.host, options.port)

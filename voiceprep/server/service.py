@@ -53,13 +53,13 @@ from voiceprep.server.formats import FORMATS, PCM_RATE, StreamEncoder, encode
 from voiceprep.server.logs import Redactor
 from voiceprep.server.request import SpeechRequest
 from voiceprep.timings import Words
+from voiceprep.tts_cache import TTSAudioCache
 
 if TYPE_CHECKING:
     from voiceprep.backends.base import Backend
     from voiceprep.cache import AudioCache
     from voiceprep.keys import BackendIdentity
     from voiceprep.server.metrics import Metrics
-    from voiceprep.tts_cache import TTSAudioCache
 
 log = logging.getLogger("voiceprep.server")
 
@@ -169,8 +169,6 @@ class SpeechService:
         cache_options: Mapping[str, Any] | None = None,
     ) -> SpeechService:
         """`cache_options`: more TTSAudioCache keyword arguments (processing, remote…)."""
-        from voiceprep.tts_cache import TTSAudioCache
-
         source: Any = ReadOnlyBackend(backend) if read_only else backend
         tts_cache = TTSAudioCache(
             source,
