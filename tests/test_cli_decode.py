@@ -724,3 +724,24 @@ def test_help_and_version_do_not_import_heavy_modules(args: list[str]) -> None:
 
     last = result.stdout.strip().splitlines()[-1]
     assert last == "HEAVY= CODE=0"
+
+
+def test_a_decode_imports_neither_pydantic_nor_the_other_commands(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    # Typer would convert each value through a pydantic TypeAdapter (~0.06 s of CPU and
+    # 7 MiB at every start); voiceprep.cli._values converts them, and only the command
+    # asked for is imported and built.
+    out = tmp_path / "out.pcm"
+    argv = ["decode", str(media["wav"]), "-o", str(out), "-r", " 16_000"]
+    probe = (
+        "import sys\n"
+        "from voiceprep.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "others = [m for m in sys.modules if m.startswith('voiceprep.cli.')"
+        " and m.rsplit('.', 1)[1] in ('warm', 'serve', 'cache', 'remote', 'backends')]\n"
+        "print('pydantic' in sys.modules, others)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "False []", result.stderr
+    assert out.stat().st_size == round(SECONDS * 16000) * 2  # -r ' 16_000' read as 16000

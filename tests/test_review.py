@@ -27,6 +27,9 @@ from helpers import run_voiceprep
 from loudmeter import ffmpeg_loudness
 from servehelpers import ServerProcess
 
+from voiceprep import review
+from voiceprep.cache import AudioCache
+from voiceprep.export import ExportItem, export_entries
 from voiceprep.loudness import to_float
 from voiceprep.review import CEILING, measure_prompt
 
@@ -151,6 +154,59 @@ def test_no_review_leaves_the_page_out(prompt_set: dict[str, Path], tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.suffix for p in (tmp_path / "b").iterdir()) == [".json"] + [".wav"] * 6
+
+
+def _export_pages(cache_dir: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """Export every entry of the cache (a copy, so that reading it changes nothing the other
+    tests see) into `out`; its page's rows by key."""
+    copy = out.parent / f"{out.name}-cache"
+    shutil.copytree(cache_dir, copy)
+    with AudioCache(copy) as cache:
+        items = [ExportItem(key=e.key, text=e.text) for e in cache.entries()]
+        report = export_entries(cache, items, out)
+    assert report.ok and report.written
+    rows = _page_data((out / "index.html").read_text(encoding="utf-8"))["rows"]
+    return {row["key"]: row for row in rows}
+
+
+def test_many_prompts_are_measured_by_a_worker(
+    prompt_set: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From `WORKER_FROM` prompts on, a worker process measures the WAVs as the export
+    writes them: the page is the one measured in the export's process, which measured
+    nothing for it itself."""
+    monkeypatch.setattr(review, "WORKER_FROM", 10**9)
+    here = _export_pages(prompt_set["cache"], tmp_path / "here")
+    calls: list[str] = []
+    original = review.measure_prompt
+
+    def counted(pcm: bytes, **kwargs: Any) -> Any:
+        calls.append(kwargs["text"])
+        return original(pcm, **kwargs)
+
+    monkeypatch.setattr(review, "measure_prompt", counted)
+    monkeypatch.setattr(review, "WORKER_FROM", 1)
+    assert _export_pages(prompt_set["cache"], tmp_path / "worker") == here
+    assert calls == []
+    assert len(here) == 6 and all(row["loudness"] is not None for row in here.values())
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        "import sys; sys.exit(3)",  # gone before it reads: the export measures itself
+        "import sys; sys.stdin.read(); print('no measures')",  # an answer that is not one
+        "import sys; sys.stdin.buffer.readline(); sys.stdout.write('[]')",  # reads, answers none
+    ],
+)
+def test_a_failing_worker_leaves_the_page_whole(
+    prompt_set: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: str
+) -> None:
+    monkeypatch.setattr(review, "WORKER_FROM", 10**9)
+    here = _export_pages(prompt_set["cache"], tmp_path / "here")
+    monkeypatch.setattr(review, "WORKER_FROM", 1)
+    monkeypatch.setattr(review, "_WORKER", worker)
+    assert _export_pages(prompt_set["cache"], tmp_path / "failed") == here
 
 
 # --- in the browser -----------------------------------------------------------------------

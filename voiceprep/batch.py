@@ -289,6 +289,19 @@ def start_worker(process: Any) -> None:
         _restore_sigmask(blocked)
 
 
+def fork_worker() -> int:
+    """`os.fork()` with SIGINT blocked across the fork, as `start_worker` does: 0 in the
+    worker (which calls `worker_signals()` first), the worker's pid in the parent."""
+    blocked = _block_sigint()
+    pid = 1
+    try:
+        pid = os.fork()
+        return pid
+    finally:
+        if pid:  # (the worker keeps SIGINT blocked until worker_signals())
+            _restore_sigmask(blocked)
+
+
 def _worker_main(conn: Any, spec: OutputSpec, force: bool, tag: str) -> None:
     worker_signals()
     while True:

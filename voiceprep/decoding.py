@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
 
@@ -104,21 +105,40 @@ def decode(
 def probe(source: Source) -> AudioInfo:
     """Container, codec, rate, channels, layout, duration and bit rate of `source`."""
     _check_path(source)
-    name = _source_name(source)
     with _open(source) as container:
-        stream = _audio_stream(container, name)
-        ctx = stream.codec_context
-        return AudioInfo(
-            container=container.format.name,
-            # the codec's name (mp3), not libav's decoder's (mp3float), as ffprobe shows it
-            codec=ctx.codec.canonical_name,
-            rate=ctx.sample_rate,
-            channels=ctx.channels,
-            layout=_layout_name(ctx.layout),
-            duration=_duration(container, stream),
-            # the stream's own rate (exact for PCM); the container's is file size / time
-            bitrate=ctx.bit_rate or container.bit_rate or None,
-        )
+        return _info(container, _audio_stream(container, _source_name(source)))
+
+
+def probe_start(path: Path) -> tuple[AudioInfo, int, int]:
+    """`probe(path)`, and where decoding starts: the first decoded sample's timestamp
+    counted in input samples (1105 for an MP3 whose encoder delay is dropped) and the
+    rate it counts at. Read from one opening of the file (a long MP4's index costs
+    megabytes) by one decoding thread (no libav thread may hold a lock when the caller
+    forks). Raises as probe() does, or an av.error.FFmpegError."""
+    _check_path(path)
+    with _open(path) as container:
+        stream = _audio_stream(container, str(path))
+        info = _info(container, stream)
+        stream.codec_context.thread_count = 1
+        for frame in container.decode(stream):
+            timestamp = Fraction(frame.pts or 0) * frame.time_base * frame.sample_rate
+            return info, round(timestamp), int(frame.sample_rate)
+    raise DecodeError("no audio could be decoded", path=str(path))
+
+
+def _info(container: Any, stream: Any) -> AudioInfo:
+    ctx = stream.codec_context
+    return AudioInfo(
+        container=container.format.name,
+        # the codec's name (mp3), not libav's decoder's (mp3float), as ffprobe shows it
+        codec=ctx.codec.canonical_name,
+        rate=ctx.sample_rate,
+        channels=ctx.channels,
+        layout=_layout_name(ctx.layout),
+        duration=_duration(container, stream),
+        # the stream's own rate (exact for PCM); the container's is file size / time
+        bitrate=ctx.bit_rate or container.bit_rate or None,
+    )
 
 
 def load_audio_file(

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from voiceprep.errors import CacheError, UsageError, VoiceprepError
 from voiceprep.output import OutputSpec, convert_pcm, phone_spec
 from voiceprep.phrases import LANG_TAG
-from voiceprep.review import PAGE_NAME, export_page
+from voiceprep.review import PAGE_NAME, PageMeasurer, export_page
 from voiceprep.telephony import G711, G711_RATE, PHONE_FILES
 from voiceprep.timings import Words, words_to_json
 from voiceprep.wav import wav_bytes
@@ -229,7 +229,33 @@ def export_entries(
     target = Path(directory)
     _make_dir(target)
     report = ExportReport(directory=target)
-    for item, name in assign_file_names(items, options.lang):
+    named = assign_file_names(items, options.lang)
+    with PageMeasurer(target, len(named) if review else 0) as page:
+        _write_entries(cache, named, options, report, page if review else None)
+        measured = page.results()
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "layout": options.layout,
+        "entries": [m.as_dict() for m in report.written],
+    }
+    text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+    _write_atomically(report.manifest_path, text.encode("utf-8"))
+    if review:
+        _write_atomically(target / PAGE_NAME, export_page(cache, report, measured))
+    return report
+
+
+def _write_entries(
+    cache: AudioCache,
+    named: list[tuple[ExportItem, str]],
+    options: ExportOptions,
+    report: ExportReport,
+    page: PageMeasurer | None,
+) -> None:
+    """Each named item's files, listed in `report` (see `export_entries`); each entry
+    written also goes to `page`, for the review page."""
+    target = report.directory
+    for item, name in named:
         entry = cache.entry(item.key)
         if entry is None:
             report.missing.append(item)
@@ -247,6 +273,7 @@ def export_entries(
         if not LANG_TAG.fullmatch(lang):  # never a path: a folder name is made of it
             report.failed.append((item, f"invalid language {lang!r}"))
             continue
+        written: list[tuple[ManifestEntry, bytes]] = []
         for relative, spec in _files(options, lang, name, entry.voice or entry.backend, entry):
             data = convert_pcm(pcm, rate=entry.rate, channels=entry.channels, spec=spec)
             blob = (
@@ -258,33 +285,25 @@ def export_entries(
             )
             _make_dir((target / relative).parent)
             _write_atomically(target / relative, blob)
-            report.written.append(
-                ManifestEntry(
-                    text=item.text,
-                    id=item.id,
-                    file=relative,
-                    key=item.key,
-                    duration=round(spec.seconds(len(data)), 6),
-                    sha256=hashlib.sha256(blob).hexdigest(),
-                    rate=spec.rate,
-                    channels=spec.channels,
-                    backend=entry.backend,
-                    voice=entry.voice,
-                    lang=lang,
-                    format=spec.codec or spec.sample_format,
-                    words=words,
-                )
+            manifest_entry = ManifestEntry(
+                text=item.text,
+                id=item.id,
+                file=relative,
+                key=item.key,
+                duration=round(spec.seconds(len(data)), 6),
+                sha256=hashlib.sha256(blob).hexdigest(),
+                rate=spec.rate,
+                channels=spec.channels,
+                backend=entry.backend,
+                voice=entry.voice,
+                lang=lang,
+                format=spec.codec or spec.sample_format,
+                words=words,
             )
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "layout": options.layout,
-        "entries": [m.as_dict() for m in report.written],
-    }
-    text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
-    _write_atomically(report.manifest_path, text.encode("utf-8"))
-    if review:
-        _write_atomically(target / PAGE_NAME, export_page(cache, report))
-    return report
+            report.written.append(manifest_entry)
+            written.append((manifest_entry, data))
+        if page is not None:
+            page.add(entry, item.text, pcm, written)
 
 
 def _files(

@@ -23,6 +23,7 @@ Samples are float32 numpy arrays shaped (frames, channels), full scale ±1.0.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -171,12 +172,14 @@ def integrated_loudness(samples: np.ndarray, rate: int) -> tuple[float | None, f
     return meter.result()
 
 
-# --- peaks ----------------------------------------------------------------------------
+# --- peaks ---------------------------------------------------------------------------
 
 
-def _interpolator() -> np.ndarray:
-    """(taps, phases - 1) coefficients giving the 3 points between two samples (4×):
-    a Kaiser-windowed sinc over 16 samples."""
+@functools.cache
+def _interpolator() -> tuple[np.ndarray, float]:
+    """(coefficients, gain bound): the (taps, phases - 1) coefficients giving the 3 points
+    between two samples (4×), a Kaiser-windowed sinc over 16 samples; and the largest sum
+    of |coefficients| of a phase, the most a point can exceed its taps' peak by."""
     import numpy as np
 
     half = _TAPS_PER_PHASE // 2
@@ -186,10 +189,8 @@ def _interpolator() -> np.ndarray:
         t = phase / _OVERSAMPLE - offsets  # distance from each tap to the point, |t| < 8
         window = np.i0(_KAISER_BETA * np.sqrt(1.0 - (t / half) ** 2)) / np.i0(_KAISER_BETA)
         columns.append(np.sinc(t) * window)
-    return np.array(columns, dtype=np.float64).T
-
-
-_H: Any = None
+    taps = np.array(columns, dtype=np.float64).T
+    return taps, float(np.abs(taps).sum(axis=0).max())
 
 
 def true_peak(samples: np.ndarray, *, floor: float = 0.0) -> float:
@@ -200,58 +201,71 @@ def true_peak(samples: np.ndarray, *, floor: float = 0.0) -> float:
     """
     import numpy as np
 
-    global _H
-    if _H is None:
-        _H = _interpolator()
     if not len(samples):
         return floor
-    peak = max(floor, float(np.abs(samples).max()))
+    magnitudes = np.abs(samples)
+    return _true_peak(samples, magnitudes, max(floor, float(magnitudes.max())))
+
+
+def _true_peak(samples: np.ndarray, magnitudes: np.ndarray, peak: float) -> float:
+    """`true_peak` given |samples| and the level reached so far (at least their peak)."""
+    import numpy as np
+
     if peak == 0.0:
         return 0.0
-    gain_bound = float(np.abs(_H).sum(axis=0).max())
-    threshold = peak / gain_bound
+    taps, gain_bound = _interpolator()
     half = _TAPS_PER_PHASE // 2
+    frames = len(samples)
     best = peak
     for channel in range(samples.shape[1]):
-        x = samples[:, channel].astype(np.float64)
-        loud = np.abs(x) >= threshold
-        if not loud.any():
+        loud = np.flatnonzero(magnitudes[:, channel] >= peak / gain_bound)
+        if not len(loud):
             continue
-        # Interpolation points i + p/4 use x[i-7 … i+8]: every i near a loud sample (the
-        # loud samples are few, so their neighbourhoods are gathered, not convolved).
-        near = (np.flatnonzero(loud)[:, None] + np.arange(-half, half)).ravel()
-        wanted = np.zeros(len(x), dtype=bool)
-        wanted[near[(near >= 0) & (near < len(x))]] = True
-        centers = np.flatnonzero(wanted)
-        padded = np.concatenate([np.zeros(half), x, np.zeros(half)])
-        if len(centers) > len(x) // 5:
+        # Interpolation points i + p/4 use x[i-7 … i+8]: every i within [l-8, l+7] of a
+        # loud sample l (the loud samples are few, so their neighbourhoods are gathered,
+        # not convolved). `wanted[i + 8]` marks point i.
+        wanted = np.zeros(frames + 2 * half, dtype=bool)
+        wanted[(loud[:, None] + np.arange(2 * half)).ravel()] = True
+        centers = np.flatnonzero(wanted[half : frames + half])
+        padded = np.zeros(frames + 2 * half, dtype=samples.dtype)
+        padded[half : frames + half] = samples[:, channel]
+        if len(centers) > frames // 5:
             # Dense (music, noise, tones): one correlation per phase over every point is
             # cheaper than gathering windows; speech has a few % of its points loud.
-            for taps in _H.T:
-                points = np.correlate(padded, taps, "valid")[1 : len(x) + 1]
+            wide = padded.astype(np.float64)
+            for phase in taps.T:
+                points = np.correlate(wide, phase, "valid")[1 : frames + 1]
                 best = max(best, float(np.abs(points).max()))
             continue
         windows = np.lib.stride_tricks.sliding_window_view(padded, _TAPS_PER_PHASE)
-        values = windows[centers + 1] @ _H
-        if values.size:
-            best = max(best, float(np.abs(values).max()))
+        best = max(best, float(np.abs(windows[centers + 1] @ taps).max()))
     return best
 
 
 # --- silence ---------------------------------------------------------------------------
 
 
-def loud_span(samples: np.ndarray, threshold_db: float) -> tuple[int, int] | None:
-    """(first, last) index of the frames at or above the threshold; None if none is."""
+def frame_level(samples: np.ndarray) -> np.ndarray:
+    """Each frame's magnitude: the largest of its channels' (full scale 1.0)."""
     import numpy as np
 
-    if not len(samples):
+    magnitudes = np.abs(samples)
+    return magnitudes[:, 0] if samples.shape[1] == 1 else magnitudes.max(axis=1)
+
+
+def loud_span(samples: np.ndarray, threshold_db: float) -> tuple[int, int] | None:
+    """(first, last) index of the frames at or above the threshold; None if none is."""
+    return _loud_span(frame_level(samples), threshold_db) if len(samples) else None
+
+
+def _loud_span(level: np.ndarray, threshold_db: float) -> tuple[int, int] | None:
+    import numpy as np
+
+    loud = level >= linear(threshold_db)
+    first = int(np.argmax(loud))  # argmax stops at the first True
+    if not loud[first]:
         return None
-    level = np.abs(samples).max(axis=1)
-    loud = np.flatnonzero(level >= linear(threshold_db))
-    if not len(loud):
-        return None
-    return int(loud[0]), int(loud[-1])
+    return first, len(level) - 1 - int(np.argmax(loud[::-1]))
 
 
 def measure(
@@ -270,13 +284,18 @@ def measure(
     lra = 0.0
     if integrated is None and frames:
         integrated, lra = integrated_loudness(samples, rate)
-    span = loud_span(samples, silence_threshold)
+    if not frames:
+        return Loudness(integrated, lra, None, None, 0.0, 0.0, 0.0)
+    magnitudes = np.abs(samples)  # one pass, shared by the peaks and the silence
+    level = magnitudes[:, 0] if samples.shape[1] == 1 else magnitudes.max(axis=1)
+    peak = float(level.max())
+    span = _loud_span(level, silence_threshold)
     lead, trail = (span[0], frames - 1 - span[1]) if span else (frames, 0)
     return Loudness(
         integrated=integrated,
         range=lra,
-        true_peak=db(true_peak(samples)) if frames else None,
-        sample_peak=db(float(np.abs(samples).max())) if frames else None,
+        true_peak=db(_true_peak(samples, magnitudes, peak)),
+        sample_peak=db(peak),
         leading_silence=lead / rate,
         trailing_silence=trail / rate,
         duration=frames / rate,

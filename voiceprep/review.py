@@ -20,23 +20,27 @@ full scale.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
+import math
 import re
 import statistics
+import subprocess
+import sys
 import threading
 import wave
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from voiceprep import defaults
 from voiceprep.errors import CacheError, VoiceprepError
 from voiceprep.gate import judge
-from voiceprep.loudness import measure, to_float
+from voiceprep.loudness import frame_level, measure, to_float
 
 if TYPE_CHECKING:
     from voiceprep.cache import AudioCache, CacheEntry
@@ -50,6 +54,8 @@ __all__ = [
     "export_page",
     "flag_rows",
     "measure_prompt",
+    "measure_worker",
+    "PageMeasurer",
     "render",
 ]
 
@@ -57,9 +63,16 @@ PAGE_NAME = "index.html"
 LOUDNESS_SPREAD = 2.0  # LU from the set's median (EBU R128 practice: ±1–2 LU)
 MAX_SILENCE = 0.3  # seconds at either end
 CEILING = defaults.TRUE_PEAK  # dBTP: the processing chain's default ceiling
+WORKER_FROM = 200  # prompts: fewer are measured in the export's process (see PageMeasurer)
 WAVE_COLUMNS = 100
 _FULL_SCALE = (-32768, 32767)
+_CLIP_DB = 20.0 * math.log10(32767 / 32768)  # dBFS (as loudness.db): below, none clipped
 _TEMPLATE = "review.html"
+# The worker leaves without tearing its interpreter down (a tenth of a second under load).
+_WORKER = (
+    "import os, sys; from voiceprep.review import measure_worker; measure_worker(); "
+    "sys.stdout.flush(); os._exit(0)"
+)
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
 
 
@@ -122,10 +135,12 @@ def measure_prompt(
     """Measure s16le PCM. `loudness`: its integrated loudness when already known."""
     import numpy as np
 
-    ints = np.frombuffer(pcm, dtype="<i2")
     samples = to_float(pcm, channels)
     level = measure(samples, rate, integrated=loudness)
-    clipped = int(np.count_nonzero((ints == _FULL_SCALE[0]) | (ints == _FULL_SCALE[1])))
+    clipped = 0
+    if level.sample_peak is not None and level.sample_peak >= _CLIP_DB:  # else none is
+        ints = np.frombuffer(pcm, dtype="<i2")
+        clipped = int(np.count_nonzero((ints == _FULL_SCALE[0]) | (ints == _FULL_SCALE[1])))
     verdict = judge(pcm, rate=rate, channels=channels, text=text)
     return Measures(
         duration=level.duration,
@@ -139,18 +154,148 @@ def measure_prompt(
     )
 
 
+class PageMeasurer:
+    """The measures of an export's prompts for its page, taken as the export writes their
+    files (`add`), from the PCM it has in hand.
+
+    With `WORKER_FROM` prompts or more, a prompt whose measures are of an s16 WAV (every
+    layout's but the raw telephony codecs') is measured by a worker process (this Python,
+    `-c`, in a session of its own so that Ctrl-C reaches only voiceprep) reading the WAV
+    just written, while the export waits for its next files to reach the disk: an export
+    is mostly `fsync`, so the page then adds little to its time. (A thread would compete
+    for the GIL with the export's own Python code, handing it over a thousand times.) The
+    worker is sent a JSON line per prompt and answers at the end of its input, a JSON line
+    per prompt, into a pipe that holds them all. What it does not answer (it failed, it
+    could not be started), `export_page` measures from the files.
+    """
+
+    def __init__(self, directory: Path, prompts: int) -> None:
+        self.directory = directory
+        self._measured: dict[str, Measures] = {}
+        self._sent: set[str] = set()
+        self._worker: subprocess.Popen[bytes] | None = None
+        if prompts >= WORKER_FROM:
+            with contextlib.suppress(OSError, ValueError):  # no interpreter to start: here
+                self._worker = subprocess.Popen(
+                    [sys.executable, "-c", _WORKER],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                _widen(self._worker.stdout)
+
+    def __enter__(self) -> PageMeasurer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(
+        self, entry: CacheEntry, text: str, pcm: bytes, files: Sequence[tuple[ManifestEntry, bytes]]
+    ) -> None:
+        """An entry as the export wrote it: its cached audio `pcm` and each file written
+        of it with the file's PCM (s16le for an s16 WAV). Measured is what `export_page`
+        shows: the s16 WAV its player plays, else the cached audio."""
+        if entry.key in self._measured or entry.key in self._sent:
+            return
+        player = _playable([written for written, _ in files])
+        rate, channels, data = entry.rate, entry.channels, pcm
+        for written, file_pcm in files:
+            if written is player and written.format == "s16":
+                rate, channels, data = written.rate, written.channels, file_pcm
+                if self._send(entry, text, written):
+                    return
+        known = _known_loudness(entry, rate, channels)
+        self._measured[entry.key] = measure_prompt(
+            data, rate=rate, channels=channels, text=text, loudness=known
+        )
+
+    def _send(self, entry: CacheEntry, text: str, wav: ManifestEntry) -> bool:
+        if self._worker is None or self._worker.stdin is None:
+            return False
+        job = {
+            "key": entry.key,
+            "text": text,
+            "file": str(self.directory / wav.file),
+            "loudness": _known_loudness(entry, wav.rate, wav.channels),
+        }
+        try:
+            self._worker.stdin.write(json.dumps(job).encode() + b"\n")
+        except OSError:  # the worker is gone: the rest is measured here
+            self.close()
+            return False
+        self._sent.add(entry.key)
+        return True
+
+    def results(self) -> dict[str, Measures]:
+        """Every prompt's measures, by key (waiting for the worker's)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            try:
+                answer, _ = worker.communicate()
+                if worker.returncode == 0:
+                    for line in answer.splitlines():
+                        key, values = json.loads(line)
+                        self._measured[key] = Measures(**values)
+            except (OSError, ValueError, TypeError):
+                pass  # measured from the files instead
+        return self._measured
+
+    def close(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.kill()
+            worker.communicate()
+
+
+def _widen(pipe: Any) -> None:
+    """Let the pipe hold the worker's whole answer (Linux: up to 1 MiB, the unprivileged
+    maximum; about 1,800 prompts) so that it is written at once, not in 64 KiB turns
+    between the two processes."""
+    with contextlib.suppress(ImportError, AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+
+
+def _known_loudness(entry: CacheEntry | None, rate: int, channels: int) -> float | None:
+    """The index's loudness, when the audio measured is the cached audio (the flat
+    layout's WAVs are)."""
+    same = entry is not None and (rate, channels) == (entry.rate, entry.channels)
+    return entry.loudness if entry is not None and same else None
+
+
+def measure_worker() -> None:
+    """`PageMeasurer`'s worker: prompts from stdin, their measures to stdout at its end,
+    one JSON line each (a WAV it cannot read is left out)."""
+    answer = []
+    for line in sys.stdin.buffer:
+        job = json.loads(line)
+        try:
+            pcm, rate, channels = wav_pcm(Path(job["file"]).read_bytes(), job["file"])
+        except (OSError, VoiceprepError):
+            continue
+        measures = measure_prompt(
+            pcm, rate=rate, channels=channels, text=job["text"], loudness=job["loudness"]
+        )
+        answer.append(json.dumps([job["key"], vars(measures)], separators=(",", ":")))
+    sys.stdout.write("\n".join(answer))
+
+
 def waveform(samples: Any, columns: int = WAVE_COLUMNS) -> list[int]:
     """Peak of each of `columns` equal slices (all channels), in percent of full scale."""
     import numpy as np
 
     if not len(samples):
         return []
-    level = np.abs(samples).max(axis=1)
+    level = frame_level(samples)
     if len(level) < columns:
         level = np.repeat(level, -(-columns // len(level)))
-    edges = np.linspace(0, len(level), columns + 1).astype(int)
-    peaks = np.maximum.reduceat(level, edges[:-1])
-    return [int(v) for v in np.minimum(np.ceil(peaks * 100.0), 100)]
+    starts = np.arange(columns) * len(level) // columns
+    peaks = np.maximum.reduceat(level, starts)
+    percent: list[int] = np.minimum(np.ceil(peaks * 100.0), 100).astype(int).tolist()
+    return percent
 
 
 def flag_rows(rows: Sequence[ReviewRow]) -> float | None:
@@ -220,40 +365,54 @@ def wav_pcm(blob: bytes, where: str) -> tuple[bytes, int, int]:
         raise VoiceprepError(f"{where}: not a WAV file: {exc}") from None
 
 
-def export_page(cache: AudioCache, report: ExportReport) -> bytes:
+def export_page(
+    cache: AudioCache, report: ExportReport, measured: Mapping[str, Measures] | None = None
+) -> bytes:
     """The page of an export: one row per exported prompt, in manifest order. Its player
     plays the prompt's file a browser plays best (an s16 WAV at the highest rate, else a
     G.711 WAV; none when the layout wrote only raw telephony formats), and the measures
-    are of that s16 WAV, or else of the cached audio the files were made from."""
-    entries = {entry.key: entry for entry in cache.entries()}
+    are of that s16 WAV, or else of the cached audio the files were made from.
+    `measured`: the measures the export took as it wrote (`PageMeasurer`), by key;
+    the others are measured here, from the files."""
     files: dict[str, list[ManifestEntry]] = {}
     for exported in report.written:
         files.setdefault(exported.key, []).append(exported)
+    measured = measured or {}
+    unmeasured = any(key not in measured for key in files)
+    entries = {entry.key: entry for entry in cache.entries()} if unmeasured else {}
     rows = []
     for key, written in files.items():
-        player = _playable(written)
-        source = player if player is not None and player.format == "s16" else None
-        if source is not None:
-            path = report.directory / source.file
-            try:
-                blob = path.read_bytes()
-            except OSError as exc:
-                raise VoiceprepError(f"{path}: cannot read: {exc.strerror}") from None
-        else:
-            blob = _entry_file(cache, key)
-        pcm, rate, channels = wav_pcm(blob, source.file if source else key)
-        first, entry = written[0], entries.get(key)
-        # The index's loudness is the cached audio's: the flat layout's WAVs are that audio.
-        same = entry is not None and (rate, channels) == (entry.rate, entry.channels)
-        known = entry.loudness if entry is not None and same else None
-        measures = measure_prompt(
-            pcm, rate=rate, channels=channels, text=first.text, loudness=known
-        )
+        player, first = _playable(written), written[0]
+        measures = measured.get(key)
+        if measures is None:
+            measures = _measure_file(cache, report, entries.get(key), key, first.text, player)
         name = first.id or PurePosixPath(first.file).stem
         src = player.file if player is not None else None
         rows.append(ReviewRow(key, name, first.text, src, first.backend, first.voice, measures))
     title = f"{report.directory.name or report.directory.resolve().name}: prompt review"
     return render(rows, title=title).encode("utf-8")
+
+
+def _measure_file(
+    cache: AudioCache,
+    report: ExportReport,
+    entry: CacheEntry | None,
+    key: str,
+    text: str,
+    player: ManifestEntry | None,
+) -> Measures:
+    """The measures of an exported prompt, read back: its s16 WAV or the cached audio."""
+    if player is not None and player.format == "s16":
+        path = report.directory / player.file
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise VoiceprepError(f"{path}: cannot read: {exc.strerror}") from None
+        pcm, rate, channels = wav_pcm(blob, player.file)
+    else:
+        pcm, rate, channels = wav_pcm(_entry_file(cache, key), key)
+    known = _known_loudness(entry, rate, channels)
+    return measure_prompt(pcm, rate=rate, channels=channels, text=text, loudness=known)
 
 
 def _playable(files: list[ManifestEntry]) -> ManifestEntry | None:

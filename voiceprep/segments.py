@@ -1,20 +1,22 @@
 """One long file decoded across processes (`decode -j N` with a single input).
 
-The output is cut into N pieces at sample positions; this process decodes the first (the
-serial decode itself, stopped at the second piece's start) while forked workers decode
-the others, each writing its PCM straight into the output's temporary file at its own
-offset (`os.pwrite`): no PCM passes between processes and memory stays flat.
+The output is cut into N pieces at sample positions; this process decodes the first while
+forked workers decode the others, each writing its PCM straight into the output's
+temporary file at its own offset (`os.pwrite`): no PCM passes between processes and
+memory stays flat. Every piece, the first too, is decoded the same way, by one decoding
+thread (voiceprep.graph.segment).
 
 A worker demuxes from a second before its piece (`amovie`'s seek point), lets the decoder
 settle there, and starts its resampler `RESAMPLER_PREROLL` before the piece on the serial
 decode's own sample grid: output sample j of the serial decode is input sample
 F + j × in/out (F the first decoded timestamp), so a piece starts at a multiple of
 out/gcd(in, out), where that input position is a whole sample (voiceprep.graph.segment).
-Its first output samples are then dropped. After the preroll the resampler's filter holds
-the same input as the serial one's and computes the same samples: measured on
-PyAV 18.1 (FFmpeg 8.1), the pieces are byte for byte the serial decode for FLAC, WAV, MP3,
-AAC and Opus (the tests compare them; lossy codecs are held to -90 dBFS at the seams should
-a codec ever settle less exactly).
+Its first output samples are then dropped (the first piece's resampler starts where the
+serial decode's does, or at most `RESAMPLER_PREROLL` before `--start`). After the preroll
+the resampler's filter holds the same input as the serial one's and computes the same
+samples: measured on PyAV 18.1 (FFmpeg 8.1), the pieces are byte for byte the serial
+decode for FLAC, WAV, MP3, AAC and Opus (the tests compare them; lossy codecs are held to
+-90 dBFS at the seams should a codec ever settle less exactly).
 
 Short files, pipes, stdin, chained Ogg, a processing chain, and outputs that are not
 regular files stay serial. If a piece comes out shorter than planned (a duration in the
@@ -28,6 +30,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from voiceprep import graph
-from voiceprep.batch import start_worker, worker_signals
-from voiceprep.decoding import decode, probe, window
+from voiceprep.batch import fork_worker, worker_signals
+from voiceprep.decoding import probe_start, window
 from voiceprep.errors import VoiceprepError
 from voiceprep.graph import Target
 from voiceprep.ogg import chain_offsets
@@ -62,7 +65,7 @@ WarningHandler = Callable[[str], None]
 class Piece:
     """Output samples `start` … `end` (None: to the end), as the serial decode counts them;
     decoded from `seek` seconds with the resampler started at input sample `first_sample`,
-    `preroll` output samples before `start`."""
+    `preroll` output samples before `start` (dropped)."""
 
     start: int
     end: int | None
@@ -92,9 +95,7 @@ def decode_file(
         target = output_target(Path(dest), force=force, source=source)
         if not target.in_place:
             with contextlib.suppress(_Serially):
-                return _decode_pieces(
-                    source, target.path, spec, pieces, force, progress, on_warning
-                )
+                return _decode_pieces(Path(source), target.path, spec, pieces, force, progress)
     return decode_to_file(source, dest, spec, force=force, progress=progress, on_warning=on_warning)
 
 
@@ -110,10 +111,12 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
         return None  # forking beside other threads (a library caller's) is not safe
     path = Path(source)
     try:
-        seconds = probe(path).duration
-        if seconds is None or chain_offsets(path) or _lying_wav(path):
+        if chain_offsets(path) or _lying_wav(path):
             return None
-        first, in_rate = graph.first_timestamp(path)
+        info, first, in_rate = probe_start(path)
+        seconds = info.duration
+        if seconds is None:
+            return None
     except (VoiceprepError, OSError, ValueError):
         return None  # the serial decode reports what is wrong
     except Exception as exc:  # an av.error.FFmpegError: likewise
@@ -134,9 +137,10 @@ def plan(source: Any, spec: OutputSpec, jobs: int) -> list[Piece] | None:
     ends: list[int | None] = [*starts[1:], end if spec.duration is not None else None]
     pieces = []
     for start, stop in zip(starts, ends, strict=True):
-        first_sample = first + (start - preroll) // step * (in_rate * step // rate)
+        grid = max(0, start - preroll) // step * step  # where the resampler starts
+        first_sample = first + grid // step * (in_rate * step // rate)
         seek = max(0.0, first_sample / in_rate - CODEC_PREROLL)
-        pieces.append(Piece(start, stop, seek, first_sample, preroll))
+        pieces.append(Piece(start, stop, seek, first_sample, start - grid))
     return pieces
 
 
@@ -155,16 +159,13 @@ def _lying_wav(path: Path) -> bool:
 
 
 def _decode_pieces(
-    source: Any,
+    source: Path,
     dest: Path,
     spec: OutputSpec,
     pieces: list[Piece],
     force: bool,
     progress: Progress | None,
-    on_warning: WarningHandler | None,
 ) -> int:
-    import multiprocessing
-
     # G.711 codes each sample alone: the pieces are decoded to s16 and encoded as written.
     law = spec.sample_format if spec.sample_format in G711 else None
     target = Target.of(dataclasses.replace(spec, sample_format="s16") if law else spec)
@@ -181,91 +182,89 @@ def _decode_pieces(
         out.write(header)
         out.flush()
         base = pieces[0].start
-        context = multiprocessing.get_context("fork")
-        workers = []
+        workers: list[tuple[int, int]] = []  # (pid, the pipe on which it says what it wrote)
+        ended: set[int] = set()
         try:
             for piece in pieces[1:]:
-                receive, send = context.Pipe(duplex=False)
                 offset = len(header) + (piece.start - base) * frame
-                args = (send, Path(source), target, piece, out.fileno(), offset, law)
-                process = context.Process(target=_worker, args=args, daemon=True)
-                start_worker(process)
-                send.close()
-                workers.append((process, receive, piece))
-            first_bytes = (pieces[1].start - base) * frame
-            warnings: list[str] = []
-            written = _write_first(source, spec, out, first_bytes, progress, warnings.append)
-            if written != first_bytes:
+                workers.append(_fork(source, target, piece, out.fileno(), offset, law))
+            try:
+                total = _write_piece(
+                    source, target, pieces[0], out.fileno(), len(header), law, progress
+                )
+            except Exception:  # an FFmpegError (a corrupt packet), a write error
+                raise _Serially from None
+            if total != (pieces[1].start - base) * frame:
                 raise _Serially
-            total = written
-            for process, receive, piece in workers:
-                try:
-                    outcome, count = receive.recv()
-                except EOFError:  # the worker died (a decoder crash): serially
-                    raise _Serially from None
-                process.join()
+            for (pid, answer), piece in zip(workers, pieces[1:], strict=True):
+                count = _outcome(pid, answer)
+                ended.add(pid)
                 expected = None if piece.end is None else (piece.end - piece.start) * frame
-                if outcome != "ok" or (expected is not None and count != expected):
+                if count is None or (expected is not None and count != expected):
                     raise _Serially
                 total += count
                 if progress is not None:
                     progress(count)
-            if on_warning is not None:
-                for message in warnings:  # (said once: not if the file is decoded again)
-                    on_warning(message)
         finally:
-            for process, _, _ in workers:
-                if process.is_alive():
-                    process.terminate()
-                process.join()
+            for pid, answer in workers:
+                if pid not in ended:  # (a failure or Ctrl-C: stop it)
+                    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                        os.kill(pid, signal.SIGTERM)
+                        os.waitpid(pid, 0)
+                os.close(answer)
         if spec.container == "wav":
             patch_wav_sizes(out, total)
     return total
 
 
-def _write_first(
-    source: Any,
-    spec: OutputSpec,
-    out: Any,
-    size: int,
-    progress: Progress | None,
-    on_warning: WarningHandler,
+def _fork(
+    path: Path, target: Target, piece: Piece, fd: int, offset: int, law: str | None
+) -> tuple[int, int]:
+    """A forked worker writing `piece` at `offset` of `fd`: (its pid, the pipe on which it
+    says how many bytes it wrote). No multiprocessing: its import costs 2.4 MiB and 14 ms."""
+    answer, say = os.pipe()
+    pid = fork_worker()
+    if pid == 0:  # the worker: any failure (a corrupt packet, SIGTERM) exits 1, silently
+        status = 1
+        try:
+            os.close(answer)
+            worker_signals()
+            os.write(say, b"%d" % _write_piece(path, target, piece, fd, offset, law))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(say)
+    return pid, answer
+
+
+def _outcome(pid: int, answer: int) -> int | None:
+    """The bytes a worker wrote, once it has ended; None if it failed."""
+    said = b""
+    while part := os.read(answer, 64):
+        said += part
+    _, status = os.waitpid(pid, 0)
+    return int(said) if status == 0 and said else None
+
+
+def _write_piece(
+    path: Path,
+    target: Target,
+    piece: Piece,
+    fd: int,
+    offset: int,
+    law: str | None,
+    progress: Progress | None = None,
 ) -> int:
-    """The first piece, in this process: the serial decode, stopped after `size` bytes."""
-    chunks = decode(
-        source,
-        rate=spec.rate,
-        channels=spec.channels,
-        sample_format=spec.sample_format,
-        start=spec.start,
-        on_warning=on_warning,
-    )
-    written = 0
-    for chunk in window(chunks, 0, size):  # (which closes `chunks`)
-        out.write(chunk)
-        written += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-    out.flush()
-    return written
-
-
-def _worker(
-    send: Any, path: Path, target: Target, piece: Piece, fd: int, offset: int, law: str | None
-) -> None:
-    """One piece in a forked worker: decoded from its seek point (G.711-encoded with
-    `law`), written at its offset."""
-    worker_signals()
+    """One piece decoded from its seek point (G.711-encoded with `law`), written at
+    `offset` of `fd`; the bytes written."""
     frame = target.frame_bytes
     size = None if piece.end is None else (piece.end - piece.start) * frame
     chunks = graph.segment(path, target, seek=piece.seek, first_sample=piece.first_sample)
     written = 0
-    try:
-        pcm = window(chunks, piece.preroll * frame, size)
-        for chunk in g711_chunks(pcm, law) if law else pcm:
-            os.pwrite(fd, chunk, offset + written)
-            written += len(chunk)
-    except Exception as exc:  # an FFmpegError (a corrupt packet), a write error
-        send.send(("failed", str(exc)))
-        return
-    send.send(("ok", written))
+    pcm = window(chunks, piece.preroll * frame, size)
+    for chunk in g711_chunks(pcm, law) if law else pcm:
+        os.pwrite(fd, chunk, offset + written)
+        written += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return written

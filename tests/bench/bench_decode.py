@@ -87,8 +87,9 @@ def max_difference(first: Path, second: Path) -> int:
 
 def bench_file(
     src: Path, runs: int, robust: bool, pieces: bool = False
-) -> dict[str, tuple[float, float, int]]:
-    """name → (median seconds, max peak RSS MiB, output bytes); "diff" → (LSB, 0, 0)."""
+) -> dict[str, tuple[float, float, int, float]]:
+    """name → (median seconds, max peak RSS MiB, output bytes, median CPU seconds);
+    "diff" → (LSB, 0, 0, 0); "same" → (-j 2 byte for byte -j 1, 0, 0, 0)."""
     commands = {
         "ffmpeg": lambda dst: ffmpeg_argv(src, dst),
         "voiceprep": lambda dst: voiceprep_argv(src, dst, "fast"),
@@ -116,12 +117,17 @@ def bench_file(
     for path in outputs.values():
         path.unlink()
     result = {
-        name: (statistics.median(times[name]), max(rss[name]), sizes[name]) for name in commands
+        name: (
+            statistics.median(times[name]),
+            max(rss[name]),
+            sizes[name],
+            # CPU seconds (user + system, all processes): what a busy machine slows least
+            statistics.median(cpus[name]),
+        )
+        for name in commands
     }
-    result["diff"] = (float(diff), 0.0, 0)
-    result["same"] = (float(same), 0.0, 0)
-    # CPU seconds (medians) of ffmpeg and of voiceprep: what a busy machine slows least.
-    result["cpu"] = (statistics.median(cpus["ffmpeg"]), statistics.median(cpus["voiceprep"]), 0)
+    result["diff"] = (float(diff), 0.0, 0, 0.0)
+    result["same"] = (float(same), 0.0, 0, 0.0)
     return result
 
 
@@ -146,12 +152,13 @@ def main() -> None:
         header += f" {'robust s':>9} {'ratio':>6}"
     if args.pieces:
         header += f" {'-j 1 s':>7} {'ratio':>6} {'-j 2 s':>7} {'ratio':>6} {'same':>5}"
+        header += f" {'CPU s: ffmpeg':>13} {'library':>7} {'-j 1':>5} {'-j 2':>5} {'-j MiB':>7}"
     print(header)
     for name in args.formats.split(","):
         src = make_input(name, args.minutes)
         result = bench_file(src, args.runs, args.robust, args.pieces)
-        ff_s, ff_rss, ff_size = result["ffmpeg"]
-        vp_s, vp_rss, vp_size = result["voiceprep"]
+        ff_s, ff_rss, ff_size, ff_cpu = result["ffmpeg"]
+        vp_s, vp_rss, vp_size, vp_cpu = result["voiceprep"]
         line = f"{name:<6} {ff_s:9.3f} {vp_s:12.3f} {vp_s / ff_s:6.2f}"
         line += f" {ff_rss:11.1f} {vp_rss:14.1f} {str(ff_size == vp_size):>12}"
         line += f" {int(result['diff'][0]):>5} LSB"
@@ -162,7 +169,9 @@ def main() -> None:
             j1_s, j2_s = result["j1"][0], result["j2"][0]
             same = bool(result["same"][0])  # -j 2's output byte for byte -j 1's
             line += f" {j1_s:7.3f} {j1_s / ff_s:6.2f} {j2_s:7.3f} {j2_s / ff_s:6.2f} {same!s:>5}"
-        ff_cpu, vp_cpu, _ = result["cpu"]
+            j1_cpu, j2_cpu = result["j1"][3], result["j2"][3]
+            j_rss = max(result["j1"][1], result["j2"][1])  # the largest single process
+            line += f" {ff_cpu:13.2f} {vp_cpu:7.2f} {j1_cpu:5.2f} {j2_cpu:5.2f} {j_rss:7.1f}"
         if args.ci:  # the CPU ratio too: on a loaded machine the wall ratio is noise
             line += f"  cpu ratio {vp_cpu / ff_cpu:.2f}"
         print(line, flush=True)

@@ -8,9 +8,13 @@ Fills a temporary cache with `--prompts` entries: 20 espeak-ng syntheses (24 kHz
 Then, each figure the median over `--runs` rounds:
 
 - `export_entries` of every entry without the page and with it, alternated so both see
-  the same disk; the ratio is what the page adds to an export (target: ≤ 1.10);
-- `export_page` alone (measuring every WAV, waveforms included, and rendering; target:
-  ≤ 3 s for 1,000 prompts), and the page's size;
+  the same disk; the ratio is what the page adds to an export (target: ≤ 1.10), as the
+  ratio of the medians and as the median of each round's ratio (steadier when the disk's
+  `fsync` times swing, as on a shared machine). From 200 prompts the export measures in
+  a worker process while it writes (review.PageMeasurer);
+- `export_page` alone (reading every WAV back and measuring it in this process,
+  waveforms included, and rendering; target: ≤ 3 s for 1,000 prompts), and the page's
+  size;
 - in Debian's headless Chromium (selenium), from `file://`: the time until the page's
   script has built every row (`performance.mark("review-ready")`) and until the document
   is interactive (`domInteractive`), target ≤ 2 s; then a search typed into the box.
@@ -143,7 +147,11 @@ def main() -> None:
         print(f"prompts: {args.prompts}, audio: {sum(e.duration for e in report.written):.0f} s")
         base, full = statistics.median(plain), statistics.median(reviewed)
         print(f"export without the page: {base:.3f} s (median of {args.runs})")
+        paired = statistics.median(r / p for r, p in zip(reviewed, plain, strict=True))
         print(f"export with the page:    {full:.3f} s, ratio {full / base:.3f}")
+        print(f"ratio within each round: {paired:.3f} (median of {args.runs})")
+        rounds = ", ".join(f"{p:.2f}/{r:.2f}" for p, r in zip(plain, reviewed, strict=True))
+        print(f"rounds (without/with, s): {rounds}")
         print(f"export_page alone:       {statistics.median(pages):.3f} s, {len(html)} bytes")
         if not args.no_browser:
             ready, interactive, search = browser_times(page, args.runs)

@@ -15,7 +15,7 @@ import typer
 
 from voiceprep import __version__
 from voiceprep.cli import _output, _signals
-from voiceprep.cli._app import app, register
+from voiceprep.cli._app import app
 from voiceprep.errors import ExitStatus, VoiceprepError
 
 
@@ -49,9 +49,6 @@ def _root(
 ) -> None:
     if debug and isinstance(ctx.obj, Invocation):
         ctx.obj.debug = True
-
-
-register(app)
 
 
 def main(argv: list[str] | None = None, *, debug: bool | None = None) -> None:

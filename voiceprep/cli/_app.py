@@ -14,16 +14,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.models import CommandInfo
 
 from voiceprep.cli import _output
 from voiceprep.cli._options import option_name
+from voiceprep.cli._values import Unparsed, install
 from voiceprep.errors import InvalidValueError
 from voiceprep.units import ACCEPTED
 
@@ -150,7 +152,11 @@ class _HelpMixin:
 
 
 class VoiceprepCommand(_HelpMixin, TyperCommand):
-    """Every voiceprep command (registered with `cls=`)."""
+    """Every voiceprep command: its values converted without pydantic (cli._values)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        install(self.get_params(ctx))
+        return super().parse_args(ctx, args)
 
 
 class _Group(_HelpMixin, TyperGroup):
@@ -161,9 +167,18 @@ class _Group(_HelpMixin, TyperGroup):
     root group parses its own options, then invokes every subcommand and subgroup, so
     wrapping its `parse_args` and `invoke` covers them all. Typer's parsing errors all
     derive from `typer.TyperException`.
+
+    Its commands come from `COMMANDS`, each imported and built when first asked for
+    (`_Commands`): `voiceprep decode` imports and builds `decode` alone.
     """
 
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        if not self.commands:
+            self.commands = _Commands("" if self.name == app.info.name else self.name or "")
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        install(self.get_params(ctx))  # (here: Typer adds completion options after __init__)
         with _one_line_errors(ctx):
             return super().parse_args(ctx, args)
 
@@ -228,16 +243,15 @@ _ACCEPTED_METAVARS = {"SEC": "a number of seconds", "N": "a whole number"}
 
 def _invalid_value(exc: Exception) -> InvalidValueError | None:
     """The parser refused a value: our error naming the option, the value and what is
-    accepted, from the exception's fields (the option, and pydantic's record of the input)."""
+    accepted, from the exception's fields (the option, and cli._values' record of the input)."""
     param = getattr(exc, "param", None)
     if param is None or param.param_type_name != "option":
         return None
     if isinstance(exc.__cause__, InvalidValueError):  # one of our checks, as a callback
         return exc.__cause__.renamed(option_name(param.opts))
-    errors = getattr(exc.__cause__, "errors", None)
-    if not callable(errors):
+    problem = exc.__cause__
+    if not isinstance(problem, Unparsed):
         return None
-    problem = errors()[0]
     choices = getattr(getattr(param, "type_descriptor", None), "choices", None)
     if choices:
         accepted = " or ".join(str(getattr(c, "value", c)) for c in choices)
@@ -245,11 +259,11 @@ def _invalid_value(exc: Exception) -> InvalidValueError | None:
         accepted = (
             ACCEPTED.get(param.name)
             or _ACCEPTED_METAVARS.get(param.metavar)
-            or _ACCEPTED_TYPES.get(problem["type"], "")
+            or _ACCEPTED_TYPES.get(problem.kind, "")
         )
     if not accepted:
         return None
-    return InvalidValueError(option_name(param.opts), problem["input"], accepted)
+    return InvalidValueError(option_name(param.opts), problem.value, accepted)
 
 
 _SETTINGS: dict[str, Any] = {
@@ -258,42 +272,68 @@ _SETTINGS: dict[str, Any] = {
 }
 
 
-def _typer(*, add_completion: bool = False, **options: Any) -> typer.Typer:
-    return typer.Typer(
-        cls=_Group,
-        no_args_is_help=True,
-        add_completion=add_completion,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
-        context_settings=_SETTINGS,
-        **options,
-    )
-
-
-app = _typer(
+app = typer.Typer(
     name="voiceprep",
     help="Audio in the exact shape a voice agent plays: decode files to raw PCM and "
     "prebuild TTS prompts into a shared on-disk cache.",
+    cls=_Group,
+    no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (docs/cli.md)
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=_SETTINGS,
 )
 
 
-def _target(spec: str) -> Callable[..., Any]:
-    module, _, name = spec.partition(":")
-    function: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    return function
+class _Commands(MutableMapping[str, Any]):
+    """A group's commands and subgroups from `COMMANDS` and `GROUPS`, each built on first
+    access (its module imported, its parameters read) and kept."""
+
+    def __init__(self, group: str) -> None:
+        self._targets: dict[str, str] = {}  # name → "module:function", "" for a group
+        for row in COMMANDS:
+            parent, _, name = row.path.rpartition(" ")
+            if parent == group:
+                self._targets[name] = row.target
+        if not group:
+            self._targets |= dict.fromkeys(GROUPS, "")
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            target = self._targets[name]  # (a KeyError: no such command)
+            self._built[name] = _command(name, target) if target else _group(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._targets.setdefault(name, "")
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._targets[name]
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
 
 
-def register(root: typer.Typer, commands: tuple[Command, ...] = COMMANDS) -> None:
-    """Add every command of the table (and their groups) to `root`."""
-    groups: dict[str, typer.Typer] = {}
-    for row in commands:
-        group_name, _, name = row.path.rpartition(" ")
-        parent = root
-        if group_name:
-            if group_name not in groups:
-                groups[group_name] = _typer(name=group_name, help=GROUPS[group_name])
-            parent = groups[group_name]
-        parent.command(name, cls=VoiceprepCommand)(_target(row.target))
-    for group_name, group in groups.items():
-        root.add_typer(group, name=group_name)
+def _command(name: str, target: str) -> Any:
+    module, _, function = target.partition(":")
+    callback = getattr(importlib.import_module(module), function)
+    info = CommandInfo(name=name, callback=callback, cls=VoiceprepCommand)
+    return typer.main.get_command_from_info(
+        info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=None
+    )
+
+
+def _group(name: str) -> _Group:
+    return _Group(
+        name=name,
+        help=GROUPS[name],
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings=_SETTINGS,
+    )
