@@ -15,19 +15,22 @@ Formats, chosen by the file's suffix:
 
 Files are UTF-8 (a BOM is tolerated). Every problem raises `PhraseListError` naming the
 file and line. Duplicates (same normalized text and voice) are kept once, the first wins.
+Line formats are read from the file a line at a time; `read_phrase_lists` returns a
+`PhraseList`, which holds a long list as columns rather than an object per phrase.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
-import io
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 from voiceprep.audio_format import STDIO
 from voiceprep.errors import InputError, PhraseListError, UsageError
@@ -65,17 +68,15 @@ class Phrase:
         return normalize_text(self.text)
 
 
-def read_phrase_lists(
-    paths: Iterable[str | Path], *, stdin: IO[bytes] | None = None
-) -> list[Phrase]:
+def read_phrase_lists(paths: Iterable[str | Path], *, stdin: IO[bytes] | None = None) -> PhraseList:
     """Every phrase of every list, in order, duplicates removed (the first one wins).
 
     Raises PhraseListError when two different phrases claim the same `id` (their exported
     files would overwrite each other).
     """
     seen: dict[str | None, set[str]] = {}  # voice → normalized texts
-    ids: dict[tuple[str | None, str], Phrase] = {}
-    result: list[Phrase] = []
+    ids: set[str | tuple[str, str]] = set()  # id, or (lang, id)
+    result = PhraseList()
     for path in paths:
         for phrase in iter_phrase_list(path, stdin=stdin):
             normalized = phrase.normalized
@@ -87,13 +88,79 @@ def read_phrase_lists(
             texts.add(normalized)
             if phrase.id is not None:
                 # the same id in two languages: two sound folders, no clash
-                other = ids.setdefault((phrase.lang, phrase.id), phrase)
-                if other is not phrase:
+                claim = phrase.id if phrase.lang is None else (phrase.lang, phrase.id)
+                if claim in ids:
+                    other = next(p for p in result if (p.id, p.lang) == (phrase.id, phrase.lang))
                     raise PhraseListError(
                         f"{phrase.source}: id {phrase.id!r} is already used at {other.source}"
                     )
+                ids.add(claim)
             result.append(phrase)
     return result
+
+
+class PhraseList(Sequence[Phrase]):
+    """Phrases in order, held as columns: a list of texts, the line numbers in an array,
+    each list's name once per run of its phrases, (voice, lang) as one tuple shared by the
+    phrases that have the same, ids in a column made at the first one. A `Phrase` is made
+    when one is read.
+
+    A list of a million phrases costs its texts and about 30 bytes a phrase, not an object
+    per phrase (issue #26: warm's plan keeps this list, not the phrases).
+    """
+
+    __slots__ = ("_extras", "_ids", "_lines", "_names", "_shared", "_starts", "_texts")
+
+    def __init__(self, phrases: Iterable[Phrase] = ()) -> None:
+        self._texts: list[str] = []
+        self._lines = array("Q")
+        self._extras: list[tuple[str | None, str | None] | None] = []  # (voice, lang)
+        self._ids: list[str | None] | None = None  # made at the first id
+        self._starts: list[int] = []  # the first row of each run of phrases of one list
+        self._names: list[str] = []  # and that list's name
+        self._shared: dict[Any, Any] = {}  # one tuple for equal (voice, lang)
+        for phrase in phrases:
+            self.append(phrase)
+
+    def append(self, phrase: Phrase) -> None:
+        if not self._names or self._names[-1] != phrase.origin:
+            self._starts.append(len(self._texts))
+            self._names.append(phrase.origin)
+        if phrase.id is not None and self._ids is None:
+            self._ids = [None] * len(self._texts)
+        if self._ids is not None:
+            self._ids.append(phrase.id)
+        self._texts.append(phrase.text)
+        self._lines.append(phrase.line)
+        extras = None
+        if phrase.voice is not None or phrase.lang is not None:
+            extras = (phrase.voice, phrase.lang)
+            extras = self._shared.setdefault(extras, extras)
+        self._extras.append(extras)
+
+    def text(self, row: int) -> str:
+        """The text of row `row`, without making its `Phrase`."""
+        return self._texts[row]
+
+    def voice(self, row: int) -> str | None:
+        extras = self._extras[row]
+        return extras[0] if extras is not None else None
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> Phrase: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Phrase]: ...
+    def __getitem__(self, index: int | slice) -> Phrase | list[Phrase]:
+        if isinstance(index, slice):
+            return [self[row] for row in range(len(self))[index]]
+        text, line, extras = self._texts[index], self._lines[index], self._extras[index]
+        run = bisect.bisect_right(self._starts, index % len(self)) - 1  # the list it is from
+        voice, lang = extras or (None, None)
+        id_ = self._ids[index] if self._ids is not None else None
+        return Phrase(text, voice, id_, self._names[run], line, lang)
 
 
 def read_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> list[Phrase]:
@@ -108,11 +175,12 @@ def iter_phrase_list(path: str | Path, *, stdin: IO[bytes] | None = None) -> Ite
     if name == STDIO:
         name = "<stdin>"
         text = _decode_utf8((stdin or sys.stdin.buffer).read(), name)
-        fmt = sniff_format(text)
-    else:
-        text = _decode_utf8(_read_file(Path(path)), name)
-        fmt = format_for(path)
-    return parse_phrases(text, fmt, name)
+        return parse_phrases(text, sniff_format(text), name)
+    fmt = format_for(path)
+    if fmt == "json":  # decoded item by item, from the whole text
+        return _parse_json(_decode_utf8(_read_file(Path(path)), name), name)
+    # Line formats are read a line at a time: the file is never in memory as a whole.
+    return _parse_lines(_file_lines(Path(path), name), fmt, name)
 
 
 def format_for(path: str | Path) -> str:
@@ -136,15 +204,20 @@ def sniff_format(text: str) -> str:
 
 def parse_phrases(text: str, fmt: str, name: str) -> Iterator[Phrase]:
     """Phrases from decoded text in format `fmt`; `name` is used in messages."""
-    if fmt == "txt":
-        return _parse_txt(text, name)
-    if fmt in ("csv", "tsv"):
-        return _parse_table(text, name, "," if fmt == "csv" else "\t")
     if fmt == "json":
         return _parse_json(text, name)
-    if fmt == "jsonl":
-        return _parse_jsonl(text, name)
+    if fmt in FORMATS:
+        return _parse_lines(_text_lines(text), fmt, name)
     raise ValueError(f"unknown phrase-list format {fmt!r}")
+
+
+def _parse_lines(lines: Iterable[str], fmt: str, name: str) -> Iterator[Phrase]:
+    """Phrases from the lines (newlines kept) of a list in a line format."""
+    if fmt == "txt":
+        return _parse_txt(lines, name)
+    if fmt == "jsonl":
+        return _parse_jsonl(lines, name)
+    return _parse_table(lines, name, "," if fmt == "csv" else "\t")
 
 
 # --- reading --------------------------------------------------------------------------
@@ -153,14 +226,39 @@ def parse_phrases(text: str, fmt: str, name: str) -> Iterator[Phrase]:
 def _read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        raise _read_error(path, exc) from None
+
+
+def _read_error(path: Path, exc: OSError) -> InputError:
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{path}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(f"{path}: is a directory")
+    if isinstance(exc, PermissionError):
+        return InputError(f"{path}: permission denied")
+    return InputError(f"{path}: cannot read: {exc.strerror}")
+
+
+def _file_lines(path: Path, name: str) -> Iterator[str]:
+    """The lines of a UTF-8 file (newlines kept), one at a time. Opened at once, so a
+    missing file raises here; newlines are universal, as `_decode_utf8` makes them."""
+    try:
+        handle = path.open(encoding="utf-8-sig", newline=None)
+    except OSError as exc:
+        raise _read_error(path, exc) from None
+    return _read_lines(handle, path, name)
+
+
+def _read_lines(handle: IO[str], path: Path, name: str) -> Iterator[str]:
+    with handle:
+        try:
+            yield from handle
+        except UnicodeDecodeError:
+            _decode_utf8(_read_file(path), name)  # raises, naming the line and column
+            raise PhraseListError(f"{name}: invalid UTF-8") from None  # changed meanwhile
+        except OSError as exc:
+            raise _read_error(path, exc) from None
 
 
 def _decode_utf8(data: bytes, name: str) -> str:
@@ -180,27 +278,24 @@ def _decode_utf8(data: bytes, name: str) -> str:
 # --- formats --------------------------------------------------------------------------
 
 
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    """(number, line) of text with "\n" newlines, without a list of them all."""
-    start = number = 0
-    while start <= len(text):
-        end = text.find("\n", start)
-        if end < 0:
-            end = len(text)
-        number += 1
-        yield number, text[start:end]
-        start = end + 1
+def _text_lines(text: str) -> Iterator[str]:
+    """The lines (newlines kept) of text with "\n" newlines, without a list of them all."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start) + 1 or len(text)
+        yield text[start:end]
+        start = end
 
 
-def _parse_txt(text: str, name: str) -> Iterator[Phrase]:
-    for number, line in _lines(text):
+def _parse_txt(lines: Iterable[str], name: str) -> Iterator[Phrase]:
+    for number, line in enumerate(lines, 1):
         phrase = line.strip()
         if phrase and not phrase.startswith("#"):
             yield Phrase(phrase, origin=name, line=number)
 
 
-def _parse_table(text: str, name: str, delimiter: str) -> Iterator[Phrase]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+def _parse_table(lines: Iterable[str], name: str, delimiter: str) -> Iterator[Phrase]:
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     header: list[str] | None = None
     columns: dict[str, int] = {}
     last_line = 0
@@ -330,12 +425,12 @@ def _parse_json(text: str, name: str) -> Iterator[Phrase]:
         raise _json_error(name, json.JSONDecodeError("Extra data", text, pos))
 
 
-def _parse_jsonl(text: str, name: str) -> Iterator[Phrase]:
-    for number, line in _lines(text):
+def _parse_jsonl(lines: Iterable[str], name: str) -> Iterator[Phrase]:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = json.loads(line.removesuffix("\n"))  # columns as an editor counts them
         except json.JSONDecodeError as exc:
             raise PhraseListError(
                 f"{name}:{number}: invalid JSON: {exc.msg} (column {exc.colno})"

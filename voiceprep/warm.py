@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,7 +44,15 @@ from voiceprep.export import ExportItem, ExportOptions, ExportReport, export_ent
 from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
 from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
-from voiceprep.plan import PlanItem, Shard, WarmPlan, parse_shard, plan_warm, shard_of
+from voiceprep.plan import (
+    PlanItem,
+    PlanQueue,
+    Shard,
+    WarmPlan,
+    parse_shard,
+    plan_warm,
+    shard_of,
+)
 from voiceprep.process import NO_PROCESSING, ProcessSettings
 from voiceprep.remote import pull, push, scrub
 from voiceprep.say import SayResult, say
@@ -263,7 +270,7 @@ class _Runner:
 
     def __init__(self, plan: WarmPlan, filler: Filler, jobs: int, summary: WarmSummary) -> None:
         self.plan, self.filler, self.jobs, self.summary = plan, filler, jobs, summary
-        self.queue: deque[PlanItem] = deque(plan.missing)
+        self.queue = PlanQueue(plan.missing)  # items made as they are taken
         self.total = len(self.queue)
         self.done = 0
         self.on_progress: ProgressCallback | None = None
@@ -294,7 +301,10 @@ class _Runner:
             await asyncio.gather(*pending, return_exceptions=True)
             raise
         # Failures in list order, not in the order the requests happened to finish.
-        order = {item.key: index for index, item in enumerate(self.plan.items)}
+        failed = {failure.key for failure in self.summary.failed}
+        order = {
+            item.key: index for index, item in enumerate(self.plan.items) if item.key in failed
+        }
         self.summary.failed.sort(key=lambda failure: order.get(failure.key, len(order)))
         for result in results:
             # Workers cancelled by an authentication stop end with CancelledError; any
@@ -512,10 +522,7 @@ def pull_missing(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any
     except RemoteError as exc:
         return RemotePull(url, frozenset(), [], RemoteFailure("pull", None, str(exc)))
     pulled = frozenset(report.moved)
-    plan.items[:] = [
-        replace(item, cached=True, damaged=False) if item.key in pulled else item
-        for item in plan.items
-    ]
+    plan.mark_cached(pulled)
     refused = [RemoteFailure("pull", key, why) for key, why in report.failed]
     failure = RemoteFailure("pull", None, report.stopped) if report.stopped else None
     return RemotePull(url, pulled, refused, failure)

@@ -1,12 +1,15 @@
 """Phrase lists at scale: time and peak memory to read 100k–1M phrases (.txt, .json, .jsonl),
 alone (`read_phrase_lists`) and as `voiceprep warm LIST --dry-run -b espeak` (the whole plan:
-keys, cache lookups). Each run is a fresh process; peak RSS is its ru_maxrss.
+keys, cache lookups, the listing). Each run is a fresh process started in the scratch folder
+(so `PYTHONPATH` alone says which voiceprep runs: compare two trees back to back); peak RSS
+is its ru_maxrss, CPU seconds its user + system time (what a loaded machine changes least).
 
-    python tests/bench/bench_phrases.py [--sizes 100000,500000,1000000] [--runs 3]
+    PYTHONPATH=$PWD python tests/bench/bench_phrases.py [--sizes 100000,500000,1000000]
+        [--formats txt,json,jsonl] [--runs 3] [--no-warm | --no-read]
 
-Prints one row per (size, format, what): median seconds, median peak MiB, and the same for
-a reference in the same run: a process that reads the file and splits it into lines (the
-least any reader must do).
+Prints one row per (size, format, what): median seconds, CPU seconds and peak MiB, and the
+same for a reference in the same run: a process that reads the file and splits it into
+lines (the least any reader must do). .jsonl lines carry an id each.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess
 elapsed = time.perf_counter() - started
 if done.returncode:
     sys.exit(done.stderr.decode()[-2000:])
-print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 """
 
 
@@ -66,14 +70,18 @@ def write_list(directory: Path, size: int, fmt: str) -> Path:
     return path
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
+def measure(argv: list[str], cwd: Path) -> tuple[float, ...]:
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, check=False
+        [sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, check=False, cwd=cwd
     )
     if result.returncode:
         raise SystemExit(result.stderr)
-    seconds, mib = result.stdout.split()
-    return float(seconds), float(mib)
+    return tuple(float(value) for value in result.stdout.split())
+
+
+def medians(runs: list[tuple[float, ...]]) -> str:
+    seconds, cpu, mib = (statistics.median(run[i] for run in runs) for i in range(3))
+    return f"{seconds:.2f},{cpu:.2f},{mib:.0f}"
 
 
 def main() -> None:
@@ -82,30 +90,29 @@ def main() -> None:
     parser.add_argument("--formats", default="txt,json")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-warm", action="store_true", help="only read_phrase_lists")
+    parser.add_argument("--no-read", action="store_true", help="only warm --dry-run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-phrases-"))
     env_cache = str(work / "cache")
     os.environ["VOICEPREP_CACHE_DIR"] = env_cache
-    print("size,format,what,seconds,peak_mib,reference_seconds,reference_peak_mib")
+    print(
+        "size,format,what,seconds,cpu_seconds,peak_mib,"
+        "reference_seconds,reference_cpu_seconds,reference_peak_mib"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         for fmt in args.formats.split(","):
             path = str(write_list(work, size, fmt))
-            whats = {"read": [sys.executable, "-c", READ, path]}
+            whats = {} if args.no_read else {"read": [sys.executable, "-c", READ, path]}
             if not args.no_warm:
                 whats["warm --dry-run"] = [
                     sys.executable, "-m", "voiceprep", "warm", path, "--dry-run", "-b", "espeak",
                 ]  # fmt: skip
             for what, argv in whats.items():
-                runs = [measure(argv) for _ in range(args.runs)]
-                refs = [measure([sys.executable, "-c", REFERENCE, path]) for _ in range(args.runs)]
-                print(
-                    f"{size},{fmt},{what},"
-                    f"{statistics.median(r[0] for r in runs):.2f},"
-                    f"{statistics.median(r[1] for r in runs):.0f},"
-                    f"{statistics.median(r[0] for r in refs):.2f},"
-                    f"{statistics.median(r[1] for r in refs):.0f}",
-                    flush=True,
-                )
+                runs, refs = [], []
+                for _ in range(args.runs):  # interleaved, so both see the same load
+                    runs.append(measure(argv, work))
+                    refs.append(measure([sys.executable, "-c", REFERENCE, path], work))
+                print(f"{size},{fmt},{what},{medians(runs)},{medians(refs)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ Exit codes: 0 done, 1 a phrase failed / missing (--check), 2 usage, 130 Ctrl-C.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -250,7 +250,7 @@ def _check_cache_dir(directory: Path) -> None:
         )
 
 
-def _seconds_held(cache: AudioCache, items: list[PlanItem]) -> float:
+def _seconds_held(cache: AudioCache, items: Iterable[PlanItem]) -> float:
     """Seconds of audio the cache holds for `items` (a warm with nothing to do says so)."""
     entries = (cache.entry(item.key) for item in items)
     return sum(entry.duration for entry in entries if entry is not None)
