@@ -99,6 +99,8 @@ class RecordedRequest:
     body: bytes = b""  # the raw request body (Azure's SSML)
     text: str = ""  # what the fake understood it was asked to say
     received: float = field(default_factory=time.monotonic)  # system-wide clock (Linux)
+    answered: float = 0.0  # when its answer's last byte was written (same clock)
+    connection: int = 0  # which keep-alive connection it came on (a client's slot)
 
 
 def voice_frequency(voice: str) -> float:
@@ -423,10 +425,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         fake._enter()
         synthesized = 0
+        self.record: RecordedRequest | None = None
         try:
             synthesized = self._serve()
         finally:
             fake._leave(synthesized)
+            if self.record is not None:
+                self.record.answered = time.monotonic()
 
     def _serve(self) -> int:
         fake = self.fake
@@ -441,11 +446,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         text = _text_of(fake.kind, payload, raw)
         record = RecordedRequest("POST", parts.path, query, headers, payload, body=raw, text=text)
+        record.connection, self.record = id(self), record  # a handler per connection
         fake._record(record, len(text))
         fault = fake._next_fault()
         fake._hold()
-        fake.wait(fake.latency + (fault.delay if fault else 0.0))
+        # The latency is fixed: the answer is made while it runs, so its first byte leaves
+        # `latency` after the request (not later by the time this thread took to make it).
+        due = time.monotonic() + fake.latency + (fault.delay if fault else 0.0)
         if fault is not None and fault.status != 200:
+            fake.wait(due - time.monotonic())
             record.status = fault.status
             self._send_error(
                 fault.status,
@@ -454,6 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return 0
         status, body, content_type = _answer(fake, parts.path, query, headers, payload, raw)
+        fake.wait(due - time.monotonic())
         record.status = status
         if status != 200:
             self._send_error(status, body)

@@ -450,7 +450,7 @@ async def test_a_plain_http_url_gets_a_client_without_tls_set_up(
     await pool.aclose()
 
 
-def test_httpx_is_imported_without_its_command_line_or_trio() -> None:
+def test_httpx_is_imported_without_its_command_line_trio_or_http2() -> None:
     import subprocess
 
     code = textwrap.dedent(
@@ -465,8 +465,11 @@ def test_httpx_is_imported_without_its_command_line_or_trio() -> None:
         assert "httpx" in sys.modules
         assert "httpx._main" not in sys.modules, "httpx's CLI was imported"
         assert "trio" not in sys.modules, "trio was imported"
+        assert "h2" not in sys.modules, "h2 (HTTP/2) was imported"
         if importlib.util.find_spec("trio") is not None:
             import trio  # still importable for whoever wants it
+        if importlib.util.find_spec("h2") is not None:
+            import h2.connection  # likewise
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -105,6 +105,29 @@ def test_wait_for_returns_once_the_holder_stored_the_entry(tmp_path: Path) -> No
         assert cache.contains(key) and cache.lease_holder(key) is None
 
 
+def test_claim_many_takes_the_free_keys_and_release_all_gives_them_back(tmp_path: Path) -> None:
+    keys = [key_for(f"phrase {i}") for i in range(4)]
+    AudioCache(tmp_path).close()
+    holder = start_holder(tmp_path, keys[1])  # another process holds one of them
+    try:
+        with AudioCache(tmp_path) as cache:
+            leases = cache.claim_many(keys, ttl=60)
+            assert [lease is None for lease in leases] == [False, True, False, False]
+            taken = [lease for lease in leases if lease is not None]
+            assert [lease.key for lease in taken] == [keys[0], keys[2], keys[3]]
+            with AudioCache(tmp_path) as other:  # refused to anyone else meanwhile
+                assert other.claim_many(keys, ttl=60) == [None] * 4
+            AudioCache.release_all([*taken, taken[0]])  # a lease twice: released once
+            assert [cache.lease_holder(key) is None for key in keys] == [True, False, True, True]
+            again = cache.claim_many([keys[0], keys[2]], ttl=60)
+            assert all(lease is not None for lease in again)
+            AudioCache.release_all(lease for lease in again if lease is not None)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
 def test_repair_drops_lapsed_leases(tmp_path: Path) -> None:
     with AudioCache(tmp_path) as cache:
         put(cache, "x")

@@ -11,7 +11,7 @@ from audiogen import dominant_frequency, pcm_to_array
 from fakeproviders import FakeProvider, Fault, voice_frequency
 from helpers import CLI
 
-from voiceprep.cache import AudioCache
+from voiceprep.cache import AudioCache, LeaseInfo
 
 
 def phrase_file(tmp_path: Path, count: int) -> Path:
@@ -170,6 +170,23 @@ def test_authentication_failure_stops_the_run(
     assert "not attempted" in err
     assert wrong_key not in out + err  # the provider echoed it; we never do
     assert cached_count(tmp_path) == 0
+
+
+def test_a_stopped_run_leaves_no_phrase_claimed(
+    tmp_path: Path,
+    openai_server: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: CLI,
+) -> None:
+    """Phrases claimed but never stored (claimed ahead, or in flight when the run stopped)
+    are let go at once, not held from other warms until their lease expires."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-0000000000000000000000")
+    openai_server.latency = 0.05
+    code, _, _ = cli(*warm_args(tmp_path, openai_server, phrase_file(tmp_path, 40), "-j", "4"))
+    assert code == 1
+    with AudioCache(tmp_path / "cache") as cache:
+        rows = cache._index.query("SELECT key, owner, expires FROM leases")
+    assert [row[0] for row in rows if LeaseInfo(row[0], row[1], row[2]).live()] == []
 
 
 def test_unusable_backend_is_refused_before_any_request(

@@ -7,8 +7,8 @@ LiveKit and Pipecat integrations) gets it here (docs/architecture.md, "The fill 
            → process → hand out → store raw and processed
 
 The one home of the key pair (`prompt_for`: `key` of the audio handed out, `raw_key` of
-the synthesis it is made from), the lease TTL (`lease_ttl`), the poll interval
-(`LEASE_POLL_SECONDS`) and the retry/gate loop (`Filler.synthesize`). A miss is one
+the synthesis it is made from) and the retry/gate loop (`Filler.synthesize`); the claim
+step and its lease TTL are voiceprep.claims (`Filler.claims`). A miss is one
 `Flight` that any number of consumers follow from its first chunk; once a chunk reached
 a live consumer nothing is retried, and a failure raises in every consumer and stores
 nothing. Consumers get the audio as soon as it is complete and past the gate; entries are
@@ -23,9 +23,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from voiceprep.backends.retry import retry_delay
+from voiceprep.claims import Claims, lease_ttl
 from voiceprep.errors import (
     BackendError,
     CacheCorruptError,
@@ -51,17 +52,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEASE_POLL_SECONDS = 0.05  # how often a key another process holds is looked at again
-DEFAULT_ATTEMPT_SECONDS = 60.0  # what one attempt is allowed when no timeout is given
+# Writer threads per pool: two for puts, whose fsyncs overlap (a put is mostly the entry
+# file's fsync: two threads store about twice as many entries a second); one for leases.
+_THREADS = {"put": 2}
 
 RetryHook = Callable[[int, float, Exception], object]  # (attempt, delay, error)
 RefusedHook = Callable[[int, str], object]  # (attempt, the gate's reason)
-
-
-def lease_ttl(timeout: float | None, retries: int) -> float:
-    """How long a claim lasts: every attempt a synthesis may make, plus a margin."""
-    attempt = timeout if timeout is not None else DEFAULT_ATTEMPT_SECONDS
-    return attempt * (retries + 1) + 30.0
 
 
 # --- what is wanted ----------------------------------------------------------------------
@@ -100,17 +96,6 @@ def prompt_for(
 
 
 # --- the filler ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What claiming a key gave: our lease to synthesize under (None: no sharing, e.g. a
-    read-only cache), or the audio another process stored meanwhile, or `held`: another
-    process is synthesizing it right now (only when the caller would rather not wait)."""
-
-    lease: Lease | None = None
-    pcm: bytes | None = None
-    held: bool = False
 
 
 class Filler:
@@ -154,16 +139,17 @@ class Filler:
         self.gate, self.retries, self.timeout = gate, retries, timeout
         self.remote, self.memory = remote, memory
         self.best_effort, self.measure = best_effort, measure
-        self.lease_ttl = lease_ttl(timeout, retries)
         self._slots = asyncio.Semaphore(syntheses) if syntheses is not None else None
         self.flights: dict[str, Flight] = {}
         # Word timings handed out but not yet on disk (the writer thread stores them).
         self.unwritten_words: dict[str, Words] = {}
-        # Index writes go through two threads, off the event loop, that close() waits for:
-        # one for puts (file, fsync, commit), one for leases, so a claim on a miss never
-        # queues behind the fsync of the previous phrase's put.
+        # Index writes go through writer threads, off the event loop, that close() waits
+        # for: puts (file, fsync, commit) in their own, leases in one, so a claim on a miss
+        # never queues behind the fsync of the previous phrase's put.
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self.closed = False
+        ttl = lease_ttl(timeout, retries)
+        self.claims = Claims(disk, ttl=ttl, read=self.read, pool=lambda: self._pool("lease"))
 
     def prompt(self, identity: BackendIdentity, text: str, voice: str | None) -> Prompt:
         return prompt_for(
@@ -275,7 +261,7 @@ class Filler:
         return pcm
 
     async def _fill_steps(self, prompt: Prompt, flight: Flight) -> bytes:
-        claim = await self.claim(prompt, wait=True)
+        claim = await self.claims.claim(prompt.key, wait=True)
         if claim.pcm is not None:
             return self._handed(prompt, flight, claim.pcm)
         try:
@@ -299,7 +285,7 @@ class Filler:
                 await self.remote.publish(prompt.key, self.disk)
             return produced.pcm
         finally:
-            self.release(claim.lease)
+            self.claims.release(claim.lease)
 
     def _handed(self, prompt: Prompt, flight: Flight, pcm: bytes) -> bytes:
         if self.memory is not None:
@@ -338,53 +324,6 @@ class Filler:
             return self.disk.words(key)
         except CacheError:
             return None
-
-    async def claim(self, prompt: Prompt, *, wait: bool) -> Claim:
-        """Claim the prompt's key before synthesizing it.
-
-        Another process holding it is waited for (`wait`; bounded by the lease's ttl, then
-        we synthesize regardless) or reported as `held`. A cache that cannot lease
-        (read-only, full) just means no sharing.
-        """
-        disk = self.disk
-        if disk is None:
-            return Claim()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lease_ttl
-        try:
-            if disk.read_only:
-                return Claim()
-            while True:
-                lease = await self._in("lease", disk.claim, prompt.key, ttl=self.lease_ttl)
-                if lease is not None:
-                    pcm = self.read(prompt.key)  # stored just before our claim?
-                    if pcm is None:
-                        return Claim(lease=lease)
-                    self.release(lease)
-                    return Claim(pcm=pcm)
-                if not wait:
-                    return Claim(held=True)
-                while disk.lease_holder(prompt.key) is not None and loop.time() < deadline:
-                    await asyncio.sleep(LEASE_POLL_SECONDS)
-                pcm = self.read(prompt.key)
-                if pcm is not None or loop.time() >= deadline:
-                    return Claim(pcm=pcm)
-        except CacheError as exc:
-            log.warning("cache %s cannot share work (%s); synthesizing", disk.directory, exc)
-            return Claim()
-
-    def held_elsewhere(self, key: str) -> bool:
-        """True while another process holds a live lease on `key`."""
-        return self.disk is not None and self.disk.lease_holder(key) is not None
-
-    def release(self, lease: Lease | None) -> None:
-        if lease is not None and not self.closed:
-            self._pool("lease").submit(self._release, lease)
-
-    def _release(self, lease: Lease) -> None:
-        # A method, not `lease.release`: the queued job keeps the filler, so its disk,
-        # alive; a cache collected meanwhile would close its index under this write.
-        lease.release()
 
     async def synthesize(
         self,
@@ -463,9 +402,18 @@ class Filler:
 
     async def produce(self, raw: bytes) -> Processed:
         """The processing chain over a raw synthesis (CPU work: off the event loop)."""
-        if self.process.is_empty and not self.measure:
-            return Processed(raw, None)
-        return await asyncio.to_thread(produce, raw, self.rate, self.channels, self.process)
+        if self._processes:
+            return await asyncio.to_thread(self._produce, raw)
+        return self._produce(raw)
+
+    @property
+    def _processes(self) -> bool:
+        return not self.process.is_empty or self.measure
+
+    def _produce(self, raw: bytes) -> Processed:
+        if self._processes:
+            return produce(raw, self.rate, self.channels, self.process)
+        return Processed(raw, None)
 
     async def keep(self, prompt: Prompt, raw: bytes, words: Words | None = None) -> bytes:
         """Audio synthesized elsewhere (a framework's TTS): processed, kept in memory and
@@ -499,9 +447,49 @@ class Filler:
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except (CacheError, OSError) as exc:
-            if not self.best_effort:
-                raise
-            log.warning("could not store %r in %s: %s", prompt.text, self.disk.directory, exc)
+            self._unstored(prompt, exc)
+
+    async def store(
+        self,
+        prompt: Prompt,
+        raw: bytes,
+        *,
+        had_raw: bool,
+        words: Words | None = None,
+        lease: Lease | None = None,
+    ) -> Processed:
+        """`produce`, `put` and `release` of a synthesis nobody waits to hear (warm) in one
+        writer-thread job: one hand-off per phrase instead of three. Returns what was
+        stored; not cancelled with its caller, like `put`."""
+        if self.disk is None or self.closed:
+            self.claims.release(lease)
+            return await self.produce(raw)
+        job = self._pool("put").submit(self._store, prompt, raw, had_raw, words, lease)
+        produced, error = await asyncio.shield(asyncio.wrap_future(job))
+        if error is not None:
+            self._unstored(prompt, error)
+        return produced
+
+    def _store(
+        self, prompt: Prompt, raw: bytes, had_raw: bool, words: Words | None, lease: Lease | None
+    ) -> tuple[Processed, CacheError | OSError | None]:
+        try:
+            produced = self._produce(raw)
+            try:
+                self._put(prompt, raw, produced, had_raw, words)
+            except (CacheError, OSError) as exc:
+                return produced, exc
+            return produced, None
+        finally:
+            if lease is not None and self.disk is not None:
+                self.disk.release_all([lease])
+
+    def _unstored(self, prompt: Prompt, exc: CacheError | OSError) -> None:
+        """A put that failed: raised, or only logged when the fill is best effort."""
+        if not self.best_effort:
+            raise exc
+        assert self.disk is not None
+        log.warning("could not store %r in %s: %s", prompt.text, self.disk.directory, exc)
 
     def _put(
         self, prompt: Prompt, raw: bytes, produced: Processed, had_raw: bool, words: Words | None
@@ -518,17 +506,14 @@ class Filler:
         disk.put(prompt.key, produced.pcm, rate=rate, channels=channels, text=text,
                  identity=identity, loudness=produced.loudness, words=words)  # fmt: skip
 
-    async def _in(self, pool: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        future = self._pool(pool).submit(fn, *args, **kwargs)
-        return await asyncio.shield(asyncio.wrap_future(future))
-
     def _pool(self, name: str) -> ThreadPoolExecutor:
         if self.closed:
             raise CacheError("the cache was closed")
         pool = self._pools.get(name)
         if pool is None:
-            prefix = f"voiceprep-{name}"
-            pool = self._pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+            prefix, workers = f"voiceprep-{name}", _THREADS.get(name, 1)
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
+            self._pools[name] = pool
         return pool
 
     # --- closing -----------------------------------------------------------------------

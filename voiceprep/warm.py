@@ -24,24 +24,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from voiceprep import defaults
 from voiceprep.audio_format import AudioFormat
+from voiceprep.claims import LEASE_POLL_SECONDS, Claim
 from voiceprep.errors import (
     AuthenticationError,
     CacheError,
     CacheReadOnlyError,
     ImplausibleAudioError,
-    RemoteError,
     UsageError,
     VoiceprepError,
 )
 from voiceprep.export import ExportItem, ExportOptions, ExportReport, export_entries
-from voiceprep.fill import LEASE_POLL_SECONDS, Filler, backend_filler
+from voiceprep.fill import Filler, backend_filler
 from voiceprep.flight import Flight
 from voiceprep.phrases import Phrase
 from voiceprep.plan import (
@@ -54,9 +55,16 @@ from voiceprep.plan import (
     shard_of,
 )
 from voiceprep.process import NO_PROCESSING, ProcessSettings
-from voiceprep.remote import pull, push, scrub
+from voiceprep.remote import scrub
 from voiceprep.say import SayResult, say
 from voiceprep.timings import Words
+from voiceprep.warm_remote import (
+    RemoteFailure,
+    RemotePull,
+    RemotePush,
+    pull_missing,
+    push_listed,
+)
 
 # The plan (voiceprep.plan) is part of this API: `from voiceprep.warm import plan_warm`.
 __all__ = [
@@ -100,15 +108,6 @@ class Failure:
     phrase: Phrase
     reason: str
     key: str = ""
-
-
-@dataclass(frozen=True)
-class RemoteFailure:
-    """What went wrong moving entries to or from a remote (`warm --remote`)."""
-
-    direction: str  # "pull" or "push"
-    key: str | None  # None: the remote as a whole (unreachable, stopped mid-way)
-    reason: str
 
 
 @dataclass
@@ -261,11 +260,15 @@ class _Runner:
     """A pool of `jobs` workers draining one queue of missing phrases through the fill
     path's steps (voiceprep.fill): claim, synthesize, then process and store.
 
-    A worker only waits for the backend: as soon as audio arrives it hands it to a store
-    task (process, then put) and takes the next phrase, so processing and disk writes
-    never hold a request slot. At most `jobs` stores are pending, so memory stays bounded.
-    A phrase another process holds the lease of is set aside and taken up again once it
-    is stored (then it is "shared") or let go.
+    A worker only waits for the backend: the next phrases' leases are claimed ahead, a
+    batch at a time in one transaction while the requests run, and as soon as audio
+    arrives a worker hands it to a store task (process, put, release: one job of a writer
+    thread) and takes the next claimed phrase, so claims, processing and disk writes never
+    hold a request slot. At most `jobs` stores are pending (so a cache that cannot store
+    wastes at most that many syntheses) and 1.5 × `jobs` phrases claimed ahead, so memory
+    and the leases held stay bounded. A phrase another process
+    holds the lease of is set aside and taken up again once it is stored (then it is
+    "shared") or let go.
     """
 
     def __init__(self, plan: WarmPlan, filler: Filler, jobs: int, summary: WarmSummary) -> None:
@@ -277,11 +280,13 @@ class _Runner:
         self.on_retry: RetryCallback | None = None
         self.stop_error: VoiceprepError | None = None
         self.in_flight: set[str] = set()
+        self.claimed: deque[PlanItem] = deque()  # leased, waiting for a worker
+        self.claiming: asyncio.Task[None] | None = None  # the batch being claimed
         # Phrases whose lease another process holds: retried once it lets go.
         self.waiting: list[PlanItem] = []
         self.leases: dict[str, Lease] = {}
         self.workers: list[asyncio.Task[None]] = []
-        self.stores: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # stores and claims
 
     async def run(self) -> None:
         if not self.queue:
@@ -293,13 +298,16 @@ class _Runner:
         try:
             results = await asyncio.gather(*self.workers, return_exceptions=True)
             # Audio already paid for is stored even when the run stopped.
-            results += await asyncio.gather(*self.stores, return_exceptions=True)
+            results += await asyncio.gather(*self.tasks, return_exceptions=True)
         except BaseException:  # cancelled from outside (Ctrl-C): stop everything
-            pending = [*self.workers, *self.stores]
+            pending = [*self.workers, *self.tasks]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             raise
+        finally:
+            for key in list(self.leases):  # claimed, never stored (stopped, cancelled)
+                self.filler.claims.release(self.leases.pop(key))
         # Failures in list order, not in the order the requests happened to finish.
         failed = {failure.key for failure in self.summary.failed}
         order = {
@@ -312,16 +320,15 @@ class _Runner:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         if self.stop_error is not None:
-            self.summary.skipped = len(self.queue) + len(self.in_flight) + len(self.waiting)
+            left = len(self.queue) + len(self.in_flight) + len(self.waiting)
+            self.summary.skipped = left + len(self.claimed)
             self.summary.stopped = str(self.stop_error)
 
     async def _worker(self) -> None:
-        while (self.queue or self.waiting) and self.stop_error is None:
-            item = self.queue.popleft() if self.queue else await self._next_released()
+        while self.stop_error is None:
+            item = await self._next()
             if item is None:
-                continue
-            if not await self._claim(item):
-                continue
+                return
             self.in_flight.add(item.key)
             try:
                 raw, words = await self._raw(item)
@@ -337,13 +344,49 @@ class _Runner:
                 continue
             self.in_flight.discard(item.key)
             await self.store_slots.acquire()
-            task = asyncio.create_task(self._store(item, raw, words))
-            self.stores.add(task)
+            self._start(self._store(item, raw, words))
+
+    async def _next(self) -> PlanItem | None:
+        """The next phrase to synthesize, its lease taken; None when none is left."""
+        while self.stop_error is None:
+            if self.claimed:
+                item = self.claimed.popleft()
+                self._claim_ahead()
+                return item
+            claiming = self._claim_ahead()
+            if claiming is not None:
+                await asyncio.wait([claiming])  # cancelling a worker leaves the claim be
+                claiming.result()  # a claim that failed (not a CacheError) stops the worker
+            elif self.waiting:
+                released = await self._next_released()
+                if released is not None and await self._claim(released):
+                    return released
+            else:
+                return None
+        return None
+
+    def _claim_ahead(self) -> asyncio.Task[None] | None:
+        """The claim of the next phrases under way, started when few are claimed ahead."""
+        if self.claiming is None and self.queue and len(self.claimed) <= self.jobs // 2:
+            batch = [self.queue.popleft() for _ in range(min(self.jobs, len(self.queue)))]
+            self.claiming = self._start(self._claim_batch(batch))
+        return self.claiming
+
+    async def _claim_batch(self, batch: list[PlanItem]) -> None:
+        try:
+            claims = await self.filler.claims.claim_many([item.key for item in batch])
+        finally:
+            self.claiming = None
+        for item, claim in zip(batch, claims, strict=True):
+            if self._claimed(item, claim):
+                self.claimed.append(item)
 
     async def _claim(self, item: PlanItem) -> bool:
-        """Take the phrase's lease: False when another process has it (then it waits) or
-        stored it meanwhile (then it is done)."""
-        claim = await self.filler.claim(item.prompt, wait=False)
+        return self._claimed(item, await self.filler.claims.claim(item.key, wait=False))
+
+    def _claimed(self, item: PlanItem, claim: Claim) -> bool:
+        """Whether `item` is ours to synthesize: False when another process has its lease
+        (then it waits) or stored it meanwhile (then it is done)."""
         if claim.held:
             self.waiting.append(item)
             return False
@@ -354,8 +397,13 @@ class _Runner:
             self.leases[item.key] = claim.lease
         return True
 
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        return task
+
     def _release(self, item: PlanItem) -> None:
-        self.filler.release(self.leases.pop(item.key, None))
+        self.filler.claims.release(self.leases.pop(item.key, None))
 
     async def _next_released(self) -> PlanItem | None:
         """Wait until a phrase another process holds is stored (done) or let go (ours)."""
@@ -364,7 +412,7 @@ class _Runner:
                 if self.filler.read(item.key) is not None:
                     self.waiting.remove(item)
                     self._finish(item, "shared", None)
-                elif not self.filler.held_elsewhere(item.key):
+                elif not self.filler.claims.held_elsewhere(item.key):
                     self.waiting.remove(item)
                     return item
             if self.waiting:
@@ -391,17 +439,15 @@ class _Runner:
 
     async def _store(self, item: PlanItem, raw: bytes, words: Words | None) -> None:
         rate, channels = self.plan.rate, self.plan.channels
+        lease = self.leases.pop(item.key, None)  # released by the store, once stored
         try:
-            produced = await self.filler.produce(raw)
-            try:
-                await self.filler.put(
-                    item.prompt, raw, produced, had_raw=item.raw_cached, words=words
-                )
-            except CacheError as exc:
-                # Read-only, disk full, index broken: every further synthesis would be
-                # paid for and thrown away.
-                self._stop(item, exc)
-                return
+            produced = await self.filler.store(
+                item.prompt, raw, had_raw=item.raw_cached, words=words, lease=lease
+            )
+        except CacheError as exc:
+            # Read-only, disk full, index broken: every further synthesis would be paid
+            # for and thrown away.
+            self._stop(item, exc)
         except VoiceprepError as exc:
             self._finish(item, "failed", str(exc))
         else:
@@ -415,7 +461,6 @@ class _Runner:
                 self.summary.loudness.append(produced.loudness)
             self._finish(item, "synthesized", None)
         finally:
-            self._release(item)
             self.store_slots.release()
 
     def _retrying(self, item: PlanItem, attempt: int, delay: float, exc: Exception) -> None:
@@ -484,62 +529,7 @@ async def warm(
     )
 
 
-# --- warm --remote: a shared remote before and after ------------------------------------
-
-
-@dataclass(frozen=True)
-class RemotePull:
-    """What `pull_missing` did: entries pulled (now cached in the plan), entries refused
-    (synthesized instead), and whether the remote is usable, so worth pushing to."""
-
-    url: str
-    pulled: frozenset[str]
-    refused: list[RemoteFailure]
-    failure: RemoteFailure | None  # the remote as a whole (unreachable, stopped mid-way)
-
-    @property
-    def usable(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True)
-class RemotePush:
-    url: str
-    pushed: int
-    failures: list[RemoteFailure]
-
-
-def pull_missing(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePull:
-    """Before a warm: pull the plan's missing entries from the remote; they are marked
-    cached in `plan`. A remote that fails is reported, never raised: the warm goes on
-    locally (and does not push). `transfer`: `jobs`, `on_start`, `on_progress` of
-    `voiceprep.remote.pull`."""
-    wanted = {item.key for item in plan.missing}
-    if not wanted:
-        return RemotePull(url, frozenset(), [], None)
-    try:
-        report = pull(cache, url, keys=wanted, **transfer)
-    except RemoteError as exc:
-        return RemotePull(url, frozenset(), [], RemoteFailure("pull", None, str(exc)))
-    pulled = frozenset(report.moved)
-    plan.mark_cached(pulled)
-    refused = [RemoteFailure("pull", key, why) for key, why in report.failed]
-    failure = RemoteFailure("pull", None, report.stopped) if report.stopped else None
-    return RemotePull(url, pulled, refused, failure)
-
-
-def push_listed(cache: AudioCache, url: str, *, plan: WarmPlan, **transfer: Any) -> RemotePush:
-    """After a warm: push what the remote lacks of the plan's entries. A failure is
-    reported, never raised: the warm itself succeeded. `transfer`: as `pull_missing`."""
-    keys = {item.key for item in plan.items}
-    try:
-        report = push(cache, url, keys=keys, **transfer)
-    except RemoteError as exc:
-        return RemotePush(url, 0, [RemoteFailure("push", None, str(exc))])
-    failures = [RemoteFailure("push", key, why) for key, why in report.failed]
-    if report.stopped is not None:
-        failures.append(RemoteFailure("push", None, report.stopped))
-    return RemotePush(url, len(report.moved), failures)
+# --- warm --remote (voiceprep.warm_remote: pull before, push after) -------------------
 
 
 def record_remote(summary: WarmSummary, pulled: RemotePull, pushed: RemotePush | None) -> None:

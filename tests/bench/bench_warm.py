@@ -9,13 +9,16 @@
    time, also in a fresh interpreter — what the server, the loopback and Python start-up
    cost on their own, on the same (shared, loaded) machine. Also: the start-up of a warm
    that synthesizes (launch to the first request the server receives, imports included),
-   and the CPU per synthesized phrase (a 200-phrase run against a 1-phrase run, paired).
+   the CPU per synthesized phrase (a 200-phrase run against a 1-phrase run, paired), and
+   how long a slot stays idle between an answer and its next request, as the server sees
+   it on each keep-alive connection (warm against the bare client: where the per-phrase
+   work between two requests shows).
 2. `voiceprep warm --check` over 10,000 cached phrases, against the bare start-up of
    `voiceprep --version` measured in the same run. The cache is filled directly with
    AudioCache.put (10 ms of PCM per entry, keys from the same backend identity the CLI
    computes), since what is measured is the check, not the filling.
 
-    python tests/bench/bench_warm.py [--runs 5] [--sequential-runs 3]
+    python tests/bench/bench_warm.py [--runs 5] [--sequential-runs 3] [--no-check]
 
 Prints the medians and ratios; the figures go to docs/performance.md ("Warm").
 """
@@ -23,7 +26,9 @@ Prints the medians and ratios; the figures go to docs/performance.md ("Warm").
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import resource
 import shutil
@@ -79,6 +84,25 @@ class WarmRun:
     startup: float  # launch → the first request reaches the provider (imports included)
     cpu: float  # user + system CPU seconds of the command
     peak: int  # the most requests the provider had in flight at once
+    idle: float  # a slot's mean idle time between an answer and its next request
+
+
+def slot_idle(fake: FakeProvider) -> float:
+    """The mean time, seen from the provider, between the last byte of an answer and the
+    next request on the same connection (a client's slot): what the client spends between
+    two requests of a slot (reading the answer's end, its own per-phrase work), with the
+    loopback's and the scheduler's share."""
+    by_connection: dict[int, list[tuple[float, float]]] = {}
+    for request in fake.requests:
+        by_connection.setdefault(request.connection, []).append(
+            (request.received, request.answered)
+        )
+    gaps = [
+        later[0] - earlier[1]
+        for times in by_connection.values()
+        for earlier, later in itertools.pairwise(sorted(times))
+    ]
+    return statistics.mean(gaps) if gaps else math.nan
 
 
 def warm_once(
@@ -100,7 +124,7 @@ def warm_once(
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shutil.rmtree(cache_dir)
     inside = json.loads(result.stdout)["elapsed"]
-    return WarmRun(seconds, inside, first - launched, cpu, fake.peak_in_flight)
+    return WarmRun(seconds, inside, first - launched, cpu, fake.peak_in_flight, slot_idle(fake))
 
 
 def bench_concurrency(work: Path, runs: int, sequential_runs: int) -> dict[str, float]:
@@ -111,7 +135,7 @@ def bench_concurrency(work: Path, runs: int, sequential_runs: int) -> dict[str, 
         parallel, floors, singles = [], [], []
         for run in range(runs):  # interleaved, so all see the same machine load
             parallel.append(warm_once(work, fake, JOBS, env, run))
-            floors.append(floor_once(fake.base_url))
+            floors.append(floor_once(fake))
             singles.append(warm_once(work, fake, JOBS, env, run, count=1))
         peak = max(r.peak for r in parallel)
         sequential = [warm_once(work, fake, 1, env, run) for run in range(sequential_runs)]
@@ -119,8 +143,8 @@ def bench_concurrency(work: Path, runs: int, sequential_runs: int) -> dict[str, 
     median_parallel = statistics.median(r.wall for r in parallel)
     median_inside = statistics.median(r.inside for r in parallel)
     median_startup = statistics.median(r.startup for r in parallel)
-    median_sequential = statistics.median(r.wall for r in sequential)
-    median_floor = statistics.median(floors)
+    median_sequential = statistics.median(r.wall for r in sequential) if sequential else math.nan
+    median_floor = statistics.median(seconds for seconds, _ in floors)
     # CPU per synthesized phrase: a 200-phrase run against a 1-phrase run (the same
     # start-up and imports), paired run by run.
     per_phrase = statistics.median(
@@ -143,6 +167,8 @@ def bench_concurrency(work: Path, runs: int, sequential_runs: int) -> dict[str, 
         "j1_over_ideal": median_sequential / ideal,
         "j1_over_j8": median_sequential / median_parallel,
         "peak_in_flight": peak,
+        "j8_slot_idle_ms": 1000 * statistics.median(r.idle for r in parallel),
+        "floor_slot_idle_ms": 1000 * statistics.median(idle for _, idle in floors),
     }
 
 
@@ -167,14 +193,16 @@ asyncio.run(main())
 """
 
 
-def floor_once(base_url: str) -> float:
+def floor_once(fake: FakeProvider) -> tuple[float, float]:
+    """(seconds, slot idle) of the bare client."""
+    fake.reset()
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", _FLOOR_CLIENT, base_url, OPENAI_KEY, str(PHRASES), str(JOBS)],
+        [sys.executable, "-c", _FLOOR_CLIENT, fake.base_url, OPENAI_KEY, str(PHRASES), str(JOBS)],
         check=True,
         env=installed(dict(os.environ)),
     )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, slot_idle(fake)
 
 
 def fill_cache(cache_dir: Path, phrases: list[str], base_url: str) -> None:
@@ -223,12 +251,13 @@ def bench_check(work: Path, runs: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--sequential-runs", type=int, default=3)
+    parser.add_argument("--sequential-runs", type=int, default=3, help="0: no -j 1 runs")
+    parser.add_argument("--no-check", action="store_true", help="skip the warm --check part")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
         work = Path(tmp)
         concurrency = bench_concurrency(work, options.runs, options.sequential_runs)
-        check = bench_check(work, options.runs)
+        check = None if options.no_check else bench_check(work, options.runs)
     print(f"warm {PHRASES} phrases, {LATENCY * 1000:.0f} ms latency (fake OpenAI server):")
     print(f"  ideal at -j {JOBS}:     {concurrency['ideal_s']:.2f} s")
     print(
@@ -252,6 +281,11 @@ def main() -> None:
         f"{concurrency['j8_over_ideal_plus_startup']:.2f}x (1.25x ideal + start-up)"
     )
     print(
+        f"  a slot idle between an answer and its next request (seen by the provider): "
+        f"warm {concurrency['j8_slot_idle_ms']:.1f} ms, bare httpx client "
+        f"{concurrency['floor_slot_idle_ms']:.1f} ms"
+    )
+    print(
         f"  CPU per synthesized phrase (HTTP path): {concurrency['cpu_per_phrase_ms']:.1f} ms; "
         f"the command's CPU {concurrency['cpu_command_s']:.2f} s"
     )
@@ -260,6 +294,8 @@ def main() -> None:
         f"= {concurrency['j1_over_ideal']:.2f}x ideal, "
         f"{concurrency['j1_over_j8']:.2f}x slower than -j {JOBS}"
     )
+    if check is None:
+        return
     print(f"warm --check over {CHECK_PHRASES} cached phrases:")
     print(
         f"  median:            {check['check_median_s']:.2f} s (target < 2 s); "

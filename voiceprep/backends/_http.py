@@ -98,10 +98,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 # Optional imports httpx (and httpcore) make when the package is there, which voiceprep never
-# uses: httpx's own command line (click, pygments, rich) and trio support. Blocked while
-# httpx is first imported, they cost a warm that synthesizes about half of httpx's import
-# time (tests/bench/bench_warm.py, docs/performance.md); anything imported before is kept.
-_UNUSED_BY_HTTPX = ("httpx._main", "trio")
+# uses: httpx's own command line (click, pygments, rich), trio support and HTTP/2 (h2, which
+# httpcore imports twice over, sync and async, though no client of ours enables http2).
+# Blocked while httpx is first imported, they cost a warm that synthesizes about half of
+# httpx's import time, and h2 a fifth of its first request's CPU (tests/bench/bench_warm.py,
+# docs/performance.md); anything imported before is kept.
+_UNUSED_BY_HTTPX = ("httpx._main", "trio", "h2")
 
 
 def _import_httpx() -> None:

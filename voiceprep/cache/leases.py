@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,7 @@ class Lease:
     """A claim on one key; release it (or leave the `with` block) when the entry is stored."""
 
     def __init__(self, index: Index, key: str, owner: str, expires: float, ttl: float) -> None:
-        self._index = index
+        self.index = index  # the cache index it was taken on
         self.key = key
         self.owner = owner
         self.expires = expires
@@ -61,7 +62,7 @@ class Lease:
     def renew(self) -> bool:
         """Push the expiry `ttl` seconds ahead; False if the lease was lost meanwhile."""
         expires = time.time() + self.ttl
-        with self._index.write() as (conn, _):
+        with self.index.write() as (conn, _):
             cursor = conn.execute(
                 "UPDATE leases SET expires = ? WHERE key = ? AND owner = ?",
                 (expires, self.key, self.owner),
@@ -73,11 +74,7 @@ class Lease:
 
     def release(self) -> None:
         """Give the key up (idempotent; never raises for a cache that went away)."""
-        if self.released:
-            return
-        self.released = True
-        with contextlib.suppress(CacheError), self._index.write() as (conn, _):
-            conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (self.key, self.owner))
+        release_all([self])
 
     def __enter__(self) -> Lease:
         return self
@@ -89,22 +86,44 @@ class Lease:
         return f"Lease({self.key[:12]}, owner={self.owner!r})"
 
 
-def claim(index: Index, key: str, *, ttl: float = DEFAULT_TTL) -> Lease | None:
-    """Take the lease on `key` unless another live writer holds it (then None)."""
-    check_key(key)
+def claim(index: Index, keys: Sequence[str], *, ttl: float = DEFAULT_TTL) -> list[Lease | None]:
+    """Take the lease on each of `keys` unless another live writer holds it (then None),
+    all in one write transaction."""
+    for key in keys:
+        check_key(key)
     if ttl <= 0:
         raise CacheError(f"a lease needs a positive ttl, not {ttl}")
     owner = f"{writer_id()}-{uuid.uuid4().hex[:8]}"
+    leases: list[Lease | None] = []
     with index.write() as (conn, _):
         now = time.time()
-        row = conn.execute("SELECT owner, expires FROM leases WHERE key = ?", (key,)).fetchone()
-        if row is not None and LeaseInfo(key, row["owner"], row["expires"]).live(now):
-            return None
-        conn.execute(
-            "INSERT OR REPLACE INTO leases (key, owner, expires) VALUES (?, ?, ?)",
-            (key, owner, now + ttl),
-        )
-    return Lease(index, key, owner, now + ttl, ttl)
+        for key in keys:
+            sql = "SELECT owner, expires FROM leases WHERE key = ?"
+            row = conn.execute(sql, (key,)).fetchone()
+            if row is not None and LeaseInfo(key, row["owner"], row["expires"]).live(now):
+                leases.append(None)
+                continue
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (key, owner, expires) VALUES (?, ?, ?)",
+                (key, owner, now + ttl),
+            )
+            leases.append(Lease(index, key, owner, now + ttl, ttl))
+    return leases
+
+
+def release_all(leases: Iterable[Lease]) -> None:
+    """Give the keys of `leases` up, one write transaction per cache (idempotent; never
+    raises for a cache that went away)."""
+    by_index: dict[int, tuple[Index, list[tuple[str, str]]]] = {}
+    for lease in leases:
+        if not lease.released:
+            lease.released = True
+            by_index.setdefault(id(lease.index), (lease.index, []))[1].append(
+                (lease.key, lease.owner)
+            )
+    for index, rows in by_index.values():
+        with contextlib.suppress(CacheError), index.write() as (conn, _):
+            conn.executemany("DELETE FROM leases WHERE key = ? AND owner = ?", rows)
 
 
 def holder(index: Index, key: str) -> LeaseInfo | None:

@@ -402,7 +402,18 @@ class AudioCache:
         See `voiceprep.cache.leases`. A lease only saves duplicate work: correctness never
         depends on it.
         """
-        return _leases.claim(self._index, key, ttl=ttl)
+        return self.claim_many([key], ttl=ttl)[0]
+
+    def claim_many(
+        self, keys: Sequence[str], *, ttl: float = _leases.DEFAULT_TTL
+    ) -> list[_leases.Lease | None]:
+        """`claim` of each of `keys`, in one write transaction (warm claims ahead)."""
+        return _leases.claim(self._index, keys, ttl=ttl)
+
+    @staticmethod
+    def release_all(leases: Iterable[_leases.Lease]) -> None:
+        """Release `leases`, one write transaction per cache (never raises)."""
+        _leases.release_all(leases)
 
     def lease_holder(self, key: str) -> _leases.LeaseInfo | None:
         """The live lease on `key`, if any (lapsed ones and dead local writers are ignored)."""
