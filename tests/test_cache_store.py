@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -481,4 +482,76 @@ def test_a_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
         child_key = cache_key(PIPER, "from the child", rate=24000, channels=1)
         assert cache.get(child_key, rate=24000, channels=1) == tone(500.0)
         assert cache.get(parent_key, rate=24000, channels=1) == tone(300.0)
+        assert cache.verify().clean
+
+
+def test_close_waits_for_a_write_in_flight_in_another_thread(tmp_path: Path) -> None:
+    """close() while another thread is inside a put's transaction: the put commits, the
+    index is not left locked, and a new writer stores at once."""
+    from voiceprep.cache import faults
+
+    cache = AudioCache(tmp_path / "cache")
+    key = store(cache, "replaced while closing", 300.0)
+    inside, go = threading.Event(), threading.Event()
+
+    def hold(point: str) -> None:
+        if point == "doomed" and threading.current_thread().name == "writer":
+            inside.set()
+            go.wait(10)
+
+    outcome: list[object] = []
+
+    def replace() -> None:
+        try:
+            outcome.append(store(cache, "replaced while closing", 600.0))
+        except Exception as exc:  # noqa: BLE001  the failure is the outcome to check
+            outcome.append(exc)
+
+    faults.install(hold)
+    try:
+        writer = threading.Thread(target=replace, name="writer")
+        writer.start()
+        assert inside.wait(10)
+        cache.close()
+        go.set()
+        writer.join(10)
+    finally:
+        faults.install(None)
+    assert outcome == [key]
+    with AudioCache(tmp_path / "cache") as again:
+        assert again.get(key, rate=24000, channels=1) == tone(600.0)
+        store(again, "a new writer is not blocked", 700.0)
+        assert len(again) == 2 and again.verify().clean
+
+
+def test_closing_while_another_thread_reads_never_fails_its_reads(tmp_path: Path) -> None:
+    with AudioCache(tmp_path / "cache") as cache:
+        keys = [store(cache, f"read while closing {i}", 200.0 + 50 * i) for i in range(4)]
+        stop = threading.Event()
+        errors: list[Exception] = []
+        reads = 0
+
+        def read() -> None:
+            nonlocal reads
+            while not stop.is_set():
+                for i, key in enumerate(keys):
+                    try:
+                        assert cache.get(key, rate=24000, channels=1) == tone(200.0 + 50 * i)
+                        assert cache.keys() == set(keys) and len(cache) == 4
+                    except Exception as exc:  # noqa: BLE001  any failure fails the test
+                        errors.append(exc)
+                        return
+                    reads += 1
+
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not errors:
+            cache.close()
+        stop.set()
+        for reader in readers:
+            reader.join(10)
+        assert not errors, errors[:3]
+        assert reads > 0
         assert cache.verify().clean

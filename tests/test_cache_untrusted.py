@@ -3,7 +3,9 @@ replace or delete a path outside the cache, nor read a device forever."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from helpers import CLI
 
 from voiceprep.backends import get_backend
 from voiceprep.cache import AudioCache
-from voiceprep.errors import CacheCorruptError, CacheError
+from voiceprep.errors import CacheCorruptError, CacheError, CacheIndexError
 from voiceprep.keys import cache_key
 
 IDENTITY = get_backend("espeak").identity(None)  # what `cache get -b espeak` looks up
@@ -167,3 +169,38 @@ def test_cli_get_export_and_merge_of_a_device_row_end_with_an_error(
     assert "Traceback" not in merged.err and "refused" in merged.err
     with AudioCache(merged_into) as other:
         assert other.keys() == {key_of("kept")}
+
+
+@pytest.mark.parametrize("what", ["fifo", "garbage", "symlink to /dev/zero"])
+def test_an_index_file_replaced_under_an_open_cache_is_damage_at_the_next_read(
+    tmp_path: Path, what: str
+) -> None:
+    """Connections opened before would answer from SQLite's page cache: the next read
+    says the index is damaged (naming the repair), and never blocks on a FIFO."""
+    directory = tmp_path / "cache"
+    with AudioCache(directory) as cache:
+        key = put(cache, "Before the damage.")
+        assert cache.get(key, rate=24000, channels=1) is not None
+        index = directory / "index.sqlite"
+        if what == "garbage":  # overwritten in place: the connection's file is the same
+            index.write_bytes(b"\x00not sqlite\xff" * 400)
+        else:
+            index.unlink()
+            if what == "fifo":
+                os.mkfifo(index)
+            else:
+                index.symlink_to("/dev/zero")
+        outcome: list[object] = []
+
+        def read() -> None:
+            try:
+                outcome.append(cache.get(key, rate=24000, channels=1))
+            except CacheError as exc:
+                outcome.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(20)
+        assert not reader.is_alive(), "the read blocked"
+        (error,) = outcome
+        assert isinstance(error, CacheIndexError) and "verify --repair" in str(error), error

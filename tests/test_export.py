@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from audiogen import sine_pcm as tone
 
 from voiceprep.cache import AudioCache
 from voiceprep.decoding import decode, probe
+from voiceprep.errors import VoiceprepError
 from voiceprep.export import ExportItem, assign_file_names, export_entries, slugify
 from voiceprep.keys import BackendIdentity, cache_key
 
@@ -132,3 +134,45 @@ def test_the_same_phrase_under_two_ids_gets_two_files(cache: AudioCache, tmp_pat
     items = [ExportItem(key, "Hello", id="greeting"), ExportItem(key, "Hello", id="hello-again")]
     report = export_entries(cache, items, tmp_path / "out")
     assert sorted(m.file for m in report.written) == ["greeting.wav", "hello-again.wav"]
+
+
+def test_what_is_not_a_regular_file_is_never_replaced(cache: AudioCache, tmp_path: Path) -> None:
+    """A FIFO, a device node or a symlink where an export file goes is left alone (CI runs
+    as root: replacing it would follow no permission check): that phrase fails, naming
+    it; a manifest.json that is not a regular file fails the export."""
+
+    texts = ("Fifo.", "Device.", "Link.")
+    items = [ExportItem(put(cache, text, 300 + 100 * i), text) for i, text in enumerate(texts)]
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "fifo.wav")
+    os.mknod(out / "device.wav", 0o600 | 0o020000, os.makedev(1, 3))  # like /dev/null
+    victim = tmp_path / "victim"
+    victim.write_text("not yours")
+    (out / "link.wav").symlink_to(victim)
+    report = export_entries(cache, items, out)
+    assert report.written == []
+    assert sorted(item.text for item, _ in report.failed) == ["Device.", "Fifo.", "Link."]
+    assert all("not a regular file" in reason for _, reason in report.failed)
+    assert (out / "fifo.wav").is_fifo() and (out / "device.wav").is_char_device()
+    assert (out / "link.wav").is_symlink() and victim.read_text() == "not yours"
+    assert json.loads((out / "manifest.json").read_text())["entries"] == []
+
+    (out / "manifest.json").unlink()
+    (out / "manifest.json").symlink_to(victim)
+    with pytest.raises(VoiceprepError, match="manifest.json: not a regular file"):
+        export_entries(cache, items[:0], out)
+    assert victim.read_text() == "not yours" and (out / "manifest.json").is_symlink()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_without_the_review_page_an_index_html_is_left_alone(
+    cache: AudioCache, tmp_path: Path
+) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("<p>the user's own page</p>")
+    hold = put(cache, "Please hold.", 440)
+    assert export_entries(cache, [ExportItem(hold, "Please hold.")], out, review=False).ok
+    assert (out / "index.html").read_text() == "<p>the user's own page</p>"
+    assert (out / "manifest.json").exists()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,7 @@ from remote_fixtures import (
 
 from voiceprep.cache import AudioCache
 from voiceprep.remote import Remote, pull, push
+from voiceprep.remote.readthrough import ReadThrough
 from voiceprep.tts_cache import TTSAudioCache
 
 __all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
@@ -258,3 +260,40 @@ async def test_a_bad_remote_object_is_never_served(remote_url: str, tmp_path: Pa
     finally:
         agent.close()
     assert tts.calls == [phrase(0)] and pcm != other[key_of(1)]
+
+
+async def test_a_streamed_miss_closed_at_once_is_stored_and_pushed(
+    remote_url: str, tmp_path: Path
+) -> None:
+    """The stream ends before its entry is written and pushed: closing right then still
+    stores it and pushes it whole (a shutting-down agent loses nothing it synthesized)."""
+    tts = StreamTTS()
+    pusher = agent_cache(tts, tmp_path / "agent", remote_url, push_remote=True)
+    chunks = [chunk async for chunk in pusher.stream(phrase(7), voice_id="en")]
+    await pusher.aclose()
+    assert tts.calls == [phrase(7)]
+    assert cached_pcm(tmp_path / "agent") == {key_of(7): b"".join(chunks)}
+    assert set(Remote(remote_url).listing()) == {key_of(7)}
+    with AudioCache(tmp_path / "fresh") as fresh:
+        assert pull(fresh, remote_url).ok
+    assert cached_pcm(tmp_path / "fresh") == {key_of(7): b"".join(chunks)}
+
+
+async def test_a_push_whose_caller_is_cancelled_completes_before_close_returns(
+    remote_url: str, tmp_path: Path
+) -> None:
+    """A shutdown cancels what awaits a push: the push itself goes on, and close() returns
+    once it is on the remote."""
+    source = fill_cache(tmp_path / "a", range(4))
+    through = ReadThrough(remote_url, push=True)
+    with AudioCache(tmp_path / "a") as disk:
+        tasks = [asyncio.ensure_future(through.publish(key_of(i), disk)) for i in range(4)]
+        await asyncio.sleep(0)  # each has started its push
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        through.close()
+    assert set(Remote(remote_url).listing()) == set(source)
+    with AudioCache(tmp_path / "fresh") as fresh:
+        assert pull(fresh, remote_url).ok
+    assert cached_pcm(tmp_path / "fresh") == source

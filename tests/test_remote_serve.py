@@ -34,7 +34,7 @@ from remote_fixtures import (
 from servehelpers import ServerProcess
 
 from voiceprep.cache import AudioCache
-from voiceprep.remote import Remote, push
+from voiceprep.remote import Remote, pull, push
 
 __all__ = ["moto_server", "remote_url", "s3"]  # fixtures, found by pytest through this module
 
@@ -311,3 +311,27 @@ def test_a_bad_remote_object_is_a_miss_for_its_phrase_only(
     assert "disabled" not in server.stderr
     # What it served came from the remote, byte for byte, and only the good objects were kept.
     assert cached_pcm(cache_b) == {keys[t]: expected[keys[t]] for t in texts[1:]}
+
+
+def test_sigterm_right_after_misses_still_stores_and_pushes_them(tmp_path: Path) -> None:
+    """A miss is answered before its entry is written and pushed: a SIGTERM right after
+    the answers still finds every entry stored whole, locally and on the remote."""
+    remote = (tmp_path / "shared").as_uri()
+    texts = [f"Pushed before the server stops, number {n}." for n in range(4)]
+    args = [*ESPEAK_EN, "--cache-dir", str(tmp_path / "c"), "--remote", remote, "--push-remote"]
+    with ServerProcess(args, cwd=tmp_path) as server:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(
+                    lambda t: httpx.post(server.url(SPEECH), json=speech(t, "wav"), timeout=60),
+                    texts,
+                )
+            )
+        assert server.stop() == 0, server.stderr
+    assert [answer.status_code for answer in answers] == [200] * 4
+    local = cached_pcm(tmp_path / "c")
+    assert sorted(local.values()) == sorted(wav_pcm(answer.content)[1] for answer in answers)
+    assert set(Remote(remote).listing()) == set(local)
+    with AudioCache(tmp_path / "fresh") as fresh:
+        assert pull(fresh, remote).ok
+    assert cached_pcm(tmp_path / "fresh") == local

@@ -225,24 +225,32 @@ def test_a_miss_on_a_full_disk_is_served_never_logs_its_text_and_is_stored_once_
 ) -> None:
     cache = small_disk / "cache"
     text = "Your appointment with doctor Jones is at nine."
+    other = "Never asked for again."
     with ServerProcess(espeak_args(cache), cwd=small_disk.parent) as srv:
         assert httpx.post(srv.url(SPEECH), json=body("Warm-up."), timeout=60).status_code == 200
+        assert stored_entry(cache, "Warm-up.") is not None  # its write is over
         filler = fill_up(small_disk)
         before = len(srv.lines)
         first = httpx.post(srv.url(SPEECH), json=body(text), timeout=60)
         assert first.status_code == 200 and len(first.content) > 24000
-        srv.wait_for_line("could not store", start=before)
-        assert text not in srv.stderr
+        # Logged once its write has failed (never racing it), without the text.
+        srv.wait_for_line("could not store <input>", start=before)
+        srv.wait_for_line("the disk refused a phrase", start=before)
+        before = len(srv.lines)
+        assert httpx.post(srv.url(SPEECH), json=body(other), timeout=60).status_code == 200
+        srv.wait_for_line("the disk refused a phrase", start=before)
+        assert text not in srv.stderr and other not in srv.stderr
         filler.unlink()  # space returns
-        time.sleep(1.1)  # WRITE_GRACE: the first write may have been under way
+        before = len(srv.lines)
         again = httpx.post(srv.url(SPEECH), json=body(text), timeout=60)
         assert again.content == first.content
-        # Stored now (the log says "stored a phrase the disk had refused" when the second
-        # request wrote it; the entry is what counts).
-        assert stored_entry(cache, text) is not None
-        assert srv.stop() == 0
+        # Written before the second answer: on disk at once, once, and the log says so.
+        with AudioCache(cache) as store:
+            assert [e.text for e in store.entries()].count(text) == 1
+        srv.wait_for_line("stored a phrase the disk had refused", start=before)
+        assert srv.stop() == 0  # writes what the disk refused and nobody asked for again
     with AudioCache(cache) as store:
-        assert text in [e.text for e in store.entries()]
+        assert sorted(e.text for e in store.entries()) == sorted([text, other, "Warm-up."])
         assert store.verify().clean
 
 
@@ -253,6 +261,9 @@ def test_a_damaged_index_is_a_503_naming_the_repair_not_a_traceback(tmp_path: Pa
     cache = tmp_path / "cache"
     with ServerProcess(espeak_args(cache), cwd=tmp_path) as srv:
         assert httpx.post(srv.url(SPEECH), json=body("Before."), timeout=60).status_code == 200
+        assert stored_entry(cache, "Before.") is not None
+        # A read after that write: the server's connections have the index pages cached.
+        assert httpx.post(srv.url(SPEECH), json=body("Before."), timeout=60).status_code == 200
         # The index file itself (its -shm is left alone: SQLite maps it, and truncating a
         # mapped file is a bus error in any process that uses it).
         (cache / "index.sqlite").write_bytes(b"\x00garbage, not sqlite\xff" * 300)
@@ -260,14 +271,12 @@ def test_a_damaged_index_is_a_503_naming_the_repair_not_a_traceback(tmp_path: Pa
             httpx.post(srv.url(SPEECH), json=body(text), timeout=60)
             for text in ("A new phrase.", "Another one.")
         ]
+        review = httpx.get(srv.url("/review"), timeout=60)
         assert srv.stop() == 0
-    # SQLite notices the damage when a connection next reads the file itself; connections
-    # opened before may go on from their page cache and the WAL, and the phrase then plays.
-    # Either way: no 500, no traceback, and a refusal names the repair.
-    assert {r.status_code for r in answers} <= {200, 503}, [r.status_code for r in answers]
+    assert review.status_code == 503 and "cache verify --repair" in review.text, review.text
+    # Its connections were opened before the damage (SQLite could answer from its page
+    # cache): the changed file is checked before each statement, so every miss is refused.
+    assert [r.status_code for r in answers] == [503, 503], [r.text for r in answers]
     for response in answers:
-        if response.status_code == 503:
-            assert "cache verify --repair" in response.json()["error"]["message"]
-        else:
-            assert response.headers["content-type"].startswith("audio/")
+        assert "cache verify --repair" in response.json()["error"]["message"]
     assert not tracebacks(srv)

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audiogen import sine, write_sine
+from audiogen import sine, sine_pcm, write_sine
 from helpers import voiceprep_command
 
+from voiceprep.cache import AudioCache
+from voiceprep.keys import BackendIdentity, cache_key
 from voiceprep.wav import wav_bytes
 
 SIGNALS = [signal.SIGTERM, signal.SIGHUP]
@@ -35,6 +37,18 @@ def wait_for(predicate: Callable[[], object], what: str, limit: float = 60.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.005)
+
+
+def stopped_by(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send `sig` to `proc` (stopped by SIGSTOP: it is delivered on SIGCONT, where the
+    process stood); it exits as that signal says, without a traceback."""
+    assert proc.stderr is not None
+    proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=60)
+    errors = proc.stderr.read()
+    assert proc.returncode == 128 + sig, errors
+    assert b"Traceback" not in errors
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +87,7 @@ def test_a_signal_while_decoding_a_file_removes_the_temporary_output(
     # Stopped while the .part is there, the signal is delivered on SIGCONT: mid-decode.
     proc.send_signal(signal.SIGSTOP)
     assert parts(tmp_path), "the decode finished before it could be signalled"
-    proc.send_signal(sig)
-    proc.send_signal(signal.SIGCONT)
-    proc.wait(timeout=60)
-
-    errors = proc.stderr.read()
-    assert proc.returncode == 128 + sig, errors
-    assert b"Traceback" not in errors
+    stopped_by(proc, sig)
     assert os.listdir(tmp_path) == []
 
 
@@ -149,3 +157,33 @@ def test_sigterm_during_a_parallel_batch_stops_the_workers_and_leaves_nothing(
     assert proc.returncode == 143
     assert b"Traceback" not in proc.stderr.read()
     assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_a_signal_mid_export_leaves_no_manifest_claiming_a_finished_export(
+    tmp_path: Path, sig: int
+) -> None:
+    """Exporting again into an export directory, stopped midway: its old manifest.json
+    (and review page) must not remain beside files it no longer describes, nor a
+    temporary file; a directory with a manifest holds a finished export."""
+    identity = BackendIdentity("espeak", voice="en")
+    with AudioCache(tmp_path / "cache") as cache:
+        for n in range(120):
+            text = f"Phrase number {n}."
+            pcm = sine_pcm(200 + n, 0.5, 16000, 1)
+            key = cache_key(identity, text, rate=16000, channels=1)
+            cache.put(key, pcm, rate=16000, channels=1, text=text, identity=identity)
+    out = tmp_path / "out"
+    command = ["cache", "export", "--cache-dir", tmp_path / "cache", "--layout", "freeswitch"]
+    done = subprocess.run(voiceprep_command(*command, out), capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (out / "manifest.json").exists() and (out / "index.html").exists()
+    before = {p: p.stat().st_ino for p in out.rglob("*.wav")}
+
+    proc = subprocess.Popen(voiceprep_command(*command, out), stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    wait_for(lambda: any(p.stat().st_ino != ino for p, ino in before.items()), "a file rewritten")
+    proc.send_signal(signal.SIGSTOP)
+    stopped_by(proc, sig)
+    left = sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.endswith(".wav"))
+    assert left == [], left  # no manifest.json, index.html nor temporary file

@@ -401,3 +401,22 @@ def test_the_remote_steps_pull_what_is_missing_and_push_what_the_remote_lacks(
         assert (summary.pulled, summary.already_cached, summary.pushed) == (1, 0, 0)
         unreachable = pull_missing(second, "s3://", plan=plan)  # reported, never raised
         assert not unreachable.usable and unreachable.failure is not None
+
+
+@pytest.mark.parametrize("what", ["file", "device", "dangling symlink"])
+def test_export_into_what_is_not_a_directory_is_refused_before_any_synthesis(
+    tmp_path: Path, cli: CLI, what: str
+) -> None:
+    phrases = tmp_path / "p.txt"
+    phrases.write_text("Never synthesized.\n")
+    out = tmp_path / "out"
+    if what == "file":
+        out.write_text("mine")
+    elif what == "device":
+        out = Path("/dev/null")
+    else:
+        out.symlink_to(tmp_path / "nowhere" / "dir")
+    args = ["warm", phrases, "-b", "espeak", "--cache-dir", tmp_path / "cache", "--export", out]
+    code, _, err = cli(*args)
+    assert code == 2 and f"{out}: --export needs a directory" in err, err
+    assert not (tmp_path / "cache").exists()  # nothing synthesized, not even a cache made

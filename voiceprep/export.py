@@ -22,7 +22,10 @@ name) or else a slug of its text. Names are compared case-insensitively (macOS a
 filesystems are); when several different entries would share a name, every one of them
 gets the first 8 hex digits of its key appended (`yes-1a2b3c4d.wav`), so the result does
 not depend on the order of the items. Files and the manifest are written to a temporary
-name and renamed into place, so a reader never sees half a file.
+name and renamed into place, so a reader never sees half a file; manifest.json goes
+first and comes back last, so only a finished export has one. What is not a regular
+file (a FIFO, a device node, a symlink) is never replaced: that phrase fails, or the
+export when it is manifest.json or index.html.
 
 manifest.json: `{"version": 1, "layout": ..., "entries": [{"text", "id", "file", "key",
 "duration", "sha256", "rate", "channels", "backend", "voice", "lang", "format", "words"},
@@ -38,6 +41,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 from collections.abc import Iterable
@@ -228,6 +232,10 @@ def export_entries(
     options = options or ExportOptions()
     target = Path(directory)
     _make_dir(target)
+    # A directory with a manifest holds a finished export: the last one's goes first, so
+    # one stopped midway (Ctrl-C, SIGTERM, a full disk) never looks finished.
+    for finished in (MANIFEST_NAME, PAGE_NAME) if review else (MANIFEST_NAME,):
+        _remove(target / finished)
     report = ExportReport(directory=target)
     named = assign_file_names(items, options.lang)
     with PageMeasurer(target, len(named) if review else 0) as page:
@@ -273,8 +281,13 @@ def _write_entries(
         if not LANG_TAG.fullmatch(lang):  # never a path: a folder name is made of it
             report.failed.append((item, f"invalid language {lang!r}"))
             continue
+        files = _files(options, lang, name, entry.voice or entry.backend, entry)
+        odd = next((target / relative for relative, _ in files if _odd(target / relative)), None)
+        if odd is not None:
+            report.failed.append((item, f"{odd}: {_LEFT_ALONE}"))
+            continue
         written: list[tuple[ManifestEntry, bytes]] = []
-        for relative, spec in _files(options, lang, name, entry.voice or entry.backend, entry):
+        for relative, spec in files:
             data = convert_pcm(pcm, rate=entry.rate, channels=entry.channels, spec=spec)
             blob = (
                 wav_bytes(
@@ -342,7 +355,29 @@ def _make_dir(path: Path) -> None:
         raise VoiceprepError(f"{path}: cannot create directory: {exc.strerror}") from None
 
 
+_LEFT_ALONE = "not a regular file; left alone"
+
+
+def _odd(path: Path) -> bool:
+    """True when something other than a regular file is at `path` (never replaced)."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _remove(path: Path) -> None:
+    if _odd(path):
+        raise VoiceprepError(f"{path}: {_LEFT_ALONE}")
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise VoiceprepError(f"{path}: cannot remove: {exc.strerror}") from None
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
+    if _odd(path):
+        raise VoiceprepError(f"{path}: {_LEFT_ALONE}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

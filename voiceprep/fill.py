@@ -519,9 +519,10 @@ class Filler:
     # --- closing -----------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Cancel the fills in flight: nothing of them is stored (begun writes complete)."""
+        """Cancel the fills in flight: nothing of them is stored (begun writes complete, and
+        a fill whose audio was handed out whole is still stored and pushed)."""
         for flight in list(self.flights.values()):
-            if flight.task is not None:
+            if flight.task is not None and not flight.settled:
                 flight.task.cancel()
 
     def close(self) -> None:

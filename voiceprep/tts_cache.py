@@ -315,6 +315,8 @@ class TTSAudioCache:
         """Wait for the writes in flight, then close the AudioCache this object opened
         (writing its batched hit counts)."""
         self._filler.close()
+        if self._filler.remote is not None:
+            self._filler.remote.close()  # its pushes read the disk
         if self._disk is not None and self._owns_disk:
             self._disk.close()
 
@@ -325,7 +327,8 @@ class TTSAudioCache:
 
     async def aclose(self) -> None:
         """Cancel the syntheses in flight (nothing of them is stored), wait for the writes
-        already begun, then `close()`. Safe while stores are running."""
+        already begun (a phrase handed out whole is still stored, and pushed), then
+        `close()`. Safe while stores are running."""
         await self._filler.aclose()
         self.close()
 

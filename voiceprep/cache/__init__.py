@@ -32,7 +32,6 @@ from voiceprep.cache.entries import (
     STALE_TEMP_SECONDS,
     read_entry,
 )
-from voiceprep.cache.index import INDEX_NAME, SCHEMA_VERSION
 from voiceprep.cache.leases import Lease, LeaseInfo
 from voiceprep.cache.records import (
     CacheEntry,
@@ -42,6 +41,8 @@ from voiceprep.cache.records import (
     RebuildReport,
     VerifyReport,
 )
+from voiceprep.cache.schema import SCHEMA_VERSION
+from voiceprep.cache.sqlite import INDEX_NAME
 from voiceprep.cache.store import AudioCache
 
 __all__ = [

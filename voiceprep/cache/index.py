@@ -4,6 +4,14 @@ the insert of a new row). Its SQLite errors and transactions are `voiceprep.cach
 
 One SQLite file in WAL mode (`synchronous=NORMAL`); a connection per thread, opened
 again after fork(); rows read as `sqlite3.Row`; errors classified by `sqlite_errorcode`.
+Every statement runs with its connection held (`_holding`): `close()` closes the idle
+connections at once and one another thread is using when its user lets go of it, so a
+close never breaks a query or a transaction in flight (as diskcache's per-thread close).
+Before each statement the index file's stat is compared with the last one seen, and a
+changed file is read by a fresh connection: SQLite answers from pages it cached, so a
+file damaged under open connections (overwritten) would otherwise go unnoticed until some
+later read, and whether a request saw it would depend on timing. (The file is never
+opened outside SQLite: closing any descriptor of it drops the process's SQLite locks.)
 A new index is built in a temporary file and linked into place, so an index file is
 never seen half-created: a 0-byte or foreign index is damage, never "an empty cache".
 """
@@ -19,7 +27,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +43,20 @@ from voiceprep.cache.entries import (
     writer_tag,
 )
 from voiceprep.cache.records import CacheEntry
+from voiceprep.cache.schema import (
+    BASE_COLUMNS,
+    COLUMNS,
+    MIGRATIONS,
+    POLICY,
+    SCHEMA_VERSION,
+    create_index_file,
+)
 from voiceprep.cache.sqlite import (
     INDEX_NAME,
     Transaction,
     damaged_index,
+    file_damage,
+    file_stat,
     in_chunks,
     index_error,
     is_damage,
@@ -54,92 +72,11 @@ from voiceprep.errors import (
     CacheVersionError,
 )
 
-SCHEMA_VERSION = 2
-
 # Hits are written to the index in batches: after this many, or this many seconds.
 HIT_FLUSH_COUNT = 256
 HIT_FLUSH_SECONDS = 10.0
 _BUSY_TIMEOUT_SECONDS = 10.0
 
-_ENTRIES = """
-    CREATE TABLE entries (
-        key TEXT PRIMARY KEY,
-        file TEXT NOT NULL,          -- path of the WAV, relative to the cache directory
-        text TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        model TEXT,
-        voice TEXT,
-        options TEXT NOT NULL,       -- canonical JSON of the backend options
-        rate INTEGER NOT NULL,
-        channels INTEGER NOT NULL,
-        duration REAL NOT NULL,      -- seconds
-        size INTEGER NOT NULL,       -- bytes of the WAV file
-        sha256 TEXT NOT NULL,        -- of the PCM payload (what get() returns)
-        created REAL NOT NULL,       -- unix time
-        last_used REAL NOT NULL,     -- unix time, updated in batches
-        hits INTEGER NOT NULL DEFAULT 0,
-        loudness REAL                -- integrated LUFS, NULL when unknown (schema 2)
-    )
-"""
-_LEASES = """
-    CREATE TABLE leases (
-        key TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,         -- <host>-<pid> of the writer synthesizing the key
-        expires REAL NOT NULL        -- unix time; a lapsed lease may be taken over
-    )
-"""
-# The eviction policy, defined here only (as diskcache's EVICTION_POLICY): the SQL index it
-# needs, what a hit writes (in batches), the order entries are evicted in, the order
-# `entries()` lists them in, and the rows not used since a time (`prune --older-than`).
-EVICTION_POLICY: dict[str, dict[str, str]] = {
-    "least-recently-used": {
-        "init": "CREATE INDEX entries_lru ON entries (last_used, created)",
-        "hit": "UPDATE entries SET hits = hits + ?, last_used = max(last_used, ?) WHERE key = ?",
-        "cull": "ORDER BY last_used, created",
-        "listing": "ORDER BY last_used DESC, key",
-        "unused_since": "WHERE last_used < ?",
-    },
-}
-POLICY = EVICTION_POLICY["least-recently-used"]
-_SCHEMA = (
-    _ENTRIES,
-    POLICY["init"],
-    # Running totals, kept by triggers, so eviction never scans the table.
-    """
-    CREATE TABLE totals (
-        id INTEGER PRIMARY KEY CHECK (id = 0),
-        count INTEGER NOT NULL,
-        size INTEGER NOT NULL
-    )
-    """,
-    "INSERT INTO totals (id, count, size) VALUES (0, 0, 0)",
-    """
-    CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
-        UPDATE totals SET count = count + 1, size = size + NEW.size WHERE id = 0;
-    END
-    """,
-    """
-    CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
-        UPDATE totals SET count = count - 1, size = size - OLD.size WHERE id = 0;
-    END
-    """,
-    """
-    CREATE TRIGGER entries_resize AFTER UPDATE OF size ON entries BEGIN
-        UPDATE totals SET size = size - OLD.size + NEW.size WHERE id = 0;
-    END
-    """,
-    _LEASES,
-)
-# MIGRATIONS[v]: the statements that take an index from version v to v + 1.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE entries ADD COLUMN loudness REAL", _LEASES),
-}
-
-_BASE_COLUMNS = (
-    "key, file, text, backend, model, voice, options, rate, channels, duration, size, "
-    "sha256, created, last_used, hits"
-)
-COLUMNS = _BASE_COLUMNS + ", loudness"
 # Connections inherited through fork() belong to the parent: never closed by the child.
 _INHERITED: list[sqlite3.Connection] = []
 
@@ -156,12 +93,17 @@ class Index:
         self.files = EntryFiles(directory)
         self.lock = threading.Lock()
         self.local = threading.local()
-        self.connections: list[sqlite3.Connection] = []
+        # Open connections -> how many uses are in flight; a closed one still in use waits
+        # in `closing` for its last user (with the private copy it may read).
+        self.connections: dict[sqlite3.Connection, int] = {}
+        self.closing: dict[sqlite3.Connection, int] = {}
+        self.closing_copy: str | None = None
         self.pid = os.getpid()
         self.read_only: bool | None = None  # decided when the index is first opened
         self.read_only_reason = "cache is read-only"
         self.version = SCHEMA_VERSION  # of the index as opened (lower until migrated)
         self.copy_dir: str | None = None  # private copy of an index we could not open in place
+        self.seen: tuple[int, int, int] | None = None  # the index file's stat, last checked
         self.pending: dict[str, list[float]] = {}  # key -> [hits, last_used]
         self.last_flush = time.monotonic()
 
@@ -169,7 +111,7 @@ class Index:
     def columns(self) -> str:
         """The entry columns to select, whatever the version of the index as opened."""
         self.reader()  # the version is known once the index is open
-        return COLUMNS if self.version >= 2 else _BASE_COLUMNS + ", NULL AS loudness"
+        return COLUMNS if self.version >= 2 else BASE_COLUMNS + ", NULL AS loudness"
 
     # connections ------------------------------------------------------------------------
 
@@ -190,10 +132,60 @@ class Index:
             if size == 0:
                 raise damaged_index(self.directory, f"{INDEX_NAME} is empty, 0 bytes")
         conn = self._open()
-        self.local.conn = conn
         with self.lock:
-            self.connections.append(conn)
+            self.local.conn = conn
+            self.connections[conn] = 0
         return conn
+
+    @contextlib.contextmanager
+    def _holding(
+        self, opener: Callable[[], sqlite3.Connection | None]
+    ) -> Iterator[sqlite3.Connection | None]:
+        """This thread's connection (from `opener`), which `close()` leaves open until the
+        block ends."""
+        while True:
+            conn = opener()
+            if conn is None:
+                yield None
+                return
+            self._check_file()
+            with self.lock:
+                if conn in self.connections:
+                    self.connections[conn] += 1
+                    break
+            # close() ran since this thread opened it (and forgot it): open another
+        try:
+            yield conn
+        finally:
+            self._release(conn)
+
+    def _check_file(self) -> None:
+        """Raise CacheIndexError when the index file changed since last seen into something
+        SQLite cannot read (one stat; the file itself read only when it changed)."""
+        seen = file_stat(self.path)
+        if seen is None or seen == self.seen:
+            return  # unchanged, or gone (SQLite reports what it can still read)
+        damage = file_damage(self.path)
+        if damage is not None and file_stat(self.path) == seen:  # (not a checkpoint's write)
+            raise damaged_index(self.directory, damage)
+        self.seen = seen
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self.lock:
+            if conn in self.connections:
+                self.connections[conn] -= 1
+                return
+            self.closing[conn] -= 1
+            if self.closing[conn]:
+                return
+            del self.closing[conn]
+            copy_dir = None if self.closing else self.closing_copy
+            if copy_dir is not None:
+                self.closing_copy = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
 
     def reader(self) -> sqlite3.Connection | None:
         try:
@@ -209,27 +201,38 @@ class Index:
         with contextlib.suppress(CacheIndexError):
             self.reader()
 
-    def writable(self) -> sqlite3.Connection:
-        """A connection that may write: the index exists at the current schema version."""
-        try:
-            conn = self.connection(create=True)
-            assert conn is not None
-            if self.read_only:
-                raise CacheReadOnlyError(
-                    f"{self.directory}: {self.read_only_reason}; nothing was stored"
-                )
-            if self.version < SCHEMA_VERSION:
-                self._migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            raise index_error(self.directory, exc) from exc
+    def _writable(self) -> sqlite3.Connection:
+        conn = self.connection(create=True)
+        assert conn is not None
+        if self.read_only:
+            reason = self.read_only_reason
+            raise CacheReadOnlyError(f"{self.directory}: {reason}; nothing was stored")
         return conn
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        conn = self.reader()
-        if conn is None:
-            return []
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, held, that may write: the index exists at the current
+        schema version."""
+        with self._holding(self._writable) as conn:
+            assert conn is not None
+            if self.version < SCHEMA_VERSION:
+                self._migrate(conn)
+            yield conn
+
+    def writable(self) -> None:
+        """Raise unless the index may be written (creating or migrating it)."""
         try:
-            return retry_locked(lambda: conn.execute(sql, params).fetchall())
+            with self._writing():
+                pass
+        except sqlite3.DatabaseError as exc:
+            raise index_error(self.directory, exc) from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            with self._holding(self.reader) as conn:
+                if conn is None:
+                    return []
+                return retry_locked(lambda: conn.execute(sql, params).fetchall())
         except sqlite3.DatabaseError as exc:
             raise index_error(self.directory, exc) from exc
 
@@ -237,9 +240,7 @@ class Index:
     def write(self) -> Iterator[tuple[sqlite3.Connection, Transaction]]:
         """A short write transaction; pending hits ride along for free."""
         try:
-            conn = self.writable()
-            transaction = Transaction(conn, self.files)
-            with transaction:
+            with self._writing() as conn, Transaction(conn, self.files) as transaction:
                 rows = self.take_pending()
                 if rows:
                     self.apply_hits(conn, rows)
@@ -249,8 +250,8 @@ class Index:
 
     def _after_fork(self) -> None:
         # SQLite connections must not cross fork(): keep the parent's alive, never use them.
-        _INHERITED.extend(self.connections)
-        self.connections = []
+        _INHERITED.extend([*self.connections, *self.closing])
+        self.connections, self.closing = {}, {}
         self.local = threading.local()
         self.lock = threading.Lock()
         self.pending = {}
@@ -390,14 +391,18 @@ class Index:
         with contextlib.suppress(CacheError, sqlite3.Error, OSError):
             self.flush_hits()
         with self.lock:
-            connections, self.connections = self.connections, []
-        for conn in connections:
+            connections, self.connections = self.connections, {}
+            self.local = threading.local()
+            idle = [conn for conn, users in connections.items() if not users]
+            self.closing.update((conn, users) for conn, users in connections.items() if users)
+            copy_dir, self.copy_dir = self.copy_dir, None
+            if copy_dir is not None and self.closing:  # removed by the last user
+                self.closing_copy, copy_dir = copy_dir, None
+        for conn in idle:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        self.local = threading.local()
-        if self.copy_dir is not None:
-            shutil.rmtree(self.copy_dir, ignore_errors=True)
-            self.copy_dir = None
+        if copy_dir is not None:
+            shutil.rmtree(copy_dir, ignore_errors=True)
 
     # rows <-> records ----------------------------------------------------------------
 
@@ -534,28 +539,15 @@ class Index:
         rows = self.take_pending()
         if self.read_only:
             return
-        conn = self.connection(create=False)
-        if conn is None or self.read_only:
-            return
-        with Transaction(conn):
-            self.apply_hits(conn, rows)
+        with self._holding(self.reader) as conn:
+            if conn is None or self.read_only:
+                return
+            with Transaction(conn):
+                self.apply_hits(conn, rows)
 
     def quiet_flush(self) -> None:
         with contextlib.suppress(CacheError, sqlite3.Error, OSError):
             self.flush_hits()
-
-
-def create_index_file(path: Path) -> None:
-    """An empty index at the current schema version, in WAL mode, at `path` (closed)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        with Transaction(conn):
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    finally:
-        conn.close()
 
 
 def insert_row(conn: sqlite3.Connection, entry: CacheEntry, relative: str) -> None:

@@ -30,7 +30,7 @@ from voiceprep.cache.entries import (
     writer_of,
     writer_tag,
 )
-from voiceprep.cache.index import POLICY, Index, create_index_file, insert_row
+from voiceprep.cache.index import Index, insert_row
 from voiceprep.cache.leases import expire_lapsed
 from voiceprep.cache.records import (
     CacheEntry,
@@ -39,6 +39,7 @@ from voiceprep.cache.records import (
     RebuildReport,
     VerifyReport,
 )
+from voiceprep.cache.schema import POLICY, create_index_file
 from voiceprep.cache.sqlite import INDEX_NAME, Transaction, index_error
 from voiceprep.cache.writes import Limits, store_entry
 from voiceprep.errors import CacheCorruptError, CacheError, CacheIndexError, InputError

@@ -9,6 +9,7 @@ import contextlib
 import os
 import random
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -70,6 +71,36 @@ def unwritable_reason(exc: sqlite3.Error) -> str:
     if code == sqlite3.SQLITE_READONLY:
         return "read-only"
     return str(exc)
+
+
+def file_stat(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed file: (inode, size, mtime), None when it cannot be seen."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def file_damage(path: Path) -> str | None:
+    """Why SQLite cannot read the database file at `path` as it is on disk (`immutable`:
+    not the pages its WAL holds newer copies of); None when it can, or for any other error.
+    Read through SQLite only: closing a descriptor of the file would drop this process's
+    SQLite locks on it (POSIX), and SQLite defers its own close while they are held."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # (opening a FIFO would block)
+            return f"{INDEX_NAME} is not a regular file"
+    except OSError:
+        return None
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc) if is_damage(exc) else None
+    return None
 
 
 def damaged_index(directory: Path, reason: str) -> CacheIndexError:

@@ -39,9 +39,10 @@ from voiceprep.cache.entries import (
     read_entry,
     unlink_quietly,
 )
-from voiceprep.cache.index import POLICY, SCHEMA_VERSION, Index
+from voiceprep.cache.index import Index
 from voiceprep.cache.maintenance import remove_stale_temps
 from voiceprep.cache.records import CacheEntry, CacheStats, EntryMeta
+from voiceprep.cache.schema import POLICY, SCHEMA_VERSION
 from voiceprep.cache.sqlite import select_rows
 from voiceprep.cache.writes import Limits, drop, evict, publish, store_entry
 from voiceprep.errors import (

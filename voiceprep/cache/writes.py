@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 from voiceprep.cache import faults
 from voiceprep.cache.entries import encode_entry, entry_name, unlink_quietly
-from voiceprep.cache.index import POLICY, Index, insert_row
+from voiceprep.cache.index import Index, insert_row
 from voiceprep.cache.records import CacheEntry, EntryMeta
+from voiceprep.cache.schema import POLICY
 from voiceprep.cache.sqlite import Transaction, delete_rows, select_rows
 from voiceprep.errors import CacheError
 

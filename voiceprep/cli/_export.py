@@ -4,11 +4,14 @@ once. Kept out of _options.py: voiceprep.export is not needed by `--help` or `--
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from voiceprep.cli._options import Flags, option_group
+from voiceprep.errors import UsageError
 from voiceprep.export import CODECS, DEFAULT_CODECS, DEFAULT_LANG, LAYOUTS, ExportOptions
 from voiceprep.telephony import TELEPHONY_SAMPLE_FORMAT
 
@@ -55,6 +58,13 @@ export_options = option_group(
         ),
     ],
 )
+
+
+def check_export_dir(directory: Path, option: str) -> None:
+    """Before any work: the export goes into a directory, or where one can be made (never
+    onto a file, a device or a dangling symlink)."""
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise UsageError(f"{directory}: {option} needs a directory")
 
 
 def export_settings(layout: Flags, *, telephony: bool = False) -> ExportOptions:

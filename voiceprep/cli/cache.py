@@ -17,7 +17,7 @@ import typer
 from voiceprep.audio_format import layout_of
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, plural, resolve
-from voiceprep.cli._export import export_options, export_settings
+from voiceprep.cli._export import check_export_dir, export_options, export_settings
 from voiceprep.cli._options import (
     CacheDir,
     Flags,
@@ -402,6 +402,7 @@ def export_command(
       voiceprep cache export --layout freeswitch --lang en_US /usr/share/freeswitch/sounds
     """
     options = export_settings(layout)
+    check_export_dir(directory, "cache export")
     source = cache_dir_of(cache_dir)
     if not exists(source):
         raise UsageError(f"{source}: no cache here")

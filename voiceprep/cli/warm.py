@@ -25,7 +25,7 @@ from voiceprep import defaults
 from voiceprep.audio_format import STDIO
 from voiceprep.cli import _output
 from voiceprep.cli._common import build_backend, open_cache, resolve
-from voiceprep.cli._export import export_options, export_settings
+from voiceprep.cli._export import check_export_dir, export_options, export_settings
 from voiceprep.cli._options import (
     Flags,
     MaxEntries,
@@ -145,6 +145,8 @@ def warm_command(
     _check_modes(dry_run=dry_run, check=check, prune=prune, export=export, remote=remote)
     if export is None and any(value is not None for value in layout.values()):
         raise UsageError("--layout, --codecs, --sample-format and --lang go with --export DIR")
+    if export is not None:
+        check_export_dir(export, "--export")
     settings = resolve(
         **selection,
         jobs=jobs,

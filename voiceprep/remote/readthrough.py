@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voiceprep.errors import CacheCorruptError, CacheError, RemoteError
 from voiceprep.remote.store import Remote, reason
@@ -14,6 +16,9 @@ if TYPE_CHECKING:
     from voiceprep.cache import AudioCache
 
 log = logging.getLogger("voiceprep.remote")
+# `close()` waits this long for the pushes and imports in flight (each is bounded by the
+# remote's own timeouts; one still running after it finishes on its own).
+CLOSE_WAIT_SECONDS = 30.0
 
 
 class ReadThrough:
@@ -22,6 +27,10 @@ class ReadThrough:
     The first failure disables it for the life of the object and is reported once through
     `on_warning` (default: the `voiceprep.remote` logger): a remote that is down never fails
     an agent, it only stops helping.
+
+    Pushes and imports run in threads of their own, not cancelled with their caller: one
+    begun completes, and `close()` waits for them (bounded), so an entry synthesized just
+    before shutdown still reaches the remote.
     """
 
     def __init__(
@@ -36,6 +45,9 @@ class ReadThrough:
         self._remote: Remote | None = None
         self._url = remote.url if isinstance(remote, Remote) else str(remote)
         self.disabled: str | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._jobs: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
         try:
             if isinstance(remote, Remote):
                 self._remote = remote
@@ -82,18 +94,52 @@ class ReadThrough:
             return None
         data, pcm = found
         if disk is not None:
-            await asyncio.to_thread(_keep, disk, key, data)
+            await self._job(_keep, disk, key, data)
         return pcm
 
     async def publish(self, key: str, disk: AudioCache | None) -> None:
         """After a synthesis stored in `disk`: push its entry, when pushing is on."""
         if not self.push_enabled or disk is None or self.disabled is not None:
             return
+        await self._job(self._publish, key, disk)
+
+    def _publish(self, key: str, disk: AudioCache) -> None:
         try:
-            data = await asyncio.to_thread(disk.entry_bytes, key)
+            data = disk.entry_bytes(key)
         except (KeyError, CacheError, OSError):
             return  # not stored (read-only or full disk): nothing to push
-        await asyncio.to_thread(self.put, key, data)
+        self.put(key, data)
+
+    def _job(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+        """`fn(*args)` in a thread `close()` waits for; awaiting it may be cancelled, the
+        job itself is not."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="voiceprep-remote"
+                )
+            job = self._pool.submit(fn, *args)
+            self._jobs.add(job)
+        job.add_done_callback(self._forget)
+        return asyncio.shield(asyncio.wrap_future(job))
+
+    def _forget(self, job: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+
+    def close(self, timeout: float = CLOSE_WAIT_SECONDS) -> None:
+        """Wait up to `timeout` seconds for the pushes and imports in flight."""
+        with self._lock:
+            jobs, pool, self._pool = set(self._jobs), self._pool, None
+        if pool is None:
+            return
+        _, late = concurrent.futures.wait(jobs, timeout=timeout)
+        pool.shutdown(wait=False)
+        if late:
+            self._warn(
+                f"{len(late)} remote transfer(s) still running after {timeout:g} s at close; "
+                "left to finish on their own"
+            )
 
 
 def read_through(

@@ -40,12 +40,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from voiceprep.cache.entries import is_key
+from voiceprep.errors import CacheError
 from voiceprep.review import CachePage
 from voiceprep.server.errors import SERVER_ERROR, ApiError
 from voiceprep.server.metrics import Metrics
 from voiceprep.server.protocol import MAX_HEAD_BYTES
 from voiceprep.server.request import SpeechRequest, parse_speech_request
-from voiceprep.server.service import SpeechService
+from voiceprep.server.service import SpeechService, cache_failure
 from voiceprep.server.sse import as_sse
 from voiceprep.server.voices import VoiceMap
 
@@ -105,7 +106,10 @@ def create_app(
     async def review_page(request: Request) -> Response:
         if review is None:
             raise ApiError(404, "this server has no cache directory to review", code="not_found")
-        html = await asyncio.to_thread(review.html)  # measuring new entries takes a while
+        try:
+            html = await asyncio.to_thread(review.html)  # measuring new entries takes a while
+        except CacheError as exc:  # a damaged index: 503 naming the repair, as for speech
+            raise cache_failure(service.cache, exc) from None
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def review_audio(request: Request) -> Response:

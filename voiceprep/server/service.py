@@ -15,8 +15,9 @@
   that a miss is refused at once with 429 and Retry-After.
 - Encoded variants (mp3, opus…) are kept in a small LRU bounded in bytes, so a hit in
   mp3 is encoded once, not per request.
-- A miss the disk refused (full) is served from memory; when the phrase is asked for
-  again (WRITE_GRACE after it was synthesized), it is written if the disk takes it now
+- A miss the disk refused (full) is served from memory; once its write has ended (never
+  racing it), it is remembered and logged, and when the phrase is asked for again it is
+  written before that answer if the disk takes it now, and at shutdown otherwise
   (without a processing chain: memory holds the processed audio only).
 - Read-only: nothing is ever synthesized or pushed. Without a remote a miss is a 404 at
   once; with one (`TTSAudioCache(remote=...)`) a miss is looked up there, as one task per
@@ -27,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import logging
@@ -67,7 +69,6 @@ DEFAULT_VARIANT_BYTES = 64 * 1024 * 1024
 DEFAULT_MEMORY_ENTRIES = 256
 MAX_REMEMBERED_KEYS = 65536
 QUEUE_RETRY_AFTER = 1.0  # seconds a client refused for a full queue is asked to wait
-WRITE_GRACE = 1.0  # seconds after a miss before a request checks its write happened
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ class SpeechService:
         self._hit_encodings: dict[tuple[str, str], asyncio.Task[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # producers and encoders: drained
         self.redactor = Redactor()
-        # Misses just handed out: (text, voice, when to check their write) by key.
-        self._unwritten: dict[str, tuple[str, str | None, float]] = {}
+        # Misses the disk refused, by key: (text, voice), written when asked for again.
+        self._unwritten: dict[str, tuple[str, str | None]] = {}
         self._rewritable = rewritable
 
     @classmethod
@@ -256,6 +257,12 @@ class SpeechService:
         up): what was paid for is stored before the server exits."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cache.drain()  # a streamed miss is stored (and pushed) after its last chunk
+        for key in list(self._unwritten):  # refused by a full disk: there may be space now
+            with contextlib.suppress(ApiError):  # (logged)
+                await self._rewrite(key)
+            if key in self._unwritten:
+                break  # refused again: still full
 
     def close(self) -> None:
         self.cache.close()
@@ -281,7 +288,7 @@ class SpeechService:
         try:
             return self.cache.contains(text, voice_id=voice)
         except CacheError as exc:
-            raise _cache_failure(self.cache, exc) from None
+            raise cache_failure(self.cache, exc) from None
 
     def _start(self, key: str, text: str, voice: str | None) -> Flight:
         """The producer of a new miss: a task of its own, so no client can cancel it."""
@@ -321,31 +328,39 @@ class SpeechService:
                 raise
         else:
             out.finish(b"".join(out.chunks))
-            self._written_soon(key, text, voice)
+            if not self.read_only and self._rewritable and self.cache.disk is not None:
+                self._spawn(self._check_written(key, text, voice))
             if metrics is not None:
                 metrics.syntheses.inc()
                 metrics.synthesis_seconds.observe(time.perf_counter() - started)
         finally:
             del self._misses[key]
 
-    def _written_soon(self, key: str, text: str, voice: str | None) -> None:
-        """The cache writes a miss just after handing it out; remember to check it was."""
-        if self.read_only or not self._rewritable or self.cache.disk is None:
-            return
+    async def _check_written(self, key: str, text: str, voice: str | None) -> None:
+        """The cache writes a miss just after handing it out: once that write has ended,
+        remember a miss the disk refused."""
+        # The fills in flight, this one's write included (shielded: cancelling this check
+        # must not cancel them, as cancelling a gather does).
+        await asyncio.shield(self.cache.drain())
+        disk = self.cache.disk
+        assert disk is not None
+        with contextlib.suppress(CacheError):  # an unreadable index: nothing to rewrite
+            if not disk.contains(key):
+                self._unwritten_later(key, text, voice)
+
+    def _unwritten_later(self, key: str, text: str, voice: str | None) -> None:
         if len(self._unwritten) >= MAX_REMEMBERED_KEYS:
             self._unwritten.pop(next(iter(self._unwritten)))
-        self._unwritten[key] = (text, voice, time.monotonic() + WRITE_GRACE)
+        self._unwritten[key] = (text, voice)
+        log.info("the disk refused a phrase (%s…): written when asked for again", key[:12])
 
     async def _rewrite(self, key: str) -> None:
         """A miss the disk refused (full) is still in memory: write it now that the phrase
         is asked for again. Unprocessed audio only: memory holds what was handed out,
         which for a processing chain is not the raw synthesis the cache keeps too."""
-        text, voice, after = self._unwritten[key]
+        text, voice = self._unwritten.pop(key)
         disk = self.cache.disk
         assert disk is not None
-        if time.monotonic() < after:
-            return  # its first write may still be under way
-        del self._unwritten[key]
         try:
             if disk.contains(key) or not self.cache.contains(text, voice_id=voice):
                 return  # written, or gone from memory too (the next request is a miss)
@@ -354,9 +369,9 @@ class SpeechService:
             if disk.contains(key):
                 log.info("stored a phrase the disk had refused (%s…)", key[:12])
             else:
-                self._written_soon(key, text, voice)  # still refused: try again later
+                self._unwritten_later(key, text, voice)  # still refused: next time
         except CacheError as exc:
-            raise _cache_failure(self.cache, exc) from None
+            raise cache_failure(self.cache, exc) from None
 
     def _source(self, text: str, voice: str | None) -> AsyncIterator[bytes]:
         return self.cache.stream(text, voice_id=voice)
@@ -369,7 +384,7 @@ class SpeechService:
             log.warning("synthesis failed: %s", self.redactor.scrub(str(exc), text))
             return _backend_failure(exc)
         if isinstance(exc, CacheError):
-            return _cache_failure(self.cache, exc)
+            return cache_failure(self.cache, exc)
         log.error("synthesis failed: unexpected %s", type(exc).__name__)
         return ApiError(500, "internal server error", type=SERVER_ERROR, code="internal")
 
@@ -469,7 +484,7 @@ def _not_cached() -> ApiError:
     return ApiError(404, "not cached, and this server is read-only", code="not_cached")
 
 
-def _cache_failure(cache: TTSAudioCache, exc: CacheError) -> ApiError:
+def cache_failure(cache: TTSAudioCache, exc: CacheError) -> ApiError:
     """503 naming the cure: a damaged index is what `cache verify --repair` rebuilds."""
     where = cache.disk.directory if cache.disk is not None else "the cache"
     log.error("cache %s: %s", where, exc)
