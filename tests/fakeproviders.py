@@ -17,7 +17,9 @@ grows with the text), and can be told to be slow or to fail:
         fake.request_count, fake.chars_received, fake.peak_in_flight, fake.requests[-1].json
 
 Streaming, as the real services do: OpenAI (`/v1/audio/speech`, every format), ElevenLabs
-(`/v1/text-to-speech/{voice}/stream`), Cartesia (`/tts/bytes`) and Deepgram (`/v1/speak`)
+(`/v1/text-to-speech/{voice}/stream`), Cartesia (`/tts/bytes`; `/tts/sse`: server-sent
+events, each chunk of audio base64 in a `chunk` event, the words' timings in `timestamps`
+events once their audio has been sent, then `done`) and Deepgram (`/v1/speak`)
 send their audio with chunked transfer: the first chunk after `latency`, then one chunk of
 `chunk_seconds` of audio every `chunk_interval` seconds (0, the default: all chunks at
 once, so the whole answer still takes `latency`). Chunks are cut at odd byte counts, as a
@@ -70,7 +72,9 @@ class Fault:
     status 200: the audio answer itself, e.g. a WAV header with no samples, sent with
     `content_type` when given: a 200 that is not audio). `cut_after` (seconds of audio, a
     streamed answer) drops the connection after that much audio, mid-body: the chunked body
-    never ends, as when a provider dies mid-synthesis.
+    never ends, as when a provider dies mid-synthesis. `error_event_after` (Cartesia's
+    /tts/sse) sends an `error` event of status `status_in_event` after that much audio and
+    ends the answer, as Cartesia reports a failure once its events have begun.
     """
 
     status: int = 500
@@ -80,6 +84,8 @@ class Fault:
     body: bytes | None = None
     content_type: str | None = None
     cut_after: float | None = None
+    error_event_after: float | None = None
+    status_in_event: int = 500
 
 
 @dataclass
@@ -131,6 +137,98 @@ class AudioBody(bytes):
         body = super().__new__(cls, data)
         body.seconds = seconds
         return body
+
+    def pieces(self, chunk_seconds: float, fault: Fault | None) -> list[bytes]:
+        """What a streamed answer sends, piece by piece (one piece per `chunk_seconds`)."""
+        return stream_pieces(self, chunk_seconds)
+
+
+class CartesiaEvents(AudioBody):
+    """A Cartesia `/tts/sse` answer: the PCM as `chunk` events, the words of `text` (timed
+    evenly by character across the audio) as `timestamps` events sent once their audio
+    has been (as Cartesia times a word after generating it), then `done`."""
+
+    rate: int
+    text: str
+    timestamps: bool
+    version: str
+
+    @classmethod
+    def of(
+        cls, pcm: bytes, rate: int, text: str, *, timestamps: bool, version: str = "2025-04-16"
+    ) -> CartesiaEvents:
+        body = cls.__new__(cls, pcm, pcm_seconds(pcm, rate))
+        body.rate, body.text, body.timestamps, body.version = rate, text, timestamps, version
+        return body
+
+    def words(self) -> list[tuple[str, float, float]]:
+        step = self.seconds / max(1, len(self.text))
+        words, at = [], 0
+        for word in self.text.split():
+            at = self.text.index(word, at)
+            words.append((word, round(at * step, 4), round((at + len(word)) * step, 4)))
+            at += len(word)
+        return words
+
+    def pieces(self, chunk_seconds: float, fault: Fault | None) -> list[bytes]:
+        frame = max(2, int(self.rate * chunk_seconds) * 2)
+        pending = self.words() if self.timestamps else []
+        groups: list[bytes] = []
+        fail_at = fault.error_event_after if fault is not None else None
+        sent = 0.0
+        for start in range(0, len(self), frame):
+            if fail_at is not None and sent >= fail_at:
+                assert fault is not None
+                groups.append(_cartesia_error_event(fault.status_in_event, self.version))
+                return _cut_across(groups)
+            data = base64.b64encode(self[start : start + frame]).decode()
+            group = sse_event("chunk", {"data": data, "step_time": 12.5})
+            sent = min(self.seconds, (start + frame) / (2 * self.rate))
+            said = [w for w in pending if w[2] <= sent]
+            pending = pending[len(said) :]
+            if said:
+                group += _timestamps_event(said)
+            groups.append(group)
+        tail = _timestamps_event(pending) if pending else b""
+        groups.append(tail + sse_event("done", {"done": True}))
+        return _cut_across(groups)
+
+
+def sse_event(kind: str, fields: dict[str, Any]) -> bytes:
+    """One server-sent event as Cartesia writes it (`event:` name, JSON `data:` with a type,
+    the request's context id and status 206, `done` included, as Cartesia's reference
+    shows)."""
+    document = {"type": kind, "done": False, "status_code": 206, "context_id": "fake-ctx"}
+    document.update(fields)
+    return f"event: {kind}\ndata: {json.dumps(document)}\n\n".encode()
+
+
+def _timestamps_event(words: list[tuple[str, float, float]]) -> bytes:
+    timestamps = {"words": [w[0] for w in words], "start": [w[1] for w in words]}
+    timestamps["end"] = [w[2] for w in words]
+    return sse_event("timestamps", {"word_timestamps": timestamps})
+
+
+def _cartesia_error_event(status: int, version: str) -> bytes:
+    """An error event as the API version asked for writes it: from 2026-03-01 with a
+    title, a message and codes; before, one `error` string."""
+    if version >= "2026-03-01":
+        fields = {"title": "Generation failed", "message": "fake failure mid-stream"}
+        fields |= {"error_code": "generation_failed", "request_id": "fake-request"}
+    else:
+        fields = {"error": "Generation failed: fake failure mid-stream"}
+    return sse_event("error", {"done": True, "status_code": status, **fields})
+
+
+def _cut_across(groups: list[bytes]) -> list[bytes]:
+    """The events as the network may deliver them: piece k ends an odd number of bytes
+    into group k+1, and so still completes group k (the first piece holds all of the
+    first audio event)."""
+    cuts = [0] + [len(group) // 2 | 1 for group in groups[1:]] + [0]
+    return [
+        group[cuts[k] :] + (groups[k + 1][: cuts[k + 1]] if k + 1 < len(groups) else b"")
+        for k, group in enumerate(groups)
+    ]
 
 
 def pcm_seconds(pcm: bytes, rate: int) -> float:
@@ -371,26 +469,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(status, body)
             return 0
         if fault is not None and fault.empty:
-            body = _empty_answer(fake.kind)
+            body = _empty_answer(fake.kind, parts.path)
         elif fault is not None and fault.body is not None:
             body = fault.body
         if fault is not None and fault.content_type:
             content_type = fault.content_type
         if isinstance(body, AudioBody) and _streams(fake.kind, parts.path):
-            cut = fault.cut_after if fault is not None else None
-            return len(text) if self._send_streamed(body, content_type, cut) else 0
+            return len(text) if self._send_streamed(body, content_type, fault) else 0
         self._send(200, body, content_type)
         return len(text)
 
-    def _send_streamed(self, body: AudioBody, content_type: str, cut: float | None) -> bool:
+    def _send_streamed(self, body: AudioBody, content_type: str, fault: Fault | None) -> bool:
         """Chunked transfer, paced; False when the body was cut (a fault) or abandoned."""
         fake = self.fake
+        cut = fault.cut_after if fault is not None else None
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         sent = 0.0
-        for index, piece in enumerate(stream_pieces(body, fake.chunk_seconds)):
+        for index, piece in enumerate(body.pieces(fake.chunk_seconds, fault)):
             if index and fake.chunk_interval > 0:
                 fake.wait(fake.chunk_interval)
             if fake._stopping.is_set() or (cut is not None and sent >= cut):
@@ -460,8 +558,10 @@ def _error_body(kind: str, status: int, message: str | None = None) -> bytes:
     return json.dumps({"detail": {"status": "error", "message": message}}).encode()
 
 
-def _empty_answer(kind: str) -> bytes:
+def _empty_answer(kind: str, path: str) -> bytes:
     """A 200 with no audio, in the provider's own shape."""
+    if kind == "cartesia" and path == "/tts/sse":
+        return sse_event("done", {"done": True})
     return json.dumps({"audioContent": ""}).encode() if kind == "google" else b""
 
 
@@ -583,7 +683,7 @@ CARTESIA_KEY = "fake-cartesia-key-a1b2c3d4e5f60718"
 DEEPGRAM_KEY = "fake-deepgram-key-0f1e2d3c4b5a6978"
 AZURE_KEY = "fakeazurekey0123456789abcdef0123"
 GOOGLE_KEY = "AIzaFakeGoogleKey_0123456789abcdefgh"
-CARTESIA_VERSIONS = ("2024-06-10", "2024-11-13", "2025-04-16")
+CARTESIA_VERSIONS = ("2024-06-10", "2024-11-13", "2025-04-16", "2026-03-01")
 CARTESIA_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEEPGRAM_RATES = (8000, 16000, 24000, 32000, 48000)
 AZURE_RATES = {
@@ -662,7 +762,7 @@ def _cartesia(
     def bad(message: str) -> tuple[int, bytes, str]:
         return 400, _error_body("cartesia", 400, message), "application/json"
 
-    if path != "/tts/bytes":
+    if path not in ("/tts/bytes", "/tts/sse"):
         return 404, _error_body("cartesia", 404, "Not Found"), "application/json"
     if headers.get("cartesia-version") not in CARTESIA_VERSIONS:
         return bad("Cartesia-Version header is missing or invalid")
@@ -689,7 +789,17 @@ def _cartesia(
     speed = config.get("speed", 1.0) if isinstance(config, dict) else 1.0
     if not isinstance(speed, int | float) or not 0.6 <= speed <= 1.5:
         return bad("generation_config.speed must be 0.6-1.5")
-    pcm = tone_pcm(voice_frequency(voice["id"]), seconds_for(payload["transcript"]) / speed, rate)
+    timestamps = payload.get("add_timestamps", False)
+    if not isinstance(timestamps, bool):
+        return bad("add_timestamps must be a boolean")
+    text = payload["transcript"]
+    pcm = tone_pcm(voice_frequency(voice["id"]), seconds_for(text) / speed, rate)
+    if path == "/tts/sse":
+        if container != "raw":
+            return bad("the SSE endpoint sends raw audio only")
+        version = headers["cartesia-version"]
+        body = CartesiaEvents.of(pcm, rate, text, timestamps=timestamps, version=version)
+        return 200, body, "text/event-stream"
     return _pcm_answer(pcm, rate, container)
 
 
@@ -846,7 +956,7 @@ def fake_provider(
 
 
 def fake_cartesia(**kwargs: Any) -> AbstractContextManager[FakeProvider]:
-    """A running fake Cartesia server; `base_url` is the root (POST /tts/bytes)."""
+    """A running fake Cartesia server; `base_url` is the root (POST /tts/bytes, /tts/sse)."""
     return fake_provider("cartesia", **kwargs)
 
 

@@ -130,7 +130,7 @@ async def test_cartesia_request_shape_and_raw_pcm(cartesia: Provider) -> None:
     backend = cartesia.backend(speed="1.25", language="en", emotion="calm")
     audio = await backend.synthesize("Your table is ready.", rate=16000, channels=1)
     request = cartesia.fake.requests[-1]
-    assert request.path == "/tts/bytes"
+    assert request.path == "/tts/sse"  # the endpoint that times the words
     assert request.headers["cartesia-version"] == "2025-04-16"
     assert request.headers["authorization"] == f"Bearer {cartesia.fake.api_key}"
     assert request.json == {
@@ -140,6 +140,7 @@ async def test_cartesia_request_shape_and_raw_pcm(cartesia: Provider) -> None:
         "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
         "language": "en",
         "generation_config": {"speed": 1.25, "emotion": "calm"},
+        "add_timestamps": True,
     }
     # Raw PCM at the target rate: taken as is, no resampling.
     assert (audio.rate, audio.channels) == (16000, 1)

@@ -19,8 +19,16 @@ from typing import Any
 
 import pytest
 from audiogen import dominant_frequency, pcm_to_array
-from fakeproviders import FakeProvider, Fault, fake_provider, seconds_for, voice_frequency
+from fakeproviders import (
+    CartesiaEvents,
+    FakeProvider,
+    Fault,
+    fake_provider,
+    seconds_for,
+    voice_frequency,
+)
 
+from voiceprep.backends._stream import ServerEvent, server_events
 from voiceprep.backends.base import SynthesizedAudio
 from voiceprep.backends.cartesia import CartesiaBackend
 from voiceprep.backends.command import CommandBackend
@@ -71,11 +79,13 @@ async def _collect(chunks: AsyncIterator[SynthesizedAudio]) -> list[SynthesizedA
 
 
 def _check_shape(chunks: list[SynthesizedAudio], rate: int, channels: int = 1) -> bytes:
-    """Every chunk raw s16le at one rate and channel count, frame-aligned; their PCM."""
+    """Every chunk raw s16le at one rate and channel count, frame-aligned, with audio (or,
+    without, the words a provider timed after their audio: Cartesia); their PCM."""
     assert chunks
     for chunk in chunks:
         assert (chunk.rate, chunk.channels) == (rate, channels)
-        assert chunk.data and len(chunk.data) % (2 * channels) == 0
+        assert chunk.data or chunk.words
+        assert len(chunk.data) % (2 * channels) == 0
     return b"".join(chunk.data for chunk in chunks)
 
 
@@ -163,6 +173,58 @@ async def test_elevenlabs_streams_from_its_stream_endpoint_at_the_target_rate(
     assert fake.requests[-1].path == "/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb/stream"
     assert fake.requests[-1].query["output_format"] == "pcm_16000"
     _check_shape(chunks, 16000)
+
+
+@pytest.fixture
+def cartesia(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeProvider, CartesiaBackend]]:
+    with fake_provider("cartesia") as fake:
+        monkeypatch.setenv("CARTESIA_API_KEY", fake.api_key)
+        yield fake, CartesiaBackend(options={"base_url": fake.base_url})
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(500, TransientBackendError), (400, PermanentBackendError), (401, AuthenticationError)],
+)
+async def test_cartesia_error_event_mid_stream_raises_its_typed_error(
+    cartesia: tuple[FakeProvider, CartesiaBackend], status: int, error: type[Exception]
+) -> None:
+    # Once its events have begun (HTTP 200), Cartesia reports a failure as an error event.
+    fake, backend = cartesia
+    fake.push(Fault(200, error_event_after=0.3, status_in_event=status))
+    received: list[SynthesizedAudio] = []
+    with pytest.raises(error, match=f"error {status} mid-stream: Generation failed"):
+        async for chunk in backend.stream(TEXT, rate=16000, channels=1):
+            received.append(chunk)
+    assert len(_check_shape(received, 16000)) == 2 * int(0.3 * 16000)  # what came first
+    assert all(chunk.words is None for chunk in received)
+
+
+async def test_cartesias_newer_error_events_are_read_too(
+    cartesia: tuple[FakeProvider, CartesiaBackend],
+) -> None:
+    # From API version 2026-03-01 an error event has a title and a message.
+    fake, backend = cartesia
+    events = CartesiaEvents.of(b"\0\1" * 3200, 16000, "hello", timestamps=True)
+    events.version = "2026-03-01"
+    fault = Fault(200, error_event_after=0.1, status_in_event=429)
+    fake.push(
+        Fault(200, body=b"".join(events.pieces(0.1, fault)), content_type="text/event-stream")
+    )
+    with pytest.raises(TransientBackendError, match="429 mid-stream: Generation failed: fake"):
+        await backend.synthesize("hello", rate=16000, channels=1)
+
+
+async def test_a_cartesia_answer_cut_before_its_done_event_is_transient(
+    cartesia: tuple[FakeProvider, CartesiaBackend],
+) -> None:
+    fake, backend = cartesia
+    events = CartesiaEvents.of(b"\0\1" * 1600, 16000, "hello", timestamps=True)
+    whole = b"".join(events.pieces(0.05, None))
+    cut = whole[: whole.index(b"event: done")]  # a proxy ended the body early
+    fake.push(Fault(200, body=cut, content_type="text/event-stream"))
+    with pytest.raises(TransientBackendError, match="ended before its done event"):
+        await backend.synthesize("hello", rate=16000, channels=1)
 
 
 async def test_openai_formats_that_cannot_stream_come_as_one_decoded_chunk(
@@ -412,3 +474,31 @@ def test_httpx_is_imported_without_its_command_line_trio_or_http2() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- server-sent events (Cartesia's /tts/sse) ---------------------------------------------
+
+
+async def _pieces(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def test_server_events_are_read_as_the_format_defines_them() -> None:
+    body = (
+        b": a comment, then an event in CRLF lines cut mid-line\r\n"
+        b'event: chunk\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
+        b"data: unnamed\n\n"
+        b"event: done\ndata: {}\n"  # never ended by a blank line: dropped
+    )
+    expected = [ServerEvent("chunk", '{"a":\n1}'), ServerEvent("message", "unnamed")]
+    for size in (1, 7, len(body)):  # byte by byte: CR and LF of one line apart too
+        source = _pieces(*(body[i : i + size] for i in range(0, len(body), size)))
+        assert [e async for e in server_events(source, backend="test")] == expected
+
+
+async def test_an_endless_server_event_is_refused() -> None:
+    endless = _pieces(b"data: ", *([b"A" * (1 << 20)] * 17))
+    with pytest.raises(PermanentBackendError, match="over 16 MiB"):
+        async for _ in server_events(endless, backend="test"):
+            pass

@@ -2,7 +2,8 @@
 every TTS service (AggregatedText → Started → audio → Stopped → the next frame, group by
 group), driven by pipecat's own `pipecat.tests.utils.run_test`, on a miss and on a hit,
 for an HTTP-style service and one that pushes its own TTSStartedFrame; plus misses
-shared between two sessions and cleanup() while a store is writing."""
+shared between two sessions and cleanup() while a store is writing. (Word-timestamp
+services: tests/test_integrations_pipecat_words.py.)"""
 
 from __future__ import annotations
 
@@ -146,48 +147,3 @@ async def test_cleanup_while_a_store_is_writing_is_safe(tmp_path: Path) -> None:
         task.cancel()
         await service.cleanup()
     assert entries(tmp_path) >= 1
-
-
-class WordTone(ToneService):
-    """A word-timestamp service, as pipecat's mocks are: its TTSTextFrames come from the
-    words it reports with its audio, not from the sentence."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._push_text_frames = False
-
-    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        words = text.split()
-        await self.add_word_timestamps(
-            [(word, 0.1 * i) for i, word in enumerate(words)], context_id
-        )
-        async for frame in super().run_tts(text, context_id):
-            yield frame
-
-
-class CachedWordTone(CachedTTSMixin, WordTone):
-    pass
-
-
-def word_frames(down: Sequence[Frame]) -> list[tuple[str, float]]:
-    """(word, presentation time relative to the first word's)."""
-    frames = [f for f in down if isinstance(f, TTSTextFrame)]
-    assert frames and all(f.pts for f in frames), frames
-    return [(f.text, (f.pts - frames[0].pts) / 1e9) for f in frames]
-
-
-async def test_a_hit_replays_the_words_of_the_miss(tmp_path: Path) -> None:
-    said = [TTSSpeakFrame(text="hello there world", append_to_context=False)]
-    miss = CachedWordTone(cache_dir=tmp_path)
-    down, _ = await run_test(miss, frames_to_send=said)
-    heard = word_frames(down)
-    assert [w for w, _ in heard] == ["hello", "there", "world"]
-    hit = CachedWordTone(cache_dir=tmp_path)
-    down, _ = await run_test(hit, frames_to_send=said)
-    assert hit.calls == []  # played from the cache
-    replayed = word_frames(down)
-    assert [w for w, _ in replayed] == [w for w, _ in heard]
-    for (_, at), (_, again) in zip(heard, replayed, strict=True):
-        assert abs(at - again) < 0.03
-    types = [type(f) for f in down]
-    assert types.index(TTSStartedFrame) < types.index(TTSTextFrame) < types.index(TTSStoppedFrame)

@@ -3,11 +3,14 @@ conversions every provider's shape goes through."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import subprocess
+import threading
 import wave
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,12 @@ import httpx
 import numpy as np
 import pytest
 from audiogen import pcm_to_array, sine
+from fakeproviders import CartesiaEvents, FakeProvider, Fault, fake_cartesia
 from helpers import CLI
 from servehelpers import ServerProcess
 
 from voiceprep import TTSAudioCache
+from voiceprep.backends.cartesia import CartesiaBackend
 from voiceprep.backends.piper import PiperBackend
 from voiceprep.cache import AudioCache
 from voiceprep.loudness import to_pcm
@@ -268,6 +273,20 @@ def _events(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def test_serve_sends_word_timestamps_for_a_miss_and_a_hit(tmp_path: Path) -> None:
+    _serve_word_timestamps(["-b", "piper", "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_serve_sends_cartesias_word_timestamps(tmp_path: Path) -> None:
+    with fake_cartesia() as fake:
+        args = ["-b", "cartesia", "-O", f"base_url={fake.base_url}"]
+        env = {"CARTESIA_API_KEY": fake.api_key}
+        _serve_word_timestamps([*args, "--cache-dir", str(tmp_path / "cache")], env)
+        assert fake.request_count == 1  # the hit asked nobody
+
+
+def _serve_word_timestamps(args: list[str], env: dict[str, str] | None = None) -> None:
+    """A miss then a hit through serve's SSE: the words of the input, inside the audio,
+    the same twice; SSE required for them; none unless asked."""
     speech = {
         "model": "tts-1",
         "voice": "alloy",
@@ -276,7 +295,7 @@ def test_serve_sends_word_timestamps_for_a_miss_and_a_hit(tmp_path: Path) -> Non
         "stream_format": "sse",
         "timestamp_granularities": ["word"],
     }
-    with ServerProcess(["-b", "piper", "--cache-dir", str(tmp_path / "cache")]) as server:
+    with ServerProcess(args, env=env) as server:
         url = server.url("/v1/audio/speech")
         answers = [httpx.post(url, json=speech, timeout=120) for _ in ("miss", "hit")]
         refused = httpx.post(url, json={**speech, "stream_format": "audio"}, timeout=60)
@@ -297,3 +316,88 @@ def test_serve_sends_word_timestamps_for_a_miss_and_a_hit(tmp_path: Path) -> Non
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "timestamp_granularities"
     assert "speech.timestamps.delta" not in plain.text
+
+
+# --- Cartesia: word timestamps in its server-sent events ----------------------------------
+
+CARTESIA_TEXT = "Thank you for calling. Please hold while we connect you."
+
+
+@pytest.fixture
+def cartesia(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
+    with fake_cartesia(chunk_seconds=0.1) as fake:
+        monkeypatch.setenv("CARTESIA_API_KEY", fake.api_key)
+        yield fake
+
+
+def _check_cartesia_words(words: Sequence[Any], seconds: float) -> None:
+    """The words of CARTESIA_TEXT, in order, inside the audio, where the fake said them
+    (it times them evenly by character across its audio)."""
+    as_dicts = [w if isinstance(w, dict) else w.as_dict() for w in words]
+    assert [w["text"] for w in as_dicts] == CARTESIA_TEXT.split()
+    step = seconds / len(CARTESIA_TEXT)
+    at = 0
+    for word in as_dicts:
+        at = CARTESIA_TEXT.index(word["text"], at)
+        assert word["start"] == pytest.approx(at * step, abs=0.002)
+        assert word["end"] == pytest.approx((at + len(word["text"])) * step, abs=0.002)
+        at += len(word["text"])
+    for before, after in zip(as_dicts, as_dicts[1:], strict=False):
+        assert before["start"] < before["end"] <= after["start"]
+    assert as_dicts[0]["start"] >= 0 and as_dicts[-1]["end"] <= seconds + 1e-3
+
+
+def test_a_cartesia_warm_stores_the_words_cartesia_timed(
+    cli: CLI, tmp_path: Path, cartesia: FakeProvider
+) -> None:
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text(CARTESIA_TEXT + "\n", encoding="utf-8")
+    cache_dir = tmp_path / "cache"
+    warm = ("warm", phrases, "-b", "cartesia", "-O", f"base_url={cartesia.base_url}")
+    assert cli(*warm, "-r", "16000", "--cache-dir", cache_dir).code == 0
+    assert cartesia.requests[-1].path == "/tts/sse"
+    (entry,) = _ls(cli, cache_dir)
+    assert entry["words"] is not None
+    _check_cartesia_words(entry["words"], entry["duration"])
+
+
+async def test_a_cartesia_miss_streams_and_a_hit_offers_its_words(
+    tmp_path: Path, cartesia: FakeProvider
+) -> None:
+    backend = CartesiaBackend(options={"base_url": cartesia.base_url})
+    cartesia.after_first_chunk = threading.Event()  # the rest of the answer waits for us
+    cache = TTSAudioCache(backend, directory=tmp_path / "cache", rate=16000)
+    try:
+        chunks = cache.stream(CARTESIA_TEXT)
+        async with asyncio.timeout(5):  # audio before the answer ends
+            first = await anext(chunks)
+        assert first and cartesia.in_flight == 1
+        cartesia.after_first_chunk.set()
+        pcm = first + b"".join([chunk async for chunk in chunks])
+        words = cache.words(CARTESIA_TEXT)
+        assert words is not None
+        _check_cartesia_words(words, len(pcm) / 2 / 16000)
+    finally:
+        await cache.aclose()
+    again = TTSAudioCache(backend, directory=tmp_path / "cache", rate=16000)
+    try:
+        assert await again.fetch(CARTESIA_TEXT) == pcm
+        offered = again.words(CARTESIA_TEXT)
+        assert offered is not None and words_to_json(offered) == words_to_json(words)
+        assert cartesia.request_count == 1  # the hit asked nobody
+    finally:
+        await again.aclose()
+
+
+async def test_cartesia_words_are_dropped_rather_than_wrong(cartesia: FakeProvider) -> None:
+    backend = CartesiaBackend(options={"base_url": cartesia.base_url})
+    events = CartesiaEvents.of(b"\0\1" * 8000, 16000, "one two", timestamps=True)
+    good = b"".join(events.pieces(0.1, None))
+    bad = good.replace(b'"start": [0.0', b'"start": ["zero"', 1)
+    late = good.replace(b'"end": [', b'"end": [9, ', 1).replace(b'"start": [', b'"start": [8, ', 1)
+    late = late.replace(b'"words": [', b'"words": ["x", ', 1)
+    for body in (bad, late):
+        cartesia.push(Fault(200, body=body, content_type="text/event-stream"))
+        audio = await backend.synthesize("one two", rate=16000, channels=1)
+        assert audio.data == b"\0\1" * 8000  # the audio still counts
+        assert audio.words is None

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -115,7 +116,8 @@ async def livekit_round(directory: Path, latency: float, runs: int) -> dict[str,
     }
 
 
-async def pipecat_round(directory: Path, latency: float, runs: int) -> dict[str, float]:
+def cached_pipecat_service(directory: Path) -> Any:
+    """`CachedTTSMixin` over the counting Pipecat service, at 24 kHz (what StartFrame sets)."""
     from voiceprep.integrations.pipecat import CachedTTSMixin
 
     base = type(pipecat_counting_service())
@@ -123,23 +125,29 @@ async def pipecat_round(directory: Path, latency: float, runs: int) -> dict[str,
     class Cached(CachedTTSMixin, base):  # type: ignore[misc, valid-type]
         pass
 
+    service = Cached(cache_dir=directory)
+    service._sample_rate = 24000
+    return service
+
+
+async def first_frame(tts: object, text: str) -> None:
+    """`run_tts(text)` until its first audio frame."""
+    gen = tts.run_tts(text, "ctx")  # type: ignore[attr-defined]
+    async for frame in gen:
+        if frame is not None and type(frame).__name__ == "TTSAudioRawFrame":
+            break
+    await gen.aclose()
+
+
+async def pipecat_round(directory: Path, latency: float, runs: int) -> dict[str, float]:
     texts = [f"Pipecat prompt {i}." for i in range(runs)]
-    filler = Cached(cache_dir=directory)
-    filler._sample_rate = 24000  # what StartFrame sets
+    filler = cached_pipecat_service(directory)
     cache = filler.voiceprep_cache()
     for text in texts:
         await cache.store(text, filler.pcm_for(text), voice_id=filler.voiceprep_identity().voice)
 
-    service = Cached(cache_dir=directory)
-    service._sample_rate = 24000
+    service = cached_pipecat_service(directory)
     service.latency = latency
-
-    async def first_frame(tts: object, text: str) -> None:
-        gen = tts.run_tts(text, "ctx")  # type: ignore[attr-defined]
-        async for frame in gen:
-            if frame is not None and type(frame).__name__ == "TTSAudioRawFrame":
-                break
-        await gen.aclose()
 
     hit_p50, hit_p95 = await timed(runs, lambda i: first_frame(service, texts[i]))
     hit_cpu = CPU["last"]

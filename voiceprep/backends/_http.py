@@ -222,10 +222,12 @@ async def stream_audio(
     body: Mapping[str, Any],
     params: Mapping[str, str] | None = None,
     secret: str | None = None,
+    events: bool = False,
 ) -> AsyncIterator[bytes]:
     """POST JSON `body` and yield the answer's bytes as they arrive (chunked transfer), with
     the errors of `post_for_audio`. A body that breaks off (the connection drops before a
-    chunked body's end) raises TransientBackendError after the bytes that came."""
+    chunked body's end) raises TransientBackendError after the bytes that came. `events`:
+    the answer is server-sent events (`text/event-stream`, audio inside them), not audio."""
     _import_httpx()
     import httpx
 
@@ -242,7 +244,8 @@ async def stream_audio(
             pieces = response.aiter_bytes()
             async for piece in pieces:
                 if not received:
-                    _check_is_audio(backend, response, piece, secret)
+                    check = _check_is_events if events else _check_is_audio
+                    check(backend, response, piece, secret)
                 received += len(piece)
                 yield piece
     except httpx.HTTPError as exc:
@@ -286,10 +289,18 @@ def status_error(response: httpx.Response, *, backend: str, secret: str | None) 
     message = f"{backend}: HTTP {status} {response.reason_phrase}".rstrip()
     if detail:
         message += f": {detail}"
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return error_for_status(status, message, retry_after=retry_after)
+
+
+def error_for_status(
+    status: int, message: str, *, retry_after: float | None = None
+) -> BackendError:
+    """The voiceprep error class an HTTP status deserves (the module's mapping), also for
+    a status a provider reports inside its answer (an error event mid-stream)."""
     if status in AUTH_STATUSES:
         return AuthenticationError(message)
     if status in TRANSIENT_STATUSES or status >= 500:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
         return TransientBackendError(message, retry_after=retry_after)
     return PermanentBackendError(message)
 
@@ -304,6 +315,20 @@ def _check_is_audio(
     body = redact(head[:_MAX_DETAIL].decode("utf-8", "replace"), secret)
     raise PermanentBackendError(
         f"{backend}: the server answered {content_type}, not audio: {body}".rstrip(": ")
+    )
+
+
+def _check_is_events(
+    backend: str, response: httpx.Response, head: bytes, secret: str | None
+) -> None:
+    """A 200 that should be server-sent events but is something else (an error page)."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "text/event-stream":
+        return
+    body = redact(head[:_MAX_DETAIL].decode("utf-8", "replace"), secret)
+    raise PermanentBackendError(
+        f"{backend}: the server answered {content_type or 'no content type'}, "
+        f"not audio events (text/event-stream): {body}".rstrip(": ")
     )
 
 

@@ -6,21 +6,27 @@ backend's `stream()`: raw s16le PCM, frame-aligned, one rate and channel count p
 - `wav_chunks`: a WAV as it is written to a stream — a header whose sizes may be
   0xFFFFFFFF (OpenAI, espeak-ng, ffmpeg to a pipe), then the samples — read as PCM once the
   header has arrived; a WAV that is not s16 (or not a WAV at all) is decoded whole at the end;
-- `whole`: audio that cannot be read incrementally (MP3, Opus…) as one chunk, decoded.
+- `whole`: audio that cannot be read incrementally (MP3, Opus…) as one chunk, decoded;
+- `server_events`: a `text/event-stream` answer (Cartesia's `/tts/sse`) as its events, each
+  as soon as its closing blank line has arrived.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 
 from voiceprep.backends.base import SynthesizedAudio
-from voiceprep.errors import EmptyAudioError
+from voiceprep.errors import EmptyAudioError, PermanentBackendError
 from voiceprep.wav import UNKNOWN_SIZE, parse_wav_header
 
 # A streamed WAV header is 44 bytes; one with LIST/fact chunks a little more. Past this,
 # the stream is not a WAV whose samples could be passed on as they come.
 _MAX_HEADER = 64 * 1024
+# One server-sent event holds at most a few seconds of base64 audio; past this, the answer
+# is not what it claims (and would otherwise grow in memory without end).
+_MAX_EVENT = 16 * 1024 * 1024
 
 
 async def pcm_chunks(
@@ -116,3 +122,42 @@ async def whole(
     yield SynthesizedAudio(
         await audio.to_pcm_async(rate=rate, channels=channels), rate=rate, channels=channels
     )
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server-sent event: its `event:` name ("message" when none) and its data."""
+
+    name: str
+    data: str
+
+
+async def server_events(
+    source: AsyncIterable[bytes], *, backend: str
+) -> AsyncIterator[ServerEvent]:
+    """The events of a `text/event-stream` body as they arrive (the WHATWG format: `data:`
+    lines joined with newlines, `event:` names, `:` comments, a blank line ends an event;
+    lines end with LF or CRLF). An event left unfinished at the end is dropped, as browsers
+    do. PermanentBackendError when one event grows past 16 MiB."""
+    buffer = b""
+    name, size = "", 0
+    data: list[str] = []
+    async for piece in source:
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.removesuffix(b"\r")
+            if not line:
+                if data:
+                    yield ServerEvent(name or "message", "\n".join(data))
+                name, data, size = "", [], 0
+                continue
+            field, _, value = line.partition(b":")
+            value = value.removeprefix(b" ")
+            if field == b"data":
+                data.append(value.decode("utf-8", "replace"))
+                size += len(value)
+            elif field == b"event":
+                name = value.decode("utf-8", "replace")
+        if len(buffer) + size > _MAX_EVENT:
+            raise PermanentBackendError(f"{backend}: an event of the answer is over 16 MiB")

@@ -23,7 +23,10 @@ Optionally, for audio that plays while it is synthesized (`TTSAudioCache.stream`
   `rate`/`channels` are hints as for `synthesize`; the fill path (voiceprep.fill) converts
   the chunks to the target shape with one stateful resampler (`PcmConverter`), so chunk
   boundaries leave no seams. A backend without `stream` works as one chunk: its
-  `synthesize` result.
+  `synthesize` result. An item's `words` are timed from that item's first sample. A
+  provider that times words only after sending their audio (Cartesia) yields them on an
+  item without audio (`data` empty), timed from where it stands, the end of the audio
+  before it: negative times.
 
 Errors: raise `TransientBackendError` for what is worth retrying, `PermanentBackendError`
 / `AuthenticationError` for what is not, `EmptyAudioError` for no audio. A `stream` raises

@@ -22,17 +22,20 @@ once per sentence (Pipecat's text aggregator splits the turn), so each sentence 
 - word timestamps: what a word-timestamp service reports while it speaks a miss
   (`add_word_timestamps`) is stored with the audio, and a hit reports the same words at
   the same offsets from its first audio, so Pipecat emits one `TTSTextFrame` per word at
-  its presentation time, as on the miss (an interrupted hit records only what was heard).
+  its presentation time, as on the miss (an interrupted hit records only what was heard);
+  words of a script written without spaces (Chinese, Japanese) are replayed with
+  `includes_inter_frame_spaces`, as Pipecat's services declare them for those languages.
   Services of one identity and sample rate in one process share their misses through
   voiceprep's fill path (voiceprep.fill): a second session asking for a sentence that is
   being synthesized follows that synthesis from its first chunk (Started, its audio,
   Stopped, as for a hit) instead of paying for it again; if the first one fails or is
   interrupted, the follower gets an `ErrorFrame`.
 
-Services that deliver audio from a websocket receive loop (`run_tts` yields None) are
-served hits when no earlier sentence of the same audio context is still arriving (a hit
-is never played ahead of live audio), and store a miss when its context held that one
-sentence and completed uninterrupted.
+Services that deliver audio from a websocket receive loop (`run_tts` yields None, or
+nothing, and the audio reaches the call's audio context later) are served hits when no
+earlier sentence of the same audio context is still arriving (a hit is never played ahead
+of live audio), and store a miss, with the words reported for it, when its context held
+that one sentence and completed uninterrupted.
 
 Key identity: from the service's class and settings (model, voice, language) and its
 sample rate; OpenAI, ElevenLabs, Cartesia and Deepgram services map onto voiceprep's
@@ -46,7 +49,9 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipecat.frames.frames import (
@@ -57,6 +62,7 @@ from pipecat.frames.frames import (
     TTSStartedFrame,
     TTSStoppedFrame,
 )
+from pipecat.utils.text.word_timestamp_utils import merge_punct_tokens
 from pipecat.utils.types import is_given
 
 from voiceprep.backends.elevenlabs import output_format_for
@@ -97,9 +103,9 @@ class CachedTTSMixin:
         self._vp_limits = (max_entries, max_bytes)
         # One cache per (identity, rate): settings and the sample rate can change at run time.
         self._vp_caches: dict[tuple[str, int], TTSAudioCache] = {}
-        # Websocket-style services: per open audio context, the sentences sent and the
-        # audio received, so a context of one sentence can be stored when it completes.
-        self._vp_live: dict[str, tuple[list[str], bytearray]] = {}
+        # Websocket-style services: per open audio context, the sentences sent, the audio
+        # and words received, so a context of one sentence can be stored when it completes.
+        self._vp_live: dict[str, _Live] = {}
         # The words a miss's service reports while run_tts runs, by context.
         self._vp_words: dict[str | None, list[tuple[str, float]]] = {}
         self._vp_speaking: str | None = None  # the context whose run_tts is running
@@ -175,10 +181,14 @@ class CachedTTSMixin:
                     error = error or BackendError(f"{text!r}: {frame.error}")
                 elif frame is None and not went_async:
                     went_async = True  # websocket-style: the audio comes to the context
-                    error = error or _NotShared(f"{text!r}: delivered to its audio context")
-                    sent, _ = self._vp_live.setdefault(context_id, ([], bytearray()))
-                    sent.append(text)
+                    live = self._vp_goes_live(text, context_id, heard)
+                    error = error or live
                 yield frame
+            if not (went_async or error or flight.chunks) and self.audio_context_available(  # type: ignore[attr-defined]
+                context_id
+            ):  # yielded nothing: its audio comes to the context later (pipecat's WS mocks)
+                went_async = True
+                error = self._vp_goes_live(text, context_id, heard)
         except BaseException as exc:  # an interruption cancels run_tts: store nothing
             error = error or BackendError(f"{text!r}: interrupted ({type(exc).__name__})")
             raise
@@ -189,6 +199,17 @@ class CachedTTSMixin:
             await cache.filler.settle_flight(prompt, flight, error)
         if error is not None and not went_async:
             self._vp_live.pop(context_id, None)
+
+    def _vp_goes_live(
+        self, text: str, context_id: str, heard: list[tuple[str, float]]
+    ) -> BackendError:
+        """A websocket-style miss: its audio and words are collected as the context
+        receives them (the words so far move there). The error settles the flight."""
+        live = self._vp_live.setdefault(context_id, _Live())
+        live.sentences.append(text)
+        live.words += heard
+        heard.clear()
+        return _NotShared(f"{text!r}: delivered to its audio context")
 
     async def _vp_play(
         self, pieces: AsyncIterator[bytes], context_id: str, words: Words | None = None
@@ -204,7 +225,11 @@ class CachedTTSMixin:
             yield TTSStartedFrame(context_id=context_id)
         await service.stop_ttfb_metrics()
         if words:  # queued ahead of the audio: timed from its first frame, as live words are
-            await service.add_word_timestamps([(w.text, w.start) for w in words], context_id)
+            await service.add_word_timestamps(
+                [(w.text, w.start) for w in words],
+                context_id,
+                includes_inter_frame_spaces=True if _unspaced(words) else None,
+            )
         step = max(2, int(service.chunk_size) // 2 * 2)
         try:
             async for pcm in pieces:
@@ -226,22 +251,29 @@ class CachedTTSMixin:
         *args: Any,
         **kwargs: Any,
     ) -> None:
-        heard = self._vp_words.get(context_id or self._vp_speaking)
+        key = context_id or self._vp_speaking
+        live = self._vp_live.get(key) if key else None
+        heard = live.words if live is not None else self._vp_words.get(key)
         if heard is not None:
-            heard += [(w, float(t)) for w, t in word_times if w not in _MARKERS]
+            # The words as Pipecat emits them: punctuation tokens merged when asked.
+            merge = kwargs.get("pre_merge_tokens", args[1] if len(args) > 1 else False)
+            said = merge_punct_tokens(word_times) if merge else word_times
+            heard += [(w, float(t)) for w, t in said if w not in _MARKERS]
         await super().add_word_timestamps(word_times, context_id, *args, **kwargs)  # type: ignore[misc]
 
     async def append_to_audio_context(self, context_id: str | None, frame: Any) -> None:
         live = self._vp_live.get(context_id) if context_id else None
         if live is not None and isinstance(frame, TTSAudioRawFrame):
-            live[1].extend(frame.audio)
+            live.audio.extend(frame.audio)
         await super().append_to_audio_context(context_id, frame)  # type: ignore[misc]
 
     async def on_audio_context_completed(self, context_id: str) -> None:
         live = self._vp_live.pop(context_id, None)
-        if live is not None and len(live[0]) == 1 and live[1]:
+        if live is not None and len(live.sentences) == 1 and live.audio:
+            cache = self.voiceprep_cache()
+            words = _timed(live.words, len(live.audio) / 2 / cache.rate)
             voice = self.voiceprep_identity().voice
-            await self.voiceprep_cache().store(live[0][0], bytes(live[1]), voice_id=voice)
+            await cache.store(live.sentences[0], bytes(live.audio), voice_id=voice, words=words)
         await super().on_audio_context_completed(context_id)  # type: ignore[misc]
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
@@ -255,6 +287,15 @@ class CachedTTSMixin:
         caches, self._vp_caches = list(self._vp_caches.values()), {}
         for cache in caches:
             await close_prompt_cache(cache)
+
+
+@dataclass
+class _Live:
+    """A websocket-style audio context: the sentences sent, the audio and words received."""
+
+    sentences: list[str] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    words: list[tuple[str, float]] = field(default_factory=list)
 
 
 class _NotShared(BackendError):
@@ -274,6 +315,13 @@ def _timed(heard: list[tuple[str, float]], seconds: float) -> Words | None:
         return None
     ends = [t for _, t in heard[1:]] + [seconds]
     return tuple(Word(w, t, end) for (w, t), end in zip(heard, ends, strict=True))
+
+
+def _unspaced(words: Words) -> bool:
+    """Whether the words are of a script written without spaces (Chinese, Japanese): then
+    each TTSTextFrame carries its own spacing, as Pipecat's Cartesia and ElevenLabs
+    services declare for those languages (`includes_inter_frame_spaces`)."""
+    return any(unicodedata.east_asian_width(c) in "WF" for w in words for c in w.text)
 
 
 async def _once(pcm: bytes) -> AsyncIterator[bytes]:
