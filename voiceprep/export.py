@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voiceprep.batch import stopping_held
 from voiceprep.errors import CacheError, UsageError, VoiceprepError
 from voiceprep.output import OutputSpec, convert_pcm, phone_spec
 from voiceprep.phrases import LANG_TAG
@@ -365,19 +366,26 @@ def _remove(path: Path) -> None:
 def _write_atomically(path: Path, data: bytes) -> None:
     if _odd(path):
         raise VoiceprepError(f"{path}: {_LEFT_ALONE}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = ""
     try:
-        with os.fdopen(fd, "wb") as fh:
+        # A stopping signal as mkstemp returns would leave a file whose name is not known
+        # yet: held until `tmp` is set (raised here, as the block ends, if one came).
+        with stopping_held():
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            fh = os.fdopen(fd, "wb")
+        with fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; exports are meant to be shared
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise VoiceprepError(f"{path}: cannot write: {exc.strerror}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
